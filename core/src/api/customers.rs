@@ -1,0 +1,539 @@
+//! Customers in GraphQL: `customer`, `customers`, their timeline and history, and the
+//! create / update / delete mutations.
+
+use async_graphql::{
+    ComplexObject, Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject,
+};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{ErrorExt, actor, db, events::EventConnection, limits, page::PageInfo, viewer::User};
+use crate::{
+    audit,
+    customers::{
+        self, Channel, Customer, CustomerFilter, CustomerOrder, CustomerPatch, Identity,
+        LifecycleStage, NewCustomer, OrderField,
+    },
+    error::{Error, Result},
+    events::{self, EventType},
+    pagination::{Cursor, Page, PageArgs, Paged},
+    tenancy::Actor,
+};
+
+/// An account of the customer in an outside system (WeChat unionid, WeCom external_userid,
+/// shop buyer id, store member number, …).
+#[derive(SimpleObject, InputObject, Debug, Clone)]
+#[graphql(input_name = "IdentityInput")]
+pub struct ExternalIdentity {
+    pub channel: Channel,
+    pub external_id: String,
+}
+
+impl From<ExternalIdentity> for Identity {
+    fn from(i: ExternalIdentity) -> Self {
+        Identity {
+            channel: i.channel,
+            external_id: i.external_id,
+        }
+    }
+}
+
+impl From<Identity> for ExternalIdentity {
+    fn from(i: Identity) -> Self {
+        ExternalIdentity {
+            channel: i.channel,
+            external_id: i.external_id,
+        }
+    }
+}
+
+/// A unified customer profile.
+pub struct CustomerNode {
+    customer: Customer,
+    /// Prefetched for list pages; loaded on demand otherwise.
+    identities: Option<Vec<Identity>>,
+}
+
+#[Object(name = "Customer")]
+impl CustomerNode {
+    async fn id(&self) -> ID {
+        ID(self.customer.id.clone())
+    }
+
+    async fn display_name(&self) -> &str {
+        &self.customer.display_name
+    }
+
+    /// Phone numbers in E.164 form.
+    async fn phones(&self) -> &[String] {
+        &self.customer.phones
+    }
+
+    /// Email addresses, lowercase.
+    async fn emails(&self) -> &[String] {
+        &self.customer.emails
+    }
+
+    /// Free-form attributes (a JSON object).
+    async fn attributes(&self) -> Json<Value> {
+        Json(Value::Object(self.customer.attributes.clone()))
+    }
+
+    async fn lifecycle_stage(&self) -> LifecycleStage {
+        self.customer.lifecycle_stage
+    }
+
+    async fn owner_id(&self) -> Option<ID> {
+        self.customer.owner_id.clone().map(ID)
+    }
+
+    /// The staff member responsible for this customer.
+    async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let actor = actor(ctx).gql()?;
+        Ok(self
+            .customer
+            .owner_id
+            .as_deref()
+            .and_then(|id| User::find(actor, id)))
+    }
+
+    async fn source_channel(&self) -> Channel {
+        self.customer.source_channel
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.customer.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.customer.updated_at
+    }
+
+    /// Incremented by every change.
+    async fn version(&self) -> i64 {
+        self.customer.version
+    }
+
+    /// External accounts linked to this customer.
+    async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ExternalIdentity>> {
+        if let Some(ids) = &self.identities {
+            return Ok(ids.iter().cloned().map(Into::into).collect());
+        }
+        let actor = actor(ctx).gql()?;
+        let loaded = customers::identities_of(db(ctx), actor.tenant_id(), &[&self.customer.id])
+            .await
+            .gql()?;
+        Ok(loaded.into_iter().map(|(_, i)| i.into()).collect())
+    }
+
+    /// The customer's events, newest first.
+    async fn timeline(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        #[graphql(desc = "Only events of these types.")] types: Option<Vec<EventType>>,
+    ) -> async_graphql::Result<EventConnection> {
+        let actor = actor(ctx).gql()?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = Page::new(
+            &args,
+            limits(ctx).max_page_size,
+            actor.tenant_id(),
+            events::TIMELINE_ORDER,
+        )
+        .gql()?;
+        let paged = events::timeline(
+            db(ctx),
+            &actor.tenant,
+            &self.customer.id,
+            &types.unwrap_or_default(),
+            &page,
+        )
+        .await
+        .gql()?;
+        Ok(EventConnection::new(paged))
+    }
+
+    /// Recorded changes to this customer, newest first.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+    ) -> async_graphql::Result<Vec<AuditEntry>> {
+        let actor = actor(ctx).gql()?;
+        let mut conn = db(ctx).pool.acquire().await.map_err(Error::from).gql()?;
+        let entries = audit::for_entity(
+            &mut conn,
+            actor.tenant_id(),
+            "customer",
+            &self.customer.id,
+            first.into(),
+        )
+        .await
+        .map_err(Error::from)
+        .gql()?;
+        Ok(entries
+            .into_iter()
+            .map(|e| AuditEntry {
+                at: e.at,
+                actor_id: e.actor_id,
+                action: e.action,
+                changes: Json(e.changes),
+            })
+            .collect())
+    }
+}
+
+/// One recorded change.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    /// The user who made the change.
+    pub actor_id: String,
+    /// `customer.create`, `customer.update`, `customer.delete`, `events.record`.
+    pub action: String,
+    /// What changed: for updates `{field: {from, to}}`.
+    pub changes: Json<Value>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct CustomerConnection {
+    pub edges: Vec<CustomerEdge>,
+    pub page_info: PageInfo,
+    #[graphql(skip)]
+    filter: CustomerFilter,
+}
+
+#[ComplexObject]
+impl CustomerConnection {
+    /// How many customers match the filter, across all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let actor = actor(ctx).gql()?;
+        customers::count(db(ctx), &actor.tenant, &self.filter)
+            .await
+            .gql()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CustomerEdge {
+    pub cursor: String,
+    pub node: CustomerNode,
+}
+
+/// Which customers to list; every condition given must hold.
+#[derive(InputObject, Debug, Default)]
+pub struct CustomerFilterInput {
+    /// Case-insensitive name prefix, or an exact phone number (any format) or email.
+    pub search: Option<String>,
+    /// Any of these lifecycle stages.
+    pub stages: Option<Vec<LifecycleStage>>,
+    /// Any of these source channels.
+    pub channels: Option<Vec<Channel>>,
+    pub owner_id: Option<ID>,
+    /// Created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Attributes that must be equal, e.g. `{city: "上海", vip: true}`.
+    pub attributes: Option<Json<Value>>,
+    /// Customers holding this external identity.
+    pub identity: Option<ExternalIdentity>,
+}
+
+impl CustomerFilterInput {
+    fn into_filter(self) -> Result<CustomerFilter> {
+        let attributes = match self.attributes.map(|j| j.0) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => return Err(Error::invalid("filter.attributes", "must be a JSON object")),
+        };
+        Ok(CustomerFilter {
+            search: self.search,
+            stages: self.stages.unwrap_or_default(),
+            channels: self.channels.unwrap_or_default(),
+            owner_id: self.owner_id.map(|id| id.0),
+            created_after: self.created_after,
+            created_before: self.created_before,
+            attributes,
+            identity: self.identity.map(Into::into),
+        })
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CustomerOrderField {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    DisplayName,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    Asc,
+    #[default]
+    Desc,
+}
+
+#[derive(InputObject, Debug, Clone, Copy, Default)]
+pub struct CustomerOrderInput {
+    #[graphql(default)]
+    pub field: CustomerOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+impl From<CustomerOrderInput> for CustomerOrder {
+    fn from(o: CustomerOrderInput) -> Self {
+        CustomerOrder {
+            field: match o.field {
+                CustomerOrderField::CreatedAt => OrderField::CreatedAt,
+                CustomerOrderField::UpdatedAt => OrderField::UpdatedAt,
+                CustomerOrderField::DisplayName => OrderField::DisplayName,
+            },
+            descending: o.direction == OrderDirection::Desc,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct CustomerQuery;
+
+#[Object]
+impl CustomerQuery {
+    /// One customer of the caller's tenant.
+    async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<CustomerNode> {
+        let actor = actor(ctx).gql()?;
+        let customer = customers::get(db(ctx), actor.tenant_id(), &id)
+            .await
+            .gql()?;
+        Ok(CustomerNode {
+            customer,
+            identities: None,
+        })
+    }
+
+    /// Customers of the caller's tenant, as a Relay connection (default: newest first).
+    #[allow(clippy::too_many_arguments)] // Relay's four paging arguments plus filter and order
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<CustomerFilterInput>,
+        order_by: Option<CustomerOrderInput>,
+    ) -> async_graphql::Result<CustomerConnection> {
+        let actor = actor(ctx).gql()?;
+        let db = db(ctx);
+        let order: CustomerOrder = order_by.unwrap_or_default().into();
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = Page::new(
+            &args,
+            limits(ctx).max_page_size,
+            actor.tenant_id(),
+            order.cursor_name(),
+        )
+        .gql()?;
+        let filter = filter.unwrap_or_default().into_filter().gql()?;
+        let paged = customers::list(db, &actor.tenant, &filter, order, &page)
+            .await
+            .gql()?;
+        let wants_identities = ctx
+            .look_ahead()
+            .field("edges")
+            .field("node")
+            .field("identities")
+            .exists();
+        let identities = if wants_identities {
+            let ids: Vec<&str> = paged.items.iter().map(|(c, _)| c.id.as_str()).collect();
+            Some(
+                customers::identities_of(db, actor.tenant_id(), &ids)
+                    .await
+                    .gql()?,
+            )
+        } else {
+            None
+        };
+        Ok(connection(paged, identities, filter))
+    }
+}
+
+fn connection(
+    paged: Paged<(Customer, Cursor)>,
+    identities: Option<Vec<(String, Identity)>>,
+    filter: CustomerFilter,
+) -> CustomerConnection {
+    let page_info = PageInfo::of(&paged);
+    let edges = paged
+        .items
+        .into_iter()
+        .map(|(customer, cursor)| {
+            let mine = identities.as_ref().map(|all| {
+                all.iter()
+                    .filter(|(owner, _)| *owner == customer.id)
+                    .map(|(_, i)| i.clone())
+                    .collect()
+            });
+            CustomerEdge {
+                cursor: cursor.encode(),
+                node: CustomerNode {
+                    customer,
+                    identities: mine,
+                },
+            }
+        })
+        .collect();
+    CustomerConnection {
+        edges,
+        page_info,
+        filter,
+    }
+}
+
+#[derive(InputObject, Debug)]
+pub struct CreateCustomerInput {
+    pub display_name: String,
+    #[graphql(default)]
+    pub phones: Vec<String>,
+    #[graphql(default)]
+    pub emails: Vec<String>,
+    #[graphql(default)]
+    pub identities: Vec<ExternalIdentity>,
+    /// A JSON object of free-form attributes.
+    pub attributes: Option<Json<Value>>,
+    #[graphql(default_with = "LifecycleStage::Lead")]
+    pub lifecycle_stage: LifecycleStage,
+    pub owner_id: Option<ID>,
+    pub source_channel: Channel,
+}
+
+/// Changes to a customer; omitted fields stay as they are.
+#[derive(InputObject, Debug)]
+pub struct UpdateCustomerInput {
+    pub display_name: Option<String>,
+    /// Replaces the list.
+    pub phones: Option<Vec<String>>,
+    /// Replaces the list.
+    pub emails: Option<Vec<String>>,
+    /// Merged into the current attributes; a key set to `null` is removed.
+    pub attributes: Option<Json<Value>>,
+    pub lifecycle_stage: Option<LifecycleStage>,
+    /// `null` clears the owner.
+    pub owner_id: MaybeUndefined<ID>,
+    pub source_channel: Option<Channel>,
+    #[graphql(default)]
+    pub add_identities: Vec<ExternalIdentity>,
+    #[graphql(default)]
+    pub remove_identities: Vec<ExternalIdentity>,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct DeleteCustomerPayload {
+    /// The id of the deleted customer.
+    pub id: ID,
+}
+
+#[derive(Default)]
+pub struct CustomerMutation;
+
+#[Object]
+impl CustomerMutation {
+    /// Creates a customer. Phones are normalised to E.164 (numbers without a country code are
+    /// read in the tenant's default region), emails lowercased; every invalid field is
+    /// reported in `extensions.errors`.
+    async fn create_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCustomerInput,
+    ) -> async_graphql::Result<CustomerNode> {
+        let actor = actor(ctx).gql()?;
+        let new = NewCustomer {
+            display_name: input.display_name,
+            phones: input.phones,
+            emails: input.emails,
+            identities: input.identities.into_iter().map(Into::into).collect(),
+            attributes: input.attributes.map(|j| j.0),
+            lifecycle_stage: input.lifecycle_stage,
+            owner_id: input.owner_id.map(|id| id.0),
+            source_channel: input.source_channel,
+        };
+        let customer = customers::create(db(ctx), actor, &new).await.gql()?;
+        node_with_identities(ctx, actor, customer).await
+    }
+
+    /// Changes a customer; the change and its audit entry are stored together.
+    async fn update_customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateCustomerInput,
+    ) -> async_graphql::Result<CustomerNode> {
+        let actor = actor(ctx).gql()?;
+        let patch = CustomerPatch {
+            display_name: input.display_name,
+            phones: input.phones,
+            emails: input.emails,
+            attributes: input.attributes.map(|j| j.0),
+            lifecycle_stage: input.lifecycle_stage,
+            owner_id: match input.owner_id {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(id) => Some(Some(id.0)),
+            },
+            source_channel: input.source_channel,
+            add_identities: input.add_identities.into_iter().map(Into::into).collect(),
+            remove_identities: input
+                .remove_identities
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        };
+        let customer = customers::update(db(ctx), actor, &id, &patch).await.gql()?;
+        node_with_identities(ctx, actor, customer).await
+    }
+
+    /// Deletes a customer (soft: it disappears from every query; history is kept).
+    async fn delete_customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<DeleteCustomerPayload> {
+        let actor = actor(ctx).gql()?;
+        customers::delete(db(ctx), actor, &id).await.gql()?;
+        Ok(DeleteCustomerPayload { id })
+    }
+}
+
+async fn node_with_identities(
+    ctx: &Context<'_>,
+    actor: &Actor,
+    customer: Customer,
+) -> async_graphql::Result<CustomerNode> {
+    let identities = customers::identities_of(db(ctx), actor.tenant_id(), &[&customer.id])
+        .await
+        .gql()?
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect();
+    Ok(CustomerNode {
+        customer,
+        identities: Some(identities),
+    })
+}

@@ -1,0 +1,77 @@
+//! The GraphQL API over HTTP. Only this module knows HTTP and GraphQL; it turns requests
+//! into calls on the domain modules with the caller's [`Actor`].
+
+mod customers;
+mod errors;
+mod events;
+mod http;
+pub mod metrics;
+mod page;
+mod viewer;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, MergedObject, Schema};
+use tokio::sync::broadcast;
+
+pub use errors::{ErrorExt, classify};
+pub use http::{AppState, router};
+
+use crate::{
+    config::Limits,
+    error::{Error, Result},
+    events::Event,
+    storage::Db,
+    tenancy::Actor,
+};
+
+/// Events as they are recorded, for subscriptions on this host: (tenant id, event).
+pub type EventBus = broadcast::Sender<Arc<(String, Event)>>;
+
+#[derive(MergedObject, Default)]
+pub struct Query(viewer::ViewerQuery, customers::CustomerQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(customers::CustomerMutation, events::EventMutation);
+
+pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;
+
+/// Builds the schema with its shared data and the configured limits.
+pub fn schema(db: Db, limits: &Limits, bus: EventBus) -> ShoalSchema {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        events::EventSubscription,
+    )
+    .data(db)
+    .data(limits.clone())
+    .data(bus)
+    .limit_depth(limits.max_query_depth)
+    .limit_complexity(limits.max_query_complexity)
+    .finish()
+}
+
+/// The schema as SDL, for `shoal schema print` and the snapshot test.
+pub fn sdl() -> String {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        events::EventSubscription,
+    )
+    .finish()
+    .sdl()
+}
+
+/// The caller; every resolver starts here.
+fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor> {
+    ctx.data_opt::<Actor>()
+        .ok_or_else(|| Error::Internal("request reached a resolver without an actor".into()))
+}
+
+fn db<'a>(ctx: &Context<'a>) -> &'a Db {
+    ctx.data_unchecked::<Db>()
+}
+
+fn limits<'a>(ctx: &Context<'a>) -> &'a Limits {
+    ctx.data_unchecked::<Limits>()
+}

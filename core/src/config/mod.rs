@@ -1,0 +1,94 @@
+//! Configuration: built-in defaults → an optional TOML file → `SHOAL_…` environment variables.
+//!
+//! Loading is a pure function of its inputs ([`ConfigSource`]): nothing here reads process
+//! globals except through the source it is handed, so tests can build any environment.
+
+mod load;
+mod redact;
+mod tenants;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, ConfigSource, ensure_parent_dir, load, sha256_hex};
+pub use redact::url as redact_url;
+pub use tenants::{ApiKeyConfig, ModuleConfig, Role, TenantConfig, UserConfig};
+
+/// The built-in defaults, compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// The whole effective configuration of one Shoal host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub limits: Limits,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://<file>` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// API limits; each one, when hit, is answered with `extensions.code = LIMIT_EXCEEDED`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_page_size: u32,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub max_batch_events: usize,
+}
+
+impl Config {
+    /// The storage URL with any password replaced by `***`, fit for logs.
+    pub fn storage_url_redacted(&self) -> String {
+        redact::url(&self.storage.url)
+    }
+
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        redact::config_toml(self)
+    }
+
+    /// Where SQLite files live when the storage URL is relative: the file's parent folder.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.storage
+            .url
+            .strip_prefix("sqlite://")
+            .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

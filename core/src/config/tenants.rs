@@ -1,0 +1,97 @@
+//! Tenant configuration: users, API keys and the industry modules each tenant enables.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One tenant: a business running Shoal. Its id is the key of its `[tenants.<id>]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// IANA time zone (e.g. `Asia/Shanghai`) for schedules and quiet hours.
+    pub time_zone: chrono_tz::Tz,
+    /// ISO 3166 region used to read phone numbers written without a country code.
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    #[serde(default)]
+    pub users: BTreeMap<String, UserConfig>,
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKeyConfig>,
+    /// Industry modules (plugins) by id, with their per-tenant parameters.
+    #[serde(default)]
+    pub modules: BTreeMap<String, ModuleConfig>,
+}
+
+fn default_region() -> String {
+    "CN".to_owned()
+}
+
+/// A person (or integration) acting within a tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    pub role: Role,
+}
+
+/// What a user may do. The permission model (data scopes, field masking) builds on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything within the tenant, including administration.
+    Admin,
+    /// Reads and changes customer data.
+    Manager,
+    /// Reads and changes customer data (front-line staff).
+    Agent,
+    /// Reads only; every mutation is `FORBIDDEN`.
+    Readonly,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Agent => "agent",
+            Role::Readonly => "readonly",
+        }
+    }
+
+    pub fn can_write(self) -> bool {
+        !matches!(self, Role::Readonly)
+    }
+}
+
+/// An API key, never stored in clear: either its SHA-256 (hex) or the name of an environment
+/// variable holding it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The user this key acts as.
+    pub user: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+/// One industry module switched on (or off) for a tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Free-form parameters handed to the module (e.g. a regional price-tier table).
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}

@@ -1,0 +1,95 @@
+//! Closed vocabularies shared by storage and the API: stored as snake_case text, exposed
+//! as GraphQL enums (the one place where a domain type derives a GraphQL trait, so that the
+//! vocabulary is written once).
+
+/// Defines a string-backed enum with `as_str` / `parse`.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Where a customer stands in the relationship.
+    LifecycleStage {
+        /// Known contact, no qualified interest yet.
+        Lead = "lead",
+        /// Showed buying interest (consulted, trialled, visited).
+        Prospect = "prospect",
+        /// Bought at least once.
+        Customer = "customer",
+        /// Buys repeatedly.
+        Loyal = "loyal",
+        /// No activity for a long time.
+        Dormant = "dormant",
+        /// Gone (unsubscribed, refunded out, long dormant).
+        Churned = "churned",
+    }
+}
+
+vocabulary! {
+    /// A channel through which customers arrive and interact.
+    Channel {
+        /// WeChat official account / mini program (identity: unionid or openid).
+        Wechat = "wechat",
+        /// WeCom (企业微信) contact (identity: external_userid).
+        Wecom = "wecom",
+        /// Online shop (identity: buyer id).
+        Shop = "shop",
+        /// Physical store (identity: member number).
+        Store = "store",
+        /// Website.
+        Web = "web",
+        /// Mobile app.
+        App = "app",
+        /// Phone call centre.
+        Phone = "phone",
+        /// Bulk import from files.
+        Import = "import",
+        Other = "other",
+    }
+}
+
+vocabulary! {
+    /// What happened on a customer's timeline.
+    EventType {
+        Order = "order",
+        Refund = "refund",
+        PageView = "page_view",
+        Consult = "consult",
+        MessageIn = "message_in",
+        MessageOut = "message_out",
+        Visit = "visit",
+        CouponUsed = "coupon_used",
+        /// A tenant-defined event; its `name` says which.
+        Custom = "custom",
+    }
+}
+
+impl EventType {
+    /// Events that move money carry an amount.
+    pub fn requires_amount(self) -> bool {
+        matches!(self, EventType::Order | EventType::Refund)
+    }
+}

@@ -1,0 +1,14 @@
+//! The Shoal host. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod customers;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod kinds;
+pub mod pagination;
+pub mod server;
+pub mod storage;
+pub mod tenancy;

@@ -1,0 +1,115 @@
+//! Starting and stopping a host: storage, migrations, tenants, demo data, HTTP.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, oneshot},
+    task::JoinHandle,
+};
+
+use crate::{
+    api::{self, AppState, metrics::Metrics},
+    config::Config,
+    demo,
+    storage::{self, Db},
+    tenancy::{self, Directory},
+};
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] storage::ConnectError),
+    #[error(transparent)]
+    Migrate(#[from] storage::MigrateError),
+    #[error("cannot mirror tenants into the database: {0}")]
+    Tenants(sqlx::Error),
+    #[error("cannot seed the demo tenant: {0}")]
+    Demo(crate::error::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Options of `shoal serve` beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Seed the demo tenant on first run.
+    pub demo: bool,
+}
+
+/// A running host.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub db: Db,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets requests in flight finish, and closes the pool.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+        self.db.pool.close().await;
+    }
+}
+
+/// Opens storage, applies migrations, mirrors tenants, seeds the demo tenant if asked and
+/// starts serving HTTP on `config.server.bind`.
+pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, StartError> {
+    let db = Db::connect(&config.storage.url, config.storage.max_connections).await?;
+    let applied = storage::migrate(&db).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, backend = db.backend.name(), "applied migrations");
+    }
+    tenancy::sync_to_db(&db, config)
+        .await
+        .map_err(StartError::Tenants)?;
+    let directory = Directory::from_config(config);
+    if options.demo
+        && let Some(tenant) = directory.tenant(demo::TENANT_ID)
+    {
+        let seeded = demo::seed(&db, tenant).await.map_err(StartError::Demo)?;
+        if seeded > 0 {
+            tracing::info!(customers = seeded, "seeded the demo tenant");
+        }
+    }
+    let (bus, _) = broadcast::channel(1024);
+    let state = AppState {
+        schema: api::schema(db.clone(), &config.limits, bus),
+        directory: Arc::new(directory),
+        db: db.clone(),
+        limits: config.limits.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let listener = TcpListener::bind(config.server.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.bind,
+        source,
+    })?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        db,
+        shutdown,
+        task,
+    })
+}

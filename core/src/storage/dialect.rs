@@ -1,0 +1,36 @@
+//! The few SQL fragments that differ between SQLite and PostgreSQL.
+
+use super::Backend;
+
+/// An expression yielding a JSON column as text.
+pub fn json_text(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Sqlite => column.to_owned(),
+        Backend::Postgres => format!("{column}::text"),
+    }
+}
+
+/// A placeholder (`$n`) bound to JSON text, cast where the column is `jsonb`.
+pub fn json_cast(backend: Backend, placeholder: &str) -> String {
+    match backend {
+        Backend::Sqlite => placeholder.to_owned(),
+        Backend::Postgres => format!("{placeholder}::jsonb"),
+    }
+}
+
+/// A condition: the JSON object in `column` holds every key of the JSON object bound to
+/// `object`, with an equal value (for scalars; PostgreSQL uses the GIN-indexed containment
+/// operator).
+pub fn json_key_equals(backend: Backend, column: &str, object: &str) -> String {
+    match backend {
+        // `object` holds `{"key": value, …}`: no key of it may differ from the column's.
+        Backend::Sqlite => format!(
+            "NOT EXISTS (SELECT 1 FROM json_each({object}) AS want WHERE NOT ( \
+             json_extract({column}, '$.\"' || want.key || '\"') IS want.value AND ( \
+             json_type({column}, '$.\"' || want.key || '\"') = want.type \
+             OR (json_type({column}, '$.\"' || want.key || '\"') IN ('integer', 'real') \
+                 AND want.type IN ('integer', 'real')))))"
+        ),
+        Backend::Postgres => format!("{column} @> {object}::jsonb"),
+    }
+}

@@ -1,0 +1,109 @@
+//! Schema migrations: embedded SQL per backend, applied in order, each in a transaction.
+//!
+//! Applied versions are recorded in `schema_migrations` (the one table without `tenant_id`:
+//! it describes the database, not a tenant). On PostgreSQL an advisory lock serialises hosts
+//! that start at the same time.
+
+use sqlx::{Acquire, Executor, Row};
+
+use super::{Backend, Db, time};
+
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "foundation",
+    sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// Arbitrary, fixed key for `pg_advisory_lock`.
+const LOCK_KEY: i64 = 0x5_4045_4c;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "database schema is at version {found}, newer than this shoal knows ({known}); upgrade shoal"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("migration {version} ({description}) failed: {source}")]
+    Failed {
+        version: i64,
+        description: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("cannot read migration state: {0}")]
+    State(#[from] sqlx::Error),
+}
+
+/// Applies every migration the database lacks; returns the versions applied now.
+pub async fn migrate(db: &Db) -> Result<Vec<i64>, MigrateError> {
+    let mut conn = db.pool.acquire().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply(db.backend, &mut conn).await;
+    if db.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply(
+    backend: Backend,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+) -> Result<Vec<i64>, MigrateError> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (\
+         version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        .fetch_one(&mut **conn)
+        .await?
+        .try_get("v")?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(MigrateError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let failed = |source| MigrateError::Failed {
+            version: m.version,
+            description: m.description,
+            source,
+        };
+        let mut tx = conn.begin().await?;
+        let sql = match backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.description)
+        .bind(time::to_micros(time::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}

@@ -1,0 +1,115 @@
+//! Storage: one SQL code path over SQLite (embedded default) and PostgreSQL (scale-out).
+//!
+//! Queries are written once with `$n` placeholders and run through sqlx's `Any` driver; the
+//! few places where the two dialects differ are functions of [`Backend`] in `dialect`.
+//! Conventions shared by every table: `tenant_id` first in every key and index, times as
+//! UTC microseconds (`BIGINT`), money as scaled integers (see `money`), JSON as text
+//! (PostgreSQL: `jsonb` where it is queried).
+
+pub mod dialect;
+mod migrate;
+pub mod money;
+pub mod sql;
+pub mod time;
+
+use std::time::Duration;
+
+use sqlx::{
+    Executor,
+    any::{AnyPoolOptions, install_default_drivers},
+};
+
+pub use migrate::{MigrateError, migrate};
+pub use sqlx::{Any, AnyPool, Transaction};
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A connection pool and the dialect it speaks.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+}
+
+impl Db {
+    /// Opens a pool. A SQLite file (and its folder) is created on first use and put in WAL mode.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, ConnectError> {
+        install_default_drivers();
+        let (backend, url) = match url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let file = path.split('?').next().unwrap_or(path);
+                crate::config::ensure_parent_dir(std::path::Path::new(file)).map_err(|source| {
+                    ConnectError::DataDir {
+                        path: file.to_owned(),
+                        source,
+                    }
+                })?;
+                let sep = if path.contains('?') { '&' } else { '?' };
+                (Backend::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
+            }
+            None => (Backend::Postgres, url.to_owned()),
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let redacted = crate::config::redact_url(&url);
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(|source| ConnectError::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
+        if backend == Backend::Sqlite {
+            pool.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(|source| ConnectError::Connect {
+                    url: redacted,
+                    source,
+                })?;
+        }
+        Ok(Db { pool, backend })
+    }
+
+    /// True when the database answers a trivial query (`/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
