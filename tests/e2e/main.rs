@@ -1,1 +1,12 @@
-fn main() {}
+//! End-to-end tests: each starts a real Shoal server (HTTP on an ephemeral port, a fresh
+//! SQLite file or PostgreSQL database) and speaks GraphQL to it. Storage tests run on both
+//! backends (see `on_both_backends!`); PostgreSQL comes from `SHOAL_TEST_POSTGRES_URL`.
+
+mod harness;
+
+mod cli;
+mod customers;
+mod events;
+mod http;
+mod isolation;
+mod pagination;

@@ -58,7 +58,8 @@ fn file_then_env_override_defaults() {
         let config = load_file(
             jail,
             &format!("[server]\nbind = \"0.0.0.0:9000\"\n{TENANT}"),
-        )?;
+        )
+        .expect("valid config");
         assert_eq!(config.server.bind.port(), 9000);
         assert_eq!(config.limits.max_page_size, 50);
         let key = &config.tenants["acme"].api_keys["ci"];
@@ -132,7 +133,8 @@ fn redacted_config_hides_secrets() {
         let config = load_file(
             jail,
             &format!("[storage]\nurl = \"postgres://shoal:hunter2@db/shoal\"\n{TENANT}"),
-        )?;
+        )
+        .expect("valid config");
         let shown = config.to_redacted_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains(&load::sha256_hex("a-very-long-secret-key")));

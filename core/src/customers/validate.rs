@@ -43,7 +43,14 @@ pub fn phone(raw: &str, region: phonenumber::country::Id) -> Result<String, Stri
             "`{trimmed}` is not a valid phone number (numbers without +country code are read as {region:?})"
         )
     };
-    let number = phonenumber::parse(Some(region), trimmed).map_err(|_| invalid())?;
+    // A number written with +country code is parsed without a default region: phonenumber
+    // 0.3 otherwise strips the region's national prefix (US `1`) from e.g. `+86 138…`.
+    let default = if trimmed.starts_with('+') {
+        None
+    } else {
+        Some(region)
+    };
+    let number = phonenumber::parse(default, trimmed).map_err(|_| invalid())?;
     if !phonenumber::is_valid(&number) {
         return Err(invalid());
     }

@@ -1,0 +1,343 @@
+//! Starts a real Shoal server (real HTTP on an ephemeral port, real SQLite file or a fresh
+//! PostgreSQL database) and speaks GraphQL to it.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use serde_json::{Value, json};
+use shoal::{
+    config::{self, ApiKeyConfig, Config, ConfigSource, Role, TenantConfig, UserConfig},
+    server::{self, Running, ServeOptions},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// API keys of the two test tenants.
+pub const ALPHA: &str = "alpha-admin-key-0000000001";
+pub const ALPHA_READONLY: &str = "alpha-readonly-key-000000002";
+pub const BETA: &str = "beta-admin-key-00000000003";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn postgres_url() -> String {
+    std::env::var("SHOAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Whether PostgreSQL tests should run. Unreachable PostgreSQL is a loud skip locally and a
+/// failure under `CI=true`.
+fn postgres_available() -> bool {
+    let url = postgres_url();
+    let host_port = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let reachable = std::net::TcpStream::connect(&host_port).is_ok();
+    if !reachable {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "PostgreSQL at {url} is unreachable and CI=true: PostgreSQL tests must run in CI"
+            );
+        }
+        eprintln!("\n!!! PostgreSQL at {url} is unreachable: SKIPPING this PostgreSQL test !!!\n");
+    }
+    reachable
+}
+
+fn tenant(name: &str, users: &[(&str, Role)], keys: &[(&str, &str)]) -> TenantConfig {
+    TenantConfig {
+        name: name.into(),
+        time_zone: chrono_tz::Asia::Shanghai,
+        default_region: "CN".into(),
+        users: users
+            .iter()
+            .map(|(id, role)| {
+                (
+                    id.to_string(),
+                    UserConfig {
+                        name: format!("User {id}"),
+                        email: None,
+                        department: None,
+                        role: *role,
+                    },
+                )
+            })
+            .collect(),
+        api_keys: keys
+            .iter()
+            .map(|(user, key)| {
+                (
+                    format!("{user}-key"),
+                    ApiKeyConfig {
+                        user: user.to_string(),
+                        sha256: Some(config::sha256_hex(key)),
+                        env: None,
+                    },
+                )
+            })
+            .collect(),
+        modules: Default::default(),
+    }
+}
+
+/// The configuration every test server starts from: defaults plus tenants `alpha` and `beta`.
+pub fn base_config() -> Config {
+    let mut config = config::load(&ConfigSource::default()).expect("built-in defaults load");
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.log.level = "warn".into();
+    config.tenants.insert(
+        "alpha".into(),
+        tenant(
+            "Alpha Retail",
+            &[
+                ("boss", Role::Admin),
+                ("agent-a", Role::Agent),
+                ("viewer", Role::Readonly),
+            ],
+            &[("boss", ALPHA), ("viewer", ALPHA_READONLY)],
+        ),
+    );
+    config.tenants.insert(
+        "beta".into(),
+        tenant("Beta Clinic", &[("boss", Role::Admin)], &[("boss", BETA)]),
+    );
+    config
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    running: Option<Running>,
+    dir: PathBuf,
+    pg_database: Option<String>,
+}
+
+impl TestServer {
+    /// A server with the base config; `None` when the backend is unavailable (local only).
+    pub async fn start(backend: Backend) -> Option<TestServer> {
+        TestServer::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<TestServer> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("{}_{}", std::process::id(), n);
+        let dir = std::env::temp_dir().join(format!("shoal-e2e-{tag}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut config = base_config();
+        let mut pg_database = None;
+        match backend {
+            Backend::Sqlite => {
+                config.storage.url = format!("sqlite://{}", dir.join("shoal.db").display());
+            }
+            Backend::Postgres => {
+                if !postgres_available() {
+                    return None;
+                }
+                let name = format!("shoal_e2e_{tag}");
+                admin_sql(&format!("CREATE DATABASE {name}")).await;
+                let base = postgres_url();
+                let cut = base.rfind('/').expect("postgres URL names a database");
+                config.storage.url = format!("{}/{name}", &base[..cut]);
+                pg_database = Some(name);
+            }
+        }
+        tweak(&mut config);
+        let running = server::start(&config, &ServeOptions::default())
+            .await
+            .expect("server starts");
+        Some(TestServer {
+            addr: running.addr,
+            running: Some(running),
+            dir,
+            pg_database,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        if let Some(name) = &self.pg_database {
+            admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// POSTs a GraphQL request with `key`; returns the HTTP status and the JSON body.
+    pub async fn post(&self, key: Option<&str>, body: &str) -> (u16, Value) {
+        let mut headers = String::from("Content-Type: application/json\r\n");
+        if let Some(key) = key {
+            headers.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        let (status, body) = http(self.addr, "POST", "/graphql", &headers, body).await;
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// Runs a GraphQL operation as `key` and returns the whole response.
+    pub async fn gql(&self, key: &str, query: &str, variables: Value) -> Value {
+        self.post(
+            Some(key),
+            &json!({ "query": query, "variables": variables }).to_string(),
+        )
+        .await
+        .1
+    }
+
+    /// Runs an operation that must succeed and returns its `data`.
+    pub async fn ok(&self, key: &str, query: &str, variables: Value) -> Value {
+        let response = self.gql(key, query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {}",
+            serde_json::to_string_pretty(&response).unwrap()
+        );
+        response["data"].clone()
+    }
+
+    /// Runs an operation that must fail; returns its first error.
+    pub async fn err(&self, key: &str, query: &str, variables: Value) -> Value {
+        let response = self.gql(key, query, variables).await;
+        response["errors"][0].clone()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http(self.addr, "GET", path, "", "").await
+    }
+
+    /// Creates a customer in `key`'s tenant and returns its id.
+    pub async fn create_customer(&self, key: &str, input: Value) -> String {
+        let data = self
+            .ok(
+                key,
+                "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }",
+                json!({ "input": input }),
+            )
+            .await;
+        data["createCustomer"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+}
+
+/// The code of an error (`extensions.code`).
+pub fn code(error: &Value) -> &str {
+    error["extensions"]["code"].as_str().unwrap_or("<no code>")
+}
+
+/// The field paths listed in a BAD_USER_INPUT error.
+pub fn fields(error: &Value) -> Vec<String> {
+    error["extensions"]["errors"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| e["field"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn admin_sql(statement: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url())
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(statement)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+/// A minimal HTTP/1.1 exchange (`Connection: close`), enough for tests.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("receive");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Declares each listed `async fn(&TestServer)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::harness::TestServer::start($crate::harness::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(server) = $crate::harness::TestServer::start($crate::harness::Backend::Postgres).await {
+                        super::$name(&server).await;
+                        server.stop().await;
+                    }
+                }
+            )+
+        }
+    };
+}
