@@ -311,7 +311,32 @@ async fn filters_select_matching_customers(s: &TestServer) {
     assert_eq!(fields(&error), ["filter.attributes"]);
 }
 
+async fn concurrent_updates_are_not_lost(s: &TestServer) {
+    let id = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "Busy", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let update = "mutation($id: ID!, $a: JSON) { updateCustomer(id: $id, input: { attributes: $a }) { version } }";
+    let updates = (0..12).map(|i| {
+        let vars = json!({ "id": id, "a": { format!("k{i}"): i } });
+        async move { s.ok(ALPHA, update, vars).await }
+    });
+    futures_util::future::join_all(updates).await;
+    let c = &s.ok(ALPHA, CUSTOMER, json!({ "id": id })).await["customer"];
+    let expected: serde_json::Map<String, serde_json::Value> =
+        (0..12).map(|i| (format!("k{i}"), json!(i))).collect();
+    assert_eq!(
+        c["attributes"],
+        serde_json::Value::Object(expected),
+        "every merge survived"
+    );
+    assert_eq!(c["version"], 13);
+}
+
 crate::on_both_backends!(
+    concurrent_updates_are_not_lost,
     create_normalises_contacts,
     every_invalid_field_is_reported,
     unknown_input_fields_are_refused,

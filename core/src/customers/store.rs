@@ -101,7 +101,7 @@ pub fn prepare(actor: &Actor, input: &NewCustomer, field: &str) -> Result<Prepar
 pub async fn create(db: &Db, actor: &Actor, input: &NewCustomer) -> Result<Customer> {
     actor.require_write()?;
     let prepared = prepare(actor, input, "input")?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     check_identities_free(
         &mut tx,
         actor.tenant_id(),
@@ -281,13 +281,25 @@ async fn check_identities_free(
 /// A live (not deleted) customer of the actor's tenant.
 pub async fn get(db: &Db, tenant_id: &str, id: &str) -> Result<Customer> {
     let mut conn = db.pool.acquire().await?;
-    fetch(&mut conn, db, tenant_id, id).await
+    fetch(&mut conn, db, tenant_id, id, false).await
 }
 
-async fn fetch(conn: &mut AnyConnection, db: &Db, tenant_id: &str, id: &str) -> Result<Customer> {
+/// Reads a live customer; `locked` also locks its row until the transaction ends.
+async fn fetch(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant_id: &str,
+    id: &str,
+    locked: bool,
+) -> Result<Customer> {
     let sql = format!(
-        "SELECT {} FROM customers c WHERE c.tenant_id = $1 AND c.id = $2 AND c.deleted_at IS NULL",
-        columns(db)
+        "SELECT {} FROM customers c WHERE c.tenant_id = $1 AND c.id = $2 AND c.deleted_at IS NULL{}",
+        columns(db),
+        if locked {
+            dialect::for_update(db.backend)
+        } else {
+            ""
+        }
     );
     let row = sqlx::query(&sql)
         .bind(tenant_id)
@@ -362,8 +374,8 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> 
     p.into_result(())?;
 
     for _ in 0..UPDATE_ATTEMPTS {
-        let mut tx = db.pool.begin().await?;
-        let before = fetch(&mut tx, db, actor.tenant_id(), id).await?;
+        let mut tx = db.begin_write().await?;
+        let before = fetch(&mut tx, db, actor.tenant_id(), id, true).await?;
         let mut after = before.clone();
         if let Some(n) = &name {
             after.display_name = n.clone();
@@ -523,8 +535,8 @@ async fn change_identities(
 /// trail, and its identities are released for other customers.
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
     actor.require_write()?;
-    let mut tx = db.pool.begin().await?;
-    let before = fetch(&mut tx, db, actor.tenant_id(), id).await?;
+    let mut tx = db.begin_write().await?;
+    let before = fetch(&mut tx, db, actor.tenant_id(), id, true).await?;
     let now = time::to_micros(time::now());
     sqlx::query(
         "UPDATE customers SET deleted_at = $1, updated_at = $1, version = version + 1 \

@@ -139,7 +139,7 @@ pub async fn record(
     p.into_result(())?;
 
     let tenant_id = actor.tenant_id();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let customer_ids = resolve_customers(&mut tx, tenant_id, inputs).await?;
     let recorded_at = time::now();
     let mut results = Vec::with_capacity(inputs.len());

@@ -10,6 +10,15 @@ pub fn json_text(backend: Backend, column: &str) -> String {
     }
 }
 
+/// Appended to a `SELECT` that reads a row the transaction will update. SQLite needs none:
+/// write transactions hold the database lock from their start (`Db::begin_write`).
+pub fn for_update(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    }
+}
+
 /// A placeholder (`$n`) bound to JSON text, cast where the column is `jsonb`.
 pub fn json_cast(backend: Backend, placeholder: &str) -> String {
     match backend {

@@ -23,7 +23,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
-const LOCK_KEY: i64 = 0x5_4045_4c;
+const LOCK_KEY: i64 = 0x0540_454c;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
