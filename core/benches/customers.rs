@@ -108,14 +108,7 @@ fn main() {
 
 async fn bench_backend(backend: &str, url: &str, n: usize) {
     let mut config = config::load(&ConfigSource::default()).unwrap();
-    let mut tenant = TenantConfig {
-        name: "Bench".into(),
-        time_zone: chrono_tz::Asia::Shanghai,
-        default_region: "CN".into(),
-        users: Default::default(),
-        api_keys: Default::default(),
-        modules: Default::default(),
-    };
+    let mut tenant = TenantConfig::new("Bench", chrono_tz::Asia::Shanghai);
     tenant.users.insert(
         "admin".into(),
         UserConfig {

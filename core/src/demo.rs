@@ -37,14 +37,7 @@ pub fn add_tenant(config: &mut Config) -> Option<String> {
         department: Some(department.into()),
         role,
     };
-    let mut tenant = TenantConfig {
-        name: "Demo 零售 (Shoal demo)".into(),
-        time_zone: chrono_tz::Asia::Shanghai,
-        default_region: "CN".into(),
-        users: Default::default(),
-        api_keys: Default::default(),
-        modules: Default::default(),
-    };
+    let mut tenant = TenantConfig::new("Demo 零售 (Shoal demo)", chrono_tz::Asia::Shanghai);
     tenant.users.insert(
         "admin".into(),
         user("Demo Admin", "admin@demo.shoal.dev", "总部", Role::Admin),

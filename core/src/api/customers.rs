@@ -7,7 +7,12 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{ErrorExt, actor, db, events::EventConnection, limits, page::PageInfo, viewer::User};
+use super::{
+    ErrorExt, actor, db,
+    events::EventConnection,
+    page::{PageInfo, page},
+    viewer::User,
+};
 use crate::{
     audit,
     customers::{
@@ -16,7 +21,7 @@ use crate::{
     },
     error::{Error, Result},
     events::{self, EventType},
-    pagination::{Cursor, Page, PageArgs, Paged},
+    pagination::{Cursor, PageArgs, Paged},
     tenancy::Actor,
 };
 
@@ -143,13 +148,7 @@ impl CustomerNode {
             last,
             before,
         };
-        let page = Page::new(
-            &args,
-            limits(ctx).max_page_size,
-            actor.tenant_id(),
-            events::TIMELINE_ORDER,
-        )
-        .gql()?;
+        let page = page(ctx, actor, args, events::TIMELINE_ORDER)?;
         let paged = events::timeline(
             db(ctx),
             &actor.tenant,
@@ -344,13 +343,7 @@ impl CustomerQuery {
             last,
             before,
         };
-        let page = Page::new(
-            &args,
-            limits(ctx).max_page_size,
-            actor.tenant_id(),
-            order.cursor_name(),
-        )
-        .gql()?;
+        let page = page(ctx, actor, args, order.cursor_name())?;
         let filter = filter.unwrap_or_default().into_filter().gql()?;
         let paged = customers::list(db, &actor.tenant, &filter, order, &page)
             .await

@@ -1,8 +1,22 @@
 //! Relay `PageInfo`, shared by every connection.
 
-use async_graphql::SimpleObject;
+use async_graphql::{Context, SimpleObject};
 
-use crate::pagination::{Cursor, Paged};
+use super::{ErrorExt, limits};
+use crate::{
+    pagination::{Cursor, Page, PageArgs, Paged},
+    tenancy::Actor,
+};
+
+/// Validates Relay arguments against the configured page size, for an ordering.
+pub fn page(
+    ctx: &Context<'_>,
+    actor: &Actor,
+    args: PageArgs,
+    order: &str,
+) -> async_graphql::Result<Page> {
+    Page::new(&args, limits(ctx).max_page_size, actor.tenant_id(), order).gql()
+}
 
 #[derive(SimpleObject, Debug, Clone)]
 pub struct PageInfo {

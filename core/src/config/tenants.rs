@@ -23,6 +23,20 @@ pub struct TenantConfig {
     pub modules: BTreeMap<String, ModuleConfig>,
 }
 
+impl TenantConfig {
+    /// A tenant with no users, keys or modules yet, reading phone numbers as Chinese.
+    pub fn new(name: impl Into<String>, time_zone: chrono_tz::Tz) -> TenantConfig {
+        TenantConfig {
+            name: name.into(),
+            time_zone,
+            default_region: default_region(),
+            users: BTreeMap::new(),
+            api_keys: BTreeMap::new(),
+            modules: BTreeMap::new(),
+        }
+    }
+}
+
 fn default_region() -> String {
     "CN".to_owned()
 }
