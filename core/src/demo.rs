@@ -22,15 +22,20 @@ pub const TENANT_ID: &str = "demo";
 pub const API_KEY_ENV: &str = "SHOAL_DEMO_API_KEY";
 pub const CUSTOMERS: usize = 3000;
 
-/// Adds the demo tenant (unless the config declares one) and returns its API key.
-pub fn add_tenant(config: &mut Config) -> Option<String> {
-    if config.tenants.contains_key(TENANT_ID) {
-        return None;
-    }
-    let key = std::env::var(API_KEY_ENV)
+/// The demo API key: `SHOAL_DEMO_API_KEY` if set (16+ characters), else a random one.
+pub fn api_key() -> String {
+    std::env::var(API_KEY_ENV)
         .ok()
         .filter(|k| k.len() >= 16)
-        .unwrap_or_else(|| format!("demo_{}", uuid::Uuid::new_v4().simple()));
+        .unwrap_or_else(|| format!("demo_{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Adds the demo tenant with `key` unless the config declares a `demo` tenant itself;
+/// returns whether it was added. Every industry module in the plugins folder is enabled.
+pub fn add_tenant(config: &mut Config, key: &str) -> bool {
+    if config.tenants.contains_key(TENANT_ID) {
+        return false;
+    }
     let user = |name: &str, email: &str, department: &str, role| UserConfig {
         name: name.into(),
         email: Some(email.into()),
@@ -70,12 +75,34 @@ pub fn add_tenant(config: &mut Config) -> Option<String> {
         "demo".into(),
         ApiKeyConfig {
             user: "admin".into(),
-            sha256: Some(sha256_hex(&key)),
+            sha256: Some(sha256_hex(key)),
             env: None,
         },
     );
+    for module in installed_modules(&config.plugins.dir) {
+        tenant.modules.insert(
+            module,
+            crate::config::ModuleConfig {
+                enabled: true,
+                params: Default::default(),
+            },
+        );
+    }
     config.tenants.insert(TENANT_ID.into(), tenant);
-    Some(key)
+    true
+}
+
+/// Ids of the modules in a plugins folder (from their manifests).
+fn installed_modules(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| crate::plugins::Manifest::read(&e.path()).ok())
+                .map(|(m, _)| m.id)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A small deterministic generator (xorshift64*), enough for demo data.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod kinds;
 pub mod pagination;
+pub mod plugins;
 pub mod server;
 pub mod storage;
 pub mod tenancy;

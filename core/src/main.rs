@@ -1,12 +1,13 @@
 //! `shoal`: the host binary. `serve` (default), `migrate`, `schema print`, `config check`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use shoal::{
     api,
     config::{self, Config, ConfigSource, LogFormat},
     demo,
+    plugins::tooling,
     server::{self, ServeOptions},
     storage::{self, Db},
 };
@@ -41,6 +42,20 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Industry modules (WebAssembly components), without a server or database.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Show a module's ABI version, imports, describe() and templates.
+    Inspect { wasm: PathBuf },
+    /// Run a module's exports on JSON fixtures through the real runtime and compare the
+    /// results with the expected ones; prints fuel, memory and output size against limits.
+    Test { wasm: PathBuf, fixtures: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +80,7 @@ fn main() -> ExitCode {
         print!("{}", api::sdl());
         return ExitCode::SUCCESS;
     }
+    let config_file = cli.config.clone();
     let mut config = match config::load(&ConfigSource { file: cli.config }) {
         Ok(c) => c,
         Err(e) => {
@@ -81,13 +97,21 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => run(&config, migrate(&config)),
+        Command::Plugin { command } => plugin(&config, command),
         Command::Serve { demo } => {
-            let demo_key = if demo {
-                demo::add_tenant(&mut config)
-            } else {
-                None
-            };
-            run(&config, serve(&config, demo, demo_key))
+            let demo_key = demo
+                .then(demo::api_key)
+                .filter(|key| demo::add_tenant(&mut config, key));
+            let source = ConfigSource { file: config_file };
+            let key = demo_key.clone();
+            let provider: shoal::plugins::ConfigProvider = Arc::new(move || {
+                let mut config = config::load(&source).map_err(|e| e.to_string())?;
+                if let Some(key) = &key {
+                    demo::add_tenant(&mut config, key);
+                }
+                Ok(config)
+            });
+            run(&config, serve(&config, demo, demo_key, provider))
         }
         Command::Schema { .. } => unreachable!("handled above"),
     }
@@ -143,17 +167,46 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+fn plugin(config: &Config, command: PluginCommand) -> ExitCode {
+    let result = match command {
+        PluginCommand::Inspect { wasm } => {
+            tooling::inspect(&config.plugins, &wasm).map(|out| (out, true))
+        }
+        PluginCommand::Test { wasm, fixtures } => tooling::test(&config.plugins, &wasm, &fixtures),
+    };
+    match result {
+        Ok((out, passed)) => {
+            print!("{out}");
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn serve(
     config: &Config,
     demo: bool,
     demo_key: Option<String>,
+    config_provider: shoal::plugins::ConfigProvider,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if config.tenants.is_empty() {
         tracing::warn!(
             "no tenants configured: every request will be refused (see docs/config.md, or run with --demo)"
         );
     }
-    let running = server::start(config, &ServeOptions { demo }).await?;
+    let options = ServeOptions {
+        demo,
+        config_provider: Some(config_provider),
+    };
+    let running = server::start(config, &options).await?;
+    reload_on_sighup(running.reloader.clone());
     let url = format!("http://{}", running.addr);
     tracing::info!(storage = %config.storage_url_redacted(), "listening on {url}");
     println!("Shoal is listening on {url}");
@@ -171,6 +224,29 @@ async fn serve(
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())
+}
+
+/// `kill -HUP <pid>` reloads the configuration and the plugins folder.
+fn reload_on_sighup(reloader: shoal::plugins::Reloader) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader.reload().await {
+                Ok(report) => {
+                    tracing::info!(loaded = ?report.loaded, failed = report.failed.len(), "SIGHUP: reloaded")
+                }
+                Err(e) => {
+                    tracing::error!("SIGHUP: reload refused, keeping the running modules: {e}")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 async fn shutdown_signal() {

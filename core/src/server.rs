@@ -12,6 +12,7 @@ use crate::{
     api::{self, AppState, metrics::Metrics},
     config::Config,
     demo,
+    plugins::{ConfigProvider, PluginHost, Reloader},
     storage::{self, Db},
     tenancy::{self, Directory},
 };
@@ -27,6 +28,8 @@ pub enum StartError {
     Tenants(sqlx::Error),
     #[error("cannot seed the demo tenant: {0}")]
     Demo(crate::error::Error),
+    #[error("cannot start the plugin runtime: {0}")]
+    Plugins(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -35,10 +38,21 @@ pub enum StartError {
 }
 
 /// Options of `shoal serve` beyond the config.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     /// Seed the demo tenant on first run.
     pub demo: bool,
+    /// How a reload gets the configuration anew; without one, reloads re-scan the plugins
+    /// folder with the configuration the host started with.
+    pub config_provider: Option<ConfigProvider>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running host.
@@ -46,6 +60,7 @@ pub struct ServeOptions {
 pub struct Running {
     pub addr: SocketAddr,
     pub db: Db,
+    pub reloader: Reloader,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -79,9 +94,17 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             tracing::info!(customers = seeded, "seeded the demo tenant");
         }
     }
+    let (plugins, report) = PluginHost::start(config).map_err(StartError::Plugins)?;
+    tracing::info!(dir = %config.plugins.dir.display(), loaded = ?report.loaded, failed = report.failed.len(), "plugin runtime ready");
+    let fallback = config.clone();
+    let provider = options
+        .config_provider
+        .clone()
+        .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
+    let reloader = Reloader::new(plugins, provider);
     let (bus, _) = broadcast::channel(1024);
     let state = AppState {
-        schema: api::schema(db.clone(), &config.limits, bus),
+        schema: api::schema(db.clone(), &config.limits, bus, reloader.clone()),
         directory: Arc::new(directory),
         db: db.clone(),
         limits: config.limits.clone(),
@@ -109,6 +132,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
     Ok(Running {
         addr,
         db,
+        reloader,
         shutdown,
         task,
     })

@@ -3,13 +3,18 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use serde_json::{Value, json};
 use shoal::{
     config::{self, ApiKeyConfig, Config, ConfigSource, Role, TenantConfig, UserConfig},
+    plugins::{PluginHost, ReloadReport, sha256_hex},
     server::{self, Running, ServeOptions},
 };
 use tokio::{
@@ -119,6 +124,8 @@ pub fn base_config() -> Config {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's plugins folder (empty at start; see `install_plugin`).
+    pub plugins_dir: PathBuf,
     running: Option<Running>,
     dir: PathBuf,
     pg_database: Option<String>,
@@ -139,6 +146,9 @@ impl TestServer {
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{tag}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut config = base_config();
+        config.plugins.dir = dir.join("plugins");
+        config.plugins.cache_dir = fixtures_dir().join("cache");
+        std::fs::create_dir_all(&config.plugins.dir).expect("plugins dir");
         let mut pg_database = None;
         match backend {
             Backend::Sqlite => {
@@ -162,6 +172,7 @@ impl TestServer {
             .expect("server starts");
         Some(TestServer {
             addr: running.addr,
+            plugins_dir: config.plugins.dir.clone(),
             running: Some(running),
             dir,
             pg_database,
@@ -176,6 +187,27 @@ impl TestServer {
             admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// The server's plugin host.
+    pub fn host(&self) -> Arc<PluginHost> {
+        self.running
+            .as_ref()
+            .expect("running")
+            .reloader
+            .host
+            .clone()
+    }
+
+    /// Reloads configuration and plugins, as `reloadPlugins` does.
+    pub async fn reload(&self) -> ReloadReport {
+        self.running
+            .as_ref()
+            .expect("running")
+            .reloader
+            .reload()
+            .await
+            .expect("reload")
     }
 
     /// POSTs a GraphQL request with `key`; returns the HTTP status and the JSON body.
@@ -340,4 +372,108 @@ macro_rules! on_both_backends {
             )+
         }
     };
+}
+
+/// Where test plugins are built (a target folder of its own: the outer `cargo test` holds
+/// the lock of the main one).
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-fixtures")
+}
+
+/// The wasm of a test plugin crate in `tests/plugins/` (`sample`, `misbehave`,
+/// `future-abi`), built for `wasm32-wasip2` once per test run — real components, no mocks.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
+            .args([
+                "-p",
+                "shoal-plugin-sample",
+                "-p",
+                "shoal-plugin-misbehave",
+                "-p",
+                "shoal-plugin-future-abi",
+            ])
+            .env("CARGO_TARGET_DIR", fixtures_dir())
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        panic!(
+            "building the test plugins failed (is the wasm32-wasip2 target installed? `cargo xtask test` installs it):\n{e}"
+        );
+    }
+    fixtures_dir().join(format!(
+        "wasm32-wasip2/plugin/shoal_plugin_{}.wasm",
+        name.replace('-', "_")
+    ))
+}
+
+/// What to write into a test module's manifest.
+pub struct Install<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+    pub abi: &'a str,
+    pub capabilities: &'a [&'a str],
+    /// Overrides the real SHA-256 (to test a mismatch).
+    pub sha256: Option<&'a str>,
+}
+
+impl Install<'_> {
+    pub fn sample() -> Install<'static> {
+        Install {
+            id: "sample",
+            version: "1.0.0",
+            abi: "1.0.0",
+            capabilities: &[
+                "tag-templates",
+                "sop-templates",
+                "settlement",
+                "evaluate-tags",
+            ],
+            sha256: None,
+        }
+    }
+
+    pub fn misbehave() -> Install<'static> {
+        Install {
+            id: "misbehave",
+            version: "1.0.0",
+            abi: "1.0.0",
+            capabilities: &["settlement"],
+            sha256: None,
+        }
+    }
+}
+
+/// Installs `wasm` into `plugins_dir/<folder>/` with a manifest.
+pub fn install_plugin(plugins_dir: &Path, folder: &str, wasm: &Path, spec: &Install<'_>) {
+    let dir = plugins_dir.join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
+    std::fs::write(dir.join(format!("{}.wasm", spec.id)), &bytes).unwrap();
+    let caps: Vec<String> = spec
+        .capabilities
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    let manifest = format!(
+        "id = \"{}\"\nversion = \"{}\"\nabi_version = \"{}\"\nsha256 = \"{}\"\ncapabilities = [{}]\n",
+        spec.id,
+        spec.version,
+        spec.abi,
+        spec.sha256
+            .map(str::to_owned)
+            .unwrap_or_else(|| sha256_hex(&bytes)),
+        caps.join(", ")
+    );
+    std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
 }

@@ -10,3 +10,4 @@ mod events;
 mod http;
 mod isolation;
 mod pagination;
+mod plugins;

@@ -7,6 +7,7 @@ mod events;
 mod http;
 pub mod metrics;
 mod page;
+mod plugins;
 mod viewer;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::{
     config::Limits,
     error::{Error, Result},
     events::Event,
+    plugins::Reloader,
     storage::Db,
     tenancy::Actor,
 };
@@ -29,21 +31,30 @@ use crate::{
 pub type EventBus = broadcast::Sender<Arc<(String, Event)>>;
 
 #[derive(MergedObject, Default)]
-pub struct Query(viewer::ViewerQuery, customers::CustomerQuery);
+pub struct Query(
+    viewer::ViewerQuery,
+    customers::CustomerQuery,
+    plugins::PluginQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(customers::CustomerMutation, events::EventMutation);
+pub struct Mutation(
+    customers::CustomerMutation,
+    events::EventMutation,
+    plugins::PluginMutation,
+);
 
 pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;
 
 /// Builds the schema with its shared data and the configured limits.
-pub fn schema(db: Db, limits: &Limits, bus: EventBus) -> ShoalSchema {
+pub fn schema(db: Db, limits: &Limits, bus: EventBus, reloader: Reloader) -> ShoalSchema {
     Schema::build(
         Query::default(),
         Mutation::default(),
         events::EventSubscription,
     )
     .data(db)
+    .data(reloader)
     .data(limits.clone())
     .data(bus)
     .limit_depth(limits.max_query_depth)

@@ -117,6 +117,27 @@ impl Validator<'_> {
                 return Err(self.invalid(key.into(), "must be greater than 0"));
             }
         }
+        let plugins = &config.plugins;
+        for (key, value) in [
+            ("plugins.fuel", plugins.fuel),
+            ("plugins.deadline_ms", plugins.deadline_ms),
+            ("plugins.memory_bytes", plugins.memory_bytes as u64),
+            ("plugins.stack_bytes", plugins.stack_bytes as u64),
+            ("plugins.max_input_bytes", plugins.max_input_bytes as u64),
+            ("plugins.max_output_bytes", plugins.max_output_bytes as u64),
+            ("plugins.max_binary_bytes", plugins.max_binary_bytes as u64),
+            (
+                "plugins.max_concurrent_calls",
+                plugins.max_concurrent_calls as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(key.into(), "must be greater than 0"));
+            }
+        }
+        if plugins.memory_bytes > 4 << 30 {
+            return Err(self.invalid("plugins.memory_bytes".into(), "must be at most 4 GiB"));
+        }
         for (tenant_id, tenant) in &mut config.tenants {
             self.check_tenant(tenant_id, tenant)?;
         }

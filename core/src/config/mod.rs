@@ -26,6 +26,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub limits: Limits,
+    pub plugins: PluginsConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -68,6 +69,25 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout_ms: u64,
     pub max_batch_events: usize,
+}
+
+/// Where industry modules live and what one call may use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    pub dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Instructions (fuel units) one call may execute.
+    pub fuel: u64,
+    /// Wall-clock backstop for one call, in milliseconds.
+    pub deadline_ms: u64,
+    pub memory_bytes: usize,
+    pub stack_bytes: usize,
+    pub max_input_bytes: usize,
+    pub max_output_bytes: usize,
+    pub max_log_bytes: usize,
+    pub max_binary_bytes: usize,
+    pub max_concurrent_calls: usize,
 }
 
 impl Config {

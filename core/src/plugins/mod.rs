@@ -1,0 +1,27 @@
+//! The plugin runtime: industry modules as WebAssembly components, run by wasmtime.
+//!
+//! - `abi`: the contract versions this host accepts;
+//! - `engine`: one shared engine (pooling allocator, fuel, epoch deadline) and the linker
+//!   with a deny-all, deterministic WASI;
+//! - `manifest`, `cache`, `runtime`: from a plugins folder to ready-to-instantiate modules;
+//! - `call`: one call = one fresh store, with limits, logs and typed failures;
+//! - `host`: the registry the rest of Shoal uses, swapped atomically on reload.
+
+pub mod abi;
+mod cache;
+mod call;
+mod engine;
+mod host;
+mod manifest;
+mod reload;
+mod runtime;
+mod stats;
+pub mod tooling;
+
+pub use abi::latest as types;
+pub use call::{CallError, CallReport, LogLine, Params};
+pub use host::{LoadFailure, ModuleView, PluginHost, PluginStatus, ReloadReport};
+pub use manifest::{Manifest, capability_name, capability_names, industry_name};
+pub use reload::{ConfigProvider, Reloader};
+pub use runtime::{Loaded, Runtime, sha256_hex};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,174 @@
+//! Builders for the plain data types of the contract.
+
+use crate::{
+    Capability, Industry, PluginError, PluginInfo, SopAction, SopStep, SopTemplate, SopTrigger,
+    TagTemplate, TemplateParam,
+};
+
+impl PluginInfo {
+    /// ```
+    /// use shoal_sdk::{Capability, Industry, PluginInfo};
+    /// let info = PluginInfo::new("retail", "Retail", "1.0.0", Industry::Retail)
+    ///     .capabilities(&[Capability::TagTemplates, Capability::Settlement]);
+    /// assert_eq!(info.id, "retail");
+    /// ```
+    pub fn new(id: &str, name: &str, version: &str, industry: Industry) -> PluginInfo {
+        PluginInfo {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            version: version.to_owned(),
+            industry,
+            description: String::new(),
+            capabilities: Vec::new(),
+        }
+    }
+
+    /// Sets the description: `.description("Tags and SOPs for retail chains")`.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Declares what the module implements: `.capabilities(&[Capability::Settlement])`.
+    pub fn capabilities(mut self, capabilities: &[Capability]) -> Self {
+        self.capabilities = capabilities.to_vec();
+        self
+    }
+}
+
+impl TemplateParam {
+    /// A parameter with its default as JSON text:
+    /// `TemplateParam::new("days", "days without an order", "90")`.
+    pub fn new(name: &str, description: &str, default_json: &str) -> TemplateParam {
+        TemplateParam {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            default_value: default_json.to_owned(),
+        }
+    }
+}
+
+impl TagTemplate {
+    /// ```
+    /// let t = shoal_sdk::TagTemplate::new("dormant", "沉睡用户")
+    ///     .rule("days_since(order) > ${days}")
+    ///     .param("days", "days without an order", "90");
+    /// assert_eq!(t.params.len(), 1);
+    /// ```
+    pub fn new(id: &str, name: &str) -> TagTemplate {
+        TagTemplate {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            rule: String::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Sets the rule, in Shoal's rule language, with `${param}` placeholders.
+    pub fn rule(mut self, rule: &str) -> Self {
+        self.rule = rule.to_owned();
+        self
+    }
+
+    /// Adds a tunable parameter (default as JSON text).
+    pub fn param(mut self, name: &str, description: &str, default_json: &str) -> Self {
+        self.params
+            .push(TemplateParam::new(name, description, default_json));
+        self
+    }
+}
+
+impl SopTemplate {
+    /// ```
+    /// use shoal_sdk::{SopAction, SopTemplate};
+    /// let sop = SopTemplate::new("cart", "Abandoned cart", "custom", Some("cart_abandoned"))
+    ///     .exit_on("order")
+    ///     .step("remind", 30 * 60, SopAction::AddTag("cart-reminded".into()));
+    /// assert_eq!(sop.steps[0].delay_seconds, 1800);
+    /// ```
+    pub fn new(id: &str, name: &str, event_type: &str, event_name: Option<&str>) -> SopTemplate {
+        SopTemplate {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            trigger: SopTrigger {
+                event_type: event_type.to_owned(),
+                event_name: event_name.map(str::to_owned),
+                condition: None,
+            },
+            exit_on: Vec::new(),
+            steps: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Adds a rule-language condition to the trigger.
+    pub fn when(mut self, condition: &str) -> Self {
+        self.trigger.condition = Some(condition.to_owned());
+        self
+    }
+
+    /// Ends enrolments when this event type (or `custom:<name>`) happens.
+    pub fn exit_on(mut self, event: &str) -> Self {
+        self.exit_on.push(event.to_owned());
+        self
+    }
+
+    /// Adds a step `delay_seconds` after the previous one.
+    pub fn step(mut self, id: &str, delay_seconds: u64, action: SopAction) -> Self {
+        self.steps.push(SopStep {
+            id: id.to_owned(),
+            delay_seconds,
+            condition: None,
+            action,
+        });
+        self
+    }
+
+    /// Adds a step that runs only if `condition` holds when it is due.
+    pub fn step_if(
+        mut self,
+        id: &str,
+        delay_seconds: u64,
+        condition: &str,
+        action: SopAction,
+    ) -> Self {
+        self.steps.push(SopStep {
+            id: id.to_owned(),
+            delay_seconds,
+            condition: Some(condition.to_owned()),
+            action,
+        });
+        self
+    }
+
+    /// Adds a tunable parameter (default as JSON text).
+    pub fn param(mut self, name: &str, description: &str, default_json: &str) -> Self {
+        self.params
+            .push(TemplateParam::new(name, description, default_json));
+        self
+    }
+}
+
+impl PluginError {
+    /// The module's refusal: `PluginError::new("unknown-region", "no tier for 拉萨")`.
+    pub fn new(code: &str, message: &str) -> PluginError {
+        PluginError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
