@@ -149,7 +149,8 @@ async fn bench_backend(backend: &str, url: &str, n: usize) {
     let (bus, _) = tokio::sync::broadcast::channel(16);
     let (plugins, _) = shoal::plugins::PluginHost::start(&config).unwrap();
     let fixed = config.clone();
-    let reloader = shoal::plugins::Reloader::new(plugins, std::sync::Arc::new(move || Ok(fixed.clone())));
+    let reloader =
+        shoal::plugins::Reloader::new(plugins, std::sync::Arc::new(move || Ok(fixed.clone())));
     let schema = api::schema(db.clone(), &config.limits, bus, reloader);
     let query = "query($f: CustomerFilterInput) { customers(first: 100, filter: $f) {
         edges { cursor node { id displayName phones emails attributes lifecycleStage ownerId sourceChannel createdAt } } } }";
