@@ -49,6 +49,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_industry_module",
         default_bindings_module: "shoal_sdk::bindings",
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }
 

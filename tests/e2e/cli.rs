@@ -170,3 +170,89 @@ fn schema_print_matches_the_checked_in_sdl() {
          If the change is deliberate, refresh the file with `cargo xtask schema` and review the diff."
     );
 }
+
+/// `shoal plugin test` runs fixtures through the real runtime: a passing set, then a
+/// fixture whose expectation is wrong, which fails with a diff and a non-zero exit.
+#[test]
+fn plugin_test_runs_fixtures_and_shows_a_diff_on_failure() {
+    let wasm = crate::harness::plugin_wasm("sample");
+    let fixtures =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/plugins/sample/fixtures");
+    let dir = temp_dir("plugin-test");
+    let run = |fixtures: &PathBuf| {
+        Command::new(SHOAL)
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .arg(fixtures)
+            .current_dir(&dir)
+            .env_remove("SHOAL_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&fixtures);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("fuel ")
+            && stdout.contains("/ 10000000")
+            && stdout.contains("MiB / 16.0 MiB"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("log [info] settling 2 lines of bill B-100"),
+        "plugin logs are shown: {stdout}"
+    );
+
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let text = std::fs::read_to_string(fixtures.join("settle-tier1.json"))
+        .unwrap()
+        .replace("\"250.00\"", "\"251.00\"");
+    std::fs::write(broken.join("settle-tier1.json"), text).unwrap();
+    let out = run(&broken);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL settle-tier1.json"), "{stdout}");
+    assert!(
+        stdout.contains("-       \"amount\": \"251.00\","),
+        "expected side of the diff: {stdout}"
+    );
+    assert!(
+        stdout.contains("+       \"amount\": \"250.00\","),
+        "actual side of the diff: {stdout}"
+    );
+}
+
+#[test]
+fn plugin_inspect_describes_a_module_and_refuses_a_future_abi() {
+    let dir = temp_dir("inspect");
+    let inspect = |name: &str| {
+        Command::new(SHOAL)
+            .args(["plugin", "inspect"])
+            .arg(crate::harness::plugin_wasm(name))
+            .current_dir(&dir)
+            .env_remove("SHOAL_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = inspect("sample");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for expected in [
+        "abi           shoal:plugin@1.0.0",
+        "id            sample",
+        "repeat-buyer",
+        "welcome",
+        "wasi:cli/stderr",
+    ] {
+        assert!(stdout.contains(expected), "`{expected}` in {stdout}");
+    }
+    let out = inspect("future-abi");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("built with SDK 2.0 (plugin ABI 2.0.0); this host supports 1.0–1.0"),
+        "{stderr}"
+    );
+}

@@ -386,25 +386,33 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
-            .args([
-                "-p",
-                "shoal-plugin-sample",
-                "-p",
-                "shoal-plugin-misbehave",
-                "-p",
-                "shoal-plugin-future-abi",
-            ])
-            .env("CARGO_TARGET_DIR", fixtures_dir())
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        for package in [
+            "shoal-plugin-sample",
+            "shoal-plugin-misbehave",
+            "shoal-plugin-future-abi",
+        ] {
+            // plugin crates are plain libraries natively; the component is a cdylib
+            let out = Command::new(&cargo)
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .args([
+                    "rustc",
+                    "--package",
+                    package,
+                    "--lib",
+                    "--profile",
+                    "plugin",
+                    "--target",
+                    "wasm32-wasip2",
+                ])
+                .args(["--crate-type", "cdylib"])
+                .env("CARGO_TARGET_DIR", fixtures_dir())
+                .output()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
         }
+        Ok(())
     });
     if let Err(e) = built {
         panic!(

@@ -1,10 +1,14 @@
 //! Project automation, the `cargo xtask` way: plain Rust, no dependencies.
 //!
-//! - `cargo xtask run [ARGS…]`  set up, then run the server on SQLite with demo data
-//!   (extra arguments go to `shoal serve`);
+//! - `cargo xtask run [ARGS…]`  set up, build the industry modules, then run the server on
+//!   SQLite with demo data and every module loaded (extra arguments go to `shoal serve`);
+//! - `cargo xtask plugins`      build every module in `plugins/` into `target/plugins/`;
+//! - `cargo xtask plugin new N` scaffold `plugins/N/`, a module that builds and passes tests;
 //! - `cargo xtask test`         set up, then run the whole test suite (SQLite and PostgreSQL);
 //! - `cargo xtask schema`       refresh the checked-in GraphQL SDL;
 //! - `cargo xtask bench`        run the benchmarks (release build; not part of `test`).
+
+mod plugins;
 
 use std::{
     env,
@@ -22,9 +26,16 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("schema") => schema(),
+        Some("plugins") => plugins::build(),
+        Some("plugin") => match (args.get(1).map(String::as_str), args.get(2)) {
+            (Some("new"), Some(name)) => plugins::new(name),
+            _ => Err("usage: cargo xtask plugin new <name>".into()),
+        },
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <run [ARGS…] | test [ARGS…] | schema | bench [ARGS…]>");
+            eprintln!(
+                "usage: cargo xtask <run [ARGS…] | test [ARGS…] | plugins | plugin new <name> | schema | bench [ARGS…]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -39,20 +50,20 @@ fn main() -> ExitCode {
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd
 }
 
-fn status(mut cmd: Command) -> Result {
+pub(crate) fn status(mut cmd: Command) -> Result {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: running {shown}");
     let status = cmd
@@ -66,7 +77,7 @@ fn status(mut cmd: Command) -> Result {
 }
 
 /// The toolchain target industry plugins are built for.
-fn ensure_wasm_target() -> Result {
+pub(crate) fn ensure_wasm_target() -> Result {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -85,7 +96,7 @@ fn ensure_wasm_target() -> Result {
 }
 
 fn run(extra: &[String]) -> Result {
-    ensure_wasm_target()?;
+    let modules = plugins::build_for_run()?;
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -98,6 +109,9 @@ fn run(extra: &[String]) -> Result {
         "--demo",
     ]);
     cmd.args(extra);
+    if env::var_os("SHOAL_PLUGINS__DIR").is_none() {
+        cmd.env("SHOAL_PLUGINS__DIR", modules);
+    }
     status(cmd)
 }
 
@@ -161,6 +175,12 @@ fn schema() -> Result {
 }
 
 fn bench(extra: &[String]) -> Result {
+    // the plugin benchmark runs the test modules, built as components
+    for package in ["shoal-plugin-sample", "shoal-plugin-misbehave"] {
+        let mut build = plugins::wasm_build(package);
+        build.env("CARGO_TARGET_DIR", root().join("target/plugin-fixtures"));
+        status(build)?;
+    }
     let mut cmd = cargo();
     cmd.args(["bench", "--package", "shoal-core"]).args(extra);
     let url = env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
