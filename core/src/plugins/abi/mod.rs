@@ -73,6 +73,37 @@ pub fn check_supported(abi: AbiVersion) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Released contracts never change: modules built against them must keep loading.
+    #[test]
+    fn v1_0_is_frozen() {
+        let wit = include_bytes!("../../../../schema/wit/v1.0.0/plugin.wit");
+        assert_eq!(
+            crate::plugins::sha256_hex(wit),
+            "c14d9fab0f638f1608f8999e50c2cd8eebb7ad9998bff2993878f52ce8772e74",
+            "schema/wit/v1.0.0 is frozen: put the change in a new version folder and PENDING_CHANGES.md (see schema/wit/README.md)"
+        );
+    }
+
+    /// The SDK is what vendors depend on: it must never pull in the host.
+    #[test]
+    fn the_sdk_does_not_depend_on_the_host() {
+        let manifest = include_str!("../../../../sdk/Cargo.toml");
+        let deps = manifest.split("[dependencies]").nth(1).unwrap_or_default();
+        for host_crate in [
+            "shoal-core",
+            "wasmtime",
+            "sqlx",
+            "axum",
+            "async-graphql",
+            "tokio",
+        ] {
+            assert!(
+                !deps.contains(host_crate),
+                "sdk/Cargo.toml depends on {host_crate}"
+            );
+        }
+    }
+
     #[test]
     fn versions_parse_and_compare() {
         assert_eq!(AbiVersion::parse("1.0.0"), Some(OLDEST));
