@@ -131,6 +131,19 @@ fn main() {
     }
     assert_eq!(totals.0, totals.1, "the wasm and native rule agree");
     let w = stats("fresh instance + settle (20 lines), wasm", wasm);
+    let empty = Arc::new(Params::default());
+    let fresh_noop: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let (r, _) = runtime.call(&sample, empty.clone(), |m, s| {
+                m.shoal_plugin_module().call_tag_templates(s)
+            });
+            let elapsed = t.elapsed();
+            r.unwrap();
+            elapsed
+        })
+        .collect();
+    stats("fresh instance + tag-templates (1 template)", fresh_noop);
     let n = stats("same rule compiled natively", native);
 
     // warm no-op: one instance, many calls of an export that does nothing

@@ -13,16 +13,19 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     LimitExceeded,
+    /// An industry module failed (trap, limit, invalid output); `extensions.kind` says how.
+    PluginFailed,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::BadUserInput,
         ErrorCode::NotFound,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::LimitExceeded,
+        ErrorCode::PluginFailed,
         ErrorCode::Internal,
     ];
 
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::PluginFailed => "PLUGIN_FAILED",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -72,6 +76,12 @@ pub enum Error {
     Forbidden(String),
     #[error("{field}: {message}")]
     LimitExceeded { field: String, message: String },
+    #[error("module `{module}` failed ({kind}): {message}")]
+    Plugin {
+        module: String,
+        kind: &'static str,
+        message: String,
+    },
     #[error("storage failure")]
     Storage(#[from] sqlx::Error),
     #[error("internal failure: {0}")]
@@ -109,6 +119,7 @@ impl Error {
             Error::NotFound { .. } => ErrorCode::NotFound,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            Error::Plugin { .. } => ErrorCode::PluginFailed,
             Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }

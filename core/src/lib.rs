@@ -11,5 +11,6 @@ pub mod kinds;
 pub mod pagination;
 pub mod plugins;
 pub mod server;
+pub mod settlement;
 pub mod storage;
 pub mod tenancy;

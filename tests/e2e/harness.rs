@@ -115,6 +115,21 @@ pub fn base_config() -> Config {
             &[("boss", ALPHA), ("viewer", ALPHA_READONLY)],
         ),
     );
+    // alpha enables the `sample` module (loaded once a test installs it)
+    let sample = toml::from_str("tier1_cities = [\"上海\"]\ntier3_cities = [\"洛阳\"]\nsplit_weights = { hq = 1, store = 2 }")
+        .expect("sample params");
+    config
+        .tenants
+        .get_mut("alpha")
+        .expect("alpha")
+        .modules
+        .insert(
+            "sample".into(),
+            config::ModuleConfig {
+                enabled: true,
+                params: sample,
+            },
+        );
     config.tenants.insert(
         "beta".into(),
         tenant("Beta Clinic", &[("boss", Role::Admin)], &[("boss", BETA)]),

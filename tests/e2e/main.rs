@@ -11,3 +11,4 @@ mod http;
 mod isolation;
 mod pagination;
 mod plugins;
+mod settlement;

@@ -80,7 +80,7 @@ async fn a_module_settles_exactly_for_tenants_that_enable_it() {
     assert_eq!(settled.total.amount, "480.00");
     assert_eq!(
         settled.lines[0].note.as_deref(),
-        Some("regional factor 1.10")
+        Some("tier-1: regional factor 1.10")
     );
     let splits: Vec<&str> = settled
         .splits

@@ -47,6 +47,10 @@ pub fn to_graphql(e: Error) -> async_graphql::Error {
             ext.set("errors", Value::List(list));
         }
         Error::LimitExceeded { field, .. } => ext.set("field", field),
+        Error::Plugin { module, kind, .. } => {
+            ext.set("module", module);
+            ext.set("kind", kind);
+        }
         _ => {}
     }
     err.extensions = Some(ext);

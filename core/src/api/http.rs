@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/statements/{file}", get(statement_csv))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -164,6 +165,77 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 state.limits.request_timeout_ms
             ),
         ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Period {
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+}
+
+/// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key.
+async fn statement_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    period: Result<axum::extract::Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let actor = match authenticate(&state.directory, &headers) {
+        Ok(actor) => actor,
+        Err(why) => {
+            return failure(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                why,
+            );
+        }
+    };
+    let Some(participant) = file.strip_suffix(".csv") else {
+        return failure(
+            &state,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "statements are served as <participant>.csv",
+        );
+    };
+    let Ok(axum::extract::Query(period)) = period else {
+        return failure(
+            &state,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "give ?from=<RFC 3339>&to=<RFC 3339>",
+        );
+    };
+    match crate::settlement::statement(
+        &state.db,
+        actor.tenant_id(),
+        participant,
+        period.from,
+        period.to,
+    )
+    .await
+    {
+        Ok(s) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::settlement::statement_csv(&s),
+        )
+            .into_response(),
+        Err(e) => {
+            let status = match e.code() {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let code = e.code();
+            let message = if code == ErrorCode::Internal {
+                "internal error".to_owned()
+            } else {
+                e.to_string()
+            };
+            failure(&state, status, code, message)
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod http;
 pub mod metrics;
 mod page;
 mod plugins;
+mod settlement;
 mod viewer;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct Query(
     viewer::ViewerQuery,
     customers::CustomerQuery,
     plugins::PluginQuery,
+    settlement::SettlementQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -42,6 +44,7 @@ pub struct Mutation(
     customers::CustomerMutation,
     events::EventMutation,
     plugins::PluginMutation,
+    settlement::SettlementMutation,
 );
 
 pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;

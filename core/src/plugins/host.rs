@@ -60,6 +60,36 @@ pub struct ModuleView {
     pub sop_templates: Vec<types::SopTemplate>,
 }
 
+/// A settlement with the exact module and parameters that produced it, for the record.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub result: Result<types::Settlement, types::PluginError>,
+    pub module_version: String,
+    pub module_sha256: String,
+    /// The parameters the module saw (config merged with overrides), as a JSON object.
+    pub params: serde_json::Value,
+    pub report: CallReport,
+}
+
+/// Why a bill cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("module `{0}` is not loaded on this host")]
+    NotLoaded(String),
+    #[error(
+        "the bill was settled by `{id}` {version} (sha256 {sha256}); the loaded version is {loaded_version} (sha256 {loaded_sha256})"
+    )]
+    OtherVersion {
+        id: String,
+        version: String,
+        sha256: String,
+        loaded_version: String,
+        loaded_sha256: String,
+    },
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
 /// One consistent view: modules plus the tenants' module settings.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -206,6 +236,7 @@ impl PluginHost {
         tenant: &str,
         module: &str,
         capability: types::Capability,
+        overrides: Option<&serde_json::Map<String, serde_json::Value>>,
         input: &I,
         f: impl FnOnce(
             &super::abi::v1_0::IndustryModule,
@@ -213,7 +244,7 @@ impl PluginHost {
         ) -> wasmtime::Result<R>
         + Send
         + 'static,
-    ) -> Result<(R, CallReport), CallError>
+    ) -> Result<(R, CallReport, Arc<Loaded>, serde_json::Value), CallError>
     where
         I: Serialize,
         R: Serialize + Send + 'static,
@@ -222,11 +253,22 @@ impl PluginHost {
         let not_enabled = || CallError::NotEnabled {
             module: module.to_owned(),
         };
-        let (params, _) = snapshot
+        let (params, params_json) = snapshot
             .tenants
             .get(tenant)
             .and_then(|m| m.get(module))
             .ok_or_else(not_enabled)?;
+        let (params, params_json) = match overrides.filter(|o| !o.is_empty()) {
+            None => (params.clone(), params_json.clone()),
+            Some(extra) => {
+                let mut merged = params_json.as_object().cloned().unwrap_or_default();
+                merged.extend(extra.clone());
+                (
+                    Arc::new(Params::from_json(merged.clone())),
+                    serde_json::Value::Object(merged),
+                )
+            }
+        };
         let loaded = snapshot
             .plugins
             .get(module)
@@ -300,7 +342,7 @@ impl PluginHost {
             started.elapsed(),
             result.as_ref().err().map(CallError::kind),
         );
-        result.map(|r| (r, report))
+        result.map(|r| (r, report, loaded, params_json))
     }
 
     /// Settles a bill with a module. Fails closed: any failure is an error for the caller.
@@ -315,11 +357,84 @@ impl PluginHost {
             tenant,
             module,
             types::Capability::Settlement,
+            None,
             &input,
             move |m, store| m.shoal_plugin_module().call_settle(store, &request),
         )
         .await
-        .map(|(r, _)| r)
+        .map(|(r, ..)| r)
+    }
+
+    /// Settles a bill with the tenant's parameters merged with `overrides`, and reports
+    /// which module version and parameters produced it (for the bill's record).
+    pub async fn settle_recorded(
+        &self,
+        tenant: &str,
+        module: &str,
+        request: types::SettleRequest,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Settled, CallError> {
+        let input = request.clone();
+        let (result, report, loaded, params) = self
+            .call(
+                tenant,
+                module,
+                types::Capability::Settlement,
+                Some(overrides),
+                &input,
+                move |m, store| m.shoal_plugin_module().call_settle(store, &request),
+            )
+            .await?;
+        Ok(Settled {
+            result,
+            module_version: loaded.manifest.version.clone(),
+            module_sha256: loaded.manifest.sha256.clone(),
+            params,
+            report,
+        })
+    }
+
+    /// Re-runs a recorded settlement on exactly the module (by SHA-256) and parameters that
+    /// produced it; the tenant's current settings play no part.
+    pub async fn replay_settle(
+        &self,
+        module: &str,
+        sha256: &str,
+        version: &str,
+        params: serde_json::Map<String, serde_json::Value>,
+        request: types::SettleRequest,
+    ) -> Result<Result<types::Settlement, types::PluginError>, ReplayError> {
+        let loaded = self
+            .current()
+            .plugins
+            .get(module)
+            .cloned()
+            .ok_or_else(|| ReplayError::NotLoaded(module.to_owned()))?;
+        if !loaded.manifest.sha256.eq_ignore_ascii_case(sha256) {
+            return Err(ReplayError::OtherVersion {
+                id: module.to_owned(),
+                version: version.to_owned(),
+                sha256: sha256.to_owned(),
+                loaded_version: loaded.manifest.version.clone(),
+                loaded_sha256: loaded.manifest.sha256.clone(),
+            });
+        }
+        let runtime = self.runtime.clone();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CallError::Host("the plugin host is shutting down".into()))?;
+        let (result, _) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            runtime.call(&loaded, Arc::new(Params::from_json(params)), |m, s| {
+                m.shoal_plugin_module().call_settle(s, &request)
+            })
+        })
+        .await
+        .map_err(|e| CallError::Host(format!("replay task failed: {e}")))?;
+        Ok(result?)
     }
 
     /// Tags decided by a module for one customer. Fails open: on any failure (host or
@@ -336,13 +451,14 @@ impl PluginHost {
                 tenant,
                 module,
                 types::Capability::EvaluateTags,
+                None,
                 &input,
                 move |m, store| m.shoal_plugin_module().call_evaluate_tags(store, &profile),
             )
             .await;
         match outcome {
-            Ok((Ok(decisions), _)) => decisions,
-            Ok((Err(refusal), _)) => {
+            Ok((Ok(decisions), ..)) => decisions,
+            Ok((Err(refusal), ..)) => {
                 tracing::warn!(module, tenant, code = %refusal.code, "evaluate-tags refused, skipped: {}", refusal.message);
                 Vec::new()
             }

@@ -20,7 +20,9 @@ pub mod tooling;
 
 pub use abi::latest as types;
 pub use call::{CallError, CallReport, LogLine, Params};
-pub use host::{LoadFailure, ModuleView, PluginHost, PluginStatus, ReloadReport};
+pub use host::{
+    LoadFailure, ModuleView, PluginHost, PluginStatus, ReloadReport, ReplayError, Settled,
+};
 pub use manifest::{Manifest, capability_name, capability_names, industry_name};
 pub use reload::{ConfigProvider, Reloader};
 pub use runtime::{Loaded, Runtime, sha256_hex};

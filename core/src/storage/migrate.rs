@@ -15,12 +15,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "foundation",
-    sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "foundation",
+        sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "settlement",
+        sqlite: include_str!("../../migrations/sqlite/0002_settlement.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_settlement.sql"),
+    },
+];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
 const LOCK_KEY: i64 = 0x0540_454c;

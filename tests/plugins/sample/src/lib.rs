@@ -75,18 +75,27 @@ impl Module for Sample {
     }
 }
 
-/// The settlement rule: labour and parts are priced by the region's tier (tier-1 cities
-/// +10%, tier-3 −5%, others flat; lists from the tenant's parameters), other lines at list
-/// price; the total is split by role weights (`split_weights`), exactly.
+/// The settlement rule: labour and parts are priced by the region's tier — `region_tiers`
+/// (region → tier, set through the host's API) or else the `tier1_cities` / `tier3_cities`
+/// lists — adjusted by `tier_adjustments` (tier → `{percent}` or `{amount}` per unit; by
+/// default tier-1 +10%, tier-2 flat, tier-3 −5%); other lines at their given price. The total
+/// is split by role weights (`split_weights`), exactly.
 pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
-    let tier1: Vec<String> = params::get("tier1_cities").unwrap_or_default();
-    let tier3: Vec<String> = params::get("tier3_cities").unwrap_or_default();
-    let factor = if tier1.contains(&request.region) {
-        Decimal::new(110, 2)
-    } else if tier3.contains(&request.region) {
-        Decimal::new(95, 2)
-    } else {
-        Decimal::ONE
+    let tier = region_tier(&request.region);
+    let adjustments: std::collections::BTreeMap<String, Adjustment> =
+        params::get("tier_adjustments").unwrap_or_default();
+    let (factor, fixed) = match adjustments.get(&tier) {
+        Some(Adjustment {
+            percent: Some(p), ..
+        }) => (Decimal::ONE + *p / Decimal::ONE_HUNDRED, Decimal::ZERO),
+        Some(Adjustment {
+            amount: Some(a), ..
+        }) => (Decimal::ONE, *a),
+        _ => match tier.as_str() {
+            "tier-1" => (Decimal::new(110, 2), Decimal::ZERO),
+            "tier-3" => (Decimal::new(95, 2), Decimal::ZERO),
+            _ => (Decimal::ONE, Decimal::ZERO),
+        },
     };
     let mut lines = Vec::with_capacity(request.lines.len());
     let mut total = Decimal::ZERO;
@@ -103,7 +112,7 @@ pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
         let quantity = decimal("quantity", &line.quantity)?;
         let list = decimal("unit-price", &line.unit_price.amount)?;
         let tiered = matches!(line.kind, LineKind::Labour | LineKind::Part);
-        let unit = if tiered { list * factor } else { list };
+        let unit = if tiered { list * factor + fixed } else { list };
         let amount = money(unit * quantity, &request.currency);
         total += decimal("amount", &amount.amount)?;
         lines.push(SettledLine {
@@ -113,7 +122,8 @@ pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
             quantity: line.quantity.clone(),
             unit_price: money(unit, &request.currency),
             amount,
-            note: (tiered && factor != Decimal::ONE).then(|| format!("regional factor {factor}")),
+            note: (tiered && (factor != Decimal::ONE || !fixed.is_zero()))
+                .then(|| adjustment_note(&tier, factor, fixed)),
         });
     }
     let weights: serde_weights::Weights = params::get("split_weights").unwrap_or_default();
@@ -137,8 +147,44 @@ pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
         lines,
         total: money(total, &request.currency),
         splits,
-        notes: vec![format!("region {} factor {factor}", request.region)],
+        notes: vec![format!("region {} is {tier}", request.region)],
     })
+}
+
+fn region_tier(region: &str) -> String {
+    let explicit: std::collections::BTreeMap<String, String> =
+        params::get("region_tiers").unwrap_or_default();
+    if let Some(tier) = explicit.get(region) {
+        return tier.clone();
+    }
+    let listed = |name: &str| {
+        params::get::<Vec<String>>(name)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c == region)
+    };
+    if listed("tier1_cities") {
+        "tier-1".into()
+    } else if listed("tier3_cities") {
+        "tier-3".into()
+    } else {
+        "tier-2".into()
+    }
+}
+
+fn adjustment_note(tier: &str, factor: Decimal, fixed: Decimal) -> String {
+    if fixed.is_zero() {
+        format!("{tier}: regional factor {factor}")
+    } else {
+        format!("{tier}: +{fixed} per unit")
+    }
+}
+
+/// A tier's adjustment: a percentage or a fixed amount per unit.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Adjustment {
+    percent: Option<Decimal>,
+    amount: Option<Decimal>,
 }
 
 mod serde_weights {

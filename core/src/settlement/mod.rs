@@ -1,0 +1,37 @@
+//! Settlement: price libraries, regional tiers and participants (`library`), bills settled
+//! by the tenant's industry module and checked by the host (`bills`), double-entry postings
+//! and statements (`ledger`), replay (`bills::verify`).
+//!
+//! Invariants: money is `Decimal`, stored as units of 10⁻⁴ with its currency; a bill's
+//! splits add up to its total exactly and its postings balance to zero; bills are never
+//! edited (a refund is a new bill); every bill records the module id, version and SHA-256,
+//! and the exact request and parameters it was settled with.
+
+mod bills;
+pub mod csv;
+mod ledger;
+mod library;
+
+pub use bills::{
+    Bill, BillKind, BillLine, LineInput, LineKind, Posting, SettleInput, Verification, get, refund,
+    settle, verify,
+};
+pub use ledger::{Statement, statement, statement_csv};
+pub use library::{
+    MAX_LEVELS, Participant, PriceKind, ServiceItem, SparePart, parse_csv, set_region_tier,
+    set_tier_adjustment, upsert_participants, upsert_service_items, upsert_spare_parts,
+};
+
+/// An ISO 4217-shaped currency code.
+pub fn currency_ok(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Decimal places of a currency's minor unit (ISO 4217).
+pub fn minor_unit(currency: &str) -> u32 {
+    match currency {
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "UGX" | "XAF" | "XOF" => 0,
+        "BHD" | "KWD" | "OMR" | "JOD" | "TND" | "LYD" | "IQD" => 3,
+        _ => 2,
+    }
+}
