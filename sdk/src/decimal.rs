@@ -70,3 +70,31 @@ pub fn split_exactly(total: Decimal, weights: &[Decimal], places: u32) -> Vec<De
     }
     parts
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the total and the weights, the parts add up to the total exactly and
+        /// each is within one cent of its exact share.
+        #[test]
+        fn splits_add_up_exactly(cents in 0i64..10_000_000_000, weights in prop::collection::vec(0u32..1000, 1..10)) {
+            let total = Decimal::new(cents, 2);
+            let weights: Vec<Decimal> = weights.into_iter().map(Decimal::from).collect();
+            let parts = split_exactly(total, &weights, 2);
+            let sum: Decimal = weights.iter().copied().sum();
+            if sum.is_zero() {
+                prop_assert!(parts.iter().all(|p| p.is_zero()));
+            } else {
+                prop_assert_eq!(parts.iter().copied().sum::<Decimal>(), total);
+                for (part, weight) in parts.iter().zip(&weights) {
+                    let exact = total * *weight / sum;
+                    prop_assert!((*part - exact).abs() < Decimal::new(1, 2), "{} vs {}", part, exact);
+                }
+            }
+        }
+    }
+}

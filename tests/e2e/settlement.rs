@@ -451,3 +451,59 @@ async fn invalid_settlements_fail_closed_and_missing_versions_are_reported() {
     );
     s.stop().await;
 }
+
+/// Random bills through GraphQL: lines add up to the total, splits add up to the total
+/// exactly, postings balance to zero, and replaying gives the identical bill.
+#[test]
+fn random_bills_balance_and_replay_identically() {
+    use proptest::{
+        prelude::*,
+        test_runner::{Config, TestRunner},
+    };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s = runtime.block_on(async {
+        let s = TestServer::start(crate::harness::Backend::Sqlite)
+            .await
+            .unwrap();
+        with_sample(&s).await;
+        reference_data(&s).await;
+        s
+    });
+    let line = (0usize..4, 1u32..400, 0u32..9999).prop_map(|(kind, tenths, price_cents)| match kind {
+        0 => json!({ "kind": "SERVICE", "code": "SVC-INSTALL", "quantity": format!("{}.{}", tenths / 10, tenths % 10) }),
+        1 => json!({ "kind": "PART", "code": "P-FILTER", "quantity": (tenths % 7 + 1).to_string() }),
+        2 => json!({ "kind": "TRANSPORT", "code": "DELIVERY", "quantity": "1", "unitPrice": format!("{}.{:02}", price_cents / 100, price_cents % 100) }),
+        _ => json!({ "kind": "ADJUSTMENT", "code": "ROUNDING", "quantity": "1", "unitPrice": format!("0.{:02}", price_cents % 100) }),
+    });
+    let bills = (
+        prop::collection::vec(line, 1..8),
+        prop::sample::select(vec!["staff-1", "store-7", "hq"]),
+        prop::sample::select(vec!["上海", "成都", "洛阳"]),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    runner
+        .run(&bills, |(lines, participant, region)| {
+            runtime.block_on(async {
+                let input = json!({ "reference": "P", "region": region, "currency": "CNY", "participantIds": [participant], "lines": lines });
+                let bill = s.ok(ALPHA, SETTLE, json!({ "input": input })).await["settleBill"].clone();
+                let cents = |v: &Value| -> i64 {
+                    let d: rust_decimal::Decimal = v["amount"].as_str().unwrap().parse().unwrap();
+                    (d * rust_decimal::Decimal::ONE_HUNDRED).try_into().unwrap()
+                };
+                let total = cents(&bill["total"]);
+                let lines: i64 = bill["lines"].as_array().unwrap().iter().map(|l| cents(&l["amount"])).sum();
+                let splits: i64 = bill["splits"].as_array().unwrap().iter().map(|l| cents(&l["amount"])).sum();
+                let postings: i64 = bill["postings"].as_array().unwrap().iter().map(|l| cents(&l["amount"])).sum();
+                assert_eq!((lines, splits, postings), (total, total, 0), "{bill}");
+                let verified = s.ok(ALPHA, "query($id: ID!) { verifyBill(id: $id) { status detail } }", json!({ "id": bill["id"] })).await;
+                assert_eq!(verified["verifyBill"]["status"], "IDENTICAL", "{verified}");
+            });
+            Ok(())
+        })
+        .unwrap();
+    runtime.block_on(s.stop());
+}
