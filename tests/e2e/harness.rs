@@ -405,6 +405,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
             "shoal-plugin-sample",
             "shoal-plugin-misbehave",
             "shoal-plugin-future-abi",
+            "shoal-plugin-networked",
         ] {
             // plugin crates are plain libraries natively; the component is a cdylib
             let out = Command::new(&cargo)

@@ -301,6 +301,16 @@ async fn modules_that_do_not_match_their_manifest_or_this_host_are_refused() {
         &sample,
         &Install::sample(),
     );
+    let networked = Install {
+        id: "networked",
+        ..Install::misbehave()
+    };
+    install_plugin(
+        &s.plugins_dir,
+        "h-networked",
+        &plugin_wasm("networked"),
+        &networked,
+    );
     let caps = Install {
         capabilities: &["settlement"],
         ..Install::sample()
@@ -357,6 +367,8 @@ async fn modules_that_do_not_match_their_manifest_or_this_host_are_refused() {
         "{}",
         error_of("g-caps")
     );
+    let networked = error_of("h-networked");
+    assert!(networked.contains("imports wasi:sockets/"), "{networked}");
 
     let data = s
         .ok(ALPHA, "{ plugins { id status loadError } }", json!({}))
@@ -367,7 +379,7 @@ async fn modules_that_do_not_match_their_manifest_or_this_host_are_refused() {
         .iter()
         .filter(|p| p["status"] == "FAILED")
         .count();
-    assert_eq!(failed, 6);
+    assert_eq!(failed, 7);
     s.stop().await;
 }
 

@@ -185,6 +185,27 @@ async fn a_bill_is_priced_settled_posted_and_refunded(s: &TestServer) {
     assert_eq!(code(&hidden), "NOT_FOUND");
 }
 
+async fn participant_agreements_shape_the_split(s: &TestServer) {
+    with_sample(s).await;
+    reference_data(s).await;
+    let input = json!({ "reference": "R-5", "region": "成都", "currency": "CNY", "participantIds": ["staff-1"],
+        "lines": [{ "kind": "SERVICE", "code": "SVC-CLEAN", "quantity": "1" }] });
+    let by_role = s.ok(ALPHA, SETTLE, json!({ "input": input })).await;
+    assert_eq!(
+        amounts(&by_role["settleBill"]["splits"], "amount"),
+        ["20.00", "40.00", "20.00"],
+        "role weights 1:2:1"
+    );
+    s.ok(ALPHA, "mutation { upsertParticipants(input: [{ id: \"staff-1\", name: \"王师傅\", role: \"staff\", parentId: \"store-7\", agreement: { weight: 4 } }]) }", json!({}))
+        .await;
+    let agreed = s.ok(ALPHA, SETTLE, json!({ "input": input })).await;
+    assert_eq!(
+        amounts(&agreed["settleBill"]["splits"], "amount"),
+        ["45.71", "22.86", "11.43"],
+        "staff's own weight 4:2:1 of 80; the two leftover cents go to the largest remainders"
+    );
+}
+
 async fn tiers_set_through_the_api_override_the_modules_defaults(s: &TestServer) {
     with_sample(s).await;
     reference_data(s).await;
@@ -365,6 +386,7 @@ async fn libraries_import_from_csv_and_participants_stay_a_shallow_tree(s: &Test
 
 crate::on_both_backends!(
     a_bill_is_priced_settled_posted_and_refunded,
+    participant_agreements_shape_the_split,
     tiers_set_through_the_api_override_the_modules_defaults,
     prices_are_versioned_by_effective_time,
     bad_bills_are_refused_and_nothing_is_stored,

@@ -49,6 +49,8 @@ CREATE TABLE participants (
     name      TEXT NOT NULL,
     role      TEXT NOT NULL,
     parent_id TEXT,
+    -- The participant's split/commission agreement, as a JSON object the module reads.
+    agreement TEXT NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
 

@@ -70,6 +70,8 @@ pub struct ParticipantInput {
     /// `hq`, `region`, `agent`, `store`, `staff`, …
     pub role: String,
     pub parent_id: Option<ID>,
+    /// The split/commission agreement, read by the settlement module (e.g. `{weight: 2}`).
+    pub agreement: Option<async_graphql::Json<serde_json::Value>>,
 }
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,6 +465,10 @@ impl SettlementMutation {
                 name: p.name,
                 role: p.role,
                 parent_id: p.parent_id.map(|i| i.0),
+                agreement: p
+                    .agreement
+                    .and_then(|j| j.0.as_object().cloned())
+                    .unwrap_or_default(),
             })
             .collect();
         settlement::upsert_participants(db(ctx), actor, &list)

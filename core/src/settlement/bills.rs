@@ -253,8 +253,16 @@ pub async fn settle(
                 parent: p.parent_id.clone(),
             })
             .collect(),
-        attributes: json!({ "reference": input.reference, "customerId": input.customer_id })
-            .to_string(),
+        // extensible facts for the module: the participants' agreements travel here
+        attributes: json!({
+            "reference": input.reference,
+            "customerId": input.customer_id,
+            "agreements": chosen
+                .iter()
+                .map(|p| (p.id.clone(), Value::Object(p.agreement.clone())))
+                .collect::<serde_json::Map<_, _>>(),
+        })
+        .to_string(),
     };
     let settled = host
         .settle_recorded(tenant, &module, request.clone(), &overrides)

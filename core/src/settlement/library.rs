@@ -52,6 +52,9 @@ pub struct Participant {
     pub name: String,
     pub role: String,
     pub parent_id: Option<String>,
+    /// The split/commission agreement (a JSON object interpreted by the settlement module,
+    /// e.g. `{"weight": 2}` or `{"commission_rate": "0.05"}`).
+    pub agreement: serde_json::Map<String, serde_json::Value>,
 }
 
 fn check_code(p: &mut Problems, field: String, code: &str) {
@@ -560,12 +563,13 @@ pub async fn upsert_participants(db: &Db, actor: &Actor, input: &[Participant]) 
             .bind(&part.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO participants (tenant_id, id, name, role, parent_id) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO participants (tenant_id, id, name, role, parent_id, agreement) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(tenant)
             .bind(&part.id)
             .bind(&part.name)
             .bind(&part.role)
             .bind(&part.parent_id)
+            .bind(serde_json::Value::Object(part.agreement.clone()).to_string())
             .execute(&mut *tx)
             .await?;
     }
@@ -597,11 +601,12 @@ pub async fn participants(
     conn: &mut AnyConnection,
     tenant: &str,
 ) -> Result<BTreeMap<String, Participant>> {
-    let rows =
-        sqlx::query("SELECT id, name, role, parent_id FROM participants WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_all(conn)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT id, name, role, parent_id, agreement FROM participants WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await?;
     rows.iter()
         .map(|r| {
             let p = Participant {
@@ -609,6 +614,8 @@ pub async fn participants(
                 name: r.try_get("name")?,
                 role: r.try_get("role")?,
                 parent_id: r.try_get("parent_id")?,
+                agreement: serde_json::from_str(&r.try_get::<String, _>("agreement")?)
+                    .unwrap_or_default(),
             };
             Ok((p.id.clone(), p))
         })

@@ -127,10 +127,24 @@ pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
         });
     }
     let weights: serde_weights::Weights = params::get("split_weights").unwrap_or_default();
+    // a participant's own agreement (`{"weight": n}`) wins over the weight of its role
+    let attributes: serde_json::Value =
+        serde_json::from_str(&request.attributes).unwrap_or_default();
     let shares: Vec<Decimal> = request
         .participants
         .iter()
-        .map(|p| weights.of(&p.role))
+        .map(|p| {
+            attributes["agreements"][&p.id]["weight"]
+                .as_f64()
+                .map(|_| attributes["agreements"][&p.id]["weight"].to_string())
+                .or_else(|| {
+                    attributes["agreements"][&p.id]["weight"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .and_then(|w| w.parse::<Decimal>().ok())
+                .unwrap_or_else(|| weights.of(&p.role))
+        })
         .collect();
     let amounts = split_exactly(total, &shares, 2);
     let splits = request
