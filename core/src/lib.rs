@@ -10,6 +10,7 @@ pub mod events;
 pub mod kinds;
 pub mod pagination;
 pub mod plugins;
+pub mod rules;
 pub mod server;
 pub mod settlement;
 pub mod storage;

@@ -204,6 +204,11 @@ impl TestServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
+    /// The server's database, for the few checks that look under the API.
+    pub fn db(&self) -> &shoal::storage::Db {
+        &self.running.as_ref().expect("running").db
+    }
+
     /// The server's plugin host.
     pub fn host(&self) -> Arc<PluginHost> {
         self.running

@@ -11,4 +11,5 @@ mod http;
 mod isolation;
 mod pagination;
 mod plugins;
+mod rules;
 mod settlement;

@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_settlement.sql"),
         postgres: include_str!("../../migrations/postgres/0002_settlement.sql"),
     },
+    Migration {
+        version: 3,
+        description: "tags",
+        sqlite: include_str!("../../migrations/sqlite/0003_tags.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_tags.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

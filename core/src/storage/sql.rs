@@ -7,7 +7,14 @@ use sqlx::{Any, any::AnyArguments, query::Query};
 #[derive(Debug, Clone)]
 pub enum Arg {
     Int(i64),
+    Float(f64),
     Text(String),
+}
+
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Float(v)
+    }
 }
 
 impl From<i64> for Arg {
@@ -63,6 +70,7 @@ impl Sql {
         for arg in &self.args {
             q = match arg {
                 Arg::Int(v) => q.bind(*v),
+                Arg::Float(v) => q.bind(*v),
                 Arg::Text(v) => q.bind(v.clone()),
             };
         }

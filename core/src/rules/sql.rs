@@ -1,0 +1,180 @@
+//! The SQL evaluator: a rule compiled to a condition over `customers c` (SQLite and
+//! PostgreSQL), for evaluating every customer of a tenant in one statement.
+
+use super::{
+    ast::{AttrTest, Cond, EventFilter, Num},
+    eval::MICROS_PER_DAY,
+};
+use crate::storage::{Backend, sql::Sql};
+
+/// Appends the rule as a boolean SQL expression; `now` is the evaluation time (µs).
+pub fn push_cond(sql: &mut Sql, backend: Backend, cond: &Cond, now: i64) {
+    let mut c = Compiler { sql, backend, now };
+    let text = c.cond(cond);
+    c.sql.push(&text);
+}
+
+struct Compiler<'a> {
+    sql: &'a mut Sql,
+    backend: Backend,
+    now: i64,
+}
+
+impl Compiler<'_> {
+    fn events(&mut self, f: &EventFilter, window: Option<i64>) -> String {
+        let t = self.sql.arg(f.event_type.as_str());
+        let mut w = format!(
+            "FROM events e WHERE e.tenant_id = c.tenant_id AND e.customer_id = c.id AND e.event_type = {t}"
+        );
+        if let Some(name) = &f.name {
+            let n = self.sql.arg(name.clone());
+            w.push_str(&format!(" AND e.name = {n}"));
+        }
+        if let Some(secs) = window {
+            let cut = self.sql.arg(self.now - secs * 1_000_000);
+            w.push_str(&format!(" AND e.occurred_at >= {cut}"));
+        }
+        w
+    }
+
+    fn num(&mut self, n: &Num) -> String {
+        match n {
+            Num::Count(f, w) => format!("(SELECT COUNT(*) {})", self.events(f, *w)),
+            Num::SumUnits(f, w) => format!(
+                "(SELECT COALESCE(SUM(e.amount_units), 0) {})",
+                self.events(f, *w)
+            ),
+            Num::DaysSince(f) => {
+                let now = self.sql.arg(self.now);
+                let day = self.sql.arg(MICROS_PER_DAY);
+                format!(
+                    "(({now} - (SELECT MAX(e.occurred_at) {})) / {day})",
+                    self.events(f, None)
+                )
+            }
+            Num::DaysSinceCreated => {
+                let now = self.sql.arg(self.now);
+                let day = self.sql.arg(MICROS_PER_DAY);
+                format!("(({now} - c.created_at) / {day})")
+            }
+            Num::Lit(v) => self.sql.arg(*v),
+        }
+    }
+
+    fn list(&mut self, values: &[String]) -> String {
+        values
+            .iter()
+            .map(|v| self.sql.arg(v.clone()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `CASE WHEN <missing> THEN NULL WHEN <type ok> THEN <test> ELSE FALSE END`, so the
+    /// value is only read as the type it has (PostgreSQL does not promise to short-circuit).
+    fn attr(&mut self, key: &str, test: &AttrTest) -> String {
+        let (missing, typed, text) = match self.backend {
+            Backend::Sqlite => {
+                let path = self.sql.arg(format!("$.\"{key}\""));
+                (
+                    format!("json_type(c.attributes, {path}) IS NULL"),
+                    format!("json_type(c.attributes, {path})"),
+                    format!("json_extract(c.attributes, {path})"),
+                )
+            }
+            Backend::Postgres => {
+                let k = self.sql.arg(key);
+                (
+                    format!("(c.attributes -> {k}) IS NULL"),
+                    format!("jsonb_typeof(c.attributes -> {k})"),
+                    format!("(c.attributes ->> {k})"),
+                )
+            }
+        };
+        let (is_string, is_number, is_bool, as_number) = match self.backend {
+            Backend::Sqlite => (
+                format!("{typed} = 'text'"),
+                format!("{typed} IN ('integer', 'real')"),
+                format!("{typed} IN ('true', 'false')"),
+                text.clone(),
+            ),
+            Backend::Postgres => (
+                format!("{typed} = 'string'"),
+                format!("{typed} = 'number'"),
+                format!("{typed} = 'boolean'"),
+                format!("({text})::float8"),
+            ),
+        };
+        let (case, negated) = match test {
+            AttrTest::StrIn(values, negated) => {
+                let list = self.list(values);
+                (
+                    format!(
+                        "CASE WHEN {missing} THEN NULL WHEN {is_string} THEN {text} IN ({list}) ELSE (1 = 0) END"
+                    ),
+                    *negated,
+                )
+            }
+            AttrTest::Num(op, value) => {
+                let v = self.sql.arg(*value);
+                (
+                    format!(
+                        "CASE WHEN {missing} THEN NULL WHEN {is_number} THEN {as_number} {} {v} ELSE (1 = 0) END",
+                        op.sql()
+                    ),
+                    false,
+                )
+            }
+            AttrTest::Bool(want, negated) => {
+                let bool_text = match self.backend {
+                    Backend::Sqlite => typed.clone(),
+                    Backend::Postgres => text.clone(),
+                };
+                let w = self.sql.arg(if *want { "true" } else { "false" });
+                (
+                    format!(
+                        "CASE WHEN {missing} THEN NULL WHEN {is_bool} THEN {bool_text} = {w} ELSE (1 = 0) END"
+                    ),
+                    *negated,
+                )
+            }
+        };
+        if negated {
+            format!("(NOT ({case}))")
+        } else {
+            format!("({case})")
+        }
+    }
+
+    fn cond(&mut self, cond: &Cond) -> String {
+        match cond {
+            Cond::And(a, b) => format!("({} AND {})", self.cond(a), self.cond(b)),
+            Cond::Or(a, b) => format!("({} OR {})", self.cond(a), self.cond(b)),
+            Cond::Not(a) => format!("(NOT {})", self.cond(a)),
+            Cond::Compare(a, op, b) => format!("({} {} {})", self.num(a), op.sql(), self.num(b)),
+            Cond::Exists(f, w) => format!("EXISTS (SELECT 1 {})", self.events(f, *w)),
+            Cond::HasTag { id, .. } => {
+                let t = self.sql.arg(id.clone());
+                format!(
+                    "EXISTS (SELECT 1 FROM customer_tags ct WHERE ct.tenant_id = c.tenant_id AND ct.customer_id = c.id AND ct.tag_id = {t})"
+                )
+            }
+            Cond::StageIn(values, negated) => {
+                let list = self.list(values);
+                format!(
+                    "(c.lifecycle_stage {}IN ({list}))",
+                    if *negated { "NOT " } else { "" }
+                )
+            }
+            Cond::ChannelIn(values, negated) => {
+                let list = self.list(values);
+                format!(
+                    "(c.source_channel {}IN ({list}))",
+                    if *negated { "NOT " } else { "" }
+                )
+            }
+            Cond::Attr { key, test } => self.attr(key, test),
+            Cond::Bool(true) => "(1 = 1)".into(),
+            Cond::Bool(false) => "(1 = 0)".into(),
+        }
+    }
+}
