@@ -14,4 +14,5 @@ pub mod rules;
 pub mod server;
 pub mod settlement;
 pub mod storage;
+pub mod tags;
 pub mod tenancy;

@@ -61,6 +61,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub db: Db,
     pub reloader: Reloader,
+    background: Vec<JoinHandle<()>>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -68,10 +69,39 @@ pub struct Running {
 impl Running {
     /// Stops accepting connections, lets requests in flight finish, and closes the pool.
     pub async fn stop(self) {
+        for job in &self.background {
+            job.abort();
+        }
         let _ = self.shutdown.send(());
         let _ = self.task.await;
         self.db.pool.close().await;
     }
+}
+
+/// Recomputes every tenant's dynamic tags on its `tag_recompute_seconds` cadence.
+fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Vec<JoinHandle<()>> {
+    let mut jobs = Vec::new();
+    for (id, tenant) in &config.tenants {
+        let (Some(t), seconds) = (directory.tenant(id), tenant.tag_recompute_seconds) else {
+            continue;
+        };
+        if seconds == 0 {
+            continue;
+        }
+        let (db, actor) = (db.clone(), crate::tags::system(t));
+        jobs.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(seconds));
+            every.tick().await; // the first tick is immediate: wait one period
+            loop {
+                every.tick().await;
+                match crate::tags::recompute(&db, &actor, None).await {
+                    Ok(done) => tracing::info!(tenant = actor.tenant_id(), ?done, "scheduled tag recompute"),
+                    Err(e) => tracing::error!(tenant = actor.tenant_id(), error = %e, "scheduled tag recompute failed"),
+                }
+            }
+        }));
+    }
+    jobs
 }
 
 /// Opens storage, applies migrations, mirrors tenants, seeds the demo tenant if asked and
@@ -102,6 +132,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         .clone()
         .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
     let reloader = Reloader::new(plugins, provider);
+    let background = schedule_tag_recompute(&db, config, &directory);
     let (bus, _) = broadcast::channel(1024);
     let state = AppState {
         schema: api::schema(db.clone(), &config.limits, bus, reloader.clone()),
@@ -133,6 +164,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         addr,
         db,
         reloader,
+        background,
         shutdown,
         task,
     })

@@ -95,6 +95,8 @@ fn tenant(name: &str, users: &[(&str, Role)], keys: &[(&str, &str)]) -> TenantCo
             })
             .collect(),
         modules: Default::default(),
+        // no background recompute unless a test asks for it
+        tag_recompute_seconds: 0,
     }
 }
 

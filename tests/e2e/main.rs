@@ -13,3 +13,4 @@ mod pagination;
 mod plugins;
 mod rules;
 mod settlement;
+mod tags;

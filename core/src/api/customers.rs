@@ -161,6 +161,49 @@ impl CustomerNode {
         Ok(EventConnection::new(paged))
     }
 
+    /// The tags the customer holds.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CustomerTag>> {
+        let actor = actor(ctx).gql()?;
+        let mut held = crate::tags::tags_of(db(ctx), actor.tenant_id(), &[&self.customer.id])
+            .await
+            .gql()?;
+        Ok(held
+            .remove(&self.customer.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| CustomerTag {
+                tag: h.tag.into(),
+                source: h.source,
+                applied_at: h.applied_at,
+            })
+            .collect())
+    }
+
+    /// Tag changes, newest first: which tag, added or removed, by what (`manual`, `rule`,
+    /// `plugin:<module>`), under which rule version.
+    async fn tag_history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: i32,
+    ) -> async_graphql::Result<Vec<TagChange>> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            crate::tags::history(db(ctx), actor.tenant_id(), &self.customer.id, first.into())
+                .await
+                .gql()?
+                .into_iter()
+                .map(|h| TagChange {
+                    tag: h.tag,
+                    change: h.change,
+                    source: h.source,
+                    rule_version: h.rule_version,
+                    actor_id: h.actor_id,
+                    at: h.at,
+                })
+                .collect(),
+        )
+    }
+
     /// Recorded changes to this customer, newest first.
     async fn history(
         &self,
@@ -189,6 +232,27 @@ impl CustomerNode {
             })
             .collect())
     }
+}
+
+/// A tag a customer holds.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct CustomerTag {
+    pub tag: super::tags::TagValue,
+    /// `manual`, `rule` or `plugin:<module>`.
+    pub source: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// A tag added to or removed from a customer.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TagChange {
+    pub tag: String,
+    /// `added` or `removed`.
+    pub change: String,
+    pub source: String,
+    pub rule_version: Option<i64>,
+    pub actor_id: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// One recorded change.
@@ -230,7 +294,7 @@ pub struct CustomerEdge {
 }
 
 /// Which customers to list; every condition given must hold.
-#[derive(InputObject, Debug, Default)]
+#[derive(InputObject, Debug, Default, Clone)]
 pub struct CustomerFilterInput {
     /// Case-insensitive name prefix, or an exact phone number (any format) or email.
     pub search: Option<String>,
@@ -247,6 +311,27 @@ pub struct CustomerFilterInput {
     pub attributes: Option<Json<Value>>,
     /// Customers holding this external identity.
     pub identity: Option<ExternalIdentity>,
+    /// Tags the customers must (all), may (any) or must not (none) hold, by name.
+    pub tags: Option<super::tags::TagFilterInput>,
+}
+
+/// The domain filter for an input filter (tag names resolved to ids).
+pub async fn filter_of(
+    ctx: &Context<'_>,
+    actor: &Actor,
+    input: CustomerFilterInput,
+) -> async_graphql::Result<CustomerFilter> {
+    let tag_filter = input.tags.clone();
+    let mut filter = input.into_filter().gql()?;
+    if let Some(t) = tag_filter {
+        let (all, any, none) = super::tags::resolve_tag_filter(ctx, actor.tenant_id(), &t)
+            .await
+            .gql()?;
+        filter.tags_all = all;
+        filter.tags_any = any;
+        filter.tags_none = none;
+    }
+    Ok(filter)
 }
 
 impl CustomerFilterInput {
@@ -265,6 +350,7 @@ impl CustomerFilterInput {
             created_before: self.created_before,
             attributes,
             identity: self.identity.map(Into::into),
+            ..CustomerFilter::default()
         })
     }
 }
@@ -344,7 +430,7 @@ impl CustomerQuery {
             before,
         };
         let page = page(ctx, actor, args, order.cursor_name())?;
-        let filter = filter.unwrap_or_default().into_filter().gql()?;
+        let filter = filter_of(ctx, actor, filter.unwrap_or_default()).await?;
         let paged = customers::list(db, &actor.tenant, &filter, order, &page)
             .await
             .gql()?;
@@ -499,6 +585,7 @@ impl CustomerMutation {
                 .collect(),
         };
         let customer = customers::update(db(ctx), actor, &id, &patch).await.gql()?;
+        super::tags_after_change(ctx, actor, std::slice::from_ref(&customer.id)).await;
         node_with_identities(ctx, actor, customer).await
     }
 

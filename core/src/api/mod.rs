@@ -9,6 +9,7 @@ pub mod metrics;
 mod page;
 mod plugins;
 mod settlement;
+mod tags;
 mod viewer;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct Query(
     customers::CustomerQuery,
     plugins::PluginQuery,
     settlement::SettlementQuery,
+    tags::TagQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -45,6 +47,7 @@ pub struct Mutation(
     events::EventMutation,
     plugins::PluginMutation,
     settlement::SettlementMutation,
+    tags::TagMutation,
 );
 
 pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;
@@ -80,6 +83,20 @@ pub fn sdl() -> String {
 fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor> {
     ctx.data_opt::<Actor>()
         .ok_or_else(|| Error::Internal("request reached a resolver without an actor".into()))
+}
+
+/// Re-evaluates the tags of customers whose events or profile changed. Fails open: the
+/// change itself is already stored, so a tag failure is logged, not returned.
+async fn tags_after_change(ctx: &Context<'_>, actor: &Actor, customers: &[String]) {
+    if customers.is_empty() {
+        return;
+    }
+    let host = &ctx.data_unchecked::<Reloader>().host;
+    if let Err(e) =
+        crate::tags::evaluate_customers(db(ctx), Some(host), &actor.tenant, customers).await
+    {
+        tracing::error!(tenant = actor.tenant_id(), error = %e, "tag evaluation after a change failed");
+    }
 }
 
 fn db<'a>(ctx: &Context<'a>) -> &'a Db {

@@ -21,6 +21,14 @@ pub struct TenantConfig {
     /// Industry modules (plugins) by id, with their per-tenant parameters.
     #[serde(default)]
     pub modules: BTreeMap<String, ModuleConfig>,
+    /// How often every dynamic tag is recomputed for every customer, in seconds (0: never;
+    /// events and profile changes still re-evaluate their customer at once).
+    #[serde(default = "default_recompute")]
+    pub tag_recompute_seconds: u64,
+}
+
+fn default_recompute() -> u64 {
+    3600
 }
 
 impl TenantConfig {
@@ -33,6 +41,7 @@ impl TenantConfig {
             users: BTreeMap::new(),
             api_keys: BTreeMap::new(),
             modules: BTreeMap::new(),
+            tag_recompute_seconds: default_recompute(),
         }
     }
 }

@@ -25,6 +25,12 @@ pub struct CustomerFilter {
     pub attributes: Option<Attributes>,
     /// Customers holding this external identity.
     pub identity: Option<Identity>,
+    /// Tag ids the customer must all hold.
+    pub tags_all: Vec<String>,
+    /// Tag ids of which the customer holds at least one.
+    pub tags_any: Vec<String>,
+    /// Tag ids the customer must hold none of.
+    pub tags_none: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,7 +163,53 @@ fn push_filter(sql: &mut Sql, db: &Db, tenant: &Tenant, filter: &CustomerFilter)
              AND channel = {ch} AND external_id = {ext} AND deleted_at IS NULL)"
         ));
     }
+    let holds = |sql: &mut Sql, ids: &[String]| -> String {
+        let list: Vec<String> = ids.iter().map(|id| sql.arg(id.clone())).collect();
+        format!(
+            "EXISTS (SELECT 1 FROM customer_tags ct WHERE ct.tenant_id = {t} AND ct.customer_id = c.id AND ct.tag_id IN ({}))",
+            list.join(", ")
+        )
+    };
+    for id in &filter.tags_all {
+        let cond = holds(sql, std::slice::from_ref(id));
+        sql.push(" AND ").push(&cond);
+    }
+    if !filter.tags_any.is_empty() {
+        let cond = holds(sql, &filter.tags_any);
+        sql.push(" AND ").push(&cond);
+    }
+    if !filter.tags_none.is_empty() {
+        let cond = holds(sql, &filter.tags_none);
+        sql.push(" AND NOT ").push(&cond);
+    }
     Ok(())
+}
+
+/// The ids of every customer matching the filter (at most `limit`), for bulk actions.
+pub async fn ids_matching(
+    db: &Db,
+    tenant: &Tenant,
+    filter: &CustomerFilter,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut sql = Sql::new("SELECT c.id FROM customers c");
+    push_filter(&mut sql, db, tenant, filter)?;
+    let l = sql.arg(limit as i64 + 1);
+    sql.push(&format!(" ORDER BY c.id LIMIT {l}"));
+    let ids: Vec<String> = sql
+        .query()
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| sqlx::Row::try_get(r, "id"))
+        .collect::<Result<_, _>>()?;
+    if ids.len() > limit {
+        return Err(Error::LimitExceeded {
+            field: "filter".into(),
+            message: format!("the filter matches more than {limit} customers"),
+        });
+    }
+    Ok(ids)
 }
 
 /// One page of customers with the cursor of each.
