@@ -238,6 +238,7 @@ fn customer(
         emails,
         attributes: attributes.as_object().cloned().unwrap_or_default(),
         lifecycle_stage: stage,
+        stage_manual: false,
         owner_id: rng.chance(70).then(|| rng.pick(OWNERS).to_string()),
         source_channel: channel,
         created_at,

@@ -93,3 +93,32 @@ impl EventType {
         matches!(self, EventType::Order | EventType::Refund)
     }
 }
+
+vocabulary! {
+    /// A standard RFM segment, from recency (R), frequency (F) and monetary (M) quintile
+    /// scores 1–5 (see docs/tags.md for the table).
+    RfmCell {
+        /// Bought recently, often, and spent the most.
+        Champions = "champions",
+        /// Buy often; still recent.
+        Loyal = "loyal",
+        /// Recent, with a few orders: could become loyal.
+        PotentialLoyalist = "potential_loyalist",
+        /// Their first order was very recent.
+        NewCustomers = "new_customers",
+        /// Recent first-time buyers.
+        Promising = "promising",
+        /// Middling on everything.
+        NeedAttention = "need_attention",
+        /// Fading and infrequent.
+        AboutToSleep = "about_to_sleep",
+        /// Used to buy often and much; gone quiet for long.
+        CannotLose = "cannot_lose",
+        /// Used to buy often; not recently.
+        AtRisk = "at_risk",
+        /// Long ago, rarely.
+        Hibernating = "hibernating",
+        /// Long ago, once.
+        Lost = "lost",
+    }
+}

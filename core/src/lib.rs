@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod pagination;
 pub mod plugins;
 pub mod rules;
+pub mod segments;
 pub mod server;
 pub mod settlement;
 pub mod storage;

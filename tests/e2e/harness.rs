@@ -158,6 +158,11 @@ impl TestServer {
         backend: Backend,
         tweak: impl FnOnce(&mut Config),
     ) -> Option<TestServer> {
+        // server logs (internal errors among them) show in a failing test's output
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_test_writer()
+            .try_init();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = format!("{}_{}", std::process::id(), n);
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{tag}"));

@@ -300,7 +300,138 @@ async fn validate_rule_reports_positions_and_a_summary(s: &TestServer) {
     );
 }
 
+async fn rfm_lifecycle_and_segments(s: &TestServer) {
+    let mk = |name: &str| json!({ "displayName": name, "sourceChannel": "SHOP" });
+    let (a, b, c, d, e) = (
+        s.create_customer(ALPHA, mk("A")).await,
+        s.create_customer(ALPHA, mk("B")).await,
+        s.create_customer(ALPHA, mk("C")).await,
+        s.create_customer(ALPHA, mk("D")).await,
+        s.create_customer(ALPHA, mk("E")).await,
+    );
+    let browsing = s.create_customer(ALPHA, mk("Browser")).await;
+    let by_hand = s.create_customer(ALPHA, json!({ "displayName": "VIP by hand", "sourceChannel": "STORE", "lifecycleStage": "LOYAL" })).await;
+    let mut events = Vec::new();
+    for day in 1..=6 {
+        events.push(order(&a, day, "500"));
+    }
+    events.push(order(&b, 400, "100"));
+    events.push(order(&c, 0, "10"));
+    for day in [100, 101, 102] {
+        events.push(order(&d, day, "200"));
+    }
+    events.push(order(&e, 20, "300"));
+    events.push(order(&e, 21, "300"));
+    events.push(json!({ "customerId": browsing, "type": "CONSULT", "occurredAt": chrono::Utc::now().to_rfc3339() }));
+    events.push(json!({ "customerId": by_hand, "type": "VISIT", "occurredAt": chrono::Utc::now().to_rfc3339() }));
+    s.ok(ALPHA, RECORD, json!({ "input": events })).await;
+    let stage = |id: String| async move {
+        s.ok(ALPHA, "query($id: ID!) { customer(id: $id) { lifecycleStage lifecycleStageManual rfm { r f m cell } } }", json!({ "id": id })).await["customer"].clone()
+    };
+    // derived as events arrive
+    assert_eq!(stage(a.clone()).await["lifecycleStage"], "LOYAL");
+    assert_eq!(stage(b.clone()).await["lifecycleStage"], "CHURNED");
+    assert_eq!(stage(c.clone()).await["lifecycleStage"], "CUSTOMER");
+    assert_eq!(stage(d.clone()).await["lifecycleStage"], "DORMANT");
+    assert_eq!(stage(browsing.clone()).await["lifecycleStage"], "PROSPECT");
+    let kept = stage(by_hand.clone()).await;
+    assert_eq!(
+        (
+            kept["lifecycleStage"].clone(),
+            kept["lifecycleStageManual"].clone()
+        ),
+        (json!("LOYAL"), json!(true)),
+        "set by hand, kept"
+    );
+
+    s.ok(ALPHA, "mutation { recomputeTags { tag } }", json!({}))
+        .await;
+    // quintiles among five buyers (see the derivation in docs/tags.md)
+    for (id, cell, rfm) in [
+        (&a, "CHAMPIONS", [4, 5, 5]),
+        (&b, "LOST", [1, 1, 2]),
+        (&c, "NEW_CUSTOMERS", [5, 1, 1]),
+        (&d, "AT_RISK", [2, 4, 3]),
+        (&e, "NEED_ATTENTION", [3, 3, 3]),
+    ] {
+        let got = stage(id.clone()).await["rfm"].clone();
+        assert_eq!(
+            got,
+            json!({ "r": rfm[0], "f": rfm[1], "m": rfm[2], "cell": cell }),
+            "customer {id}"
+        );
+    }
+    assert_eq!(
+        stage(browsing.clone()).await["rfm"],
+        json!(null),
+        "no orders, no RFM"
+    );
+    let champions = s
+        .ok(
+            ALPHA,
+            "{ customers(filter: { rfmCells: [CHAMPIONS] }) { edges { node { displayName } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        champions["customers"]["edges"],
+        json!([{ "node": { "displayName": "A" } }])
+    );
+
+    let definition = json!({ "stages": ["LOYAL", "DORMANT"], "rule": "sum(order) >= 500" });
+    let preview = s
+        .ok(ALPHA, "query($d: SegmentDefinitionInput!) { previewSegment(definition: $d) { count sample { displayName } } }", json!({ "d": definition }))
+        .await;
+    assert_eq!(
+        preview["previewSegment"]["count"], 3,
+        "A, D and E; not the VIP by hand (no orders)"
+    );
+    let bad = s
+        .err(
+            ALPHA,
+            "query($d: SegmentDefinitionInput!) { previewSegment(definition: $d) { count } }",
+            json!({ "d": { "tagsAll": ["nope"], "rule": "count(x) > 1" } }),
+        )
+        .await;
+    assert_eq!(fields(&bad), ["definition.tagsAll[0]", "definition.rule"]);
+    let saved = s
+        .ok(ALPHA, "mutation($d: SegmentDefinitionInput!) { createSegment(input: { name: \"高价值\", definition: $d }) { id count customers(first: 2) { totalCount edges { node { displayName } } pageInfo { hasNextPage } } } }", json!({ "d": definition }))
+        .await["createSegment"]
+        .clone();
+    assert_eq!(saved["count"], 3);
+    assert_eq!(saved["customers"]["totalCount"], 3);
+    assert_eq!(saved["customers"]["pageInfo"]["hasNextPage"], true);
+    let members = s
+        .ok(
+            ALPHA,
+            "query($s: ID) { customers(filter: { segment: $s, stages: [LOYAL] }) { totalCount } }",
+            json!({ "s": saved["id"] }),
+        )
+        .await;
+    assert_eq!(
+        members["customers"]["totalCount"], 2,
+        "segment and other filters combine: A and E"
+    );
+    let entered: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM internal_events WHERE tenant_id = 'alpha' AND kind = 'segment.entered'")
+            .fetch_one(&s.db().pool)
+            .await
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(entered, 3);
+    let hidden = s
+        .err(
+            BETA,
+            "query($id: ID!) { segment(id: $id) { name } }",
+            json!({ "id": saved["id"] }),
+        )
+        .await;
+    assert_eq!(code(&hidden), "NOT_FOUND");
+}
+
 crate::on_both_backends!(
+    rfm_lifecycle_and_segments,
     manual_tags_groups_history_and_filters,
     dynamic_tags_follow_events_and_bulk_recompute,
     validate_rule_reports_positions_and_a_summary,

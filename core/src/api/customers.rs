@@ -59,6 +59,16 @@ pub struct CustomerNode {
     identities: Option<Vec<Identity>>,
 }
 
+impl CustomerNode {
+    /// A node whose identities load on demand.
+    pub fn plain(customer: Customer) -> CustomerNode {
+        CustomerNode {
+            customer,
+            identities: None,
+        }
+    }
+}
+
 #[Object(name = "Customer")]
 impl CustomerNode {
     async fn id(&self) -> ID {
@@ -86,6 +96,11 @@ impl CustomerNode {
 
     async fn lifecycle_stage(&self) -> LifecycleStage {
         self.customer.lifecycle_stage
+    }
+
+    /// Whether the stage was set by hand (lifecycle rules leave it alone).
+    async fn lifecycle_stage_manual(&self) -> bool {
+        self.customer.stage_manual
     }
 
     async fn owner_id(&self) -> Option<ID> {
@@ -204,6 +219,26 @@ impl CustomerNode {
         )
     }
 
+    /// Recency, frequency and monetary scores (1–5) and the RFM cell; none without orders.
+    async fn rfm(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<RfmValue>> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            crate::tags::rfm::of(db(ctx), actor.tenant_id(), &self.customer.id)
+                .await
+                .gql()?
+                .map(|r| RfmValue {
+                    recency_days: r.recency_days,
+                    frequency: r.frequency,
+                    monetary: crate::tags::rfm::monetary(&r),
+                    r: r.r,
+                    f: r.f,
+                    m: r.m,
+                    cell: r.cell,
+                    computed_at: r.computed_at,
+                }),
+        )
+    }
+
     /// Recorded changes to this customer, newest first.
     async fn history(
         &self,
@@ -232,6 +267,20 @@ impl CustomerNode {
             })
             .collect())
     }
+}
+
+/// RFM scores, recomputed with the tags.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RfmValue {
+    pub recency_days: i64,
+    pub frequency: i64,
+    /// Sum of order amounts.
+    pub monetary: rust_decimal::Decimal,
+    pub r: i64,
+    pub f: i64,
+    pub m: i64,
+    pub cell: crate::kinds::RfmCell,
+    pub computed_at: DateTime<Utc>,
 }
 
 /// A tag a customer holds.
@@ -313,6 +362,12 @@ pub struct CustomerFilterInput {
     pub identity: Option<ExternalIdentity>,
     /// Tags the customers must (all), may (any) or must not (none) hold, by name.
     pub tags: Option<super::tags::TagFilterInput>,
+    /// Any of these RFM cells.
+    pub rfm_cells: Option<Vec<crate::kinds::RfmCell>>,
+    /// Members of this saved segment.
+    pub segment: Option<ID>,
+    /// A rule of the rule language (docs/rules.md).
+    pub rule: Option<String>,
 }
 
 /// The domain filter for an input filter (tag names resolved to ids).
@@ -322,7 +377,24 @@ pub async fn filter_of(
     input: CustomerFilterInput,
 ) -> async_graphql::Result<CustomerFilter> {
     let tag_filter = input.tags.clone();
+    let (segment, rule, cells) = (
+        input.segment.clone(),
+        input.rule.clone(),
+        input.rfm_cells.clone(),
+    );
     let mut filter = input.into_filter().gql()?;
+    filter.rfm_cells = cells.unwrap_or_default();
+    if let Some(text) = rule {
+        let tags = crate::tags::list(db(ctx), actor.tenant_id()).await.gql()?;
+        filter.rule = Some(crate::tags::parse_rule(&text, &tags, "filter.rule").gql()?);
+    }
+    if let Some(id) = segment {
+        filter.also.push(
+            crate::segments::as_filter(db(ctx), &actor.tenant, &id)
+                .await
+                .gql()?,
+        );
+    }
     if let Some(t) = tag_filter {
         let (all, any, none) = super::tags::resolve_tag_filter(ctx, actor.tenant_id(), &t)
             .await
@@ -421,16 +493,35 @@ impl CustomerQuery {
         order_by: Option<CustomerOrderInput>,
     ) -> async_graphql::Result<CustomerConnection> {
         let actor = actor(ctx).gql()?;
+        let filter = filter_of(ctx, actor, filter.unwrap_or_default()).await?;
+        connection_for(
+            ctx,
+            actor,
+            filter,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+            order_by,
+        )
+        .await
+    }
+}
+
+/// A customer connection for a domain filter (shared by `customers` and `segment.customers`).
+pub async fn connection_for(
+    ctx: &Context<'_>,
+    actor: &Actor,
+    filter: CustomerFilter,
+    args: PageArgs,
+    order_by: Option<CustomerOrderInput>,
+) -> async_graphql::Result<CustomerConnection> {
+    {
         let db = db(ctx);
         let order: CustomerOrder = order_by.unwrap_or_default().into();
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
         let page = page(ctx, actor, args, order.cursor_name())?;
-        let filter = filter_of(ctx, actor, filter.unwrap_or_default()).await?;
         let paged = customers::list(db, &actor.tenant, &filter, order, &page)
             .await
             .gql()?;
@@ -517,6 +608,9 @@ pub struct UpdateCustomerInput {
     /// `null` clears the owner.
     pub owner_id: MaybeUndefined<ID>,
     pub source_channel: Option<Channel>,
+    /// `true`: the stage is no longer set by hand; lifecycle rules derive it again.
+    #[graphql(default)]
+    pub derive_lifecycle_stage: bool,
     #[graphql(default)]
     pub add_identities: Vec<ExternalIdentity>,
     #[graphql(default)]
@@ -577,6 +671,7 @@ impl CustomerMutation {
                 MaybeUndefined::Value(id) => Some(Some(id.0)),
             },
             source_channel: input.source_channel,
+            release_stage: input.derive_lifecycle_stage,
             add_identities: input.add_identities.into_iter().map(Into::into).collect(),
             remove_identities: input
                 .remove_identities

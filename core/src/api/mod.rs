@@ -8,6 +8,7 @@ mod http;
 pub mod metrics;
 mod page;
 mod plugins;
+mod segments;
 mod settlement;
 mod tags;
 mod viewer;
@@ -39,6 +40,7 @@ pub struct Query(
     plugins::PluginQuery,
     settlement::SettlementQuery,
     tags::TagQuery,
+    segments::SegmentQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -48,6 +50,7 @@ pub struct Mutation(
     plugins::PluginMutation,
     settlement::SettlementMutation,
     tags::TagMutation,
+    segments::SegmentMutation,
 );
 
 pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;

@@ -31,6 +31,12 @@ pub struct CustomerFilter {
     pub tags_any: Vec<String>,
     /// Tag ids the customer must hold none of.
     pub tags_none: Vec<String>,
+    /// Any of these RFM cells.
+    pub rfm_cells: Vec<crate::kinds::RfmCell>,
+    /// A rule of the rule language the customer must satisfy.
+    pub rule: Option<crate::rules::Rule>,
+    /// More filters that must all hold too (e.g. a saved segment's definition).
+    pub also: Vec<CustomerFilter>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +98,18 @@ fn push_filter(sql: &mut Sql, db: &Db, tenant: &Tenant, filter: &CustomerFilter)
     sql.push(&format!(
         " WHERE c.tenant_id = {t} AND c.deleted_at IS NULL"
     ));
+    push_conditions(sql, db, tenant, filter, &t)
+}
+
+/// The filter's own conditions (`AND …`); `t` is the tenant's placeholder.
+fn push_conditions(
+    sql: &mut Sql,
+    db: &Db,
+    tenant: &Tenant,
+    filter: &CustomerFilter,
+    t: &str,
+) -> Result<()> {
+    let t = t.to_owned();
     if let Some(search) = filter
         .search
         .as_deref()
@@ -182,6 +200,24 @@ fn push_filter(sql: &mut Sql, db: &Db, tenant: &Tenant, filter: &CustomerFilter)
         let cond = holds(sql, &filter.tags_none);
         sql.push(" AND NOT ").push(&cond);
     }
+    if !filter.rfm_cells.is_empty() {
+        let cells: Vec<String> = filter
+            .rfm_cells
+            .iter()
+            .map(|c| sql.arg(c.as_str()))
+            .collect();
+        sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM customer_rfm r WHERE r.tenant_id = {t} AND r.customer_id = c.id AND r.cell IN ({}))",
+            cells.join(", ")
+        ));
+    }
+    if let Some(rule) = &filter.rule {
+        sql.push(" AND ");
+        crate::rules::sql::push_cond(sql, db.backend, &rule.cond, time::to_micros(time::now()));
+    }
+    for more in &filter.also {
+        push_conditions(sql, db, tenant, more, &t)?;
+    }
     Ok(())
 }
 
@@ -194,7 +230,7 @@ pub async fn ids_matching(
 ) -> Result<Vec<String>> {
     let mut sql = Sql::new("SELECT c.id FROM customers c");
     push_filter(&mut sql, db, tenant, filter)?;
-    let l = sql.arg(limit as i64 + 1);
+    let l = sql.arg(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
     sql.push(&format!(" ORDER BY c.id LIMIT {l}"));
     let ids: Vec<String> = sql
         .query()

@@ -28,6 +28,8 @@ pub struct Customer {
     pub emails: Vec<String>,
     pub attributes: Attributes,
     pub lifecycle_stage: LifecycleStage,
+    /// Set by hand: lifecycle derivation leaves it alone.
+    pub stage_manual: bool,
     pub owner_id: Option<String>,
     pub source_channel: Channel,
     pub created_at: DateTime<Utc>,
@@ -70,6 +72,8 @@ pub struct CustomerPatch {
     /// `Some(None)` clears the owner.
     pub owner_id: Option<Option<String>>,
     pub source_channel: Option<Channel>,
+    /// `true`: hand the stage back to lifecycle derivation.
+    pub release_stage: bool,
     pub add_identities: Vec<Identity>,
     pub remove_identities: Vec<Identity>,
 }

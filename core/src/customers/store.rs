@@ -21,7 +21,7 @@ const UPDATE_ATTEMPTS: usize = 5;
 
 pub(super) fn columns(db: &Db) -> String {
     format!(
-        "c.id, c.display_name, c.phones, c.emails, {} AS attributes, c.lifecycle_stage, \
+        "c.id, c.display_name, c.phones, c.emails, {} AS attributes, c.lifecycle_stage, c.stage_manual, \
          c.owner_id, c.source_channel, c.created_at, c.updated_at, c.version",
         dialect::json_text(db.backend, "c.attributes")
     )
@@ -49,6 +49,7 @@ pub(super) fn from_row(row: &AnyRow) -> Result<Customer> {
         },
         lifecycle_stage: LifecycleStage::parse(&stage)
             .ok_or_else(|| Error::Internal(format!("unknown lifecycle stage `{stage}`")))?,
+        stage_manual: row.try_get::<i64, _>("stage_manual")? == 1,
         owner_id: row.try_get("owner_id")?,
         source_channel: Channel::parse(&channel)
             .ok_or_else(|| Error::Internal(format!("unknown channel `{channel}`")))?,
@@ -89,6 +90,8 @@ pub fn prepare(actor: &Actor, input: &NewCustomer, field: &str) -> Result<Prepar
         emails,
         attributes,
         lifecycle_stage: input.lifecycle_stage,
+        // a stage other than `lead` given at creation is set by hand
+        stage_manual: input.lifecycle_stage != LifecycleStage::Lead,
         owner_id: input.owner_id.clone(),
         source_channel: input.source_channel,
         created_at: now,
@@ -142,7 +145,7 @@ pub async fn insert_many(
     for chunk in customers.chunks(CHUNK) {
         let mut sql = Sql::new(
             "INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, \
-             lifecycle_stage, owner_id, source_channel, created_at, updated_at, version) VALUES ",
+             lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual) VALUES ",
         );
         let mut contacts =
             Sql::new("INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ");
@@ -173,6 +176,7 @@ pub async fn insert_many(
                 sql.arg(time::to_micros(c.created_at)),
                 sql.arg(time::to_micros(c.updated_at)),
                 sql.arg(c.version),
+                sql.arg(i64::from(c.stage_manual)),
             ];
             sql.push(&format!(
                 "{}({tenant}, {}, {owner}, {})",
@@ -398,6 +402,9 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> 
         }
         if let Some(stage) = patch.lifecycle_stage {
             after.lifecycle_stage = stage;
+            after.stage_manual = true;
+        } else if patch.release_stage {
+            after.stage_manual = false;
         }
         if let Some(owner) = &patch.owner_id {
             after.owner_id = owner.clone();
@@ -411,7 +418,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> 
         let updated = sqlx::query(&format!(
             "UPDATE customers SET display_name = $1, name_key = $2, phones = $3, emails = $4, \
              attributes = {}, lifecycle_stage = $6, owner_id = $7, source_channel = $8, \
-             updated_at = $9, version = $10 \
+             updated_at = $9, version = $10, stage_manual = $14 \
              WHERE tenant_id = $11 AND id = $12 AND version = $13 AND deleted_at IS NULL",
             dialect::json_cast(db.backend, "$5")
         ))
@@ -428,6 +435,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> 
         .bind(actor.tenant_id())
         .bind(id)
         .bind(before.version)
+        .bind(i64::from(after.stage_manual))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {

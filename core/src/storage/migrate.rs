@@ -34,6 +34,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_tags.sql"),
         postgres: include_str!("../../migrations/postgres/0003_tags.sql"),
     },
+    Migration {
+        version: 4,
+        description: "rfm and segments",
+        sqlite: include_str!("../../migrations/sqlite/0004_rfm_segments.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_rfm_segments.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

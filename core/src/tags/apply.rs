@@ -283,6 +283,10 @@ pub async fn recompute(db: &Db, actor: &Actor, only: Option<&str>) -> Result<Vec
     {
         return Err(Error::invalid("tagId", "not a dynamic tag of this tenant"));
     }
+    if only.is_none() {
+        let moved = super::lifecycle::recompute(db, actor).await?;
+        out_stage(moved);
+    }
     let now = time::to_micros(time::now());
     let mut out = Vec::new();
     for (tag, rule) in ordered_rules(&tags) {
@@ -312,13 +316,24 @@ pub async fn recompute(db: &Db, actor: &Actor, only: Option<&str>) -> Result<Vec
             removed: remove.len(),
         });
     }
+    if only.is_none() {
+        super::rfm::recompute(db, tenant).await?;
+        crate::segments::refresh_memberships(db, actor, None).await?;
+    }
     Ok(out)
+}
+
+fn out_stage(moved: usize) {
+    if moved > 0 {
+        tracing::info!(customers = moved, "lifecycle stages derived");
+    }
 }
 
 /// One customer's facts for the in-memory evaluator.
 struct Loaded {
     created_at: i64,
     stage: String,
+    stage_manual: bool,
     channel: String,
     attributes: serde_json::Map<String, serde_json::Value>,
     tags: HashSet<String>,
@@ -327,7 +342,7 @@ struct Loaded {
 
 async fn load(conn: &mut AnyConnection, db: &Db, tenant: &str, id: &str) -> Result<Option<Loaded>> {
     let sql = format!(
-        "SELECT created_at, lifecycle_stage, source_channel, {} AS attributes FROM customers WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        "SELECT created_at, lifecycle_stage, stage_manual, source_channel, {} AS attributes FROM customers WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
         crate::storage::dialect::json_text(db.backend, "attributes")
     );
     let Some(row) = sqlx::query(&sql)
@@ -367,6 +382,7 @@ async fn load(conn: &mut AnyConnection, db: &Db, tenant: &str, id: &str) -> Resu
     Ok(Some(Loaded {
         created_at: row.try_get("created_at")?,
         stage: row.try_get("lifecycle_stage")?,
+        stage_manual: row.try_get::<i64, _>("stage_manual")? == 1,
         channel: row.try_get("source_channel")?,
         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
         tags,
@@ -443,9 +459,7 @@ pub async fn evaluate_customers(
                 .collect()
         })
         .unwrap_or_default();
-    if ordered.is_empty() && modules.is_empty() {
-        return Ok(0);
-    }
+
     let now = time::to_micros(time::now());
     let mut changes = 0;
     for id in ids {
@@ -454,6 +468,24 @@ pub async fn evaluate_customers(
             continue;
         };
         drop(conn);
+        if !facts.stage_manual {
+            let derived = super::lifecycle::derive(&Facts {
+                now,
+                created_at: facts.created_at,
+                stage: &facts.stage,
+                channel: &facts.channel,
+                attributes: &facts.attributes,
+                tags: &facts.tags,
+                events: &facts.events,
+            });
+            if derived.as_str() != facts.stage {
+                let mut tx = db.begin_write().await?;
+                super::lifecycle::set(&mut tx, &actor, id, &facts.stage, derived).await?;
+                tx.commit().await?;
+                facts.stage = derived.as_str().to_owned();
+                changes += 1;
+            }
+        }
         let mut plan: Vec<(Tag, bool, String)> = Vec::new();
         for (tag, rule) in &ordered {
             let holds = rules::eval::holds(

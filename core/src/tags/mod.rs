@@ -3,6 +3,8 @@
 //! profile change and in bulk (SQL) on demand or on a schedule. See docs/tags.md.
 
 mod apply;
+pub mod lifecycle;
+pub mod rfm;
 mod store;
 
 pub use apply::{
