@@ -40,6 +40,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_rfm_segments.sql"),
         postgres: include_str!("../../migrations/postgres/0004_rfm_segments.sql"),
     },
+    Migration {
+        version: 5,
+        description: "id collation",
+        sqlite: include_str!("../../migrations/sqlite/0005_id_collation.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_id_collation.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

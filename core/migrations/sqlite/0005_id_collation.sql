@@ -1,0 +1,2 @@
+-- PostgreSQL only (column collations); nothing to do on SQLite.
+SELECT 1;
