@@ -132,7 +132,7 @@ async fn bench_backend(backend: &str, url: &str, n: usize) {
     storage::migrate(&db).await.unwrap();
     tenancy::sync_to_db(&db, &config).await.unwrap();
     let seeding = Instant::now();
-    let (rows, _) = demo::generate(n, 42, false);
+    let (rows, _) = demo::generate(n, 0, 42, false);
     let mut tx = db.pool.begin().await.unwrap();
     customers::insert_many(&mut tx, &db, "bench", &rows)
         .await

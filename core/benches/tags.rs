@@ -192,7 +192,7 @@ async fn bench(url: &str, n: usize) {
     let started = Instant::now();
     let mut events_total = 0;
     for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(20_000).enumerate() {
-        let (cs, es) = demo::generate(chunk.len(), 7 + i as u64, true);
+        let (cs, es) = demo::generate(chunk.len(), chunk[0], 7 + i as u64, true);
         events_total += es.len();
         let mut tx = db.pool.begin().await.unwrap();
         customers::insert_many(&mut tx, &db, "bench", &cs)

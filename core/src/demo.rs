@@ -307,7 +307,7 @@ pub async fn seed(db: &Db, tenant: &std::sync::Arc<Tenant>) -> Result<usize> {
     if existing > 0 {
         return Ok(0);
     }
-    let (customers, events) = generate(CUSTOMERS, 0x5EED, true);
+    let (customers, events) = generate(CUSTOMERS, 0, 0x5EED, true);
     let mut tx = db.begin_write().await?;
     customers::insert_many(&mut tx, db, &tenant.id, &customers).await?;
     events::insert_many(&mut tx, &tenant.id, &events).await?;
@@ -331,8 +331,11 @@ pub async fn seed(db: &Db, tenant: &std::sync::Arc<Tenant>) -> Result<usize> {
 
 /// `n` customers created over the past year, with their events if asked (benchmarks use
 /// the customers alone).
+/// External identities are numbered from `first`, so batches generated one after another
+/// do not collide.
 pub fn generate(
     n: usize,
+    first: usize,
     seed: u64,
     with_events: bool,
 ) -> (Vec<(Customer, Vec<Identity>)>, Vec<Event>) {
@@ -340,7 +343,7 @@ pub fn generate(
     let now = time::now();
     let mut customers = Vec::with_capacity(n);
     let mut events = Vec::new();
-    for i in 0..n {
+    for i in first..first + n {
         let created_at = now - Duration::seconds(rng.below(365 * 86_400) as i64 + 3600);
         let (c, ids) = customer(&mut rng, i, created_at);
         if with_events {

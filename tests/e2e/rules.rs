@@ -83,7 +83,7 @@ fn composed() -> Vec<String> {
 
 async fn sql_and_memory_evaluators_agree(s: &TestServer) {
     let db = s.db();
-    let (mut generated, mut evs) = demo::generate(160, 0xfeed, true);
+    let (mut generated, mut evs) = demo::generate(160, 0, 0xfeed, true);
     // attribute shapes the rules must cope with: missing, JSON null, wrong type
     for (i, (c, _)) in generated.iter_mut().enumerate() {
         match i % 7 {
