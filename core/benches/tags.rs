@@ -216,7 +216,7 @@ async fn bench(url: &str, n: usize) {
         let mut sql = Sql::new("SELECT c.id FROM customers c WHERE c.tenant_id = ");
         let t = sql.arg("bench");
         sql.push(&t).push(" AND c.deleted_at IS NULL AND ");
-        rules::sql::push_cond(&mut sql, backend, &rule.cond, now);
+        rules::sql::push_cond(&mut sql, backend, "bench", &rule.cond, now);
         let t0 = Instant::now();
         let ours: HashSet<String> = sql
             .query()

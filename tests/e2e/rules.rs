@@ -204,7 +204,7 @@ async fn sql_and_memory_evaluators_agree(s: &TestServer) {
         let mut sql = Sql::new("SELECT c.id FROM customers c WHERE c.tenant_id = ");
         let t = sql.arg("alpha");
         sql.push(&t).push(" AND c.deleted_at IS NULL AND ");
-        rules::sql::push_cond(&mut sql, db.backend, &rule.cond, now_us);
+        rules::sql::push_cond(&mut sql, db.backend, "alpha", &rule.cond, now_us);
         let rows = sql
             .query()
             .fetch_all(&db.pool)

@@ -213,7 +213,13 @@ fn push_conditions(
     }
     if let Some(rule) = &filter.rule {
         sql.push(" AND ");
-        crate::rules::sql::push_cond(sql, db.backend, &rule.cond, time::to_micros(time::now()));
+        crate::rules::sql::push_cond(
+            sql,
+            db.backend,
+            &tenant.id,
+            &rule.cond,
+            time::to_micros(time::now()),
+        );
     }
     for more in &filter.also {
         push_conditions(sql, db, tenant, more, &t)?;

@@ -90,6 +90,17 @@ impl Op {
         }
     }
 
+    /// The same comparison with its sides swapped (`k < x` is `x > k`).
+    pub fn flipped(self) -> Op {
+        match self {
+            Op::Lt => Op::Gt,
+            Op::Le => Op::Ge,
+            Op::Gt => Op::Lt,
+            Op::Ge => Op::Le,
+            other => other,
+        }
+    }
+
     pub fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             Op::Eq => a == b,

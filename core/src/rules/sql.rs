@@ -7,9 +7,15 @@ use super::{
 };
 use crate::storage::{Backend, sql::Sql};
 
-/// Appends the rule as a boolean SQL expression; `now` is the evaluation time (µs).
-pub fn push_cond(sql: &mut Sql, backend: Backend, cond: &Cond, now: i64) {
-    let mut c = Compiler { sql, backend, now };
+/// Appends the rule as a boolean SQL expression over `customers c` of `tenant`; `now` is
+/// the evaluation time (µs).
+pub fn push_cond(sql: &mut Sql, backend: Backend, tenant: &str, cond: &Cond, now: i64) {
+    let mut c = Compiler {
+        sql,
+        backend,
+        tenant,
+        now,
+    };
     let text = c.cond(cond);
     c.sql.push(&text);
 }
@@ -17,6 +23,7 @@ pub fn push_cond(sql: &mut Sql, backend: Backend, cond: &Cond, now: i64) {
 struct Compiler<'a> {
     sql: &'a mut Sql,
     backend: Backend,
+    tenant: &'a str,
     now: i64,
 }
 
@@ -35,6 +42,43 @@ impl Compiler<'_> {
             w.push_str(&format!(" AND e.occurred_at >= {cut}"));
         }
         w
+    }
+
+    /// `e.tenant_id = $t AND e.event_type = … [AND e.name …] [AND window]`, uncorrelated.
+    fn event_filter(&mut self, f: &EventFilter, window: Option<i64>) -> String {
+        let tenant = self.sql.arg(self.tenant);
+        let t = self.sql.arg(f.event_type.as_str());
+        let mut w = format!("e.tenant_id = {tenant} AND e.event_type = {t}");
+        if let Some(name) = &f.name {
+            let n = self.sql.arg(name.clone());
+            w.push_str(&format!(" AND e.name = {n}"));
+        }
+        if let Some(secs) = window {
+            let cut = self.sql.arg(self.now - secs * 1_000_000);
+            w.push_str(&format!(" AND e.occurred_at >= {cut}"));
+        }
+        w
+    }
+
+    /// An aggregate comparison that is false for customers without such events, as a
+    /// semi-join over one grouped scan instead of a subquery per customer. Exact: the
+    /// correlated form is never NULL either (count and sum default to 0), so both agree
+    /// under `not` too.
+    fn semi_join(&mut self, aggregate: &Num, op: super::ast::Op, k: i64) -> Option<String> {
+        if op.holds(0, k) {
+            return None; // customers with no events would qualify: keep the correlated form
+        }
+        let (f, w, agg) = match aggregate {
+            Num::Count(f, w) => (f, w, "COUNT(*)"),
+            Num::SumUnits(f, w) => (f, w, "COALESCE(SUM(e.amount_units), 0)"),
+            _ => return None,
+        };
+        let filter = self.event_filter(f, *w);
+        let k = self.sql.arg(k);
+        Some(format!(
+            "(c.id IN (SELECT e.customer_id FROM events e WHERE {filter} GROUP BY e.customer_id HAVING {agg} {} {k}))",
+            op.sql()
+        ))
     }
 
     fn num(&mut self, n: &Num) -> String {
@@ -150,8 +194,18 @@ impl Compiler<'_> {
             Cond::And(a, b) => format!("({} AND {})", self.cond(a), self.cond(b)),
             Cond::Or(a, b) => format!("({} OR {})", self.cond(a), self.cond(b)),
             Cond::Not(a) => format!("(NOT {})", self.cond(a)),
-            Cond::Compare(a, op, b) => format!("({} {} {})", self.num(a), op.sql(), self.num(b)),
-            Cond::Exists(f, w) => format!("EXISTS (SELECT 1 {})", self.events(f, *w)),
+            Cond::Compare(a, op, b) => {
+                let fast = match (a, b) {
+                    (agg, Num::Lit(k)) => self.semi_join(agg, *op, *k),
+                    (Num::Lit(k), agg) => self.semi_join(agg, op.flipped(), *k),
+                    _ => None,
+                };
+                fast.unwrap_or_else(|| format!("({} {} {})", self.num(a), op.sql(), self.num(b)))
+            }
+            Cond::Exists(f, w) => {
+                let filter = self.event_filter(f, *w);
+                format!("(c.id IN (SELECT e.customer_id FROM events e WHERE {filter}))")
+            }
             Cond::HasTag { id, .. } => {
                 let t = self.sql.arg(id.clone());
                 format!(

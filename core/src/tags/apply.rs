@@ -296,7 +296,7 @@ pub async fn recompute(db: &Db, actor: &Actor, only: Option<&str>) -> Result<Vec
         let mut sql = Sql::new("SELECT c.id FROM customers c WHERE c.tenant_id = ");
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND c.deleted_at IS NULL AND ");
-        rules::sql::push_cond(&mut sql, db.backend, &rule.cond, now);
+        rules::sql::push_cond(&mut sql, db.backend, tenant, &rule.cond, now);
         let selected: HashSet<String> = sql
             .query()
             .fetch_all(&db.pool)

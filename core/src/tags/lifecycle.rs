@@ -82,7 +82,7 @@ pub async fn recompute(db: &Db, actor: &Actor) -> Result<usize> {
     let mut sql = Sql::new("SELECT c.id, c.lifecycle_stage, CASE");
     for (stage, rule) in parsed() {
         sql.push(" WHEN ");
-        rules::sql::push_cond(&mut sql, db.backend, &rule.cond, now);
+        rules::sql::push_cond(&mut sql, db.backend, actor.tenant_id(), &rule.cond, now);
         let s = sql.arg(stage.as_str());
         sql.push(&format!(" THEN {s}"));
     }
