@@ -137,10 +137,16 @@ fn main() {
     runtime.block_on(async {
         let dir = std::env::temp_dir().join(format!("shoal-tags-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut backends = vec![(format!("sqlite://{}", dir.join("bench.db").display()), None)];
+        // SHOAL_BENCH_BACKENDS=postgres (or sqlite) runs one backend only
+        let only = std::env::var("SHOAL_BENCH_BACKENDS").unwrap_or_default();
+        let mut backends = Vec::new();
+        if only.is_empty() || only.contains("sqlite") {
+            backends.push((format!("sqlite://{}", dir.join("bench.db").display()), None));
+        }
         let pg = std::env::var("SHOAL_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&pg).await {
+        let want_pg = only.is_empty() || only.contains("postgres");
+        if let (true, Ok(mut admin)) = (want_pg, sqlx::PgConnection::connect(&pg).await) {
             let name = format!("shoal_tags_bench_{}", std::process::id());
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut admin)

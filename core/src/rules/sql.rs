@@ -15,6 +15,7 @@ pub fn push_cond(sql: &mut Sql, backend: Backend, tenant: &str, cond: &Cond, now
         backend,
         tenant,
         now,
+        negated: false,
     };
     let text = c.cond(cond);
     c.sql.push(&text);
@@ -25,6 +26,10 @@ struct Compiler<'a> {
     backend: Backend,
     tenant: &'a str,
     now: i64,
+    /// Inside an odd number of `not`s. PostgreSQL cannot plan `NOT (x IN (subquery))` as an
+    /// anti-join (NULL semantics), so negated aggregates there use correlated `EXISTS`
+    /// forms, which it can.
+    negated: bool,
 }
 
 impl Compiler<'_> {
@@ -65,7 +70,7 @@ impl Compiler<'_> {
     /// correlated form is never NULL either (count and sum default to 0), so both agree
     /// under `not` too.
     fn semi_join(&mut self, aggregate: &Num, op: super::ast::Op, k: i64) -> Option<String> {
-        if op.holds(0, k) {
+        if op.holds(0, k) || (self.negated && self.backend == Backend::Postgres) {
             return None; // customers with no events would qualify: keep the correlated form
         }
         let (f, w, agg) = match aggregate {
@@ -193,7 +198,12 @@ impl Compiler<'_> {
         match cond {
             Cond::And(a, b) => format!("({} AND {})", self.cond(a), self.cond(b)),
             Cond::Or(a, b) => format!("({} OR {})", self.cond(a), self.cond(b)),
-            Cond::Not(a) => format!("(NOT {})", self.cond(a)),
+            Cond::Not(a) => {
+                self.negated = !self.negated;
+                let inner = self.cond(a);
+                self.negated = !self.negated;
+                format!("(NOT {inner})")
+            }
             Cond::Compare(a, op, b) => {
                 let fast = match (a, b) {
                     (agg, Num::Lit(k)) => self.semi_join(agg, *op, *k),
@@ -201,6 +211,9 @@ impl Compiler<'_> {
                     _ => None,
                 };
                 fast.unwrap_or_else(|| format!("({} {} {})", self.num(a), op.sql(), self.num(b)))
+            }
+            Cond::Exists(f, w) if self.negated && self.backend == Backend::Postgres => {
+                format!("EXISTS (SELECT 1 {})", self.events(f, *w))
             }
             Cond::Exists(f, w) => {
                 let filter = self.event_filter(f, *w);
