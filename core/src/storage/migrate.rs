@@ -1,4 +1,6 @@
-//! Schema migrations: embedded SQL per backend, applied in order, each in a transaction.
+//! Schema migrations: embedded SQL, applied in order, each in a transaction. Portable
+//! migrations live once in `migrations/shared/`; those that differ by dialect have a file in
+//! `migrations/sqlite/` and one in `migrations/postgres/`.
 //!
 //! Applied versions are recorded in `schema_migrations` (the one table without `tenant_id`:
 //! it describes the database, not a tenant). On PostgreSQL an advisory lock serialises hosts
@@ -15,6 +17,18 @@ struct Migration {
     postgres: &'static str,
 }
 
+impl Migration {
+    /// A migration whose SQL is the same on both backends.
+    const fn shared(version: i64, description: &'static str, sql: &'static str) -> Migration {
+        Migration {
+            version,
+            description,
+            sqlite: sql,
+            postgres: sql,
+        }
+    }
+}
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -22,24 +36,21 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
         postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
     },
-    Migration {
-        version: 2,
-        description: "settlement",
-        sqlite: include_str!("../../migrations/sqlite/0002_settlement.sql"),
-        postgres: include_str!("../../migrations/postgres/0002_settlement.sql"),
-    },
-    Migration {
-        version: 3,
-        description: "tags",
-        sqlite: include_str!("../../migrations/sqlite/0003_tags.sql"),
-        postgres: include_str!("../../migrations/postgres/0003_tags.sql"),
-    },
-    Migration {
-        version: 4,
-        description: "rfm and segments",
-        sqlite: include_str!("../../migrations/sqlite/0004_rfm_segments.sql"),
-        postgres: include_str!("../../migrations/postgres/0004_rfm_segments.sql"),
-    },
+    Migration::shared(
+        2,
+        "settlement",
+        include_str!("../../migrations/shared/0002_settlement.sql"),
+    ),
+    Migration::shared(
+        3,
+        "tags",
+        include_str!("../../migrations/shared/0003_tags.sql"),
+    ),
+    Migration::shared(
+        4,
+        "rfm and segments",
+        include_str!("../../migrations/shared/0004_rfm_segments.sql"),
+    ),
     Migration {
         version: 5,
         description: "id collation",
