@@ -180,6 +180,7 @@ impl TestServer {
                 if !postgres_available() {
                     return None;
                 }
+                drop_abandoned_databases().await;
                 let name = format!("shoal_e2e_{tag}");
                 admin_sql(&format!("CREATE DATABASE {name}")).await;
                 let base = postgres_url();
@@ -311,6 +312,38 @@ pub fn fields(error: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Drops test databases left by runs whose process is gone (a panicking test cannot drop
+/// its own); those of live processes, this one included, are kept. Once per process.
+async fn drop_abandoned_databases() {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        use sqlx::{Connection, Row};
+        let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_url()).await else {
+            return;
+        };
+        let names: Vec<String> =
+            sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'shoal_e2e_%'")
+                .fetch_all(&mut conn)
+                .await
+                .map(|rows| rows.iter().map(|r| r.get("datname")).collect())
+                .unwrap_or_default();
+        for name in names {
+            let pid = name
+                .trim_start_matches("shoal_e2e_")
+                .split('_')
+                .next()
+                .unwrap_or("");
+            let alive = std::path::Path::new("/proc").join(pid).exists();
+            if !alive && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    })
+    .await;
 }
 
 async fn admin_sql(statement: &str) {
