@@ -222,7 +222,12 @@ pub async fn apply_manual(
     Ok(changed.len())
 }
 
-async fn holders(conn: &mut AnyConnection, tenant: &str, tag: &str) -> Result<HashSet<String>> {
+/// The customers holding a tag.
+pub(super) async fn holders(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    tag: &str,
+) -> Result<HashSet<String>> {
     Ok(
         sqlx::query("SELECT customer_id FROM customer_tags WHERE tenant_id = $1 AND tag_id = $2")
             .bind(tenant)
@@ -285,7 +290,9 @@ pub async fn recompute(db: &Db, actor: &Actor, only: Option<&str>) -> Result<Vec
     }
     if only.is_none() {
         let moved = super::lifecycle::recompute(db, actor).await?;
-        out_stage(moved);
+        if moved > 0 {
+            tracing::info!(customers = moved, "lifecycle stages derived");
+        }
     }
     let now = time::to_micros(time::now());
     let mut out = Vec::new();
@@ -321,12 +328,6 @@ pub async fn recompute(db: &Db, actor: &Actor, only: Option<&str>) -> Result<Vec
         crate::segments::refresh_memberships(db, actor, None).await?;
     }
     Ok(out)
-}
-
-fn out_stage(moved: usize) {
-    if moved > 0 {
-        tracing::info!(customers = moved, "lifecycle stages derived");
-    }
 }
 
 /// One customer's facts for the in-memory evaluator.

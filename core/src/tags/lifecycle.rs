@@ -25,17 +25,22 @@ pub const RULES: &[(LifecycleStage, &str)] = &[
     ),
 ];
 
-fn parsed() -> Vec<(LifecycleStage, Rule)> {
-    let no_tags = |_: &str| None;
-    RULES
-        .iter()
-        .map(|(stage, text)| {
-            (
-                *stage,
-                rules::parse(text, &no_tags).expect("the built-in lifecycle rules parse"),
-            )
-        })
-        .collect()
+/// The rules, parsed once.
+fn parsed() -> &'static [(LifecycleStage, Rule)] {
+    static PARSED: std::sync::LazyLock<Vec<(LifecycleStage, Rule)>> =
+        std::sync::LazyLock::new(|| {
+            let no_tags = |_: &str| None;
+            RULES
+                .iter()
+                .map(|(stage, text)| {
+                    (
+                        *stage,
+                        rules::parse(text, &no_tags).expect("the built-in lifecycle rules parse"),
+                    )
+                })
+                .collect()
+        });
+    &PARSED
 }
 
 /// The stage the rules give one customer.

@@ -327,15 +327,10 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
             format!("the rule of tag \"{}\" refers to this tag", user.name),
         ));
     }
-    let holders: Vec<String> =
-        sqlx::query("SELECT customer_id FROM customer_tags WHERE tenant_id = $1 AND tag_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get("customer_id"))
-            .collect::<Result<_, _>>()?;
+    let holders: Vec<String> = super::apply::holders(&mut tx, tenant, id)
+        .await?
+        .into_iter()
+        .collect();
     super::apply::write_changes(&mut tx, actor, tag, &[], &holders, "manual").await?;
     sqlx::query("UPDATE tags SET deleted_at = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(time::to_micros(time::now()))
