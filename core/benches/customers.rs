@@ -10,17 +10,16 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shoal::{
     api,
-    config::{self, ApiKeyConfig, ConfigSource, Role, TenantConfig, UserConfig},
     customers::{self, CustomerFilter, CustomerOrder, LifecycleStage},
     demo,
     kinds::Channel,
     pagination::{Page, PageArgs},
-    storage::{self, Db},
-    tenancy::{self, Directory},
+    tenancy::Directory,
 };
-use sqlx::Connection;
 
-const KEY: &str = "bench-key-0123456789abcdef";
+mod common;
+
+use common::KEY;
 const WARMUP: usize = 20;
 const ROUNDS: usize = 200;
 
@@ -82,55 +81,20 @@ fn main() {
     runtime.block_on(async {
         let dir = std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut backends = vec![("sqlite", format!("sqlite://{}", dir.join("bench.db").display()), None)];
-        let pg = std::env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        match sqlx::PgConnection::connect(&pg).await {
-            Ok(mut admin) => {
-                let name = format!("shoal_bench_{}", std::process::id());
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-                let cut = pg.rfind('/').unwrap();
-                backends.push(("postgres", format!("{}/{name}", &pg[..cut]), Some((pg.clone(), name))));
-            }
-            Err(e) => eprintln!("PostgreSQL unreachable ({e}): benchmarking SQLite only"),
-        }
         println!("customers(first: 100, filter) on {n} customers; {ROUNDS} interleaved rounds after {WARMUP} warm-up");
         println!("{:<9} {:<16} {:>12} {:>12} {:>12} {:>12} {:>7}", "backend", "filter", "raw median", "raw p95", "gql median", "gql p95", "ratio");
-        for (backend, url, cleanup) in backends {
-            bench_backend(backend, &url, n).await;
-            if let Some((admin_url, name)) = cleanup {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
-            }
+        for target in common::targets(&dir, "customers").await {
+            bench_backend(&target.url, n).await;
+            target.cleanup().await;
         }
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
 
-async fn bench_backend(backend: &str, url: &str, n: usize) {
-    let mut config = config::load(&ConfigSource::default()).unwrap();
-    let mut tenant = TenantConfig::new("Bench", chrono_tz::Asia::Shanghai);
-    tenant.users.insert(
-        "admin".into(),
-        UserConfig {
-            name: "Admin".into(),
-            email: None,
-            department: None,
-            role: Role::Admin,
-        },
-    );
-    tenant.api_keys.insert(
-        "k".into(),
-        ApiKeyConfig {
-            user: "admin".into(),
-            sha256: Some(config::sha256_hex(KEY)),
-            env: None,
-        },
-    );
-    config.tenants.insert("bench".into(), tenant);
-
-    let db = Db::connect(url, 4).await.unwrap();
-    storage::migrate(&db).await.unwrap();
-    tenancy::sync_to_db(&db, &config).await.unwrap();
+async fn bench_backend(url: &str, n: usize) {
+    let config = common::config();
+    let db = common::open(url, &config).await;
+    let backend = db.backend.name();
     let seeding = Instant::now();
     let (rows, _) = demo::generate(n, 0, 42, false);
     let mut tx = db.pool.begin().await.unwrap();

@@ -8,15 +8,15 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use serde_json::json;
 use shoal::{
     api,
-    config::{self, ApiKeyConfig, ConfigSource, ModuleConfig, Role, TenantConfig, UserConfig},
+    config::ModuleConfig,
     plugins::{PluginHost, Reloader, sha256_hex, types},
-    storage::{self, Db},
-    tenancy::{self, Directory},
+    tenancy::Directory,
 };
-use sqlx::Connection;
 
 const BILLS: usize = 400;
-const KEY: &str = "bench-key-0123456789abcdef";
+mod common;
+
+use common::KEY;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,52 +35,24 @@ fn main() {
             format!("id = \"sample\"\nversion = \"1.0.0\"\nabi_version = \"1.0.0\"\nsha256 = \"{}\"\ncapabilities = [\"tag-templates\", \"sop-templates\", \"settlement\", \"evaluate-tags\"]\n", sha256_hex(&bytes)),
         )
         .unwrap();
-        let mut backends = vec![("sqlite", format!("sqlite://{}", dir.join("bench.db").display()), None)];
-        let pg = std::env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&pg).await {
-            let name = format!("shoal_settle_bench_{}", std::process::id());
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-            let cut = pg.rfind('/').unwrap();
-            backends.push(("postgres", format!("{}/{name}", &pg[..cut]), Some((pg.clone(), name))));
-        }
         println!("{BILLS} bills of 10 lines each, settled one after another");
-        for (backend, url, cleanup) in backends {
-            bench(backend, &url, &dir).await;
-            if let Some((admin_url, name)) = cleanup {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
-            }
+        for target in common::targets(&dir, "settle").await {
+            bench(&target.url, &dir).await;
+            target.cleanup().await;
         }
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
 
-async fn bench(backend: &str, url: &str, dir: &std::path::Path) {
-    let mut config = config::load(&ConfigSource::default()).unwrap();
+async fn bench(url: &str, dir: &std::path::Path) {
+    let mut config = common::config();
     config.plugins.dir = dir.join("plugins");
     config.plugins.cache_dir = dir.join("cache");
-    let mut tenant = TenantConfig::new("Bench", chrono_tz::Asia::Shanghai);
-    tenant.users.insert(
-        "admin".into(),
-        UserConfig {
-            name: "Admin".into(),
-            email: None,
-            department: None,
-            role: Role::Admin,
-        },
-    );
-    tenant.api_keys.insert(
-        "k".into(),
-        ApiKeyConfig {
-            user: "admin".into(),
-            sha256: Some(config::sha256_hex(KEY)),
-            env: None,
-        },
-    );
     let params = toml::from_str(
         "tier1_cities = [\"上海\"]\nsplit_weights = { hq = 1, store = 2, staff = 1 }",
     )
     .unwrap();
+    let tenant = config.tenants.get_mut(common::TENANT).unwrap();
     tenant.modules.insert(
         "sample".into(),
         ModuleConfig {
@@ -88,11 +60,8 @@ async fn bench(backend: &str, url: &str, dir: &std::path::Path) {
             params,
         },
     );
-    config.tenants.insert("bench".into(), tenant);
-
-    let db = Db::connect(url, 4).await.unwrap();
-    storage::migrate(&db).await.unwrap();
-    tenancy::sync_to_db(&db, &config).await.unwrap();
+    let db = common::open(url, &config).await;
+    let backend = db.backend.name();
     let (host, report) = PluginHost::start(&config).unwrap();
     assert_eq!(report.loaded, ["sample"]);
     let fixed = config.clone();

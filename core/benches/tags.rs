@@ -15,18 +15,19 @@ use std::{
 
 use serde_json::json;
 use shoal::{
-    config::{self, ApiKeyConfig, ConfigSource, Role, TenantConfig, UserConfig},
     customers, demo,
     events::{self, EventType, NewEvent},
     rules,
     segments::{self, Definition},
-    storage::{self, Backend, Db, sql::Sql, time},
+    storage::{Backend, sql::Sql, time},
     tags::{self, TagInput},
-    tenancy::{self, Directory},
+    tenancy::Directory,
 };
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-const KEY: &str = "bench-key-0123456789abcdef";
+mod common;
+
+use common::KEY;
 const DAY: i64 = 86_400_000_000;
 
 /// (rule, hand-written SQL over the same data; `$1` tenant, `$2` now in µs).
@@ -143,62 +144,18 @@ fn main() {
     runtime.block_on(async {
         let dir = std::env::temp_dir().join(format!("shoal-tags-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // SHOAL_BENCH_BACKENDS=postgres (or sqlite) runs one backend only
-        let only = std::env::var("SHOAL_BENCH_BACKENDS").unwrap_or_default();
-        let mut backends = Vec::new();
-        if only.is_empty() || only.contains("sqlite") {
-            backends.push((format!("sqlite://{}", dir.join("bench.db").display()), None));
-        }
-        let pg = std::env::var("SHOAL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let want_pg = only.is_empty() || only.contains("postgres");
-        if let (true, Ok(mut admin)) = (want_pg, sqlx::PgConnection::connect(&pg).await) {
-            let name = format!("shoal_tags_bench_{}", std::process::id());
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let cut = pg.rfind('/').unwrap();
-            backends.push((format!("{}/{name}", &pg[..cut]), Some((pg.clone(), name))));
-        }
-        for (url, cleanup) in backends {
-            bench(&url, n).await;
-            if let Some((admin_url, name)) = cleanup {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
-            }
+        for target in common::targets(&dir, "tags").await {
+            bench(&target.url, n).await;
+            target.cleanup().await;
         }
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
 
 async fn bench(url: &str, n: usize) {
-    let mut config = config::load(&ConfigSource::default()).unwrap();
-    let mut tenant = TenantConfig::new("Bench", chrono_tz::Asia::Shanghai);
-    tenant.users.insert(
-        "admin".into(),
-        UserConfig {
-            name: "Admin".into(),
-            email: None,
-            department: None,
-            role: Role::Admin,
-        },
-    );
-    tenant.api_keys.insert(
-        "k".into(),
-        ApiKeyConfig {
-            user: "admin".into(),
-            sha256: Some(config::sha256_hex(KEY)),
-            env: None,
-        },
-    );
-    config.tenants.insert("bench".into(), tenant);
-    let db = Db::connect(url, 4).await.unwrap();
+    let config = common::config();
+    let db = common::open(url, &config).await;
     let backend = db.backend;
-    storage::migrate(&db).await.unwrap();
-    tenancy::sync_to_db(&db, &config).await.unwrap();
     let actor = Directory::from_config(&config).authenticate(KEY).unwrap();
 
     let started = Instant::now();
