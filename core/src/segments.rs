@@ -297,15 +297,15 @@ pub async fn refresh_memberships(db: &Db, actor: &Actor, only: Option<&str>) -> 
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("INSERT INTO internal_events (tenant_id, id, kind, customer_id, payload, at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(&tenant.id)
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(format!("segment.{kind}"))
-                .bind(who)
-                .bind(json!({ "segmentId": segment.id, "segment": segment.name }).to_string())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+            crate::internal_events::emit(
+                &mut tx,
+                &tenant.id,
+                &format!("segment.{kind}"),
+                who,
+                &json!({ "segmentId": segment.id, "segment": segment.name }),
+                at,
+            )
+            .await?;
             changed += 1;
         }
         tx.commit().await?;

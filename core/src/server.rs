@@ -132,7 +132,15 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         .clone()
         .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
     let reloader = Reloader::new(plugins, provider);
-    let background = schedule_tag_recompute(&db, config, &directory);
+    let mut background = schedule_tag_recompute(&db, config, &directory);
+    if config.sop.workers {
+        let tenants = directory.tenants().cloned().collect();
+        background.push(crate::sop::worker::spawn(
+            db.clone(),
+            tenants,
+            config.sop.clone(),
+        ));
+    }
     let (bus, _) = broadcast::channel(1024);
     let state = AppState {
         schema: api::schema(db.clone(), &config.limits, bus, reloader.clone()),

@@ -368,6 +368,8 @@ pub struct CustomerFilterInput {
     pub segment: Option<ID>,
     /// A rule of the rule language (docs/rules.md).
     pub rule: Option<String>,
+    /// Customers nobody followed up with in this many hours (e.g. 72), and older than that.
+    pub no_follow_up_for_hours: Option<u32>,
 }
 
 /// The domain filter for an input filter (tag names resolved to ids).
@@ -422,6 +424,7 @@ impl CustomerFilterInput {
             created_before: self.created_before,
             attributes,
             identity: self.identity.map(Into::into),
+            no_follow_up_hours: self.no_follow_up_for_hours,
             ..CustomerFilter::default()
         })
     }

@@ -10,8 +10,10 @@ mod page;
 mod plugins;
 mod segments;
 mod settlement;
+mod sops;
 mod tags;
 mod viewer;
+mod work;
 
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub struct Query(
     settlement::SettlementQuery,
     tags::TagQuery,
     segments::SegmentQuery,
+    sops::SopQuery,
+    work::WorkQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -51,6 +55,8 @@ pub struct Mutation(
     settlement::SettlementMutation,
     tags::TagMutation,
     segments::SegmentMutation,
+    sops::SopMutation,
+    work::WorkMutation,
 );
 
 pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;

@@ -36,3 +36,40 @@ impl PageInfo {
         }
     }
 }
+
+/// Defines a Relay connection and its edge for a node type built `From` a domain item.
+macro_rules! connection {
+    ($conn:ident, $edge:ident, $node:ty, $item:ty) => {
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $edge {
+            pub cursor: String,
+            pub node: $node,
+        }
+
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $conn {
+            pub edges: Vec<$edge>,
+            pub page_info: $crate::api::page::PageInfo,
+        }
+
+        impl $conn {
+            pub fn from_paged(
+                paged: $crate::pagination::Paged<($item, $crate::pagination::Cursor)>,
+            ) -> Self {
+                let page_info = $crate::api::page::PageInfo::of(&paged);
+                $conn {
+                    edges: paged
+                        .items
+                        .into_iter()
+                        .map(|(n, c)| $edge {
+                            cursor: c.encode(),
+                            node: n.into(),
+                        })
+                        .collect(),
+                    page_info,
+                }
+            }
+        }
+    };
+}
+pub(crate) use connection;

@@ -168,6 +168,9 @@ impl Validator<'_> {
                 ),
             ));
         }
+        if let Err((key, message)) = crate::sop::contact::Policy::from_config(&tenant.contact) {
+            return Err(self.invalid(at(&format!("contact.{key}")), message));
+        }
         for (user_id, user) in &tenant.users {
             if !is_slug(user_id) {
                 return Err(self.invalid(

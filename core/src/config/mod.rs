@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ConfigSource, ensure_parent_dir, load, sha256_hex};
 pub use redact::url as redact_url;
-pub use tenants::{ApiKeyConfig, ModuleConfig, Role, TenantConfig, UserConfig};
+pub use tenants::{
+    ApiKeyConfig, CapConfig, ContactConfig, ModuleConfig, QuietHoursConfig, Role, TenantConfig,
+    UserConfig,
+};
 
 /// The built-in defaults, compiled into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -27,6 +30,7 @@ pub struct Config {
     pub log: LogConfig,
     pub limits: Limits,
     pub plugins: PluginsConfig,
+    pub sop: SopConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -88,6 +92,29 @@ pub struct PluginsConfig {
     pub max_log_bytes: usize,
     pub max_binary_bytes: usize,
     pub max_concurrent_calls: usize,
+}
+
+/// The SOP workers every host runs: the dispatcher (triggers → enrolments), the step runner
+/// and the outbox delivery.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SopConfig {
+    /// Run the workers on this host (several hosts on one PostgreSQL share the work).
+    pub workers: bool,
+    /// How often the workers look for due work, in milliseconds.
+    pub poll_ms: u64,
+    /// Enrolments one transaction advances.
+    pub batch_size: u32,
+    /// Attempts of a failing step before its enrolment is parked.
+    pub max_attempts: u32,
+    /// First retry delay; doubled on every further attempt.
+    pub retry_base_seconds: u64,
+    /// How often date triggers and "no follow-up" triggers are scanned, in seconds.
+    pub scan_seconds: u64,
+    /// Delivery attempts of an outbox message before it is marked failed.
+    pub delivery_attempts: u32,
+    /// Timeout of one webhook POST, in milliseconds.
+    pub webhook_timeout_ms: u64,
 }
 
 impl Config {

@@ -25,6 +25,73 @@ pub struct TenantConfig {
     /// events and profile changes still re-evaluate their customer at once).
     #[serde(default = "default_recompute")]
     pub tag_recompute_seconds: u64,
+    /// Respectful contact: quiet hours, frequency caps, the webhook channel.
+    #[serde(default)]
+    pub contact: ContactConfig,
+}
+
+/// How automated messages (SOP steps) may reach this tenant's customers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    /// No automated message is sent in this window (customer's time zone if the customer has
+    /// a `timeZone` attribute, else the tenant's); due messages wait for its end.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursConfig>,
+    /// At most `max` messages per customer in any `window_hours` on a channel (`*`: all).
+    #[serde(default)]
+    pub caps: Vec<CapConfig>,
+    /// No automated message for this many hours after a human follow-up (0: no pause).
+    #[serde(default)]
+    pub human_cooldown_hours: u32,
+    /// Where `webhook`-channel messages are POSTed (`http://…`).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Environment variable holding the HMAC-SHA256 key that signs webhook calls.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// Hours without a follow-up after which a customer counts as neglected.
+    #[serde(default = "default_no_follow_up_hours")]
+    pub no_follow_up_hours: u32,
+}
+
+fn default_no_follow_up_hours() -> u32 {
+    72
+}
+
+/// A daily window, e.g. 21:00–09:00 (it may wrap midnight), on some weekdays.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursConfig {
+    /// `HH:MM`, local time.
+    pub start: String,
+    /// `HH:MM`, local time; before `start` when the window wraps midnight.
+    pub end: String,
+    /// Days on which the window starts (`mon` … `sun`); every day when empty.
+    #[serde(default)]
+    pub days: Vec<String>,
+}
+
+/// A frequency cap.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapConfig {
+    /// A channel, or `*` for all.
+    #[serde(default = "any_channel")]
+    pub channel: String,
+    /// `marketing` (default) or `any` (service messages count too).
+    #[serde(default = "marketing")]
+    pub purpose: String,
+    pub max: u32,
+    pub window_hours: u32,
+}
+
+fn any_channel() -> String {
+    "*".to_owned()
+}
+
+fn marketing() -> String {
+    "marketing".to_owned()
 }
 
 fn default_recompute() -> u64 {
@@ -42,6 +109,7 @@ impl TenantConfig {
             api_keys: BTreeMap::new(),
             modules: BTreeMap::new(),
             tag_recompute_seconds: default_recompute(),
+            contact: ContactConfig::default(),
         }
     }
 }

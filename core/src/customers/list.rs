@@ -35,6 +35,8 @@ pub struct CustomerFilter {
     pub rfm_cells: Vec<crate::kinds::RfmCell>,
     /// A rule of the rule language the customer must satisfy.
     pub rule: Option<crate::rules::Rule>,
+    /// Customers with no follow-up record in this many hours (and older than that).
+    pub no_follow_up_hours: Option<u32>,
     /// More filters that must all hold too (e.g. a saved segment's definition).
     pub also: Vec<CustomerFilter>,
 }
@@ -220,6 +222,13 @@ fn push_conditions(
             &rule.cond,
             time::to_micros(time::now()),
         );
+    }
+    if let Some(hours) = filter.no_follow_up_hours {
+        let cut = sql.arg(time::to_micros(time::now()) - i64::from(hours) * 3_600_000_000);
+        sql.push(&format!(
+            " AND c.created_at < {cut} AND NOT EXISTS (SELECT 1 FROM follow_ups f WHERE f.tenant_id = {t} \
+             AND f.customer_id = c.id AND f.at >= {cut})"
+        ));
     }
     for more in &filter.also {
         push_conditions(sql, db, tenant, more, &t)?;

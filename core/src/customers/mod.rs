@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 pub use crate::kinds::{Channel, LifecycleStage};
 pub use list::{CustomerFilter, CustomerOrder, OrderField, count, ids_matching, list, list_sql};
-pub use store::{Prepared, create, delete, get, identities_of, insert_many, update};
+pub use store::{Prepared, create, delete, get, get_many, identities_of, insert_many, update};
 
 pub type Attributes = Map<String, Value>;
 

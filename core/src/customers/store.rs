@@ -288,6 +288,30 @@ pub async fn get(db: &Db, tenant_id: &str, id: &str) -> Result<Customer> {
     fetch(&mut conn, db, tenant_id, id, false).await
 }
 
+/// Several live customers by id, in one query per 500 (missing ids are left out).
+pub async fn get_many(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant_id: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, Customer>> {
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let mut sql = crate::storage::sql::Sql::new(&format!(
+            "SELECT {} FROM customers c WHERE c.deleted_at IS NULL AND c.tenant_id = ",
+            columns(db)
+        ));
+        let t = sql.arg(tenant_id);
+        let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
+        sql.push(&format!("{t} AND c.id IN ({})", list.join(", ")));
+        for row in sql.query().fetch_all(&mut *conn).await? {
+            let c = from_row(&row)?;
+            out.insert(c.id.clone(), c);
+        }
+    }
+    Ok(out)
+}
+
 /// Reads a live customer; `locked` also locks its row until the transaction ends.
 async fn fetch(
     conn: &mut AnyConnection,

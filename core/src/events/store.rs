@@ -170,6 +170,15 @@ pub async fn record(
             .fetch_optional(&mut *tx)
             .await?;
         if inserted.is_some() {
+            crate::internal_events::emit(
+                &mut tx,
+                tenant_id,
+                "event.recorded",
+                customer_id,
+                &json!({ "eventId": event.id, "type": event.event_type.as_str(), "name": event.name }),
+                time::to_micros(recorded_at),
+            )
+            .await?;
             by_customer
                 .entry(customer_id.as_str())
                 .or_default()

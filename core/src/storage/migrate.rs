@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_id_collation.sql"),
         postgres: include_str!("../../migrations/postgres/0005_id_collation.sql"),
     },
+    Migration::shared(
+        6,
+        "sop engine, outbox, tasks, follow-ups",
+        include_str!("../../migrations/shared/0006_sop.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

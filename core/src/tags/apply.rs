@@ -145,16 +145,15 @@ async fn record(
     .bind(at)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO internal_events (tenant_id, id, kind, customer_id, payload, at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(tenant)
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(format!("tag.{change}"))
-        .bind(customer)
-        .bind(json!({ "tagId": tag.id, "tag": tag.name, "source": source, "ruleVersion": version }).to_string())
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    crate::internal_events::emit(
+        conn,
+        tenant,
+        &format!("tag.{change}"),
+        customer,
+        &json!({ "tagId": tag.id, "tag": tag.name, "source": source, "ruleVersion": version }),
+        at,
+    )
+    .await
 }
 
 /// Which customers a manual change targets.
@@ -331,17 +330,39 @@ pub async fn recompute(db: &Db, actor: &Actor, only: Option<&str>) -> Result<Vec
 }
 
 /// One customer's facts for the in-memory evaluator.
-struct Loaded {
-    created_at: i64,
-    stage: String,
-    stage_manual: bool,
-    channel: String,
-    attributes: serde_json::Map<String, serde_json::Value>,
-    tags: HashSet<String>,
-    events: Vec<EventFact>,
+/// What rules see of one customer, loaded from storage.
+pub(crate) struct Loaded {
+    pub created_at: i64,
+    pub stage: String,
+    pub stage_manual: bool,
+    pub channel: String,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub tags: HashSet<String>,
+    pub events: Vec<EventFact>,
 }
 
-async fn load(conn: &mut AnyConnection, db: &Db, tenant: &str, id: &str) -> Result<Option<Loaded>> {
+impl Loaded {
+    /// The facts a rule evaluates at `now` (UTC microseconds).
+    pub(crate) fn facts(&self, now: i64) -> Facts<'_> {
+        Facts {
+            now,
+            created_at: self.created_at,
+            stage: &self.stage,
+            channel: &self.channel,
+            attributes: &self.attributes,
+            tags: &self.tags,
+            events: &self.events,
+        }
+    }
+}
+
+/// A live customer's facts, or `None` when there is no such customer.
+pub(crate) async fn load(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Loaded>> {
     let sql = format!(
         "SELECT created_at, lifecycle_stage, stage_manual, source_channel, {} AS attributes FROM customers WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
         crate::storage::dialect::json_text(db.backend, "attributes")

@@ -9,8 +9,10 @@ mod store;
 
 pub use apply::{
     Held, HistoryEntry, MAX_BULK, Recomputed, Target, apply_manual, evaluate_customers, history,
-    recompute, system, tags_of,
+    recompute, system, tags_of, write_changes,
 };
+pub(crate) use apply::{Loaded, load};
+pub(crate) use store::all as store_all;
 pub use store::{
     Tag, TagInput, TagKind, TemplateRef, create, delete, get, groups, instantiate_rule, parse_rule,
     update, upsert_group,

@@ -31,6 +31,8 @@ impl Directory {
                     .parse()
                     .unwrap_or(phonenumber::country::Id::CN),
                 users: tc.users.clone(),
+                // checked when the config was loaded
+                contact: crate::sop::contact::Policy::from_config(&tc.contact).unwrap_or_default(),
             });
             for key in tc.api_keys.values() {
                 let (Some(hash), Some(user)) = (&key.sha256, tc.users.get(&key.user)) else {
@@ -48,6 +50,11 @@ impl Directory {
             directory.tenants.insert(id.clone(), tenant);
         }
         directory
+    }
+
+    /// Every tenant.
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.tenants.values()
     }
 
     /// The actor for a presented API key, if the key is known.

@@ -20,6 +20,8 @@ pub struct Tenant {
     /// Region for phone numbers written without a country code.
     pub default_region: phonenumber::country::Id,
     pub users: BTreeMap<String, UserConfig>,
+    /// Quiet hours, frequency caps and the webhook channel for automated messages.
+    pub contact: crate::sop::contact::Policy,
 }
 
 /// The caller of an operation: a user of one tenant, with a role. Every query and mutation
