@@ -97,6 +97,7 @@ fn tenant(name: &str, users: &[(&str, Role)], keys: &[(&str, &str)]) -> TenantCo
         modules: Default::default(),
         // no background recompute unless a test asks for it
         tag_recompute_seconds: 0,
+        contact: Default::default(),
     }
 }
 
@@ -105,6 +106,8 @@ pub fn base_config() -> Config {
     let mut config = config::load(&ConfigSource::default()).expect("built-in defaults load");
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.log.level = "warn".into();
+    // SOP workers run in every test server, briskly
+    config.sop.poll_ms = 20;
     config.tenants.insert(
         "alpha".into(),
         tenant(

@@ -13,4 +13,5 @@ mod pagination;
 mod plugins;
 mod rules;
 mod settlement;
+mod sop;
 mod tags;

@@ -177,7 +177,7 @@ pub struct SopStepInput {
     /// Unique within the SOP; jumps name it.
     pub id: String,
     /// The step's action runs only if this rule holds when the step is due.
-    pub condition: Option<String>,
+    pub when: Option<String>,
     pub action: SopActionInput,
 }
 
@@ -222,7 +222,7 @@ impl From<SopStepInput> for Step {
         };
         Step {
             id: s.id,
-            condition: s.condition,
+            condition: s.when,
             action,
         }
     }

@@ -205,8 +205,9 @@ fn normal() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     pub id: String,
-    /// Actions run only when this holds (checked when the step is due); otherwise skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The action runs only when this rule holds (checked when the step is due); otherwise
+    /// the step is skipped. (`when`, not `condition`: a branch's own field has that name.)
+    #[serde(default, rename = "when", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
     #[serde(flatten)]
     pub action: Action,
@@ -423,7 +424,7 @@ pub fn compile(
         let step_cond = s
             .condition
             .as_deref()
-            .and_then(|c| parse_rule(&mut p, &format!("{f}.condition"), c, tags));
+            .and_then(|c| parse_rule(&mut p, &format!("{f}.when"), c, tags));
         let mut branch_cond = None;
         match &s.action {
             Action::Wait { seconds } => {
@@ -658,6 +659,7 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         for want in [
             "input.steps[1].id",
+            "input.steps[2].when",
             "input.steps[2].condition",
             "input.steps[2].then",
             "input.steps[3].channel",

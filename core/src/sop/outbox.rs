@@ -313,7 +313,8 @@ pub async fn deliver_due(
                 ("failed", done, Some(e), None)
             }
             Outcome::Retry(e) => {
-                let backoff = 10_000_000i64 << (attempts - 1).clamp(0, 20);
+                let backoff =
+                    (cfg.retry_base_seconds as i64 * 1_000_000) << (attempts - 1).clamp(0, 20);
                 ("pending", done + backoff, Some(e), None)
             }
         };
