@@ -146,6 +146,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The server's plugins folder (empty at start; see `install_plugin`).
     pub plugins_dir: PathBuf,
+    /// The storage URL, for processes that share the server's database.
+    pub storage_url: String,
     running: Option<Running>,
     dir: PathBuf,
     pg_database: Option<String>,
@@ -199,6 +201,7 @@ impl TestServer {
         Some(TestServer {
             addr: running.addr,
             plugins_dir: config.plugins.dir.clone(),
+            storage_url: config.storage.url.clone(),
             running: Some(running),
             dir,
             pg_database,

@@ -5,6 +5,7 @@
 mod harness;
 
 mod cli;
+mod crash;
 mod customers;
 mod events;
 mod http;
