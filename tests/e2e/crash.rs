@@ -2,39 +2,28 @@
 //! of them is killed with SIGKILL while enrolments are mid-sequence, restarted, and every
 //! due step must have run exactly once — no step lost, none repeated.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
 use serde_json::json;
 use sqlx::Row;
 
 use crate::harness::{ALPHA, Backend, TestServer};
 
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 const CUSTOMERS: usize = 150;
 
 fn host(s: &TestServer, dir: &std::path::Path) -> Child {
-    Command::new(SHOAL)
-        .arg("serve")
-        .current_dir(dir)
-        .env_remove("SHOAL_CONFIG")
-        .env("SHOAL_SERVER__BIND", "127.0.0.1:0")
-        .env("SHOAL_STORAGE__URL", &s.storage_url)
-        .env("SHOAL_LOG__LEVEL", "error")
-        .env("SHOAL_SOP__POLL_MS", "5")
-        .env("SHOAL_SOP__BATCH_SIZE", "10")
-        .env("SHOAL_TENANTS__ALPHA__NAME", "Alpha Retail")
-        .env("SHOAL_TENANTS__ALPHA__TIME_ZONE", "Asia/Shanghai")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start shoal")
+    s.spawn_host(
+        dir,
+        &[("SHOAL_SOP__POLL_MS", "5"), ("SHOAL_SOP__BATCH_SIZE", "10")],
+    )
 }
 
 async fn count(s: &TestServer, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(&s.db().pool).await.unwrap().get::<i64, _>("n")
+    sqlx::query(sql)
+        .fetch_one(&s.db().pool)
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
 }
 
 async fn each_due_step_runs_exactly_once_across_kills(backend: Backend, hosts: usize) {
@@ -46,7 +35,13 @@ async fn each_due_step_runs_exactly_once_across_kills(backend: Backend, hosts: u
     std::fs::create_dir_all(&dir).unwrap();
     let mut ids = Vec::new();
     for i in 0..CUSTOMERS {
-        ids.push(s.create_customer(ALPHA, json!({ "displayName": format!("客户{i}"), "sourceChannel": "WEB" })).await);
+        ids.push(
+            s.create_customer(
+                ALPHA,
+                json!({ "displayName": format!("客户{i}"), "sourceChannel": "WEB" }),
+            )
+            .await,
+        );
     }
     let msg = |id: &str| json!({ "id": id, "action": { "sendMessage": { "channel": "log", "template": format!("{id} for {{{{customer.name}}}}") } } });
     let sop = s
@@ -65,11 +60,23 @@ async fn each_due_step_runs_exactly_once_across_kills(backend: Backend, hosts: u
         .as_str()
         .unwrap()
         .to_owned();
-    s.ok(ALPHA, "mutation($id: ID!) { activateSop(id: $id) { id } }", json!({ "id": sop })).await;
-    let n = s.ok(ALPHA, "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }", json!({ "id": sop, "c": ids })).await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { activateSop(id: $id) { id } }",
+        json!({ "id": sop }),
+    )
+    .await;
+    let n = s
+        .ok(
+            ALPHA,
+            "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+            json!({ "id": sop, "c": ids }),
+        )
+        .await;
     assert_eq!(n["enrolCustomers"], CUSTOMERS as i64);
 
-    let done = "SELECT COUNT(*) AS n FROM sop_step_runs WHERE tenant_id = 'alpha' AND outcome = 'done'";
+    let done =
+        "SELECT COUNT(*) AS n FROM sop_step_runs WHERE tenant_id = 'alpha' AND outcome = 'done'";
     let completed = "SELECT COUNT(*) AS n FROM sop_enrolments WHERE tenant_id = 'alpha' AND status = 'completed'";
     let mut children: Vec<Child> = (0..hosts).map(|_| host(&s, &dir)).collect();
     // kill the first host once the sequences are under way, before they finish
@@ -85,7 +92,10 @@ async fn each_due_step_runs_exactly_once_across_kills(backend: Backend, hosts: u
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(at_kill.0 > 0, "the hosts made progress before the kill");
-    assert!(at_kill.1 < CUSTOMERS as i64, "the kill came mid-run: {at_kill:?}");
+    assert!(
+        at_kill.1 < CUSTOMERS as i64,
+        "the kill came mid-run: {at_kill:?}"
+    );
     children[0] = host(&s, &dir);
     let mut finished = false;
     for _ in 0..1200 {
@@ -108,11 +118,28 @@ async fn each_due_step_runs_exactly_once_across_kills(backend: Backend, hosts: u
     .fetch_all(&s.db().pool)
     .await
     .unwrap();
-    assert_eq!(per_step.len(), CUSTOMERS * 5, "every step of every enrolment ran");
+    assert_eq!(
+        per_step.len(),
+        CUSTOMERS * 5,
+        "every step of every enrolment ran"
+    );
     for r in &per_step {
-        assert_eq!(r.get::<i64, _>("n"), 1, "step {} of {} ran more than once", r.get::<String, _>("step_id"), r.get::<String, _>("enrolment_id"));
+        assert_eq!(
+            r.get::<i64, _>("n"),
+            1,
+            "step {} of {} ran more than once",
+            r.get::<String, _>("step_id"),
+            r.get::<String, _>("enrolment_id")
+        );
     }
-    assert_eq!(count(&s, "SELECT COUNT(*) AS n FROM outbox_messages WHERE tenant_id = 'alpha'").await, CUSTOMERS as i64 * 3);
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) AS n FROM outbox_messages WHERE tenant_id = 'alpha'"
+        )
+        .await,
+        CUSTOMERS as i64 * 3
+    );
     assert_eq!(
         count(&s, "SELECT COUNT(DISTINCT customer_id || body) AS n FROM outbox_messages WHERE tenant_id = 'alpha'").await,
         CUSTOMERS as i64 * 3

@@ -108,6 +108,7 @@ pub fn base_config() -> Config {
     config.log.level = "warn".into();
     // SOP workers run in every test server, briskly
     config.sop.poll_ms = 20;
+    config.sop.scan_seconds = 1;
     config.tenants.insert(
         "alpha".into(),
         tenant(
@@ -216,6 +217,27 @@ impl TestServer {
             admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Starts a `shoal serve` process on this server's database, with tenant `alpha` and the
+    /// built-in defaults, its SOP workers on, plus `env` overrides; run from `dir`.
+    pub fn spawn_host(&self, dir: &Path, env: &[(&str, &str)]) -> std::process::Child {
+        std::fs::create_dir_all(dir).expect("host dir");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+        cmd.arg("serve")
+            .current_dir(dir)
+            .env_remove("SHOAL_CONFIG")
+            .env("SHOAL_SERVER__BIND", "127.0.0.1:0")
+            .env("SHOAL_STORAGE__URL", &self.storage_url)
+            .env("SHOAL_LOG__LEVEL", "error")
+            .env("SHOAL_TENANTS__ALPHA__NAME", "Alpha Retail")
+            .env("SHOAL_TENANTS__ALPHA__TIME_ZONE", "Asia/Shanghai")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("start shoal")
     }
 
     /// The server's database, for the few checks that look under the API.

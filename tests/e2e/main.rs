@@ -16,3 +16,4 @@ mod rules;
 mod settlement;
 mod sop;
 mod tags;
+mod webhooks;

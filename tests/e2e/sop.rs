@@ -562,7 +562,90 @@ async fn the_dry_run_shows_the_timeline_without_side_effects(s: &TestServer) {
     assert_eq!(fields(&e), ["sopId"]);
 }
 
+async fn tags_segments_dates_and_neglect_enrol(s: &TestServer) {
+    let vip = s
+        .ok(
+            ALPHA,
+            "mutation { createTag(input: {name: \"vip\"}) { id } }",
+            json!({}),
+        )
+        .await["createTag"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seg = s
+        .ok(ALPHA, "mutation { createSegment(input: {name: \"上海\", definition: {attributes: {city: \"上海\"}}}) { id } }", json!({}))
+        .await["createSegment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let step = json!([{ "id": "hi", "action": { "sendMessage": { "channel": "log", "template": "hi" } } }]);
+    let on_tag = sop(
+        s,
+        ALPHA,
+        "On VIP",
+        json!({ "triggers": [{ "tagAdded": "vip" }], "steps": step }),
+    )
+    .await;
+    let on_segment = sop(
+        s,
+        ALPHA,
+        "On Shanghai",
+        json!({ "triggers": [{ "segmentEntered": seg }], "steps": step }),
+    )
+    .await;
+    let birthday = sop(s, ALPHA, "Birthday", json!({ "triggers": [{ "date": { "attribute": "birthday", "annual": true } }], "steps": step })).await;
+    let neglect = sop(
+        s,
+        ALPHA,
+        "Neglect",
+        json!({ "triggers": [{ "noFollowUpHours": 72 }], "steps": step }),
+    )
+    .await;
+
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("1990-%m-%d")
+        .to_string();
+    let a = s.create_customer(ALPHA, json!({ "sourceChannel": "WEB", "displayName": "VIP", "attributes": { "city": "上海" } })).await;
+    let b = s.create_customer(ALPHA, json!({ "sourceChannel": "WEB", "displayName": "Birthday", "attributes": { "birthday": today } })).await;
+    s.ok(
+        ALPHA,
+        "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
+        json!({ "t": vip, "c": [a] }),
+    )
+    .await;
+    // memberships refresh when the segment is saved (or recomputed)
+    s.ok(ALPHA, "mutation($id: ID!) { updateSegment(id: $id, input: {name: \"上海\", definition: {attributes: {city: \"上海\"}}}) { id } }", json!({ "id": seg })).await;
+    let e = until(s, &on_tag, &a, |e| e["status"] == "completed").await;
+    assert_eq!(e["trigger"], "tag \"vip\" added");
+    let e = until(s, &on_segment, &a, |e| e["status"] == "completed").await;
+    assert_eq!(e["trigger"], format!("entered segment {seg}"));
+    let e = until(s, &birthday, &b, |e| e["status"] == "completed").await;
+    assert_eq!(e["trigger"], "date attribute birthday (yearly) +0 days");
+    assert!(
+        enrolments(s, ALPHA, &birthday, &a).await.is_empty(),
+        "no birthday, no enrolment"
+    );
+    // both customers were created four days ago; `b` had a follow-up yesterday
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    s.ok(ALPHA, "mutation($c: ID!, $at: DateTime) { recordFollowUp(input: {customerId: $c, kind: \"chat\", at: $at}) { id } }", json!({ "c": b, "at": yesterday })).await;
+    let four_days = (chrono::Utc::now() - chrono::Duration::days(4)).timestamp_micros();
+    sqlx::query("UPDATE customers SET created_at = $1 WHERE tenant_id = 'alpha'")
+        .bind(four_days)
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    let e = until(s, &neglect, &a, |e| e["status"] == "completed").await;
+    assert_eq!(e["trigger"], "no follow-up for 72 h");
+    assert!(
+        enrolments(s, ALPHA, &neglect, &b).await.is_empty(),
+        "followed up, not neglected"
+    );
+}
+
 crate::on_both_backends!(
+    tags_segments_dates_and_neglect_enrol,
     an_event_enrols_and_steps_run_in_order_until_an_exit_event,
     waits_for_events_branch_and_time_out,
     bad_definitions_are_refused_with_every_problem,

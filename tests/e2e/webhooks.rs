@@ -1,0 +1,199 @@
+//! The webhook channel for real: a receiver on a local port, a `shoal serve` process whose
+//! tenant posts its SOP messages there — signed, with idempotency keys, retried on failure.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, http::HeaderMap, http::StatusCode, routing::post};
+use serde_json::{Value, json};
+
+use crate::harness::{ALPHA, Backend, TestServer};
+
+type Seen = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+
+/// A receiver that refuses the first request (500) and accepts the others.
+async fn receiver() -> (std::net::SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let record = |path: &'static str, seen: Seen| {
+        move |headers: HeaderMap, body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                let mut s = seen.lock().unwrap();
+                s.push((
+                    path.to_owned(),
+                    headers,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                if s.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/gateway", post(record("/gateway", seen.clone())))
+        .route("/crm", post(record("/crm", seen.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
+    let s = TestServer::start_with(Backend::Sqlite, |c| c.sop.workers = false)
+        .await
+        .unwrap();
+    let (addr, seen) = receiver().await;
+    let customer = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "赵六", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let sop = s
+        .ok(
+            ALPHA,
+            "mutation($i: SopInput!) { createSop(input: $i) { id } }",
+            json!({ "i": { "name": "Hooks", "definition": { "steps": [
+                { "id": "hello", "action": { "sendMessage": { "channel": "webhook", "template": "你好 {{customer.name}}" } } },
+                { "id": "crm", "action": { "callWebhook": { "url": format!("http://{addr}/crm"), "body": "{\"name\": \"{{customer.name}}\"}" } } }
+            ] } } }),
+        )
+        .await["createSop"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { activateSop(id: $id) { id } }",
+        json!({ "id": sop }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+        json!({ "id": sop, "c": [customer] }),
+    )
+    .await;
+
+    let secret = "test-webhook-secret-0123456789";
+    let dir = std::env::temp_dir().join(format!("shoal-hooks-{}", std::process::id()));
+    let url = format!("http://{addr}/gateway");
+    let mut child = s.spawn_host(
+        &dir,
+        &[
+            ("SHOAL_SOP__POLL_MS", "10"),
+            ("SHOAL_SOP__RETRY_BASE_SECONDS", "1"),
+            ("SHOAL_TENANTS__ALPHA__CONTACT__WEBHOOK_URL", &url),
+            (
+                "SHOAL_TENANTS__ALPHA__CONTACT__WEBHOOK_SECRET_ENV",
+                "SHOAL_TEST_HOOK_SECRET",
+            ),
+            ("SHOAL_TEST_HOOK_SECRET", secret),
+        ],
+    );
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = seen.lock().unwrap().clone();
+        if got.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the host records the last delivery after the receiver answered
+    for _ in 0..100 {
+        let sent = s
+            .ok(
+                ALPHA,
+                "{ outboxMessages(filter: {status: \"sent\"}) { edges { node { id } } } }",
+                json!({}),
+            )
+            .await;
+        if sent["outboxMessages"]["edges"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        got.len(),
+        3,
+        "the refused delivery was retried once: {got:?}"
+    );
+    let gateway: Vec<_> = got.iter().filter(|(p, ..)| p == "/gateway").collect();
+    assert_eq!(gateway.len(), 2, "refused, then retried");
+    let key = |h: &HeaderMap| h["idempotency-key"].to_str().unwrap().to_owned();
+    assert_eq!(
+        key(&gateway[0].1),
+        key(&gateway[1].1),
+        "a retry carries the same key"
+    );
+    for (path, headers, body) in &got {
+        let sig = headers["x-shoal-signature"].to_str().unwrap();
+        let t: i64 = sig
+            .strip_prefix("t=")
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            sig,
+            shoal::sop::outbox::signature(secret.as_bytes(), t, body.as_bytes()),
+            "{path}: a valid signature"
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["customerId"], customer.as_str());
+        assert_eq!(v["sopId"], sop.as_str());
+    }
+    let hello: Value = serde_json::from_str(&gateway[1].2).unwrap();
+    assert_eq!(
+        (hello["channel"].as_str(), hello["body"].as_str()),
+        (Some("webhook"), Some("你好 赵六"))
+    );
+    let crm = got.iter().find(|(p, ..)| p == "/crm").unwrap();
+    let crm: Value = serde_json::from_str(&crm.2).unwrap();
+    assert_eq!(
+        crm["body"],
+        json!({ "name": "赵六" }),
+        "the step's JSON body, rendered"
+    );
+    assert!(key(&gateway[0].1).ends_with(":hello:0"));
+
+    let out = s
+        .ok(
+            ALPHA,
+            "{ outboxMessages { edges { node { channel status attempts lastError sentAt } } } }",
+            json!({}),
+        )
+        .await;
+    let mut rows: Vec<(String, String, i64)> = out["outboxMessages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["channel"].as_str().unwrap().to_owned(),
+                e["node"]["status"].as_str().unwrap().to_owned(),
+                e["node"]["attempts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("http".to_owned(), "sent".to_owned(), 1),
+            ("webhook".to_owned(), "sent".to_owned(), 2)
+        ]
+    );
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
