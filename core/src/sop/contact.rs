@@ -291,6 +291,77 @@ pub fn judge(
     Verdict::Send
 }
 
+/// Records (or withdraws) a customer's opt-out of automated messages on a channel (`*`:
+/// all channels).
+pub async fn set_opt_out(
+    db: &crate::storage::Db,
+    actor: &crate::tenancy::Actor,
+    customer_id: &str,
+    channel: &str,
+    opted_out: bool,
+) -> crate::error::Result<()> {
+    actor.require_write()?;
+    let mut p = crate::error::Problems::default();
+    if channel != "*" && !super::definition::CHANNELS.contains(&channel) {
+        p.push("channel", format!("`{channel}` is not a channel or `*`"));
+    }
+    if crate::customers::get(db, actor.tenant_id(), customer_id)
+        .await
+        .is_err()
+    {
+        p.push(
+            "customerId",
+            format!("no customer `{customer_id}` in this tenant"),
+        );
+    }
+    p.into_result(())?;
+    let mut tx = db.begin_write().await?;
+    let sql = if opted_out {
+        "INSERT INTO contact_opt_outs (tenant_id, customer_id, channel, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+    } else {
+        "DELETE FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2 AND channel = $3 AND $4 = $4"
+    };
+    sqlx::query(sql)
+        .bind(actor.tenant_id())
+        .bind(customer_id)
+        .bind(channel)
+        .bind(crate::storage::time::to_micros(crate::storage::time::now()))
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(
+        &mut tx,
+        actor,
+        if opted_out {
+            "contact.optOut"
+        } else {
+            "contact.optIn"
+        },
+        "customer",
+        customer_id,
+        serde_json::json!({ "channel": channel }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The channels a customer opted out of.
+pub async fn opt_outs_of(
+    db: &crate::storage::Db,
+    tenant: &str,
+    customer_id: &str,
+) -> crate::error::Result<Vec<String>> {
+    let mut conn = db.pool.acquire().await?;
+    let mut v: Vec<String> = super::runner::opt_outs(&mut conn, tenant, &[customer_id])
+        .await?
+        .remove(customer_id)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono_tz::Asia::Shanghai;
@@ -434,75 +505,4 @@ mod tests {
             Verdict::Drop { .. }
         ));
     }
-}
-
-/// Records (or withdraws) a customer's opt-out of automated messages on a channel (`*`:
-/// all channels).
-pub async fn set_opt_out(
-    db: &crate::storage::Db,
-    actor: &crate::tenancy::Actor,
-    customer_id: &str,
-    channel: &str,
-    opted_out: bool,
-) -> crate::error::Result<()> {
-    actor.require_write()?;
-    let mut p = crate::error::Problems::default();
-    if channel != "*" && !super::definition::CHANNELS.contains(&channel) {
-        p.push("channel", format!("`{channel}` is not a channel or `*`"));
-    }
-    if crate::customers::get(db, actor.tenant_id(), customer_id)
-        .await
-        .is_err()
-    {
-        p.push(
-            "customerId",
-            format!("no customer `{customer_id}` in this tenant"),
-        );
-    }
-    p.into_result(())?;
-    let mut tx = db.begin_write().await?;
-    let sql = if opted_out {
-        "INSERT INTO contact_opt_outs (tenant_id, customer_id, channel, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-    } else {
-        "DELETE FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2 AND channel = $3 AND $4 = $4"
-    };
-    sqlx::query(sql)
-        .bind(actor.tenant_id())
-        .bind(customer_id)
-        .bind(channel)
-        .bind(crate::storage::time::to_micros(crate::storage::time::now()))
-        .execute(&mut *tx)
-        .await?;
-    crate::audit::record(
-        &mut tx,
-        actor,
-        if opted_out {
-            "contact.optOut"
-        } else {
-            "contact.optIn"
-        },
-        "customer",
-        customer_id,
-        serde_json::json!({ "channel": channel }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// The channels a customer opted out of.
-pub async fn opt_outs_of(
-    db: &crate::storage::Db,
-    tenant: &str,
-    customer_id: &str,
-) -> crate::error::Result<Vec<String>> {
-    let mut conn = db.pool.acquire().await?;
-    let mut v: Vec<String> = super::runner::opt_outs(&mut conn, tenant, &[customer_id])
-        .await?
-        .remove(customer_id)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    v.sort();
-    Ok(v)
 }

@@ -24,44 +24,72 @@ use crate::{
     tenancy::Tenant,
 };
 
-/// A message to queue.
-#[derive(Debug)]
-pub struct NewMessage<'a> {
-    pub tenant: &'a str,
-    pub key: &'a str,
-    pub customer_id: &'a str,
-    pub channel: &'a str,
-    pub purpose: &'a str,
-    pub body: &'a str,
-    pub target: Option<&'a str>,
-    pub sop_id: Option<&'a str>,
-    pub enrolment_id: Option<&'a str>,
+/// A message to queue, owned (for writing a batch's messages at once).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub key: String,
+    pub customer_id: String,
+    pub channel: String,
+    pub purpose: &'static str,
+    pub body: String,
+    pub target: Option<String>,
+    pub sop_id: Option<String>,
+    pub enrolment_id: Option<String>,
     pub at: DateTime<Utc>,
 }
 
-/// Queues a message in the caller's transaction; `false` when its key was queued before.
-pub async fn queue(conn: &mut AnyConnection, m: &NewMessage<'_>) -> Result<bool> {
-    let at = time::to_micros(m.at);
-    Ok(sqlx::query(
-        "INSERT INTO outbox_messages (tenant_id, id, idempotency_key, customer_id, channel, purpose, body, target, status, attempts, \
-         next_attempt_at, sop_id, enrolment_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, $11, $9) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(m.tenant)
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(m.key)
-    .bind(m.customer_id)
-    .bind(m.channel)
-    .bind(m.purpose)
-    .bind(m.body)
-    .bind(m.target)
-    .bind(at)
-    .bind(m.sop_id)
-    .bind(m.enrolment_id)
-    .execute(conn)
-    .await?
-    .rows_affected()
-        > 0)
+/// Queues many messages in the caller's transaction, a few hundred per statement; a key
+/// queued before is skipped.
+pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued]) -> Result<()> {
+    const COLS: usize = 12;
+    for chunk in rows.chunks(400) {
+        let mut sql = String::from(
+            "INSERT INTO outbox_messages (tenant_id, id, idempotency_key, customer_id, channel, purpose, body, target, status, attempts, \
+             next_attempt_at, sop_id, enrolment_id, created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * COLS;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let p = |k: usize| format!("${}", b + k);
+            sql.push_str(&format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                p(10),
+                p(11),
+                p(12)
+            ));
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            let at = time::to_micros(m.at);
+            q = q
+                .bind(tenant)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(m.key.as_str())
+                .bind(m.customer_id.as_str())
+                .bind(m.channel.as_str())
+                .bind(m.purpose)
+                .bind(m.body.as_str())
+                .bind(m.target.as_deref())
+                .bind(at)
+                .bind(m.sop_id.as_deref())
+                .bind(m.enrolment_id.as_deref())
+                .bind(at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// A queued message and how its delivery went.

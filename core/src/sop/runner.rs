@@ -16,6 +16,7 @@ use super::{
     contact::{self, History, Sent, Verdict},
     definition::{Action, Compiled, EventSpec, Purpose, Step},
     machine::{self, Next, Position, Record, World},
+    outbox::Queued,
     store,
 };
 use crate::{
@@ -178,9 +179,9 @@ async fn advance_all(
     let mut sops = HashMap::new();
     for c in claimed {
         let key = (c.sop_id.clone(), c.version);
-        if !sops.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = sops.entry(key) {
             let d = store::definition(conn, &tenant.id, &c.sop_id, c.version).await?;
-            sops.insert(key, super::definition::compile_stored(&d, &tags));
+            slot.insert(super::definition::compile_stored(&d, &tags));
         }
     }
     let ids: Vec<&str> = claimed.iter().map(|c| c.customer_id.as_str()).collect();
@@ -196,6 +197,9 @@ async fn advance_all(
         opted_out,
     };
     let mut runs: Vec<(String, i64, usize, Record)> = Vec::new();
+    let mut queued: Vec<Queued> = Vec::new();
+    // completed enrolments by the index they ended at, updated together
+    let mut completed: HashMap<usize, Vec<&str>> = HashMap::new();
     for c in claimed {
         let sop = &shared.sops[&(c.sop_id.clone(), c.version)];
         let mut log = Vec::new();
@@ -222,6 +226,7 @@ async fn advance_all(
             enrolment: c,
             customer,
             facts: None,
+            queued: &mut queued,
         };
         let result = machine::advance(sop, &mut pos, now, &mut world, &mut log).await;
         let attempt_at = |index: usize| if index == c.step_index { c.attempt } else { 0 };
@@ -246,8 +251,7 @@ async fn advance_all(
                         .await?;
                     }
                     Next::Completed => {
-                        finish(conn, &tenant.id, c, "completed", None, Some(pos.index), now)
-                            .await?;
+                        completed.entry(pos.index).or_default().push(&c.id);
                         log.push(record_end(
                             sop,
                             pos.index,
@@ -297,6 +301,23 @@ async fn advance_all(
         }
         for r in log {
             runs.push((c.id.clone(), attempt_at(r.index), r.index, r));
+        }
+    }
+    super::outbox::queue_many(conn, &tenant.id, &queued).await?;
+    for (index, ids) in completed {
+        for chunk in ids.chunks(500) {
+            let mut sql = crate::storage::sql::Sql::new(
+                "UPDATE sop_enrolments SET status = 'completed', next_run_at = NULL, waiting_for = NULL, step_index = ",
+            );
+            let i = sql.arg(index as i64);
+            let at = sql.arg(time::to_micros(now));
+            let t = sql.arg(tenant.id.as_str());
+            let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
+            sql.push(&format!(
+                "{i}, updated_at = {at}, finished_at = {at} WHERE tenant_id = {t} AND id IN ({})",
+                list.join(", ")
+            ));
+            sql.query().execute(&mut *conn).await?;
         }
     }
     insert_runs(conn, &tenant.id, &runs).await
@@ -588,6 +609,8 @@ pub(crate) async fn any_event_since(
 struct DbWorld<'a, 'b> {
     conn: &'a mut AnyConnection,
     shared: &'a Shared<'b>,
+    /// Messages of the batch, written together at its end.
+    queued: &'a mut Vec<Queued>,
     enrolment: &'a Claimed,
     customer: &'a Customer,
     facts: Option<crate::tags::Loaded>,
@@ -698,6 +721,21 @@ impl World for DbWorld<'_, '_> {
         };
         if let Some(longest) = policy.caps.iter().map(|c| c.window).max() {
             history.sent = sent_since(self.conn, tenant, &self.customer.id, now - longest).await?;
+            // and what this batch queued already (written at its end)
+            history.sent.extend(
+                self.queued
+                    .iter()
+                    .filter(|q| q.customer_id == self.customer.id)
+                    .map(|q| Sent {
+                        at: q.at,
+                        channel: q.channel.clone(),
+                        purpose: if q.purpose == "service" {
+                            Purpose::Service
+                        } else {
+                            Purpose::Marketing
+                        },
+                    }),
+            );
         }
         if policy.human_cooldown > Duration::zero() {
             history.last_human_follow_up =
@@ -726,22 +764,17 @@ impl World for DbWorld<'_, '_> {
                 purpose,
             } => {
                 let body = render(template, c);
-                super::outbox::queue(
-                    self.conn,
-                    &super::outbox::NewMessage {
-                        tenant: &tenant.id,
-                        key: &key,
-                        customer_id: &c.id,
-                        channel,
-                        purpose: purpose.as_str(),
-                        body: &body,
-                        target: None,
-                        sop_id: Some(&e.sop_id),
-                        enrolment_id: Some(&e.id),
-                        at: now,
-                    },
-                )
-                .await?;
+                self.queued.push(Queued {
+                    key,
+                    customer_id: c.id.clone(),
+                    channel: channel.clone(),
+                    purpose: purpose.as_str(),
+                    body: body.clone(),
+                    target: None,
+                    sop_id: Some(e.sop_id.clone()),
+                    enrolment_id: Some(e.id.clone()),
+                    at: now,
+                });
                 format!("{channel} message queued: {body}")
             }
             Action::CallWebhook { url, body } => {
@@ -749,22 +782,17 @@ impl World for DbWorld<'_, '_> {
                     .as_deref()
                     .map(|b| render(b, c))
                     .unwrap_or_else(|| json!({ "customerId": c.id }).to_string());
-                super::outbox::queue(
-                    self.conn,
-                    &super::outbox::NewMessage {
-                        tenant: &tenant.id,
-                        key: &key,
-                        customer_id: &c.id,
-                        channel: "http",
-                        purpose: "service",
-                        body: &body,
-                        target: Some(url),
-                        sop_id: Some(&e.sop_id),
-                        enrolment_id: Some(&e.id),
-                        at: now,
-                    },
-                )
-                .await?;
+                self.queued.push(Queued {
+                    key,
+                    customer_id: c.id.clone(),
+                    channel: "http".into(),
+                    purpose: "service",
+                    body,
+                    target: Some(url.clone()),
+                    sop_id: Some(e.sop_id.clone()),
+                    enrolment_id: Some(e.id.clone()),
+                    at: now,
+                });
                 format!("webhook call to {url} queued")
             }
             Action::CreateTask {
@@ -840,6 +868,6 @@ impl World for DbWorld<'_, '_> {
     }
 
     fn time_zone(&self) -> Tz {
-        time_zone_of(self.customer, &self.shared.tenant)
+        time_zone_of(self.customer, self.shared.tenant)
     }
 }
