@@ -445,11 +445,15 @@ async fn follow_ups_handover_and_neglected_customers(s: &TestServer) {
     let neglected = s
         .ok(
             ALPHA,
-            "{ customers(filter: {noFollowUpForHours: 72}) { totalCount edges { node { id } } } }",
+            "{ customers(filter: {noFollowUpForHours: 72}) { totalCount edges { node { id } } } byDefault: customers(filter: {neglected: true}) { totalCount } }",
             json!({}),
         )
         .await;
     assert_eq!(neglected["customers"]["totalCount"], 1);
+    assert_eq!(
+        neglected["byDefault"]["totalCount"], 1,
+        "72 h unless configured"
+    );
     assert_eq!(neglected["customers"]["edges"][0]["node"]["id"], b.as_str());
     let bad = s.err(ALPHA, "mutation($c: ID!) { recordFollowUp(input: {customerId: $c, kind: \"telepathy\"}) { id } }", json!({ "c": a })).await;
     assert_eq!(fields(&bad), ["input.kind"]);

@@ -370,6 +370,9 @@ pub struct CustomerFilterInput {
     pub rule: Option<String>,
     /// Customers nobody followed up with in this many hours (e.g. 72), and older than that.
     pub no_follow_up_for_hours: Option<u32>,
+    /// Customers nobody followed up with for the tenant's `contact.no_follow_up_hours`
+    /// (72 unless configured).
+    pub neglected: Option<bool>,
 }
 
 /// The domain filter for an input filter (tag names resolved to ids).
@@ -384,7 +387,11 @@ pub async fn filter_of(
         input.rule.clone(),
         input.rfm_cells.clone(),
     );
+    let neglected = input.neglected;
     let mut filter = input.into_filter().gql()?;
+    if neglected == Some(true) && filter.no_follow_up_hours.is_none() {
+        filter.no_follow_up_hours = Some(actor.tenant.contact.no_follow_up_hours);
+    }
     filter.rfm_cells = cells.unwrap_or_default();
     if let Some(text) = rule {
         let tags = crate::tags::list(db(ctx), actor.tenant_id()).await.gql()?;

@@ -31,7 +31,7 @@ pub struct TenantConfig {
 }
 
 /// How automated messages (SOP steps) may reach this tenant's customers.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactConfig {
     /// No automated message is sent in this window (customer's time zone if the customer has
@@ -57,6 +57,19 @@ pub struct ContactConfig {
 
 fn default_no_follow_up_hours() -> u32 {
     72
+}
+
+impl Default for ContactConfig {
+    fn default() -> Self {
+        ContactConfig {
+            quiet_hours: None,
+            caps: Vec::new(),
+            human_cooldown_hours: 0,
+            webhook_url: None,
+            webhook_secret_env: None,
+            no_follow_up_hours: default_no_follow_up_hours(),
+        }
+    }
 }
 
 /// A daily window, e.g. 21:00–09:00 (it may wrap midnight), on some weekdays.

@@ -411,6 +411,32 @@ mod tests {
     }
 
     #[test]
+    fn bad_settings_name_their_key() {
+        let bad = |toml_text: &str| {
+            let c: ContactConfig = toml::from_str(toml_text).unwrap();
+            Policy::from_config(&c).unwrap_err().0
+        };
+        assert_eq!(
+            bad("quiet_hours = { start = \"9pm\", end = \"09:00\" }"),
+            "quiet_hours.start"
+        );
+        assert_eq!(
+            bad("quiet_hours = { start = \"21:00\", end = \"09:00\", days = [\"funday\"] }"),
+            "quiet_hours.days"
+        );
+        assert_eq!(
+            bad("caps = [{ channel = \"pigeon\", max = 1, window_hours = 24 }]"),
+            "caps[0].channel"
+        );
+        assert_eq!(bad("caps = [{ max = 0, window_hours = 24 }]"), "caps[0]");
+        assert_eq!(bad("webhook_url = \"https://example.com\""), "webhook_url");
+        assert_eq!(
+            bad("webhook_secret_env = \"SHOAL_NO_SUCH_VARIABLE_FOR_TESTS\""),
+            "webhook_secret_env"
+        );
+    }
+
+    #[test]
     fn a_message_due_in_quiet_hours_waits_for_the_morning() {
         let h = History::default();
         assert_eq!(judge_at(sh(23, 20, 59), &h), Verdict::Send);
