@@ -479,6 +479,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
             "shoal-plugin-misbehave",
             "shoal-plugin-future-abi",
             "shoal-plugin-networked",
+            "shoal-plugin-retail",
         ] {
             // plugin crates are plain libraries natively; the component is a cdylib
             let out = Command::new(&cargo)
@@ -525,6 +526,14 @@ pub struct Install<'a> {
 }
 
 impl Install<'_> {
+    /// An industry module of `plugins/` (every capability, version 1.0.0).
+    pub fn industry(id: &'static str) -> Install<'static> {
+        Install {
+            id,
+            ..Install::sample()
+        }
+    }
+
     pub fn sample() -> Install<'static> {
         Install {
             id: "sample",

@@ -9,6 +9,7 @@ mod crash;
 mod customers;
 mod events;
 mod http;
+mod industry;
 mod isolation;
 mod pagination;
 mod plugins;
