@@ -85,6 +85,35 @@ impl TagTemplate {
     }
 }
 
+impl SopAction {
+    /// A message on a channel (`wecom`, `sms`, …) with `{{customer.name}}`-style and
+    /// `${param}` placeholders.
+    ///
+    /// ```
+    /// let hello = shoal_sdk::SopAction::message("wecom", "{{customer.name}}，您好");
+    /// ```
+    pub fn message(channel: &str, template: &str) -> SopAction {
+        SopAction::SendMessage(crate::MessageAction {
+            channel: channel.to_owned(),
+            template: template.to_owned(),
+        })
+    }
+
+    /// A task for `owner` (the customer's owner), a user id or `role:<name>`, due
+    /// `due_in_seconds` after it is created.
+    ///
+    /// ```
+    /// let call = shoal_sdk::SopAction::task("Call back", "owner", 2 * 3600);
+    /// ```
+    pub fn task(title: &str, assignee: &str, due_in_seconds: u64) -> SopAction {
+        SopAction::CreateTask(crate::TaskAction {
+            title: title.to_owned(),
+            assignee: assignee.to_owned(),
+            due_in_seconds,
+        })
+    }
+}
+
 impl SopTemplate {
     /// ```
     /// use shoal_sdk::{SopAction, SopTemplate};

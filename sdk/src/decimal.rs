@@ -4,6 +4,28 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::{Money, PluginError};
 
+/// A decimal from a JSON value written either way — `"12.5"` or `12.5` — as tenants write
+/// parameters in TOML and integrators write attributes in JSON (a float is read from its
+/// shortest decimal text, so `0.1` is exactly 0.1). `None` for anything else.
+///
+/// ```
+/// use serde_json::json;
+/// assert_eq!(shoal_sdk::decimal_of(&json!(0.1)).unwrap().to_string(), "0.1");
+/// assert_eq!(shoal_sdk::decimal_of(&json!("-5")).unwrap().to_string(), "-5");
+/// assert!(shoal_sdk::decimal_of(&json!(true)).is_none());
+/// ```
+pub fn decimal_of(value: &serde_json::Value) -> Option<Decimal> {
+    match value {
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Number(n) => n.to_string().parse().ok().or_else(|| {
+            // exponent notation (1e3)
+            n.as_f64()
+                .and_then(|f| Decimal::from_str_exact(&format!("{f}")).ok())
+        }),
+        _ => None,
+    }
+}
+
 /// Parses a decimal string from the host, naming the field on failure.
 ///
 /// ```

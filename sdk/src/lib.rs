@@ -58,7 +58,7 @@ pub use bindings::shoal::plugin::types::{
     Participant, PluginError, PluginInfo, SettleRequest, SettledLine, Settlement, SopAction,
     SopStep, SopTemplate, SopTrigger, Split, TagDecision, TagTemplate, TaskAction, TemplateParam,
 };
-pub use decimal::{decimal, money, split_exactly};
+pub use decimal::{decimal, decimal_of, money, split_exactly};
 pub use rust_decimal::{Decimal, RoundingStrategy};
 
 /// The ABI (WIT package version) this SDK builds modules for.

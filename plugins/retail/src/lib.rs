@@ -5,24 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use shoal_sdk::{
     Capability, CustomerProfile, Decimal, Industry, LineKind, Module, PluginError, PluginInfo,
     SettleRequest, SettledLine, Settlement, SopAction, SopTemplate, Split, TagDecision,
-    TagTemplate, TaskAction, decimal, money, params, split_exactly,
+    TagTemplate, decimal, decimal_of, money, params, split_exactly,
 };
 
 pub struct Retail;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;
-
-fn message(channel: &str, template: &str) -> SopAction {
-    SopAction::SendMessage(shoal_sdk::MessageAction {
-        channel: channel.into(),
-        template: template.into(),
-    })
-}
 
 impl Module for Retail {
     fn describe() -> PluginInfo {
@@ -73,30 +65,26 @@ impl Module for Retail {
             SopTemplate::new("abandoned-cart", "Abandoned cart 购物车挽回", "custom", Some("cart_abandoned"))
                 .description("30 minutes after a cart is abandoned a reminder, 24 hours later a coupon; an order ends it")
                 .exit_on("order")
-                .step("reminder", 30 * 60, message("wecom", "{{customer.name}}，您的购物车还有商品等您结算哦"))
-                .step("coupon", 24 * HOUR, message("wecom", "{{customer.name}}，送您一张${coupon}优惠券，24小时内有效"))
+                .step("reminder", 30 * 60, SopAction::message("wecom", "{{customer.name}}，您的购物车还有商品等您结算哦"))
+                .step("coupon", 24 * HOUR, SopAction::message("wecom", "{{customer.name}}，送您一张${coupon}优惠券，24小时内有效"))
                 .param("coupon", "coupon offered after a day", "\"10元\""),
             SopTemplate::new("replenishment", "Replenishment 复购提醒", "order", Some("consumable"))
                 .description("28 days after an order labelled `consumable`, a replenishment reminder; a new order ends it")
                 .exit_on("order")
-                .step("remind", 28 * DAY, message("wecom", "{{customer.name}}，您上次购买的商品快用完了吧？点击即可一键复购"))
+                .step("remind", 28 * DAY, SopAction::message("wecom", "{{customer.name}}，您上次购买的商品快用完了吧？点击即可一键复购"))
                 .param("days", "documentation only: edit the wait step to change it", "28"),
             SopTemplate::new("birthday", "Birthday coupon 生日礼", "date", Some("birthday:0:annual"))
                 .description("On the customer's birthday (attribute `birthday`, YYYY-MM-DD), a birthday coupon")
-                .step("greet", 0, message("wecom", "{{customer.name}}，生日快乐！送您一张${coupon}生日券"))
+                .step("greet", 0, SopAction::message("wecom", "{{customer.name}}，生日快乐！送您一张${coupon}生日券"))
                 .param("coupon", "the birthday coupon", "\"50元\""),
             SopTemplate::new("win-back", "Win-back 沉睡唤醒", "tag_added", Some("dormant"))
                 .description("When a customer becomes dormant: a we-miss-you offer, 7 days later a task for the owner; an order ends it")
                 .exit_on("order")
-                .step("offer", 0, message("wecom", "{{customer.name}}，好久不见！回店即享${discount}"))
+                .step("offer", 0, SopAction::message("wecom", "{{customer.name}}，好久不见！回店即享${discount}"))
                 .step(
                     "call",
                     7 * DAY,
-                    SopAction::CreateTask(TaskAction {
-                        title: "沉睡客户回访: {{customer.name}}".into(),
-                        assignee: "owner".into(),
-                        due_in_seconds: 2 * DAY,
-                    }),
+                    SopAction::task("沉睡客户回访: {{customer.name}}", "owner", 2 * DAY),
                 )
                 .param("discount", "the offer", "\"八折\""),
         ]
@@ -125,15 +113,17 @@ pub fn price_sensitive(profile: &CustomerProfile) -> Result<bool, PluginError> {
             .map_or(0, |s| s.count_90d)
     };
     let (orders, coupons) = (count("order"), count("coupon_used"));
-    let share: Decimal = params::get("price_sensitive_share").unwrap_or(Decimal::new(5, 1));
+    let share = params::get::<serde_json::Value>("price_sensitive_share")
+        .and_then(|v| decimal_of(&v))
+        .unwrap_or(Decimal::new(5, 1));
     Ok(orders >= 2 && Decimal::from(coupons) >= share * Decimal::from(orders))
 }
 
 /// A regional tier's price change in percent, from the `tiers` parameter
 /// (`{"tier-1": 10, "tier-2": 0, "tier-3": -5}` by default).
 fn tier_percent(tier: &str) -> Decimal {
-    let tiers: BTreeMap<String, Decimal> = params::get("tiers").unwrap_or_default();
-    tiers.get(tier).copied().unwrap_or(match tier {
+    let tiers: BTreeMap<String, serde_json::Value> = params::get("tiers").unwrap_or_default();
+    tiers.get(tier).and_then(decimal_of).unwrap_or(match tier {
         "tier-1" => Decimal::new(10, 0),
         "tier-3" => Decimal::new(-5, 0),
         _ => Decimal::ZERO,
@@ -150,28 +140,19 @@ fn region_tier(region: &str) -> String {
 }
 
 /// Who takes what in a franchise sale (`split` parameter, percentages of the total):
-/// HQ a fixed share, the shopping guide a commission, the store the rest.
-#[derive(Debug, Deserialize)]
+/// HQ a fixed share (default 3), the shopping guide a commission (default 5), the store the
+/// rest.
 struct SplitRule {
-    #[serde(default = "hq_percent")]
     hq: Decimal,
-    #[serde(default = "guide_percent")]
     guide: Decimal,
 }
 
-fn hq_percent() -> Decimal {
-    Decimal::new(3, 0)
-}
-
-fn guide_percent() -> Decimal {
-    Decimal::new(5, 0)
-}
-
-impl Default for SplitRule {
-    fn default() -> Self {
+impl SplitRule {
+    fn from_params() -> SplitRule {
+        let v: serde_json::Value = params::get("split").unwrap_or_default();
         SplitRule {
-            hq: hq_percent(),
-            guide: guide_percent(),
+            hq: decimal_of(&v["hq"]).unwrap_or(Decimal::new(3, 0)),
+            guide: decimal_of(&v["guide"]).unwrap_or(Decimal::new(5, 0)),
         }
     }
 }
@@ -239,7 +220,7 @@ pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
             note: (off < value).then(|| format!("coupon {value} capped at the bill's {off}")),
         });
     }
-    let rule: SplitRule = params::get("split").unwrap_or_default();
+    let rule = SplitRule::from_params();
     let by_role = |role: &str| request.participants.iter().find(|p| p.role == role);
     let (Some(hq), Some(store)) = (by_role("hq"), by_role("store")) else {
         return Err(PluginError::new(
@@ -381,7 +362,7 @@ mod tests {
     #[test]
     fn coupons_come_off_the_total_but_never_below_zero() {
         params::set_for_tests(serde_json::json!({}));
-        let s = settle_bill(&request("北京", r#"{"coupon": "20"}"#, false)).unwrap();
+        let s = settle_bill(&request("北京", r#"{"coupon": 20}"#, false)).unwrap();
         assert_eq!(s.total.amount, "390.00");
         assert_eq!(s.lines.last().unwrap().amount.amount, "-20.00");
         let s = settle_bill(&request("北京", r#"{"coupon": "1000"}"#, false)).unwrap();
