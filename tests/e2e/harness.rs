@@ -480,6 +480,9 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
             "shoal-plugin-future-abi",
             "shoal-plugin-networked",
             "shoal-plugin-retail",
+            "shoal-plugin-education",
+            "shoal-plugin-finance",
+            "shoal-plugin-clinic",
         ] {
             // plugin crates are plain libraries natively; the component is a cdylib
             let out = Command::new(&cargo)
@@ -526,10 +529,11 @@ pub struct Install<'a> {
 }
 
 impl Install<'_> {
-    /// An industry module of `plugins/` (every capability, version 1.0.0).
-    pub fn industry(id: &'static str) -> Install<'static> {
+    /// An industry module of `plugins/` (version 1.0.0) with its capabilities.
+    pub fn industry(id: &'static str, capabilities: &'static [&'static str]) -> Install<'static> {
         Install {
             id,
+            capabilities,
             ..Install::sample()
         }
     }

@@ -112,6 +112,9 @@ pub struct SettleBillInput {
     pub lines: Vec<SettleLineInput>,
     /// Who shares the revenue (their ancestors are included).
     pub participant_ids: Vec<ID>,
+    /// Facts for the module, a JSON object: installments, insurance, a clawback… (each
+    /// module's README says which it reads).
+    pub facts: Option<async_graphql::Json<serde_json::Value>>,
 }
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,6 +513,7 @@ impl SettlementMutation {
                 })
                 .collect(),
             participant_ids: input.participant_ids.into_iter().map(|i| i.0).collect(),
+            facts: input.facts.map(|j| j.0),
         };
         Ok(settlement::settle(db(ctx), host(ctx), actor, &input)
             .await

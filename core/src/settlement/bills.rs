@@ -80,6 +80,8 @@ pub struct SettleInput {
     pub priced_at: Option<DateTime<Utc>>,
     pub lines: Vec<LineInput>,
     pub participant_ids: Vec<String>,
+    /// Facts for the module (a JSON object), passed in the request's `attributes`.
+    pub facts: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +153,17 @@ pub async fn settle(
 
     let mut conn = db.pool.acquire().await?;
     let mut p = Problems::default();
+    match &input.facts {
+        None | Some(Value::Object(_)) => {}
+        Some(_) => p.push("input.facts", "must be a JSON object"),
+    }
+    if input
+        .facts
+        .as_ref()
+        .is_some_and(|f| f.to_string().len() > 16 * 1024)
+    {
+        p.push("input.facts", "at most 16 KiB as JSON");
+    }
     let mut lines = Vec::with_capacity(input.lines.len());
     let mut base_prices = Vec::with_capacity(input.lines.len());
     for (i, line) in input.lines.iter().enumerate() {
@@ -254,15 +267,25 @@ pub async fn settle(
             })
             .collect(),
         // extensible facts for the module: the participants' agreements travel here
-        attributes: json!({
-            "reference": input.reference,
-            "customerId": input.customer_id,
-            "agreements": chosen
-                .iter()
-                .map(|p| (p.id.clone(), Value::Object(p.agreement.clone())))
-                .collect::<serde_json::Map<_, _>>(),
-        })
-        .to_string(),
+        attributes: {
+            // the caller's facts first; the host's own keys win
+            let mut facts = match &input.facts {
+                Some(Value::Object(m)) => m.clone(),
+                _ => serde_json::Map::new(),
+            };
+            facts.insert("reference".into(), json!(input.reference));
+            facts.insert("customerId".into(), json!(input.customer_id));
+            facts.insert(
+                "agreements".into(),
+                Value::Object(
+                    chosen
+                        .iter()
+                        .map(|p| (p.id.clone(), Value::Object(p.agreement.clone())))
+                        .collect(),
+                ),
+            );
+            Value::Object(facts).to_string()
+        },
     };
     let settled = host
         .settle_recorded(tenant, &module, request.clone(), &overrides)
