@@ -92,6 +92,31 @@ pub fn add_tenant(config: &mut Config, key: &str) -> bool {
     true
 }
 
+/// Gives each built-in industry demo tenant (`demo-retail`, …) without keys an API key,
+/// `<key>-<industry>`, acting as its `admin`; returns (tenant, key) pairs to print.
+pub fn industry_keys(config: &mut Config, key: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (id, tenant) in &mut config.tenants {
+        let Some(industry) = id.strip_prefix("demo-") else {
+            continue;
+        };
+        if !tenant.api_keys.is_empty() || !tenant.users.contains_key("admin") {
+            continue;
+        }
+        let k = format!("{key}-{industry}");
+        tenant.api_keys.insert(
+            "demo".into(),
+            ApiKeyConfig {
+                user: "admin".into(),
+                sha256: Some(sha256_hex(&k)),
+                env: None,
+            },
+        );
+        out.push((id.clone(), k));
+    }
+    out
+}
+
 /// Ids of the modules in a plugins folder (from their manifests).
 fn installed_modules(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)

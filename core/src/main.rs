@@ -102,16 +102,24 @@ fn main() -> ExitCode {
             let demo_key = demo
                 .then(demo::api_key)
                 .filter(|key| demo::add_tenant(&mut config, key));
+            let industry_keys = demo_key
+                .as_ref()
+                .map(|key| demo::industry_keys(&mut config, key))
+                .unwrap_or_default();
             let source = ConfigSource { file: config_file };
             let key = demo_key.clone();
             let provider: shoal::plugins::ConfigProvider = Arc::new(move || {
                 let mut config = config::load(&source).map_err(|e| e.to_string())?;
                 if let Some(key) = &key {
                     demo::add_tenant(&mut config, key);
+                    demo::industry_keys(&mut config, key);
                 }
                 Ok(config)
             });
-            run(&config, serve(&config, demo, demo_key, provider))
+            run(
+                &config,
+                serve(&config, demo, demo_key, industry_keys, provider),
+            )
         }
         Command::Schema { .. } => unreachable!("handled above"),
     }
@@ -194,6 +202,7 @@ async fn serve(
     config: &Config,
     demo: bool,
     demo_key: Option<String>,
+    industry_keys: Vec<(String, String)>,
     config_provider: shoal::plugins::ConfigProvider,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if config.tenants.is_empty() {
@@ -216,6 +225,9 @@ async fn serve(
             "  demo API key: {key}   (set {} to fix it)",
             demo::API_KEY_ENV
         );
+        for (tenant, key) in &industry_keys {
+            println!("  {tenant} API key: {key}");
+        }
         println!(
             "  try: curl -s {url}/graphql -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n         -d '{{\"query\":\"{{ customers(first: 3) {{ totalCount edges {{ node {{ displayName phones }} }} }} }}\"}}'"
         );

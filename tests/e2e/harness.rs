@@ -109,6 +109,8 @@ pub fn base_config() -> Config {
     // SOP workers run in every test server, briskly
     config.sop.poll_ms = 20;
     config.sop.scan_seconds = 1;
+    // the built-in industry demo tenants stay out of tests
+    config.tenants.clear();
     config.tenants.insert(
         "alpha".into(),
         tenant(
