@@ -472,3 +472,22 @@ async fn finance_tags_sops_and_capped_commissions() {
     );
     s.stop().await;
 }
+
+/// Every module's JSON fixtures pass `shoal plugin test` against its built component.
+#[test]
+fn every_module_passes_its_fixtures() {
+    for module in ["retail", "education", "finance", "clinic"] {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["plugin", "test"])
+            .arg(plugin_wasm(module))
+            .arg(format!("{fixtures}/{module}/fixtures"))
+            .current_dir(std::env::temp_dir())
+            .env_remove("SHOAL_CONFIG")
+            .output()
+            .expect("run shoal plugin test");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{module}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("0 failed") && !stdout.contains(" 0 passed"), "{module}: {stdout}");
+    }
+}
