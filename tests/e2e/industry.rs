@@ -487,7 +487,14 @@ fn every_module_passes_its_fixtures() {
             .output()
             .expect("run shoal plugin test");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{module}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("0 failed") && !stdout.contains(" 0 passed"), "{module}: {stdout}");
+        assert!(
+            out.status.success(),
+            "{module}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("0 failed") && !stdout.contains(" 0 passed"),
+            "{module}: {stdout}"
+        );
     }
 }
