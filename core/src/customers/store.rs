@@ -299,6 +299,7 @@ pub async fn get_many(
     for chunk in ids.chunks(500) {
         // Deleted rows are skipped here, not in SQL, so that the primary key is the
         // obvious index (PostgreSQL preferred a partial one and scanned the tenant).
+        // `query_once`: see `Sql::query_once`.
         let mut sql = crate::storage::sql::Sql::new(&format!(
             "SELECT {}, c.deleted_at FROM customers c WHERE c.tenant_id = ",
             columns(db)
@@ -306,7 +307,7 @@ pub async fn get_many(
         let t = sql.arg(tenant_id);
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&format!("{t} AND c.id IN ({})", list.join(", ")));
-        for row in sql.query().fetch_all(&mut *conn).await? {
+        for row in sql.query_once().fetch_all(&mut *conn).await? {
             if row.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
                 continue;
             }

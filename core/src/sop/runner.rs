@@ -317,7 +317,7 @@ async fn advance_all(
                 "{i}, updated_at = {at}, finished_at = {at} WHERE tenant_id = {t} AND id IN ({})",
                 list.join(", ")
             ));
-            sql.query().execute(&mut *conn).await?;
+            sql.query_once().execute(&mut *conn).await?;
         }
     }
     insert_runs(conn, &tenant.id, &runs).await
@@ -478,7 +478,7 @@ pub(crate) async fn opt_outs(
         let t = sql.arg(tenant);
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&format!("{t} AND customer_id IN ({})", list.join(", ")));
-        for r in sql.query().fetch_all(&mut *conn).await? {
+        for r in sql.query_once().fetch_all(&mut *conn).await? {
             out.entry(r.try_get("customer_id")?)
                 .or_default()
                 .insert(r.try_get("channel")?);

@@ -76,4 +76,12 @@ impl Sql {
         }
         q
     }
+
+    /// The query as a one-off statement, planned with its values. For `IN ($2, …, $501)`
+    /// lists: a cached statement gets a generic plan on PostgreSQL after a few runs, and a
+    /// generic plan cannot see how selective the list is — it scanned the table (0.7 s
+    /// instead of 3 ms for 500 ids among 100k rows).
+    pub fn query_once(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        self.query().persistent(false)
+    }
 }
