@@ -26,6 +26,32 @@ fn reloader<'a>(ctx: &Context<'a>) -> &'a Reloader {
     ctx.data_unchecked::<Reloader>()
 }
 
+/// A module the caller's tenant enabled (for instantiating its templates).
+pub(super) fn enabled_module(ctx: &Context<'_>, actor: &Actor, module: &str) -> Result<ModuleView> {
+    reloader(ctx)
+        .host
+        .modules(actor.tenant_id())
+        .into_iter()
+        .find(|m| m.info.id == module)
+        .ok_or_else(|| {
+            Error::invalid(
+                "module",
+                format!("module `{module}` is not enabled for this tenant"),
+            )
+        })
+}
+
+/// A template's parameters as given (`params: {orders: 5}`): a JSON object, or none.
+pub(super) fn template_params(
+    params: Option<Json<Value>>,
+) -> Result<std::collections::HashMap<String, Value>> {
+    match params.map(|p| p.0) {
+        None | Some(Value::Null) => Ok(Default::default()),
+        Some(Value::Object(m)) => Ok(m.into_iter().collect()),
+        Some(_) => Err(Error::invalid("params", "must be a JSON object")),
+    }
+}
+
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginState {
     Loaded,

@@ -1,7 +1,5 @@
 //! SOPs, enrolments and the dry run in GraphQL.
 
-use std::collections::HashMap;
-
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Json, Object, OneofObject, SimpleObject,
 };
@@ -13,7 +11,6 @@ use crate::{
     error::Error,
     events::EventType,
     pagination::PageArgs,
-    plugins::Reloader,
     sop::{
         self,
         definition::{Action, CapPolicy, Definition, EventSpec, Purpose, Reentry, Step, Trigger},
@@ -688,17 +685,7 @@ impl SopMutation {
         params: Option<Json<Value>>,
     ) -> async_graphql::Result<SopValue> {
         let actor = actor(ctx).gql()?;
-        let host = &ctx.data_unchecked::<Reloader>().host;
-        let found = host
-            .modules(actor.tenant_id())
-            .into_iter()
-            .find(|m| m.info.id == module)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "module",
-                    format!("module `{module}` is not enabled for this tenant"),
-                )
-            })
+        let found = super::plugins::enabled_module(ctx, actor, &module)
             .gql()?
             .sop_templates
             .into_iter()
@@ -710,11 +697,7 @@ impl SopMutation {
                 )
             })
             .gql()?;
-        let given: HashMap<String, Value> = match params.map(|p| p.0) {
-            None | Some(Value::Null) => HashMap::new(),
-            Some(Value::Object(m)) => m.into_iter().collect(),
-            Some(_) => return Err(Error::invalid("params", "must be a JSON object")).gql(),
-        };
+        let given = super::plugins::template_params(params).gql()?;
         let definition = sop::templates::definition_of(&found, &given).gql()?;
         let reference = format!("{module}/{template}");
         Ok(sop::store::create(

@@ -1,7 +1,5 @@
 //! Tags in GraphQL.
 
-use std::collections::HashMap;
-
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,7 +7,6 @@ use serde_json::Value;
 use super::{ErrorExt, actor, customers::CustomerFilterInput, db};
 use crate::{
     error::{Error, Result},
-    plugins::Reloader,
     rules::{self, ast::Cond, ast::Num},
     tags::{self, Tag, TagInput, TagKind, Target, TemplateRef},
 };
@@ -402,17 +399,7 @@ impl TagMutation {
         params: Option<Json<Value>>,
     ) -> async_graphql::Result<TagValue> {
         let actor = actor(ctx).gql()?;
-        let host = &ctx.data_unchecked::<Reloader>().host;
-        let found = host
-            .modules(actor.tenant_id())
-            .into_iter()
-            .find(|m| m.info.id == module)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "module",
-                    format!("module `{module}` is not enabled for this tenant"),
-                )
-            })
+        let found = super::plugins::enabled_module(ctx, actor, &module)
             .gql()?
             .tag_templates
             .into_iter()
@@ -424,11 +411,7 @@ impl TagMutation {
                 )
             })
             .gql()?;
-        let given: HashMap<String, Value> = match params.map(|p| p.0) {
-            None | Some(Value::Null) => HashMap::new(),
-            Some(Value::Object(m)) => m.into_iter().collect(),
-            Some(_) => return Err(Error::invalid("params", "must be a JSON object")).gql(),
-        };
+        let given = super::plugins::template_params(params).gql()?;
         let defaults: Vec<(String, String)> = found
             .params
             .iter()
