@@ -129,6 +129,15 @@ impl Purpose {
             Purpose::Service => "service",
         }
     }
+
+    /// Reads a stored purpose; anything but `service` counts as marketing.
+    pub fn parse(text: &str) -> Purpose {
+        if text == "service" {
+            Purpose::Service
+        } else {
+            Purpose::Marketing
+        }
+    }
 }
 
 /// What one step does.

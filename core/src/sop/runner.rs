@@ -137,14 +137,18 @@ pub async fn run_due(
                     Err(e) => {
                         drop(tx);
                         let mut tx = db.begin_write().await?;
-                        fail(
+                        let step_id = store::definition(&mut tx, &tenant.id, &c.sop_id, c.version)
+                            .await?
+                            .steps
+                            .get(c.step_index)
+                            .map_or_else(String::new, |s| s.id.clone());
+                        let record =
+                            fail(&mut tx, &tenant.id, cfg, &c, &step_id, &e.to_string(), now)
+                                .await?;
+                        insert_runs(
                             &mut tx,
                             &tenant.id,
-                            cfg,
-                            &c,
-                            &e.to_string(),
-                            now,
-                            &mut Vec::new(),
+                            &[(c.id.clone(), c.attempt, c.step_index, record)],
                         )
                         .await?;
                         tx.commit().await?;
@@ -223,6 +227,7 @@ async fn advance_all(
         let mut world = DbWorld {
             conn: &mut *conn,
             shared: &shared,
+            sop,
             enrolment: c,
             customer,
             facts: None,
@@ -286,16 +291,22 @@ async fn advance_all(
                 for r in log.drain(..) {
                     runs.push((c.id.clone(), attempt_at(r.index), r.index, r));
                 }
-                fail(
+                let step_id = sop
+                    .definition
+                    .steps
+                    .get(pos.index)
+                    .map_or_else(String::new, |s| s.id.clone());
+                let record = fail(
                     conn,
                     &tenant.id,
                     cfg,
                     &failed,
+                    &step_id,
                     &e.to_string(),
                     now,
-                    &mut runs,
                 )
                 .await?;
+                runs.push((c.id.clone(), failed.attempt, failed.step_index, record));
                 continue;
             }
         }
@@ -367,16 +378,17 @@ async fn finish(
     Ok(())
 }
 
-/// Records a failed attempt: retried with backoff, or parked after `max_attempts`.
+/// Records a failed attempt of step `step_id`: retried with backoff, or parked after
+/// `max_attempts`. Returns the history line for it.
 async fn fail(
     conn: &mut AnyConnection,
     tenant: &str,
     cfg: &SopConfig,
     c: &Claimed,
+    step_id: &str,
     error: &str,
     now: DateTime<Utc>,
-    runs: &mut Vec<(String, i64, usize, Record)>,
-) -> Result<()> {
+) -> Result<Record> {
     let attempt = c.attempt + 1;
     let parked = attempt >= i64::from(cfg.max_attempts.max(1));
     let delay = cfg
@@ -402,21 +414,13 @@ async fn fail(
     } else {
         format!("{error} (attempt {attempt}; retry in {delay} s)")
     };
-    let step_id = store::definition(conn, tenant, &c.sop_id, c.version)
-        .await
-        .ok()
-        .and_then(|d| d.steps.get(c.step_index).map(|s| s.id.clone()))
-        .unwrap_or_default();
-    let record = Record {
-        step_id,
+    Ok(Record {
+        step_id: step_id.to_owned(),
         index: c.step_index,
         outcome: "failed",
         detail,
         at: now,
-    };
-    runs.push((c.id.clone(), c.attempt, c.step_index, record));
-    let drained: Vec<_> = std::mem::take(runs);
-    insert_runs(conn, tenant, &drained).await
+    })
 }
 
 async fn insert_runs(
@@ -506,7 +510,7 @@ pub(crate) async fn sent_since(
             Ok(Sent {
                 at: time::from_micros(r.try_get("created_at")?),
                 channel: r.try_get("channel")?,
-                purpose: if purpose == "service" { Purpose::Service } else { Purpose::Marketing },
+                purpose: Purpose::parse(&purpose),
             })
         })
         .collect()
@@ -609,6 +613,7 @@ pub(crate) async fn any_event_since(
 struct DbWorld<'a, 'b> {
     conn: &'a mut AnyConnection,
     shared: &'a Shared<'b>,
+    sop: &'a Compiled,
     /// Messages of the batch, written together at its end.
     queued: &'a mut Vec<Queued>,
     enrolment: &'a Claimed,
@@ -617,17 +622,16 @@ struct DbWorld<'a, 'b> {
 }
 
 impl DbWorld<'_, '_> {
+    /// The idempotency key of a step's action: enrolment, step, attempt (the attempt counts
+    /// for the step the enrolment was claimed at; later steps run their first attempt).
     fn key(&self, step: &Step) -> String {
-        format!(
-            "{}:{}:{}",
-            self.enrolment.id,
-            step.id,
-            if step_index_of(self, step) == self.enrolment.step_index {
-                self.enrolment.attempt
-            } else {
-                0
-            }
-        )
+        let claimed = self.sop.definition.steps.get(self.enrolment.step_index);
+        let attempt = if claimed.is_some_and(|s| s.id == step.id) {
+            self.enrolment.attempt
+        } else {
+            0
+        };
+        format!("{}:{}:{attempt}", self.enrolment.id, step.id)
     }
 
     fn tag(&self, name: &str) -> Result<&Tag> {
@@ -640,15 +644,6 @@ impl DbWorld<'_, '_> {
             None => Err(Error::invalid("tag", format!("no tag named \"{name}\""))),
         }
     }
-}
-
-fn step_index_of(w: &DbWorld<'_, '_>, step: &Step) -> usize {
-    w.shared.sops[&(w.enrolment.sop_id.clone(), w.enrolment.version)]
-        .definition
-        .steps
-        .iter()
-        .position(|s| s.id == step.id)
-        .unwrap_or(usize::MAX)
 }
 
 impl World for DbWorld<'_, '_> {
@@ -729,11 +724,7 @@ impl World for DbWorld<'_, '_> {
                     .map(|q| Sent {
                         at: q.at,
                         channel: q.channel.clone(),
-                        purpose: if q.purpose == "service" {
-                            Purpose::Service
-                        } else {
-                            Purpose::Marketing
-                        },
+                        purpose: Purpose::parse(q.purpose),
                     }),
             );
         }
