@@ -184,12 +184,15 @@ pub fn date_fires(value: NaiveDate, today: NaiveDate, offset_days: i32, annual: 
 }
 
 /// Enrols customers by date attributes and by missing follow-ups (for active SOPs with
-/// such triggers); returns how many were enrolled.
+/// such triggers); returns how many were enrolled. Candidates are read first — the
+/// customers' attributes at most once per scan — and enrolled in one write transaction.
 pub async fn scan(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<usize> {
-    let mut tx = db.begin_write().await?;
-    let sops = store::active(&mut tx, &tenant.id).await?;
+    let mut conn = db.pool.acquire().await?;
+    let sops = store::active(&mut conn, &tenant.id).await?;
     let today = now.with_timezone(&tenant.time_zone).date_naive();
-    let mut enrolled = 0;
+    // (sop, customer, trigger key, trigger) to enrol
+    let mut due: Vec<(&Sop, &Compiled, String, String, &Trigger)> = Vec::new();
+    let mut attributes: Option<Vec<(String, serde_json::Map<String, Value>)>> = None;
     for (sop, compiled) in &sops {
         for trigger in &compiled.definition.triggers {
             match trigger {
@@ -198,42 +201,14 @@ pub async fn scan(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<usize>
                     offset_days,
                     annual,
                 } => {
-                    let sql = format!(
-                        "SELECT id, {} AS attributes FROM customers WHERE tenant_id = $1 AND deleted_at IS NULL",
-                        dialect::json_text(db.backend, "attributes")
-                    );
-                    let rows = sqlx::query(&sql)
-                        .bind(&tenant.id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for r in rows {
-                        let attrs: String = r.try_get("attributes")?;
-                        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&attrs) else {
-                            continue;
-                        };
-                        let Some(date) =
-                            map.get(attribute).and_then(Value::as_str).and_then(date_of)
-                        else {
-                            continue;
-                        };
-                        if date_fires(date, today, *offset_days, *annual) {
-                            let id: String = r.try_get("id")?;
+                    if attributes.is_none() {
+                        attributes = Some(all_attributes(&mut conn, db, &tenant.id).await?);
+                    }
+                    for (id, map) in attributes.iter().flatten() {
+                        let date = map.get(attribute).and_then(Value::as_str).and_then(date_of);
+                        if date.is_some_and(|d| date_fires(d, today, *offset_days, *annual)) {
                             let key = format!("date:{attribute}:{today}");
-                            if enrol(
-                                &mut tx,
-                                &tenant.id,
-                                &sop.id,
-                                sop.version,
-                                compiled.definition.reentry,
-                                &id,
-                                &key,
-                                &describe(trigger),
-                                now,
-                            )
-                            .await?
-                            {
-                                enrolled += 1;
-                            }
+                            due.push((sop, compiled, id.clone(), key, trigger));
                         }
                     }
                 }
@@ -246,39 +221,69 @@ pub async fn scan(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<usize>
                     )
                     .bind(&tenant.id)
                     .bind(cut)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut *conn)
                     .await?;
                     for r in rows {
-                        let id: String = r.try_get("id")?;
                         let last: Option<i64> = r.try_get("last")?;
                         // a new lapse (after a new follow-up) may enrol again
                         let key = format!(
                             "no-follow-up:{}",
                             last.map_or("never".to_owned(), |l| l.to_string())
                         );
-                        if enrol(
-                            &mut tx,
-                            &tenant.id,
-                            &sop.id,
-                            sop.version,
-                            compiled.definition.reentry,
-                            &id,
-                            &key,
-                            &describe(trigger),
-                            now,
-                        )
-                        .await?
-                        {
-                            enrolled += 1;
-                        }
+                        due.push((sop, compiled, r.try_get("id")?, key, trigger));
                     }
                 }
                 _ => {}
             }
         }
     }
+    drop(conn);
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = db.begin_write().await?;
+    let mut enrolled = 0;
+    for (sop, compiled, customer, key, trigger) in due {
+        let info = describe(trigger);
+        let reentry = compiled.definition.reentry;
+        if enrol(
+            &mut tx,
+            &tenant.id,
+            &sop.id,
+            sop.version,
+            reentry,
+            &customer,
+            &key,
+            &info,
+            now,
+        )
+        .await?
+        {
+            enrolled += 1;
+        }
+    }
     tx.commit().await?;
     Ok(enrolled)
+}
+
+/// Every live customer's attributes.
+async fn all_attributes(
+    conn: &mut sqlx::AnyConnection,
+    db: &Db,
+    tenant: &str,
+) -> Result<Vec<(String, serde_json::Map<String, Value>)>> {
+    let sql = format!(
+        "SELECT id, {} AS attributes FROM customers WHERE tenant_id = $1 AND deleted_at IS NULL",
+        dialect::json_text(db.backend, "attributes")
+    );
+    let mut out = Vec::new();
+    for r in sqlx::query(&sql).bind(tenant).fetch_all(conn).await? {
+        let text: String = r.try_get("attributes")?;
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+            out.push((r.try_get("id")?, map));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
