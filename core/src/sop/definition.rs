@@ -319,29 +319,63 @@ const TEMPLATE_FIELDS: &[&str] = &[
     "id", "name", "phone", "email", "stage", "ownerId", "channel",
 ];
 
-/// Checks the placeholders of a template.
-fn check_template(p: &mut Problems, field: &str, text: &str) {
+/// A piece of a message template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    Text(&'a str),
+    /// The trimmed inside of a `{{…}}` placeholder, e.g. `customer.name`.
+    Field(&'a str),
+    /// The rest of the text from a `{{` that is never closed.
+    Unclosed(&'a str),
+}
+
+/// Splits a template into text and `{{…}}` placeholders (read by the checks and by
+/// rendering alike).
+pub fn parts(text: &str) -> Vec<Part<'_>> {
+    let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
+        if start > 0 {
+            out.push(Part::Text(&rest[..start]));
+        }
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            p.push(field, "a `{{` is never closed");
-            return;
+            out.push(Part::Unclosed(&rest[start..]));
+            return out;
         };
-        let inner = after[..end].trim();
-        let known = inner
-            .strip_prefix("customer.")
-            .is_some_and(|f| TEMPLATE_FIELDS.contains(&f) || f.starts_with("attributes."));
-        if !known {
-            p.push(
-                field,
-                format!(
-                    "unknown placeholder `{{{{{inner}}}}}`: use customer.{} or customer.attributes.<key>",
-                    TEMPLATE_FIELDS.join(", customer.")
-                ),
-            );
-        }
+        out.push(Part::Field(after[..end].trim()));
         rest = &after[end + 2..];
+    }
+    if !rest.is_empty() {
+        out.push(Part::Text(rest));
+    }
+    out
+}
+
+/// Checks the placeholders of a template.
+fn check_template(p: &mut Problems, field: &str, text: &str) {
+    for part in parts(text) {
+        match part {
+            Part::Text(_) => {}
+            Part::Unclosed(_) => {
+                p.push(field, "a `{{` is never closed");
+                return;
+            }
+            Part::Field(inner) => {
+                let known = inner
+                    .strip_prefix("customer.")
+                    .is_some_and(|f| TEMPLATE_FIELDS.contains(&f) || f.starts_with("attributes."));
+                if !known {
+                    p.push(
+                        field,
+                        format!(
+                            "unknown placeholder `{{{{{inner}}}}}`: use customer.{} or customer.attributes.<key>",
+                            TEMPLATE_FIELDS.join(", customer.")
+                        ),
+                    );
+                }
+            }
+        }
     }
     if text.contains("${") {
         p.push(field, "has an unreplaced template parameter `${…}`");
@@ -632,6 +666,22 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         assert!(json.contains(r#""kind":"sendMessage""#), "{json}");
         assert_eq!(serde_json::from_str::<Definition>(&json).unwrap(), d);
+    }
+
+    #[test]
+    fn templates_split_into_text_and_placeholders() {
+        assert_eq!(
+            parts("Hi {{ customer.name }}, {{customer.attributes.city}}! {{oops"),
+            [
+                Part::Text("Hi "),
+                Part::Field("customer.name"),
+                Part::Text(", "),
+                Part::Field("customer.attributes.city"),
+                Part::Text("! "),
+                Part::Unclosed("{{oops"),
+            ]
+        );
+        assert_eq!(parts(""), []);
     }
 
     #[test]

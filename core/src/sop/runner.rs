@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{
     contact::{self, History, Sent, Verdict},
-    definition::{Action, Compiled, EventSpec, Purpose, Step},
+    definition::{Action, Compiled, EventSpec, Part, Purpose, Step},
     machine::{self, Next, Position, Record, World},
     outbox::Queued,
     store,
@@ -529,36 +529,31 @@ pub fn time_zone_of(customer: &Customer, tenant: &Tenant) -> Tz {
 /// Fills `{{customer.…}}` placeholders.
 pub fn render(template: &str, c: &Customer) -> String {
     let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let field = after[..end].trim().strip_prefix("customer.").unwrap_or("");
-        let value = match field {
-            "id" => c.id.clone(),
-            "name" => c.display_name.clone(),
-            "phone" => c.phones.first().cloned().unwrap_or_default(),
-            "email" => c.emails.first().cloned().unwrap_or_default(),
-            "stage" => c.lifecycle_stage.as_str().to_owned(),
-            "ownerId" => c.owner_id.clone().unwrap_or_default(),
-            "channel" => c.source_channel.as_str().to_owned(),
-            other => match other
-                .strip_prefix("attributes.")
-                .and_then(|k| c.attributes.get(k))
-            {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            },
-        };
-        out.push_str(&value);
-        rest = &after[end + 2..];
+    for part in super::definition::parts(template) {
+        match part {
+            Part::Text(text) | Part::Unclosed(text) => out.push_str(text),
+            Part::Field(field) => {
+                let value = match field.strip_prefix("customer.").unwrap_or("") {
+                    "id" => c.id.clone(),
+                    "name" => c.display_name.clone(),
+                    "phone" => c.phones.first().cloned().unwrap_or_default(),
+                    "email" => c.emails.first().cloned().unwrap_or_default(),
+                    "stage" => c.lifecycle_stage.as_str().to_owned(),
+                    "ownerId" => c.owner_id.clone().unwrap_or_default(),
+                    "channel" => c.source_channel.as_str().to_owned(),
+                    other => match other
+                        .strip_prefix("attributes.")
+                        .and_then(|k| c.attributes.get(k))
+                    {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(v) => v.to_string(),
+                        None => String::new(),
+                    },
+                };
+                out.push_str(&value);
+            }
+        }
     }
-    out.push_str(rest);
     out
 }
 
