@@ -39,6 +39,7 @@ mod builders;
 mod decimal;
 pub mod log;
 pub mod params;
+pub mod tiers;
 
 #[doc(hidden)]
 #[allow(unsafe_code)] // wit-bindgen's generated canonical-ABI glue

@@ -4,12 +4,10 @@
 //! materials and implants from the parts library, regional tiers, insurance co-pay, doctor
 //! commission). See README.md.
 
-use std::collections::BTreeMap;
-
 use shoal_sdk::{
     Capability, Decimal, Industry, LineKind, Module, PluginError, PluginInfo, SettleRequest,
     SettledLine, Settlement, SopAction, SopTemplate, Split, TagTemplate, decimal, decimal_of,
-    money, params, split_exactly,
+    money, params, split_exactly, tiers,
 };
 
 pub struct Clinic;
@@ -83,20 +81,8 @@ impl Module for Clinic {
 /// labour (default 30), the clinic the rest.
 pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
     let currency = &request.currency;
-    let region_tiers: BTreeMap<String, String> = params::get("region_tiers").unwrap_or_default();
-    let tier = region_tiers
-        .get(&request.region)
-        .cloned()
-        .unwrap_or_else(|| "tier-2".into());
-    let tiers: BTreeMap<String, serde_json::Value> = params::get("tiers").unwrap_or_default();
-    let percent = tiers
-        .get(&tier)
-        .and_then(decimal_of)
-        .unwrap_or(match tier.as_str() {
-            "tier-1" => Decimal::new(10, 0),
-            "tier-3" => Decimal::new(-5, 0),
-            _ => Decimal::ZERO,
-        });
+    let tier = tiers::region_tier(&request.region);
+    let percent = tiers::percent(&tier);
     let factor = Decimal::ONE + percent / Decimal::ONE_HUNDRED;
     let (mut lines, mut total, mut labour) = (Vec::new(), Decimal::ZERO, Decimal::ZERO);
     for (i, line) in request.lines.iter().enumerate() {

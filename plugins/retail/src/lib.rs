@@ -3,12 +3,10 @@
 //! (abandoned cart, replenishment, birthday, win-back), and franchise settlement (regional
 //! price tiers, coupons, HQ / store / shopping-guide split). See README.md.
 
-use std::collections::BTreeMap;
-
 use shoal_sdk::{
     Capability, CustomerProfile, Decimal, Industry, LineKind, Module, PluginError, PluginInfo,
     SettleRequest, SettledLine, Settlement, SopAction, SopTemplate, Split, TagDecision,
-    TagTemplate, decimal, decimal_of, money, params, split_exactly,
+    TagTemplate, decimal, decimal_of, money, params, split_exactly, tiers,
 };
 
 pub struct Retail;
@@ -119,26 +117,6 @@ pub fn price_sensitive(profile: &CustomerProfile) -> Result<bool, PluginError> {
     Ok(orders >= 2 && Decimal::from(coupons) >= share * Decimal::from(orders))
 }
 
-/// A regional tier's price change in percent, from the `tiers` parameter
-/// (`{"tier-1": 10, "tier-2": 0, "tier-3": -5}` by default).
-fn tier_percent(tier: &str) -> Decimal {
-    let tiers: BTreeMap<String, serde_json::Value> = params::get("tiers").unwrap_or_default();
-    tiers.get(tier).and_then(decimal_of).unwrap_or(match tier {
-        "tier-1" => Decimal::new(10, 0),
-        "tier-3" => Decimal::new(-5, 0),
-        _ => Decimal::ZERO,
-    })
-}
-
-/// The tier of a region: the `region_tiers` parameter (`{"上海": "tier-1"}`), else tier-2.
-fn region_tier(region: &str) -> String {
-    let tiers: BTreeMap<String, String> = params::get("region_tiers").unwrap_or_default();
-    tiers
-        .get(region)
-        .cloned()
-        .unwrap_or_else(|| "tier-2".into())
-}
-
 /// Who takes what in a franchise sale (`split` parameter, percentages of the total):
 /// HQ a fixed share (default 3), the shopping guide a commission (default 5), the store the
 /// rest.
@@ -162,8 +140,8 @@ impl SplitRule {
 /// `split.guide`% (default 5), the store the rest — to the cent, adding up exactly.
 pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
     let currency = &request.currency;
-    let tier = region_tier(&request.region);
-    let percent = tier_percent(&tier);
+    let tier = tiers::region_tier(&request.region);
+    let percent = tiers::percent(&tier);
     let factor = Decimal::ONE + percent / Decimal::ONE_HUNDRED;
     let mut lines = Vec::new();
     let mut total = Decimal::ZERO;
