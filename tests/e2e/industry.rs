@@ -198,7 +198,13 @@ async fn retail_tags_sops_and_franchise_settlement() {
         enrolment = s.ok(ALPHA, q, json!({ "s": sop_id, "c": c })).await["enrolments"]["edges"][0]
             ["node"]
             .clone();
-        if !enrolment.is_null() {
+        // enrolled, and the runner has scheduled the first wait (until then the enrolment
+        // is due at once)
+        let scheduled = enrolment["nextRunAt"]
+            .as_str()
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .is_some_and(|t| t > chrono::Utc::now() + chrono::Duration::minutes(1));
+        if scheduled {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
