@@ -345,6 +345,17 @@ async fn education_tags_sops_and_tuition_settlement() {
         "participantIds": ["adv-wang"], "lines": [{ "kind": "SERVICE", "code": "IELTS-20", "quantity": "1" }],
         "facts": { "lessons_total": 20, "lessons_used": 7 } } })).await["settleBill"].clone();
     assert_eq!(refund["total"]["amount"], "2100.00");
+    // facts are an object; anything else is refused before the module runs
+    let e = s
+        .err(
+            ALPHA,
+            SETTLE,
+            json!({ "input": { "reference": "ENROL-3", "region": "杭州", "currency": "CNY",
+                "participantIds": ["adv-wang"], "lines": [{ "kind": "SERVICE", "code": "IELTS-20", "quantity": "1" }],
+                "facts": [20, 7] } }),
+        )
+        .await;
+    assert_eq!(crate::harness::fields(&e), ["input.facts"]);
     s.stop().await;
 }
 
