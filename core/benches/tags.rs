@@ -296,7 +296,7 @@ async fn bench(url: &str, n: usize) {
     let mut count = 0;
     for _ in 0..5 {
         let t0 = Instant::now();
-        count = customers::count(&db, &actor.tenant, &filter).await.unwrap();
+        count = customers::count(&db, &actor, &filter).await.unwrap();
         samples.push(t0.elapsed());
     }
     println!(

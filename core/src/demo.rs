@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     audit,
-    config::{ApiKeyConfig, Config, Role, TenantConfig, UserConfig, sha256_hex},
+    config::{ApiKeyConfig, Config, TenantConfig, UserConfig, sha256_hex},
     customers::{self, Customer, Identity},
     error::Result,
     events::{self, Event, EventType, Money},
@@ -36,16 +36,15 @@ pub fn add_tenant(config: &mut Config, key: &str) -> bool {
     if config.tenants.contains_key(TENANT_ID) {
         return false;
     }
-    let user = |name: &str, email: &str, department: &str, role| UserConfig {
-        name: name.into(),
+    let user = |name: &str, email: &str, department: &str, role: &str| UserConfig {
         email: Some(email.into()),
         department: Some(department.into()),
-        role,
+        ..UserConfig::new(name, role)
     };
     let mut tenant = TenantConfig::new("Demo 零售 (Shoal demo)", chrono_tz::Asia::Shanghai);
     tenant.users.insert(
         "admin".into(),
-        user("Demo Admin", "admin@demo.shoal.dev", "总部", Role::Admin),
+        user("Demo Admin", "admin@demo.shoal.dev", "总部", "admin"),
     );
     for (id, name, email, dept) in [
         (
@@ -69,7 +68,7 @@ pub fn add_tenant(config: &mut Config, key: &str) -> bool {
     ] {
         tenant
             .users
-            .insert(id.into(), user(name, email, dept, Role::Agent));
+            .insert(id.into(), user(name, email, dept, "agent"));
     }
     tenant.api_keys.insert(
         "demo".into(),
@@ -336,11 +335,7 @@ pub async fn seed(db: &Db, tenant: &std::sync::Arc<Tenant>) -> Result<usize> {
     let mut tx = db.begin_write().await?;
     customers::insert_many(&mut tx, db, &tenant.id, &customers).await?;
     events::insert_many(&mut tx, &tenant.id, &events).await?;
-    let actor = Actor {
-        tenant: tenant.clone(),
-        user_id: "admin".into(),
-        role: Role::Admin,
-    };
+    let actor = Actor::system(tenant, "admin");
     audit::record(
         &mut tx,
         &actor,

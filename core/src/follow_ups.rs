@@ -79,7 +79,7 @@ pub async fn record(
     note: &str,
     at: Option<DateTime<Utc>>,
 ) -> Result<FollowUp> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Create)?;
     let now = time::now();
     let at = at.unwrap_or(now);
     let mut p = Problems::default();
@@ -92,7 +92,9 @@ pub async fn record(
     if at > now + chrono::Duration::minutes(5) {
         p.push("input.at", "is in the future");
     }
-    if crate::customers::get(db, actor.tenant_id(), customer_id)
+    if actor
+        .access
+        .ensure_customer(db, crate::kinds::Resource::FollowUps, customer_id)
         .await
         .is_err()
     {
@@ -121,14 +123,22 @@ pub async fn get(db: &Db, tenant: &str, id: &str) -> Result<FollowUp> {
 /// Follow-ups, newest first, of one customer and/or by one user.
 pub async fn list(
     db: &Db,
-    tenant: &str,
+    actor: &Actor,
     customer_id: Option<&str>,
     user_id: Option<&str>,
     page: &Page,
 ) -> Result<Paged<(FollowUp, Cursor)>> {
+    let tenant = actor.tenant_id();
     let mut sql = Sql::new("SELECT * FROM follow_ups WHERE tenant_id = ");
     let t = sql.arg(tenant);
     sql.push(&t);
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        crate::kinds::Resource::FollowUps,
+        &t,
+        "follow_ups.customer_id",
+    );
     if let Some(c) = customer_id {
         let c = sql.arg(c);
         sql.push(&format!(" AND customer_id = {c}"));
@@ -183,7 +193,7 @@ pub async fn handover(
     to_user: &str,
     note: &str,
 ) -> Result<Handover> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Assign)?;
     let mut p = Problems::default();
     if !actor.tenant.users.contains_key(to_user) {
         p.push("toUserId", format!("no user `{to_user}` in this tenant"));
@@ -192,6 +202,16 @@ pub async fn handover(
         p.push("customerIds", "1–10000 customers");
     }
     p.into_result(())?;
+    actor
+        .access
+        .ensure_customers(db, crate::kinds::Resource::Customers, customer_ids)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound { id, .. } => {
+                Error::invalid("customerIds", format!("no customer `{id}` in this tenant"))
+            }
+            e => e,
+        })?;
     let mut tx = db.begin_write().await?;
     let mut moved = 0;
     let mut missing = Problems::default();

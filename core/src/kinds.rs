@@ -122,3 +122,91 @@ vocabulary! {
         Lost = "lost",
     }
 }
+
+vocabulary! {
+    /// A kind of row that data scopes restrict (see docs/permissions.md).
+    Resource {
+        Customers = "customers",
+        /// Timeline events, scoped by their customer.
+        Events = "events",
+        /// Follow-up records, scoped by their customer.
+        FollowUps = "follow_ups",
+        /// Tasks, scoped by their assignee (and, for stage grants, their customer).
+        Tasks = "tasks",
+        /// Tickets (work orders), scoped by their customer.
+        Tickets = "tickets",
+        /// Bills, scoped by their customer; bills without a customer need scope `all`.
+        Bills = "bills",
+    }
+}
+
+vocabulary! {
+    /// Which rows of a resource a role reaches, by the owner of the row's customer (or the
+    /// assignee of a task).
+    ScopeKind {
+        /// Nothing.
+        None = "none",
+        /// Rows the user owns.
+        Own = "own",
+        /// Rows owned by anyone in the user's department.
+        Department = "department",
+        /// Rows owned by anyone in the user's department or the departments below it.
+        Subtree = "subtree",
+        /// Rows owned by anyone in the role's listed departments or below them.
+        Departments = "departments",
+        /// Every row of the tenant, including customers nobody owns.
+        All = "all",
+    }
+}
+
+vocabulary! {
+    /// How a field reads for a role.
+    Visibility {
+        Visible = "visible",
+        /// Partly shown: phone `138****5678`, email `z***@example.com`, text `张**`.
+        Masked = "masked",
+        /// Left out (empty list, missing attribute, `***` for a name).
+        Hidden = "hidden",
+    }
+}
+
+impl Visibility {
+    /// The more revealing of two rules (a user with several roles gets the most any gives).
+    pub fn most(self, other: Visibility) -> Visibility {
+        let rank = |v: Visibility| match v {
+            Visibility::Hidden => 0,
+            Visibility::Masked => 1,
+            Visibility::Visible => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+vocabulary! {
+    /// Something a role may do beyond reading what its scopes reach.
+    Action {
+        /// Create customers, record events, follow-ups and tasks.
+        Create = "create",
+        /// Change customers, tasks, contact preferences and enrolments.
+        Update = "update",
+        Delete = "delete",
+        /// Change a customer's owner; hand customers over.
+        Assign = "assign",
+        /// Export customers or statements.
+        Export = "export",
+        /// Message or enrol many customers at once (a segment, a filter, a list).
+        BulkMessage = "bulk_message",
+        /// Settle and refund bills.
+        Settle = "settle",
+        /// Define tags, segments, SOPs and price libraries.
+        Configure = "configure",
+        /// Read the audit log.
+        Audit = "audit",
+        /// Manage users, departments, roles and plugins.
+        Administer = "administer",
+    }
+}

@@ -1,5 +1,6 @@
 //! The Shoal host. See ARCHITECTURE.md for the map.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod config;

@@ -158,7 +158,7 @@ pub async fn save(
     name: &str,
     definition: &Definition,
 ) -> Result<Segment> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err(Error::invalid("input.name", "1–100 characters"));
     }
@@ -224,7 +224,7 @@ pub async fn save(
 }
 
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     get(db, actor.tenant_id(), id).await?;
     let mut tx = db.begin_write().await?;
     for table in ["segment_members", "segments"] {
@@ -259,8 +259,10 @@ pub async fn refresh_memberships(db: &Db, actor: &Actor, only: Option<&str>) -> 
             tracing::warn!(segment = %segment.name, "segment definition no longer valid (a tag was deleted?); skipped");
             continue;
         };
+        // membership is the tenant's, whoever saved the segment: computed unscoped
+        let system = Actor::system(&tenant, "system");
         let now_members: HashSet<String> =
-            customers::ids_matching(db, &tenant, &filter, MAX_MEMBERS)
+            customers::ids_matching(db, &system, &filter, MAX_MEMBERS)
                 .await?
                 .into_iter()
                 .collect();

@@ -88,7 +88,7 @@ fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Ve
         if seconds == 0 {
             continue;
         }
-        let (db, actor) = (db.clone(), crate::tags::system(t));
+        let (db, actor) = (db.clone(), crate::tenancy::Actor::system(t, "system"));
         jobs.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(seconds));
             every.tick().await; // the first tick is immediate: wait one period
@@ -145,6 +145,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
     let state = AppState {
         schema: api::schema(db.clone(), &config.limits, bus, reloader.clone()),
         directory: Arc::new(directory),
+        host: reloader.host.clone(),
         db: db.clone(),
         limits: config.limits.clone(),
         metrics: Arc::new(Metrics::default()),

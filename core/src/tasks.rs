@@ -122,11 +122,13 @@ pub async fn insert(
 
 /// Creates a task by hand.
 pub async fn create(db: &Db, actor: &Actor, t: &NewTask) -> Result<Task> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Create)?;
     let mut p = Problems::default();
     check(&mut p, t);
     p.into_result(())?;
-    crate::customers::get(db, actor.tenant_id(), &t.customer_id)
+    actor
+        .access
+        .ensure_customer(db, crate::kinds::Resource::Tasks, &t.customer_id)
         .await
         .map_err(|_| {
             Error::invalid(
@@ -163,8 +165,33 @@ pub struct TaskPatch {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// One task, if the actor's scope for tasks reaches it (`NOT_FOUND` otherwise).
+pub async fn get_visible(db: &Db, actor: &Actor, id: &str) -> Result<Task> {
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM tasks WHERE tenant_id = "));
+    let t = sql.arg(actor.tenant_id());
+    let i = sql.arg(id);
+    sql.push(&format!("{t} AND id = {i}"));
+    actor.access.push_assigned_scope(
+        &mut sql,
+        db.backend,
+        &t,
+        "tasks.assignee",
+        "tasks.customer_id",
+    );
+    let row = sql
+        .query()
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("task", id))?;
+    from_row(&row)
+}
+
 pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &TaskPatch) -> Result<Task> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Update)?;
+    if patch.assignee.is_some() {
+        actor.require(crate::kinds::Action::Assign)?;
+    }
+    get_visible(db, actor, id).await?;
     let mut p = Problems::default();
     if let Some(s) = &patch.status
         && !["open", "done", "cancelled"].contains(&s.as_str())
@@ -233,13 +260,21 @@ pub struct TaskFilter {
 /// Tasks, newest first.
 pub async fn list(
     db: &Db,
-    tenant: &str,
+    actor: &Actor,
     f: &TaskFilter,
     page: &Page,
 ) -> Result<Paged<(Task, Cursor)>> {
+    let tenant = actor.tenant_id();
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM tasks WHERE tenant_id = "));
     let t = sql.arg(tenant);
     sql.push(&t);
+    actor.access.push_assigned_scope(
+        &mut sql,
+        db.backend,
+        &t,
+        "tasks.assignee",
+        "tasks.customer_id",
+    );
     for (col, v) in [
         ("assignee", &f.assignee),
         ("status", &f.status),

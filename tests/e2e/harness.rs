@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::{Value, json};
 use shoal::{
-    config::{self, ApiKeyConfig, Config, ConfigSource, Role, TenantConfig, UserConfig},
+    config::{self, ApiKeyConfig, Config, ConfigSource, TenantConfig, UserConfig},
     plugins::{PluginHost, ReloadReport, sha256_hex},
     server::{self, Running, ServeOptions},
 };
@@ -62,24 +62,14 @@ fn postgres_available() -> bool {
     reachable
 }
 
-fn tenant(name: &str, users: &[(&str, Role)], keys: &[(&str, &str)]) -> TenantConfig {
+fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantConfig {
     TenantConfig {
         name: name.into(),
         time_zone: chrono_tz::Asia::Shanghai,
         default_region: "CN".into(),
         users: users
             .iter()
-            .map(|(id, role)| {
-                (
-                    id.to_string(),
-                    UserConfig {
-                        name: format!("User {id}"),
-                        email: None,
-                        department: None,
-                        role: *role,
-                    },
-                )
-            })
+            .map(|(id, role)| (id.to_string(), UserConfig::new(format!("User {id}"), role)))
             .collect(),
         api_keys: keys
             .iter()
@@ -98,6 +88,8 @@ fn tenant(name: &str, users: &[(&str, Role)], keys: &[(&str, &str)]) -> TenantCo
         // no background recompute unless a test asks for it
         tag_recompute_seconds: 0,
         contact: Default::default(),
+        departments: Default::default(),
+        roles: Default::default(),
     }
 }
 
@@ -116,9 +108,9 @@ pub fn base_config() -> Config {
         tenant(
             "Alpha Retail",
             &[
-                ("boss", Role::Admin),
-                ("agent-a", Role::Agent),
-                ("viewer", Role::Readonly),
+                ("boss", "admin"),
+                ("agent-a", "agent"),
+                ("viewer", "readonly"),
             ],
             &[("boss", ALPHA), ("viewer", ALPHA_READONLY)],
         ),
@@ -140,7 +132,7 @@ pub fn base_config() -> Config {
         );
     config.tenants.insert(
         "beta".into(),
-        tenant("Beta Clinic", &[("boss", Role::Admin)], &[("boss", BETA)]),
+        tenant("Beta Clinic", &[("boss", "admin")], &[("boss", BETA)]),
     );
     config
 }

@@ -20,6 +20,7 @@ struct PluginCrate {
     version: String,
     abi: String,
     capabilities: Vec<String>,
+    sensitive_fields: Vec<String>,
 }
 
 /// Crates under `plugins/` with `[package.metadata.shoal]`.
@@ -47,6 +48,12 @@ fn plugin_crates() -> Result<Vec<PluginCrate>> {
             version: package["version"].as_str().unwrap_or("0.0.0").to_owned(),
             abi: shoal["abi"].as_str().unwrap_or("1.0.0").to_owned(),
             capabilities: shoal["capabilities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect(),
+            sensitive_fields: shoal["sensitive-fields"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -106,13 +113,17 @@ pub fn build() -> Result {
         let dir = out.join(&c.id);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         fs::write(dir.join(format!("{}.wasm", c.id)), &bytes).map_err(|e| e.to_string())?;
-        let caps: Vec<String> = c.capabilities.iter().map(|c| format!("\"{c}\"")).collect();
+        let quoted = |list: &[String]| -> String {
+            let items: Vec<String> = list.iter().map(|c| format!("\"{c}\"")).collect();
+            items.join(", ")
+        };
         let manifest = format!(
-            "# Written by `cargo xtask plugins`.\nid = \"{}\"\nversion = \"{}\"\nabi_version = \"{}\"\nsha256 = \"{sha256}\"\ncapabilities = [{}]\n",
+            "# Written by `cargo xtask plugins`.\nid = \"{}\"\nversion = \"{}\"\nabi_version = \"{}\"\nsha256 = \"{sha256}\"\ncapabilities = [{}]\nsensitive_fields = [{}]\n",
             c.id,
             c.version,
             c.abi,
-            caps.join(", ")
+            quoted(&c.capabilities),
+            quoted(&c.sensitive_fields)
         );
         fs::write(dir.join("manifest.toml"), manifest).map_err(|e| e.to_string())?;
         eprintln!(

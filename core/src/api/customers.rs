@@ -14,6 +14,7 @@ use super::{
     viewer::User,
 };
 use crate::{
+    access::Access,
     audit,
     customers::{
         self, Channel, Customer, CustomerFilter, CustomerOrder, CustomerPatch, Identity,
@@ -60,11 +61,21 @@ pub struct CustomerNode {
 }
 
 impl CustomerNode {
-    /// A node whose identities load on demand.
-    pub fn plain(customer: Customer) -> CustomerNode {
+    /// The customer as `access` may see it (the only way to make a node, so every customer
+    /// the API returns is masked for its reader); identities load on demand when `None`.
+    pub fn new(
+        mut customer: Customer,
+        identities: Option<Vec<Identity>>,
+        access: &Access,
+    ) -> CustomerNode {
+        access.mask_customer(&mut customer);
+        let identities = identities.map(|mut ids| {
+            access.mask_identities(&mut ids);
+            ids
+        });
         CustomerNode {
             customer,
-            identities: None,
+            identities,
         }
     }
 }
@@ -110,11 +121,10 @@ impl CustomerNode {
     /// The staff member responsible for this customer.
     async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         let actor = actor(ctx).gql()?;
-        Ok(self
-            .customer
-            .owner_id
-            .as_deref()
-            .and_then(|id| User::find(actor, id)))
+        match self.customer.owner_id.as_deref() {
+            Some(id) => Ok(User::find(db(ctx), actor.tenant_id(), id).await.gql()?),
+            None => Ok(None),
+        }
     }
 
     async fn source_channel(&self) -> Channel {
@@ -140,10 +150,15 @@ impl CustomerNode {
             return Ok(ids.iter().cloned().map(Into::into).collect());
         }
         let actor = actor(ctx).gql()?;
-        let loaded = customers::identities_of(db(ctx), actor.tenant_id(), &[&self.customer.id])
-            .await
-            .gql()?;
-        Ok(loaded.into_iter().map(|(_, i)| i.into()).collect())
+        let mut loaded: Vec<Identity> =
+            customers::identities_of(db(ctx), actor.tenant_id(), &[&self.customer.id])
+                .await
+                .gql()?
+                .into_iter()
+                .map(|(_, i)| i)
+                .collect();
+        actor.access.mask_identities(&mut loaded);
+        Ok(loaded.into_iter().map(Into::into).collect())
     }
 
     /// The customer's events, newest first.
@@ -166,7 +181,7 @@ impl CustomerNode {
         let page = page(ctx, actor, args, events::TIMELINE_ORDER)?;
         let paged = events::timeline(
             db(ctx),
-            &actor.tenant,
+            actor,
             &self.customer.id,
             &types.unwrap_or_default(),
             &page,
@@ -259,11 +274,9 @@ impl CustomerNode {
         .gql()?;
         Ok(entries
             .into_iter()
-            .map(|e| AuditEntry {
-                at: e.at,
-                actor_id: e.actor_id,
-                action: e.action,
-                changes: Json(e.changes),
+            .map(|mut e| {
+                audit::masked_for(actor, &mut e);
+                AuditEntry::from(e)
             })
             .collect())
     }
@@ -304,16 +317,36 @@ pub struct TagChange {
     pub at: DateTime<Utc>,
 }
 
-/// One recorded change.
+/// One recorded change, masked as the reader sees it.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct AuditEntry {
+    pub id: ID,
     pub at: DateTime<Utc>,
-    /// The user who made the change.
+    /// The user who made the change (`sop`, `system`: the host itself).
     pub actor_id: String,
-    /// `customer.create`, `customer.update`, `customer.delete`, `events.record`.
+    /// `customer.create`, `customer.update`, `customer.delete`, `events.record`, `role.put`, …
     pub action: String,
-    /// What changed: for updates `{field: {from, to}}`.
+    pub entity_type: String,
+    pub entity_id: String,
+    /// What changed: for updates `{field: {from, to}}`, else the fields as they were.
     pub changes: Json<Value>,
+    /// The request that made the change (`X-Request-Id`).
+    pub request_id: Option<String>,
+}
+
+impl From<audit::AuditEntry> for AuditEntry {
+    fn from(e: audit::AuditEntry) -> Self {
+        AuditEntry {
+            id: ID(e.id),
+            at: e.at,
+            actor_id: e.actor_id,
+            action: e.action,
+            entity_type: e.entity_type,
+            entity_id: e.entity_id,
+            changes: Json(e.changes),
+            request_id: e.request_id,
+        }
+    }
 }
 
 #[derive(SimpleObject)]
@@ -330,9 +363,7 @@ impl CustomerConnection {
     /// How many customers match the filter, across all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         let actor = actor(ctx).gql()?;
-        customers::count(db(ctx), &actor.tenant, &self.filter)
-            .await
-            .gql()
+        customers::count(db(ctx), actor, &self.filter).await.gql()
     }
 }
 
@@ -481,13 +512,8 @@ impl CustomerQuery {
     /// One customer of the caller's tenant.
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<CustomerNode> {
         let actor = actor(ctx).gql()?;
-        let customer = customers::get(db(ctx), actor.tenant_id(), &id)
-            .await
-            .gql()?;
-        Ok(CustomerNode {
-            customer,
-            identities: None,
-        })
+        let customer = customers::get_visible(db(ctx), actor, &id).await.gql()?;
+        Ok(CustomerNode::new(customer, None, &actor.access))
     }
 
     /// Customers of the caller's tenant, as a Relay connection (default: newest first).
@@ -532,7 +558,7 @@ pub async fn connection_for(
         let db = db(ctx);
         let order: CustomerOrder = order_by.unwrap_or_default().into();
         let page = page(ctx, actor, args, order.cursor_name())?;
-        let paged = customers::list(db, &actor.tenant, &filter, order, &page)
+        let paged = customers::list(db, actor, &filter, order, &page)
             .await
             .gql()?;
         let wants_identities = ctx
@@ -551,7 +577,7 @@ pub async fn connection_for(
         } else {
             None
         };
-        Ok(connection(paged, identities, filter))
+        Ok(connection(paged, identities, filter, &actor.access))
     }
 }
 
@@ -559,6 +585,7 @@ fn connection(
     paged: Paged<(Customer, Cursor)>,
     identities: Option<Vec<(String, Identity)>>,
     filter: CustomerFilter,
+    access: &Access,
 ) -> CustomerConnection {
     let page_info = PageInfo::of(&paged);
     let edges = paged
@@ -573,10 +600,7 @@ fn connection(
             });
             CustomerEdge {
                 cursor: cursor.encode(),
-                node: CustomerNode {
-                    customer,
-                    identities: mine,
-                },
+                node: CustomerNode::new(customer, mine, access),
             }
         })
         .collect();
@@ -717,8 +741,5 @@ async fn node_with_identities(
         .into_iter()
         .map(|(_, i)| i)
         .collect();
-    Ok(CustomerNode {
-        customer,
-        identities: Some(identities),
-    })
+    Ok(CustomerNode::new(customer, Some(identities), &actor.access))
 }

@@ -15,6 +15,7 @@ use crate::{
     error::{Error, Result},
     events::{self, CustomerRef, Event, EventType, Money, NewEvent, Outcome},
     kinds::Channel,
+    kinds::Resource,
     pagination::{Cursor, Paged},
 };
 
@@ -238,11 +239,14 @@ impl EventSubscription {
         customer_id: Option<ID>,
         types: Option<Vec<EventType>>,
     ) -> async_graphql::Result<impl Stream<Item = EventNode> + use<>> {
-        let tenant = actor(ctx).gql()?.tenant_id().to_owned();
+        let actor = actor(ctx).gql()?.clone();
+        let tenant = actor.tenant_id().to_owned();
+        let db = db(ctx).clone();
         let rx = ctx.data_unchecked::<EventBus>().subscribe();
         let types = types.unwrap_or_default();
         Ok(stream::unfold(rx, move |mut rx| {
             let (tenant, customer_id, types) = (tenant.clone(), customer_id.clone(), types.clone());
+            let (actor, db) = (actor.clone(), db.clone());
             async move {
                 loop {
                     match rx.recv().await {
@@ -253,7 +257,14 @@ impl EventSubscription {
                                     .as_ref()
                                     .is_none_or(|c| c.0 == event.customer_id)
                                 && (types.is_empty() || types.contains(&event.event_type));
-                            if wanted {
+                            // the subscriber's scope applies to pushed events too
+                            let visible = wanted
+                                && actor
+                                    .access
+                                    .ensure_customer(&db, Resource::Events, &event.customer_id)
+                                    .await
+                                    .is_ok();
+                            if visible {
                                 return Some((EventNode(event.clone()), rx));
                             }
                         }

@@ -24,7 +24,7 @@ use crate::{
     config::Limits,
     error::ErrorCode,
     storage::Db,
-    tenancy::{Actor, Directory},
+    tenancy::{Actor, Directory, Principal},
 };
 
 /// What every handler shares.
@@ -32,6 +32,8 @@ use crate::{
 pub struct AppState {
     pub schema: ShoalSchema,
     pub directory: Arc<Directory>,
+    /// For the sensitive fields of each tenant's modules.
+    pub host: Arc<crate::plugins::PluginHost>,
     pub db: Db,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
@@ -103,7 +105,7 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
-fn authenticate(directory: &Directory, headers: &HeaderMap) -> Result<Actor, &'static str> {
+fn authenticate(directory: &Directory, headers: &HeaderMap) -> Result<Principal, &'static str> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or("missing `Authorization: Bearer <api key>` header")?;
@@ -115,17 +117,50 @@ fn authenticate(directory: &Directory, headers: &HeaderMap) -> Result<Actor, &'s
     directory.authenticate(key).ok_or("invalid API key")
 }
 
+/// The request's id: a well-formed `X-Request-Id` (≤ 64 of `A-Z a-z 0-9 - _ . :`), else a
+/// fresh UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// The caller, with its permissions loaded, or the response refusing it.
+async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response> {
+    let principal = authenticate(&state.directory, headers).map_err(|why| {
+        failure(
+            state,
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            why,
+        )
+    })?;
+    let sensitive = state.host.sensitive_fields(&principal.tenant.id);
+    principal
+        .resolve(&state.db, sensitive, request_id(headers))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading the caller's permissions failed");
+            failure(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error",
+            )
+        })
+}
+
 async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let actor = match authenticate(&state.directory, &headers) {
+    let actor = match actor(&state, &headers).await {
         Ok(actor) => actor,
-        Err(why) => {
-            return failure(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthenticated,
-                why,
-            );
-        }
+        Err(response) => return response,
     };
     let limit = state.limits.max_body_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
@@ -150,11 +185,16 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         }
     };
     let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    let request_id = actor.request_id.clone();
     let execution = state.schema.execute(request.data(actor));
     match tokio::time::timeout(timeout, execution).await {
         Ok(mut response) => {
             classify(&mut response.errors, &state.metrics);
-            Json(response).into_response()
+            let mut response = Json(response).into_response();
+            if let Ok(value) = request_id.parse() {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            response
         }
         Err(_) => failure(
             &state,
@@ -181,16 +221,9 @@ async fn statement_csv(
     axum::extract::Path(file): axum::extract::Path<String>,
     period: Result<axum::extract::Query<Period>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let actor = match authenticate(&state.directory, &headers) {
+    let actor = match actor(&state, &headers).await {
         Ok(actor) => actor,
-        Err(why) => {
-            return failure(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthenticated,
-                why,
-            );
-        }
+        Err(response) => return response,
     };
     let Some(participant) = file.strip_suffix(".csv") else {
         return failure(
@@ -208,14 +241,8 @@ async fn statement_csv(
             "give ?from=<RFC 3339>&to=<RFC 3339>",
         );
     };
-    match crate::settlement::statement(
-        &state.db,
-        actor.tenant_id(),
-        participant,
-        period.from,
-        period.to,
-    )
-    .await
+    match crate::settlement::statement_for(&state.db, &actor, participant, period.from, period.to)
+        .await
     {
         Ok(s) => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -249,7 +276,8 @@ async fn subscriptions(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let from_header = authenticate(&state.directory, &headers).ok();
-    let directory = state.directory.clone();
+    let request = request_id(&headers);
+    let state = state.clone();
     let schema = state.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -260,13 +288,20 @@ async fn subscriptions(
                         .iter()
                         .find_map(|k| payload.get(k).and_then(|v| v.as_str()))
                         .and_then(bearer);
-                    let actor = match key {
-                        Some(key) => directory.authenticate(key),
+                    let principal = match key {
+                        Some(key) => state.directory.authenticate(key),
                         None => from_header,
                     };
-                    let actor = actor.ok_or_else(|| {
+                    let principal = principal.ok_or_else(|| {
                         async_graphql::Error::new("UNAUTHENTICATED: missing or invalid API key")
                     })?;
+                    let sensitive = state.host.sensitive_fields(&principal.tenant.id);
+                    let actor = principal
+                        .resolve(&state.db, sensitive, request)
+                        .await
+                        .map_err(|_| {
+                            async_graphql::Error::new("INTERNAL: cannot load permissions")
+                        })?;
                     let mut data = Data::default();
                     data.insert(actor);
                     Ok(data)

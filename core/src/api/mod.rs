@@ -1,6 +1,7 @@
 //! The GraphQL API over HTTP. Only this module knows HTTP and GraphQL; it turns requests
 //! into calls on the domain modules with the caller's [`Actor`].
 
+mod access;
 mod customers;
 mod errors;
 mod events;
@@ -38,6 +39,7 @@ pub type EventBus = broadcast::Sender<Arc<(String, Event)>>;
 #[derive(MergedObject, Default)]
 pub struct Query(
     viewer::ViewerQuery,
+    access::AccessQuery,
     customers::CustomerQuery,
     plugins::PluginQuery,
     settlement::SettlementQuery,
@@ -49,6 +51,7 @@ pub struct Query(
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
+    access::AccessMutation,
     customers::CustomerMutation,
     events::EventMutation,
     plugins::PluginMutation,

@@ -6,20 +6,13 @@ use serde_json::Value;
 
 use super::{ErrorExt, actor};
 use crate::{
-    config::Role,
     error::{Error, Result},
     plugins::{self, ModuleView, PluginStatus, Reloader, types},
     tenancy::Actor,
 };
 
 fn require_admin(actor: &Actor) -> Result<()> {
-    if actor.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(
-            "only administrators may manage plugins".into(),
-        ))
-    }
+    actor.require(crate::kinds::Action::Administer)
 }
 
 fn reloader<'a>(ctx: &Context<'a>) -> &'a Reloader {

@@ -107,9 +107,7 @@ impl SegmentValue {
         )
         .await
         .gql()?;
-        customers::count(db(ctx), &actor.tenant, &filter)
-            .await
-            .gql()
+        customers::count(db(ctx), actor, &filter).await.gql()
     }
 
     /// The members, as a Relay connection.
@@ -189,9 +187,7 @@ impl SegmentQuery {
             segments::filter_of(db(ctx), actor.tenant_id(), &definition.into(), "definition")
                 .await
                 .gql()?;
-        let count = customers::count(db(ctx), &actor.tenant, &filter)
-            .await
-            .gql()?;
+        let count = customers::count(db(ctx), actor, &filter).await.gql()?;
         let page = crate::pagination::Page::new(
             &PageArgs {
                 first: Some(10),
@@ -204,7 +200,7 @@ impl SegmentQuery {
         .gql()?;
         let sample = customers::list(
             db(ctx),
-            &actor.tenant,
+            actor,
             &filter,
             customers::CustomerOrder::default(),
             &page,
@@ -213,7 +209,7 @@ impl SegmentQuery {
         .gql()?
         .items
         .into_iter()
-        .map(|(c, _)| CustomerNode::plain(c))
+        .map(|(c, _)| CustomerNode::new(c, None, &actor.access))
         .collect();
         Ok(SegmentPreview { count, sample })
     }

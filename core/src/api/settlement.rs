@@ -288,7 +288,7 @@ impl SettlementQuery {
     /// A bill with every line (base price, adjustment, reason), its splits and postings.
     async fn bill(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<BillValue> {
         let actor = actor(ctx).gql()?;
-        Ok(settlement::get(db(ctx), actor.tenant_id(), &id)
+        Ok(settlement::get_visible(db(ctx), actor, &id)
             .await
             .gql()?
             .into())
@@ -301,6 +301,9 @@ impl SettlementQuery {
         id: ID,
     ) -> async_graphql::Result<BillVerification> {
         let actor = actor(ctx).gql()?;
+        settlement::ensure_visible(db(ctx), actor, &id)
+            .await
+            .gql()?;
         let outcome = settlement::verify(db(ctx), host(ctx), actor.tenant_id(), &id)
             .await
             .gql()?;
@@ -329,7 +332,7 @@ impl SettlementQuery {
         to: DateTime<Utc>,
     ) -> async_graphql::Result<StatementValue> {
         let actor = actor(ctx).gql()?;
-        let s = settlement::statement(db(ctx), actor.tenant_id(), &participant_id, from, to)
+        let s = settlement::statement_for(db(ctx), actor, &participant_id, from, to)
             .await
             .gql()?;
         Ok(StatementValue {

@@ -342,7 +342,7 @@ impl SopValue {
     /// How many enrolments are in each status.
     async fn enrolment_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StatusCount>> {
         let actor = actor(ctx).gql()?;
-        Ok(enrolments::counts(db(ctx), actor.tenant_id(), &self.id)
+        Ok(enrolments::counts(db(ctx), actor, &self.id)
             .await
             .gql()?
             .into_iter()
@@ -511,7 +511,7 @@ impl SopQuery {
             status,
         };
         Ok(EnrolmentConnection::from_paged(
-            enrolments::list(db(ctx), actor.tenant_id(), &filter, &page)
+            enrolments::list(db(ctx), actor, &filter, &page)
                 .await
                 .gql()?,
         ))
@@ -519,7 +519,7 @@ impl SopQuery {
 
     async fn enrolment(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<EnrolmentValue> {
         let actor = actor(ctx).gql()?;
-        Ok(enrolments::get(db(ctx), actor.tenant_id(), &id)
+        Ok(enrolments::get_visible(db(ctx), actor, &id)
             .await
             .gql()?
             .into())
@@ -567,7 +567,7 @@ impl SopQuery {
                     .gql()?;
                 crate::customers::ids_matching(
                     db(ctx),
-                    &actor.tenant,
+                    actor,
                     &filter,
                     sop::simulate::MAX_CUSTOMERS,
                 )
@@ -726,17 +726,13 @@ impl SopMutation {
         let ids: Vec<String> = match (customer_ids, segment_id) {
             (Some(ids), None) => ids.into_iter().map(|i| i.0).collect(),
             (None, Some(seg)) => {
+                actor.require(crate::kinds::Action::BulkMessage).gql()?;
                 let filter = crate::segments::as_filter(db(ctx), &actor.tenant, &seg)
                     .await
                     .gql()?;
-                crate::customers::ids_matching(
-                    db(ctx),
-                    &actor.tenant,
-                    &filter,
-                    enrolments::MAX_MANUAL,
-                )
-                .await
-                .gql()?
+                crate::customers::ids_matching(db(ctx), actor, &filter, enrolments::MAX_MANUAL)
+                    .await
+                    .gql()?
             }
             _ => {
                 return Err(Error::invalid(

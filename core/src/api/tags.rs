@@ -442,7 +442,7 @@ impl TagMutation {
         tag_id: Option<ID>,
     ) -> async_graphql::Result<Vec<RecomputeResult>> {
         let actor = actor(ctx).gql()?;
-        actor.require_write().gql()?;
+        actor.require(crate::kinds::Action::Configure).gql()?;
         Ok(
             tags::recompute(db(ctx), actor, tag_id.as_ref().map(|i| i.0.as_str()))
                 .await

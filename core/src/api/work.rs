@@ -220,9 +220,7 @@ impl WorkQuery {
             overdue: filter.overdue,
         };
         Ok(TaskConnection::from_paged(
-            tasks::list(db(ctx), actor.tenant_id(), &f, &page)
-                .await
-                .gql()?,
+            tasks::list(db(ctx), actor, &f, &page).await.gql()?,
         ))
     }
 
@@ -253,7 +251,7 @@ impl WorkQuery {
         Ok(FollowUpConnection::from_paged(
             follow_ups::list(
                 db(ctx),
-                actor.tenant_id(),
+                actor,
                 customer_id.as_ref().map(|i| i.0.as_str()),
                 user_id.as_deref(),
                 &page,
@@ -293,9 +291,7 @@ impl WorkQuery {
             enrolment_id: filter.enrolment_id.map(|i| i.0),
         };
         Ok(MessageConnection::from_paged(
-            outbox::list(db(ctx), actor.tenant_id(), &f, &page)
-                .await
-                .gql()?,
+            outbox::list(db(ctx), actor, &f, &page).await.gql()?,
         ))
     }
 
@@ -306,7 +302,7 @@ impl WorkQuery {
         customer_id: ID,
     ) -> async_graphql::Result<Vec<String>> {
         let actor = actor(ctx).gql()?;
-        contact::opt_outs_of(db(ctx), actor.tenant_id(), &customer_id)
+        contact::opt_outs_of(db(ctx), actor, &customer_id)
             .await
             .gql()
     }
@@ -404,7 +400,7 @@ impl WorkMutation {
         contact::set_opt_out(db(ctx), actor, &customer_id, &channel, opted_out)
             .await
             .gql()?;
-        contact::opt_outs_of(db(ctx), actor.tenant_id(), &customer_id)
+        contact::opt_outs_of(db(ctx), actor, &customer_id)
             .await
             .gql()
     }

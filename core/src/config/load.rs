@@ -181,7 +181,24 @@ impl Validator<'_> {
             if user.name.trim().is_empty() {
                 return Err(self.invalid(at(&format!("users.{user_id}.name")), "must not be empty"));
             }
+            if user.role_ids().is_empty() {
+                return Err(self.invalid(
+                    at(&format!("users.{user_id}.role")),
+                    "give the user a `role` (or `roles`)",
+                ));
+            }
+            for role in user.role_ids() {
+                if !tenant.roles.contains_key(&role)
+                    && crate::access::role::built_in(&role).is_none()
+                {
+                    return Err(self.invalid(
+                        at(&format!("users.{user_id}.roles")),
+                        format!("no role `{role}` (built in: admin, manager, agent, readonly; or define it under tenants.{id}.roles)"),
+                    ));
+                }
+            }
         }
+        self.check_departments(id, tenant)?;
         for (key_name, key) in &mut tenant.api_keys {
             let key_at = |rest: &str| at(&format!("api_keys.{key_name}.{rest}"));
             if !tenant.users.contains_key(&key.user) {
@@ -218,6 +235,52 @@ impl Validator<'_> {
                     }
                     key.sha256 = Some(sha256_hex(&value));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validator<'_> {
+    /// Departments form a tree; roles are well-formed and name known departments.
+    fn check_departments(&self, id: &str, tenant: &super::TenantConfig) -> Result<(), ConfigError> {
+        let at = |rest: &str| format!("tenants.{id}.{rest}");
+        let tree = crate::access::Departments::from_pairs(
+            tenant
+                .departments
+                .iter()
+                .map(|(d, c)| (d.as_str(), c.parent.as_deref())),
+        );
+        for (d, c) in &tenant.departments {
+            if let Err(m) = crate::access::role::check_id(d) {
+                return Err(self.invalid(at(&format!("departments.{d}")), m));
+            }
+            if c.name.trim().is_empty() {
+                return Err(self.invalid(at(&format!("departments.{d}.name")), "must not be empty"));
+            }
+            if let Some(parent) = &c.parent {
+                if !tree.contains(parent) {
+                    return Err(self.invalid(
+                        at(&format!("departments.{d}.parent")),
+                        format!("no department `{parent}`"),
+                    ));
+                }
+                if tree.would_cycle(d, parent) {
+                    return Err(self.invalid(
+                        at(&format!("departments.{d}.parent")),
+                        "departments form a tree: this parent is the department itself or below it",
+                    ));
+                }
+            }
+        }
+        let mut known = tree.ids();
+        known.extend(tenant.users.values().filter_map(|u| u.department.clone()));
+        for (role_id, spec) in &tenant.roles {
+            if let Err(crate::error::Error::Invalid(problems)) =
+                spec.check(role_id, &at(&format!("roles.{role_id}")), &known)
+            {
+                let first = &problems[0];
+                return Err(self.invalid(first.field.clone(), first.message.clone()));
             }
         }
         Ok(())

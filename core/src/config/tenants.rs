@@ -28,6 +28,24 @@ pub struct TenantConfig {
     /// Respectful contact: quiet hours, frequency caps, the webhook channel.
     #[serde(default)]
     pub contact: ContactConfig,
+    /// The department tree, seeded into the database at start (then edited through
+    /// GraphQL). Departments users name without declaring them become top-level ones.
+    #[serde(default)]
+    pub departments: BTreeMap<String, DepartmentConfig>,
+    /// Roles beyond (or redefining) the built-in `admin`, `manager`, `agent`, `readonly`,
+    /// seeded into the database at start when absent (then edited through GraphQL).
+    #[serde(default)]
+    pub roles: BTreeMap<String, crate::access::role::RoleSpec>,
+}
+
+/// One department; its id is the key of its `[tenants.<t>.departments.<id>]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentConfig {
+    pub name: String,
+    /// The department above it (none: a top-level department such as HQ).
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// How automated messages (SOP steps) may reach this tenant's customers.
@@ -123,6 +141,8 @@ impl TenantConfig {
             modules: BTreeMap::new(),
             tag_recompute_seconds: default_recompute(),
             contact: ContactConfig::default(),
+            departments: BTreeMap::new(),
+            roles: BTreeMap::new(),
         }
     }
 }
@@ -131,44 +151,45 @@ fn default_region() -> String {
     "CN".to_owned()
 }
 
-/// A person (or integration) acting within a tenant.
+/// A person, or an integration (an ERP, a shop connector), acting within a tenant.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// The user's department (data scopes `department` and `subtree` start here).
     #[serde(default)]
     pub department: Option<String>,
-    pub role: Role,
+    /// One role (`admin`, `manager`, `agent`, `readonly` or a role of `roles`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// More roles; the user gets the union of what they allow.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
-/// What a user may do. The permission model (data scopes, field masking) builds on this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything within the tenant, including administration.
-    Admin,
-    /// Reads and changes customer data.
-    Manager,
-    /// Reads and changes customer data (front-line staff).
-    Agent,
-    /// Reads only; every mutation is `FORBIDDEN`.
-    Readonly,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Manager => "manager",
-            Role::Agent => "agent",
-            Role::Readonly => "readonly",
+impl UserConfig {
+    /// A user with one role.
+    pub fn new(name: impl Into<String>, role: &str) -> UserConfig {
+        UserConfig {
+            name: name.into(),
+            email: None,
+            department: None,
+            role: Some(role.to_owned()),
+            roles: Vec::new(),
         }
     }
 
-    pub fn can_write(self) -> bool {
-        !matches!(self, Role::Readonly)
+    /// `role` and `roles` together, without repeats.
+    pub fn role_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for id in self.role.iter().chain(&self.roles) {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        ids
     }
 }
 

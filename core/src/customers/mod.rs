@@ -12,8 +12,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use crate::kinds::{Channel, LifecycleStage};
-pub use list::{CustomerFilter, CustomerOrder, OrderField, count, ids_matching, list, list_sql};
-pub use store::{Prepared, create, delete, get, get_many, identities_of, insert_many, update};
+pub use list::{
+    CustomerFilter, CustomerOrder, OrderField, count, export, ids_matching, list, list_sql,
+};
+pub use store::{
+    Prepared, create, delete, get, get_many, get_visible, identities_of, insert_many, update,
+};
 
 pub type Attributes = Map<String, Value>;
 

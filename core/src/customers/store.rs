@@ -102,8 +102,19 @@ pub fn prepare(actor: &Actor, input: &NewCustomer, field: &str) -> Result<Prepar
 }
 
 pub async fn create(db: &Db, actor: &Actor, input: &NewCustomer) -> Result<Customer> {
-    actor.require_write()?;
-    let prepared = prepare(actor, input, "input")?;
+    actor.require(crate::kinds::Action::Create)?;
+    let mut input = input.clone();
+    match &input.owner_id {
+        Some(owner) if *owner != actor.user_id => actor.require(crate::kinds::Action::Assign)?,
+        Some(_) => {}
+        // a creator who reaches only some customers owns what they create (else they would
+        // lose sight of it at once)
+        None if !actor.access.reaches_all(crate::kinds::Resource::Customers) => {
+            input.owner_id = Some(actor.user_id.clone());
+        }
+        None => {}
+    }
+    let prepared = prepare(actor, &input, "input")?;
     let mut tx = db.begin_write().await?;
     check_identities_free(
         &mut tx,
@@ -380,8 +391,24 @@ pub async fn identities_of(
         .collect()
 }
 
+/// One customer the actor's data scope reaches (`NOT_FOUND` otherwise, as if absent).
+pub async fn get_visible(db: &Db, actor: &Actor, id: &str) -> Result<Customer> {
+    actor
+        .access
+        .ensure_customer(db, crate::kinds::Resource::Customers, id)
+        .await?;
+    get(db, actor.tenant_id(), id).await
+}
+
 pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> Result<Customer> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Update)?;
+    if patch.owner_id.is_some() {
+        actor.require(crate::kinds::Action::Assign)?;
+    }
+    actor
+        .access
+        .ensure_customer(db, crate::kinds::Resource::Customers, id)
+        .await?;
     let tenant = &actor.tenant;
     let mut p = Problems::default();
     let name = patch
@@ -572,7 +599,11 @@ async fn change_identities(
 /// Soft-deletes a customer: it disappears from every query, its rows stay for the audit
 /// trail, and its identities are released for other customers.
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Delete)?;
+    actor
+        .access
+        .ensure_customer(db, crate::kinds::Resource::Customers, id)
+        .await?;
     let mut tx = db.begin_write().await?;
     let before = fetch(&mut tx, db, actor.tenant_id(), id, true).await?;
     let now = time::to_micros(time::now());
@@ -602,7 +633,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
         "customer.delete",
         ENTITY,
         id,
-        json!({"displayName": before.display_name}),
+        snapshot(&before, &[]),
     )
     .await?;
     tx.commit().await?;

@@ -13,7 +13,7 @@ use crate::{
     kinds::Channel,
     pagination::{Cursor, Key, Page, Paged},
     storage::{Db, money, sql::Sql, time},
-    tenancy::{Actor, Tenant},
+    tenancy::Actor,
 };
 
 const MAX_NAME_CHARS: usize = 64;
@@ -125,7 +125,7 @@ pub async fn record(
     inputs: &[NewEvent],
     max_batch: usize,
 ) -> Result<Vec<(Outcome, Event)>> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Create)?;
     if inputs.len() > max_batch {
         return Err(Error::LimitExceeded {
             field: "input".into(),
@@ -141,6 +141,15 @@ pub async fn record(
     let tenant_id = actor.tenant_id();
     let mut tx = db.begin_write().await?;
     let customer_ids = resolve_customers(&mut tx, tenant_id, inputs).await?;
+    actor
+        .access
+        .ensure_customers_in(
+            &mut tx,
+            db.backend,
+            crate::kinds::Resource::Events,
+            &customer_ids,
+        )
+        .await?;
     let recorded_at = time::now();
     let mut results = Vec::with_capacity(inputs.len());
     let mut by_customer: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -347,17 +356,27 @@ fn opt(sql: &mut Sql, value: Option<String>) -> String {
 }
 
 /// A customer's events, newest first, optionally of some types only.
+/// One page of a customer's events, newest first, if the actor's scope for events reaches
+/// the customer (else none).
 pub async fn timeline(
     db: &Db,
-    tenant: &Tenant,
+    actor: &Actor,
     customer_id: &str,
     types: &[EventType],
     page: &Page,
 ) -> Result<Paged<(Event, Cursor)>> {
+    let tenant = &actor.tenant;
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM events WHERE tenant_id = "));
     let t = sql.arg(tenant.id.clone());
     let c = sql.arg(customer_id);
     sql.push(&format!("{t} AND customer_id = {c}"));
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        crate::kinds::Resource::Events,
+        &t,
+        "events.customer_id",
+    );
     if !types.is_empty() {
         let ps: Vec<String> = types.iter().map(|ty| sql.arg(ty.as_str())).collect();
         sql.push(&format!(" AND event_type IN ({})", ps.join(", ")));

@@ -487,6 +487,19 @@ impl PluginHost {
             .collect()
     }
 
+    /// The customer fields that the modules a tenant enables declare sensitive.
+    pub fn sensitive_fields(&self, tenant: &str) -> std::collections::HashSet<String> {
+        let snapshot = self.current();
+        let Some(enabled) = snapshot.tenants.get(tenant) else {
+            return Default::default();
+        };
+        enabled
+            .keys()
+            .filter_map(|id| snapshot.plugins.get(id))
+            .flat_map(|loaded| loaded.manifest.sensitive_fields.iter().cloned())
+            .collect()
+    }
+
     /// Every module, loaded or refused, with the tenants enabling it and its call stats.
     pub fn statuses(&self) -> Vec<PluginStatus> {
         let snapshot = self.current();

@@ -35,6 +35,10 @@ pub struct Manifest {
     /// The wasm file, relative to the manifest (default `<id>.wasm`).
     #[serde(default)]
     pub wasm: Option<String>,
+    /// Customer fields the module declares sensitive (`attributes.annual_income`): hidden
+    /// from roles that do not name them (see docs/permissions.md).
+    #[serde(default)]
+    pub sensitive_fields: Vec<String>,
 }
 
 pub const CAPABILITIES: [(&str, Capability); 4] = [

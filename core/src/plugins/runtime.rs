@@ -125,6 +125,7 @@ impl Runtime {
                 .map(|(n, _)| n.to_string())
                 .collect(),
             wasm: None,
+            sensitive_fields: Vec::new(),
         };
         let mut loaded = self.load(manifest, abi, &bytes, path.to_owned())?;
         loaded.manifest.id = loaded.info.id.clone();

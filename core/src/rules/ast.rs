@@ -120,3 +120,20 @@ pub struct Rule {
     /// Tag ids the rule refers to (for dependency checks).
     pub tag_refs: Vec<String>,
 }
+
+impl Cond {
+    /// The attribute keys the condition reads (`attr.income > 5` → `income`), for the
+    /// permission check that filtering does not reveal a hidden field.
+    pub fn attributes_read(&self) -> Vec<&str> {
+        match self {
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                let mut keys = a.attributes_read();
+                keys.extend(b.attributes_read());
+                keys
+            }
+            Cond::Not(a) => a.attributes_read(),
+            Cond::Attr { key, .. } => vec![key.as_str()],
+            _ => Vec::new(),
+        }
+    }
+}

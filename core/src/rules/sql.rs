@@ -10,15 +10,21 @@ use crate::storage::{Backend, sql::Sql};
 /// Appends the rule as a boolean SQL expression over `customers c` of `tenant`; `now` is
 /// the evaluation time (µs).
 pub fn push_cond(sql: &mut Sql, backend: Backend, tenant: &str, cond: &Cond, now: i64) {
-    let mut c = Compiler {
+    let text = cond_text(sql, backend, tenant, cond, now);
+    sql.push(&text);
+}
+
+/// The rule as a boolean SQL expression over `customers c`, its arguments added to `sql`,
+/// for the caller to place (e.g. inside an `OR`).
+pub fn cond_text(sql: &mut Sql, backend: Backend, tenant: &str, cond: &Cond, now: i64) -> String {
+    Compiler {
         sql,
         backend,
         tenant,
         now,
         negated: false,
-    };
-    let text = c.cond(cond);
-    c.sql.push(&text);
+    }
+    .cond(cond)
 }
 
 struct Compiler<'a> {

@@ -145,9 +145,21 @@ pub async fn settle(
     actor: &Actor,
     input: &SettleInput,
 ) -> Result<Bill> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Settle)?;
     let tenant = actor.tenant_id();
     check_input(input)?;
+    if let Some(customer) = &input.customer_id {
+        actor
+            .access
+            .ensure_customer(db, crate::kinds::Resource::Bills, customer)
+            .await
+            .map_err(|_| {
+                Error::invalid(
+                    "input.customerId",
+                    format!("no customer `{customer}` in this tenant"),
+                )
+            })?;
+    }
     let module = choose_module(host, tenant, input.module.as_deref())?;
     let at = input.priced_at.unwrap_or_else(time::now);
 
@@ -717,7 +729,8 @@ fn units(d: Decimal) -> Result<i64> {
 
 /// Refunds a sale in full: a new bill with every line, split and posting reversed.
 pub async fn refund(db: &Db, actor: &Actor, id: &str, reason: &str) -> Result<Bill> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Settle)?;
+    ensure_visible(db, actor, id).await?;
     let (original, record) = get_with_record(db, actor.tenant_id(), id).await?;
     if original.kind != BillKind::Sale {
         return Err(Error::invalid("id", "only a sale can be refunded"));
@@ -759,6 +772,21 @@ pub async fn refund(db: &Db, actor: &Actor, id: &str, reason: &str) -> Result<Bi
     };
     store(db, actor, &bill, &record).await?;
     Ok(bill)
+}
+
+/// `NOT_FOUND` unless the actor's scope for bills reaches bill `id` (by its customer; a
+/// bill without a customer needs scope `all`).
+pub async fn ensure_visible(db: &Db, actor: &Actor, id: &str) -> Result<()> {
+    actor
+        .access
+        .ensure_linked(db, crate::kinds::Resource::Bills, "bills", "bill", id)
+        .await
+}
+
+/// A bill the actor's scope reaches, with its lines and postings.
+pub async fn get_visible(db: &Db, actor: &Actor, id: &str) -> Result<Bill> {
+    ensure_visible(db, actor, id).await?;
+    get(db, actor.tenant_id(), id).await
 }
 
 /// A bill of the tenant with its lines and postings.

@@ -109,7 +109,7 @@ pub async fn upsert_service_items(
     items: &[ServiceItem],
     field: &str,
 ) -> Result<usize> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let mut p = Problems::default();
     if items.len() > MAX_BATCH {
         return Err(Error::LimitExceeded {
@@ -180,7 +180,7 @@ pub async fn upsert_spare_parts(
     parts: &[SparePart],
     field: &str,
 ) -> Result<usize> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     if parts.len() > MAX_BATCH {
         return Err(Error::LimitExceeded {
             field: field.into(),
@@ -423,7 +423,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 /// Sets (or replaces) the tier of a region, overriding the module's parameters.
 pub async fn set_region_tier(db: &Db, actor: &Actor, region: &str, tier: &str) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let mut p = Problems::default();
     check_code(&mut p, "region".into(), region);
     check_code(&mut p, "tier".into(), tier);
@@ -452,7 +452,7 @@ pub async fn set_tier_adjustment(
     percent: Option<Decimal>,
     amount: Option<Decimal>,
 ) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let mut p = Problems::default();
     check_code(&mut p, "tier".into(), tier);
     match (percent, amount) {
@@ -531,7 +531,7 @@ pub async fn tier_params(
 /// Inserts or replaces participants. Parents must exist (in this batch or before), the
 /// hierarchy must have no cycle and at most [`MAX_LEVELS`] levels.
 pub async fn upsert_participants(db: &Db, actor: &Actor, input: &[Participant]) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let tenant = actor.tenant_id();
     let mut tx = db.begin_write().await?;
     let mut all = participants(&mut tx, tenant).await?;

@@ -13,10 +13,28 @@ mod ledger;
 mod library;
 
 pub use bills::{
-    Bill, BillKind, BillLine, LineInput, LineKind, Posting, SettleInput, Verification, get, refund,
-    settle, verify,
+    Bill, BillKind, BillLine, LineInput, LineKind, Posting, SettleInput, Verification,
+    ensure_visible, get, get_visible, refund, settle, verify,
 };
 pub use ledger::{Statement, statement, statement_csv};
+
+/// A participant's statement for an actor: an export, and one that sums bills of every
+/// customer, so it needs the `export` action and scope `all` on bills.
+pub async fn statement_for(
+    db: &crate::storage::Db,
+    actor: &crate::tenancy::Actor,
+    participant: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> crate::error::Result<Statement> {
+    actor.require(crate::kinds::Action::Export)?;
+    if !actor.access.reaches_all(crate::kinds::Resource::Bills) {
+        return Err(crate::error::Error::Forbidden(
+            "a statement sums bills of every customer: it needs scope `all` on bills".into(),
+        ));
+    }
+    statement(db, actor.tenant_id(), participant, from, to).await
+}
 pub use library::{
     MAX_LEVELS, Participant, PriceKind, ServiceItem, SparePart, parse_csv, set_region_tier,
     set_tier_adjustment, upsert_participants, upsert_service_items, upsert_spare_parts,

@@ -300,7 +300,7 @@ pub async fn set_opt_out(
     channel: &str,
     opted_out: bool,
 ) -> crate::error::Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Update)?;
     let mut p = crate::error::Problems::default();
     if channel != "*" && !super::definition::CHANNELS.contains(&channel) {
         p.push("channel", format!("`{channel}` is not a channel or `*`"));
@@ -348,9 +348,15 @@ pub async fn set_opt_out(
 /// The channels a customer opted out of.
 pub async fn opt_outs_of(
     db: &crate::storage::Db,
-    tenant: &str,
+    actor: &crate::tenancy::Actor,
     customer_id: &str,
 ) -> crate::error::Result<Vec<String>> {
+    let resource = crate::kinds::Resource::Customers;
+    actor
+        .access
+        .ensure_customer(db, resource, customer_id)
+        .await?;
+    let tenant = actor.tenant_id();
     let mut conn = db.pool.acquire().await?;
     let mut v: Vec<String> = super::runner::opt_outs(&mut conn, tenant, &[customer_id])
         .await?

@@ -125,7 +125,15 @@ pub async fn enrol_manually(
     sop_id: &str,
     customer_ids: &[String],
 ) -> Result<usize> {
-    actor.require_write()?;
+    actor.require(if customer_ids.len() > 1 {
+        crate::kinds::Action::BulkMessage
+    } else {
+        crate::kinds::Action::Update
+    })?;
+    actor
+        .access
+        .ensure_customers(db, crate::kinds::Resource::Customers, customer_ids)
+        .await?;
     let sop = super::store::get(db, actor.tenant_id(), sop_id).await?;
     let mut p = Problems::default();
     if !["active", "paused"].contains(&sop.status.as_str()) {
@@ -204,13 +212,22 @@ pub struct EnrolmentFilter {
 /// Enrolments, newest first.
 pub async fn list(
     db: &Db,
-    tenant: &str,
+    actor: &Actor,
     f: &EnrolmentFilter,
     page: &Page,
 ) -> Result<Paged<(Enrolment, Cursor)>> {
+    let tenant = actor.tenant_id();
     let mut sql = Sql::new("SELECT * FROM sop_enrolments WHERE tenant_id = ");
     let t = sql.arg(tenant);
     sql.push(&t);
+    let resource = crate::kinds::Resource::Customers;
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        resource,
+        &t,
+        "sop_enrolments.customer_id",
+    );
     for (col, v) in [
         ("sop_id", &f.sop_id),
         ("customer_id", &f.customer_id),
@@ -233,16 +250,37 @@ pub async fn list(
     }))
 }
 
-/// How many enrolments of an SOP are in each status.
-pub async fn counts(db: &Db, tenant: &str, sop_id: &str) -> Result<Vec<(String, i64)>> {
-    sqlx::query("SELECT status, COUNT(*) AS n FROM sop_enrolments WHERE tenant_id = $1 AND sop_id = $2 GROUP BY status ORDER BY status")
-        .bind(tenant)
-        .bind(sop_id)
+/// How many enrolments of an SOP are in each status, among the customers the actor reaches.
+pub async fn counts(db: &Db, actor: &Actor, sop_id: &str) -> Result<Vec<(String, i64)>> {
+    let mut sql = Sql::new("SELECT status, COUNT(*) AS n FROM sop_enrolments WHERE tenant_id = ");
+    let t = sql.arg(actor.tenant_id());
+    let s = sql.arg(sop_id);
+    sql.push(&format!("{t} AND sop_id = {s}"));
+    let resource = crate::kinds::Resource::Customers;
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        resource,
+        &t,
+        "sop_enrolments.customer_id",
+    );
+    sql.push(" GROUP BY status ORDER BY status");
+    sql.query()
         .fetch_all(&db.pool)
         .await?
         .iter()
         .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
         .collect()
+}
+
+/// One enrolment, if the actor reaches its customer (`NOT_FOUND` otherwise).
+pub async fn get_visible(db: &Db, actor: &Actor, id: &str) -> Result<Enrolment> {
+    let resource = crate::kinds::Resource::Customers;
+    actor
+        .access
+        .ensure_linked(db, resource, "sop_enrolments", "enrolment", id)
+        .await?;
+    get(db, actor.tenant_id(), id).await
 }
 
 pub async fn get(db: &Db, tenant: &str, id: &str) -> Result<Enrolment> {
@@ -280,7 +318,8 @@ pub async fn history(db: &Db, tenant: &str, id: &str) -> Result<Vec<StepRun>> {
 
 /// `pause`, `resume` (also of a parked enrolment: its step is retried now) or `cancel`.
 pub async fn control(db: &Db, actor: &Actor, id: &str, action: &str) -> Result<Enrolment> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Update)?;
+    get_visible(db, actor, id).await?;
     let now = time::to_micros(time::now());
     let mut tx = db.begin_write().await?;
     let row = sqlx::query(&format!(

@@ -148,13 +148,22 @@ pub struct MessageFilter {
 /// Messages, newest first.
 pub async fn list(
     db: &Db,
-    tenant: &str,
+    actor: &crate::tenancy::Actor,
     f: &MessageFilter,
     page: &Page,
 ) -> Result<Paged<(Message, Cursor)>> {
+    let tenant = actor.tenant_id();
     let mut sql = Sql::new("SELECT * FROM outbox_messages WHERE tenant_id = ");
     let t = sql.arg(tenant);
     sql.push(&t);
+    let resource = crate::kinds::Resource::Customers;
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        resource,
+        &t,
+        "outbox_messages.customer_id",
+    );
     for (col, v) in [
         ("customer_id", &f.customer_id),
         ("status", &f.status),

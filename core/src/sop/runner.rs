@@ -31,11 +31,7 @@ use crate::{
 
 /// The actor SOP actions run as (tag history, audit).
 pub fn actor(tenant: &std::sync::Arc<Tenant>) -> Actor {
-    Actor {
-        tenant: tenant.clone(),
-        user_id: "sop".into(),
-        role: crate::config::Role::Admin,
-    }
+    Actor::system(tenant, "sop")
 }
 
 /// An enrolment as claimed.

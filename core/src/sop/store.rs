@@ -171,7 +171,7 @@ pub async fn create(
     d: &Definition,
     template: Option<&str>,
 ) -> Result<Sop> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let mut p = Problems::default();
     check_name(&mut p, name, description);
     if let Err(Error::Invalid(errors)) = check(db, actor.tenant_id(), d, "input.definition").await {
@@ -239,7 +239,7 @@ pub async fn update(
     description: Option<&str>,
     d: Option<&Definition>,
 ) -> Result<Sop> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let before = get(db, actor.tenant_id(), id).await?;
     let (name, description) = (
         name.unwrap_or(&before.name),
@@ -301,7 +301,7 @@ pub async fn update(
 /// Moves an SOP to `active`, `paused` or `archived`. (Re)activation records the time from
 /// which events enrol customers (nothing recorded while paused enrols); archiving cancels its running enrolments.
 pub async fn set_status(db: &Db, actor: &Actor, id: &str, status: &str) -> Result<Sop> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let now = time::to_micros(time::now());
     let mut tx = db.begin_write().await?;
     let current = fetch(

@@ -62,6 +62,17 @@ const MIGRATIONS: &[Migration] = &[
         "sop engine, outbox, tasks, follow-ups",
         include_str!("../../migrations/shared/0006_sop.sql"),
     ),
+    Migration::shared(
+        7,
+        "departments, roles, audit request ids",
+        include_str!("../../migrations/shared/0007_permissions.sql"),
+    ),
+    Migration {
+        version: 8,
+        description: "append-only audit log",
+        sqlite: include_str!("../../migrations/sqlite/0008_audit_append_only.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_audit_append_only.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

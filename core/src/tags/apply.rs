@@ -11,7 +11,6 @@ use sqlx::{AnyConnection, Row};
 
 use super::store::{self, Tag, TagKind};
 use crate::{
-    config::Role,
     customers::{self, CustomerFilter},
     error::{Error, Result},
     plugins::{PluginHost, types},
@@ -25,11 +24,7 @@ use crate::{
 
 /// The actor of scheduled and event-driven evaluation.
 pub fn system(tenant: &std::sync::Arc<Tenant>) -> Actor {
-    Actor {
-        tenant: tenant.clone(),
-        user_id: "system".into(),
-        role: Role::Admin,
-    }
+    Actor::system(tenant, "system")
 }
 
 /// Adds `tag` to `add` and removes it from `remove` (customer ids), with history and
@@ -174,7 +169,7 @@ pub async fn apply_manual(
     target: &Target,
     apply: bool,
 ) -> Result<usize> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Update)?;
     let tag = store::get(db, actor.tenant_id(), tag_id).await?;
     if tag.kind == TagKind::Dynamic {
         return Err(Error::invalid(
@@ -201,9 +196,7 @@ pub async fn apply_manual(
             }
             ids.clone()
         }
-        Target::Filter(filter) => {
-            customers::ids_matching(db, &actor.tenant, filter, MAX_BULK).await?
-        }
+        Target::Filter(filter) => customers::ids_matching(db, actor, filter, MAX_BULK).await?,
     };
     let mut tx = db.begin_write().await?;
     let before = holders(&mut tx, actor.tenant_id(), &tag.id).await?;

@@ -158,7 +158,7 @@ pub async fn create(
     input: &TagInput,
     template: Option<&TemplateRef>,
 ) -> Result<Tag> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let mut p = Problems::default();
     if input.name.is_none() {
         p.push("input.name", "required");
@@ -232,7 +232,7 @@ async fn check_group(conn: &mut AnyConnection, tenant: &str, group: Option<&str>
 
 /// Changes a tag; a changed rule gets a new version (re-evaluate to apply it).
 pub async fn update(db: &Db, actor: &Actor, id: &str, input: &TagInput) -> Result<Tag> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let mut p = Problems::default();
     check_fields(&mut p, input);
     p.into_result(())?;
@@ -309,7 +309,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: &TagInput) -> Resul
 
 /// Deletes a tag: it is removed from every customer (recorded in their history).
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     let tenant = actor.tenant_id();
     let mut tx = db.begin_write().await?;
     let tags = all(&mut tx, tenant).await?;
@@ -359,7 +359,7 @@ pub async fn upsert_group(
     exclusive: bool,
     description: &str,
 ) -> Result<()> {
-    actor.require_write()?;
+    actor.require(crate::kinds::Action::Configure)?;
     if name.trim().is_empty() || name.chars().count() > 64 {
         return Err(Error::invalid("name", "1–64 characters"));
     }

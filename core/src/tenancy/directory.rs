@@ -1,11 +1,15 @@
 //! API keys → actors, and the tenant/user rows mirrored from config.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use sqlx::Acquire;
 
 use super::{Actor, Tenant};
 use crate::{
+    access::Access,
     config::{Config, sha256_hex},
     storage::{Db, time},
 };
@@ -13,8 +17,8 @@ use crate::{
 /// Everything needed to authenticate a request, built once from config.
 #[derive(Debug, Default)]
 pub struct Directory {
-    /// SHA-256 (hex) of an API key → the actor it acts as.
-    keys: HashMap<String, Actor>,
+    /// SHA-256 (hex) of an API key → who it acts as.
+    keys: HashMap<String, Principal>,
     tenants: HashMap<String, Arc<Tenant>>,
 }
 
@@ -35,15 +39,14 @@ impl Directory {
                 contact: crate::sop::contact::Policy::from_config(&tc.contact).unwrap_or_default(),
             });
             for key in tc.api_keys.values() {
-                let (Some(hash), Some(user)) = (&key.sha256, tc.users.get(&key.user)) else {
+                let (Some(hash), true) = (&key.sha256, tc.users.contains_key(&key.user)) else {
                     continue; // config validation guarantees both
                 };
                 directory.keys.insert(
                     hash.clone(),
-                    Actor {
+                    Principal {
                         tenant: tenant.clone(),
                         user_id: key.user.clone(),
-                        role: user.role,
                     },
                 );
             }
@@ -57,8 +60,8 @@ impl Directory {
         self.tenants.values()
     }
 
-    /// The actor for a presented API key, if the key is known.
-    pub fn authenticate(&self, api_key: &str) -> Option<Actor> {
+    /// Who a presented API key acts as, if the key is known.
+    pub fn authenticate(&self, api_key: &str) -> Option<Principal> {
         self.keys.get(&sha256_hex(api_key)).cloned()
     }
 
@@ -67,8 +70,35 @@ impl Directory {
     }
 }
 
-/// Mirrors configured tenants and users into the database (rows are upserted; users removed
-/// from config are kept, since customers and the audit log may still name them).
+/// An authenticated caller, before its permissions are loaded.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: Arc<Tenant>,
+    pub user_id: String,
+}
+
+impl Principal {
+    /// The actor, with its roles and department read from the database now (they may have
+    /// changed since the last request) and the sensitive fields of the tenant's modules.
+    pub async fn resolve(
+        self,
+        db: &Db,
+        sensitive: HashSet<String>,
+        request_id: String,
+    ) -> crate::error::Result<Actor> {
+        let access = Access::load(db, &self.tenant.id, &self.user_id, sensitive).await?;
+        Ok(Actor {
+            tenant: self.tenant,
+            user_id: self.user_id,
+            access: Arc::new(access),
+            request_id,
+        })
+    }
+}
+
+/// Mirrors configured tenants into the database and seeds their departments, roles and users
+/// (see [`crate::access::seed`]); users removed from config are kept, since customers and the
+/// audit log may still name them.
 pub async fn sync_to_db(db: &Db, config: &Config) -> Result<(), sqlx::Error> {
     let mut conn = db.pool.acquire().await?;
     let mut tx = conn.begin().await?;
@@ -85,22 +115,7 @@ pub async fn sync_to_db(db: &Db, config: &Config) -> Result<(), sqlx::Error> {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (user_id, user) in &tenant.users {
-            sqlx::query(
-                "INSERT INTO users (tenant_id, id, name, email, department, role) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, \
-                 email = excluded.email, department = excluded.department, role = excluded.role",
-            )
-            .bind(id)
-            .bind(user_id)
-            .bind(&user.name)
-            .bind(&user.email)
-            .bind(&user.department)
-            .bind(user.role.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        crate::access::seed(&mut tx, id, tenant, now).await?;
     }
     tx.commit().await
 }

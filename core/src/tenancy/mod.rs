@@ -4,12 +4,9 @@ mod directory;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-pub use directory::{Directory, sync_to_db};
+pub use directory::{Directory, Principal, sync_to_db};
 
-use crate::{
-    config::{Role, UserConfig},
-    error::{Error, Result},
-};
+use crate::{access::Access, config::UserConfig, error::Result, kinds::Action};
 
 /// A tenant as the running host knows it (from config).
 #[derive(Debug)]
@@ -24,29 +21,37 @@ pub struct Tenant {
     pub contact: crate::sop::contact::Policy,
 }
 
-/// The caller of an operation: a user of one tenant, with a role. Every query and mutation
-/// receives one, and every storage call is scoped by `actor.tenant.id`.
+/// The caller of an operation: a user (or integration) of one tenant, with what its roles
+/// allow. Every query and mutation receives one; every storage call is scoped by
+/// `actor.tenant.id` and, for reads of customer data, by `actor.access`.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub tenant: Arc<Tenant>,
     pub user_id: String,
-    pub role: Role,
+    /// What the caller may see and do, resolved once per request.
+    pub access: Arc<Access>,
+    /// Ties the audit entries of one request together (`X-Request-Id`, else generated).
+    pub request_id: String,
 }
 
 impl Actor {
+    /// The host itself (SOP runner, tag evaluation, demo seeding), acting as `name` with
+    /// every permission.
+    pub fn system(tenant: &Arc<Tenant>, name: &str) -> Actor {
+        Actor {
+            tenant: tenant.clone(),
+            user_id: name.to_owned(),
+            access: Arc::new(Access::system(&tenant.id)),
+            request_id: format!("{name}:{}", uuid::Uuid::now_v7()),
+        }
+    }
+
     pub fn tenant_id(&self) -> &str {
         &self.tenant.id
     }
 
-    /// Fails with `FORBIDDEN` unless the role may change data.
-    pub fn require_write(&self) -> Result<()> {
-        if self.role.can_write() {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!(
-                "role `{}` may not change data",
-                self.role.as_str()
-            )))
-        }
+    /// Fails with `FORBIDDEN` unless one of the caller's roles grants `action`.
+    pub fn require(&self, action: Action) -> Result<()> {
+        self.access.require(action)
     }
 }
