@@ -272,6 +272,15 @@ impl TestServer {
         (status, json)
     }
 
+    /// POSTs a GraphQL body as `key` with one more header; returns the whole response.
+    pub async fn post_with_header(&self, key: &str, name: &str, value: &str, body: &str) -> Value {
+        let headers = format!(
+            "Content-Type: application/json\r\nAuthorization: Bearer {key}\r\n{name}: {value}\r\n"
+        );
+        let (_, body) = http(self.addr, "POST", "/graphql", &headers, body).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("response is not JSON ({e}): {body}"))
+    }
+
     /// Runs a GraphQL operation as `key` and returns the whole response.
     pub async fn gql(&self, key: &str, query: &str, variables: Value) -> Value {
         self.post(

@@ -12,6 +12,7 @@ mod http;
 mod industry;
 mod isolation;
 mod pagination;
+mod permissions;
 mod plugins;
 mod rules;
 mod settlement;
