@@ -124,6 +124,7 @@ with_organisation!(
     actions_are_refused_to_roles_without_them,
     administrators_edit_roles_and_users_through_graphql,
     the_audit_log_is_queryable_masked_and_append_only,
+    no_actor_ever_reads_a_row_outside_its_scope,
 );
 
 /// Customers owned across the tree (created by the admin): name → owner.
@@ -156,6 +157,10 @@ async fn seed(s: &TestServer) -> Vec<String> {
 
 /// Every customer name the key sees, paging one at a time (cursors), and `totalCount`.
 async fn visible(s: &TestServer, key: &str) -> (BTreeSet<String>, i64) {
+    visible_in_pages(s, key, 1).await
+}
+
+async fn visible_in_pages(s: &TestServer, key: &str, size: i64) -> (BTreeSet<String>, i64) {
     let mut names = BTreeSet::new();
     let mut after: Option<String> = None;
     let mut total = -1;
@@ -163,8 +168,8 @@ async fn visible(s: &TestServer, key: &str) -> (BTreeSet<String>, i64) {
         let data = s
             .ok(
                 key,
-                "query($after: String) { customers(first: 1, after: $after) { totalCount edges { cursor node { displayName } } pageInfo { hasNextPage } } }",
-                json!({ "after": after }),
+                "query($after: String, $n: Int) { customers(first: $n, after: $after) { totalCount edges { cursor node { displayName } } pageInfo { hasNextPage } } }",
+                json!({ "after": after, "n": size }),
             )
             .await;
         let c = &data["customers"];
@@ -597,4 +602,78 @@ async fn the_audit_log_is_queryable_masked_and_append_only(s: &TestServer) {
         .await
         .unwrap();
     assert!(left >= 7);
+}
+
+/// xorshift64*: a reproducible stream of pseudo-random numbers (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+/// The scope model, written independently of the server: may `actor` see a customer owned
+/// by `owner`?
+fn model_sees(actor: &str, owner: Option<&str>) -> bool {
+    let dept = |u: &str| PEOPLE.iter().find(|p| p.0 == u).map(|p| p.1);
+    let owner_dept = owner.and_then(dept);
+    let in_east = matches!(owner_dept, Some("east" | "store-1"));
+    match actor {
+        "boss" | "mkt" => true,
+        "mgr-east" | "regional" => in_east || owner == Some(actor),
+        "cons-1" | "cons-2" => owner == Some(actor),
+        _ => false, // fin: nothing without a grant
+    }
+}
+
+async fn no_actor_ever_reads_a_row_outside_its_scope(s: &TestServer) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("randomized permissions test: seed {seed}");
+    let mut rng = Rng(seed);
+    let owners: Vec<Option<&str>> = PEOPLE
+        .iter()
+        .map(|p| Some(p.0))
+        .chain([Some("boss"), None])
+        .collect();
+    let mut expected: Vec<(String, Option<&str>)> = Vec::new();
+    for i in 0..40 {
+        let owner = owners[rng.below(owners.len())];
+        let name = format!("R{i:02}");
+        s.create_customer(
+            ALPHA,
+            json!({ "displayName": name, "sourceChannel": "WEB", "ownerId": owner }),
+        )
+        .await;
+        expected.push((name, owner));
+    }
+    // another tenant's customers, owned by a user id that also exists in alpha
+    for i in 0..5 {
+        s.create_customer(crate::harness::BETA, json!({ "displayName": format!("beta-{i}"), "sourceChannel": "WEB", "ownerId": "boss" }))
+            .await;
+    }
+    let actors: Vec<(String, &str)> = std::iter::once((ALPHA.to_owned(), "boss"))
+        .chain(PEOPLE.iter().map(|p| (key(p.0), p.0)))
+        .collect();
+    for (k, who) in &actors {
+        let size = 1 + rng.below(9) as i64;
+        let (names, total) = visible_in_pages(s, k, size).await;
+        let want: BTreeSet<String> = expected
+            .iter()
+            .filter(|(_, owner)| model_sees(who, *owner))
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(names, want, "{who} (seed {seed}, pages of {size})");
+        assert_eq!(total, want.len() as i64, "{who}: totalCount (seed {seed})");
+        assert!(
+            names.iter().all(|n| !n.starts_with("beta-")),
+            "{who} read another tenant"
+        );
+    }
 }

@@ -120,6 +120,7 @@ impl Access {
                         }
                     }
                     ScopeKind::Departments => {
+                        r.own = true;
                         for d in &role.departments {
                             r.departments.extend(tree.subtree(d));
                         }
