@@ -19,7 +19,6 @@ use shoal::{
 
 mod common;
 
-use common::KEY;
 const WARMUP: usize = 20;
 const ROUNDS: usize = 200;
 
@@ -109,7 +108,7 @@ async fn bench_backend(url: &str, n: usize) {
     );
 
     let directory = Directory::from_config(&config);
-    let actor = directory.authenticate(KEY).unwrap();
+    let actor = common::actor(&db, &directory).await;
     let (bus, _) = tokio::sync::broadcast::channel(16);
     let (plugins, _) = shoal::plugins::PluginHost::start(&config).unwrap();
     let fixed = config.clone();
@@ -130,14 +129,8 @@ async fn bench_backend(url: &str, n: usize) {
             CustomerOrder::default().cursor_name(),
         )
         .unwrap();
-        let sql = customers::list_sql(
-            &db,
-            &actor.tenant,
-            &s.filter,
-            CustomerOrder::default(),
-            &page,
-        )
-        .unwrap();
+        let sql =
+            customers::list_sql(&db, &actor, &s.filter, CustomerOrder::default(), &page).unwrap();
         let (mut raw, mut gql) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
         let mut rows_seen = 0;
         for round in 0..WARMUP + ROUNDS {

@@ -16,8 +16,6 @@ use shoal::{
 const BILLS: usize = 400;
 mod common;
 
-use common::KEY;
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -68,7 +66,7 @@ async fn bench(url: &str, dir: &std::path::Path) {
     let reloader = Reloader::new(host.clone(), Arc::new(move || Ok(fixed.clone())));
     let (bus, _) = tokio::sync::broadcast::channel(16);
     let schema = api::schema(db.clone(), &config.limits, bus, reloader);
-    let actor = Directory::from_config(&config).authenticate(KEY).unwrap();
+    let actor = common::actor(&db, &Directory::from_config(&config)).await;
     let run = |query: &str, vars: serde_json::Value| {
         let request = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(vars))

@@ -27,8 +27,6 @@ use shoal::{
 
 mod common;
 
-use common::KEY;
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("SHOAL_BENCH_CUSTOMERS")
@@ -41,7 +39,7 @@ async fn main() {
     for target in common::targets(&dir, "sop").await {
         let db = common::open(&target.url, &config).await;
         let directory = Directory::from_config(&config);
-        let actor = directory.authenticate(KEY).unwrap();
+        let actor = common::actor(&db, &directory).await;
         for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(20_000).enumerate() {
             let (cs, _) = demo::generate(chunk.len(), chunk[0], 11 + i as u64, false);
             let mut tx = db.pool.begin().await.unwrap();
@@ -85,7 +83,7 @@ async fn main() {
         let filter = segments::as_filter(&db, &actor.tenant, &segment.id)
             .await
             .unwrap();
-        let ids = customers::ids_matching(&db, &actor.tenant, &filter, n)
+        let ids = customers::ids_matching(&db, &actor, &filter, n)
             .await
             .unwrap();
         let enrolled = enrolments::enrol_manually(&db, &actor, &sop.id, &ids)

@@ -27,7 +27,6 @@ use sqlx::Row;
 
 mod common;
 
-use common::KEY;
 const DAY: i64 = 86_400_000_000;
 
 /// (rule, hand-written SQL over the same data; `$1` tenant, `$2` now in µs).
@@ -156,7 +155,7 @@ async fn bench(url: &str, n: usize) {
     let config = common::config();
     let db = common::open(url, &config).await;
     let backend = db.backend;
-    let actor = Directory::from_config(&config).authenticate(KEY).unwrap();
+    let actor = common::actor(&db, &Directory::from_config(&config)).await;
 
     let started = Instant::now();
     let mut events_total = 0;

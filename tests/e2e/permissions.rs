@@ -163,7 +163,7 @@ async fn visible(s: &TestServer, key: &str) -> (BTreeSet<String>, i64) {
 async fn visible_in_pages(s: &TestServer, key: &str, size: i64) -> (BTreeSet<String>, i64) {
     let mut names = BTreeSet::new();
     let mut after: Option<String> = None;
-    let mut total = -1;
+    let mut total;
     loop {
         let data = s
             .ok(

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use shoal::{
-    config::{self, ApiKeyConfig, Config, ConfigSource, Role, TenantConfig, UserConfig},
+    config::{self, ApiKeyConfig, Config, ConfigSource, TenantConfig, UserConfig},
     storage::{self, Db},
     tenancy,
 };
@@ -19,15 +19,9 @@ pub const KEY: &str = "bench-key-0123456789abcdef";
 pub fn config() -> Config {
     let mut config = config::load(&ConfigSource::default()).unwrap();
     let mut tenant = TenantConfig::new("Bench", chrono_tz::Asia::Shanghai);
-    tenant.users.insert(
-        "admin".into(),
-        UserConfig {
-            name: "Admin".into(),
-            email: None,
-            department: None,
-            role: Role::Admin,
-        },
-    );
+    tenant
+        .users
+        .insert("admin".into(), UserConfig::new("Admin", "admin"));
     tenant.api_keys.insert(
         "k".into(),
         ApiKeyConfig {
@@ -38,6 +32,15 @@ pub fn config() -> Config {
     );
     config.tenants.insert(TENANT.into(), tenant);
     config
+}
+
+/// The actor [`KEY`] acts as, with its permissions loaded.
+pub async fn actor(db: &Db, directory: &tenancy::Directory) -> tenancy::Actor {
+    let principal = directory.authenticate(KEY).unwrap();
+    principal
+        .resolve(db, Default::default(), "bench".into())
+        .await
+        .unwrap()
 }
 
 /// Connects, migrates and mirrors the config's tenants.

@@ -361,10 +361,10 @@ pub async fn set_user(
     let tree = Departments::load(&mut tx, actor.tenant_id()).await?;
     let all_roles = roles(&mut tx, actor.tenant_id()).await?;
     let mut p = Problems::default();
-    if let Some(Some(d)) = &department {
-        if !tree.contains(d) {
-            p.push("input.department", format!("no department `{d}`"));
-        }
+    if let Some(Some(d)) = &department
+        && !tree.contains(d)
+    {
+        p.push("input.department", format!("no department `{d}`"));
     }
     if let Some(list) = &new_roles {
         if list.is_empty() {
