@@ -281,3 +281,57 @@ impl Access {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(id: &str, toml_text: &str) -> RoleDef {
+        let spec: role::RoleSpec = toml::from_str(toml_text).expect("spec");
+        spec.check(id, "role", &HashSet::new()).expect("valid role")
+    }
+
+    fn access(roles: Vec<RoleDef>) -> Access {
+        let sensitive = HashSet::from(["attributes.income".to_owned()]);
+        Access::new("t", "u", None, roles, &Departments::default(), sensitive)
+    }
+
+    #[test]
+    fn fields_modules_declare_sensitive_are_hidden_unless_a_role_says_otherwise() {
+        let agent = role("agent", "name = \"Agent\"");
+        assert_eq!(
+            access(vec![agent.clone()]).visibility("attributes.income"),
+            Visibility::Hidden
+        );
+        assert_eq!(
+            access(vec![agent.clone()]).visibility("attributes.city"),
+            Visibility::Visible
+        );
+        let masked = role("m", "name = \"M\"\nsensitive = \"masked\"");
+        assert_eq!(
+            access(vec![masked]).visibility("attributes.income"),
+            Visibility::Masked
+        );
+        let named = role(
+            "n",
+            "name = \"N\"\nfields = { \"attributes.income\" = \"visible\" }",
+        );
+        assert_eq!(
+            access(vec![agent, named]).visibility("attributes.income"),
+            Visibility::Visible
+        );
+    }
+
+    #[test]
+    fn the_most_revealing_role_wins_and_no_role_sees_nothing() {
+        let hide = role("h", "name = \"H\"\nfields = { phones = \"hidden\" }");
+        let mask = role("k", "name = \"K\"\nfields = { phones = \"masked\" }");
+        assert_eq!(
+            access(vec![hide.clone(), mask]).visibility("phones"),
+            Visibility::Masked
+        );
+        assert_eq!(access(vec![hide]).visibility("phones"), Visibility::Hidden);
+        assert_eq!(access(vec![]).visibility("phones"), Visibility::Hidden);
+        assert!(!access(vec![]).can(Action::Create));
+    }
+}
