@@ -116,10 +116,19 @@ pub fn built_in(id: &str) -> Option<RoleSpec> {
     Some(spec)
 }
 
+/// The customer fields rules may name (besides `attributes.<key>`).
+pub const CUSTOMER_FIELDS: [&str; 5] = [
+    "displayName",
+    "phones",
+    "emails",
+    "identities",
+    "attributes",
+];
+
 /// Is `field` a field rules may name?
 pub fn check_field(field: &str) -> Result<(), String> {
     match field {
-        "displayName" | "phones" | "emails" | "identities" | "attributes" => Ok(()),
+        f if CUSTOMER_FIELDS.contains(&f) => Ok(()),
         _ => match field.strip_prefix("attributes.") {
             Some(key) => crate::customers::validate::attribute_key(key),
             None => Err(

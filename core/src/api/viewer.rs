@@ -102,15 +102,9 @@ impl ViewerQuery {
         let actor = actor(ctx).gql()?;
         let access = &actor.access;
         let roles: Vec<String> = access.role_ids().into_iter().map(str::to_owned).collect();
-        let mut fields: Vec<String> = [
-            "displayName",
-            "phones",
-            "emails",
-            "identities",
-            "attributes",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let mut fields: Vec<String> = crate::access::role::CUSTOMER_FIELDS
+            .map(str::to_owned)
+            .to_vec();
         fields.extend(access.sensitive_fields());
         Ok(Viewer {
             tenant: TenantInfo {
