@@ -56,6 +56,38 @@ pub async fn record(
     Ok(())
 }
 
+/// Records one entry per `(entity id, changes)`, in multi-row statements (bulk imports).
+pub async fn record_many(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: &str,
+    entity_type: &str,
+    entries: &[(String, serde_json::Value)],
+) -> Result<(), sqlx::Error> {
+    let at = time::to_micros(time::now());
+    for chunk in entries.chunks(100) {
+        let mut sql = Sql::new(
+            "INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id) VALUES ",
+        );
+        for (i, (entity_id, changes)) in chunk.iter().enumerate() {
+            let row = [
+                sql.arg(actor.tenant_id()),
+                sql.arg(uuid::Uuid::now_v7().to_string()),
+                sql.arg(at),
+                sql.arg(actor.user_id.as_str()),
+                sql.arg(action),
+                sql.arg(entity_type),
+                sql.arg(entity_id.as_str()),
+                sql.arg(changes.to_string()),
+                sql.arg(actor.request_id.as_str()),
+            ];
+            sql.push(if i == 0 { "(" } else { ", (" }).push(&row.join(", ")).push(")");
+        }
+        sql.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Which entries to read; every condition given must hold.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

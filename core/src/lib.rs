@@ -5,6 +5,8 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod customers;
+pub mod dedupe;
+pub mod import;
 pub mod demo;
 pub mod error;
 pub mod events;

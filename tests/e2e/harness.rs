@@ -90,6 +90,8 @@ fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantCo
         contact: Default::default(),
         departments: Default::default(),
         roles: Default::default(),
+        dedupe: Default::default(),
+        quality: Default::default(),
     }
 }
 

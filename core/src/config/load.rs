@@ -171,6 +171,23 @@ impl Validator<'_> {
         if let Err((key, message)) = crate::sop::contact::Policy::from_config(&tenant.contact) {
             return Err(self.invalid(at(&format!("contact.{key}")), message));
         }
+        for (i, channel) in tenant.dedupe.source_priority.iter().enumerate() {
+            if crate::kinds::Channel::parse(channel).is_none() {
+                return Err(self.invalid(
+                    at(&format!("dedupe.source_priority[{i}]")),
+                    format!("`{channel}` is not a channel (wechat, wecom, shop, store, web, app, phone, import, other)"),
+                ));
+            }
+        }
+        if tenant.dedupe.min_score > 100 {
+            return Err(self.invalid(at("dedupe.min_score"), "a score from 0 to 100"));
+        }
+        if !(0.0..=1.0).contains(&tenant.quality.max_missing_contact_rate) {
+            return Err(self.invalid(
+                at("quality.max_missing_contact_rate"),
+                "a share from 0 to 1, e.g. 0.15",
+            ));
+        }
         for (user_id, user) in &tenant.users {
             if !is_slug(user_id) {
                 return Err(self.invalid(

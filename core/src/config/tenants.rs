@@ -36,6 +36,123 @@ pub struct TenantConfig {
     /// seeded into the database at start when absent (then edited through GraphQL).
     #[serde(default)]
     pub roles: BTreeMap<String, crate::access::role::RoleSpec>,
+    /// Duplicate detection and merging (imports, suggestions, merges).
+    #[serde(default)]
+    pub dedupe: DedupeConfig,
+    /// Data-quality thresholds (`dataQuality`, `shoal report quality`).
+    #[serde(default)]
+    pub quality: QualityConfig,
+}
+
+/// A normalised key two profiles can share exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKey {
+    /// The same account on a channel (WeCom external_userid, shop buyer id, …).
+    Identity,
+    /// The same phone number (E.164).
+    Phone,
+    /// The same email address (lowercase).
+    Email,
+}
+
+impl MatchKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKey::Identity => "identity",
+            MatchKey::Phone => "phone",
+            MatchKey::Email => "email",
+        }
+    }
+}
+
+/// How a field two merged profiles disagree on is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictRule {
+    /// The profile changed most recently wins (an imported row counts as changed now).
+    MostRecent,
+    /// The profile whose source channel comes first in `source_priority` wins; on a tie,
+    /// the most recent.
+    SourcePriority,
+}
+
+impl ConflictRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictRule::MostRecent => "most_recent",
+            ConflictRule::SourcePriority => "source_priority",
+        }
+    }
+}
+
+/// The tenant's duplicate policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// Exact matches that merge automatically when an import row meets a stored profile;
+    /// an exact match on a key left out is queued as a suggestion instead.
+    #[serde(default = "default_auto_merge")]
+    pub auto_merge: Vec<MatchKey>,
+    #[serde(default = "default_conflict_rule")]
+    pub conflict_rule: ConflictRule,
+    /// Channels from most to least trusted, for `source_priority` (unlisted ones come last).
+    #[serde(default = "default_source_priority")]
+    pub source_priority: Vec<String>,
+    /// Fuzzy candidates scoring below this (0–100) are not suggested.
+    #[serde(default = "default_min_score")]
+    pub min_score: u8,
+}
+
+fn default_auto_merge() -> Vec<MatchKey> {
+    vec![MatchKey::Identity, MatchKey::Phone, MatchKey::Email]
+}
+
+fn default_conflict_rule() -> ConflictRule {
+    ConflictRule::MostRecent
+}
+
+fn default_source_priority() -> Vec<String> {
+    ["wecom", "wechat", "shop", "store", "app", "web", "phone", "import", "other"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_min_score() -> u8 {
+    50
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        DedupeConfig {
+            auto_merge: default_auto_merge(),
+            conflict_rule: default_conflict_rule(),
+            source_priority: default_source_priority(),
+            min_score: default_min_score(),
+        }
+    }
+}
+
+/// When the data-quality report raises flags.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Share of customers with neither phone nor email above which `MISSING_CONTACT` is
+    /// flagged (0–1).
+    #[serde(default = "default_missing_contact")]
+    pub max_missing_contact_rate: f64,
+}
+
+fn default_missing_contact() -> f64 {
+    0.15
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            max_missing_contact_rate: default_missing_contact(),
+        }
+    }
 }
 
 /// One department; its id is the key of its `[tenants.<t>.departments.<id>]` table.
@@ -143,6 +260,8 @@ impl TenantConfig {
             contact: ContactConfig::default(),
             departments: BTreeMap::new(),
             roles: BTreeMap::new(),
+            dedupe: DedupeConfig::default(),
+            quality: QualityConfig::default(),
         }
     }
 }

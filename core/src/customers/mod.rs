@@ -16,7 +16,12 @@ pub use list::{
     CustomerFilter, CustomerOrder, OrderField, count, export, ids_matching, list, list_sql,
 };
 pub use store::{
-    Prepared, create, delete, get, get_many, get_visible, identities_of, insert_many, update,
+    Prepared, create, delete, get, get_many, get_visible, identities_of, insert_many, prepare,
+    update,
+};
+pub(crate) use store::{
+    fetch, identities_json, identity_conflict, replace_contacts, snapshot,
+    store_row,
 };
 
 pub type Attributes = Map<String, Value>;

@@ -195,17 +195,12 @@ pub async fn insert_many(
                 values.join(", "),
                 rest.join(", ")
             ));
-            for (kind, value) in c
-                .phones
-                .iter()
-                .map(|p| ("phone", p))
-                .chain(c.emails.iter().map(|e| ("email", e)))
-            {
+            for (kind, value) in contact_rows(c) {
                 let row = [
                     contacts.arg(tenant_id),
                     contacts.arg(c.id.clone()),
                     contacts.arg(kind),
-                    contacts.arg(value.clone()),
+                    contacts.arg(value),
                 ];
                 contacts.push(&format!(
                     "{}({})",
@@ -246,7 +241,7 @@ pub async fn insert_many(
 }
 
 /// A unique violation on identities that slipped past `check_identities_free` (a race).
-fn identity_conflict(e: sqlx::Error) -> Error {
+pub(crate) fn identity_conflict(e: sqlx::Error) -> Error {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => Error::invalid(
             "input.identities",
@@ -330,7 +325,7 @@ pub async fn get_many(
 }
 
 /// Reads a live customer; `locked` also locks its row until the transaction ends.
-async fn fetch(
+pub(crate) async fn fetch(
     conn: &mut AnyConnection,
     db: &Db,
     tenant_id: &str,
@@ -472,30 +467,8 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> 
         after.updated_at = time::now();
         after.version = before.version + 1;
 
-        let updated = sqlx::query(&format!(
-            "UPDATE customers SET display_name = $1, name_key = $2, phones = $3, emails = $4, \
-             attributes = {}, lifecycle_stage = $6, owner_id = $7, source_channel = $8, \
-             updated_at = $9, version = $10, stage_manual = $14 \
-             WHERE tenant_id = $11 AND id = $12 AND version = $13 AND deleted_at IS NULL",
-            dialect::json_cast(db.backend, "$5")
-        ))
-        .bind(&after.display_name)
-        .bind(validate::name_key(&after.display_name))
-        .bind(json!(after.phones).to_string())
-        .bind(json!(after.emails).to_string())
-        .bind(Value::Object(after.attributes.clone()).to_string())
-        .bind(after.lifecycle_stage.as_str())
-        .bind(&after.owner_id)
-        .bind(after.source_channel.as_str())
-        .bind(time::to_micros(after.updated_at))
-        .bind(after.version)
-        .bind(actor.tenant_id())
-        .bind(id)
-        .bind(before.version)
-        .bind(i64::from(after.stage_manual))
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        let updated = store_row(&mut tx, db, actor.tenant_id(), &after, before.version).await?;
+        if !updated {
             continue; // changed by someone else since we read it: read again
         }
         if phones.is_some() || emails.is_some() {
@@ -526,18 +499,67 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> 
     )))
 }
 
-async fn replace_contacts(conn: &mut AnyConnection, tenant_id: &str, c: &Customer) -> Result<()> {
+/// Writes every field of a live customer whose stored version is still `expected_version`;
+/// `false` when someone changed it in between.
+pub(crate) async fn store_row(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant_id: &str,
+    c: &Customer,
+    expected_version: i64,
+) -> Result<bool> {
+    let updated = sqlx::query(&format!(
+        "UPDATE customers SET display_name = $1, name_key = $2, phones = $3, emails = $4, \
+         attributes = {}, lifecycle_stage = $6, owner_id = $7, source_channel = $8, \
+         updated_at = $9, version = $10, stage_manual = $14, created_at = $15 \
+         WHERE tenant_id = $11 AND id = $12 AND version = $13 AND deleted_at IS NULL",
+        dialect::json_cast(db.backend, "$5")
+    ))
+    .bind(&c.display_name)
+    .bind(validate::name_key(&c.display_name))
+    .bind(json!(c.phones).to_string())
+    .bind(json!(c.emails).to_string())
+    .bind(Value::Object(c.attributes.clone()).to_string())
+    .bind(c.lifecycle_stage.as_str())
+    .bind(&c.owner_id)
+    .bind(c.source_channel.as_str())
+    .bind(time::to_micros(c.updated_at))
+    .bind(c.version)
+    .bind(tenant_id)
+    .bind(&c.id)
+    .bind(expected_version)
+    .bind(i64::from(c.stage_manual))
+    .bind(time::to_micros(c.created_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// The rows of `customer_contacts` for a customer: phones, emails, and each email's local
+/// part (`email_local`, looked up by fuzzy duplicate detection).
+fn contact_rows(c: &Customer) -> Vec<(&'static str, String)> {
+    let mut rows: Vec<(&'static str, String)> = Vec::new();
+    rows.extend(c.phones.iter().map(|p| ("phone", p.clone())));
+    rows.extend(c.emails.iter().map(|e| ("email", e.clone())));
+    for e in &c.emails {
+        if let Some((local, _)) = e.split_once('@')
+            && !local.is_empty()
+            && !rows.iter().any(|(k, v)| *k == "email_local" && v == local)
+        {
+            rows.push(("email_local", local.to_owned()));
+        }
+    }
+    rows
+}
+
+/// Rewrites a customer's contact rows from its phones and emails.
+pub(crate) async fn replace_contacts(conn: &mut AnyConnection, tenant_id: &str, c: &Customer) -> Result<()> {
     sqlx::query("DELETE FROM customer_contacts WHERE tenant_id = $1 AND customer_id = $2")
         .bind(tenant_id)
         .bind(&c.id)
         .execute(&mut *conn)
         .await?;
-    for (kind, value) in c
-        .phones
-        .iter()
-        .map(|p| ("phone", p))
-        .chain(c.emails.iter().map(|e| ("email", e)))
-    {
+    for (kind, value) in contact_rows(c) {
         sqlx::query("INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ($1, $2, $3, $4)")
             .bind(tenant_id)
             .bind(&c.id)
@@ -640,7 +662,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn identities_json(ids: &[Identity]) -> Value {
+pub(crate) fn identities_json(ids: &[Identity]) -> Value {
     Value::Array(
         ids.iter()
             .map(|i| json!({"channel": i.channel.as_str(), "externalId": i.external_id}))
@@ -648,7 +670,7 @@ fn identities_json(ids: &[Identity]) -> Value {
     )
 }
 
-fn snapshot(c: &Customer, identities: &[Identity]) -> Value {
+pub(crate) fn snapshot(c: &Customer, identities: &[Identity]) -> Value {
     json!({
         "displayName": c.display_name,
         "phones": c.phones,

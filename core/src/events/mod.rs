@@ -12,6 +12,7 @@ use serde_json::Value;
 pub use crate::kinds::EventType;
 use crate::{customers::Identity, kinds::Channel};
 pub use store::{TIMELINE_ORDER, insert_many, record, timeline};
+pub(crate) use store::{check, record_in};
 
 /// An exact amount of money in a currency (ISO 4217).
 #[derive(Debug, Clone, PartialEq, Eq)]

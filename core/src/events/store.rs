@@ -51,7 +51,7 @@ fn from_row(row: &AnyRow) -> Result<Event> {
 }
 
 /// Checks one event; problems are pushed with paths under `field` (e.g. `input[3]`).
-fn check(p: &mut Problems, field: &str, e: &NewEvent) {
+pub(crate) fn check(p: &mut Problems, field: &str, e: &NewEvent) {
     let at = |name: &str| format!("{field}.{name}");
     if e.customer.is_none() {
         p.push(at("customerId"), "give `customerId` or `identity`");
@@ -137,14 +137,27 @@ pub async fn record(
         check(&mut p, &format!("input[{i}]"), e);
     }
     p.into_result(())?;
-
-    let tenant_id = actor.tenant_id();
     let mut tx = db.begin_write().await?;
-    let customer_ids = resolve_customers(&mut tx, tenant_id, inputs).await?;
+    let results = record_in(&mut tx, db, actor, inputs, true).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Stores checked events in the caller's transaction, with their audit entries; `emit`
+/// also writes the internal events that start SOPs (imports of history leave it off).
+pub(crate) async fn record_in(
+    tx: &mut AnyConnection,
+    db: &Db,
+    actor: &Actor,
+    inputs: &[NewEvent],
+    emit: bool,
+) -> Result<Vec<(Outcome, Event)>> {
+    let tenant_id = actor.tenant_id();
+    let customer_ids = resolve_customers(&mut *tx, tenant_id, inputs).await?;
     actor
         .access
         .ensure_customers_in(
-            &mut tx,
+            &mut *tx,
             db.backend,
             crate::kinds::Resource::Events,
             &customer_ids,
@@ -179,15 +192,17 @@ pub async fn record(
             .fetch_optional(&mut *tx)
             .await?;
         if inserted.is_some() {
-            crate::internal_events::emit(
-                &mut tx,
+            if emit {
+                crate::internal_events::emit(
+                    &mut *tx,
                 tenant_id,
                 "event.recorded",
                 customer_id,
                 &json!({ "eventId": event.id, "type": event.event_type.as_str(), "name": event.name }),
-                time::to_micros(recorded_at),
-            )
-            .await?;
+                    time::to_micros(recorded_at),
+                )
+                .await?;
+            }
             by_customer
                 .entry(customer_id.as_str())
                 .or_default()
@@ -205,7 +220,7 @@ pub async fn record(
     }
     for (customer_id, ids) in by_customer {
         audit::record(
-            &mut tx,
+            &mut *tx,
             actor,
             "events.record",
             "customer",
@@ -214,7 +229,6 @@ pub async fn record(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(results)
 }
 

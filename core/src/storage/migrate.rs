@@ -73,6 +73,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_audit_append_only.sql"),
         postgres: include_str!("../../migrations/postgres/0008_audit_append_only.sql"),
     },
+    Migration::shared(
+        9,
+        "imports, duplicate suggestions, merges",
+        include_str!("../../migrations/shared/0009_data_integration.sql"),
+    ),
+    Migration {
+        version: 10,
+        description: "email local parts",
+        sqlite: include_str!("../../migrations/sqlite/0010_email_local_parts.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_email_local_parts.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -37,6 +37,8 @@ impl Directory {
                 users: tc.users.clone(),
                 // checked when the config was loaded
                 contact: crate::sop::contact::Policy::from_config(&tc.contact).unwrap_or_default(),
+                dedupe: tc.dedupe.clone(),
+                quality: tc.quality.clone(),
             });
             for key in tc.api_keys.values() {
                 let (Some(hash), true) = (&key.sha256, tc.users.contains_key(&key.user)) else {

@@ -19,6 +19,10 @@ pub struct Tenant {
     pub users: BTreeMap<String, UserConfig>,
     /// Quiet hours, frequency caps and the webhook channel for automated messages.
     pub contact: crate::sop::contact::Policy,
+    /// Duplicate policy: which exact matches merge on import, how conflicts are settled.
+    pub dedupe: crate::config::DedupeConfig,
+    /// Data-quality thresholds.
+    pub quality: crate::config::QualityConfig,
 }
 
 /// The caller of an operation: a user (or integration) of one tenant, with what its roles

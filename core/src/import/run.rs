@@ -1,0 +1,268 @@
+//! The import driver: opens the source, binds the mapping to its header, reads batches,
+//! and commits each batch with the job's checkpoint (a dry run does everything in one
+//! transaction and rolls it back). Rejected rows go to the observer (the CLI's error file)
+//! and to the database; bad rows never stop an import.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    convert::{Bound, RowError},
+    customers, events,
+    job::{self, Counts, Job},
+    mapping::{self, Kind},
+    source::{Format, Input, Source, SourceError},
+};
+use crate::{
+    error::{Error, FieldError, Result},
+    kinds::{Action, Resource},
+    plugins::PluginHost,
+    storage::Db,
+    tags::{self, TagKind},
+    tenancy::Actor,
+};
+
+/// Rows per transaction unless asked otherwise.
+pub const DEFAULT_BATCH: usize = 1000;
+
+/// One import to run.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub input: Input,
+    pub format: Format,
+    /// The mapping file's text (ignored when resuming: the job's own mapping is used).
+    pub mapping: String,
+    /// The file name, or `graphql`.
+    pub source_name: String,
+    pub dry_run: bool,
+    /// A job to continue after its checkpoint.
+    pub resume: Option<String>,
+    pub batch_size: usize,
+    /// Only this kind (the mapping's `kind` must agree), when the caller named one.
+    pub expect: Option<Kind>,
+}
+
+/// Where an import is, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub counts: Counts,
+    /// Bytes (CSV) or rows (XLSX) read, and their total when known.
+    pub done: u64,
+    pub total: Option<u64>,
+    pub elapsed: Duration,
+    /// Rows read in this run (a resumed job counts from where it restarted).
+    pub rows_this_run: i64,
+}
+
+/// Hears about an import as it runs.
+pub trait Observer: Send {
+    fn started(&mut self, _job: &Job) {}
+    fn progress(&mut self, _p: &Progress) {}
+    fn rejected(&mut self, _e: &RowError) {}
+}
+
+/// An observer that ignores everything (the API).
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+fn mapping_error(e: &mapping::MappingError) -> FieldError {
+    let path = if e.path.is_empty() { "mapping".to_owned() } else { format!("mapping.{}", e.path) };
+    FieldError::new(path, e.message.clone())
+}
+
+fn fingerprint(input: &Input) -> Result<String> {
+    let mut hasher = Sha256::new();
+    match input {
+        Input::Bytes(b) => hasher.update(b),
+        Input::File(path) => {
+            let mut f = std::fs::File::open(path).map_err(|e| Error::invalid("file", format!("cannot open {}: {e}", path.display())))?;
+            std::io::copy(&mut f, &mut hasher).map_err(|e| Error::invalid("file", format!("cannot read {}: {e}", path.display())))?;
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn source_error(e: SourceError) -> Error {
+    Error::invalid("file", e.to_string())
+}
+
+/// Runs an import to its end (or its first storage failure, after which it can resume).
+pub async fn run(
+    db: &Db,
+    actor: &Actor,
+    host: Option<&PluginHost>,
+    req: &Request,
+    observer: &mut dyn Observer,
+) -> Result<Job> {
+    actor.require(Action::Create)?;
+    let fingerprint = fingerprint(&req.input)?;
+    let (job, mapping_text) = match &req.resume {
+        Some(id) => {
+            let job = job::get(db, actor.tenant_id(), id).await?;
+            if job.fingerprint != fingerprint {
+                return Err(Error::invalid(
+                    "resume",
+                    format!("the file differs from the one import {id} read (SHA-256 {} vs {})", &job.fingerprint[..12], &fingerprint[..12]),
+                ));
+            }
+            if job.status == "completed" {
+                return Err(Error::invalid("resume", format!("import {id} is already complete")));
+            }
+            if job.dry_run {
+                return Err(Error::invalid("resume", "a dry run cannot be resumed: run it again"));
+            }
+            let text = job.mapping.clone();
+            (Some(job), text)
+        }
+        None => (None, req.mapping.clone()),
+    };
+    let mapping = mapping::parse(&mapping_text).map_err(|e| Error::Invalid(vec![mapping_error(&e)]))?;
+    if let Some(kind) = req.expect
+        && kind != mapping.kind
+    {
+        return Err(Error::invalid(
+            "mapping.kind",
+            format!("this is an import of {}, but the mapping describes {}", kind.as_str(), mapping.kind.as_str()),
+        ));
+    }
+    if mapping.kind == Kind::Customers {
+        actor.require(Action::Update)?;
+    }
+    if !actor.access.reaches_all(Resource::Customers) {
+        return Err(Error::Forbidden(
+            "importing needs a role whose customers scope is `all` (duplicates are looked for among every customer)".into(),
+        ));
+    }
+    let batch_size = req.batch_size.clamp(1, 10_000);
+    let job = match job {
+        Some(j) => j,
+        None => job::start(db, actor, mapping.kind, &req.source_name, &fingerprint, &mapping_text, req.dry_run).await?,
+    };
+    observer.started(&job);
+    let outcome = drive(db, actor, host, req, &mapping, &job, &fingerprint, batch_size, observer).await;
+    match outcome {
+        Ok(counts) => {
+            job::finish(db, actor.tenant_id(), &job.id, None, req.dry_run.then_some(&counts)).await?;
+            if !req.dry_run && counts.created + counts.merged > 0 {
+                refresh_dynamic_tags(db, actor).await;
+            }
+            job::get(db, actor.tenant_id(), &job.id).await
+        }
+        Err(e) => {
+            let message = match &e {
+                Error::Storage(_) | Error::Internal(_) => "storage failure (see the server log); resume the job to continue".to_owned(),
+                other => other.to_string(),
+            };
+            job::finish(db, actor.tenant_id(), &job.id, Some(&message), None).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Recomputes dynamic tags once after an import (in bulk, in SQL) rather than row by row.
+async fn refresh_dynamic_tags(db: &Db, actor: &Actor) {
+    let dynamic = match tags::list(db, actor.tenant_id()).await {
+        Ok(all) => all.iter().any(|t| t.kind == TagKind::Dynamic),
+        Err(_) => false,
+    };
+    if dynamic && let Err(e) = tags::recompute(db, &tags::system(&actor.tenant), None).await {
+        tracing::error!(tenant = actor.tenant_id(), error = %e, "tag recompute after an import failed");
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+async fn drive(
+    db: &Db,
+    actor: &Actor,
+    host: Option<&PluginHost>,
+    req: &Request,
+    mapping: &mapping::Mapping,
+    job: &Job,
+    fingerprint: &str,
+    batch_size: usize,
+    observer: &mut dyn Observer,
+) -> Result<Counts> {
+    let mut source = Source::open(req.input.clone(), req.format, mapping, job.checkpoint_row as u64)
+        .await
+        .map_err(source_error)?;
+    let bound = Bound::new(mapping, &source.header, actor.tenant.time_zone)
+        .map_err(|errors| Error::Invalid(errors.iter().map(mapping_error).collect()))?;
+    let tags_by_name = tags::list(db, actor.tenant_id())
+        .await?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let customer_ctx = customers::Context {
+        db,
+        actor,
+        bound: &bound,
+        job_id: &job.id,
+        tags: tags_by_name,
+    };
+    let event_ctx = events::Context {
+        db,
+        actor,
+        bound: &bound,
+        key_prefix: format!("import:{}:", &fingerprint[..16]),
+        trigger_automations: mapping.trigger_automations,
+    };
+    let mut counts = job.counts;
+    let mut stored_errors = job::stored_errors(db, actor.tenant_id(), &job.id).await?;
+    let mut dry_errors: Vec<RowError> = Vec::new();
+    let started = Instant::now();
+    let mut rows_this_run = 0i64;
+    let mut tx = db.begin_write().await?;
+    loop {
+        let mut rows = Vec::with_capacity(batch_size);
+        while rows.len() < batch_size {
+            match source.next().await.map_err(source_error)? {
+                Some(row) => rows.push(row),
+                None => break,
+            }
+        }
+        let Some(last) = rows.last().map(|r| r.number) else { break };
+        let mut errors = Vec::new();
+        let touched = match mapping.kind {
+            Kind::Customers => customers::batch(&mut tx, &customer_ctx, &rows, &mut counts, &mut errors).await?,
+            Kind::Events => events::batch(&mut tx, &event_ctx, &rows, &mut counts, &mut errors).await?,
+        };
+        rows_this_run += rows.len() as i64;
+        for e in &errors {
+            observer.rejected(e);
+        }
+        if req.dry_run {
+            let room = (job::MAX_STORED_ERRORS as usize).saturating_sub(dry_errors.len());
+            dry_errors.extend(errors.into_iter().take(room));
+        } else {
+            job::store_errors(&mut tx, actor.tenant_id(), &job.id, &mut stored_errors, &errors).await?;
+            job::checkpoint(&mut tx, actor.tenant_id(), &job.id, last, &counts).await?;
+            tx.commit().await?;
+            if !touched.is_empty()
+                && let Err(e) = tags::evaluate_customers(db, host, &actor.tenant, &touched).await
+            {
+                tracing::error!(tenant = actor.tenant_id(), error = %e, "tag evaluation after an import batch failed");
+            }
+            tx = db.begin_write().await?;
+        }
+        observer.progress(&Progress {
+            counts,
+            done: source.done.load(std::sync::atomic::Ordering::Relaxed),
+            total: source.total,
+            elapsed: started.elapsed(),
+            rows_this_run,
+        });
+    }
+    if req.dry_run {
+        tx.rollback().await?;
+        let mut tx = db.begin_write().await?;
+        let mut n = 0;
+        job::store_errors(&mut tx, actor.tenant_id(), &job.id, &mut n, &dry_errors).await?;
+        tx.commit().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(counts)
+}
