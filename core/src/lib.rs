@@ -15,6 +15,7 @@ pub mod internal_events;
 pub mod kinds;
 pub mod pagination;
 pub mod plugins;
+pub mod quality;
 pub mod rules;
 pub mod segments;
 pub mod server;

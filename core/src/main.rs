@@ -1,4 +1,7 @@
-//! `shoal`: the host binary. `serve` (default), `migrate`, `schema print`, `config check`.
+//! `shoal`: the host binary. `serve` (default), `migrate`, `schema print`, `config check`,
+//! `plugin`, and the data commands `import`, `report` and `dedupe` (in `data_cli.rs`).
+
+mod data_cli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -46,6 +49,78 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Import customers or events from a CSV or XLSX file with a field mapping.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Duplicate detection.
+    Dedupe {
+        #[command(subcommand)]
+        command: DedupeCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportOptions {
+    /// The CSV or XLSX file (the format follows the extension).
+    file: PathBuf,
+    /// The tenant to import into.
+    #[arg(long)]
+    tenant: String,
+    /// The field mapping (TOML; see docs/import.md). Not needed with --resume.
+    #[arg(long, value_name = "FILE")]
+    mapping: Option<PathBuf>,
+    /// Act as this user of the tenant (default: `cli`, with every permission).
+    #[arg(long)]
+    user: Option<String>,
+    /// Do everything, report what would happen, keep nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Continue an interrupted import (its id) after its last committed row.
+    #[arg(long, value_name = "JOB")]
+    resume: Option<String>,
+    /// Where rejected rows go (default: FILE.errors.csv).
+    #[arg(long, value_name = "FILE")]
+    errors: Option<PathBuf>,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = shoal::import::DEFAULT_BATCH)]
+    batch: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// Customers: profiles with contacts, identities, attributes and tags; duplicates merged
+    /// or suggested per the tenant's policy.
+    Customers(ImportOptions),
+    /// Events (orders, visits, …) of existing customers.
+    Events(ImportOptions),
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// Completeness per field, invalid values, pending duplicates, identities per channel.
+    Quality {
+        #[arg(long)]
+        tenant: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DedupeCommand {
+    /// Look for duplicates among every customer of a tenant and queue suggestions.
+    Scan {
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -98,6 +173,30 @@ fn main() -> ExitCode {
         }
         Command::Migrate => run(&config, migrate(&config)),
         Command::Plugin { command } => plugin(&config, command),
+        Command::Import { command } => {
+            let (kind, o) = match command {
+                ImportCommand::Customers(o) => (shoal::import::Kind::Customers, o),
+                ImportCommand::Events(o) => (shoal::import::Kind::Events, o),
+            };
+            let args = data_cli::ImportArgs {
+                kind,
+                file: o.file,
+                tenant: o.tenant,
+                mapping: o.mapping,
+                user: o.user,
+                dry_run: o.dry_run,
+                resume: o.resume,
+                errors: o.errors,
+                batch: o.batch,
+            };
+            run(&config, data_cli::import(&config, args))
+        }
+        Command::Report {
+            command: ReportCommand::Quality { tenant, json },
+        } => run(&config, data_cli::report_quality(&config, &tenant, json)),
+        Command::Dedupe {
+            command: DedupeCommand::Scan { tenant },
+        } => run(&config, data_cli::dedupe_scan(&config, &tenant)),
         Command::Serve { demo } => {
             let demo_key = demo
                 .then(demo::api_key)

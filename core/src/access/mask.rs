@@ -130,7 +130,7 @@ impl Access {
     }
 
     /// One field's value (`phones` → a list, `attributes` → an object, …) masked.
-    fn mask_field_value(&self, field: &str, v: &mut Value) {
+    pub(crate) fn mask_field_value(&self, field: &str, v: &mut Value) {
         let per_item = |v: &mut Value, mask: fn(&str) -> String, rule: Visibility| match rule {
             Visibility::Visible => {}
             Visibility::Hidden => *v = Value::Null,

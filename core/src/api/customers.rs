@@ -682,6 +682,7 @@ impl CustomerMutation {
             source_channel: input.source_channel,
         };
         let customer = customers::create(db(ctx), actor, &new).await.gql()?;
+        super::suggest_after_change(ctx, actor, std::slice::from_ref(&customer.id)).await;
         node_with_identities(ctx, actor, customer).await
     }
 
@@ -715,6 +716,9 @@ impl CustomerMutation {
         };
         let customer = customers::update(db(ctx), actor, &id, &patch).await.gql()?;
         super::tags_after_change(ctx, actor, std::slice::from_ref(&customer.id)).await;
+        if patch.display_name.is_some() || patch.phones.is_some() || patch.emails.is_some() {
+            super::suggest_after_change(ctx, actor, std::slice::from_ref(&customer.id)).await;
+        }
         node_with_identities(ctx, actor, customer).await
     }
 

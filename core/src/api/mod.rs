@@ -3,9 +3,11 @@
 
 mod access;
 mod customers;
+mod dedupe;
 mod errors;
 mod events;
 mod http;
+mod imports;
 pub mod metrics;
 mod page;
 mod plugins;
@@ -41,6 +43,8 @@ pub struct Query(
     viewer::ViewerQuery,
     access::AccessQuery,
     customers::CustomerQuery,
+    dedupe::DedupeQuery,
+    imports::ImportQuery,
     plugins::PluginQuery,
     settlement::SettlementQuery,
     tags::TagQuery,
@@ -53,6 +57,8 @@ pub struct Query(
 pub struct Mutation(
     access::AccessMutation,
     customers::CustomerMutation,
+    dedupe::DedupeMutation,
+    imports::ImportMutation,
     events::EventMutation,
     plugins::PluginMutation,
     settlement::SettlementMutation,
@@ -108,6 +114,22 @@ async fn tags_after_change(ctx: &Context<'_>, actor: &Actor, customers: &[String
         crate::tags::evaluate_customers(db(ctx), Some(host), &actor.tenant, customers).await
     {
         tracing::error!(tenant = actor.tenant_id(), error = %e, "tag evaluation after a change failed");
+    }
+}
+
+/// Looks for duplicates of customers just created or changed and queues suggestions. Fails
+/// open, like `tags_after_change`.
+async fn suggest_after_change(ctx: &Context<'_>, actor: &Actor, customers: &[String]) {
+    let refs: Vec<&str> = customers.iter().map(String::as_str).collect();
+    let result = async {
+        let mut tx = db(ctx).begin_write().await?;
+        crate::dedupe::suggestions::suggest_for(&mut tx, &actor.tenant, &refs).await?;
+        tx.commit().await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(tenant = actor.tenant_id(), error = %e, "duplicate suggestions after a change failed");
     }
 }
 

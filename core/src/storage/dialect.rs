@@ -43,3 +43,20 @@ pub fn json_key_equals(backend: Backend, column: &str, object: &str) -> String {
         Backend::Postgres => format!("{column} @> {object}::jsonb"),
     }
 }
+
+/// An expression: `column` without any of `chars` at either end.
+pub fn strip_chars(backend: Backend, column: &str, chars: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("trim({column}, '{chars}')"),
+        Backend::Postgres => format!("btrim({column}, '{chars}')"),
+    }
+}
+
+/// A `FROM` item listing the top-level keys and values (as text) of a JSON object column,
+/// as `{alias}.key` and `{alias}.value`.
+pub fn json_entries(backend: Backend, column: &str, alias: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_each({column}) AS {alias}"),
+        Backend::Postgres => format!("jsonb_each_text({column}) AS {alias}(key, value)"),
+    }
+}
