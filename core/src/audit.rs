@@ -81,7 +81,9 @@ pub async fn record_many(
                 sql.arg(changes.to_string()),
                 sql.arg(actor.request_id.as_str()),
             ];
-            sql.push(if i == 0 { "(" } else { ", (" }).push(&row.join(", ")).push(")");
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .push(&row.join(", "))
+                .push(")");
         }
         sql.query().execute(&mut *conn).await?;
     }

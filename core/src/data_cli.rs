@@ -41,7 +41,11 @@ async fn open(config: &Config, tenant: &str, user: Option<&str>) -> Result<(Db, 
     let directory = Directory::from_config(config);
     let Some(t) = directory.tenant(tenant) else {
         let known: Vec<&str> = config.tenants.keys().map(String::as_str).collect();
-        return Err(format!("no tenant `{tenant}` in the configuration (it has: {})", known.join(", ")).into());
+        return Err(format!(
+            "no tenant `{tenant}` in the configuration (it has: {})",
+            known.join(", ")
+        )
+        .into());
     };
     let request_id = format!("cli:{}", uuid::Uuid::now_v7());
     let actor = match user {
@@ -113,7 +117,10 @@ impl Observer for Cli {
             Some(total) if total > 0 && p.done > 0 => {
                 let share = (p.done as f64 / total as f64).min(1.0);
                 let left = secs * (1.0 - share) / share;
-                (format!("{:5.1}%", share * 100.0), format!("ETA {}", clock(Duration::from_secs_f64(left))))
+                (
+                    format!("{:5.1}%", share * 100.0),
+                    format!("ETA {}", clock(Duration::from_secs_f64(left))),
+                )
             }
             _ => ("    ?%".into(), "ETA ?".into()),
         };
@@ -138,7 +145,12 @@ impl Observer for Cli {
 
     fn rejected(&mut self, e: &RowError) {
         if let Some(w) = &mut self.errors {
-            let _ = w.write_record([e.row.to_string(), e.column.clone(), e.value.clone(), e.reason.clone()]);
+            let _ = w.write_record([
+                e.row.to_string(),
+                e.column.clone(),
+                e.value.clone(),
+                e.reason.clone(),
+            ]);
             self.written += 1;
         }
     }
@@ -163,7 +175,8 @@ fn open_errors(path: &Path, append: bool) -> Result<csv::Writer<std::fs::File>, 
 /// `shoal import customers|events FILE …`
 pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
     let mapping = match (&args.mapping, &args.resume) {
-        (Some(path), _) => std::fs::read_to_string(path).map_err(|e| format!("cannot read the mapping {}: {e}", path.display()))?,
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the mapping {}: {e}", path.display()))?,
         (None, Some(_)) => String::new(),
         (None, None) => return Err("give --mapping FILE (see docs/import.md)".into()),
     };
@@ -202,7 +215,10 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
     let job = match result {
         Ok(job) => job,
         Err(Error::Invalid(problems)) => {
-            let lines: Vec<String> = problems.iter().map(|p| format!("  {}: {}", p.field, p.message)).collect();
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| format!("  {}: {}", p.field, p.message))
+                .collect();
             return Err(format!("the import was refused:\n{}", lines.join("\n")).into());
         }
         Err(e) => return Err(e.into()),
@@ -213,7 +229,11 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
         "import {} {}{}: {} rows read in {:.1} s ({} rows/s)",
         job.id,
         job.status,
-        if job.dry_run { " (dry run: nothing was kept)" } else { "" },
+        if job.dry_run {
+            " (dry run: nothing was kept)"
+        } else {
+            ""
+        },
         thousands(c.rows_read),
         secs,
         thousands((c.rows_read as f64 / secs.max(0.001)) as i64)
@@ -268,6 +288,10 @@ pub async fn report_quality(config: &Config, tenant: &str, json: bool) -> Result
 pub async fn dedupe_scan(config: &Config, tenant: &str) -> Result<(), BoxError> {
     let (db, actor) = open(config, tenant, None).await?;
     let r = shoal::dedupe::suggestions::scan(&db, &actor).await?;
-    println!("scanned {} customers: {} new duplicate suggestions", thousands(r.customers as i64), thousands(r.new_suggestions as i64));
+    println!(
+        "scanned {} customers: {} new duplicate suggestions",
+        thousands(r.customers as i64),
+        thousands(r.new_suggestions as i64)
+    );
     Ok(())
 }

@@ -69,7 +69,10 @@ pub struct Report {
 }
 
 /// Names that say nothing about the customer (see `dedupe::matching::is_placeholder_name`).
-const PLACEHOLDERS: &[&str] = &["未知", "无", "客户", "顾客", "先生", "女士", "unknown", "n/a", "na", "none", "null", "test", "测试", "-", "--", "?", "customer"];
+const PLACEHOLDERS: &[&str] = &[
+    "未知", "无", "客户", "顾客", "先生", "女士", "unknown", "n/a", "na", "none", "null", "test",
+    "测试", "-", "--", "?", "customer",
+];
 /// Attribute keys reported at most.
 const MAX_ATTRIBUTE_KEYS: i64 = 20;
 /// Import rejections are counted over this many days.
@@ -87,7 +90,10 @@ fn rate(part: i64, total: i64) -> f64 {
 pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
     let b = db.backend;
     let placeholder = {
-        let list: Vec<String> = PLACEHOLDERS.iter().map(|p| format!("'{}'", p.replace('\'', "''"))).collect();
+        let list: Vec<String> = PLACEHOLDERS
+            .iter()
+            .map(|p| format!("'{}'", p.replace('\'', "''")))
+            .collect();
         format!(
             "(c.name_key IN ({}) OR {} = '')",
             list.join(", "),
@@ -107,7 +113,9 @@ pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
     ));
     let t = sql.arg(actor.tenant_id());
     sql.push(&t).push(" AND c.deleted_at IS NULL");
-    actor.access.push_customer_scope(&mut sql, b, Resource::Customers, &t);
+    actor
+        .access
+        .push_customer_scope(&mut sql, b, Resource::Customers, &t);
     let row = sql.query().fetch_one(&db.pool).await?;
     let n = |col: &str| -> Result<i64> { Ok(row.try_get::<i64, _>(col)?) };
     let total = n("total")?;
@@ -133,10 +141,15 @@ pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
         dialect::json_entries(b, "c.attributes", "j")
     ));
     let t = sql.arg(actor.tenant_id());
-    sql.push(&t).push(" AND c.deleted_at IS NULL AND j.value IS NOT NULL AND j.value <> ''");
-    actor.access.push_customer_scope(&mut sql, b, Resource::Customers, &t);
+    sql.push(&t)
+        .push(" AND c.deleted_at IS NULL AND j.value IS NOT NULL AND j.value <> ''");
+    actor
+        .access
+        .push_customer_scope(&mut sql, b, Resource::Customers, &t);
     let limit = sql.arg(MAX_ATTRIBUTE_KEYS);
-    sql.push(&format!(" GROUP BY j.key ORDER BY n DESC, j.key LIMIT {limit}"));
+    sql.push(&format!(
+        " GROUP BY j.key ORDER BY n DESC, j.key LIMIT {limit}"
+    ));
     for r in sql.query().fetch_all(&db.pool).await? {
         let filled: i64 = r.try_get("n")?;
         fields.push(Completeness {
@@ -152,8 +165,11 @@ pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
     if placeholders > 0 {
         let mut sql = Sql::new("SELECT c.id FROM customers c WHERE c.tenant_id = ");
         let t = sql.arg(actor.tenant_id());
-        sql.push(&t).push(&format!(" AND c.deleted_at IS NULL AND {placeholder}"));
-        actor.access.push_customer_scope(&mut sql, b, Resource::Customers, &t);
+        sql.push(&t)
+            .push(&format!(" AND c.deleted_at IS NULL AND {placeholder}"));
+        actor
+            .access
+            .push_customer_scope(&mut sql, b, Resource::Customers, &t);
         sql.push(" ORDER BY c.id LIMIT 5");
         let examples = sql
             .query()
@@ -197,7 +213,9 @@ pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
     );
     let t = sql.arg(actor.tenant_id());
     sql.push(&t).push(" AND i.deleted_at IS NULL");
-    actor.access.push_linked_scope(&mut sql, b, Resource::Customers, &t, "i.customer_id");
+    actor
+        .access
+        .push_linked_scope(&mut sql, b, Resource::Customers, &t, "i.customer_id");
     sql.push(" GROUP BY i.channel ORDER BY i.channel");
     let mut identities = Vec::new();
     for r in sql.query().fetch_all(&db.pool).await? {
@@ -268,14 +286,28 @@ impl Report {
             out.push_str("  none\n");
         }
         for i in &self.invalid {
-            out.push_str(&format!("  {:<28} {:>9}  {} (e.g. {})\n", i.field, i.count, i.reason, i.examples.join(", ")));
+            out.push_str(&format!(
+                "  {:<28} {:>9}  {} (e.g. {})\n",
+                i.field,
+                i.count,
+                i.reason,
+                i.examples.join(", ")
+            ));
         }
-        out.push_str(&format!("\nDuplicates pending: {}\n\nIdentities per channel\n", self.duplicates_pending));
+        out.push_str(&format!(
+            "\nDuplicates pending: {}\n\nIdentities per channel\n",
+            self.duplicates_pending
+        ));
         if self.identities.is_empty() {
             out.push_str("  none\n");
         }
         for c in &self.identities {
-            out.push_str(&format!("  {:<10} {:>9} identities {:>9} customers\n", c.channel.as_str(), c.identities, c.customers));
+            out.push_str(&format!(
+                "  {:<10} {:>9} identities {:>9} customers\n",
+                c.channel.as_str(),
+                c.identities,
+                c.customers
+            ));
         }
         out.push_str("\nFlags\n");
         if self.flags.is_empty() {

@@ -113,7 +113,12 @@ impl From<Suggestion> for DuplicateSuggestion {
     }
 }
 
-super::page::connection!(DuplicateSuggestionConnection, DuplicateSuggestionEdge, DuplicateSuggestion, Suggestion);
+super::page::connection!(
+    DuplicateSuggestionConnection,
+    DuplicateSuggestionEdge,
+    DuplicateSuggestion,
+    Suggestion
+);
 
 /// A field the two profiles disagreed on, and how it was settled.
 #[derive(SimpleObject, Debug)]
@@ -198,7 +203,12 @@ impl CustomerMerge {
     }
     async fn conflicts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MergeConflict>> {
         let actor = actor(ctx).gql()?;
-        Ok(self.0.conflicts.iter().map(|c| masked(&actor.access, c)).collect())
+        Ok(self
+            .0
+            .conflicts
+            .iter()
+            .map(|c| masked(&actor.access, c))
+            .collect())
     }
     async fn moved(&self) -> MergeMoved {
         let m = &self.0.moved;
@@ -236,7 +246,12 @@ impl From<Merge> for CustomerMerge {
     }
 }
 
-super::page::connection!(CustomerMergeConnection, CustomerMergeEdge, CustomerMerge, Merge);
+super::page::connection!(
+    CustomerMergeConnection,
+    CustomerMergeEdge,
+    CustomerMerge,
+    Merge
+);
 
 /// Which side wins one field, chosen by hand.
 #[derive(InputObject, Debug)]
@@ -299,16 +314,32 @@ impl DedupeQuery {
         if let Some(s) = &status
             && !["pending", "merged", "dismissed"].contains(&s.as_str())
         {
-            return Err(crate::error::Error::invalid("status", format!("`{s}` is not pending, merged or dismissed"))).gql();
+            return Err(crate::error::Error::invalid(
+                "status",
+                format!("`{s}` is not pending, merged or dismissed"),
+            ))
+            .gql();
         }
-        let page = page(ctx, actor, PageArgs { first, after, last, before }, dedupe::suggestions::ORDER)?;
+        let page = page(
+            ctx,
+            actor,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+            dedupe::suggestions::ORDER,
+        )?;
         let f = SuggestionFilter {
             status,
             customer_id: customer_id.map(|i| i.0),
             min_score: min_score.map(|s| s.clamp(0, 100) as u8),
         };
         Ok(DuplicateSuggestionConnection::from_paged(
-            dedupe::suggestions::list(db(ctx), actor, &f, &page).await.gql()?,
+            dedupe::suggestions::list(db(ctx), actor, &f, &page)
+                .await
+                .gql()?,
         ))
     }
 
@@ -323,17 +354,45 @@ impl DedupeQuery {
         before: Option<String>,
     ) -> async_graphql::Result<CustomerMergeConnection> {
         let actor = actor(ctx).gql()?;
-        let page = page(ctx, actor, PageArgs { first, after, last, before }, dedupe::HISTORY_ORDER)?;
+        let page = page(
+            ctx,
+            actor,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+            dedupe::HISTORY_ORDER,
+        )?;
         Ok(CustomerMergeConnection::from_paged(
-            dedupe::history(db(ctx), actor, customer_id.as_ref().map(|i| i.0.as_str()), &page).await.gql()?,
+            dedupe::history(
+                db(ctx),
+                actor,
+                customer_id.as_ref().map(|i| i.0.as_str()),
+                &page,
+            )
+            .await
+            .gql()?,
         ))
     }
 
     /// One merge.
-    async fn customer_merge(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<CustomerMerge> {
+    async fn customer_merge(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<CustomerMerge> {
         let actor = actor(ctx).gql()?;
-        let mut conn = db(ctx).pool.acquire().await.map_err(crate::error::Error::from).gql()?;
-        let m = dedupe::get_merge(&mut conn, actor.tenant_id(), &id).await.gql()?;
+        let mut conn = db(ctx)
+            .pool
+            .acquire()
+            .await
+            .map_err(crate::error::Error::from)
+            .gql()?;
+        let m = dedupe::get_merge(&mut conn, actor.tenant_id(), &id)
+            .await
+            .gql()?;
         actor
             .access
             .ensure_customer(db(ctx), crate::kinds::Resource::Customers, &m.survivor_id)
@@ -358,7 +417,11 @@ impl DedupeMutation {
     /// Merges two customers: the survivor keeps every identity, event, task, follow-up,
     /// manual tag and opt-out of both; conflicting fields are settled by the rule (or
     /// `prefer`) and listed in `conflicts`. Undo with `unmergeCustomers`.
-    async fn merge_customers(&self, ctx: &Context<'_>, input: MergeCustomersInput) -> async_graphql::Result<CustomerMerge> {
+    async fn merge_customers(
+        &self,
+        ctx: &Context<'_>,
+        input: MergeCustomersInput,
+    ) -> async_graphql::Result<CustomerMerge> {
         let actor = actor(ctx).gql()?;
         let mut prefer = HashMap::new();
         for p in input.prefer {
@@ -388,7 +451,11 @@ impl DedupeMutation {
     /// Undoes a merge: both profiles come back with their own identities, events, tasks,
     /// follow-ups, tags and opt-outs; survivor fields changed since the merge are kept and
     /// listed. The pair is not suggested again.
-    async fn unmerge_customers(&self, ctx: &Context<'_>, merge_id: ID) -> async_graphql::Result<UnmergePayload> {
+    async fn unmerge_customers(
+        &self,
+        ctx: &Context<'_>,
+        merge_id: ID,
+    ) -> async_graphql::Result<UnmergePayload> {
         let actor = actor(ctx).gql()?;
         let u = dedupe::unmerge(db(ctx), actor, &merge_id).await.gql()?;
         let ids = [u.merge.survivor_id.clone(), u.merge.absorbed_id.clone()];
@@ -402,14 +469,24 @@ impl DedupeMutation {
     }
 
     /// Marks a suggested pair as different people; it is not suggested again.
-    async fn dismiss_duplicate_suggestion(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DuplicateSuggestion> {
+    async fn dismiss_duplicate_suggestion(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<DuplicateSuggestion> {
         let actor = actor(ctx).gql()?;
-        Ok(dedupe::suggestions::dismiss(db(ctx), actor, &id).await.gql()?.into())
+        Ok(dedupe::suggestions::dismiss(db(ctx), actor, &id)
+            .await
+            .gql()?
+            .into())
     }
 
     /// Looks for duplicates among every customer of the tenant and queues suggestions
     /// (never merges).
-    async fn scan_duplicates(&self, ctx: &Context<'_>) -> async_graphql::Result<ScanDuplicatesPayload> {
+    async fn scan_duplicates(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<ScanDuplicatesPayload> {
         let actor = actor(ctx).gql()?;
         if !actor.access.reaches_all(crate::kinds::Resource::Customers) {
             return Err(crate::error::Error::Forbidden(

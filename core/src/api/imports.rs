@@ -142,12 +142,17 @@ impl ImportJob {
         #[graphql(default = 100)] limit: i32,
     ) -> async_graphql::Result<Vec<ImportRowError>> {
         let actor = actor(ctx).gql()?;
-        Ok(import::job::errors(db(ctx), actor.tenant_id(), &self.0.id, i64::from(limit.clamp(0, 1000)))
-            .await
-            .gql()?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        Ok(import::job::errors(
+            db(ctx),
+            actor.tenant_id(),
+            &self.0.id,
+            i64::from(limit.clamp(0, 1000)),
+        )
+        .await
+        .gql()?
+        .into_iter()
+        .map(Into::into)
+        .collect())
     }
 }
 
@@ -265,7 +270,10 @@ impl ImportQuery {
     /// One import job of the tenant.
     async fn import_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ImportJob> {
         let actor = actor(ctx).gql()?;
-        Ok(import::job::get(db(ctx), actor.tenant_id(), &id).await.gql()?.into())
+        Ok(import::job::get(db(ctx), actor.tenant_id(), &id)
+            .await
+            .gql()?
+            .into())
     }
 
     /// Import jobs, newest first.
@@ -278,8 +286,20 @@ impl ImportQuery {
         before: Option<String>,
     ) -> async_graphql::Result<ImportJobConnection> {
         let actor = actor(ctx).gql()?;
-        let page = page(ctx, actor, PageArgs { first, after, last, before }, import::job::ORDER)?;
-        Ok(ImportJobConnection::from_paged(import::job::list(db(ctx), actor, &page).await.gql()?))
+        let page = page(
+            ctx,
+            actor,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+            import::job::ORDER,
+        )?;
+        Ok(ImportJobConnection::from_paged(
+            import::job::list(db(ctx), actor, &page).await.gql()?,
+        ))
     }
 
     /// Completeness per field, invalid values, pending duplicates, identities per channel
@@ -293,7 +313,11 @@ impl ImportQuery {
 #[derive(Default)]
 pub struct ImportMutation;
 
-async fn run_import(ctx: &Context<'_>, input: ImportInput, kind: Kind) -> async_graphql::Result<ImportJob> {
+async fn run_import(
+    ctx: &Context<'_>,
+    input: ImportInput,
+    kind: Kind,
+) -> async_graphql::Result<ImportJob> {
     let actor = actor(ctx).gql()?;
     let bytes = match input.format {
         ImportFormat::Csv => input.content.into_bytes(),
@@ -312,11 +336,15 @@ async fn run_import(ctx: &Context<'_>, input: ImportInput, kind: Kind) -> async_
         source_name: "graphql".into(),
         dry_run: input.dry_run,
         resume: input.resume_job_id.map(|i| i.0),
-        batch_size: input.batch_size.map_or(import::DEFAULT_BATCH, |n| n.max(1) as usize),
+        batch_size: input
+            .batch_size
+            .map_or(import::DEFAULT_BATCH, |n| n.max(1) as usize),
         expect: Some(kind),
     };
     let host = ctx.data_unchecked::<Reloader>().host.clone();
-    let job = import::run(db(ctx), actor, Some(&host), &request, &mut Silent).await.gql()?;
+    let job = import::run(db(ctx), actor, Some(&host), &request, &mut Silent)
+        .await
+        .gql()?;
     Ok(job.into())
 }
 
@@ -326,13 +354,21 @@ impl ImportMutation {
     /// (`errors`) and never stop the import; rows matching a stored profile on a key of the
     /// tenant's `dedupe.auto_merge` are merged into it (undoable); other likely duplicates
     /// are queued as suggestions.
-    async fn import_customers(&self, ctx: &Context<'_>, input: ImportInput) -> async_graphql::Result<ImportJob> {
+    async fn import_customers(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportInput,
+    ) -> async_graphql::Result<ImportJob> {
         run_import(ctx, input, Kind::Customers).await
     }
 
     /// Imports events (orders, visits, …) the same way; rows find their customer by id,
     /// phone, email or identity, and importing the same file twice adds nothing.
-    async fn import_events(&self, ctx: &Context<'_>, input: ImportInput) -> async_graphql::Result<ImportJob> {
+    async fn import_events(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportInput,
+    ) -> async_graphql::Result<ImportJob> {
         run_import(ctx, input, Kind::Events).await
     }
 }

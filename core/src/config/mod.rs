@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 pub use load::{ConfigError, ConfigSource, ensure_parent_dir, load, sha256_hex};
 pub use redact::url as redact_url;
 pub use tenants::{
-    ApiKeyConfig, CapConfig, ConflictRule, ContactConfig, DedupeConfig, DepartmentConfig,
-    MatchKey, ModuleConfig, QualityConfig, QuietHoursConfig, TenantConfig, UserConfig,
+    ApiKeyConfig, CapConfig, ConflictRule, ContactConfig, DedupeConfig, DepartmentConfig, MatchKey,
+    ModuleConfig, QualityConfig, QuietHoursConfig, TenantConfig, UserConfig,
 };
 
 /// The built-in defaults, compiled into the binary.

@@ -113,9 +113,11 @@ fn default_conflict_rule() -> ConflictRule {
 }
 
 fn default_source_priority() -> Vec<String> {
-    ["wecom", "wechat", "shop", "store", "app", "web", "phone", "import", "other"]
-        .map(String::from)
-        .to_vec()
+    [
+        "wecom", "wechat", "shop", "store", "app", "web", "phone", "import", "other",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn default_min_score() -> u8 {

@@ -20,8 +20,7 @@ pub use store::{
     update,
 };
 pub(crate) use store::{
-    fetch, identities_json, identity_conflict, replace_contacts, snapshot,
-    store_row,
+    fetch, identities_json, identity_conflict, replace_contacts, snapshot, store_row,
 };
 
 pub type Attributes = Map<String, Value>;

@@ -553,7 +553,11 @@ fn contact_rows(c: &Customer) -> Vec<(&'static str, String)> {
 }
 
 /// Rewrites a customer's contact rows from its phones and emails.
-pub(crate) async fn replace_contacts(conn: &mut AnyConnection, tenant_id: &str, c: &Customer) -> Result<()> {
+pub(crate) async fn replace_contacts(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    c: &Customer,
+) -> Result<()> {
     sqlx::query("DELETE FROM customer_contacts WHERE tenant_id = $1 AND customer_id = $2")
         .bind(tenant_id)
         .bind(&c.id)

@@ -7,12 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{AnyConnection, Row};
 
 use super::matching::{Profile, is_placeholder_name, local_part};
-use crate::{
-    customers::Identity,
-    error::Result,
-    kinds::Channel,
-    storage::sql::Sql,
-};
+use crate::{customers::Identity, error::Result, kinds::Channel, storage::sql::Sql};
 
 const CHUNK: usize = 500;
 
@@ -33,17 +28,27 @@ pub struct Holders {
 impl Holders {
     /// Records a holder (e.g. a profile created earlier in the same batch) unless one is
     /// known already.
-    pub fn learn(&mut self, id: &str, identities: &[Identity], phones: &[String], emails: &[String]) {
+    pub fn learn(
+        &mut self,
+        id: &str,
+        identities: &[Identity],
+        phones: &[String],
+        emails: &[String],
+    ) {
         for i in identities {
             self.identities
                 .entry((i.channel, i.external_id.clone()))
                 .or_insert_with(|| id.to_owned());
         }
         for p in phones {
-            self.phones.entry(p.clone()).or_insert_with(|| id.to_owned());
+            self.phones
+                .entry(p.clone())
+                .or_insert_with(|| id.to_owned());
         }
         for e in emails {
-            self.emails.entry(e.clone()).or_insert_with(|| id.to_owned());
+            self.emails
+                .entry(e.clone())
+                .or_insert_with(|| id.to_owned());
         }
     }
 }
@@ -63,7 +68,9 @@ pub async fn holders(
         .collect();
     let ext: Vec<&str> = identities.iter().map(|i| i.external_id.as_str()).collect();
     for chunk in ext.chunks(CHUNK) {
-        let mut sql = Sql::new("SELECT channel, external_id, customer_id FROM customer_identities WHERE tenant_id = ");
+        let mut sql = Sql::new(
+            "SELECT channel, external_id, customer_id FROM customer_identities WHERE tenant_id = ",
+        );
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND deleted_at IS NULL AND external_id");
         push_in(&mut sql, chunk);
@@ -74,7 +81,8 @@ pub async fn holders(
                 continue;
             };
             if wanted.contains(&(channel, ext.as_str())) {
-                out.identities.insert((channel, ext), r.try_get("customer_id")?);
+                out.identities
+                    .insert((channel, ext), r.try_get("customer_id")?);
             }
         }
     }
@@ -83,7 +91,8 @@ pub async fn holders(
         ("email", emails, &mut out.emails),
     ] {
         for chunk in values.chunks(CHUNK) {
-            let mut sql = Sql::new("SELECT value, customer_id FROM customer_contacts WHERE tenant_id = ");
+            let mut sql =
+                Sql::new("SELECT value, customer_id FROM customer_contacts WHERE tenant_id = ");
             let t = sql.arg(tenant);
             let k = sql.arg(kind);
             sql.push(&format!("{t} AND kind = {k} AND value"));
@@ -118,10 +127,15 @@ fn profile_of(r: &sqlx::any::AnyRow) -> Result<Profile> {
 }
 
 /// The live profiles with the given ids.
-pub async fn profiles(conn: &mut AnyConnection, tenant: &str, ids: &[&str]) -> Result<Vec<Profile>> {
+pub async fn profiles(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<Vec<Profile>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let mut sql = Sql::new("SELECT id, name_key, phones, emails FROM customers WHERE tenant_id = ");
+        let mut sql =
+            Sql::new("SELECT id, name_key, phones, emails FROM customers WHERE tenant_id = ");
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND deleted_at IS NULL AND id");
         push_in(&mut sql, chunk);
@@ -143,7 +157,8 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
     let names: Vec<&str> = names.into_iter().collect();
     let mut out: HashMap<String, Profile> = HashMap::new();
     for chunk in names.chunks(CHUNK) {
-        let mut sql = Sql::new("SELECT id, name_key, phones, emails FROM customers WHERE tenant_id = ");
+        let mut sql =
+            Sql::new("SELECT id, name_key, phones, emails FROM customers WHERE tenant_id = ");
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND deleted_at IS NULL AND name_key");
         push_in(&mut sql, chunk);
@@ -154,13 +169,22 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
     }
     let mut keyed: Vec<(&str, String)> = Vec::new();
     for p in of {
-        keyed.extend(p.emails.iter().filter_map(|e| local_part(e)).map(|l| ("email_local", l.to_owned())));
+        keyed.extend(
+            p.emails
+                .iter()
+                .filter_map(|e| local_part(e))
+                .map(|l| ("email_local", l.to_owned())),
+        );
         keyed.extend(p.phones.iter().map(|v| ("phone", v.clone())));
         keyed.extend(p.emails.iter().map(|v| ("email", v.clone())));
     }
     let mut ids: HashSet<String> = HashSet::new();
     for kind in ["email_local", "phone", "email"] {
-        let values: HashSet<&str> = keyed.iter().filter(|(k, _)| *k == kind).map(|(_, v)| v.as_str()).collect();
+        let values: HashSet<&str> = keyed
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, v)| v.as_str())
+            .collect();
         let values: Vec<&str> = values.into_iter().collect();
         for chunk in values.chunks(CHUNK) {
             let mut sql = Sql::new("SELECT customer_id FROM customer_contacts WHERE tenant_id = ");

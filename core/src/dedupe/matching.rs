@@ -66,8 +66,22 @@ pub fn is_placeholder_name(name: &str) -> bool {
 /// Local parts shared by unrelated people (`info@…`, `service@…`).
 fn is_generic_local(local: &str) -> bool {
     const GENERIC: &[&str] = &[
-        "info", "admin", "service", "contact", "support", "sales", "hello", "office", "mail",
-        "noreply", "no-reply", "kefu", "webmaster", "test", "hr", "team",
+        "info",
+        "admin",
+        "service",
+        "contact",
+        "support",
+        "sales",
+        "hello",
+        "office",
+        "mail",
+        "noreply",
+        "no-reply",
+        "kefu",
+        "webmaster",
+        "test",
+        "hr",
+        "team",
     ];
     local.chars().count() < 3 || GENERIC.contains(&local)
 }
@@ -106,9 +120,8 @@ pub fn score(a: &Profile, b: &Profile) -> Option<(u8, Vec<Reason>)> {
     if !reasons.is_empty() {
         return Some((EXACT, reasons));
     }
-    let name = !a.name_key.is_empty()
-        && a.name_key == b.name_key
-        && !is_placeholder_name(&a.name_key);
+    let name =
+        !a.name_key.is_empty() && a.name_key == b.name_key && !is_placeholder_name(&a.name_key);
     if name {
         reasons.push(Reason::new("same_name", a.name_key.clone()));
     }
@@ -149,8 +162,10 @@ mod tests {
     }
 
     fn check(a: Profile, b: Profile, expected: Option<(u8, &[&str])>) {
-        let got = score(&a, &b).map(|(s, r)| (s, r.into_iter().map(|r| r.code).collect::<Vec<_>>()));
-        let expected = expected.map(|(s, codes)| (s, codes.iter().map(|c| c.to_string()).collect()));
+        let got =
+            score(&a, &b).map(|(s, r)| (s, r.into_iter().map(|r| r.code).collect::<Vec<_>>()));
+        let expected =
+            expected.map(|(s, codes)| (s, codes.iter().map(|c| c.to_string()).collect()));
         assert_eq!(got, expected, "{a:?} vs {b:?}");
     }
 

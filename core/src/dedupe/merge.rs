@@ -123,9 +123,14 @@ fn from_stored(id: &str, v: &Value, version: i64) -> Result<Customer> {
         lifecycle_stage: text("lifecycleStage")
             .and_then(LifecycleStage::parse)
             .ok_or_else(bad)?,
-        stage_manual: v.get("stageManual").and_then(Value::as_bool).unwrap_or(false),
+        stage_manual: v
+            .get("stageManual")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         owner_id: text("ownerId").map(str::to_owned),
-        source_channel: text("sourceChannel").and_then(Channel::parse).ok_or_else(bad)?,
+        source_channel: text("sourceChannel")
+            .and_then(Channel::parse)
+            .ok_or_else(bad)?,
         created_at: time::from_micros(v.get("createdAt").and_then(Value::as_i64).ok_or_else(bad)?),
         updated_at: time::from_micros(v.get("updatedAt").and_then(Value::as_i64).ok_or_else(bad)?),
         version,
@@ -148,7 +153,11 @@ fn identities_from(v: &Value) -> Vec<Identity> {
         .unwrap_or_default()
 }
 
-async fn live_identities(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Vec<Identity>> {
+async fn live_identities(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Vec<Identity>> {
     let rows = sqlx::query(
         "SELECT channel, external_id FROM customer_identities \
          WHERE tenant_id = $1 AND customer_id = $2 AND deleted_at IS NULL ORDER BY created_at, channel, external_id",
@@ -179,7 +188,10 @@ fn check_prefer(prefer: &HashMap<String, Side>) -> Result<()> {
         if !known {
             p.push(
                 "input.prefer",
-                format!("`{field}` is not a field a merge settles ({}, or attributes.<name>)", FIELDS.join(", ")),
+                format!(
+                    "`{field}` is not a field a merge settles ({}, or attributes.<name>)",
+                    FIELDS.join(", ")
+                ),
             );
         }
     }
@@ -191,27 +203,42 @@ pub async fn merge(db: &Db, actor: &Actor, req: &MergeRequest) -> Result<Merge> 
     actor.require(Action::Update)?;
     actor.require(Action::Delete)?;
     if req.survivor_id == req.absorbed_id {
-        return Err(Error::invalid("input.absorbedId", "a customer cannot be merged with itself"));
+        return Err(Error::invalid(
+            "input.absorbedId",
+            "a customer cannot be merged with itself",
+        ));
     }
     check_prefer(&req.prefer)?;
     for id in [&req.survivor_id, &req.absorbed_id] {
-        actor.access.ensure_customer(db, Resource::Customers, id).await?;
+        actor
+            .access
+            .ensure_customer(db, Resource::Customers, id)
+            .await?;
     }
     let mut tx = db.begin_write().await?;
     let origin = match &req.suggestion_id {
         Some(id) => {
             let s = suggestions::get(&mut tx, actor, id).await?;
             let pair = [s.customer_a.as_str(), s.customer_b.as_str()];
-            if !pair.contains(&req.survivor_id.as_str()) || !pair.contains(&req.absorbed_id.as_str()) {
+            if !pair.contains(&req.survivor_id.as_str())
+                || !pair.contains(&req.absorbed_id.as_str())
+            {
                 return Err(Error::invalid(
                     "input.suggestionId",
                     "the suggestion is about another pair of customers",
                 ));
             }
             if s.status != "pending" {
-                return Err(Error::invalid("input.suggestionId", format!("the suggestion is already {}", s.status)));
+                return Err(Error::invalid(
+                    "input.suggestionId",
+                    format!("the suggestion is already {}", s.status),
+                ));
             }
-            let reasons: Vec<String> = s.reasons.iter().map(|r| format!("{} {}", r.code, r.detail)).collect();
+            let reasons: Vec<String> = s
+                .reasons
+                .iter()
+                .map(|r| format!("{} {}", r.code, r.detail))
+                .collect();
             ("suggestion", reasons.join("; "))
         }
         None => ("manual", "chosen by hand".to_owned()),
@@ -233,7 +260,10 @@ pub async fn merge(db: &Db, actor: &Actor, req: &MergeRequest) -> Result<Merge> 
     .bind(&absorbed.id)
     .execute(&mut *tx)
     .await?;
-    moved.identities = absorbed_ids.iter().map(|i| (i.channel.as_str().to_owned(), i.external_id.clone())).collect();
+    moved.identities = absorbed_ids
+        .iter()
+        .map(|i| (i.channel.as_str().to_owned(), i.external_id.clone()))
+        .collect();
     moved.events = repoint_all(&mut tx, "events", t, &absorbed.id, &survivor.id).await?;
     moved.tasks = repoint_all(&mut tx, "tasks", t, &absorbed.id, &survivor.id).await?;
     moved.follow_ups = repoint_all(&mut tx, "follow_ups", t, &absorbed.id, &survivor.id).await?;
@@ -390,7 +420,10 @@ async fn write_survivor(
     merged.updated_at = time::now();
     merged.version = before.version + 1;
     if !customers::store_row(conn, db, actor.tenant_id(), merged, before.version).await? {
-        return Err(Error::Internal(format!("customer {} changed during the merge", before.id)));
+        return Err(Error::Internal(format!(
+            "customer {} changed during the merge",
+            before.id
+        )));
     }
     customers::replace_contacts(conn, actor.tenant_id(), merged).await
 }
@@ -430,7 +463,15 @@ async fn record(
     changes.insert("absorbedId".into(), json!(m.absorbed_id));
     changes.insert("origin".into(), json!(m.origin));
     changes.insert("conflicts".into(), json!(m.conflicts));
-    audit::record(conn, actor, "customer.merge", ENTITY, &m.survivor_id, Value::Object(changes)).await?;
+    audit::record(
+        conn,
+        actor,
+        "customer.merge",
+        ENTITY,
+        &m.survivor_id,
+        Value::Object(changes),
+    )
+    .await?;
     if m.absorbed_stored {
         audit::record(
             conn,
@@ -447,7 +488,10 @@ async fn record(
 
 /// `{field: {"from", "to"}}` for the customer fields that differ.
 fn changed_fields(before: &Customer, after: &Customer) -> serde_json::Map<String, Value> {
-    let (b, a) = (customers::snapshot(before, &[]), customers::snapshot(after, &[]));
+    let (b, a) = (
+        customers::snapshot(before, &[]),
+        customers::snapshot(after, &[]),
+    );
     let mut out = serde_json::Map::new();
     if let (Value::Object(b), Value::Object(a)) = (b, a) {
         for (k, new) in a {
@@ -461,21 +505,31 @@ fn changed_fields(before: &Customer, after: &Customer) -> serde_json::Map<String
 }
 
 /// Moves every row of `table` from customer `from` to `to`; returns their ids.
-async fn repoint_all(conn: &mut AnyConnection, table: &str, tenant: &str, from: &str, to: &str) -> Result<Vec<String>> {
-    let ids: Vec<String> = sqlx::query(&format!("SELECT id FROM {table} WHERE tenant_id = $1 AND customer_id = $2"))
-        .bind(tenant)
-        .bind(from)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
-    sqlx::query(&format!("UPDATE {table} SET customer_id = $1 WHERE tenant_id = $2 AND customer_id = $3"))
-        .bind(to)
-        .bind(tenant)
-        .bind(from)
-        .execute(&mut *conn)
-        .await?;
+async fn repoint_all(
+    conn: &mut AnyConnection,
+    table: &str,
+    tenant: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>> {
+    let ids: Vec<String> = sqlx::query(&format!(
+        "SELECT id FROM {table} WHERE tenant_id = $1 AND customer_id = $2"
+    ))
+    .bind(tenant)
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<Result<_, _>>()?;
+    sqlx::query(&format!(
+        "UPDATE {table} SET customer_id = $1 WHERE tenant_id = $2 AND customer_id = $3"
+    ))
+    .bind(to)
+    .bind(tenant)
+    .bind(from)
+    .execute(&mut *conn)
+    .await?;
     Ok(ids)
 }
 
@@ -493,7 +547,9 @@ async fn repoint_listed(
         let to = sql.arg(to);
         let t = sql.arg(tenant);
         let f = sql.arg(from);
-        sql.push(&format!("{to} WHERE tenant_id = {t} AND customer_id = {f} AND id IN ("));
+        sql.push(&format!(
+            "{to} WHERE tenant_id = {t} AND customer_id = {f} AND id IN ("
+        ));
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
         sql.push(&list.join(", ")).push(")");
         sql.query_once().execute(&mut *conn).await?;
@@ -526,8 +582,17 @@ async fn give_tags(
         return Ok(Vec::new());
     }
     let t = actor.tenant_id();
-    let all: HashMap<String, Tag> = tags::store_all(conn, t).await?.into_iter().map(|tag| (tag.id.clone(), tag)).collect();
-    let exclusive: HashSet<String> = tags::groups(conn, t).await?.into_iter().filter(|(_, ex, _)| *ex).map(|(n, _, _)| n).collect();
+    let all: HashMap<String, Tag> = tags::store_all(conn, t)
+        .await?
+        .into_iter()
+        .map(|tag| (tag.id.clone(), tag))
+        .collect();
+    let exclusive: HashSet<String> = tags::groups(conn, t)
+        .await?
+        .into_iter()
+        .filter(|(_, ex, _)| *ex)
+        .map(|(n, _, _)| n)
+        .collect();
     let mut held: Vec<String> = held_tags(conn, t, customer).await?;
     let mut added = Vec::new();
     for id in tag_ids {
@@ -536,7 +601,10 @@ async fn give_tags(
             continue;
         }
         if let Some(group) = tag.group.as_ref().filter(|g| exclusive.contains(*g))
-            && let Some(mine) = held.iter().filter_map(|h| all.get(h)).find(|h| h.group.as_ref() == Some(group))
+            && let Some(mine) = held
+                .iter()
+                .filter_map(|h| all.get(h))
+                .find(|h| h.group.as_ref() == Some(group))
         {
             conflicts.push(Conflict {
                 field: format!("tags.{group}"),
@@ -554,19 +622,30 @@ async fn give_tags(
     Ok(added)
 }
 
-async fn opt_out_channels(conn: &mut AnyConnection, tenant: &str, customer: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query("SELECT channel FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2")
-        .bind(tenant)
-        .bind(customer)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get("channel"))
-        .collect::<Result<_, _>>()?)
+async fn opt_out_channels(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer: &str,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query(
+        "SELECT channel FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get("channel"))
+    .collect::<Result<_, _>>()?)
 }
 
 /// Gives `to` every opt-out of `from` it lacks (an opt-out is never lost in a merge).
-async fn give_opt_outs(conn: &mut AnyConnection, tenant: &str, from: &str, to: &str) -> Result<Vec<String>> {
+async fn give_opt_outs(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>> {
     let mine = opt_out_channels(conn, tenant, to).await?;
     let mut added = Vec::new();
     for channel in opt_out_channels(conn, tenant, from).await? {
@@ -588,7 +667,8 @@ async fn give_opt_outs(conn: &mut AnyConnection, tenant: &str, from: &str, to: &
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Merge> {
     let json = |col: &str| -> Result<Value> {
         let text: String = r.try_get(col)?;
-        serde_json::from_str(&text).map_err(|e| Error::Internal(format!("customer_merges.{col}: {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("customer_merges.{col}: {e}")))
     };
     Ok(Merge {
         id: r.try_get("id")?,
@@ -605,7 +685,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Merge> {
         survivor_after: json("survivor_after")?,
         actor_id: r.try_get("actor_id")?,
         merged_at: time::from_micros(r.try_get("merged_at")?),
-        undone_at: r.try_get::<Option<i64>, _>("undone_at")?.map(time::from_micros),
+        undone_at: r
+            .try_get::<Option<i64>, _>("undone_at")?
+            .map(time::from_micros),
         undone_by: r.try_get("undone_by")?,
     })
 }
@@ -640,7 +722,10 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
     let mut tx = db.begin_write().await?;
     let m = get(&mut tx, t, merge_id).await?;
     if let Some(at) = m.undone_at {
-        return Err(Error::invalid("mergeId", format!("the merge was already undone at {}", at.to_rfc3339())));
+        return Err(Error::invalid(
+            "mergeId",
+            format!("the merge was already undone at {}", at.to_rfc3339()),
+        ));
     }
     let state: Option<(Option<i64>, Option<String>)> = sqlx::query(
         "SELECT deleted_at, merged_into FROM customers WHERE tenant_id = $1 AND id = $2",
@@ -656,14 +741,26 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         Some((Some(_), Some(into))) => {
             return Err(Error::invalid(
                 "mergeId",
-                format!("customer {} has since been merged into {into}: undo that merge first", m.survivor_id),
+                format!(
+                    "customer {} has since been merged into {into}: undo that merge first",
+                    m.survivor_id
+                ),
             ));
         }
         _ => {
-            return Err(Error::invalid("mergeId", format!("customer {} has been deleted since the merge", m.survivor_id)));
+            return Err(Error::invalid(
+                "mergeId",
+                format!(
+                    "customer {} has been deleted since the merge",
+                    m.survivor_id
+                ),
+            ));
         }
     }
-    actor.access.ensure_customer(db, Resource::Customers, &m.survivor_id).await?;
+    actor
+        .access
+        .ensure_customer(db, Resource::Customers, &m.survivor_id)
+        .await?;
 
     // the survivor: back to its old values where nobody changed them since
     let now_s = customers::fetch(&mut tx, db, t, &m.survivor_id, true).await?;
@@ -673,7 +770,10 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
     restored.updated_at = time::now();
     restored.version = now_s.version + 1;
     if !customers::store_row(&mut tx, db, t, &restored, now_s.version).await? {
-        return Err(Error::Internal(format!("customer {} changed during the unmerge", m.survivor_id)));
+        return Err(Error::Internal(format!(
+            "customer {} changed during the unmerge",
+            m.survivor_id
+        )));
     }
     customers::replace_contacts(&mut tx, t, &restored).await?;
 
@@ -689,7 +789,12 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         .bind(&m.survivor_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::Internal(format!("customer {} is no longer merged into {}", m.absorbed_id, m.survivor_id)))?
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "customer {} is no longer merged into {}",
+                m.absorbed_id, m.survivor_id
+            ))
+        })?
         .try_get("version")?;
         absorbed.version = version + 1;
         absorbed.updated_at = time::now();
@@ -713,21 +818,53 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         .execute(&mut *tx)
         .await?;
     }
-    for (table, ids) in [("events", &m.moved.events), ("tasks", &m.moved.tasks), ("follow_ups", &m.moved.follow_ups)] {
+    for (table, ids) in [
+        ("events", &m.moved.events),
+        ("tasks", &m.moved.tasks),
+        ("follow_ups", &m.moved.follow_ups),
+    ] {
         repoint_listed(&mut tx, table, t, ids, &m.survivor_id, &m.absorbed_id).await?;
     }
-    let all: HashMap<String, Tag> = tags::store_all(&mut tx, t).await?.into_iter().map(|tag| (tag.id.clone(), tag)).collect();
+    let all: HashMap<String, Tag> = tags::store_all(&mut tx, t)
+        .await?
+        .into_iter()
+        .map(|tag| (tag.id.clone(), tag))
+        .collect();
     let held = held_tags(&mut tx, t, &m.survivor_id).await?;
     for id in &m.moved.tags {
-        if let Some(tag) = all.get(id) && held.contains(id) {
-            tags::write_changes(&mut tx, actor, tag, &[], &[m.survivor_id.clone()], "unmerge").await?;
+        if let Some(tag) = all.get(id)
+            && held.contains(id)
+        {
+            tags::write_changes(
+                &mut tx,
+                actor,
+                tag,
+                &[],
+                &[m.survivor_id.clone()],
+                "unmerge",
+            )
+            .await?;
         }
     }
     if !m.absorbed_stored {
-        let incoming_tags: Vec<String> = serde_json::from_value(m.absorbed_before.get("tags").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+        let incoming_tags: Vec<String> = serde_json::from_value(
+            m.absorbed_before
+                .get("tags")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+        .unwrap_or_default();
         for id in &incoming_tags {
             if let Some(tag) = all.get(id) {
-                tags::write_changes(&mut tx, actor, tag, &[m.absorbed_id.clone()], &[], "unmerge").await?;
+                tags::write_changes(
+                    &mut tx,
+                    actor,
+                    tag,
+                    &[m.absorbed_id.clone()],
+                    &[],
+                    "unmerge",
+                )
+                .await?;
             }
         }
     }
@@ -751,7 +888,15 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
     let mut changes = changed_fields(&now_s, &restored);
     changes.insert("mergeId".into(), json!(m.id));
     changes.insert("kept".into(), json!(kept));
-    audit::record(&mut tx, actor, "customer.unmerge", ENTITY, &m.survivor_id, Value::Object(changes)).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "customer.unmerge",
+        ENTITY,
+        &m.survivor_id,
+        Value::Object(changes),
+    )
+    .await?;
     audit::record(
         &mut tx,
         actor,
@@ -795,7 +940,11 @@ fn revert(now: &Customer, before: &Customer, after: &Customer) -> (Customer, Vec
     ] {
         list.retain(|v| b.contains(v) || !a.contains(v));
     }
-    let keys: HashSet<&String> = before.attributes.keys().chain(after.attributes.keys()).collect();
+    let keys: HashSet<&String> = before
+        .attributes
+        .keys()
+        .chain(after.attributes.keys())
+        .collect();
     for key in keys {
         let (b, a) = (before.attributes.get(key), after.attributes.get(key));
         if b == a {
@@ -826,9 +975,17 @@ pub async fn history(
     sql.push(&t);
     if let Some(id) = customer_id {
         let a = sql.arg(id);
-        sql.push(&format!(" AND (m.survivor_id = {a} OR m.absorbed_id = {a})"));
+        sql.push(&format!(
+            " AND (m.survivor_id = {a} OR m.absorbed_id = {a})"
+        ));
     }
-    actor.access.push_linked_scope(&mut sql, db.backend, Resource::Customers, &t, "m.survivor_id");
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        Resource::Customers,
+        &t,
+        "m.survivor_id",
+    );
     page.push_conditions(&mut sql, "m.merged_at", "m.id", true);
     page.push_order_limit(&mut sql, "m.merged_at", "m.id", true);
     let rows = sql.query().fetch_all(&db.pool).await?;
@@ -876,7 +1033,10 @@ mod tests {
         let (restored, kept) = revert(&now, &base, &after);
         assert_eq!(restored.display_name, "王芳");
         assert_eq!(restored.owner_id.as_deref(), Some("u2"));
-        assert_eq!(restored.phones, vec!["+8613800138000".to_string(), "+8613700000000".to_string()]);
+        assert_eq!(
+            restored.phones,
+            vec!["+8613800138000".to_string(), "+8613700000000".to_string()]
+        );
         assert!(!restored.attributes.contains_key("city"));
         assert_eq!(kept, vec!["ownerId".to_string()]);
     }

@@ -15,10 +15,10 @@ mod merge;
 pub mod resolve;
 pub mod suggestions;
 
+pub(crate) use merge::absorb_incoming;
 pub use merge::{
     FIELDS, HISTORY_ORDER, Merge, MergeRequest, Moved, Unmerged, get as get_merge, history, merge,
     unmerge,
 };
-pub(crate) use merge::absorb_incoming;
 pub use resolve::{Conflict, Side};
 pub use suggestions::{ScanReport, Suggestion, SuggestionFilter};

@@ -33,7 +33,9 @@ pub struct Conflict {
     pub kept: Value,
     pub discarded: Value,
     pub kept_from: Side,
-    /// `most_recent`, `source_priority`, `preferred` (the caller chose) or `limit`.
+    /// `most_recent`, `source_priority`, `preferred` (the caller chose), `first_seen` (the
+    /// source channel of the profile seen first), `limit`, `exclusive_group`,
+    /// `identity_held`.
     pub rule: String,
 }
 
@@ -120,13 +122,16 @@ pub fn resolve(
     {
         merged.display_name = absorbed.display_name.clone();
     }
-    if settle(
-        "lifecycleStage",
-        json!(survivor.lifecycle_stage.as_str()),
-        json!(absorbed.lifecycle_stage.as_str()),
-        &some,
-    ) == Side::Absorbed
-    {
+    // a derived stage is not a value anyone chose: a stage set by hand wins over it, and
+    // when neither was set by hand, derivation recomputes it after the merge
+    let chosen = |c: &Customer| {
+        if c.stage_manual {
+            json!(c.lifecycle_stage.as_str())
+        } else {
+            Value::Null
+        }
+    };
+    if settle("lifecycleStage", chosen(survivor), chosen(absorbed), &some) == Side::Absorbed {
         merged.lifecycle_stage = absorbed.lifecycle_stage;
     }
     merged.stage_manual = survivor.stage_manual || absorbed.stage_manual;
@@ -139,21 +144,32 @@ pub fn resolve(
     {
         merged.owner_id = absorbed.owner_id.clone();
     }
-    if settle(
-        "sourceChannel",
-        json!(survivor.source_channel.as_str()),
-        json!(absorbed.source_channel.as_str()),
-        &some,
-    ) == Side::Absorbed
-    {
-        merged.source_channel = absorbed.source_channel;
-    }
     for (key, value) in &absorbed.attributes {
         let field = format!("attributes.{key}");
         let mine = survivor.attributes.get(key).cloned().unwrap_or(Value::Null);
         if settle(&field, mine, value.clone(), &some) == Side::Absorbed {
             merged.attributes.insert(key.clone(), value.clone());
         }
+    }
+    if survivor.source_channel != absorbed.source_channel {
+        // where the customer first came from: the profile seen first, unless preferred
+        let (side, rule) = match policy.prefer.get("sourceChannel") {
+            Some(side) => (*side, "preferred"),
+            None if absorbed.created_at < survivor.created_at => (Side::Absorbed, "first_seen"),
+            None => (Side::Survivor, "first_seen"),
+        };
+        let (kept, discarded) = match side {
+            Side::Survivor => (survivor.source_channel, absorbed.source_channel),
+            Side::Absorbed => (absorbed.source_channel, survivor.source_channel),
+        };
+        conflicts.push(Conflict {
+            field: "sourceChannel".into(),
+            kept: json!(kept.as_str()),
+            discarded: json!(discarded.as_str()),
+            kept_from: side,
+            rule: rule.into(),
+        });
+        merged.source_channel = kept;
     }
     merged.phones = unite("phones", &survivor.phones, &absorbed.phones, &mut conflicts);
     merged.emails = unite("emails", &survivor.emails, &absorbed.emails, &mut conflicts);
@@ -244,6 +260,11 @@ mod tests {
         assert_eq!(m.phones, vec!["+8613800138001".to_string()]);
         let names: Vec<_> = conflicts.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(names, ["displayName", "sourceChannel"]);
+        assert_eq!(
+            m.source_channel,
+            Channel::Wecom,
+            "where the customer came from first"
+        );
         assert_eq!(conflicts[0].kept_from, Side::Absorbed);
         assert_eq!(conflicts[0].discarded, json!("王芳"));
     }
@@ -262,7 +283,10 @@ mod tests {
         assert_eq!(m.attributes.get("city"), Some(&json!("上海")));
         assert_eq!(m.attributes.get("vip"), Some(&json!(true)));
         assert_eq!(m.owner_id.as_deref(), Some("u1"), "gaps are filled");
-        let city = conflicts.iter().find(|c| c.field == "attributes.city").unwrap();
+        let city = conflicts
+            .iter()
+            .find(|c| c.field == "attributes.city")
+            .unwrap();
         assert_eq!(city.rule, "source_priority");
     }
 
@@ -281,7 +305,11 @@ mod tests {
         let mut s = customer("a", Channel::Web, 1);
         s.phones = (0..9).map(|i| format!("+861380013800{i}")).collect();
         let mut a = customer("a", Channel::Web, 1);
-        a.phones = vec!["+8613800138000".into(), "+8613900000001".into(), "+8613900000002".into()];
+        a.phones = vec![
+            "+8613800138000".into(),
+            "+8613900000001".into(),
+            "+8613900000002".into(),
+        ];
         let prefer = HashMap::new();
         let (m, conflicts) = run(&s, &a, ConflictRule::MostRecent, &prefer);
         assert_eq!(m.phones.len(), MAX_CONTACTS);

@@ -282,7 +282,10 @@ pub async fn dismiss(db: &Db, actor: &Actor, id: &str) -> Result<Suggestion> {
     let mut tx = db.begin_write().await?;
     let s = get(&mut tx, actor, id).await?;
     for c in [&s.customer_a, &s.customer_b] {
-        actor.access.ensure_customer(db, Resource::Customers, c).await?;
+        actor
+            .access
+            .ensure_customer(db, Resource::Customers, c)
+            .await?;
     }
     if s.status != "pending" {
         return Err(Error::invalid(

@@ -21,10 +21,15 @@ pub struct RowError {
 pub struct Bound {
     pub fields: Vec<(Target, Spec, Vec<usize>)>,
     pub time_zone: chrono_tz::Tz,
+    pub header: Vec<String>,
 }
 
 impl Bound {
-    pub fn new(mapping: &Mapping, header: &[String], tenant_zone: chrono_tz::Tz) -> Result<Bound, Vec<MappingError>> {
+    pub fn new(
+        mapping: &Mapping,
+        header: &[String],
+        tenant_zone: chrono_tz::Tz,
+    ) -> Result<Bound, Vec<MappingError>> {
         mapping.check_header(header)?;
         let fields = mapping
             .fields
@@ -41,7 +46,18 @@ impl Bound {
         Ok(Bound {
             fields,
             time_zone: mapping.time_zone.unwrap_or(tenant_zone),
+            header: header.to_vec(),
         })
+    }
+
+    /// Puts a row's errors in the order of the file's columns (row-wide ones last).
+    pub fn sort(&self, errors: &mut [RowError]) {
+        errors.sort_by_key(|e| {
+            self.header
+                .iter()
+                .position(|h| *h == e.column)
+                .unwrap_or(usize::MAX)
+        });
     }
 }
 
@@ -62,7 +78,11 @@ pub fn values(spec: &Spec, idx: &[usize], cells: &[String]) -> Result<Vec<Cell>,
             continue;
         }
         let parts: Vec<&str> = match &spec.split {
-            Some(chars) => raw.split(chars.as_slice()).map(str::trim).filter(|p| !p.is_empty()).collect(),
+            Some(chars) => raw
+                .split(chars.as_slice())
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect(),
             None => vec![raw],
         };
         for part in parts {
@@ -92,7 +112,11 @@ pub fn values(spec: &Spec, idx: &[usize], cells: &[String]) -> Result<Vec<Cell>,
         && let Some(d) = &spec.default
     {
         out.push(Cell {
-            column: spec.columns.first().cloned().unwrap_or_else(|| format!("({} default)", spec.path)),
+            column: spec
+                .columns
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("({} default)", spec.path)),
             value: d.clone(),
         });
     }
@@ -111,7 +135,9 @@ pub fn typed(spec: &Spec, value: &str, zone: chrono_tz::Tz) -> Result<Value, Str
         ),
         ValueType::Decimal => Value::String(decimal(value)?.to_string()),
         ValueType::Bool => Value::Bool(boolean(value)?),
-        ValueType::Date => Value::String(date(&spec.formats, value)?.format("%Y-%m-%d").to_string()),
+        ValueType::Date => {
+            Value::String(date(&spec.formats, value)?.format("%Y-%m-%d").to_string())
+        }
         ValueType::DateTime => Value::String(datetime(&spec.formats, value, zone)?.to_rfc3339()),
     })
 }
@@ -124,14 +150,18 @@ pub fn decimal(value: &str) -> Result<Decimal, String> {
         .chars()
         .filter(|c| *c != ',' && *c != '_' && !c.is_whitespace())
         .collect();
-    cleaned.parse::<Decimal>().map_err(|_| format!("`{value}` is not a number"))
+    cleaned
+        .parse::<Decimal>()
+        .map_err(|_| format!("`{value}` is not a number"))
 }
 
 fn boolean(value: &str) -> Result<bool, String> {
     match value.to_lowercase().as_str() {
         "true" | "yes" | "y" | "1" | "是" | "有" | "对" | "√" => Ok(true),
         "false" | "no" | "n" | "0" | "否" | "无" | "不是" | "×" => Ok(false),
-        _ => Err(format!("`{value}` is not yes/no (true, false, 是, 否, 1, 0)")),
+        _ => Err(format!(
+            "`{value}` is not yes/no (true, false, 是, 否, 1, 0)"
+        )),
     }
 }
 
@@ -148,21 +178,35 @@ pub fn date(formats: &[String], value: &str) -> Result<NaiveDate, String> {
     if let Ok(dt) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S") {
         return Ok(dt.date());
     }
-    Err(format!("`{value}` is not a date in any of the formats {}", formats.join(", ")))
+    Err(format!(
+        "`{value}` is not a date in any of the formats {}",
+        formats.join(", ")
+    ))
 }
 
 /// A moment: RFC 3339 as written, or a naive date-time (or date, at midnight) in one of
 /// `formats`, read in `zone`.
-pub fn datetime(formats: &[String], value: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+pub fn datetime(
+    formats: &[String],
+    value: &str,
+    zone: chrono_tz::Tz,
+) -> Result<DateTime<Utc>, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(value) {
         return Ok(dt.with_timezone(&Utc));
     }
     let naive = formats.iter().find_map(|f| {
-        NaiveDateTime::parse_from_str(value, f)
-            .ok()
-            .or_else(|| NaiveDate::parse_from_str(value, f).ok().map(|d| d.and_time(chrono::NaiveTime::MIN)))
+        NaiveDateTime::parse_from_str(value, f).ok().or_else(|| {
+            NaiveDate::parse_from_str(value, f)
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
     });
-    let naive = naive.ok_or_else(|| format!("`{value}` is not a date and time in any of the formats {}", formats.join(", ")))?;
+    let naive = naive.ok_or_else(|| {
+        format!(
+            "`{value}` is not a date and time in any of the formats {}",
+            formats.join(", ")
+        )
+    })?;
     zone.from_local_datetime(&naive)
         .earliest()
         .map(|dt| dt.with_timezone(&Utc))
@@ -186,14 +230,26 @@ mod tests {
             &Target::LifecycleStage,
         );
         let cells = |v: &str| vec![v.to_string()];
-        assert_eq!(values(&s, &[0], &cells("VIP客户")).unwrap()[0].value, "loyal");
-        assert!(values(&s, &[0], &cells("普通")).unwrap().is_empty(), "mapped to nothing");
+        assert_eq!(
+            values(&s, &[0], &cells("VIP客户")).unwrap()[0].value,
+            "loyal"
+        );
+        assert!(
+            values(&s, &[0], &cells("普通")).unwrap().is_empty(),
+            "mapped to nothing"
+        );
         let (cell, reason) = values(&s, &[0], &cells("黑名单")).unwrap_err();
         assert_eq!(cell.column, "t");
         assert!(reason.contains("not in the value map of columns.lifecycle_stage"));
-        let name = spec_of("[columns]\ndisplay_name = { column = \"n\", default = \"未知\" }\n", &Target::DisplayName);
+        let name = spec_of(
+            "[columns]\ndisplay_name = { column = \"n\", default = \"未知\" }\n",
+            &Target::DisplayName,
+        );
         assert_eq!(values(&name, &[0], &cells("  ")).unwrap()[0].value, "未知");
-        let phones = spec_of("[columns]\ndisplay_name = \"n\"\nphones = \"p\"\n", &Target::Phones);
+        let phones = spec_of(
+            "[columns]\ndisplay_name = \"n\"\nphones = \"p\"\n",
+            &Target::Phones,
+        );
         let got: Vec<String> = values(&phones, &[0], &cells("138 0013 8000；139-0000-0000"))
             .unwrap()
             .into_iter()
@@ -204,14 +260,37 @@ mod tests {
 
     #[test]
     fn dates_times_and_numbers() {
-        let formats: Vec<String> = ["%Y年%m月%d日", "%Y/%m/%d"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(date(&formats, "1990年3月7日").unwrap().to_string(), "1990-03-07");
-        assert_eq!(date(&formats, "1990/03/07").unwrap().to_string(), "1990-03-07");
-        assert!(date(&formats, "07.03.1990").unwrap_err().contains("%Y年%m月%d日"));
+        let formats: Vec<String> = ["%Y年%m月%d日", "%Y/%m/%d"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            date(&formats, "1990年3月7日").unwrap().to_string(),
+            "1990-03-07"
+        );
+        assert_eq!(
+            date(&formats, "1990/03/07").unwrap().to_string(),
+            "1990-03-07"
+        );
+        assert!(
+            date(&formats, "07.03.1990")
+                .unwrap_err()
+                .contains("%Y年%m月%d日")
+        );
         let f: Vec<String> = vec!["%Y-%m-%d %H:%M".into()];
         let shanghai = chrono_tz::Asia::Shanghai;
-        assert_eq!(datetime(&f, "2026-11-20 08:30", shanghai).unwrap().to_rfc3339(), "2026-11-20T00:30:00+00:00");
-        assert_eq!(datetime(&f, "2026-11-20T08:30:00Z", shanghai).unwrap().to_rfc3339(), "2026-11-20T08:30:00+00:00");
+        assert_eq!(
+            datetime(&f, "2026-11-20 08:30", shanghai)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-20T00:30:00+00:00"
+        );
+        assert_eq!(
+            datetime(&f, "2026-11-20T08:30:00Z", shanghai)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-20T08:30:00+00:00"
+        );
         assert_eq!(decimal("¥1,299.50").unwrap().to_string(), "1299.50");
         assert!(decimal("abc").is_err());
         assert_eq!(boolean("是"), Ok(true));

@@ -59,7 +59,11 @@ impl Columns {
     fn of(&self, field: &str) -> String {
         self.0
             .iter()
-            .filter(|(p, _)| field == p || field.starts_with(&format!("{p}.")) || field.starts_with(&format!("{p}[")))
+            .filter(|(p, _)| {
+                field == p
+                    || field.starts_with(&format!("{p}."))
+                    || field.starts_with(&format!("{p}["))
+            })
             .max_by_key(|(p, _)| p.len())
             .map(|(_, c)| c.clone())
             .unwrap_or_else(|| "-".into())
@@ -133,7 +137,14 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
                     if tenant.users.contains_key(value) {
                         input.owner_id = Some(value.to_owned());
                     } else {
-                        reject(column, value, format!("no user `{value}` in this tenant (map names to user ids in {}.map)", spec.path));
+                        reject(
+                            column,
+                            value,
+                            format!(
+                                "no user `{value}` in this tenant (map names to user ids in {}.map)",
+                                spec.path
+                            ),
+                        );
                     }
                 }
                 Target::LifecycleStage => match LifecycleStage::parse(&value.to_lowercase()) {
@@ -143,43 +154,68 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
                         value,
                         format!(
                             "`{value}` is not a lifecycle stage ({}); map it in {}.map",
-                            LifecycleStage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                            LifecycleStage::ALL
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             spec.path
                         ),
                     ),
                 },
                 Target::SourceChannel => match Channel::parse(&value.to_lowercase()) {
                     Some(c) => input.source_channel = c,
-                    None => reject(column, value, format!("`{value}` is not a channel; map it in {}.map", spec.path)),
+                    None => reject(
+                        column,
+                        value,
+                        format!("`{value}` is not a channel; map it in {}.map", spec.path),
+                    ),
                 },
                 Target::Identity(channel) => {
-                    columns.note(format!("row.identities[{}]", input.identities.len()), column);
+                    columns.note(
+                        format!("row.identities[{}]", input.identities.len()),
+                        column,
+                    );
                     input.identities.push(Identity {
                         channel: *channel,
                         external_id: value.to_owned(),
                     });
                 }
-                Target::Attribute(key) if !attributes.contains_key(key) => match typed(spec, value, ctx.bound.time_zone) {
-                    Ok(v) => {
-                        columns.note(format!("row.attributes.{key}"), column);
-                        attributes.insert(key.clone(), v);
+                Target::Attribute(key) if !attributes.contains_key(key) => {
+                    match typed(spec, value, ctx.bound.time_zone) {
+                        Ok(v) => {
+                            columns.note(format!("row.attributes.{key}"), column);
+                            attributes.insert(key.clone(), v);
+                        }
+                        Err(reason) => reject(column, value, reason),
                     }
-                    Err(reason) => reject(column, value, reason),
-                },
+                }
                 Target::Tags => match ctx.tags.get(value) {
                     Some(tag) if tag.kind == TagKind::Manual => {
                         if !tags.iter().any(|t| t.id == tag.id) {
                             tags.push(tag.clone());
                         }
                     }
-                    Some(_) => reject(column, value, format!("\"{value}\" is a dynamic tag: its rule decides who holds it")),
-                    None => reject(column, value, format!("no tag named \"{value}\" (create it first, or map the value in {}.map)", spec.path)),
+                    Some(_) => reject(
+                        column,
+                        value,
+                        format!("\"{value}\" is a dynamic tag: its rule decides who holds it"),
+                    ),
+                    None => reject(
+                        column,
+                        value,
+                        format!(
+                            "no tag named \"{value}\" (create it first, or map the value in {}.map)",
+                            spec.path
+                        ),
+                    ),
                 },
                 _ => {}
             }
         }
     }
     if !errors.is_empty() {
+        ctx.bound.sort(&mut errors);
         return Err(errors);
     }
     input.attributes = Some(Value::Object(attributes));
@@ -221,7 +257,10 @@ fn matches(holders: &candidates::Holders, c: &customers::Customer, ids: &[Identi
             out.push(Match {
                 key: MatchKey::Identity,
                 holder: h.clone(),
-                reason: Reason::new("same_identity", format!("{}:{}", i.channel.as_str(), i.external_id)),
+                reason: Reason::new(
+                    "same_identity",
+                    format!("{}:{}", i.channel.as_str(), i.external_id),
+                ),
             });
         }
     }
@@ -270,8 +309,14 @@ pub async fn batch(
     let tenant = &ctx.actor.tenant;
     let t = tenant.id.as_str();
     let all_ids: Vec<Identity> = incoming.iter().flat_map(|i| i.prepared.1.clone()).collect();
-    let phones: Vec<&str> = incoming.iter().flat_map(|i| i.prepared.0.phones.iter().map(String::as_str)).collect();
-    let emails: Vec<&str> = incoming.iter().flat_map(|i| i.prepared.0.emails.iter().map(String::as_str)).collect();
+    let phones: Vec<&str> = incoming
+        .iter()
+        .flat_map(|i| i.prepared.0.phones.iter().map(String::as_str))
+        .collect();
+    let emails: Vec<&str> = incoming
+        .iter()
+        .flat_map(|i| i.prepared.0.emails.iter().map(String::as_str))
+        .collect();
     let mut holders = candidates::holders(&mut *conn, t, &all_ids, &phones, &emails).await?;
 
     let auto = &tenant.dedupe.auto_merge;
@@ -305,7 +350,13 @@ pub async fn batch(
         holders.learn(&id, ids, &c.phones, &c.emails);
         match target {
             Some(m) => {
-                let reason = format!("import job {} row {}: {} {}", ctx.job_id, inc.row, m.key.as_str(), m.reason.detail);
+                let reason = format!(
+                    "import job {} row {}: {} {}",
+                    ctx.job_id,
+                    inc.row,
+                    m.key.as_str(),
+                    m.reason.detail
+                );
                 merges.push((inc, id, reason));
             }
             None => new.push(inc),
@@ -323,11 +374,22 @@ pub async fn batch(
             (i.prepared.0.id.clone(), snapshot)
         })
         .collect();
-    audit::record_many(&mut *conn, ctx.actor, "customer.import", "customer", &entries).await?;
+    audit::record_many(
+        &mut *conn,
+        ctx.actor,
+        "customer.import",
+        "customer",
+        &entries,
+    )
+    .await?;
     let mut by_tag: HashMap<&str, (&Tag, Vec<String>)> = HashMap::new();
     for i in &new {
         for tag in &i.tags {
-            by_tag.entry(tag.id.as_str()).or_insert_with(|| (tag, Vec::new())).1.push(i.prepared.0.id.clone());
+            by_tag
+                .entry(tag.id.as_str())
+                .or_insert_with(|| (tag, Vec::new()))
+                .1
+                .push(i.prepared.0.id.clone());
         }
     }
     for (tag, ids) in by_tag.into_values() {
@@ -337,7 +399,16 @@ pub async fn batch(
 
     let mut touched = Vec::new();
     for (inc, target, reason) in merges {
-        dedupe::absorb_incoming(&mut *conn, ctx.db, ctx.actor, &target, &inc.prepared, &inc.tags, &reason).await?;
+        dedupe::absorb_incoming(
+            &mut *conn,
+            ctx.db,
+            ctx.actor,
+            &target,
+            &inc.prepared,
+            &inc.tags,
+            &reason,
+        )
+        .await?;
         counts.merged += 1;
         if !touched.contains(&target) {
             touched.push(target);

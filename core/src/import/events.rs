@@ -107,7 +107,11 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
                 Ok(e) => keys.push((Key::Email(e), column, value.to_owned())),
                 Err(reason) => reject(&column, value, reason),
             },
-            Target::CustomerIdentity(ch) => keys.push((Key::Identity(*ch, value.to_owned()), column, value.to_owned())),
+            Target::CustomerIdentity(ch) => keys.push((
+                Key::Identity(*ch, value.to_owned()),
+                column,
+                value.to_owned(),
+            )),
             Target::EventType => match EventType::parse(&value.to_lowercase()) {
                 Some(t) => {
                     event_type = Some(t);
@@ -118,7 +122,11 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
                     value,
                     format!(
                         "`{value}` is not an event type ({}); map it in {}.map",
-                        EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+                        EventType::ALL
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         spec.path
                     ),
                 ),
@@ -147,7 +155,11 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
             }
             Target::EventChannel => match Channel::parse(&value.to_lowercase()) {
                 Some(c) => channel = Some(c),
-                None => reject(&column, value, format!("`{value}` is not a channel; map it in {}.map", spec.path)),
+                None => reject(
+                    &column,
+                    value,
+                    format!("`{value}` is not a channel; map it in {}.map", spec.path),
+                ),
             },
             Target::IdempotencyKey => {
                 key = Some(format!("{}{value}", spec.prefix));
@@ -176,6 +188,7 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
         errors.push(missing("occurred_at is empty"));
     }
     if !errors.is_empty() {
+        ctx.bound.sort(&mut errors);
         return Err(errors);
     }
     let event = NewEvent {
@@ -222,10 +235,15 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
 }
 
 /// Live customer ids among `ids`, following merges to the profile that absorbed each.
-async fn live_ids(conn: &mut AnyConnection, tenant: &str, ids: &[&str]) -> Result<HashMap<String, String>> {
+async fn live_ids(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(500) {
-        let mut sql = Sql::new("SELECT id, deleted_at, merged_into FROM customers WHERE tenant_id = ");
+        let mut sql =
+            Sql::new("SELECT id, deleted_at, merged_into FROM customers WHERE tenant_id = ");
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND id IN (");
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
@@ -247,7 +265,11 @@ async fn live_ids(conn: &mut AnyConnection, tenant: &str, ids: &[&str]) -> Resul
     }
     // a survivor may itself have been absorbed since: follow the chain (bounded)
     for _ in 0..4 {
-        let targets: Vec<String> = out.values().filter(|v| !out.contains_key(*v)).cloned().collect();
+        let targets: Vec<String> = out
+            .values()
+            .filter(|v| !out.contains_key(*v))
+            .cloned()
+            .collect();
         if targets.is_empty() {
             break;
         }
@@ -323,13 +345,21 @@ pub async fn batch(
                     row: d.row,
                     column: column.clone(),
                     value: value.clone(),
-                    reason: "no customer of this tenant matches (by id, phone, email or identity)".into(),
+                    reason: "no customer of this tenant matches (by id, phone, email or identity)"
+                        .into(),
                 });
             }
         }
     }
     let inputs: Vec<NewEvent> = ready.iter().map(|d| d.event.clone()).collect();
-    let results = events::record_in(&mut *conn, ctx.db, ctx.actor, &inputs, ctx.trigger_automations).await?;
+    let results = events::record_in(
+        &mut *conn,
+        ctx.db,
+        ctx.actor,
+        &inputs,
+        ctx.trigger_automations,
+    )
+    .await?;
     let mut touched: Vec<String> = Vec::new();
     for (outcome, event) in &results {
         match outcome {

@@ -58,7 +58,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
     let kind: String = r.try_get("kind")?;
     Ok(Job {
         id: r.try_get("id")?,
-        kind: Kind::parse(&kind).ok_or_else(|| Error::Internal(format!("unknown import kind `{kind}`")))?,
+        kind: Kind::parse(&kind)
+            .ok_or_else(|| Error::Internal(format!("unknown import kind `{kind}`")))?,
         source: r.try_get("source")?,
         fingerprint: r.try_get("fingerprint")?,
         mapping: r.try_get("mapping")?,
@@ -77,7 +78,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
         actor_id: r.try_get("actor_id")?,
         started_at: time::from_micros(r.try_get("started_at")?),
         updated_at: time::from_micros(r.try_get("updated_at")?),
-        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(time::from_micros),
+        finished_at: r
+            .try_get::<Option<i64>, _>("finished_at")?
+            .map(time::from_micros),
         error: r.try_get("error")?,
     })
 }
@@ -124,7 +127,13 @@ pub async fn get(db: &Db, tenant: &str, id: &str) -> Result<Job> {
 }
 
 /// Saves the counts and the last committed row, in the batch's transaction.
-pub async fn checkpoint(conn: &mut AnyConnection, tenant: &str, id: &str, row: u64, c: &Counts) -> Result<()> {
+pub async fn checkpoint(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    row: u64,
+    c: &Counts,
+) -> Result<()> {
     sqlx::query(
         "UPDATE import_jobs SET checkpoint_row = $1, rows_read = $2, created = $3, merged = $4, suggested = $5, \
          duplicates = $6, rejected = $7, updated = $8, updated_at = $9 WHERE tenant_id = $10 AND id = $11",
@@ -146,7 +155,13 @@ pub async fn checkpoint(conn: &mut AnyConnection, tenant: &str, id: &str, row: u
 }
 
 /// Stores rejected rows (up to [`MAX_STORED_ERRORS`] per job), in the batch's transaction.
-pub async fn store_errors(conn: &mut AnyConnection, tenant: &str, id: &str, stored: &mut i64, errors: &[RowError]) -> Result<()> {
+pub async fn store_errors(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    stored: &mut i64,
+    errors: &[RowError],
+) -> Result<()> {
     let mut seq_of_row: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
     for e in errors {
         if *stored >= MAX_STORED_ERRORS {
@@ -174,16 +189,24 @@ pub async fn store_errors(conn: &mut AnyConnection, tenant: &str, id: &str, stor
 
 /// How many rejected rows a job has stored already (when resuming).
 pub async fn stored_errors(db: &Db, tenant: &str, id: &str) -> Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) AS n FROM import_errors WHERE tenant_id = $1 AND job_id = $2")
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?)
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM import_errors WHERE tenant_id = $1 AND job_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?,
+    )
 }
 
 /// Marks a job finished (`completed`, or `failed` with the reason).
-pub async fn finish(db: &Db, tenant: &str, id: &str, error: Option<&str>, counts: Option<&Counts>) -> Result<()> {
+pub async fn finish(
+    db: &Db,
+    tenant: &str,
+    id: &str,
+    error: Option<&str>,
+    counts: Option<&Counts>,
+) -> Result<()> {
     let now = time::to_micros(time::now());
     sqlx::query(
         "UPDATE import_jobs SET status = $1, error = $2, finished_at = $3, updated_at = $3 WHERE tenant_id = $4 AND id = $5",

@@ -219,20 +219,28 @@ fn spec(v: &Value, path: &str, ty: ValueType, list: bool) -> Result<Spec, Mappin
             check_keys(
                 t,
                 path,
-                &["column", "columns", "map", "unmapped", "type", "formats", "default", "split", "prefix"],
+                &[
+                    "column", "columns", "map", "unmapped", "type", "formats", "default", "split",
+                    "prefix",
+                ],
             )?;
             if let Some(c) = t.get("column") {
                 s.columns.push(string(c, &join(path, "column"))?);
             }
             if let Some(cs) = t.get("columns") {
-                let arr = cs.as_array().ok_or_else(|| err(&join(path, "columns"), "must be a list of column names"))?;
+                let arr = cs
+                    .as_array()
+                    .ok_or_else(|| err(&join(path, "columns"), "must be a list of column names"))?;
                 for (i, c) in arr.iter().enumerate() {
                     s.columns.push(string(c, &format!("{path}.columns[{i}]"))?);
                 }
             }
             if let Some(m) = t.get("map") {
                 for (k, v) in table(m, &join(path, "map"))? {
-                    s.map.insert(k.trim().to_owned(), string(v, &join(&join(path, "map"), k))?);
+                    s.map.insert(
+                        k.trim().to_owned(),
+                        string(v, &join(&join(path, "map"), k))?,
+                    );
                 }
             }
             if let Some(u) = t.get("unmapped") {
@@ -240,21 +248,38 @@ fn spec(v: &Value, path: &str, ty: ValueType, list: bool) -> Result<Spec, Mappin
                     "keep" => Unmapped::Keep,
                     "ignore" => Unmapped::Ignore,
                     "reject" => Unmapped::Reject,
-                    other => return Err(err(&join(path, "unmapped"), format!("`{other}` is not one of keep, ignore, reject"))),
+                    other => {
+                        return Err(err(
+                            &join(path, "unmapped"),
+                            format!("`{other}` is not one of keep, ignore, reject"),
+                        ));
+                    }
                 };
             }
             if let Some(ty) = t.get("type") {
                 let name = string(ty, &join(path, "type"))?;
                 s.ty = ValueType::parse(&name).ok_or_else(|| {
-                    err(&join(path, "type"), format!("`{name}` is not one of text, integer, decimal, bool, date, datetime"))
+                    err(
+                        &join(path, "type"),
+                        format!(
+                            "`{name}` is not one of text, integer, decimal, bool, date, datetime"
+                        ),
+                    )
                 })?;
             }
             if let Some(f) = t.get("formats") {
-                let arr = f.as_array().ok_or_else(|| err(&join(path, "formats"), "must be a list of formats such as \"%Y/%m/%d\""))?;
+                let arr = f.as_array().ok_or_else(|| {
+                    err(
+                        &join(path, "formats"),
+                        "must be a list of formats such as \"%Y/%m/%d\"",
+                    )
+                })?;
                 for (i, f) in arr.iter().enumerate() {
                     let at = format!("{path}.formats[{i}]");
                     let f = string(f, &at)?;
-                    if chrono::format::StrftimeItems::new(&f).any(|i| matches!(i, chrono::format::Item::Error)) {
+                    if chrono::format::StrftimeItems::new(&f)
+                        .any(|i| matches!(i, chrono::format::Item::Error))
+                    {
                         return Err(err(&at, format!("`{f}` is not a valid date format")));
                     }
                     s.formats.push(f);
@@ -274,7 +299,12 @@ fn spec(v: &Value, path: &str, ty: ValueType, list: bool) -> Result<Spec, Mappin
                 return Err(err(path, "give `column` (or `columns`) or a `default`"));
             }
         }
-        _ => return Err(err(path, "must be a column name, a list of column names, or a table")),
+        _ => {
+            return Err(err(
+                path,
+                "must be a column name, a list of column names, or a table",
+            ));
+        }
     }
     if s.formats.is_empty() {
         let defaults: &[&str] = match s.ty {
@@ -298,12 +328,32 @@ fn channel(name: &str, path: &str) -> Result<Channel, MappingError> {
 
 /// Parses a mapping file's text.
 pub fn parse(text: &str) -> Result<Mapping, MappingError> {
-    let root: Table = toml::from_str(text).map_err(|e| err("", format!("not valid TOML: {}", e.message())))?;
-    let kind_name = root.get("kind").map(|k| string(k, "kind")).transpose()?.unwrap_or_else(|| "customers".into());
-    let kind = Kind::parse(&kind_name).ok_or_else(|| err("kind", format!("`{kind_name}` is not `customers` or `events`")))?;
+    let root: Table =
+        toml::from_str(text).map_err(|e| err("", format!("not valid TOML: {}", e.message())))?;
+    let kind_name = root
+        .get("kind")
+        .map(|k| string(k, "kind"))
+        .transpose()?
+        .unwrap_or_else(|| "customers".into());
+    let kind = Kind::parse(&kind_name).ok_or_else(|| {
+        err(
+            "kind",
+            format!("`{kind_name}` is not `customers` or `events`"),
+        )
+    })?;
     let sections: &[&str] = match kind {
-        Kind::Customers => &["kind", "source", "columns", "identities", "attributes", "tags", "options"],
-        Kind::Events => &["kind", "source", "customer", "columns", "payload", "options"],
+        Kind::Customers => &[
+            "kind",
+            "source",
+            "columns",
+            "identities",
+            "attributes",
+            "tags",
+            "options",
+        ],
+        Kind::Events => &[
+            "kind", "source", "customer", "columns", "payload", "options",
+        ],
     };
     check_keys(&root, "", sections)?;
     let mut m = Mapping {
@@ -318,20 +368,33 @@ pub fn parse(text: &str) -> Result<Mapping, MappingError> {
     };
     if let Some(src) = root.get("source") {
         let t = table(src, "source")?;
-        check_keys(t, "source", &["delimiter", "encoding", "sheet", "header_row", "time_zone"])?;
+        check_keys(
+            t,
+            "source",
+            &["delimiter", "encoding", "sheet", "header_row", "time_zone"],
+        )?;
         if let Some(d) = t.get("delimiter") {
             let d = string(d, "source.delimiter")?;
             let d = if d == "\\t" { "\t".to_owned() } else { d };
             m.delimiter = match d.as_bytes() {
                 [b] if b.is_ascii() => *b,
-                _ => return Err(err("source.delimiter", "one ASCII character, e.g. \",\", \";\" or \"\\t\"")),
+                _ => {
+                    return Err(err(
+                        "source.delimiter",
+                        "one ASCII character, e.g. \",\", \";\" or \"\\t\"",
+                    ));
+                }
             };
         }
         if let Some(e) = t.get("encoding") {
             let name = string(e, "source.encoding")?;
             m.encoding = Some(
-                encoding_rs::Encoding::for_label(name.as_bytes())
-                    .ok_or_else(|| err("source.encoding", format!("`{name}` is not a known encoding (utf-8, gbk, gb18030, big5, …)")))?,
+                encoding_rs::Encoding::for_label(name.as_bytes()).ok_or_else(|| {
+                    err(
+                        "source.encoding",
+                        format!("`{name}` is not a known encoding (utf-8, gbk, gb18030, big5, …)"),
+                    )
+                })?,
             );
         }
         if let Some(s) = t.get("sheet") {
@@ -341,18 +404,26 @@ pub fn parse(text: &str) -> Result<Mapping, MappingError> {
             m.header_row = h
                 .as_integer()
                 .filter(|n| *n >= 1)
-                .ok_or_else(|| err("source.header_row", "a row number from 1"))? as u64;
+                .ok_or_else(|| err("source.header_row", "a row number from 1"))?
+                as u64;
         }
         if let Some(z) = t.get("time_zone") {
             let name = string(z, "source.time_zone")?;
-            m.time_zone = Some(name.parse().map_err(|_| err("source.time_zone", format!("`{name}` is not an IANA time zone such as Asia/Shanghai")))?);
+            m.time_zone = Some(name.parse().map_err(|_| {
+                err(
+                    "source.time_zone",
+                    format!("`{name}` is not an IANA time zone such as Asia/Shanghai"),
+                )
+            })?);
         }
     }
     if let Some(o) = root.get("options") {
         let t = table(o, "options")?;
         check_keys(t, "options", &["trigger_automations"])?;
         if let Some(v) = t.get("trigger_automations") {
-            m.trigger_automations = v.as_bool().ok_or_else(|| err("options.trigger_automations", "true or false"))?;
+            m.trigger_automations = v
+                .as_bool()
+                .ok_or_else(|| err("options.trigger_automations", "true or false"))?;
         }
     }
     match kind {
@@ -365,7 +436,18 @@ pub fn parse(text: &str) -> Result<Mapping, MappingError> {
 fn customers(root: &Table, m: &mut Mapping) -> Result<(), MappingError> {
     if let Some(cols) = root.get("columns") {
         let t = table(cols, "columns")?;
-        check_keys(t, "columns", &["display_name", "phones", "emails", "owner_id", "lifecycle_stage", "source_channel"])?;
+        check_keys(
+            t,
+            "columns",
+            &[
+                "display_name",
+                "phones",
+                "emails",
+                "owner_id",
+                "lifecycle_stage",
+                "source_channel",
+            ],
+        )?;
         for (key, v) in t {
             let path = join("columns", key);
             let (target, list) = match key.as_str() {
@@ -376,24 +458,33 @@ fn customers(root: &Table, m: &mut Mapping) -> Result<(), MappingError> {
                 "lifecycle_stage" => (Target::LifecycleStage, false),
                 _ => (Target::SourceChannel, false),
             };
-            m.fields.push((target, spec(v, &path, ValueType::Text, list)?));
+            m.fields
+                .push((target, spec(v, &path, ValueType::Text, list)?));
         }
     }
     if let Some(ids) = root.get("identities") {
         for (name, v) in table(ids, "identities")? {
             let path = join("identities", name);
-            m.fields.push((Target::Identity(channel(name, &path)?), spec(v, &path, ValueType::Text, false)?));
+            m.fields.push((
+                Target::Identity(channel(name, &path)?),
+                spec(v, &path, ValueType::Text, false)?,
+            ));
         }
     }
     if let Some(attrs) = root.get("attributes") {
         for (name, v) in table(attrs, "attributes")? {
             let path = join("attributes", name);
             crate::customers::validate::attribute_key(name).map_err(|e| err(&path, e))?;
-            m.fields.push((Target::Attribute(name.clone()), spec(v, &path, ValueType::Text, false)?));
+            m.fields.push((
+                Target::Attribute(name.clone()),
+                spec(v, &path, ValueType::Text, false)?,
+            ));
         }
     }
     if let Some(tags) = root.get("tags") {
-        let list = tags.as_array().ok_or_else(|| err("tags", "must be a list of tables ([[tags]])"))?;
+        let list = tags
+            .as_array()
+            .ok_or_else(|| err("tags", "must be a list of tables ([[tags]])"))?;
         for (i, v) in list.iter().enumerate() {
             let path = format!("tags[{i}]");
             let mut s = spec(v, &path, ValueType::Text, true)?;
@@ -404,7 +495,10 @@ fn customers(root: &Table, m: &mut Mapping) -> Result<(), MappingError> {
         }
     }
     if !m.fields.iter().any(|(t, _)| *t == Target::DisplayName) {
-        return Err(err("columns.display_name", "required: the column holding the customer's name (or a `default`)"));
+        return Err(err(
+            "columns.display_name",
+            "required: the column holding the customer's name (or a `default`)",
+        ));
     }
     Ok(())
 }
@@ -419,11 +513,26 @@ fn events(root: &Table, m: &mut Mapping) -> Result<(), MappingError> {
             "email" => Target::CustomerEmail,
             other => Target::CustomerIdentity(channel(other, &path)?),
         };
-        m.fields.push((target, spec(v, &path, ValueType::Text, false)?));
+        m.fields
+            .push((target, spec(v, &path, ValueType::Text, false)?));
     }
-    let cols = root.get("columns").ok_or_else(|| err("columns", "required: at least `type` and `occurred_at`"))?;
+    let cols = root
+        .get("columns")
+        .ok_or_else(|| err("columns", "required: at least `type` and `occurred_at`"))?;
     let t = table(cols, "columns")?;
-    check_keys(t, "columns", &["type", "name", "occurred_at", "amount", "currency", "channel", "idempotency_key"])?;
+    check_keys(
+        t,
+        "columns",
+        &[
+            "type",
+            "name",
+            "occurred_at",
+            "amount",
+            "currency",
+            "channel",
+            "idempotency_key",
+        ],
+    )?;
     for (key, v) in t {
         let path = join("columns", key);
         let (target, ty) = match key.as_str() {
@@ -439,14 +548,21 @@ fn events(root: &Table, m: &mut Mapping) -> Result<(), MappingError> {
     }
     for required in [Target::EventType, Target::OccurredAt] {
         if !m.fields.iter().any(|(t, _)| *t == required) {
-            let name = if required == Target::EventType { "type" } else { "occurred_at" };
+            let name = if required == Target::EventType {
+                "type"
+            } else {
+                "occurred_at"
+            };
             return Err(err(&join("columns", name), "required"));
         }
     }
     if let Some(p) = root.get("payload") {
         for (name, v) in table(p, "payload")? {
             let path = join("payload", name);
-            m.fields.push((Target::Payload(name.clone()), spec(v, &path, ValueType::Text, false)?));
+            m.fields.push((
+                Target::Payload(name.clone()),
+                spec(v, &path, ValueType::Text, false)?,
+            ));
         }
     }
     Ok(())
@@ -462,12 +578,19 @@ impl Mapping {
                 if !header.iter().any(|h| h == c) {
                     problems.push(err(
                         &spec.path,
-                        format!("no column `{c}` in the file (it has: {})", header.join(", ")),
+                        format!(
+                            "no column `{c}` in the file (it has: {})",
+                            header.join(", ")
+                        ),
                     ));
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 }
 
@@ -478,7 +601,10 @@ mod tests {
     fn check_err(text: &str, path: &str, message_part: &str) {
         let e = parse(text).expect_err(text);
         assert_eq!(e.path, path, "{e}");
-        assert!(e.message.contains(message_part), "`{e}` should say `{message_part}`");
+        assert!(
+            e.message.contains(message_part),
+            "`{e}` should say `{message_part}`"
+        );
     }
 
     #[test]
@@ -508,29 +634,69 @@ mod tests {
         let (_, phones) = m.fields.iter().find(|(t, _)| *t == Target::Phones).unwrap();
         assert_eq!(phones.columns, ["手机", "电话"]);
         assert!(phones.split.is_some());
-        let (_, stage) = m.fields.iter().find(|(t, _)| *t == Target::LifecycleStage).unwrap();
+        let (_, stage) = m
+            .fields
+            .iter()
+            .find(|(t, _)| *t == Target::LifecycleStage)
+            .unwrap();
         assert_eq!(stage.map.get("VIP客户").map(String::as_str), Some("loyal"));
         assert_eq!(stage.unmapped, Unmapped::Ignore);
-        let (_, birthday) = m.fields.iter().find(|(t, _)| *t == Target::Attribute("birthday".into())).unwrap();
+        let (_, birthday) = m
+            .fields
+            .iter()
+            .find(|(t, _)| *t == Target::Attribute("birthday".into()))
+            .unwrap();
         assert_eq!(birthday.ty, ValueType::Date);
-        assert!(m.fields.iter().any(|(t, _)| *t == Target::Identity(Channel::Wecom)));
+        assert!(
+            m.fields
+                .iter()
+                .any(|(t, _)| *t == Target::Identity(Channel::Wecom))
+        );
     }
 
     #[test]
     fn mistakes_name_their_key() {
-        check_err("[columns]\ndisplay_name = \"n\"\nphone = \"p\"\n", "columns.phone", "unknown key");
-        check_err("[columns]\nphones = \"p\"\n", "columns.display_name", "required");
-        check_err("[columns]\ndisplay_name = { colum = \"n\" }\n", "columns.display_name.colum", "unknown key");
-        check_err("[columns]\ndisplay_name = \"n\"\n[identities]\nweixin = \"w\"\n", "identities.weixin", "not a channel");
+        check_err(
+            "[columns]\ndisplay_name = \"n\"\nphone = \"p\"\n",
+            "columns.phone",
+            "unknown key",
+        );
+        check_err(
+            "[columns]\nphones = \"p\"\n",
+            "columns.display_name",
+            "required",
+        );
+        check_err(
+            "[columns]\ndisplay_name = { colum = \"n\" }\n",
+            "columns.display_name.colum",
+            "unknown key",
+        );
+        check_err(
+            "[columns]\ndisplay_name = \"n\"\n[identities]\nweixin = \"w\"\n",
+            "identities.weixin",
+            "not a channel",
+        );
         check_err(
             "[columns]\ndisplay_name = \"n\"\n[attributes]\nb = { column = \"b\", type = \"day\" }\n",
             "attributes.b.type",
             "not one of",
         );
         check_err("kind = \"orders\"\n", "kind", "not `customers` or `events`");
-        check_err("kind = \"events\"\n[customer]\nid = \"c\"\n[columns]\ntype = \"t\"\n", "columns.occurred_at", "required");
-        check_err("[source]\ndelimiter = \"ab\"\n", "source.delimiter", "one ASCII character");
-        check_err("[source]\ntime_zone = \"Mars/Base\"\n", "source.time_zone", "IANA");
+        check_err(
+            "kind = \"events\"\n[customer]\nid = \"c\"\n[columns]\ntype = \"t\"\n",
+            "columns.occurred_at",
+            "required",
+        );
+        check_err(
+            "[source]\ndelimiter = \"ab\"\n",
+            "source.delimiter",
+            "one ASCII character",
+        );
+        check_err(
+            "[source]\ntime_zone = \"Mars/Base\"\n",
+            "source.time_zone",
+            "IANA",
+        );
     }
 
     #[test]
@@ -539,6 +705,10 @@ mod tests {
         let errors = m.check_header(&["姓名".into(), "电话".into()]).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "columns.phones");
-        assert!(errors[0].message.contains("it has: 姓名, 电话"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("it has: 姓名, 电话"),
+            "{}",
+            errors[0]
+        );
     }
 }

@@ -69,7 +69,11 @@ pub struct Silent;
 impl Observer for Silent {}
 
 fn mapping_error(e: &mapping::MappingError) -> FieldError {
-    let path = if e.path.is_empty() { "mapping".to_owned() } else { format!("mapping.{}", e.path) };
+    let path = if e.path.is_empty() {
+        "mapping".to_owned()
+    } else {
+        format!("mapping.{}", e.path)
+    };
     FieldError::new(path, e.message.clone())
 }
 
@@ -78,11 +82,19 @@ fn fingerprint(input: &Input) -> Result<String> {
     match input {
         Input::Bytes(b) => hasher.update(b),
         Input::File(path) => {
-            let mut f = std::fs::File::open(path).map_err(|e| Error::invalid("file", format!("cannot open {}: {e}", path.display())))?;
-            std::io::copy(&mut f, &mut hasher).map_err(|e| Error::invalid("file", format!("cannot read {}: {e}", path.display())))?;
+            let mut f = std::fs::File::open(path).map_err(|e| {
+                Error::invalid("file", format!("cannot open {}: {e}", path.display()))
+            })?;
+            std::io::copy(&mut f, &mut hasher).map_err(|e| {
+                Error::invalid("file", format!("cannot read {}: {e}", path.display()))
+            })?;
         }
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn source_error(e: SourceError) -> Error {
@@ -105,27 +117,42 @@ pub async fn run(
             if job.fingerprint != fingerprint {
                 return Err(Error::invalid(
                     "resume",
-                    format!("the file differs from the one import {id} read (SHA-256 {} vs {})", &job.fingerprint[..12], &fingerprint[..12]),
+                    format!(
+                        "the file differs from the one import {id} read (SHA-256 {} vs {})",
+                        &job.fingerprint[..12],
+                        &fingerprint[..12]
+                    ),
                 ));
             }
             if job.status == "completed" {
-                return Err(Error::invalid("resume", format!("import {id} is already complete")));
+                return Err(Error::invalid(
+                    "resume",
+                    format!("import {id} is already complete"),
+                ));
             }
             if job.dry_run {
-                return Err(Error::invalid("resume", "a dry run cannot be resumed: run it again"));
+                return Err(Error::invalid(
+                    "resume",
+                    "a dry run cannot be resumed: run it again",
+                ));
             }
             let text = job.mapping.clone();
             (Some(job), text)
         }
         None => (None, req.mapping.clone()),
     };
-    let mapping = mapping::parse(&mapping_text).map_err(|e| Error::Invalid(vec![mapping_error(&e)]))?;
+    let mapping =
+        mapping::parse(&mapping_text).map_err(|e| Error::Invalid(vec![mapping_error(&e)]))?;
     if let Some(kind) = req.expect
         && kind != mapping.kind
     {
         return Err(Error::invalid(
             "mapping.kind",
-            format!("this is an import of {}, but the mapping describes {}", kind.as_str(), mapping.kind.as_str()),
+            format!(
+                "this is an import of {}, but the mapping describes {}",
+                kind.as_str(),
+                mapping.kind.as_str()
+            ),
         ));
     }
     if mapping.kind == Kind::Customers {
@@ -139,13 +166,42 @@ pub async fn run(
     let batch_size = req.batch_size.clamp(1, 10_000);
     let job = match job {
         Some(j) => j,
-        None => job::start(db, actor, mapping.kind, &req.source_name, &fingerprint, &mapping_text, req.dry_run).await?,
+        None => {
+            job::start(
+                db,
+                actor,
+                mapping.kind,
+                &req.source_name,
+                &fingerprint,
+                &mapping_text,
+                req.dry_run,
+            )
+            .await?
+        }
     };
     observer.started(&job);
-    let outcome = drive(db, actor, host, req, &mapping, &job, &fingerprint, batch_size, observer).await;
+    let outcome = drive(
+        db,
+        actor,
+        host,
+        req,
+        &mapping,
+        &job,
+        &fingerprint,
+        batch_size,
+        observer,
+    )
+    .await;
     match outcome {
         Ok(counts) => {
-            job::finish(db, actor.tenant_id(), &job.id, None, req.dry_run.then_some(&counts)).await?;
+            job::finish(
+                db,
+                actor.tenant_id(),
+                &job.id,
+                None,
+                req.dry_run.then_some(&counts),
+            )
+            .await?;
             if !req.dry_run && counts.created + counts.merged > 0 {
                 refresh_dynamic_tags(db, actor).await;
             }
@@ -153,7 +209,9 @@ pub async fn run(
         }
         Err(e) => {
             let message = match &e {
-                Error::Storage(_) | Error::Internal(_) => "storage failure (see the server log); resume the job to continue".to_owned(),
+                Error::Storage(_) | Error::Internal(_) => {
+                    "storage failure (see the server log); resume the job to continue".to_owned()
+                }
                 other => other.to_string(),
             };
             job::finish(db, actor.tenant_id(), &job.id, Some(&message), None).await?;
@@ -185,9 +243,14 @@ async fn drive(
     batch_size: usize,
     observer: &mut dyn Observer,
 ) -> Result<Counts> {
-    let mut source = Source::open(req.input.clone(), req.format, mapping, job.checkpoint_row as u64)
-        .await
-        .map_err(source_error)?;
+    let mut source = Source::open(
+        req.input.clone(),
+        req.format,
+        mapping,
+        job.checkpoint_row as u64,
+    )
+    .await
+    .map_err(source_error)?;
     let bound = Bound::new(mapping, &source.header, actor.tenant.time_zone)
         .map_err(|errors| Error::Invalid(errors.iter().map(mapping_error).collect()))?;
     let tags_by_name = tags::list(db, actor.tenant_id())
@@ -223,11 +286,17 @@ async fn drive(
                 None => break,
             }
         }
-        let Some(last) = rows.last().map(|r| r.number) else { break };
+        let Some(last) = rows.last().map(|r| r.number) else {
+            break;
+        };
         let mut errors = Vec::new();
         let touched = match mapping.kind {
-            Kind::Customers => customers::batch(&mut tx, &customer_ctx, &rows, &mut counts, &mut errors).await?,
-            Kind::Events => events::batch(&mut tx, &event_ctx, &rows, &mut counts, &mut errors).await?,
+            Kind::Customers => {
+                customers::batch(&mut tx, &customer_ctx, &rows, &mut counts, &mut errors).await?
+            }
+            Kind::Events => {
+                events::batch(&mut tx, &event_ctx, &rows, &mut counts, &mut errors).await?
+            }
         };
         rows_this_run += rows.len() as i64;
         for e in &errors {
@@ -237,7 +306,14 @@ async fn drive(
             let room = (job::MAX_STORED_ERRORS as usize).saturating_sub(dry_errors.len());
             dry_errors.extend(errors.into_iter().take(room));
         } else {
-            job::store_errors(&mut tx, actor.tenant_id(), &job.id, &mut stored_errors, &errors).await?;
+            job::store_errors(
+                &mut tx,
+                actor.tenant_id(),
+                &job.id,
+                &mut stored_errors,
+                &errors,
+            )
+            .await?;
             job::checkpoint(&mut tx, actor.tenant_id(), &job.id, last, &counts).await?;
             tx.commit().await?;
             if !touched.is_empty()

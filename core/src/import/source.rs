@@ -29,7 +29,12 @@ pub enum Format {
 impl Format {
     /// From a file name's extension (`.xlsx`, else CSV).
     pub fn of(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("xlsx") | Some("xlsm") => Format::Xlsx,
             _ => Format::Csv,
         }
@@ -81,14 +86,21 @@ pub struct Source {
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("header", &self.header).finish()
+        f.debug_struct("Source")
+            .field("header", &self.header)
+            .finish()
     }
 }
 
 impl Source {
     /// Opens `input` and reads its header; rows numbered up to `skip_through` are skipped
     /// (resuming after a checkpoint).
-    pub async fn open(input: Input, format: Format, mapping: &Mapping, skip_through: u64) -> Result<Source, SourceError> {
+    pub async fn open(
+        input: Input,
+        format: Format,
+        mapping: &Mapping,
+        skip_through: u64,
+    ) -> Result<Source, SourceError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL);
         let done = Arc::new(AtomicU64::new(0));
         let total = match (&input, format) {
@@ -175,7 +187,10 @@ fn open_read(input: Input) -> Result<Box<dyn Read + Send>, SourceError> {
     })
 }
 
-fn decode(field: &[u8], encoding: Option<&'static encoding_rs::Encoding>) -> Result<String, String> {
+fn decode(
+    field: &[u8],
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<String, String> {
     match encoding {
         Some(enc) => {
             let (text, had_errors) = enc.decode_without_bom_handling(field);
@@ -185,13 +200,18 @@ fn decode(field: &[u8], encoding: Option<&'static encoding_rs::Encoding>) -> Res
                 Ok(text.into_owned())
             }
         }
-        None => std::str::from_utf8(field)
-            .map(str::to_owned)
-            .map_err(|_| "not valid UTF-8 (set source.encoding in the mapping, e.g. \"gbk\")".to_owned()),
+        None => std::str::from_utf8(field).map(str::to_owned).map_err(|_| {
+            "not valid UTF-8 (set source.encoding in the mapping, e.g. \"gbk\")".to_owned()
+        }),
     }
 }
 
-fn read_csv(input: Input, o: &Options, tx: &mpsc::Sender<Msg>, counter: &Arc<AtomicU64>) -> Result<(), SourceError> {
+fn read_csv(
+    input: Input,
+    o: &Options,
+    tx: &mpsc::Sender<Msg>,
+    counter: &Arc<AtomicU64>,
+) -> Result<(), SourceError> {
     let reader = Counting {
         inner: open_read(input)?,
         count: counter.clone(),
@@ -205,10 +225,12 @@ fn read_csv(input: Input, o: &Options, tx: &mpsc::Sender<Msg>, counter: &Arc<Ato
     let mut number = 0u64;
     let mut header_sent = false;
     loop {
-        let more = csv.read_byte_record(&mut record).map_err(|e| SourceError::Parse {
-            row: number + 1,
-            message: e.to_string(),
-        })?;
+        let more = csv
+            .read_byte_record(&mut record)
+            .map_err(|e| SourceError::Parse {
+                row: number + 1,
+                message: e.to_string(),
+            })?;
         if !more {
             break;
         }
@@ -216,9 +238,13 @@ fn read_csv(input: Input, o: &Options, tx: &mpsc::Sender<Msg>, counter: &Arc<Ato
         if number < o.header_row {
             continue;
         }
-        let cells: Result<Vec<String>, String> = record.iter().map(|f| decode(f, o.encoding)).collect();
+        let cells: Result<Vec<String>, String> =
+            record.iter().map(|f| decode(f, o.encoding)).collect();
         if number == o.header_row {
-            let mut header = cells.map_err(|message| SourceError::Parse { row: number, message })?;
+            let mut header = cells.map_err(|message| SourceError::Parse {
+                row: number,
+                message,
+            })?;
             if let Some(first) = header.first_mut() {
                 *first = first.trim_start_matches('\u{feff}').to_owned();
             }
@@ -284,12 +310,17 @@ fn read_xlsx(
     let sheet = match &o.sheet {
         Some(s) if names.contains(s) => s.clone(),
         Some(s) => return Err(SourceError::NoSheet(s.clone(), names.join(", "))),
-        None => names.first().cloned().ok_or_else(|| SourceError::NoSheet("(first)".into(), String::new()))?,
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| SourceError::NoSheet("(first)".into(), String::new()))?,
     };
-    let mut cells = book.worksheet_cells_reader(&sheet).map_err(|e| SourceError::Open {
-        path: sheet.clone(),
-        message: e.to_string(),
-    })?;
+    let mut cells = book
+        .worksheet_cells_reader(&sheet)
+        .map_err(|e| SourceError::Open {
+            path: sheet.clone(),
+            message: e.to_string(),
+        })?;
     let _ = total_tx.send(u64::from(cells.dimensions().end.0) + 1);
     let mut current: Option<(u64, Vec<String>)> = None;
     let mut header_sent = false;
@@ -302,7 +333,9 @@ fn read_xlsx(
         if number == o.header_row {
             *header_sent = true;
             return tx
-                .blocking_send(Msg::Header(values.into_iter().map(|h| h.trim().to_owned()).collect()))
+                .blocking_send(Msg::Header(
+                    values.into_iter().map(|h| h.trim().to_owned()).collect(),
+                ))
                 .is_ok();
         }
         if !*header_sent {
@@ -312,7 +345,11 @@ fn read_xlsx(
         if number <= o.skip_through {
             return true;
         }
-        tx.blocking_send(Msg::Row(Row { number, cells: Ok(values) })).is_ok()
+        tx.blocking_send(Msg::Row(Row {
+            number,
+            cells: Ok(values),
+        }))
+        .is_ok()
     };
     loop {
         let next = cells.next_cell().map_err(|e| SourceError::Parse {
