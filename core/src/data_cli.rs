@@ -77,7 +77,7 @@ fn thousands(n: i64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -106,6 +106,10 @@ impl Observer for Cli {
     }
 
     fn progress(&mut self, p: &Progress) {
+        // called after each commit: what the error file holds matches what is stored
+        if let Some(w) = &mut self.errors {
+            let _ = w.flush();
+        }
         let now = Instant::now();
         if !self.tty && now.duration_since(self.last) < Duration::from_secs(5) {
             return;
@@ -212,6 +216,9 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
     if let Some(mut w) = cli.errors.take() {
         w.flush()?;
     }
+    if cli.written == 0 && args.resume.is_none() {
+        let _ = std::fs::remove_file(&errors_path);
+    }
     let job = match result {
         Ok(job) => job,
         Err(Error::Invalid(problems)) => {
@@ -256,8 +263,6 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
     }
     if cli.written > 0 {
         println!("  rejected rows: {}", cli.errors_path.display());
-    } else if args.resume.is_none() {
-        let _ = std::fs::remove_file(&errors_path);
     }
     Ok(())
 }

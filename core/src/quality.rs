@@ -68,11 +68,6 @@ pub struct Report {
     pub flags: Vec<Flag>,
 }
 
-/// Names that say nothing about the customer (see `dedupe::matching::is_placeholder_name`).
-const PLACEHOLDERS: &[&str] = &[
-    "未知", "无", "客户", "顾客", "先生", "女士", "unknown", "n/a", "na", "none", "null", "test",
-    "测试", "-", "--", "?", "customer",
-];
 /// Attribute keys reported at most.
 const MAX_ATTRIBUTE_KEYS: i64 = 20;
 /// Import rejections are counted over this many days.
@@ -90,7 +85,7 @@ fn rate(part: i64, total: i64) -> f64 {
 pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
     let b = db.backend;
     let placeholder = {
-        let list: Vec<String> = PLACEHOLDERS
+        let list: Vec<String> = crate::dedupe::matching::PLACEHOLDER_NAMES
             .iter()
             .map(|p| format!("'{}'", p.replace('\'', "''")))
             .collect();
@@ -229,7 +224,7 @@ pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
         }
     }
 
-    let duplicates_pending = suggestions::pending_count(db, actor.tenant_id()).await?;
+    let duplicates_pending = suggestions::pending_count(db, actor).await?;
     let mut flags = Vec::new();
     let threshold = actor.tenant.quality.max_missing_contact_rate;
     let contact = rate(n("no_contact")?, total);

@@ -269,7 +269,11 @@ async fn a_merge_keeps_everything_and_unmerge_restores_both(s: &TestServer) {
     s.ok(ALPHA, "mutation($id: ID!) { updateCustomer(id: $id, input: { attributes: { city: \"深圳\" } }) { id } }", json!({ "id": a }))
         .await;
     let u = s.ok(ALPHA, UNMERGE, json!({ "id": m["id"] })).await["unmergeCustomers"].clone();
-    assert_eq!(u["keptFields"], json!(["attributes.city"]));
+    assert_eq!(
+        u["keptFields"],
+        json!(["attributes.city", "optOuts.sms"]),
+        "an opt-out is never dropped"
+    );
     assert!(u["merge"]["undoneAt"].is_string());
     assert_eq!(u["restored"]["id"], json!(b));
     let a_now = &s.ok(ALPHA, PROFILE, json!({ "id": a })).await["customer"];
@@ -303,14 +307,20 @@ async fn a_merge_keeps_everything_and_unmerge_restores_both(s: &TestServer) {
         )
         .await;
     assert_eq!(tasks["tasks"]["edges"].as_array().unwrap().len(), 1);
-    let opt = s
-        .ok(
-            ALPHA,
-            "query($c: ID!) { contactOptOuts(customerId: $c) }",
-            json!({ "c": a }),
-        )
-        .await;
-    assert_eq!(opt["contactOptOuts"], json!([]));
+    for id in [&a, &b] {
+        let opt = s
+            .ok(
+                ALPHA,
+                "query($c: ID!) { contactOptOuts(customerId: $c) }",
+                json!({ "c": id }),
+            )
+            .await;
+        assert_eq!(
+            opt["contactOptOuts"],
+            json!(["sms"]),
+            "opt-outs are never lost"
+        );
+    }
 
     let e = s.err(ALPHA, UNMERGE, json!({ "id": m["id"] })).await;
     assert_eq!(code(&e), "BAD_USER_INPUT", "{e}");

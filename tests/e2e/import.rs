@@ -409,8 +409,47 @@ async fn imports_stay_in_their_tenant(s: &TestServer) {
     );
 }
 
+/// A GBK file (as Excel in China saves CSV), sent as base64 with the mapping's encoding.
+async fn gbk_files_arrive_as_base64(s: &TestServer) {
+    use base64::Engine;
+    let (bytes, _, _) = encoding_rs::GBK.encode("姓名,手机\n赵敏,13600000000\n");
+    let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let mapping =
+        "[source]\nencoding = \"gbk\"\n[columns]\ndisplay_name = \"姓名\"\nphones = \"手机\"\n";
+    let job = &s
+        .ok(
+            ALPHA,
+            IMPORT,
+            json!({ "input": { "content": content, "base64": true, "mapping": mapping } }),
+        )
+        .await["importCustomers"];
+    assert_eq!(job["created"], 1, "{job}");
+    let all = s.ok(ALPHA, CUSTOMERS, json!({})).await;
+    assert_eq!(
+        by_name(&all, "赵敏")[0]["phones"],
+        json!(["+8613600000000"])
+    );
+    // without the encoding, the bytes are not UTF-8: the header cannot be read
+    let e = s
+        .err(ALPHA, IMPORT, json!({ "input": { "content": content, "base64": true, "mapping": "[columns]\ndisplay_name = \"姓名\"\n" } }))
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("set source.encoding"),
+        "{e}"
+    );
+    // a dry run cannot continue a real job
+    let e = s
+        .err(ALPHA, IMPORT, json!({ "input": { "content": content, "base64": true, "mapping": mapping, "dryRun": true, "resumeJobId": job["id"] } }))
+        .await;
+    assert_eq!(code(&e), "BAD_USER_INPUT");
+}
+
 crate::on_both_backends!(
     customers_import_maps_fields_and_reports_bad_rows,
+    gbk_files_arrive_as_base64,
     a_dry_run_reports_what_would_happen_and_keeps_nothing,
     mapping_mistakes_name_the_key_and_nothing_is_stored,
     xlsx_workbooks_import_like_csv,

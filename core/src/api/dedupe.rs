@@ -129,8 +129,8 @@ pub struct MergeConflict {
     pub kept: Json<Value>,
     pub discarded: Json<Value>,
     pub kept_from: MergeSide,
-    /// `most_recent`, `source_priority`, `preferred`, `limit`, `exclusive_group`,
-    /// `identity_held`.
+    /// `most_recent`, `source_priority`, `preferred`, `first_seen`, `limit`,
+    /// `exclusive_group`, `identity_held`.
     pub rule: String,
 }
 
@@ -281,7 +281,8 @@ pub struct UnmergePayload {
     pub merge: CustomerMerge,
     pub survivor: Option<CustomerNode>,
     pub restored: Option<CustomerNode>,
-    /// Survivor fields changed since the merge, left as they are.
+    /// Survivor fields changed since the merge, left as they are, and the opt-outs it keeps
+    /// (`optOuts.<channel>`).
     pub kept_fields: Vec<String>,
 }
 

@@ -33,6 +33,10 @@ pub struct ImportInput {
     pub content: String,
     #[graphql(default)]
     pub format: ImportFormat,
+    /// `content` is base64 (always so for XLSX; for CSV in another encoding than UTF-8,
+    /// e.g. GBK with `source.encoding = "gbk"` in the mapping).
+    #[graphql(default)]
+    pub base64: bool,
     /// The field mapping, in TOML (docs/import.md). Ignored when resuming.
     pub mapping: String,
     /// Do everything, report what would happen, keep nothing.
@@ -270,6 +274,7 @@ impl ImportQuery {
     /// One import job of the tenant.
     async fn import_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ImportJob> {
         let actor = actor(ctx).gql()?;
+        import::job::require_reader(actor).gql()?;
         Ok(import::job::get(db(ctx), actor.tenant_id(), &id)
             .await
             .gql()?
@@ -319,12 +324,13 @@ async fn run_import(
     kind: Kind,
 ) -> async_graphql::Result<ImportJob> {
     let actor = actor(ctx).gql()?;
-    let bytes = match input.format {
-        ImportFormat::Csv => input.content.into_bytes(),
-        ImportFormat::Xlsx => base64::engine::general_purpose::STANDARD
+    let bytes = if input.base64 || input.format == ImportFormat::Xlsx {
+        base64::engine::general_purpose::STANDARD
             .decode(input.content.trim())
             .map_err(|e| Error::invalid("input.content", format!("not base64: {e}")))
-            .gql()?,
+            .gql()?
+    } else {
+        input.content.into_bytes()
     };
     let request = Request {
         input: Input::Bytes(bytes),
@@ -341,9 +347,17 @@ async fn run_import(
             .map_or(import::DEFAULT_BATCH, |n| n.max(1) as usize),
         expect: Some(kind),
     };
+    // the import runs on its own task: a request that times out leaves it to finish (and
+    // `importJob` to report), rather than cutting it off mid-batch
     let host = ctx.data_unchecked::<Reloader>().host.clone();
-    let job = import::run(db(ctx), actor, Some(&host), &request, &mut Silent)
+    let (db, actor) = (db(ctx).clone(), actor.clone());
+    let job =
+        tokio::spawn(
+            async move { import::run(&db, &actor, Some(&host), &request, &mut Silent).await },
+        )
         .await
+        .map_err(|e| Error::Internal(format!("the import task failed: {e}")))
+        .gql()?
         .gql()?;
     Ok(job.into())
 }

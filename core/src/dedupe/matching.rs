@@ -51,15 +51,18 @@ fn fuzzy_score(name: bool, phone: bool, local: bool) -> u8 {
     }
 }
 
-/// Names that say nothing about who someone is ("未知", "unknown", a phone number, …).
+/// Names that say nothing about who someone is (compared lowercase).
+pub const PLACEHOLDER_NAMES: &[&str] = &[
+    "未知", "无", "客户", "顾客", "先生", "女士", "unknown", "n/a", "na", "none", "null", "test",
+    "测试", "-", "--", "?", "customer",
+];
+
+/// A name that says nothing about who someone is: a [`PLACEHOLDER_NAMES`] entry, or only
+/// digits and phone punctuation.
 pub fn is_placeholder_name(name: &str) -> bool {
-    const PLACEHOLDERS: &[&str] = &[
-        "未知", "无", "客户", "顾客", "先生", "女士", "unknown", "n/a", "na", "none", "null",
-        "test", "测试", "-", "--", "?", "customer",
-    ];
     let n = name.trim().to_lowercase();
     n.is_empty()
-        || PLACEHOLDERS.contains(&n.as_str())
+        || PLACEHOLDER_NAMES.contains(&n.as_str())
         || n.chars().all(|c| c.is_ascii_digit() || "+- ()".contains(c))
 }
 

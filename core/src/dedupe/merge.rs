@@ -713,8 +713,9 @@ pub struct Unmerged {
 
 /// Undoes a merge: the absorbed profile comes back (an import row becomes a customer of its
 /// own) with its identities, events, tasks, follow-ups, tags and opt-outs; the survivor's
-/// fields go back to what they were, except those changed since the merge (listed in
-/// [`Unmerged::kept`]). Rows added to the survivor after the merge stay with it.
+/// fields go back to what they were, except those changed since the merge, and it keeps the
+/// opt-outs it gained (both listed in [`Unmerged::kept`]). Rows added to the survivor after
+/// the merge stay with it.
 pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged> {
     actor.require(Action::Update)?;
     actor.require(Action::Delete)?;
@@ -766,7 +767,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
     let now_s = customers::fetch(&mut tx, db, t, &m.survivor_id, true).await?;
     let before = from_stored(&m.survivor_id, &m.survivor_before, 0)?;
     let after = from_stored(&m.survivor_id, &m.survivor_after, 0)?;
-    let (mut restored, kept) = revert(&now_s, &before, &after);
+    let (mut restored, mut kept) = revert(&now_s, &before, &after);
     restored.updated_at = time::now();
     restored.version = now_s.version + 1;
     if !customers::store_row(&mut tx, db, t, &restored, now_s.version).await? {
@@ -840,7 +841,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
                 actor,
                 tag,
                 &[],
-                &[m.survivor_id.clone()],
+                std::slice::from_ref(&m.survivor_id),
                 "unmerge",
             )
             .await?;
@@ -860,7 +861,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
                     &mut tx,
                     actor,
                     tag,
-                    &[m.absorbed_id.clone()],
+                    std::slice::from_ref(&m.absorbed_id),
                     &[],
                     "unmerge",
                 )
@@ -868,14 +869,9 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
             }
         }
     }
-    for channel in &m.moved.opt_outs {
-        sqlx::query("DELETE FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2 AND channel = $3")
-            .bind(t)
-            .bind(&m.survivor_id)
-            .bind(channel)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // opt-outs the survivor gained stay: an opt-out is never dropped by an undo (the absorbed
+    // profile has its own back too); they are listed among the kept fields
+    kept.extend(m.moved.opt_outs.iter().map(|c| format!("optOuts.{c}")));
     let now = time::to_micros(time::now());
     sqlx::query("UPDATE customer_merges SET undone_at = $1, undone_by = $2 WHERE tenant_id = $3 AND id = $4")
         .bind(now)

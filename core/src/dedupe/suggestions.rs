@@ -70,7 +70,7 @@ pub async fn upsert(
     let reasons = serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into());
     let refreshed = sqlx::query(
         "UPDATE merge_suggestions SET score = $1, reasons = $2, updated_at = $3 \
-         WHERE tenant_id = $4 AND customer_a = $5 AND customer_b = $6 AND status = 'pending'",
+         WHERE tenant_id = $4 AND customer_a = $5 AND customer_b = $6 AND status = 'pending' AND score <= $1",
     )
     .bind(i64::from(score))
     .bind(&reasons)
@@ -83,6 +83,7 @@ pub async fn upsert(
     if refreshed.rows_affected() > 0 {
         return Ok(false);
     }
+    // a pending pair with a better score keeps it (and its reasons)
     let inserted = sqlx::query(
         "INSERT INTO merge_suggestions (tenant_id, id, customer_a, customer_b, score, reasons, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT DO NOTHING",
@@ -308,17 +309,20 @@ pub async fn dismiss(db: &Db, actor: &Actor, id: &str) -> Result<Suggestion> {
     Ok(s)
 }
 
-/// Pending suggestions of the tenant (for the quality report).
-pub async fn pending_count(db: &Db, tenant: &str) -> Result<i64> {
-    Ok(sqlx::query(
-        "SELECT COUNT(*) AS n FROM merge_suggestions s WHERE s.tenant_id = $1 AND s.status = 'pending' \
-         AND EXISTS (SELECT 1 FROM customers l WHERE l.tenant_id = $1 AND l.id = s.customer_a AND l.deleted_at IS NULL) \
-         AND EXISTS (SELECT 1 FROM customers l WHERE l.tenant_id = $1 AND l.id = s.customer_b AND l.deleted_at IS NULL)",
-    )
-    .bind(tenant)
-    .fetch_one(&db.pool)
-    .await?
-    .try_get("n")?)
+/// Pending suggestions about pairs of live customers the actor reaches (quality report).
+pub async fn pending_count(db: &Db, actor: &Actor) -> Result<i64> {
+    let mut sql = Sql::new("SELECT COUNT(*) AS n FROM merge_suggestions s WHERE s.tenant_id = ");
+    let t = sql.arg(actor.tenant_id());
+    sql.push(&t).push(" AND s.status = 'pending'");
+    for col in ["s.customer_a", "s.customer_b"] {
+        sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM customers l WHERE l.tenant_id = {t} AND l.id = {col} AND l.deleted_at IS NULL)"
+        ));
+        actor
+            .access
+            .push_linked_scope(&mut sql, db.backend, Resource::Customers, &t, col);
+    }
+    Ok(sql.query().fetch_one(&db.pool).await?.try_get("n")?)
 }
 
 /// A profile for matching, from a customer.

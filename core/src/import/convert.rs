@@ -175,6 +175,10 @@ pub fn date(formats: &[String], value: &str) -> Result<NaiveDate, String> {
             return Ok(dt.date());
         }
     }
+    // XLSX date cells arrive as `YYYY-MM-DD[ HH:MM:SS]` whatever the mapping's formats
+    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(d);
+    }
     if let Ok(dt) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S") {
         return Ok(dt.date());
     }
@@ -201,6 +205,14 @@ pub fn datetime(
                 .map(|d| d.and_time(chrono::NaiveTime::MIN))
         })
     });
+    // XLSX date cells arrive as `YYYY-MM-DD[ HH:MM:SS]` whatever the mapping's formats
+    let naive = naive
+        .or_else(|| NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S").ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        });
     let naive = naive.ok_or_else(|| {
         format!(
             "`{value}` is not a date and time in any of the formats {}",

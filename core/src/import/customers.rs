@@ -108,6 +108,8 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
     let mut attributes = Map::new();
     let mut tags: Vec<Tag> = Vec::new();
     let mut columns = Columns::default();
+    // like every single-valued field, stage and channel take the first value given
+    let (mut stage_set, mut channel_set) = (false, false);
     for (target, spec, idx) in &ctx.bound.fields {
         let cells = match values(spec, idx, cells) {
             Ok(v) => v,
@@ -147,30 +149,40 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
                         );
                     }
                 }
-                Target::LifecycleStage => match LifecycleStage::parse(&value.to_lowercase()) {
-                    Some(s) => input.lifecycle_stage = s,
-                    None => reject(
-                        column,
-                        value,
-                        format!(
-                            "`{value}` is not a lifecycle stage ({}); map it in {}.map",
-                            LifecycleStage::ALL
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            spec.path
+                Target::LifecycleStage if !stage_set => {
+                    match LifecycleStage::parse(&value.to_lowercase()) {
+                        Some(s) => {
+                            input.lifecycle_stage = s;
+                            stage_set = true;
+                        }
+                        None => reject(
+                            column,
+                            value,
+                            format!(
+                                "`{value}` is not a lifecycle stage ({}); map it in {}.map",
+                                LifecycleStage::ALL
+                                    .iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                spec.path
+                            ),
                         ),
-                    ),
-                },
-                Target::SourceChannel => match Channel::parse(&value.to_lowercase()) {
-                    Some(c) => input.source_channel = c,
-                    None => reject(
-                        column,
-                        value,
-                        format!("`{value}` is not a channel; map it in {}.map", spec.path),
-                    ),
-                },
+                    }
+                }
+                Target::SourceChannel if !channel_set => {
+                    match Channel::parse(&value.to_lowercase()) {
+                        Some(c) => {
+                            input.source_channel = c;
+                            channel_set = true;
+                        }
+                        None => reject(
+                            column,
+                            value,
+                            format!("`{value}` is not a channel; map it in {}.map", spec.path),
+                        ),
+                    }
+                }
                 Target::Identity(channel) => {
                     columns.note(
                         format!("row.identities[{}]", input.identities.len()),

@@ -174,6 +174,13 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
             _ => {}
         }
     }
+    // however the mapping lists them: an id first, then identities, then phone, then email
+    keys.sort_by_key(|(k, _, _): &(Key, String, String)| match k {
+        Key::Id(_) => 0,
+        Key::Identity(..) => 1,
+        Key::Phone(_) => 2,
+        Key::Email(_) => 3,
+    });
     let clean = errors.is_empty();
     let missing = |what: &str| RowError {
         row: row.number,
@@ -186,6 +193,11 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
     }
     if clean && occurred_at.is_none() {
         errors.push(missing("occurred_at is empty"));
+    }
+    if clean && event_type.is_none() {
+        errors.push(missing(
+            "type is empty (give the column a `default`, e.g. \"order\")",
+        ));
     }
     if !errors.is_empty() {
         ctx.bound.sort(&mut errors);

@@ -262,11 +262,25 @@ pub async fn errors(db: &Db, tenant: &str, id: &str, limit: i64) -> Result<Vec<R
         .collect()
 }
 
+/// Import jobs and their rejected rows hold raw values of every customer: only a reader who
+/// reaches every customer (as an importer must) may see them.
+pub fn require_reader(actor: &Actor) -> Result<()> {
+    if actor.access.reaches_all(crate::kinds::Resource::Customers) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "import jobs show raw imported values: they need a role whose customers scope is `all`"
+                .into(),
+        ))
+    }
+}
+
 /// The cursor ordering of [`list`].
 pub const ORDER: &str = "imports:started_at:desc";
 
 /// Jobs of the actor's tenant, newest first.
 pub async fn list(db: &Db, actor: &Actor, page: &Page) -> Result<Paged<(Job, Cursor)>> {
+    require_reader(actor)?;
     let mut sql = crate::storage::sql::Sql::new("SELECT * FROM import_jobs WHERE tenant_id = ");
     let t = sql.arg(actor.tenant_id());
     sql.push(&t);

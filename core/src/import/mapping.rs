@@ -130,8 +130,9 @@ pub struct Mapping {
     pub header_row: u64,
     pub time_zone: Option<chrono_tz::Tz>,
     pub fields: Vec<(Target, Spec)>,
-    /// Imported events start SOPs and re-evaluate tags as live ones do (default false:
-    /// history does not message customers).
+    /// Imported events start event-triggered SOPs as live ones do (default false: history
+    /// does not message customers). Tags are re-evaluated either way, and tag changes act
+    /// like live ones.
     pub trigger_automations: bool,
 }
 

@@ -136,6 +136,12 @@ pub async fn run(
                     "a dry run cannot be resumed: run it again",
                 ));
             }
+            if req.dry_run {
+                return Err(Error::invalid(
+                    "dryRun",
+                    "a resumed import cannot be a dry run",
+                ));
+            }
             let text = job.mapping.clone();
             (Some(job), text)
         }
@@ -158,10 +164,18 @@ pub async fn run(
     if mapping.kind == Kind::Customers {
         actor.require(Action::Update)?;
     }
-    if !actor.access.reaches_all(Resource::Customers) {
-        return Err(Error::Forbidden(
-            "importing needs a role whose customers scope is `all` (duplicates are looked for among every customer)".into(),
-        ));
+    if !actor.access.reaches_all(Resource::Customers)
+        || (mapping.kind == Kind::Events && !actor.access.reaches_all(Resource::Events))
+    {
+        return Err(Error::Forbidden(format!(
+            "importing {} needs a role whose customers{} scope is `all` (rows are matched against every customer)",
+            mapping.kind.as_str(),
+            if mapping.kind == Kind::Events {
+                " and events"
+            } else {
+                ""
+            }
+        )));
     }
     let batch_size = req.batch_size.clamp(1, 10_000);
     let job = match job {
@@ -220,7 +234,9 @@ pub async fn run(
     }
 }
 
-/// Recomputes dynamic tags once after an import (in bulk, in SQL) rather than row by row.
+/// Recomputes dynamic tags once after an import that created customers (in bulk, in SQL)
+/// rather than row by row; customers changed by merges or given events were re-evaluated
+/// after their batch.
 async fn refresh_dynamic_tags(db: &Db, actor: &Actor) {
     let dynamic = match tags::list(db, actor.tenant_id()).await {
         Ok(all) => all.iter().any(|t| t.kind == TagKind::Dynamic),
@@ -277,7 +293,13 @@ async fn drive(
     let mut dry_errors: Vec<RowError> = Vec::new();
     let started = Instant::now();
     let mut rows_this_run = 0i64;
-    let mut tx = db.begin_write().await?;
+    // a dry run is one transaction, rolled back at the end; a real import commits each batch
+    // with its checkpoint, and takes the write lock only once the batch has been read
+    let mut dry_tx = if req.dry_run {
+        Some(db.begin_write().await?)
+    } else {
+        None
+    };
     loop {
         let mut rows = Vec::with_capacity(batch_size);
         while rows.len() < batch_size {
@@ -290,22 +312,22 @@ async fn drive(
             break;
         };
         let mut errors = Vec::new();
+        let mut batch_tx = match dry_tx {
+            Some(_) => None,
+            None => Some(db.begin_write().await?),
+        };
+        let tx = match (&mut dry_tx, &mut batch_tx) {
+            (Some(tx), _) | (None, Some(tx)) => tx,
+            (None, None) => unreachable!("one of the two transactions is open"),
+        };
         let touched = match mapping.kind {
             Kind::Customers => {
-                customers::batch(&mut tx, &customer_ctx, &rows, &mut counts, &mut errors).await?
+                customers::batch(tx, &customer_ctx, &rows, &mut counts, &mut errors).await?
             }
-            Kind::Events => {
-                events::batch(&mut tx, &event_ctx, &rows, &mut counts, &mut errors).await?
-            }
+            Kind::Events => events::batch(tx, &event_ctx, &rows, &mut counts, &mut errors).await?,
         };
         rows_this_run += rows.len() as i64;
-        for e in &errors {
-            observer.rejected(e);
-        }
-        if req.dry_run {
-            let room = (job::MAX_STORED_ERRORS as usize).saturating_sub(dry_errors.len());
-            dry_errors.extend(errors.into_iter().take(room));
-        } else {
+        if let Some(mut tx) = batch_tx {
             job::store_errors(
                 &mut tx,
                 actor.tenant_id(),
@@ -321,7 +343,13 @@ async fn drive(
             {
                 tracing::error!(tenant = actor.tenant_id(), error = %e, "tag evaluation after an import batch failed");
             }
-            tx = db.begin_write().await?;
+        } else {
+            let room = (job::MAX_STORED_ERRORS as usize).saturating_sub(dry_errors.len());
+            dry_errors.extend(errors.iter().take(room).cloned());
+        }
+        // reported once committed, so an error file never repeats rows a resume reads again
+        for e in &errors {
+            observer.rejected(e);
         }
         observer.progress(&Progress {
             counts,
@@ -331,13 +359,11 @@ async fn drive(
             rows_this_run,
         });
     }
-    if req.dry_run {
+    if let Some(tx) = dry_tx {
         tx.rollback().await?;
         let mut tx = db.begin_write().await?;
         let mut n = 0;
         job::store_errors(&mut tx, actor.tenant_id(), &job.id, &mut n, &dry_errors).await?;
-        tx.commit().await?;
-    } else {
         tx.commit().await?;
     }
     Ok(counts)

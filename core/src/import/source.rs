@@ -1,6 +1,7 @@
 //! Reading rows from CSV or XLSX, streaming: a thread parses the file and hands rows over a
-//! bounded channel, so memory stays constant whatever the file's size (XLSX keeps its
-//! shared-strings table in memory) and parsing overlaps with the database writes.
+//! bounded channel, so memory stays constant whatever the file's size and parsing overlaps
+//! with the database writes. (An XLSX sheet is streamed cell by cell from the file; its
+//! shared-strings table is held in memory.)
 
 use std::{
     io::{BufReader, Cursor, Read},
@@ -48,7 +49,8 @@ pub enum Input {
     Bytes(Vec<u8>),
 }
 
-/// One source row: its 1-based number as a spreadsheet shows it, and its cells (or why
+/// One source row: its 1-based number (XLSX: the sheet's row number; CSV: the line the
+/// row starts on, so blank lines count as a spreadsheet counts them), and its cells (or why
 /// they cannot be read).
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -234,7 +236,7 @@ fn read_csv(
         if !more {
             break;
         }
-        number += 1;
+        number = record.position().map_or(number + 1, |p| p.line());
         if number < o.header_row {
             continue;
         }
@@ -295,15 +297,29 @@ fn read_xlsx(
     counter: &Arc<AtomicU64>,
     total_tx: &std::sync::mpsc::Sender<u64>,
 ) -> Result<(), SourceError> {
-    let bytes = match input {
-        Input::Bytes(b) => b,
-        Input::File(path) => std::fs::read(&path).map_err(|e| SourceError::Open {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?,
-    };
-    let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|e| SourceError::Open {
-        path: "workbook".into(),
+    match input {
+        Input::Bytes(b) => read_book(Cursor::new(b), "workbook", o, tx, counter, total_tx),
+        Input::File(path) => {
+            let shown = path.display().to_string();
+            let file = std::fs::File::open(&path).map_err(|e| SourceError::Open {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+            read_book(BufReader::new(file), &shown, o, tx, counter, total_tx)
+        }
+    }
+}
+
+fn read_book<RS: Read + std::io::Seek>(
+    reader: RS,
+    name: &str,
+    o: &Options,
+    tx: &mpsc::Sender<Msg>,
+    counter: &Arc<AtomicU64>,
+    total_tx: &std::sync::mpsc::Sender<u64>,
+) -> Result<(), SourceError> {
+    let mut book: Xlsx<RS> = Xlsx::new(reader).map_err(|e| SourceError::Open {
+        path: name.to_owned(),
         message: e.to_string(),
     })?;
     let names = book.sheet_names();
