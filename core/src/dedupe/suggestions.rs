@@ -108,22 +108,49 @@ pub async fn suggest_for(conn: &mut AnyConnection, tenant: &Tenant, ids: &[&str]
         return Ok(0);
     }
     let of = candidates::profiles(conn, &tenant.id, ids).await?;
-    let others = candidates::fuzzy(conn, &tenant.id, &of).await?;
+    suggest_among(conn, tenant, &of).await
+}
+
+/// [`suggest_for`] with the profiles at hand (an import has just written them).
+pub async fn suggest_among(
+    conn: &mut AnyConnection,
+    tenant: &Tenant,
+    of: &[Profile],
+) -> Result<usize> {
+    if of.is_empty() {
+        return Ok(0);
+    }
+    let others = candidates::fuzzy(conn, &tenant.id, of).await?;
+    // compare only profiles sharing a blocking key (a name, an email local part, a phone or
+    // an email), not every pair: a batch of 1000 meets thousands of candidates
+    let mut blocks: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, q) in others.iter().enumerate() {
+        for key in blocking_keys(q) {
+            blocks.entry(key).or_default().push(i);
+        }
+    }
     let mut pairs: HashMap<(String, String), (u8, Vec<Reason>)> = HashMap::new();
-    for p in &of {
-        for q in others.iter().filter(|q| q.id != p.id) {
-            let key = if p.id < q.id {
-                (p.id.clone(), q.id.clone())
-            } else {
-                (q.id.clone(), p.id.clone())
-            };
-            if pairs.contains_key(&key) {
-                continue;
-            }
-            if let Some((score, reasons)) = matching::score(p, q)
-                && score >= tenant.dedupe.min_score
-            {
-                pairs.insert(key, (score, reasons));
+    for p in of {
+        let mut seen = std::collections::HashSet::new();
+        for key in blocking_keys(p) {
+            for &i in blocks.get(&key).map(Vec::as_slice).unwrap_or_default() {
+                let q = &others[i];
+                if q.id == p.id || !seen.insert(i) {
+                    continue;
+                }
+                let key = if p.id < q.id {
+                    (p.id.clone(), q.id.clone())
+                } else {
+                    (q.id.clone(), p.id.clone())
+                };
+                if pairs.contains_key(&key) {
+                    continue;
+                }
+                if let Some((score, reasons)) = matching::score(p, q)
+                    && score >= tenant.dedupe.min_score
+                {
+                    pairs.insert(key, (score, reasons));
+                }
             }
         }
     }
@@ -134,6 +161,24 @@ pub async fn suggest_for(conn: &mut AnyConnection, tenant: &Tenant, ids: &[&str]
         }
     }
     Ok(new)
+}
+
+/// The keys a profile is compared on: its name (unless a placeholder), email local parts,
+/// phones and emails.
+fn blocking_keys(p: &Profile) -> Vec<String> {
+    let mut keys = Vec::new();
+    if !matching::is_placeholder_name(&p.name_key) {
+        keys.push(format!("n:{}", p.name_key));
+    }
+    keys.extend(
+        p.emails
+            .iter()
+            .filter_map(|e| matching::local_part(e))
+            .map(|l| format!("l:{l}")),
+    );
+    keys.extend(p.phones.iter().map(|v| format!("p:{v}")));
+    keys.extend(p.emails.iter().map(|v| format!("e:{v}")));
+    keys
 }
 
 /// Counts of a full scan.

@@ -432,8 +432,12 @@ pub async fn batch(
             counts.suggested += 1;
         }
     }
-    let mut fuzzy: Vec<&str> = new.iter().map(|i| i.prepared.0.id.as_str()).collect();
-    fuzzy.extend(touched.iter().map(String::as_str));
-    counts.suggested += suggestions::suggest_for(&mut *conn, tenant, &fuzzy).await? as i64;
+    let mut profiles: Vec<_> = new
+        .iter()
+        .map(|i| suggestions::profile_of(&i.prepared.0))
+        .collect();
+    let changed: Vec<&str> = touched.iter().map(String::as_str).collect();
+    profiles.extend(candidates::profiles(&mut *conn, t, &changed).await?);
+    counts.suggested += suggestions::suggest_among(&mut *conn, tenant, &profiles).await? as i64;
     Ok(touched)
 }

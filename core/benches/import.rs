@@ -1,0 +1,152 @@
+//! Customer import throughput on SQLite with deduplication, against the physical floor:
+//! sqlite3's own `.import` of the same CSV into a plain table, timed in the same run.
+//!
+//! `cargo xtask bench --bench import` (1,000,000 rows; `SHOAL_BENCH_IMPORT_ROWS` to
+//! change). Every 50th row repeats an earlier customer's phone (merged automatically) and
+//! names repeat (so fuzzy candidates are looked up and scored), as in a real CRM export.
+
+use std::{io::Write, path::Path, process::Command, time::Instant};
+
+use shoal::{
+    import::{self, Format, Input, Request, Silent},
+    tenancy::Directory,
+};
+
+mod common;
+
+const SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤";
+const GIVEN: &str = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏飞宇浩凯健俊帆帅旭宁龙林欣婷雪琳晨阳佳怡子涵梓萱思雨";
+
+fn write_csv(path: &Path, rows: usize) {
+    let surnames: Vec<char> = SURNAMES.chars().collect();
+    let given: Vec<char> = GIVEN.chars().collect();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(out, "姓名,手机,邮箱,会员号,城市,生日").unwrap();
+    let cities = [
+        "上海", "北京", "广州", "深圳", "杭州", "成都", "武汉", "洛阳",
+    ];
+    for i in 0..rows {
+        // a deterministic walk over names and numbers
+        let k = i.wrapping_mul(2_654_435_761) % 1_000_003;
+        let name: String = [
+            surnames[k % surnames.len()],
+            given[(k / 7) % given.len()],
+            given[(k / 331) % given.len()],
+        ]
+        .iter()
+        .collect();
+        let phone = if i % 50 == 49 {
+            13_000_000_000u64 + (i - 25) as u64
+        } else {
+            13_000_000_000u64 + i as u64
+        };
+        let email = if i % 3 == 0 {
+            format!("user{i}@example.com")
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "{name},{phone},{email},M{i:08},{},{}-{:02}-{:02}",
+            cities[i % cities.len()],
+            1960 + i % 45,
+            1 + i % 12,
+            1 + i % 28
+        )
+        .unwrap();
+    }
+}
+
+const MAPPING: &str = r#"
+[columns]
+display_name = "姓名"
+phones = "手机"
+emails = "邮箱"
+[identities]
+store = "会员号"
+[attributes]
+city = "城市"
+birthday = { column = "生日", type = "date" }
+"#;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let rows: usize = std::env::var("SHOAL_BENCH_IMPORT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("shoal-import-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("customers.csv");
+    write_csv(&csv, rows);
+    let size = std::fs::metadata(&csv).unwrap().len();
+    println!("{rows} customer rows, {:.1} MB of CSV", size as f64 / 1e6);
+
+    // the floor: sqlite3 loads the file into a plain table, no checks, no indexes
+    let floor_db = dir.join("floor.db");
+    let started = Instant::now();
+    let out = Command::new("sqlite3")
+        .arg(&floor_db)
+        .arg(format!(".import --csv {} raw", csv.display()))
+        .output()
+        .expect("the sqlite3 command-line shell (Debian package sqlite3)");
+    assert!(
+        out.status.success(),
+        "sqlite3 .import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let floor = started.elapsed().as_secs_f64();
+    println!(
+        "  sqlite3 .import (plain table):       {floor:7.2} s  {:>9.0} rows/s",
+        rows as f64 / floor
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = common::config();
+        let url = format!("sqlite://{}", dir.join("shoal.db").display());
+        let db = common::open(&url, &config).await;
+        let directory = Directory::from_config(&config);
+        let actor = common::actor(&db, &directory).await;
+        let request = Request {
+            input: Input::File(csv.clone()),
+            format: Format::Csv,
+            mapping: MAPPING.into(),
+            source_name: "bench".into(),
+            dry_run: false,
+            resume: None,
+            batch_size: import::DEFAULT_BATCH,
+            expect: None,
+        };
+        let started = Instant::now();
+        let job = import::run(&db, &actor, None, &request, &mut Silent).await.unwrap();
+        let ours = started.elapsed().as_secs_f64();
+        let c = job.counts;
+        println!(
+            "  shoal import (validate, dedupe, audit): {ours:7.2} s  {:>9.0} rows/s  created {} merged {} suggested {} rejected {}",
+            rows as f64 / ours,
+            c.created,
+            c.merged,
+            c.suggested,
+            c.rejected
+        );
+        println!("  ratio shoal / floor: {:.3}×   peak RSS {:.0} MB", floor / ours, peak_rss_mb());
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
