@@ -188,3 +188,54 @@ fn every_default_is_documented() {
     }
     assert!(checked >= 10, "only {checked} defaults found");
 }
+
+#[test]
+fn duplicate_policy_and_quality_thresholds_are_checked() {
+    for (extra, expected) in [
+        (
+            "[tenants.acme.dedupe]\nsource_priority = [\"wecom\", \"weibo\"]\n",
+            &[
+                "tenants.acme.dedupe.source_priority[1]",
+                "`weibo` is not a channel",
+            ][..],
+        ),
+        (
+            "[tenants.acme.dedupe]\nauto_merge = [\"name\"]\n",
+            &["auto_merge"][..],
+        ),
+        (
+            "[tenants.acme.dedupe]\nconflict_rule = \"newest\"\n",
+            &["conflict_rule"][..],
+        ),
+        (
+            "[tenants.acme.dedupe]\nmin_score = 101\n",
+            &["tenants.acme.dedupe.min_score"][..],
+        ),
+        (
+            "[tenants.acme.quality]\nmax_missing_contact_rate = 15\n",
+            &["tenants.acme.quality.max_missing_contact_rate", "0.15"][..],
+        ),
+    ] {
+        expect_error(&format!("{TENANT}{extra}"), &[], expected);
+    }
+    Jail::expect_with(|jail| {
+        jail.set_env("ACME_KEY", "a-very-long-secret-key");
+        let config = load_file(
+            jail,
+            &format!("{TENANT}[tenants.acme.dedupe]\nauto_merge = [\"identity\"]\nconflict_rule = \"source_priority\"\n"),
+        )
+        .expect("valid config");
+        let dedupe = &config.tenants["acme"].dedupe;
+        assert_eq!(dedupe.auto_merge, [crate::config::MatchKey::Identity]);
+        assert_eq!(
+            dedupe.conflict_rule,
+            crate::config::ConflictRule::SourcePriority
+        );
+        assert_eq!(dedupe.min_score, 50, "defaults fill the rest");
+        assert_eq!(
+            config.tenants["acme"].quality.max_missing_contact_rate,
+            0.15
+        );
+        Ok(())
+    });
+}

@@ -62,27 +62,30 @@ pub async fn holders(
     emails: &[&str],
 ) -> Result<Holders> {
     let mut out = Holders::default();
-    let wanted: HashSet<(Channel, &str)> = identities
-        .iter()
-        .map(|i| (i.channel, i.external_id.as_str()))
-        .collect();
-    let ext: Vec<&str> = identities.iter().map(|i| i.external_id.as_str()).collect();
-    for chunk in ext.chunks(CHUNK) {
-        let mut sql = Sql::new(
-            "SELECT channel, external_id, customer_id FROM customer_identities WHERE tenant_id = ",
-        );
-        let t = sql.arg(tenant);
-        sql.push(&t).push(" AND deleted_at IS NULL AND external_id");
-        push_in(&mut sql, chunk);
-        for r in sql.query_once().fetch_all(&mut *conn).await? {
-            let channel: String = r.try_get("channel")?;
-            let ext: String = r.try_get("external_id")?;
-            let Some(channel) = Channel::parse(&channel) else {
-                continue;
-            };
-            if wanted.contains(&(channel, ext.as_str())) {
-                out.identities
-                    .insert((channel, ext), r.try_get("customer_id")?);
+    // one look-up per channel, so that the (tenant, channel, external id) index serves it
+    let mut by_channel: HashMap<Channel, Vec<&str>> = HashMap::new();
+    for i in identities {
+        by_channel
+            .entry(i.channel)
+            .or_default()
+            .push(i.external_id.as_str());
+    }
+    for (channel, ext) in by_channel {
+        for chunk in ext.chunks(CHUNK) {
+            let mut sql = Sql::new(
+                "SELECT external_id, customer_id FROM customer_identities WHERE tenant_id = ",
+            );
+            let t = sql.arg(tenant);
+            let c = sql.arg(channel.as_str());
+            sql.push(&format!(
+                "{t} AND channel = {c} AND deleted_at IS NULL AND external_id"
+            ));
+            push_in(&mut sql, chunk);
+            for r in sql.query_once().fetch_all(&mut *conn).await? {
+                out.identities.insert(
+                    (channel, r.try_get("external_id")?),
+                    r.try_get("customer_id")?,
+                );
             }
         }
     }
