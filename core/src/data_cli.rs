@@ -63,9 +63,13 @@ async fn open(config: &Config, tenant: &str, user: Option<&str>) -> Result<(Db, 
     Ok((db, actor))
 }
 
-/// Writes rejected rows to the error file and shows progress on stderr.
+/// Writes rejected rows to the error file (opened at the first one) and shows progress on
+/// stderr.
 struct Cli {
     errors: Option<csv::Writer<std::fs::File>>,
+    /// Append to the file (a resumed import) rather than replace it.
+    append: bool,
+    failed: bool,
     errors_path: PathBuf,
     written: u64,
     tty: bool,
@@ -148,6 +152,15 @@ impl Observer for Cli {
     }
 
     fn rejected(&mut self, e: &RowError) {
+        if self.errors.is_none() && !self.failed {
+            match open_errors(&self.errors_path, self.append) {
+                Ok(w) => self.errors = Some(w),
+                Err(err) => {
+                    eprintln!("warning: {err}; rejected rows are kept in the database only");
+                    self.failed = true;
+                }
+            }
+        }
         if let Some(w) = &mut self.errors {
             let _ = w.write_record([
                 e.row.to_string(),
@@ -191,7 +204,9 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
         args.file.with_file_name(name)
     });
     let mut cli = Cli {
-        errors: Some(open_errors(&errors_path, args.resume.is_some())?),
+        errors: None,
+        append: args.resume.is_some(),
+        failed: false,
         errors_path: errors_path.clone(),
         written: 0,
         tty: std::io::stderr().is_terminal(),
@@ -215,9 +230,6 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
     }
     if let Some(mut w) = cli.errors.take() {
         w.flush()?;
-    }
-    if cli.written == 0 && args.resume.is_none() {
-        let _ = std::fs::remove_file(&errors_path);
     }
     let job = match result {
         Ok(job) => job,
@@ -263,6 +275,9 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
     }
     if cli.written > 0 {
         println!("  rejected rows: {}", cli.errors_path.display());
+    } else if args.resume.is_none() {
+        // an error file left by an earlier run of this file no longer applies
+        let _ = std::fs::remove_file(&errors_path);
     }
     Ok(())
 }

@@ -412,7 +412,7 @@ async fn imports_stay_in_their_tenant(s: &TestServer) {
 /// A GBK file (as Excel in China saves CSV), sent as base64 with the mapping's encoding.
 async fn gbk_files_arrive_as_base64(s: &TestServer) {
     use base64::Engine;
-    let (bytes, _, _) = encoding_rs::GBK.encode("姓名,手机\n赵敏,13600000000\n");
+    let (bytes, _, _) = encoding_rs::GBK.encode("姓名,手机\r\n赵敏,13600000000\r\n"); // as Excel on Windows saves it
     let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let mapping =
         "[source]\nencoding = \"gbk\"\n[columns]\ndisplay_name = \"姓名\"\nphones = \"手机\"\n";

@@ -51,7 +51,8 @@ pub struct ImportInput {
 /// A refused row (or cell): where, what, why.
 #[derive(SimpleObject, Debug)]
 pub struct ImportRowError {
-    /// 1-based, as a spreadsheet numbers rows (the header is row 1).
+    /// 1-based, as a spreadsheet numbers rows (the header is row `source.header_row`,
+    /// 1 by default).
     pub row: i64,
     pub column: String,
     pub value: String,

@@ -20,7 +20,7 @@ pub use store::{
     update,
 };
 pub(crate) use store::{
-    fetch, identities_json, identity_conflict, replace_contacts, snapshot, store_row,
+    diff, fetch, identities_json, identity_conflict, replace_contacts, snapshot, store_row,
 };
 
 pub type Attributes = Map<String, Value>;

@@ -688,7 +688,7 @@ pub(crate) fn snapshot(c: &Customer, identities: &[Identity]) -> Value {
 }
 
 /// `{field: {"from": old, "to": new}}` for every field that changed.
-fn diff(before: &Customer, after: &Customer) -> serde_json::Map<String, Value> {
+pub(crate) fn diff(before: &Customer, after: &Customer) -> serde_json::Map<String, Value> {
     let (b, a) = (snapshot(before, &[]), snapshot(after, &[]));
     let mut changes = serde_json::Map::new();
     if let (Value::Object(b), Value::Object(a)) = (b, a) {

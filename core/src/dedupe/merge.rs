@@ -458,7 +458,7 @@ async fn record(
     .bind(time::to_micros(m.merged_at))
     .execute(&mut *conn)
     .await?;
-    let mut changes = changed_fields(before, after);
+    let mut changes = customers::diff(before, after);
     changes.insert("mergeId".into(), json!(m.id));
     changes.insert("absorbedId".into(), json!(m.absorbed_id));
     changes.insert("origin".into(), json!(m.origin));
@@ -484,24 +484,6 @@ async fn record(
         .await?;
     }
     Ok(())
-}
-
-/// `{field: {"from", "to"}}` for the customer fields that differ.
-fn changed_fields(before: &Customer, after: &Customer) -> serde_json::Map<String, Value> {
-    let (b, a) = (
-        customers::snapshot(before, &[]),
-        customers::snapshot(after, &[]),
-    );
-    let mut out = serde_json::Map::new();
-    if let (Value::Object(b), Value::Object(a)) = (b, a) {
-        for (k, new) in a {
-            let old = b.get(&k).cloned().unwrap_or(Value::Null);
-            if old != new && k != "identities" {
-                out.insert(k, json!({"from": old, "to": new}));
-            }
-        }
-    }
-    out
 }
 
 /// Moves every row of `table` from customer `from` to `to`; returns their ids.
@@ -881,7 +863,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         .execute(&mut *tx)
         .await?;
     suggestions::decide(&mut tx, actor, &m.survivor_id, &m.absorbed_id, "dismissed").await?;
-    let mut changes = changed_fields(&now_s, &restored);
+    let mut changes = customers::diff(&now_s, &restored);
     changes.insert("mergeId".into(), json!(m.id));
     changes.insert("kept".into(), json!(kept));
     audit::record(

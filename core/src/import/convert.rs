@@ -16,6 +16,45 @@ pub struct RowError {
     pub reason: String,
 }
 
+/// A row's cells, `None` for a blank row, or the row's error when it could not be read.
+pub fn cells_of(row: &super::source::Row) -> Result<Option<&[String]>, Vec<RowError>> {
+    match &row.cells {
+        Ok(c) if c.iter().all(|c| c.trim().is_empty()) => Ok(None),
+        Ok(c) => Ok(Some(c)),
+        Err(reason) => Err(vec![RowError {
+            row: row.number,
+            column: "-".into(),
+            value: String::new(),
+            reason: reason.clone(),
+        }]),
+    }
+}
+
+/// Collects the refusals of one row.
+#[derive(Debug)]
+pub struct Rejects {
+    pub row: u64,
+    pub errors: Vec<RowError>,
+}
+
+impl Rejects {
+    pub fn new(row: u64) -> Rejects {
+        Rejects {
+            row,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, column: &str, value: &str, reason: String) {
+        self.errors.push(RowError {
+            row: self.row,
+            column: column.to_owned(),
+            value: value.to_owned(),
+            reason,
+        });
+    }
+}
+
 /// A mapping bound to a file's header: each field with the indexes of its columns.
 #[derive(Debug, Clone)]
 pub struct Bound {

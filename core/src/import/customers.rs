@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use sqlx::AnyConnection;
 
 use super::{
-    convert::{Bound, RowError, typed, values},
+    convert::{Bound, Rejects, RowError, cells_of, typed, values},
     job::Counts,
     mapping::Target,
     source::Row,
@@ -71,30 +71,13 @@ impl Columns {
 }
 
 fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, Vec<RowError>> {
-    let cells = match &row.cells {
-        Ok(c) => c,
-        Err(reason) => {
-            return Err(vec![RowError {
-                row: row.number,
-                column: "-".into(),
-                value: String::new(),
-                reason: reason.clone(),
-            }]);
-        }
-    };
-    if cells.iter().all(|c| c.trim().is_empty()) {
+    let Some(cells) = cells_of(row)? else {
         return Ok(None);
-    }
-    let tenant = &ctx.actor.tenant;
-    let mut errors = Vec::new();
-    let mut reject = |column: &str, value: &str, reason: String| {
-        errors.push(RowError {
-            row: row.number,
-            column: column.to_owned(),
-            value: value.to_owned(),
-            reason,
-        })
     };
+    let tenant = &ctx.actor.tenant;
+    let mut rejects = Rejects::new(row.number);
+    let mut reject =
+        |column: &str, value: &str, reason: String| rejects.push(column, value, reason);
     let mut input = NewCustomer {
         display_name: String::new(),
         phones: Vec::new(),
@@ -226,6 +209,7 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
             }
         }
     }
+    let mut errors = rejects.errors;
     if !errors.is_empty() {
         ctx.bound.sort(&mut errors);
         return Err(errors);

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row as _};
 
 use super::{
-    convert::{Bound, RowError, datetime, decimal, typed, values},
+    convert::{Bound, Rejects, RowError, cells_of, datetime, decimal, typed, values},
     job::Counts,
     mapping::Target,
     source::Row,
@@ -53,30 +53,13 @@ struct Draft {
 }
 
 fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<RowError>> {
-    let cells = match &row.cells {
-        Ok(c) => c,
-        Err(reason) => {
-            return Err(vec![RowError {
-                row: row.number,
-                column: "-".into(),
-                value: String::new(),
-                reason: reason.clone(),
-            }]);
-        }
-    };
-    if cells.iter().all(|c| c.trim().is_empty()) {
+    let Some(cells) = cells_of(row)? else {
         return Ok(None);
-    }
-    let tenant = &ctx.actor.tenant;
-    let mut errors = Vec::new();
-    let mut reject = |column: &str, value: &str, reason: String| {
-        errors.push(RowError {
-            row: row.number,
-            column: column.to_owned(),
-            value: value.to_owned(),
-            reason,
-        })
     };
+    let tenant = &ctx.actor.tenant;
+    let mut rejects = Rejects::new(row.number);
+    let mut reject =
+        |column: &str, value: &str, reason: String| rejects.push(column, value, reason);
     let mut keys = Vec::new();
     let mut event_type = None;
     let mut name = None;
@@ -181,24 +164,22 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<
         Key::Phone(_) => 2,
         Key::Email(_) => 3,
     });
-    let clean = errors.is_empty();
-    let missing = |what: &str| RowError {
-        row: row.number,
-        column: "-".into(),
-        value: String::new(),
-        reason: what.to_owned(),
-    };
-    if clean && keys.is_empty() {
-        errors.push(missing("no customer column holds a value"));
+    if rejects.errors.is_empty() {
+        if keys.is_empty() {
+            rejects.push("-", "", "no customer column holds a value".into());
+        }
+        if occurred_at.is_none() {
+            rejects.push("-", "", "occurred_at is empty".into());
+        }
+        if event_type.is_none() {
+            rejects.push(
+                "-",
+                "",
+                "type is empty (give the column a `default`, e.g. \"order\")".into(),
+            );
+        }
     }
-    if clean && occurred_at.is_none() {
-        errors.push(missing("occurred_at is empty"));
-    }
-    if clean && event_type.is_none() {
-        errors.push(missing(
-            "type is empty (give the column a `default`, e.g. \"order\")",
-        ));
-    }
+    let mut errors = rejects.errors;
     if !errors.is_empty() {
         ctx.bound.sort(&mut errors);
         return Err(errors);

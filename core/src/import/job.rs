@@ -219,22 +219,8 @@ pub async fn finish(
     .execute(&db.pool)
     .await?;
     if let Some(c) = counts {
-        // a dry run's counts were rolled back with its writes: store them now
-        sqlx::query(
-            "UPDATE import_jobs SET rows_read = $1, created = $2, merged = $3, suggested = $4, duplicates = $5, \
-             rejected = $6, updated = $7 WHERE tenant_id = $8 AND id = $9",
-        )
-        .bind(c.rows_read)
-        .bind(c.created)
-        .bind(c.merged)
-        .bind(c.suggested)
-        .bind(c.duplicates)
-        .bind(c.rejected)
-        .bind(c.updated)
-        .bind(tenant)
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
+        // a dry run's counts were rolled back with its writes (and it committed no row)
+        checkpoint(&mut *db.pool.acquire().await?, tenant, id, 0, c).await?;
     }
     Ok(())
 }

@@ -234,9 +234,9 @@ pub async fn run(
     }
 }
 
-/// Recomputes dynamic tags once after an import that created customers (in bulk, in SQL)
-/// rather than row by row; customers changed by merges or given events were re-evaluated
-/// after their batch.
+/// Recomputes dynamic tags once after an import that stored anything (in bulk, in SQL),
+/// when the tenant has dynamic tags; customers changed by merges or given events were
+/// already re-evaluated after their batch.
 async fn refresh_dynamic_tags(db: &Db, actor: &Actor) {
     let dynamic = match tags::list(db, actor.tenant_id()).await {
         Ok(all) => all.iter().any(|t| t.kind == TagKind::Dynamic),
@@ -338,6 +338,10 @@ async fn drive(
             .await?;
             job::checkpoint(&mut tx, actor.tenant_id(), &job.id, last, &counts).await?;
             tx.commit().await?;
+            // reported once committed, so an error file never repeats rows a resume reads again
+            for e in &errors {
+                observer.rejected(e);
+            }
             if !touched.is_empty()
                 && let Err(e) = tags::evaluate_customers(db, host, &actor.tenant, &touched).await
             {
@@ -346,10 +350,9 @@ async fn drive(
         } else {
             let room = (job::MAX_STORED_ERRORS as usize).saturating_sub(dry_errors.len());
             dry_errors.extend(errors.iter().take(room).cloned());
-        }
-        // reported once committed, so an error file never repeats rows a resume reads again
-        for e in &errors {
-            observer.rejected(e);
+            for e in &errors {
+                observer.rejected(e);
+            }
         }
         observer.progress(&Progress {
             counts,

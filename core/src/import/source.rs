@@ -49,9 +49,9 @@ pub enum Input {
     Bytes(Vec<u8>),
 }
 
-/// One source row: its 1-based number (XLSX: the sheet's row number; CSV: the line the
-/// row starts on, so blank lines count as a spreadsheet counts them), and its cells (or why
-/// they cannot be read).
+/// One source row: its 1-based number as a spreadsheet shows it (XLSX: the sheet's row
+/// number; CSV: the record's number, a cell spanning lines being one row; empty lines are
+/// skipped), and its cells (or why they cannot be read).
 #[derive(Debug, Clone)]
 pub struct Row {
     pub number: u64,
@@ -236,7 +236,7 @@ fn read_csv(
         if !more {
             break;
         }
-        number = record.position().map_or(number + 1, |p| p.line());
+        number += 1;
         if number < o.header_row {
             continue;
         }
