@@ -85,7 +85,8 @@ pub async fn record_many(
                 .push(&row.join(", "))
                 .push(")");
         }
-        sql.query().execute(&mut *conn).await?;
+        let backend = crate::storage::Backend::of(conn);
+        sql.on(backend).query().execute(&mut *conn).await?;
     }
     Ok(())
 }

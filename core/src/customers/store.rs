@@ -225,12 +225,13 @@ pub async fn insert_many(
                 n_identities += 1;
             }
         }
-        sql.query().execute(&mut *conn).await?;
+        sql.on(db.backend).query().execute(&mut *conn).await?;
         if n_contacts > 0 {
-            contacts.query().execute(&mut *conn).await?;
+            contacts.on(db.backend).query().execute(&mut *conn).await?;
         }
         if n_identities > 0 {
             identities
+                .on(db.backend)
                 .query()
                 .execute(&mut *conn)
                 .await

@@ -7,7 +7,12 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{AnyConnection, Row};
 
 use super::matching::{Profile, is_placeholder_name, local_part};
-use crate::{customers::Identity, error::Result, kinds::Channel, storage::sql::Sql};
+use crate::{
+    customers::Identity,
+    error::Result,
+    kinds::Channel,
+    storage::{Backend, sql::Sql},
+};
 
 const CHUNK: usize = 500;
 
@@ -81,7 +86,12 @@ pub async fn holders(
                 "{t} AND channel = {c} AND deleted_at IS NULL AND external_id"
             ));
             push_in(&mut sql, chunk);
-            for r in sql.query_once().fetch_all(&mut *conn).await? {
+            for r in sql
+                .on(Backend::of(conn))
+                .query_once()
+                .fetch_all(&mut *conn)
+                .await?
+            {
                 out.identities.insert(
                     (channel, r.try_get("external_id")?),
                     r.try_get("customer_id")?,
@@ -100,7 +110,12 @@ pub async fn holders(
             let k = sql.arg(kind);
             sql.push(&format!("{t} AND kind = {k} AND value"));
             push_in(&mut sql, chunk);
-            for r in sql.query_once().fetch_all(&mut *conn).await? {
+            for r in sql
+                .on(Backend::of(conn))
+                .query_once()
+                .fetch_all(&mut *conn)
+                .await?
+            {
                 let value: String = r.try_get("value")?;
                 let id: String = r.try_get("customer_id")?;
                 // the oldest holder (ids are time-ordered uuids)
@@ -142,7 +157,12 @@ pub async fn profiles(
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND deleted_at IS NULL AND id");
         push_in(&mut sql, chunk);
-        for r in sql.query_once().fetch_all(&mut *conn).await? {
+        for r in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
             out.push(profile_of(&r)?);
         }
     }
@@ -165,7 +185,12 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
         let t = sql.arg(tenant);
         sql.push(&t).push(" AND deleted_at IS NULL AND name_key");
         push_in(&mut sql, chunk);
-        for r in sql.query_once().fetch_all(&mut *conn).await? {
+        for r in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let p = profile_of(&r)?;
             out.insert(p.id.clone(), p);
         }
@@ -195,7 +220,12 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
             let k = sql.arg(kind);
             sql.push(&format!("{t} AND kind = {k} AND value"));
             push_in(&mut sql, chunk);
-            for r in sql.query_once().fetch_all(&mut *conn).await? {
+            for r in sql
+                .on(Backend::of(conn))
+                .query_once()
+                .fetch_all(&mut *conn)
+                .await?
+            {
                 let id: String = r.try_get("customer_id")?;
                 if !out.contains_key(&id) {
                     ids.insert(id);

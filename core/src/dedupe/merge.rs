@@ -534,7 +534,10 @@ async fn repoint_listed(
         ));
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
         sql.push(&list.join(", ")).push(")");
-        sql.query_once().execute(&mut *conn).await?;
+        sql.on(crate::storage::Backend::of(conn))
+            .query_once()
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::{
     error::{Problems, Result},
     events::{self, CustomerRef, EventType, Money, NewEvent, Outcome},
     kinds::Channel,
-    storage::{Db, sql::Sql},
+    storage::{Backend, Db, sql::Sql},
     tenancy::Actor,
 };
 
@@ -241,7 +241,12 @@ async fn live_ids(
         sql.push(&t).push(" AND id IN (");
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&list.join(", ")).push(")");
-        for r in sql.query_once().fetch_all(&mut *conn).await? {
+        for r in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let id: String = r.try_get("id")?;
             let deleted: Option<i64> = r.try_get("deleted_at")?;
             let into: Option<String> = r.try_get("merged_into")?;
