@@ -16,6 +16,62 @@ pub struct RowError {
     pub reason: String,
 }
 
+/// What reading a row needs: owned, so that a batch is checked on the blocking pool while
+/// the one before is written.
+#[derive(Debug)]
+pub struct RowContext {
+    pub actor: crate::tenancy::Actor,
+    pub bound: Bound,
+    /// Live tags by name (customer imports).
+    pub tags: std::collections::HashMap<String, crate::tags::Tag>,
+    /// Start of derived idempotency keys (event imports).
+    pub key_prefix: String,
+}
+
+/// A batch of rows read: what they became, and the refusals.
+#[derive(Debug)]
+pub struct Checked<T> {
+    pub items: Vec<T>,
+    pub errors: Vec<RowError>,
+    pub read: i64,
+    pub rejected: i64,
+}
+
+impl<T> Checked<T> {
+    /// Reads every row with `read` (`Ok(None)`: a blank row).
+    pub fn of(
+        rows: &[super::source::Row],
+        read: impl Fn(&super::source::Row) -> Result<Option<T>, Vec<RowError>>,
+    ) -> Checked<T> {
+        let mut out = Checked {
+            items: Vec::with_capacity(rows.len()),
+            errors: Vec::new(),
+            read: 0,
+            rejected: 0,
+        };
+        for row in rows {
+            out.read += 1;
+            match read(row) {
+                Ok(Some(item)) => out.items.push(item),
+                Ok(None) => {}
+                Err(e) => {
+                    out.rejected += 1;
+                    out.errors.extend(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds the batch's counts and refusals to the job's, and returns what the rows became.
+    pub fn into_items(self, counts: &mut super::job::Counts, errors: &mut Vec<RowError>) -> Vec<T> {
+        counts.rows_read += self.read;
+        counts.rejected += self.rejected;
+        errors.extend(self.errors);
+        self.items
+    }
+}
+
 /// A row's cells, `None` for a blank row, or the row's error when it could not be read.
 pub fn cells_of(row: &super::source::Row) -> Result<Option<&[String]>, Vec<RowError>> {
     match &row.cells {

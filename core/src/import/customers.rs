@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use sqlx::AnyConnection;
 
 use super::{
-    convert::{Bound, Rejects, RowError, cells_of, typed, values},
+    convert::{Checked, Rejects, RowContext, RowError, cells_of, typed, values},
     job::Counts,
     mapping::Target,
     source::Row,
@@ -32,15 +32,12 @@ use crate::{
 pub struct Context<'a> {
     pub db: &'a Db,
     pub actor: &'a Actor,
-    pub bound: &'a Bound,
     pub job_id: &'a str,
-    /// Live tags by name.
-    pub tags: HashMap<String, Tag>,
 }
 
 /// A row read into a profile.
 #[derive(Debug)]
-struct Incoming {
+pub struct Incoming {
     row: u64,
     prepared: Prepared,
     tags: Vec<Tag>,
@@ -70,7 +67,7 @@ impl Columns {
     }
 }
 
-fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, Vec<RowError>> {
+fn read(ctx: &RowContext, row: &Row) -> std::result::Result<Option<Incoming>, Vec<RowError>> {
     let Some(cells) = cells_of(row)? else {
         return Ok(None);
     };
@@ -109,6 +106,10 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
                     columns.note("row.displayName", column);
                 }
                 Target::Phones => match validate::phone(value, tenant.default_region) {
+                    Ok(p) if input.phones.is_empty() => {
+                        columns.note("row.phones", column);
+                        input.phones.push(p);
+                    }
                     Ok(p) if !input.phones.contains(&p) => input.phones.push(p),
                     Ok(_) => {}
                     Err(reason) => reject(column, value, reason),
@@ -215,12 +216,25 @@ fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Incoming>, V
         return Err(errors);
     }
     input.attributes = Some(Value::Object(attributes));
-    match customers::prepare(ctx.actor, &input, "row") {
-        Ok(prepared) => Ok(Some(Incoming {
+    // the phones are E.164 already: parsing them again is the costliest part of a row
+    let phones = std::mem::take(&mut input.phones);
+    if phones.len() > validate::MAX_CONTACTS {
+        return Err(vec![RowError {
             row: row.number,
-            prepared,
-            tags,
-        })),
+            column: columns.of("row.phones"),
+            value: String::new(),
+            reason: format!("phones: at most {} entries", validate::MAX_CONTACTS),
+        }]);
+    }
+    match customers::prepare(&ctx.actor, &input, "row") {
+        Ok(mut prepared) => {
+            prepared.0.phones = phones;
+            Ok(Some(Incoming {
+                row: row.number,
+                prepared,
+                tags,
+            }))
+        }
         Err(crate::error::Error::Invalid(problems)) => Err(problems
             .into_iter()
             .map(|p| RowError {
@@ -283,25 +297,19 @@ fn matches(holders: &candidates::Holders, c: &customers::Customer, ids: &[Identi
 
 /// Imports one batch in the caller's transaction; returns the customers it changed (merge
 /// survivors) for tag evaluation.
+/// Reads a batch of rows (no storage: it runs on the blocking pool).
+pub fn check(ctx: &RowContext, rows: &[Row]) -> Checked<Incoming> {
+    Checked::of(rows, |row| read(ctx, row))
+}
+
 pub async fn batch(
     conn: &mut AnyConnection,
     ctx: &Context<'_>,
-    rows: &[Row],
+    checked: Checked<Incoming>,
     counts: &mut Counts,
     errors: &mut Vec<RowError>,
 ) -> Result<Vec<String>> {
-    let mut incoming = Vec::with_capacity(rows.len());
-    for row in rows {
-        counts.rows_read += 1;
-        match read(ctx, row) {
-            Ok(Some(i)) => incoming.push(i),
-            Ok(None) => {}
-            Err(e) => {
-                counts.rejected += 1;
-                errors.extend(e);
-            }
-        }
-    }
+    let incoming = checked.into_items(counts, errors);
     let tenant = &ctx.actor.tenant;
     let t = tenant.id.as_str();
     let all_ids: Vec<Identity> = incoming.iter().flat_map(|i| i.prepared.1.clone()).collect();

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row as _};
 
 use super::{
-    convert::{Bound, Rejects, RowError, cells_of, datetime, decimal, typed, values},
+    convert::{Checked, Rejects, RowContext, RowError, cells_of, datetime, decimal, typed, values},
     job::Counts,
     mapping::Target,
     source::Row,
@@ -29,9 +29,6 @@ use crate::{
 pub struct Context<'a> {
     pub db: &'a Db,
     pub actor: &'a Actor,
-    pub bound: &'a Bound,
-    /// Start of derived idempotency keys (from the file's fingerprint).
-    pub key_prefix: String,
     /// Write the internal events that start SOPs.
     pub trigger_automations: bool,
 }
@@ -46,13 +43,13 @@ enum Key {
 }
 
 #[derive(Debug)]
-struct Draft {
+pub struct Draft {
     row: u64,
     keys: Vec<(Key, String, String)>,
     event: NewEvent,
 }
 
-fn read(ctx: &Context<'_>, row: &Row) -> std::result::Result<Option<Draft>, Vec<RowError>> {
+fn read(ctx: &RowContext, row: &Row) -> std::result::Result<Option<Draft>, Vec<RowError>> {
     let Some(cells) = cells_of(row)? else {
         return Ok(None);
     };
@@ -286,25 +283,19 @@ async fn live_ids(
 }
 
 /// Imports one batch in the caller's transaction; returns the customers that got events.
+/// Reads a batch of rows (no storage: it runs on the blocking pool).
+pub fn check(ctx: &RowContext, rows: &[Row]) -> Checked<Draft> {
+    Checked::of(rows, |row| read(ctx, row))
+}
+
 pub async fn batch(
     conn: &mut AnyConnection,
     ctx: &Context<'_>,
-    rows: &[Row],
+    checked: Checked<Draft>,
     counts: &mut Counts,
     errors: &mut Vec<RowError>,
 ) -> Result<Vec<String>> {
-    let mut drafts = Vec::with_capacity(rows.len());
-    for row in rows {
-        counts.rows_read += 1;
-        match read(ctx, row) {
-            Ok(Some(d)) => drafts.push(d),
-            Ok(None) => {}
-            Err(e) => {
-                counts.rejected += 1;
-                errors.extend(e);
-            }
-        }
-    }
+    let drafts = checked.into_items(counts, errors);
     let t = ctx.actor.tenant_id();
     let mut identities = Vec::new();
     let (mut phones, mut emails, mut ids) = (Vec::new(), Vec::new(), Vec::new());

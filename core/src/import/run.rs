@@ -3,12 +3,15 @@
 //! transaction and rolls it back). Rejected rows go to the observer (the CLI's error file)
 //! and to the database; bad rows never stop an import.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sha2::{Digest, Sha256};
 
 use super::{
-    convert::{Bound, RowError},
+    convert::{Bound, Checked, RowContext, RowError},
     customers, events,
     job::{self, Counts, Job},
     mapping::{self, Kind},
@@ -247,6 +250,41 @@ async fn refresh_dynamic_tags(db: &Db, actor: &Actor) {
     }
 }
 
+/// A batch of rows read, by kind.
+enum Batch {
+    Customers(Checked<customers::Incoming>),
+    Events(Checked<events::Draft>),
+}
+
+type Checking = (usize, u64, tokio::task::JoinHandle<Batch>);
+
+/// Takes the next batch of rows from the source and starts checking it on the blocking
+/// pool; `None` at the end of the file. Returns the batch's size and last row number.
+async fn next_batch(
+    source: &mut Source,
+    size: usize,
+    ctx: &Arc<RowContext>,
+    kind: Kind,
+) -> Result<Option<Checking>> {
+    let mut rows = Vec::with_capacity(size);
+    while rows.len() < size {
+        match source.next().await.map_err(source_error)? {
+            Some(row) => rows.push(row),
+            None => break,
+        }
+    }
+    let Some(last) = rows.last().map(|r| r.number) else {
+        return Ok(None);
+    };
+    let ctx = ctx.clone();
+    let n = rows.len();
+    let handle = tokio::task::spawn_blocking(move || match kind {
+        Kind::Customers => Batch::Customers(customers::check(&ctx, &rows)),
+        Kind::Events => Batch::Events(events::check(&ctx, &rows)),
+    });
+    Ok(Some((n, last, handle)))
+}
+
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn drive(
     db: &Db,
@@ -274,18 +312,20 @@ async fn drive(
         .into_iter()
         .map(|t| (t.name.clone(), t))
         .collect();
+    let rows_ctx = Arc::new(RowContext {
+        actor: actor.clone(),
+        bound,
+        tags: tags_by_name,
+        key_prefix: format!("import:{}:", &fingerprint[..16]),
+    });
     let customer_ctx = customers::Context {
         db,
         actor,
-        bound: &bound,
         job_id: &job.id,
-        tags: tags_by_name,
     };
     let event_ctx = events::Context {
         db,
         actor,
-        bound: &bound,
-        key_prefix: format!("import:{}:", &fingerprint[..16]),
         trigger_automations: mapping.trigger_automations,
     };
     let mut counts = job.counts;
@@ -300,17 +340,13 @@ async fn drive(
     } else {
         None
     };
-    loop {
-        let mut rows = Vec::with_capacity(batch_size);
-        while rows.len() < batch_size {
-            match source.next().await.map_err(source_error)? {
-                Some(row) => rows.push(row),
-                None => break,
-            }
-        }
-        let Some(last) = rows.last().map(|r| r.number) else {
-            break;
-        };
+    // the next batch is read and checked on the blocking pool while this one is written
+    let mut checking = next_batch(&mut source, batch_size, &rows_ctx, mapping.kind).await?;
+    while let Some((rows, last, handle)) = checking.take() {
+        let checked = handle
+            .await
+            .map_err(|e| Error::Internal(format!("checking rows failed: {e}")))?;
+        checking = next_batch(&mut source, batch_size, &rows_ctx, mapping.kind).await?;
         let mut errors = Vec::new();
         let mut batch_tx = match dry_tx {
             Some(_) => None,
@@ -320,13 +356,13 @@ async fn drive(
             (Some(tx), _) | (None, Some(tx)) => tx,
             (None, None) => unreachable!("one of the two transactions is open"),
         };
-        let touched = match mapping.kind {
-            Kind::Customers => {
-                customers::batch(tx, &customer_ctx, &rows, &mut counts, &mut errors).await?
+        let touched = match checked {
+            Batch::Customers(c) => {
+                customers::batch(tx, &customer_ctx, c, &mut counts, &mut errors).await?
             }
-            Kind::Events => events::batch(tx, &event_ctx, &rows, &mut counts, &mut errors).await?,
+            Batch::Events(c) => events::batch(tx, &event_ctx, c, &mut counts, &mut errors).await?,
         };
-        rows_this_run += rows.len() as i64;
+        rows_this_run += rows as i64;
         if let Some(mut tx) = batch_tx {
             job::store_errors(
                 &mut tx,
