@@ -21,14 +21,10 @@ use crate::{
     error::{Error, FieldError, Result},
     kinds::{Action, Resource},
     plugins::PluginHost,
-    storage::{Backend, Db},
+    storage::Db,
     tags::{self, TagKind},
     tenancy::Actor,
 };
-
-/// The page cache of a connection that writes an import batch on SQLite (64 MiB; the
-/// connection keeps it when it goes back to the pool).
-const SQLITE_IMPORT_CACHE: &str = "PRAGMA cache_size = -65536";
 
 /// Rows per transaction unless asked otherwise.
 pub const DEFAULT_BATCH: usize = 1000;
@@ -344,9 +340,6 @@ async fn drive(
     } else {
         None
     };
-    if let (Backend::Sqlite, Some(tx)) = (db.backend, &mut dry_tx) {
-        sqlx::query(SQLITE_IMPORT_CACHE).execute(&mut **tx).await?;
-    }
     // the next batch is read and checked on the blocking pool while this one is written
     let mut checking = next_batch(&mut source, batch_size, &rows_ctx, mapping.kind).await?;
     while let Some((rows, last, handle)) = checking.take() {
@@ -359,10 +352,6 @@ async fn drive(
             Some(_) => None,
             None => Some(db.begin_write().await?),
         };
-        if let (Backend::Sqlite, Some(tx)) = (db.backend, &mut batch_tx) {
-            // SQLite's default page cache (2 MB) is outgrown by the indexes of a large import
-            sqlx::query(SQLITE_IMPORT_CACHE).execute(&mut **tx).await?;
-        }
         let tx = match (&mut dry_tx, &mut batch_tx) {
             (Some(tx), _) | (None, Some(tx)) => tx,
             (None, None) => unreachable!("one of the two transactions is open"),
