@@ -447,8 +447,46 @@ async fn gbk_files_arrive_as_base64(s: &TestServer) {
     assert_eq!(code(&e), "BAD_USER_INPUT");
 }
 
+/// `wait: false` answers with the running job; `importJob` follows it to its end.
+async fn an_import_need_not_hold_the_request(s: &TestServer) {
+    create_vip_tag(s, ALPHA).await;
+    let job = &s
+        .ok(
+            ALPHA,
+            IMPORT,
+            json!({ "input": { "content": CSV, "mapping": MAPPING, "wait": false, "batchSize": 2 } }),
+        )
+        .await["importCustomers"];
+    assert_eq!(job["status"], "running");
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        done = s
+            .ok(
+                ALPHA,
+                "query($id: ID!) { importJob(id: $id) { status created merged rejected } }",
+                json!({ "id": job["id"] }),
+            )
+            .await["importJob"]
+            .clone();
+        if done["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        done,
+        json!({ "status": "completed", "created": 4, "merged": 1, "rejected": 1 })
+    );
+    // a refusal still comes back as an error, not as a job
+    let e = s
+        .err(ALPHA, IMPORT, json!({ "input": { "content": CSV, "mapping": "[columns]\nphones = \"手机\"\n", "wait": false } }))
+        .await;
+    assert_eq!(fields(&e), ["mapping.columns.display_name"]);
+}
+
 crate::on_both_backends!(
     customers_import_maps_fields_and_reports_bad_rows,
+    an_import_need_not_hold_the_request,
     gbk_files_arrive_as_base64,
     a_dry_run_reports_what_would_happen_and_keeps_nothing,
     mapping_mistakes_name_the_key_and_nothing_is_stored,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{ErrorExt, actor, db, page::page};
 use crate::{
     error::Error,
-    import::{self, Format, Input, Job, Kind, Request, RowError, Silent},
+    import::{self, Format, Input, Job, Kind, Request, RowError},
     kinds::Channel,
     pagination::PageArgs,
     plugins::Reloader,
@@ -46,6 +46,10 @@ pub struct ImportInput {
     pub resume_job_id: Option<ID>,
     /// Rows per transaction (default 1000).
     pub batch_size: Option<i32>,
+    /// `false`: answer as soon as the job has started (`status: "running"`) and let it run
+    /// on; follow it with `importJob(id)`. Default `true`: answer when it is done.
+    #[graphql(default = true)]
+    pub wait: bool,
 }
 
 /// A refused row (or cell): where, what, why.
@@ -319,6 +323,17 @@ impl ImportQuery {
 #[derive(Default)]
 pub struct ImportMutation;
 
+/// Hands the job over once it has started (for `wait: false`).
+struct Started(Option<tokio::sync::oneshot::Sender<Job>>);
+
+impl import::Observer for Started {
+    fn started(&mut self, job: &Job) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(job.clone());
+        }
+    }
+}
+
 async fn run_import(
     ctx: &Context<'_>,
     input: ImportInput,
@@ -348,14 +363,22 @@ async fn run_import(
             .map_or(import::DEFAULT_BATCH, |n| n.max(1) as usize),
         expect: Some(kind),
     };
-    // the import runs on its own task: a request that times out leaves it to finish (and
-    // `importJob` to report), rather than cutting it off mid-batch
+    // the import runs on its own task: a request that times out (or does not wait) leaves it
+    // to finish, and `importJob` to report
     let host = ctx.data_unchecked::<Reloader>().host.clone();
     let (db, actor) = (db(ctx).clone(), actor.clone());
-    let job =
-        tokio::spawn(
-            async move { import::run(&db, &actor, Some(&host), &request, &mut Silent).await },
-        )
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let mut observer = Started(Some(started_tx));
+    let task = tokio::spawn(async move {
+        import::run(&db, &actor, Some(&host), &request, &mut observer).await
+    });
+    if !input.wait {
+        // the job's row exists once `started` fires; a refusal before that ends the task
+        if let Ok(job) = started.await {
+            return Ok(job.into());
+        }
+    }
+    let job = task
         .await
         .map_err(|e| Error::Internal(format!("the import task failed: {e}")))
         .gql()?
