@@ -1,5 +1,7 @@
-//! Customer import throughput on SQLite with deduplication, against the physical floor:
-//! sqlite3's own `.import` of the same CSV into a plain table, timed in the same run.
+//! Customer import throughput with deduplication, against the physical floor: the
+//! database's own CSV loader (sqlite3's `.import`, psql's `\copy`) filling a plain table
+//! with the same file, timed in the same run — on SQLite and, when reachable, PostgreSQL
+//! (`SHOAL_BENCH_BACKENDS=sqlite` keeps one).
 //!
 //! `cargo xtask bench --bench import` (1,000,000 rows; `SHOAL_BENCH_IMPORT_ROWS` to
 //! change). Every 50th row repeats an earlier customer's phone (merged automatically) and
@@ -94,59 +96,103 @@ fn main() {
     let size = std::fs::metadata(&csv).unwrap().len();
     println!("{rows} customer rows, {:.1} MB of CSV", size as f64 / 1e6);
 
-    // the floor: sqlite3 loads the file into a plain table, no checks, no indexes
-    let floor_db = dir.join("floor.db");
-    let started = Instant::now();
-    let out = Command::new("sqlite3")
-        .arg(&floor_db)
-        .arg(format!(".import --csv {} raw", csv.display()))
-        .output()
-        .expect("the sqlite3 command-line shell (Debian package sqlite3)");
-    assert!(
-        out.status.success(),
-        "sqlite3 .import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let floor = started.elapsed().as_secs_f64();
-    println!(
-        "  sqlite3 .import (plain table):       {floor:7.2} s  {:>9.0} rows/s",
-        rows as f64 / floor
-    );
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let config = common::config();
-        let url = format!("sqlite://{}", dir.join("shoal.db").display());
-        let db = common::open(&url, &config).await;
-        let directory = Directory::from_config(&config);
-        let actor = common::actor(&db, &directory).await;
-        let request = Request {
-            input: Input::File(csv.clone()),
-            format: Format::Csv,
-            mapping: MAPPING.into(),
-            source_name: "bench".into(),
-            dry_run: false,
-            resume: None,
-            batch_size: import::DEFAULT_BATCH,
-            expect: None,
-        };
-        let started = Instant::now();
-        let job = import::run(&db, &actor, None, &request, &mut Silent).await.unwrap();
-        let ours = started.elapsed().as_secs_f64();
-        let c = job.counts;
-        println!(
-            "  shoal import (validate, dedupe, audit): {ours:7.2} s  {:>9.0} rows/s  created {} merged {} suggested {} rejected {}",
-            rows as f64 / ours,
-            c.created,
-            c.merged,
-            c.suggested,
-            c.rejected
-        );
-        println!("  ratio shoal / floor: {:.3}×   peak RSS {:.0} MB", floor / ours, peak_rss_mb());
+        for target in common::targets(&dir, "import").await {
+            let floor = floor(&target.url, &csv, &dir);
+            let ours = import(&target.url, &csv).await;
+            println!(
+                "  ratio shoal / floor: {:.3}×   peak RSS so far {:.0} MB",
+                floor / ours,
+                peak_rss_mb()
+            );
+            target.cleanup().await;
+        }
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The physical floor, in seconds: the database's own CSV loader into a plain table (no
+/// checks, no indexes) — sqlite3's `.import`, or psql's `\copy` for PostgreSQL.
+fn floor(url: &str, csv: &Path, dir: &Path) -> f64 {
+    let rows = count_rows(csv);
+    let started = Instant::now();
+    let (name, out) = if url.starts_with("sqlite:") {
+        let out = Command::new("sqlite3")
+            .arg(dir.join("floor.db"))
+            .arg(format!(".import --csv {} raw", csv.display()))
+            .output()
+            .expect("the sqlite3 command-line shell (Debian package sqlite3)");
+        ("sqlite3 .import", out)
+    } else {
+        let out = Command::new("psql")
+            .arg(url)
+            .arg("-q")
+            .arg("-c")
+            .arg("CREATE TABLE raw (a text, b text, c text, d text, e text, f text)")
+            .arg("-c")
+            .arg(format!(
+                "\\copy raw FROM '{}' WITH (FORMAT csv, HEADER true)",
+                csv.display()
+            ))
+            .output()
+            .expect("psql");
+        ("psql \\copy", out)
+    };
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "  {name:<20} (plain table):    {secs:7.2} s  {:>9.0} rows/s",
+        rows as f64 / secs
+    );
+    secs
+}
+
+fn count_rows(csv: &Path) -> usize {
+    std::fs::read(csv).map_or(0, |b| {
+        b.iter().filter(|&&c| c == b'\n').count().saturating_sub(1)
+    })
+}
+
+/// `shoal import` of the file into a fresh database; seconds.
+async fn import(url: &str, csv: &Path) -> f64 {
+    let config = common::config();
+    let db = common::open(url, &config).await;
+    let directory = Directory::from_config(&config);
+    let actor = common::actor(&db, &directory).await;
+    let request = Request {
+        input: Input::File(csv.to_path_buf()),
+        format: Format::Csv,
+        mapping: MAPPING.into(),
+        source_name: "bench".into(),
+        dry_run: false,
+        resume: None,
+        batch_size: import::DEFAULT_BATCH,
+        expect: None,
+    };
+    let started = Instant::now();
+    let job = import::run(&db, &actor, None, &request, &mut Silent)
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let c = job.counts;
+    println!(
+        "  shoal import on {:<10}            {secs:7.2} s  {:>9.0} rows/s  created {} merged {} suggested {} rejected {}",
+        db.backend.name(),
+        c.rows_read as f64 / secs,
+        c.created,
+        c.merged,
+        c.suggested,
+        c.rejected
+    );
+    db.pool.close().await;
+    secs
 }
