@@ -103,29 +103,41 @@ pub async fn holders(
         ("phone", phones, &mut out.phones),
         ("email", emails, &mut out.emails),
     ] {
-        for chunk in values.chunks(CHUNK) {
-            let mut sql =
-                Sql::new("SELECT value, customer_id FROM customer_contacts WHERE tenant_id = ");
-            let t = sql.arg(tenant);
-            let k = sql.arg(kind);
-            sql.push(&format!("{t} AND kind = {k} AND value"));
-            push_in(&mut sql, chunk);
-            for r in sql
-                .on(Backend::of(conn))
-                .query_once()
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                let value: String = r.try_get("value")?;
-                let id: String = r.try_get("customer_id")?;
-                // the oldest holder (ids are time-ordered uuids)
-                match map.get(&value) {
-                    Some(held) if *held <= id => {}
-                    _ => {
-                        map.insert(value, id);
-                    }
+        for (value, id) in contacts(conn, tenant, kind, values).await? {
+            // the oldest holder (ids are time-ordered uuids)
+            match map.get(&value) {
+                Some(held) if *held <= id => {}
+                _ => {
+                    map.insert(value, id);
                 }
             }
+        }
+    }
+    Ok(out)
+}
+
+/// `(value, customer id)` of the contacts of `kind` holding any of `values`.
+async fn contacts(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: &str,
+    values: &[&str],
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(CHUNK) {
+        let mut sql =
+            Sql::new("SELECT value, customer_id FROM customer_contacts WHERE tenant_id = ");
+        let t = sql.arg(tenant);
+        let k = sql.arg(kind);
+        sql.push(&format!("{t} AND kind = {k} AND value"));
+        push_in(&mut sql, chunk);
+        for r in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            out.push((r.try_get("value")?, r.try_get("customer_id")?));
         }
     }
     Ok(out)
@@ -214,22 +226,9 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
             .map(|(_, v)| v.as_str())
             .collect();
         let values: Vec<&str> = values.into_iter().collect();
-        for chunk in values.chunks(CHUNK) {
-            let mut sql = Sql::new("SELECT customer_id FROM customer_contacts WHERE tenant_id = ");
-            let t = sql.arg(tenant);
-            let k = sql.arg(kind);
-            sql.push(&format!("{t} AND kind = {k} AND value"));
-            push_in(&mut sql, chunk);
-            for r in sql
-                .on(Backend::of(conn))
-                .query_once()
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                let id: String = r.try_get("customer_id")?;
-                if !out.contains_key(&id) {
-                    ids.insert(id);
-                }
+        for (_, id) in contacts(conn, tenant, kind, &values).await? {
+            if !out.contains_key(&id) {
+                ids.insert(id);
             }
         }
     }
