@@ -16,12 +16,6 @@ use crate::{
 
 const CHUNK: usize = 500;
 
-/// Appends `IN ($n, …)` for `values` and returns nothing; the caller closes the statement.
-fn push_in(sql: &mut Sql, values: &[&str]) {
-    let list: Vec<String> = values.iter().map(|v| sql.arg(*v)).collect();
-    sql.push(&format!(" IN ({})", list.join(", ")));
-}
-
 /// Stored customers holding exact keys: the oldest holder of each.
 #[derive(Debug, Default)]
 pub struct Holders {
@@ -85,7 +79,7 @@ pub async fn holders(
             sql.push(&format!(
                 "{t} AND channel = {c} AND deleted_at IS NULL AND external_id"
             ));
-            push_in(&mut sql, chunk);
+            sql.push_in(chunk);
             for r in sql
                 .on(Backend::of(conn))
                 .query_once()
@@ -130,7 +124,7 @@ async fn contacts(
         let t = sql.arg(tenant);
         let k = sql.arg(kind);
         sql.push(&format!("{t} AND kind = {k} AND value"));
-        push_in(&mut sql, chunk);
+        sql.push_in(chunk);
         for r in sql
             .on(Backend::of(conn))
             .query_once()
@@ -162,13 +156,24 @@ pub async fn profiles(
     tenant: &str,
     ids: &[&str],
 ) -> Result<Vec<Profile>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
+    profiles_where(conn, tenant, "id", ids).await
+}
+
+/// The live profiles whose `column` (`id`, `name_key`) holds one of `values`.
+async fn profiles_where(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    column: &str,
+    values: &[&str],
+) -> Result<Vec<Profile>> {
+    let mut out = Vec::with_capacity(values.len());
+    for chunk in values.chunks(CHUNK) {
         let mut sql =
             Sql::new("SELECT id, name_key, phones, emails FROM customers WHERE tenant_id = ");
         let t = sql.arg(tenant);
-        sql.push(&t).push(" AND deleted_at IS NULL AND id");
-        push_in(&mut sql, chunk);
+        sql.push(&t)
+            .push(&format!(" AND deleted_at IS NULL AND {column}"))
+            .push_in(chunk);
         for r in sql
             .on(Backend::of(conn))
             .query_once()
@@ -190,23 +195,11 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
         .filter(|n| !is_placeholder_name(n))
         .collect();
     let names: Vec<&str> = names.into_iter().collect();
-    let mut out: HashMap<String, Profile> = HashMap::new();
-    for chunk in names.chunks(CHUNK) {
-        let mut sql =
-            Sql::new("SELECT id, name_key, phones, emails FROM customers WHERE tenant_id = ");
-        let t = sql.arg(tenant);
-        sql.push(&t).push(" AND deleted_at IS NULL AND name_key");
-        push_in(&mut sql, chunk);
-        for r in sql
-            .on(Backend::of(conn))
-            .query_once()
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let p = profile_of(&r)?;
-            out.insert(p.id.clone(), p);
-        }
-    }
+    let mut out: HashMap<String, Profile> = profiles_where(conn, tenant, "name_key", &names)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
     let mut keyed: Vec<(&str, String)> = Vec::new();
     for p in of {
         keyed.extend(

@@ -530,10 +530,9 @@ async fn repoint_listed(
         let t = sql.arg(tenant);
         let f = sql.arg(from);
         sql.push(&format!(
-            "{to} WHERE tenant_id = {t} AND customer_id = {f} AND id IN ("
-        ));
-        let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
-        sql.push(&list.join(", ")).push(")");
+            "{to} WHERE tenant_id = {t} AND customer_id = {f} AND id"
+        ))
+        .push_in(chunk);
         sql.on(crate::storage::Backend::of(conn))
             .query_once()
             .execute(&mut *conn)

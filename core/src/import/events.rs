@@ -235,9 +235,7 @@ async fn live_ids(
         let mut sql =
             Sql::new("SELECT id, deleted_at, merged_into FROM customers WHERE tenant_id = ");
         let t = sql.arg(tenant);
-        sql.push(&t).push(" AND id IN (");
-        let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
-        sql.push(&list.join(", ")).push(")");
+        sql.push(&t).push(" AND id").push_in(chunk);
         for r in sql
             .on(Backend::of(conn))
             .query_once()

@@ -57,6 +57,12 @@ impl Sql {
         self
     }
 
+    /// Appends ` IN ($n, …)`, one argument per value.
+    pub fn push_in<V: Into<Arg> + Clone>(&mut self, values: &[V]) -> &mut Self {
+        let list: Vec<String> = values.iter().map(|v| self.arg(v.clone())).collect();
+        self.push(&format!(" IN ({})", list.join(", ")))
+    }
+
     /// Adds an argument and returns its placeholder (`$n`), to be pushed where it belongs.
     pub fn arg(&mut self, value: impl Into<Arg>) -> String {
         self.args.push(value.into());
