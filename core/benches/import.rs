@@ -104,12 +104,24 @@ fn main() {
     runtime.block_on(async {
         for target in common::targets(&dir, "import").await {
             let floor = floor(&target.url, &csv, &dir);
+            let tables = if target.url.starts_with("sqlite:") {
+                Some(schema_floor(&dir).await)
+            } else {
+                None
+            };
             let ours = import(&target.url, &csv).await;
             println!(
                 "  ratio shoal / floor: {:.3}×   peak RSS so far {:.0} MB",
                 floor / ours,
                 peak_rss_mb()
             );
+            if let Some(tables) = tables {
+                println!(
+                    "  ratio plain SQL into Shoal's tables / floor: {:.3}×   shoal / plain SQL into Shoal's tables: {:.2}×",
+                    floor / tables,
+                    tables / ours
+                );
+            }
             target.cleanup().await;
         }
     });
@@ -124,7 +136,9 @@ fn floor(url: &str, csv: &Path, dir: &Path) -> f64 {
     let (name, out) = if url.starts_with("sqlite:") {
         let out = Command::new("sqlite3")
             .arg(dir.join("floor.db"))
-            .arg(format!(".import --csv {} raw", csv.display()))
+            .arg("-cmd")
+            .arg("CREATE TABLE raw (a TEXT, b TEXT, c TEXT, d TEXT, e TEXT, f TEXT)")
+            .arg(format!(".import --csv --skip 1 {} raw", csv.display()))
             .output()
             .expect("the sqlite3 command-line shell (Debian package sqlite3)");
         ("sqlite3 .import", out)
@@ -151,6 +165,78 @@ fn floor(url: &str, csv: &Path, dir: &Path) -> f64 {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "  {name:<20} (plain table):    {secs:7.2} s  {:>9.0} rows/s",
+        rows as f64 / secs
+    );
+    secs
+}
+
+/// The floor of Shoal's storage, in seconds: the rows `.import` put in `floor.db` written
+/// by SQL alone (sqlite3, no Rust, no checks, no dedupe: every row a new customer) into a
+/// migrated Shoal database — the customer with its six indexes, a contact row per phone,
+/// email and email local part, the identity, the audit entry with its snapshot — in
+/// transactions of the import's batch size, with the import connection's cache and
+/// checkpoint settings. What Shoal's schema costs, before any of Shoal's code runs.
+async fn schema_floor(dir: &Path) -> f64 {
+    let file = dir.join("schema-floor.db");
+    let db = common::open(&format!("sqlite://{}", file.display()), &common::config()).await;
+    db.pool.close().await;
+    let rows = {
+        let out = Command::new("sqlite3")
+            .arg(dir.join("floor.db"))
+            .arg("SELECT count(*) FROM raw")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let t = common::TENANT;
+    let id = "printf('0193%012x-7000-8000-%012x', rowid, rowid)";
+    let mut script = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{}; \
+         PRAGMA wal_autocheckpoint = {};\nATTACH '{}' AS r;\n",
+        shoal::storage::BULK_CACHE_MIB * 1024,
+        shoal::storage::BULK_WAL_PAGES,
+        dir.join("floor.db").display()
+    );
+    let batch = import::DEFAULT_BATCH;
+    for lo in (0..rows).step_by(batch) {
+        let w = format!("rowid > {lo} AND rowid <= {}", lo + batch);
+        script.push_str(&format!(
+            "BEGIN IMMEDIATE;
+INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual)
+ SELECT '{t}', {id}, a, lower(a), json_array('+86' || b), CASE WHEN c = '' THEN '[]' ELSE json_array(c) END,
+ json_object('city', e, 'birthday', f), 'lead', NULL, 'import', 1764650000000000 + rowid, 1764650000000000 + rowid, 1, 0 FROM r.raw WHERE {w};
+INSERT INTO customer_contacts SELECT '{t}', {id}, 'phone', '+86' || b FROM r.raw WHERE {w};
+INSERT INTO customer_contacts SELECT '{t}', {id}, 'email', c FROM r.raw WHERE {w} AND c <> '';
+INSERT INTO customer_contacts SELECT '{t}', {id}, 'email_local', substr(c, 1, instr(c, '@') - 1) FROM r.raw WHERE {w} AND c <> '';
+INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) SELECT '{t}', {id}, 'store', d, 0 FROM r.raw WHERE {w};
+INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id)
+ SELECT '{t}', printf('0194%012x-7000-8000-%012x', rowid, rowid), 1764650000000000, 'admin', 'customer.import', 'customer', {id},
+ json_object('displayName', a, 'phones', json_array('+86' || b), 'emails', CASE WHEN c = '' THEN json_array() ELSE json_array(c) END,
+   'attributes', json_object('city', e, 'birthday', f), 'lifecycleStage', 'lead', 'ownerId', NULL, 'sourceChannel', 'import',
+   'identities', json_array(json_object('channel', 'store', 'externalId', d)), 'importJob', '0193abc0-job', 'row', rowid), 'bench' FROM r.raw WHERE {w};
+COMMIT;
+"
+        ));
+    }
+    let script_file = dir.join("schema-floor.sql");
+    std::fs::write(&script_file, script).unwrap();
+    let started = Instant::now();
+    let out = Command::new("sqlite3")
+        .arg(&file)
+        .arg(format!(".read {}", script_file.display()))
+        .output()
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "plain SQL into Shoal's tables failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "  plain SQL into Shoal's tables (sqlite3): {secs:7.2} s  {:>9.0} rows/s",
         rows as f64 / secs
     );
     secs

@@ -542,6 +542,87 @@ async fn policy_without_phone_merges_suggests_instead_postgres() {
     policy_without_phone_merges_suggests_instead(crate::harness::Backend::Postgres).await;
 }
 
+/// A pool of a single connection cannot spare one for the import's batches: the import
+/// then writes through the pool like everything else, and completes (no deadlock with the
+/// tag evaluation after each batch).
+async fn an_import_completes_on_a_pool_of_one_connection(backend: crate::harness::Backend) {
+    let Some(s) = TestServer::start_with(backend, |c| c.storage.max_connections = 1).await else {
+        return;
+    };
+    create_vip_tag(&s, ALPHA).await;
+    let job = &s
+        .ok(
+            ALPHA,
+            IMPORT,
+            json!({ "input": { "content": CSV, "mapping": MAPPING, "batchSize": 2 } }),
+        )
+        .await["importCustomers"];
+    assert_eq!(job["status"], "completed");
+    assert_eq!(
+        (&job["created"], &job["merged"], &job["rejected"]),
+        (&json!(4), &json!(1), &json!(1))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_completes_on_a_pool_of_one_connection_sqlite() {
+    an_import_completes_on_a_pool_of_one_connection(crate::harness::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_completes_on_a_pool_of_one_connection_postgres() {
+    an_import_completes_on_a_pool_of_one_connection(crate::harness::Backend::Postgres).await;
+}
+
+/// On SQLite the import's own connection (64 MiB page cache, rarer WAL checkpoints) is
+/// closed when the import ends: every connection the pool hands out afterwards has
+/// SQLite's defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_connection_settings_stay_with_the_import() {
+    use sqlx::Row;
+    let Some(s) = TestServer::start(crate::harness::Backend::Sqlite).await else {
+        return;
+    };
+    create_vip_tag(&s, ALPHA).await;
+    let job = &s
+        .ok(
+            ALPHA,
+            IMPORT,
+            json!({ "input": { "content": CSV, "mapping": MAPPING, "batchSize": 2 } }),
+        )
+        .await["importCustomers"];
+    assert_eq!(job["status"], "completed");
+    let pool = &s.db().pool;
+    // hold every connection the pool has, so each one is asked
+    let mut held = Vec::new();
+    for _ in 0..pool.size().max(1) {
+        held.push(pool.acquire().await.unwrap());
+    }
+    for conn in &mut held {
+        let row = sqlx::query("PRAGMA cache_size")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            row.try_get::<i64, _>(0).unwrap(),
+            -2000,
+            "SQLite's default page cache"
+        );
+        let row = sqlx::query("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            row.try_get::<i64, _>(0).unwrap(),
+            1000,
+            "SQLite's default checkpoint"
+        );
+    }
+    drop(held);
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------- the CLI
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");

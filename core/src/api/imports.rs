@@ -44,7 +44,7 @@ pub struct ImportInput {
     pub dry_run: bool,
     /// Continue an interrupted import of the same file after its last committed row.
     pub resume_job_id: Option<ID>,
-    /// Rows per transaction (default 1000).
+    /// Rows per transaction (default 5000).
     pub batch_size: Option<i32>,
     /// `false`: answer as soon as the job has started (`status: "running"`) and let it run
     /// on; follow it with `importJob(id)`. Default `true`: answer when it is done.

@@ -9,6 +9,7 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
 
 use super::{
     convert::{Bound, Checked, RowContext, RowError},
@@ -27,7 +28,7 @@ use crate::{
 };
 
 /// Rows per transaction unless asked otherwise.
-pub const DEFAULT_BATCH: usize = 1000;
+pub const DEFAULT_BATCH: usize = 5000;
 
 /// One import to run.
 #[derive(Debug, Clone)]
@@ -357,6 +358,13 @@ async fn drive(
     } else {
         None
     };
+    // batches are written on a connection of the import's own, tuned for large
+    // transactions (a pool of one connection cannot spare it: tag evaluation needs one)
+    let mut bulk = if req.dry_run || db.pool.options().get_max_connections() < 2 {
+        None
+    } else {
+        Some(db.bulk_connection().await?)
+    };
     // the next batch is read and checked on the blocking pool while this one is written
     let mut checking = next_batch(&mut source, batch_size, &rows_ctx, mapping.kind).await?;
     while let Some((rows, last, handle)) = checking.take() {
@@ -365,12 +373,14 @@ async fn drive(
             .map_err(|e| Error::Internal(format!("checking rows failed: {e}")))?;
         checking = next_batch(&mut source, batch_size, &rows_ctx, mapping.kind).await?;
         let mut errors = Vec::new();
-        let mut batch_tx = match dry_tx {
-            Some(_) => None,
-            None => Some(db.begin_write().await?),
+        let mut batch_tx = match (&dry_tx, bulk.as_deref_mut()) {
+            (Some(_), _) => None,
+            (None, Some(conn)) => Some(db.begin_write_on(conn).await?),
+            (None, None) => Some(db.begin_write().await?),
         };
-        let tx = match (&mut dry_tx, &mut batch_tx) {
-            (Some(tx), _) | (None, Some(tx)) => tx,
+        let tx: &mut AnyConnection = match (&mut dry_tx, &mut batch_tx) {
+            (Some(tx), _) => tx,
+            (None, Some(tx)) => tx,
             (None, None) => unreachable!("one of the two transactions is open"),
         };
         let touched = match checked {
