@@ -112,7 +112,7 @@ fn main() {
             // while the import runs
             let tables = if target.url.starts_with("sqlite:") {
                 settle();
-                Some(schema_floor(&dir).await)
+                Some(schema_floor(&dir, rows).await)
             } else {
                 None
             };
@@ -187,21 +187,10 @@ fn floor(url: &str, csv: &Path, dir: &Path) -> f64 {
 /// email and email local part, the identity, the audit entry with its snapshot — in
 /// transactions of the import's batch size, with the import connection's cache and
 /// checkpoint settings. What Shoal's schema costs, before any of Shoal's code runs.
-async fn schema_floor(dir: &Path) -> f64 {
+async fn schema_floor(dir: &Path, rows: usize) -> f64 {
     let file = dir.join("schema-floor.db");
     let db = common::open(&format!("sqlite://{}", file.display()), &common::config()).await;
     db.pool.close().await;
-    let rows = {
-        let out = Command::new("sqlite3")
-            .arg(dir.join("floor.db"))
-            .arg("SELECT count(*) FROM raw")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<usize>()
-            .unwrap()
-    };
     let t = common::TENANT;
     let id = "printf('0193%012x-7000-8000-%012x', rowid, rowid)";
     let mut script = format!(

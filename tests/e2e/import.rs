@@ -542,6 +542,22 @@ async fn policy_without_phone_merges_suggests_instead_postgres() {
     policy_without_phone_merges_suggests_instead(crate::harness::Backend::Postgres).await;
 }
 
+/// The retail spreadsheet imported in batches of two rows (four batches, merges among
+/// them), once the VIP tag exists; the completed job.
+async fn import_in_batches_of_two(s: &TestServer) -> Value {
+    create_vip_tag(s, ALPHA).await;
+    let job = s
+        .ok(
+            ALPHA,
+            IMPORT,
+            json!({ "input": { "content": CSV, "mapping": MAPPING, "batchSize": 2 } }),
+        )
+        .await["importCustomers"]
+        .clone();
+    assert_eq!(job["status"], "completed");
+    job
+}
+
 /// A pool of a single connection cannot spare one for the import's batches: the import
 /// then writes through the pool like everything else, and completes (no deadlock with the
 /// tag evaluation after each batch).
@@ -549,15 +565,7 @@ async fn an_import_completes_on_a_pool_of_one_connection(backend: crate::harness
     let Some(s) = TestServer::start_with(backend, |c| c.storage.max_connections = 1).await else {
         return;
     };
-    create_vip_tag(&s, ALPHA).await;
-    let job = &s
-        .ok(
-            ALPHA,
-            IMPORT,
-            json!({ "input": { "content": CSV, "mapping": MAPPING, "batchSize": 2 } }),
-        )
-        .await["importCustomers"];
-    assert_eq!(job["status"], "completed");
+    let job = &import_in_batches_of_two(&s).await;
     assert_eq!(
         (&job["created"], &job["merged"], &job["rejected"]),
         (&json!(4), &json!(1), &json!(1))
@@ -584,40 +592,22 @@ async fn the_import_connection_settings_stay_with_the_import() {
     let Some(s) = TestServer::start(crate::harness::Backend::Sqlite).await else {
         return;
     };
-    create_vip_tag(&s, ALPHA).await;
-    let job = &s
-        .ok(
-            ALPHA,
-            IMPORT,
-            json!({ "input": { "content": CSV, "mapping": MAPPING, "batchSize": 2 } }),
-        )
-        .await["importCustomers"];
-    assert_eq!(job["status"], "completed");
+    import_in_batches_of_two(&s).await;
     let pool = &s.db().pool;
     // hold every connection the pool has, so each one is asked
     let mut held = Vec::new();
     for _ in 0..pool.size().max(1) {
         held.push(pool.acquire().await.unwrap());
     }
+    // SQLite's defaults: a 2 MiB page cache, a checkpoint every 1,000 pages
     for conn in &mut held {
-        let row = sqlx::query("PRAGMA cache_size")
-            .fetch_one(&mut **conn)
-            .await
-            .unwrap();
-        assert_eq!(
-            row.try_get::<i64, _>(0).unwrap(),
-            -2000,
-            "SQLite's default page cache"
-        );
-        let row = sqlx::query("PRAGMA wal_autocheckpoint")
-            .fetch_one(&mut **conn)
-            .await
-            .unwrap();
-        assert_eq!(
-            row.try_get::<i64, _>(0).unwrap(),
-            1000,
-            "SQLite's default checkpoint"
-        );
+        for (pragma, default) in [("cache_size", -2000i64), ("wal_autocheckpoint", 1000)] {
+            let row = sqlx::query(&format!("PRAGMA {pragma}"))
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(row.try_get::<i64, _>(0).unwrap(), default, "{pragma}");
+        }
     }
     drop(held);
     s.stop().await;

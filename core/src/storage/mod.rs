@@ -119,10 +119,7 @@ impl Db {
     /// (`BEGIN IMMEDIATE`), so a transaction that reads before writing waits for other
     /// writers instead of failing with `SQLITE_BUSY` when it upgrades its lock.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+        self.pool.begin_with(self.begin_write_statement()).await
     }
 
     /// [`Db::begin_write`] on a connection the caller holds (see [`Db::bulk_connection`]).
@@ -130,9 +127,14 @@ impl Db {
         &self,
         conn: &'c mut AnyConnection,
     ) -> Result<Transaction<'c, Any>, sqlx::Error> {
+        conn.begin_with(self.begin_write_statement()).await
+    }
+
+    /// The statement that begins a write transaction (see [`Db::begin_write`]).
+    fn begin_write_statement(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => conn.begin().await,
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         }
     }
 
