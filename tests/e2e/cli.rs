@@ -159,7 +159,8 @@ fn schema_print_matches_the_checked_in_sdl() {
         .unwrap();
     assert!(out.status.success());
     let live = String::from_utf8(out.stdout).unwrap();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schema/graphql/schema.graphql");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schema/graphql/schema.graphql");
     if std::env::var("SHOAL_UPDATE_SCHEMA").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &live).unwrap();
     }
@@ -177,7 +178,7 @@ fn schema_print_matches_the_checked_in_sdl() {
 fn plugin_test_runs_fixtures_and_shows_a_diff_on_failure() {
     let wasm = crate::harness::plugin_wasm("sample");
     let fixtures =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/plugins/sample/fixtures");
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/plugins/sample/fixtures");
     let dir = temp_dir("plugin-test");
     let run = |fixtures: &PathBuf| {
         Command::new(SHOAL)

@@ -12,11 +12,9 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use shoal::{
-    config::{self, ApiKeyConfig, Config, ConfigSource, TenantConfig, UserConfig},
-    plugins::{PluginHost, ReloadReport, sha256_hex},
-    server::{self, Running, ServeOptions},
-};
+use shoal_base::config::{self, ApiKeyConfig, Config, ConfigSource, TenantConfig, UserConfig};
+use shoal_plugin_host::{PluginHost, ReloadReport, sha256_hex};
+use shoal_server::server::{self, Running, ServeOptions};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -97,7 +95,8 @@ fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantCo
 
 /// The configuration every test server starts from: defaults plus tenants `alpha` and `beta`.
 pub fn base_config() -> Config {
-    let mut config = config::load(&ConfigSource::default()).expect("built-in defaults load");
+    let mut config =
+        shoal_server::load_config(&ConfigSource::default()).expect("built-in defaults load");
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.log.level = "warn".into();
     // SOP workers run in every test server, briskly
@@ -237,7 +236,7 @@ impl TestServer {
     }
 
     /// The server's database, for the few checks that look under the API.
-    pub fn db(&self) -> &shoal::storage::Db {
+    pub fn db(&self) -> &shoal_base::storage::Db {
         &self.running.as_ref().expect("running").db
     }
 
@@ -470,7 +469,7 @@ macro_rules! on_both_backends {
 /// Where test plugins are built (a target folder of its own: the outer `cargo test` holds
 /// the lock of the main one).
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugin-fixtures")
 }
 
 /// The wasm of a test plugin crate in `tests/plugins/` (`sample`, `misbehave`,
@@ -491,7 +490,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
         ] {
             // plugin crates are plain libraries natively; the component is a cdylib
             let out = Command::new(&cargo)
-                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
                 .args([
                     "rustc",
                     "--package",

@@ -270,7 +270,7 @@ async fn xlsx_workbooks_import_like_csv(s: &TestServer) {
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
+        .join("../../tests/fixtures")
         .join(name)
 }
 
@@ -500,7 +500,7 @@ crate::on_both_backends!(
 async fn policy_without_phone_merges_suggests_instead(backend: crate::harness::Backend) {
     let Some(s) = TestServer::start_with(backend, |c| {
         c.tenants.get_mut("alpha").unwrap().dedupe.auto_merge =
-            vec![shoal::config::MatchKey::Identity];
+            vec![shoal_base::config::MatchKey::Identity];
     })
     .await
     else {
@@ -641,7 +641,7 @@ fn shoal(dir: &PathBuf, args: &[&str]) -> std::process::Command {
 }
 
 async fn count(dir: &std::path::Path, sql: &str) -> i64 {
-    let db = shoal::storage::Db::connect(
+    let db = shoal_base::storage::Db::connect(
         &format!("sqlite://{}", dir.join("data/shoal.db").display()),
         1,
     )
@@ -792,7 +792,7 @@ async fn a_killed_import_resumes_after_its_checkpoint() {
         "exactly the rows up to the checkpoint are stored"
     );
 
-    let db = shoal::storage::Db::connect(
+    let db = shoal_base::storage::Db::connect(
         &format!("sqlite://{}", dir.join("data/shoal.db").display()),
         1,
     )
@@ -870,7 +870,7 @@ async fn a_killed_import_resumes_after_its_checkpoint() {
 }
 
 async fn sqlx_ok(dir: &std::path::Path) -> bool {
-    let Ok(db) = shoal::storage::Db::connect(
+    let Ok(db) = shoal_base::storage::Db::connect(
         &format!("sqlite://{}", dir.join("data/shoal.db").display()),
         1,
     )

@@ -12,7 +12,7 @@ async fn with_module(id: &'static str, params: &str) -> TestServer {
     let s = TestServer::start_with(Backend::Sqlite, |c| {
         c.tenants.get_mut("alpha").unwrap().modules.insert(
             id.into(),
-            shoal::config::ModuleConfig {
+            shoal_base::config::ModuleConfig {
                 enabled: true,
                 params: params.into_iter().collect(),
             },
@@ -494,7 +494,7 @@ async fn finance_tags_sops_and_capped_commissions() {
 #[test]
 fn every_module_passes_its_fixtures() {
     for module in ["retail", "education", "finance", "clinic"] {
-        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins");
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["plugin", "test"])
             .arg(plugin_wasm(module))

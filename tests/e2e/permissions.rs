@@ -9,10 +9,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use shoal::{
-    access::role::RoleSpec,
-    config::{self, ApiKeyConfig, Config, DepartmentConfig, UserConfig},
-};
+use shoal_base::config::{self, ApiKeyConfig, Config, DepartmentConfig, UserConfig};
+use shoal_crm::access::role::RoleSpec;
 
 use crate::harness::{ALPHA, TestServer, code, fields};
 

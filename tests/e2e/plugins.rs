@@ -4,17 +4,15 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use shoal::{
-    config::ModuleConfig,
-    plugins::{CallError, types},
-};
+use shoal_base::config::ModuleConfig;
+use shoal_plugin_host::{CallError, types};
 
 use crate::harness::{
     ALPHA, ALPHA_READONLY, BETA, Backend, Install, TestServer, code, install_plugin, plugin_wasm,
 };
 
 /// A server whose tenant `alpha` enables `sample` and `misbehave` (beta enables nothing).
-async fn server_with(tweak: impl FnOnce(&mut shoal::config::Config)) -> TestServer {
+async fn server_with(tweak: impl FnOnce(&mut shoal_base::config::Config)) -> TestServer {
     let s = TestServer::start_with(Backend::Sqlite, |c| {
         let alpha = c.tenants.get_mut("alpha").unwrap();
         let params = toml::from_str(

@@ -4,15 +4,16 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::json;
-use shoal::{
-    customers, demo,
+use shoal_base::storage::{sql::Sql, time};
+use shoal_crm::{
+    customers,
     events::{self, Event, EventType, Money},
-    rules::{
-        self,
-        eval::{EventFact, Facts},
-    },
-    storage::{sql::Sql, time},
 };
+use shoal_rules::{
+    self as rules,
+    eval::{EventFact, Facts},
+};
+use shoal_server::demo;
 
 use crate::harness::TestServer;
 
@@ -168,7 +169,7 @@ async fn sql_and_memory_evaluators_agree(s: &TestServer) {
                 amount_units: e
                     .amount
                     .as_ref()
-                    .map(|m| shoal::storage::money::to_units(m.amount).unwrap()),
+                    .map(|m| shoal_base::storage::money::to_units(m.amount).unwrap()),
             });
     }
     let now_us = time::to_micros(now);

@@ -401,7 +401,7 @@ async fn invalid_settlements_fail_closed_and_missing_versions_are_reported() {
         let alpha = c.tenants.get_mut("alpha").unwrap();
         alpha.modules.insert(
             "misbehave".into(),
-            shoal::config::ModuleConfig {
+            shoal_base::config::ModuleConfig {
                 enabled: true,
                 params: Default::default(),
             },

@@ -658,7 +658,7 @@ crate::on_both_backends!(
 );
 
 /// Quiet hours 21:00–09:00 in Shanghai for alpha, one marketing message per 24 h.
-fn respectful(config: &mut shoal::config::Config) {
+fn respectful(config: &mut shoal_base::config::Config) {
     let alpha = config.tenants.get_mut("alpha").unwrap();
     alpha.contact = toml::from_str(
         "quiet_hours = { start = \"21:00\", end = \"09:00\" }\nhuman_cooldown_hours = 48\ncaps = [{ channel = \"*\", max = 1, window_hours = 24 }]",

@@ -146,7 +146,7 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
             .unwrap();
         assert_eq!(
             sig,
-            shoal::sop::outbox::signature(secret.as_bytes(), t, body.as_bytes()),
+            shoal_sop::outbox::signature(secret.as_bytes(), t, body.as_bytes()),
             "{path}: a valid signature"
         );
         let v: Value = serde_json::from_str(body).unwrap();

@@ -9,6 +9,7 @@
 //! - `cargo xtask bench`        run the benchmarks (release build; not part of `test`).
 
 mod plugins;
+mod tidy;
 
 use std::{
     env,
@@ -101,7 +102,7 @@ fn run(extra: &[String]) -> Result {
     cmd.args([
         "run",
         "--package",
-        "shoal-core",
+        "shoal-server",
         "--bin",
         "shoal",
         "--",
@@ -152,7 +153,7 @@ fn schema() -> Result {
             "run",
             "--quiet",
             "--package",
-            "shoal-core",
+            "shoal-server",
             "--bin",
             "shoal",
             "--",
@@ -182,7 +183,7 @@ fn bench(extra: &[String]) -> Result {
         status(build)?;
     }
     let mut cmd = cargo();
-    cmd.args(["bench", "--package", "shoal-core"]).args(extra);
+    cmd.args(["bench", "--package", "shoal-server"]).args(extra);
     let url = env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
     cmd.env("SHOAL_TEST_POSTGRES_URL", url);
     status(cmd)

@@ -185,7 +185,7 @@ pub fn new(name: &str) -> Result {
     eprintln!("  test it:   cargo test -p shoal-plugin-{name}");
     eprintln!("  build it:  cargo xtask plugins   (writes target/plugins/{name}/)");
     eprintln!(
-        "  try it:    cargo run -p shoal-core -- plugin test target/plugins/{name}/{name}.wasm plugins/{name}/fixtures"
+        "  try it:    cargo run -p shoal-server -- plugin test target/plugins/{name}/{name}.wasm plugins/{name}/fixtures"
     );
     Ok(())
 }

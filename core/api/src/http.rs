@@ -1,0 +1,308 @@
+//! HTTP: `/graphql` (POST queries, GET GraphiQL, WebSocket subscriptions at `/graphql/ws`),
+//! `/healthz`, `/readyz`, `/metrics`. Authentication, body size and timeout are enforced
+//! here, before a request reaches the schema.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::{
+    Json, Router,
+    body::{Body, to_bytes},
+    extract::{MatchedPath, Request, State, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+
+use super::{ShoalSchema, classify, errors::request_error, metrics::Metrics};
+use shoal_base::{config::Limits, error::ErrorCode, storage::Db};
+use shoal_crm::tenancy::{Actor, Directory, Principal};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: ShoalSchema,
+    pub directory: Arc<Directory>,
+    /// For the sensitive fields of each tenant's modules.
+    pub host: Arc<shoal_plugin_host::PluginHost>,
+    pub db: Db,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(subscriptions))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/statements/{file}", get(statement_csv))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn graphiql() -> Html<&'static str> {
+    Html(include_str!("graphiql.html"))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// A response carrying only request-level errors.
+fn failure(
+    state: &AppState,
+    status: StatusCode,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> Response {
+    let mut errors = vec![request_error(code, message)];
+    classify(&mut errors, &state.metrics);
+    (
+        status,
+        Json(serde_json::json!({ "data": null, "errors": errors })),
+    )
+        .into_response()
+}
+
+/// The API key of a `Bearer` authorization value.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, key) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+fn authenticate(directory: &Directory, headers: &HeaderMap) -> Result<Principal, &'static str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("missing `Authorization: Bearer <api key>` header")?;
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(bearer)
+        .ok_or("the Authorization header must be `Bearer <api key>`")?;
+    directory.authenticate(key).ok_or("invalid API key")
+}
+
+/// The request's id: a well-formed `X-Request-Id` (≤ 64 of `A-Z a-z 0-9 - _ . :`), else a
+/// fresh UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// The caller, with its permissions loaded, or the response refusing it.
+async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response> {
+    let principal = authenticate(&state.directory, headers).map_err(|why| {
+        failure(
+            state,
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            why,
+        )
+    })?;
+    let sensitive = state.host.sensitive_fields(&principal.tenant.id);
+    principal
+        .resolve(&state.db, sensitive, request_id(headers))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading the caller's permissions failed");
+            failure(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error",
+            )
+        })
+}
+
+async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let actor = match actor(&state, &headers).await {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let limit = state.limits.max_body_bytes;
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        return failure(
+            &state,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::LimitExceeded,
+            format!("request body exceeds {limit} bytes"),
+        );
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return failure(
+                &state,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!(
+                    "the body is not a GraphQL request ({{\"query\": …, \"variables\": …}}): {e}"
+                ),
+            );
+        }
+    };
+    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    let request_id = actor.request_id.clone();
+    let execution = state.schema.execute(request.data(actor));
+    match tokio::time::timeout(timeout, execution).await {
+        Ok(mut response) => {
+            classify(&mut response.errors, &state.metrics);
+            let mut response = Json(response).into_response();
+            if let Ok(value) = request_id.parse() {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            response
+        }
+        Err(_) => failure(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::LimitExceeded,
+            format!(
+                "the request took longer than {} ms",
+                state.limits.request_timeout_ms
+            ),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Period {
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+}
+
+/// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key.
+async fn statement_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    period: Result<axum::extract::Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let actor = match actor(&state, &headers).await {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let Some(participant) = file.strip_suffix(".csv") else {
+        return failure(
+            &state,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "statements are served as <participant>.csv",
+        );
+    };
+    let Ok(axum::extract::Query(period)) = period else {
+        return failure(
+            &state,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "give ?from=<RFC 3339>&to=<RFC 3339>",
+        );
+    };
+    match shoal_settlement::statement_for(&state.db, &actor, participant, period.from, period.to)
+        .await
+    {
+        Ok(s) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            shoal_settlement::statement_csv(&s),
+        )
+            .into_response(),
+        Err(e) => {
+            let status = match e.code() {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let code = e.code();
+            let message = if code == ErrorCode::Internal {
+                "internal error".to_owned()
+            } else {
+                e.to_string()
+            };
+            failure(&state, status, code, message)
+        }
+    }
+}
+
+/// GraphQL over WebSocket (`graphql-ws` and `graphql-transport-ws`). The API key comes in
+/// the `Authorization` header of the upgrade request or in the `connection_init` payload
+/// (`{"Authorization": "Bearer <api key>"}`).
+async fn subscriptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let from_header = authenticate(&state.directory, &headers).ok();
+    let request = request_id(&headers);
+    let state = state.clone();
+    let schema = state.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let key = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|k| payload.get(k).and_then(|v| v.as_str()))
+                        .and_then(bearer);
+                    let principal = match key {
+                        Some(key) => state.directory.authenticate(key),
+                        None => from_header,
+                    };
+                    let principal = principal.ok_or_else(|| {
+                        async_graphql::Error::new("UNAUTHENTICATED: missing or invalid API key")
+                    })?;
+                    let sensitive = state.host.sensitive_fields(&principal.tenant.id);
+                    let actor = principal
+                        .resolve(&state.db, sensitive, request)
+                        .await
+                        .map_err(|_| {
+                            async_graphql::Error::new("INTERNAL: cannot load permissions")
+                        })?;
+                    let mut data = Data::default();
+                    data.insert(actor);
+                    Ok(data)
+                })
+                .serve()
+                .await;
+        })
+}

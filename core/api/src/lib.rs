@@ -1,0 +1,143 @@
+//! The GraphQL API over HTTP. Only this module knows HTTP and GraphQL; it turns requests
+//! into calls on the domain modules with the caller's [`Actor`].
+
+mod access;
+mod customers;
+mod dedupe;
+mod errors;
+mod events;
+mod filter;
+mod http;
+mod identities;
+mod imports;
+pub mod metrics;
+mod page;
+mod plugins;
+mod segments;
+mod settlement;
+mod sops;
+mod tags;
+mod viewer;
+mod work;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, MergedObject, Schema};
+use tokio::sync::broadcast;
+
+pub use errors::{ErrorExt, classify};
+pub use http::{AppState, router};
+
+use shoal_base::{
+    config::Limits,
+    error::{Error, Result},
+    storage::Db,
+};
+use shoal_crm::{events::Event, tenancy::Actor};
+use shoal_plugin_host::Reloader;
+
+/// Events as they are recorded, for subscriptions on this host: (tenant id, event).
+pub type EventBus = broadcast::Sender<Arc<(String, Event)>>;
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    viewer::ViewerQuery,
+    access::AccessQuery,
+    customers::CustomerQuery,
+    dedupe::DedupeQuery,
+    imports::ImportQuery,
+    plugins::PluginQuery,
+    settlement::SettlementQuery,
+    tags::TagQuery,
+    segments::SegmentQuery,
+    sops::SopQuery,
+    work::WorkQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    access::AccessMutation,
+    customers::CustomerMutation,
+    dedupe::DedupeMutation,
+    imports::ImportMutation,
+    events::EventMutation,
+    plugins::PluginMutation,
+    settlement::SettlementMutation,
+    tags::TagMutation,
+    segments::SegmentMutation,
+    sops::SopMutation,
+    work::WorkMutation,
+);
+
+pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;
+
+/// Builds the schema with its shared data and the configured limits.
+pub fn schema(db: Db, limits: &Limits, bus: EventBus, reloader: Reloader) -> ShoalSchema {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        events::EventSubscription,
+    )
+    .data(db)
+    .data(reloader)
+    .data(limits.clone())
+    .data(bus)
+    .limit_depth(limits.max_query_depth)
+    .limit_complexity(limits.max_query_complexity)
+    .finish()
+}
+
+/// The schema as SDL, for `shoal schema print` and the snapshot test.
+pub fn sdl() -> String {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        events::EventSubscription,
+    )
+    .finish()
+    .sdl()
+}
+
+/// The caller; every resolver starts here.
+fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor> {
+    ctx.data_opt::<Actor>()
+        .ok_or_else(|| Error::Internal("request reached a resolver without an actor".into()))
+}
+
+/// Re-evaluates the tags of customers whose events or profile changed. Fails open: the
+/// change itself is already stored, so a tag failure is logged, not returned.
+async fn tags_after_change(ctx: &Context<'_>, actor: &Actor, customers: &[String]) {
+    if customers.is_empty() {
+        return;
+    }
+    let host = &ctx.data_unchecked::<Reloader>().host;
+    if let Err(e) =
+        shoal_tags::evaluate_customers(db(ctx), Some(host), &actor.tenant, customers).await
+    {
+        tracing::error!(tenant = actor.tenant_id(), error = %e, "tag evaluation after a change failed");
+    }
+}
+
+/// Looks for duplicates of customers just created or changed and queues suggestions. Fails
+/// open, like `tags_after_change`.
+async fn suggest_after_change(ctx: &Context<'_>, actor: &Actor, customers: &[String]) {
+    let refs: Vec<&str> = customers.iter().map(String::as_str).collect();
+    let result = async {
+        let mut tx = db(ctx).begin_write().await?;
+        shoal_data::dedupe::suggestions::suggest_for(&mut tx, &actor.tenant, &refs).await?;
+        tx.commit().await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(tenant = actor.tenant_id(), error = %e, "duplicate suggestions after a change failed");
+    }
+}
+
+fn db<'a>(ctx: &Context<'a>) -> &'a Db {
+    ctx.data_unchecked::<Db>()
+}
+
+fn limits<'a>(ctx: &Context<'a>) -> &'a Limits {
+    ctx.data_unchecked::<Limits>()
+}

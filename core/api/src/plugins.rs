@@ -1,0 +1,269 @@
+//! Industry modules in GraphQL: `plugins` (administrators), `modules` (the caller's tenant)
+//! and `reloadPlugins`.
+
+use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use serde_json::Value;
+
+use super::{ErrorExt, actor};
+use shoal_base::error::{Error, Result};
+use shoal_crm::tenancy::Actor;
+use shoal_plugin_host::{self as plugins, ModuleView, PluginStatus, Reloader, types};
+
+fn require_admin(actor: &Actor) -> Result<()> {
+    actor.require(shoal_base::kinds::Action::Administer)
+}
+
+fn reloader<'a>(ctx: &Context<'a>) -> &'a Reloader {
+    ctx.data_unchecked::<Reloader>()
+}
+
+/// A module the caller's tenant enabled (for instantiating its templates).
+pub(super) fn enabled_module(ctx: &Context<'_>, actor: &Actor, module: &str) -> Result<ModuleView> {
+    reloader(ctx)
+        .host
+        .modules(actor.tenant_id())
+        .into_iter()
+        .find(|m| m.info.id == module)
+        .ok_or_else(|| {
+            Error::invalid(
+                "module",
+                format!("module `{module}` is not enabled for this tenant"),
+            )
+        })
+}
+
+/// A template's parameters as given (`params: {orders: 5}`): a JSON object, or none.
+pub(super) fn template_params(
+    params: Option<Json<Value>>,
+) -> Result<std::collections::HashMap<String, Value>> {
+    match params.map(|p| p.0) {
+        None | Some(Value::Null) => Ok(Default::default()),
+        Some(Value::Object(m)) => Ok(m.into_iter().collect()),
+        Some(_) => Err(Error::invalid("params", "must be a JSON object")),
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginState {
+    Loaded,
+    /// Refused at load; `loadError` says why and what to do.
+    Failed,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ErrorCount {
+    /// `fuel_exhausted`, `deadline_exceeded`, `out_of_memory`, `panic`, `trap`, …
+    pub kind: String,
+    pub count: i64,
+}
+
+/// A module installed on this host, as administrators see it.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Plugin {
+    pub id: String,
+    pub version: Option<String>,
+    pub abi_version: Option<String>,
+    pub sha256: Option<String>,
+    pub status: PluginState,
+    pub load_error: Option<String>,
+    /// Tenants that enable it.
+    pub tenants: Vec<String>,
+    pub calls: i64,
+    pub errors: Vec<ErrorCount>,
+    /// Latency percentiles of recent calls, in microseconds.
+    pub latency_p50_us: Option<i64>,
+    pub latency_p95_us: Option<i64>,
+    pub latency_p99_us: Option<i64>,
+}
+
+impl From<PluginStatus> for Plugin {
+    fn from(s: PluginStatus) -> Self {
+        Plugin {
+            id: s.id,
+            version: s.version,
+            abi_version: s.abi_version,
+            sha256: s.sha256,
+            status: if s.loaded {
+                PluginState::Loaded
+            } else {
+                PluginState::Failed
+            },
+            load_error: s.load_error,
+            tenants: s.tenants,
+            calls: s.stats.calls as i64,
+            errors: s
+                .stats
+                .errors
+                .into_iter()
+                .map(|(kind, count)| ErrorCount {
+                    kind: kind.to_owned(),
+                    count: count as i64,
+                })
+                .collect(),
+            latency_p50_us: s.stats.p50_us.map(|v| v as i64),
+            latency_p95_us: s.stats.p95_us.map(|v| v as i64),
+            latency_p99_us: s.stats.p99_us.map(|v| v as i64),
+        }
+    }
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TemplateParam {
+    pub name: String,
+    pub description: String,
+    pub default_value: Json<Value>,
+}
+
+/// A dynamic tag a module offers; instantiate it (tuning its parameters) to get a tag.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TagTemplate {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The rule, with `${param}` placeholders.
+    pub rule: String,
+    pub params: Vec<TemplateParam>,
+}
+
+/// A follow-up sequence a module offers.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SopTemplate {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The whole template: trigger, exit events, timed steps, parameters.
+    pub definition: Json<Value>,
+}
+
+/// An industry module the caller's tenant has enabled.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Module {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    /// `retail`, `education`, `finance`, `clinic` or `other`.
+    pub industry: String,
+    pub description: String,
+    pub capabilities: Vec<String>,
+    /// The tenant's parameters for this module.
+    pub params: Json<Value>,
+    pub tag_templates: Vec<TagTemplate>,
+    pub sop_templates: Vec<SopTemplate>,
+}
+
+fn param(p: types::TemplateParam) -> TemplateParam {
+    TemplateParam {
+        default_value: Json(
+            serde_json::from_str(&p.default_value).unwrap_or(Value::String(p.default_value)),
+        ),
+        name: p.name,
+        description: p.description,
+    }
+}
+
+impl From<ModuleView> for Module {
+    fn from(m: ModuleView) -> Self {
+        Module {
+            id: m.info.id,
+            name: m.info.name,
+            version: m.info.version,
+            industry: plugins::industry_name(m.info.industry).to_owned(),
+            description: m.info.description,
+            capabilities: m.capabilities.into_iter().map(str::to_owned).collect(),
+            params: Json(m.params),
+            tag_templates: m
+                .tag_templates
+                .into_iter()
+                .map(|t| TagTemplate {
+                    id: t.id,
+                    name: t.name,
+                    description: t.description,
+                    rule: t.rule,
+                    params: t.params.into_iter().map(param).collect(),
+                })
+                .collect(),
+            sop_templates: m
+                .sop_templates
+                .into_iter()
+                .map(|s| SopTemplate {
+                    definition: Json(serde_json::to_value(&s).unwrap_or_default()),
+                    id: s.id,
+                    name: s.name,
+                    description: s.description,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct PluginQuery;
+
+#[Object]
+impl PluginQuery {
+    /// Every module installed on this host, loaded or refused (administrators only).
+    async fn plugins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Plugin>> {
+        require_admin(actor(ctx).gql()?).gql()?;
+        Ok(reloader(ctx)
+            .host
+            .statuses()
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The industry modules the caller's tenant has enabled, with the templates they supply.
+    async fn modules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Module>> {
+        let actor = actor(ctx).gql()?;
+        Ok(reloader(ctx)
+            .host
+            .modules(actor.tenant_id())
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct LoadError {
+    /// The module id, or its folder when the manifest could not be read.
+    pub plugin: String,
+    pub error: String,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ReloadPluginsPayload {
+    pub loaded: Vec<String>,
+    pub failed: Vec<LoadError>,
+}
+
+#[derive(Default)]
+pub struct PluginMutation;
+
+#[Object]
+impl PluginMutation {
+    /// Re-reads the configuration and the plugins folder and swaps modules atomically;
+    /// calls in flight finish on the old versions (administrators only).
+    async fn reload_plugins(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<ReloadPluginsPayload> {
+        require_admin(actor(ctx).gql()?).gql()?;
+        let report = reloader(ctx)
+            .reload()
+            .await
+            .map_err(|e| Error::invalid("config", e))
+            .gql()?;
+        Ok(ReloadPluginsPayload {
+            loaded: report.loaded,
+            failed: report
+                .failed
+                .into_iter()
+                .map(|f| LoadError {
+                    plugin: f.id.unwrap_or_else(|| f.source.display().to_string()),
+                    error: f.error,
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Configuration: built-in defaults → an optional TOML file → `SHOAL_…` environment variables.
+//!
+//! Loading is a pure function of its inputs ([`ConfigSource`]): nothing here reads process
+//! globals except through the source it is handed, so tests can build any environment.
+
+mod load;
+mod redact;
+mod roles;
+mod tenants;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{
+    ConfigError, ConfigSource, Invalid, TenantCheck, ensure_parent_dir, load, sha256_hex,
+};
+pub use redact::url as redact_url;
+pub use roles::{GrantSpec, RoleSpec};
+pub use tenants::{
+    ApiKeyConfig, CapConfig, ConflictRule, ContactConfig, DedupeConfig, DepartmentConfig, MatchKey,
+    ModuleConfig, QualityConfig, QuietHoursConfig, TenantConfig, UserConfig,
+};
+
+/// The built-in defaults, compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
+
+/// The whole effective configuration of one Shoal host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub limits: Limits,
+    pub plugins: PluginsConfig,
+    pub sop: SopConfig,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://<file>` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// API limits; each one, when hit, is answered with `extensions.code = LIMIT_EXCEEDED`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_page_size: u32,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub max_batch_events: usize,
+}
+
+/// Where industry modules live and what one call may use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    pub dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Instructions (fuel units) one call may execute.
+    pub fuel: u64,
+    /// Wall-clock backstop for one call, in milliseconds.
+    pub deadline_ms: u64,
+    pub memory_bytes: usize,
+    pub stack_bytes: usize,
+    pub max_input_bytes: usize,
+    pub max_output_bytes: usize,
+    pub max_log_bytes: usize,
+    pub max_binary_bytes: usize,
+    pub max_concurrent_calls: usize,
+}
+
+/// The SOP workers every host runs: the dispatcher (triggers → enrolments), the step runner
+/// and the outbox delivery.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SopConfig {
+    /// Run the workers on this host (several hosts on one PostgreSQL share the work).
+    pub workers: bool,
+    /// How often the workers look for due work, in milliseconds.
+    pub poll_ms: u64,
+    /// Enrolments one transaction advances.
+    pub batch_size: u32,
+    /// Attempts of a failing step before its enrolment is parked.
+    pub max_attempts: u32,
+    /// First retry delay; doubled on every further attempt.
+    pub retry_base_seconds: u64,
+    /// How often date triggers and "no follow-up" triggers are scanned, in seconds.
+    pub scan_seconds: u64,
+    /// Delivery attempts of an outbox message before it is marked failed.
+    pub delivery_attempts: u32,
+    /// Timeout of one webhook POST, in milliseconds.
+    pub webhook_timeout_ms: u64,
+}
+
+impl Config {
+    /// The storage URL with any password replaced by `***`, fit for logs.
+    pub fn storage_url_redacted(&self) -> String {
+        redact::url(&self.storage.url)
+    }
+
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        redact::config_toml(self)
+    }
+
+    /// Where SQLite files live when the storage URL is relative: the file's parent folder.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.storage
+            .url
+            .strip_prefix("sqlite://")
+            .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! Shoal's base floor: what every other crate stands on and which knows no domain.
+//!
+//! - [`error`]: the error every domain function returns, with its codes and field paths;
+//! - [`kinds`]: closed vocabularies (stages, channels, event types, actions, …);
+//! - [`config`]: the figment chain and the configuration types (engines check their own
+//!   sections);
+//! - [`storage`]: the pool, migrations, dialects, the SQL builder, time and money encodings;
+//! - [`pagination`]: Relay page arguments and keyset cursors.
+//!
+//! Invariant: this crate names no domain concept beyond the vocabularies and knows nothing
+//! of HTTP; async-graphql appears only behind the `graphql` feature, to derive enums.
+
+pub mod config;
+pub mod error;
+pub mod kinds;
+pub mod pagination;
+pub mod storage;

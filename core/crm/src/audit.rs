@@ -1,0 +1,220 @@
+//! The audit log: one row per change, written in the same transaction as the change itself,
+//! so a change is never stored without its record (or the reverse). Append-only: the
+//! database refuses updates and deletes (migration 8). Read back through [`list`], scoped
+//! and masked for the reader.
+
+use chrono::{DateTime, Utc};
+use sqlx::{AnyConnection, Row};
+
+use crate::tenancy::Actor;
+use shoal_base::{
+    error::Result,
+    kinds::{Action, Resource},
+    pagination::{Cursor, Key, Page, Paged},
+    storage::{Db, sql::Sql, time},
+};
+
+/// One recorded change.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub actor_id: String,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    /// For updates `{field: {"from": …, "to": …}}`; for creations and deletions the fields
+    /// as they were.
+    pub changes: serde_json::Value,
+    /// The request that made the change (`X-Request-Id`), when it came through the API.
+    pub request_id: Option<String>,
+}
+
+pub async fn record(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: &str,
+    entity_type: &str,
+    entity_id: &str,
+    changes: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(actor.tenant_id())
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(time::to_micros(time::now()))
+    .bind(&actor.user_id)
+    .bind(action)
+    .bind(entity_type)
+    .bind(entity_id)
+    .bind(changes.to_string())
+    .bind(&actor.request_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records one entry per `(entity id, changes)`, in multi-row statements (bulk imports).
+pub async fn record_many(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: &str,
+    entity_type: &str,
+    entries: &[(String, serde_json::Value)],
+) -> Result<(), sqlx::Error> {
+    let at = time::to_micros(time::now());
+    for chunk in entries.chunks(100) {
+        let mut sql = Sql::new(
+            "INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id) VALUES ",
+        );
+        for (i, (entity_id, changes)) in chunk.iter().enumerate() {
+            let row = [
+                sql.arg(actor.tenant_id()),
+                sql.arg(uuid::Uuid::now_v7().to_string()),
+                sql.arg(at),
+                sql.arg(actor.user_id.as_str()),
+                sql.arg(action),
+                sql.arg(entity_type),
+                sql.arg(entity_id.as_str()),
+                sql.arg(changes.to_string()),
+                sql.arg(actor.request_id.as_str()),
+            ];
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .push(&row.join(", "))
+                .push(")");
+        }
+        let backend = shoal_base::storage::Backend::of(conn);
+        sql.on(backend).query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Which entries to read; every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub actor_id: Option<String>,
+    /// An action (`customer.update`) or a prefix ending in `.` (`customer.`).
+    pub action: Option<String>,
+    pub request_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The cursor ordering name of [`list`].
+pub const ORDER: &str = "audit:at:desc";
+
+/// Entries newest first, for a reader with the `audit` action. A reader whose scope does not
+/// reach every customer reads only entries about customers it reaches; customer fields in
+/// `changes` come back masked as the reader sees them.
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    f: &AuditFilter,
+    page: &Page,
+) -> shoal_base::error::Result<Paged<(AuditEntry, Cursor)>> {
+    actor.require(Action::Audit)?;
+    let mut sql = Sql::new("SELECT * FROM audit_log a WHERE a.tenant_id = ");
+    let t = sql.arg(actor.tenant_id());
+    sql.push(&t);
+    if !actor.access.reaches_all(Resource::Customers) {
+        sql.push(" AND a.entity_type = 'customer'");
+        actor.access.push_linked_scope(
+            &mut sql,
+            db.backend,
+            Resource::Customers,
+            &t,
+            "a.entity_id",
+        );
+    }
+    for (col, v) in [
+        ("a.entity_type", &f.entity_type),
+        ("a.entity_id", &f.entity_id),
+        ("a.actor_id", &f.actor_id),
+        ("a.request_id", &f.request_id),
+    ] {
+        if let Some(v) = v {
+            let a = sql.arg(v.clone());
+            sql.push(&format!(" AND {col} = {a}"));
+        }
+    }
+    match f.action.as_deref() {
+        Some(prefix) if prefix.ends_with('.') => {
+            let lo = sql.arg(prefix);
+            let hi = sql.arg(format!("{prefix}\u{10FFFF}"));
+            sql.push(&format!(" AND a.action >= {lo} AND a.action < {hi}"));
+        }
+        Some(action) => {
+            let a = sql.arg(action);
+            sql.push(&format!(" AND a.action = {a}"));
+        }
+        None => {}
+    }
+    if let Some(from) = f.from {
+        let a = sql.arg(time::to_micros(from));
+        sql.push(&format!(" AND a.at >= {a}"));
+    }
+    if let Some(to) = f.to {
+        let a = sql.arg(time::to_micros(to));
+        sql.push(&format!(" AND a.at < {a}"));
+    }
+    page.push_conditions(&mut sql, "a.at", "a.id", true);
+    page.push_order_limit(&mut sql, "a.at", "a.id", true);
+    let rows = sql.query().fetch_all(&db.pool).await?;
+    let mut entries = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    for e in &mut entries {
+        masked_for(actor, e);
+    }
+    Ok(page.finish(entries).with_cursors(|e| Cursor {
+        tenant: actor.tenant_id().to_owned(),
+        order: ORDER.to_owned(),
+        key: Key::Int(time::to_micros(e.at)),
+        id: e.id.clone(),
+    }))
+}
+
+/// Customer fields in the entry's changes, masked as the reader sees them.
+pub fn masked_for(actor: &Actor, entry: &mut AuditEntry) {
+    if entry.entity_type == "customer" {
+        actor.access.mask_changes(&mut entry.changes);
+    }
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
+    let changes: String = r.try_get("changes")?;
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: time::from_micros(r.try_get("at")?),
+        actor_id: r.try_get("actor_id")?,
+        action: r.try_get("action")?,
+        entity_type: r.try_get("entity_type")?,
+        entity_id: r.try_get("entity_id")?,
+        changes: serde_json::from_str(&changes).unwrap_or(serde_json::Value::Null),
+        request_id: r.try_get("request_id")?,
+    })
+}
+
+/// The newest `limit` entries about one entity, newest first (unmasked: callers mask).
+pub async fn for_entity(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    entity_type: &str,
+    entity_id: &str,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log \
+         WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3 \
+         ORDER BY at DESC, id DESC LIMIT $4",
+    )
+    .bind(tenant_id)
+    .bind(entity_type)
+    .bind(entity_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}

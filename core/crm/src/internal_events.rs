@@ -1,0 +1,83 @@
+//! Internal events: what happened to a customer inside Shoal (an event recorded, a tag
+//! added or removed, a segment entered or left), written in the transaction of the change
+//! and consumed once by the SOP dispatcher.
+
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+
+use shoal_base::{
+    error::Result,
+    storage::{Backend, time},
+};
+
+/// Records an internal event in the caller's transaction.
+pub async fn emit(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: &str,
+    customer_id: &str,
+    payload: &Value,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO internal_events (tenant_id, id, kind, customer_id, payload, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(tenant)
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind)
+        .bind(customer_id)
+        .bind(payload.to_string())
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An internal event taken for dispatch.
+#[derive(Debug, Clone)]
+pub struct Internal {
+    pub id: String,
+    pub kind: String,
+    pub customer_id: String,
+    pub payload: Value,
+    /// UTC microseconds.
+    pub at: i64,
+}
+
+/// Marks up to `limit` undispatched events as dispatched and returns them, oldest first.
+/// On PostgreSQL rows another transaction holds are skipped; on SQLite the write
+/// transaction excludes every other writer.
+pub async fn take(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+    limit: i64,
+) -> Result<Vec<Internal>> {
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let rows = sqlx::query(&format!(
+        "UPDATE internal_events SET dispatched_at = $2 WHERE tenant_id = $1 AND id IN \
+         (SELECT id FROM internal_events WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY at, id LIMIT $3{lock}) \
+         RETURNING id, kind, customer_id, payload, at"
+    ))
+    .bind(tenant)
+    .bind(time::to_micros(time::now()))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            let payload: String = r.try_get("payload")?;
+            Ok(Internal {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                customer_id: r.try_get("customer_id")?,
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                at: r.try_get("at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    Ok(out)
+}

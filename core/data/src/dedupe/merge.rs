@@ -1,0 +1,1025 @@
+//! Merging two profiles into one, and undoing it.
+//!
+//! A merge keeps everything: the survivor takes the absorbed profile's identities, events,
+//! tasks, follow-up records, manual tags and opt-outs; fields are settled by
+//! [`resolve`](super::resolve) and every conflict is recorded; the absorbed profile is
+//! soft-deleted (`merged_into`). The merge row stores both profiles as they were and the id
+//! of every row it moved, so [`unmerge`] restores both profiles and their links. The
+//! absorbed side may also be an incoming import row (never stored on its own): undoing that
+//! merge stores it as a customer of its own.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row};
+
+use super::{
+    resolve::{self, Conflict, Side},
+    suggestions,
+};
+use shoal_base::{
+    config::ConflictRule,
+    error::{Error, Problems, Result},
+    kinds::{Action, Channel, LifecycleStage, Resource},
+    pagination::{Cursor, Key, Page, Paged},
+    storage::{Db, sql::Sql, time},
+};
+use shoal_crm::{
+    audit,
+    customers::{self, Attributes, Customer, Identity, Prepared},
+    tenancy::Actor,
+};
+use shoal_tags::{self as tags, Tag, TagKind};
+
+/// Every row a merge moved to the survivor (or added to it), by table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moved {
+    pub identities: Vec<(String, String)>,
+    pub events: Vec<String>,
+    pub tasks: Vec<String>,
+    pub follow_ups: Vec<String>,
+    /// Manual tags the survivor gained.
+    pub tags: Vec<String>,
+    /// Opt-out channels the survivor gained.
+    pub opt_outs: Vec<String>,
+}
+
+/// A recorded merge.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub id: String,
+    pub survivor_id: String,
+    pub absorbed_id: String,
+    /// False when the absorbed side was an incoming import row.
+    pub absorbed_stored: bool,
+    /// `manual`, `suggestion` or `import`.
+    pub origin: String,
+    /// What matched, e.g. `phone +8613800138000`.
+    pub reason: String,
+    pub rule: String,
+    pub conflicts: Vec<Conflict>,
+    pub moved: Moved,
+    pub survivor_before: Value,
+    pub absorbed_before: Value,
+    pub survivor_after: Value,
+    pub actor_id: String,
+    pub merged_at: DateTime<Utc>,
+    pub undone_at: Option<DateTime<Utc>>,
+    pub undone_by: Option<String>,
+}
+
+/// The fields a caller may settle by hand in [`MergeRequest::prefer`].
+pub const FIELDS: &[&str] = &["displayName", "lifecycleStage", "ownerId", "sourceChannel"];
+
+/// A merge of two stored customers, asked for through the API.
+#[derive(Debug, Clone, Default)]
+pub struct MergeRequest {
+    pub survivor_id: String,
+    pub absorbed_id: String,
+    /// The tenant's rule unless given.
+    pub rule: Option<ConflictRule>,
+    /// Fields (`displayName`, `attributes.city`, …) settled by hand.
+    pub prefer: HashMap<String, Side>,
+    /// The suggestion this merge accepts, if any.
+    pub suggestion_id: Option<String>,
+}
+
+const ENTITY: &str = "customer";
+const CHUNK: usize = 500;
+
+/// A customer as a merge remembers it: every field, for restoring.
+fn stored_json(c: &Customer, identities: &[Identity]) -> Value {
+    json!({
+        "displayName": c.display_name,
+        "phones": c.phones,
+        "emails": c.emails,
+        "attributes": c.attributes,
+        "lifecycleStage": c.lifecycle_stage.as_str(),
+        "stageManual": c.stage_manual,
+        "ownerId": c.owner_id,
+        "sourceChannel": c.source_channel.as_str(),
+        "createdAt": time::to_micros(c.created_at),
+        "updatedAt": time::to_micros(c.updated_at),
+        "identities": customers::identities_json(identities),
+    })
+}
+
+/// The customer `id` as `v` (from [`stored_json`]) describes it.
+fn from_stored(id: &str, v: &Value, version: i64) -> Result<Customer> {
+    let bad = || Error::Internal(format!("merge snapshot of {id} is malformed"));
+    let list = |k: &str| -> Vec<String> {
+        serde_json::from_value(v.get(k).cloned().unwrap_or(Value::Null)).unwrap_or_default()
+    };
+    let text = |k: &str| v.get(k).and_then(Value::as_str);
+    Ok(Customer {
+        id: id.to_owned(),
+        display_name: text("displayName").ok_or_else(bad)?.to_owned(),
+        phones: list("phones"),
+        emails: list("emails"),
+        attributes: match v.get("attributes") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Attributes::new(),
+        },
+        lifecycle_stage: text("lifecycleStage")
+            .and_then(LifecycleStage::parse)
+            .ok_or_else(bad)?,
+        stage_manual: v
+            .get("stageManual")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        owner_id: text("ownerId").map(str::to_owned),
+        source_channel: text("sourceChannel")
+            .and_then(Channel::parse)
+            .ok_or_else(bad)?,
+        created_at: time::from_micros(v.get("createdAt").and_then(Value::as_i64).ok_or_else(bad)?),
+        updated_at: time::from_micros(v.get("updatedAt").and_then(Value::as_i64).ok_or_else(bad)?),
+        version,
+    })
+}
+
+fn identities_from(v: &Value) -> Vec<Identity> {
+    v.get("identities")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| {
+                    Some(Identity {
+                        channel: Channel::parse(i.get("channel")?.as_str()?)?,
+                        external_id: i.get("externalId")?.as_str()?.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn live_identities(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Vec<Identity>> {
+    let rows = sqlx::query(
+        "SELECT channel, external_id FROM customer_identities \
+         WHERE tenant_id = $1 AND customer_id = $2 AND deleted_at IS NULL ORDER BY created_at, channel, external_id",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some(Identity {
+                channel: Channel::parse(&r.try_get::<String, _>("channel").ok()?)?,
+                external_id: r.try_get("external_id").ok()?,
+            })
+        })
+        .collect())
+}
+
+/// Checks the hand-settled fields of a request.
+fn check_prefer(prefer: &HashMap<String, Side>) -> Result<()> {
+    let mut p = Problems::default();
+    for field in prefer.keys() {
+        let known = FIELDS.contains(&field.as_str())
+            || field
+                .strip_prefix("attributes.")
+                .is_some_and(|k| shoal_base::kinds::attribute_key(k).is_ok());
+        if !known {
+            p.push(
+                "input.prefer",
+                format!(
+                    "`{field}` is not a field a merge settles ({}, or attributes.<name>)",
+                    FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+    p.into_result(())
+}
+
+/// Merges two stored customers of the actor's tenant; the absorbed one is soft-deleted.
+pub async fn merge(db: &Db, actor: &Actor, req: &MergeRequest) -> Result<Merge> {
+    actor.require(Action::Update)?;
+    actor.require(Action::Delete)?;
+    if req.survivor_id == req.absorbed_id {
+        return Err(Error::invalid(
+            "input.absorbedId",
+            "a customer cannot be merged with itself",
+        ));
+    }
+    check_prefer(&req.prefer)?;
+    for id in [&req.survivor_id, &req.absorbed_id] {
+        actor
+            .access
+            .ensure_customer(db, Resource::Customers, id)
+            .await?;
+    }
+    let mut tx = db.begin_write().await?;
+    let origin = match &req.suggestion_id {
+        Some(id) => {
+            let s = suggestions::get(&mut tx, actor, id).await?;
+            let pair = [s.customer_a.as_str(), s.customer_b.as_str()];
+            if !pair.contains(&req.survivor_id.as_str())
+                || !pair.contains(&req.absorbed_id.as_str())
+            {
+                return Err(Error::invalid(
+                    "input.suggestionId",
+                    "the suggestion is about another pair of customers",
+                ));
+            }
+            if s.status != "pending" {
+                return Err(Error::invalid(
+                    "input.suggestionId",
+                    format!("the suggestion is already {}", s.status),
+                ));
+            }
+            let reasons: Vec<String> = s
+                .reasons
+                .iter()
+                .map(|r| format!("{} {}", r.code, r.detail))
+                .collect();
+            ("suggestion", reasons.join("; "))
+        }
+        None => ("manual", "chosen by hand".to_owned()),
+    };
+    let survivor = customers::fetch(&mut tx, db, actor.tenant_id(), &req.survivor_id, true).await?;
+    let absorbed = customers::fetch(&mut tx, db, actor.tenant_id(), &req.absorbed_id, true).await?;
+    let absorbed_ids = live_identities(&mut tx, actor.tenant_id(), &absorbed.id).await?;
+    let rule = req.rule.unwrap_or(actor.tenant.dedupe.conflict_rule);
+    let (mut merged, mut conflicts) = settle(actor, &survivor, &absorbed, rule, &req.prefer);
+    let mut moved = Moved::default();
+    write_survivor(&mut tx, db, actor, &survivor, &mut merged).await?;
+
+    let t = actor.tenant_id();
+    sqlx::query(
+        "UPDATE customer_identities SET customer_id = $1 WHERE tenant_id = $2 AND customer_id = $3 AND deleted_at IS NULL",
+    )
+    .bind(&survivor.id)
+    .bind(t)
+    .bind(&absorbed.id)
+    .execute(&mut *tx)
+    .await?;
+    moved.identities = absorbed_ids
+        .iter()
+        .map(|i| (i.channel.as_str().to_owned(), i.external_id.clone()))
+        .collect();
+    moved.events = repoint_all(&mut tx, "events", t, &absorbed.id, &survivor.id).await?;
+    moved.tasks = repoint_all(&mut tx, "tasks", t, &absorbed.id, &survivor.id).await?;
+    moved.follow_ups = repoint_all(&mut tx, "follow_ups", t, &absorbed.id, &survivor.id).await?;
+    let absorbed_tags = held_tags(&mut tx, t, &absorbed.id).await?;
+    moved.tags = give_tags(&mut tx, actor, &survivor.id, &absorbed_tags, &mut conflicts).await?;
+    moved.opt_outs = give_opt_outs(&mut tx, t, &absorbed.id, &survivor.id).await?;
+
+    let now = time::to_micros(time::now());
+    sqlx::query(
+        "UPDATE customers SET deleted_at = $1, updated_at = $1, version = version + 1, merged_into = $2 \
+         WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(now)
+    .bind(&survivor.id)
+    .bind(t)
+    .bind(&absorbed.id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM customer_contacts WHERE tenant_id = $1 AND customer_id = $2")
+        .bind(t)
+        .bind(&absorbed.id)
+        .execute(&mut *tx)
+        .await?;
+    suggestions::decide(&mut tx, actor, &survivor.id, &absorbed.id, "merged").await?;
+    let survivor_ids = live_identities(&mut tx, t, &survivor.id).await?;
+    let m = Merge {
+        id: uuid::Uuid::now_v7().to_string(),
+        survivor_id: survivor.id.clone(),
+        absorbed_id: absorbed.id.clone(),
+        absorbed_stored: true,
+        origin: origin.0.into(),
+        reason: origin.1,
+        rule: rule.as_str().into(),
+        conflicts,
+        moved,
+        survivor_before: stored_json(&survivor, &[]),
+        absorbed_before: stored_json(&absorbed, &absorbed_ids),
+        survivor_after: stored_json(&merged, &survivor_ids),
+        actor_id: actor.user_id.clone(),
+        merged_at: time::now(),
+        undone_at: None,
+        undone_by: None,
+    };
+    record(&mut tx, actor, &m, &survivor, &merged).await?;
+    tx.commit().await?;
+    Ok(m)
+}
+
+/// Merges an incoming import row into the stored customer `survivor_id`, in the caller's
+/// transaction: fields settled by the tenant's rule, new identities and `tags` added.
+pub(crate) async fn absorb_incoming(
+    conn: &mut AnyConnection,
+    db: &Db,
+    actor: &Actor,
+    survivor_id: &str,
+    incoming: &Prepared,
+    tags: &[Tag],
+    reason: &str,
+) -> Result<Merge> {
+    let t = actor.tenant_id();
+    let survivor = customers::fetch(conn, db, t, survivor_id, true).await?;
+    let (absorbed, identities) = incoming;
+    let rule = actor.tenant.dedupe.conflict_rule;
+    let (mut merged, mut conflicts) = settle(actor, &survivor, absorbed, rule, &HashMap::new());
+    write_survivor(conn, db, actor, &survivor, &mut merged).await?;
+    let mut moved = Moved::default();
+    let now = time::to_micros(time::now());
+    for identity in identities {
+        let holder: Option<String> = sqlx::query(
+            "SELECT customer_id FROM customer_identities WHERE tenant_id = $1 AND channel = $2 AND external_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(t)
+        .bind(identity.channel.as_str())
+        .bind(&identity.external_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get("customer_id"))
+        .transpose()?;
+        match holder {
+            Some(h) if h == survivor.id => {}
+            Some(h) => conflicts.push(Conflict {
+                field: "identities".into(),
+                kept: json!(format!("{}:{} stays with customer {h}", identity.channel.as_str(), identity.external_id)),
+                discarded: json!({"channel": identity.channel.as_str(), "externalId": identity.external_id}),
+                kept_from: Side::Survivor,
+                rule: "identity_held".into(),
+            }),
+            None => {
+                sqlx::query(
+                    "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(t)
+                .bind(&survivor.id)
+                .bind(identity.channel.as_str())
+                .bind(&identity.external_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(customers::identity_conflict)?;
+                moved.identities.push((identity.channel.as_str().to_owned(), identity.external_id.clone()));
+            }
+        }
+    }
+    let tag_ids: Vec<String> = tags.iter().map(|t| t.id.clone()).collect();
+    moved.tags = give_tags(conn, actor, &survivor.id, &tag_ids, &mut conflicts).await?;
+    let survivor_ids = live_identities(conn, t, &survivor.id).await?;
+    let mut absorbed_before = stored_json(absorbed, identities);
+    absorbed_before["tags"] = json!(tag_ids);
+    let m = Merge {
+        id: uuid::Uuid::now_v7().to_string(),
+        survivor_id: survivor.id.clone(),
+        absorbed_id: absorbed.id.clone(),
+        absorbed_stored: false,
+        origin: "import".into(),
+        reason: reason.to_owned(),
+        rule: rule.as_str().into(),
+        conflicts,
+        moved,
+        survivor_before: stored_json(&survivor, &[]),
+        absorbed_before,
+        survivor_after: stored_json(&merged, &survivor_ids),
+        actor_id: actor.user_id.clone(),
+        merged_at: time::now(),
+        undone_at: None,
+        undone_by: None,
+    };
+    record(conn, actor, &m, &survivor, &merged).await?;
+    Ok(m)
+}
+
+fn settle(
+    actor: &Actor,
+    survivor: &Customer,
+    absorbed: &Customer,
+    rule: ConflictRule,
+    prefer: &HashMap<String, Side>,
+) -> (Customer, Vec<Conflict>) {
+    let policy = resolve::Policy {
+        rule,
+        source_priority: &actor.tenant.dedupe.source_priority,
+        prefer,
+    };
+    resolve::resolve(survivor, absorbed, &policy)
+}
+
+/// Stores the merged survivor (a new version) and its contacts.
+async fn write_survivor(
+    conn: &mut AnyConnection,
+    db: &Db,
+    actor: &Actor,
+    before: &Customer,
+    merged: &mut Customer,
+) -> Result<()> {
+    merged.updated_at = time::now();
+    merged.version = before.version + 1;
+    if !customers::store_row(conn, db, actor.tenant_id(), merged, before.version).await? {
+        return Err(Error::Internal(format!(
+            "customer {} changed during the merge",
+            before.id
+        )));
+    }
+    customers::replace_contacts(conn, actor.tenant_id(), merged).await
+}
+
+/// Writes the merge row and an audit entry on each profile.
+async fn record(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    m: &Merge,
+    before: &Customer,
+    after: &Customer,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO customer_merges (tenant_id, id, survivor_id, absorbed_id, absorbed_stored, origin, reason, rule, \
+         survivor_before, absorbed_before, survivor_after, conflicts, moved, actor_id, merged_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(actor.tenant_id())
+    .bind(&m.id)
+    .bind(&m.survivor_id)
+    .bind(&m.absorbed_id)
+    .bind(i64::from(m.absorbed_stored))
+    .bind(&m.origin)
+    .bind(&m.reason)
+    .bind(&m.rule)
+    .bind(m.survivor_before.to_string())
+    .bind(m.absorbed_before.to_string())
+    .bind(m.survivor_after.to_string())
+    .bind(json!(m.conflicts).to_string())
+    .bind(json!(m.moved).to_string())
+    .bind(&m.actor_id)
+    .bind(time::to_micros(m.merged_at))
+    .execute(&mut *conn)
+    .await?;
+    let mut changes = customers::diff(before, after);
+    changes.insert("mergeId".into(), json!(m.id));
+    changes.insert("absorbedId".into(), json!(m.absorbed_id));
+    changes.insert("origin".into(), json!(m.origin));
+    changes.insert("conflicts".into(), json!(m.conflicts));
+    audit::record(
+        conn,
+        actor,
+        "customer.merge",
+        ENTITY,
+        &m.survivor_id,
+        Value::Object(changes),
+    )
+    .await?;
+    if m.absorbed_stored {
+        audit::record(
+            conn,
+            actor,
+            "customer.merged_into",
+            ENTITY,
+            &m.absorbed_id,
+            json!({"mergeId": m.id, "survivorId": m.survivor_id}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Moves every row of `table` from customer `from` to `to`; returns their ids.
+async fn repoint_all(
+    conn: &mut AnyConnection,
+    table: &str,
+    tenant: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>> {
+    let ids: Vec<String> = sqlx::query(&format!(
+        "SELECT id FROM {table} WHERE tenant_id = $1 AND customer_id = $2"
+    ))
+    .bind(tenant)
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<Result<_, _>>()?;
+    sqlx::query(&format!(
+        "UPDATE {table} SET customer_id = $1 WHERE tenant_id = $2 AND customer_id = $3"
+    ))
+    .bind(to)
+    .bind(tenant)
+    .bind(from)
+    .execute(&mut *conn)
+    .await?;
+    Ok(ids)
+}
+
+/// Moves the listed rows of `table` to customer `to`, if they still belong to `from`.
+async fn repoint_listed(
+    conn: &mut AnyConnection,
+    table: &str,
+    tenant: &str,
+    ids: &[String],
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let mut sql = Sql::new(&format!("UPDATE {table} SET customer_id = "));
+        let to = sql.arg(to);
+        let t = sql.arg(tenant);
+        let f = sql.arg(from);
+        sql.push(&format!(
+            "{to} WHERE tenant_id = {t} AND customer_id = {f} AND id"
+        ))
+        .push_in(chunk);
+        sql.on(shoal_base::storage::Backend::of(conn))
+            .query_once()
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn held_tags(conn: &mut AnyConnection, tenant: &str, customer: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query("SELECT tag_id FROM customer_tags WHERE tenant_id = $1 AND customer_id = $2 ORDER BY tag_id")
+        .bind(tenant)
+        .bind(customer)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get("tag_id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Adds the manual tags among `tag_ids` the customer lacks (dynamic tags follow their
+/// rules); a tag of an exclusive group where the customer already holds another is a
+/// conflict the customer's tag wins. Returns the tags added.
+async fn give_tags(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    customer: &str,
+    tag_ids: &[String],
+    conflicts: &mut Vec<Conflict>,
+) -> Result<Vec<String>> {
+    if tag_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let t = actor.tenant_id();
+    let all: HashMap<String, Tag> = tags::store_all(conn, t)
+        .await?
+        .into_iter()
+        .map(|tag| (tag.id.clone(), tag))
+        .collect();
+    let exclusive: HashSet<String> = tags::groups(conn, t)
+        .await?
+        .into_iter()
+        .filter(|(_, ex, _)| *ex)
+        .map(|(n, _, _)| n)
+        .collect();
+    let mut held: Vec<String> = held_tags(conn, t, customer).await?;
+    let mut added = Vec::new();
+    for id in tag_ids {
+        let Some(tag) = all.get(id) else { continue };
+        if tag.kind != TagKind::Manual || held.contains(id) {
+            continue;
+        }
+        if let Some(group) = tag.group.as_ref().filter(|g| exclusive.contains(*g))
+            && let Some(mine) = held
+                .iter()
+                .filter_map(|h| all.get(h))
+                .find(|h| h.group.as_ref() == Some(group))
+        {
+            conflicts.push(Conflict {
+                field: format!("tags.{group}"),
+                kept: json!(mine.name),
+                discarded: json!(tag.name),
+                kept_from: Side::Survivor,
+                rule: "exclusive_group".into(),
+            });
+            continue;
+        }
+        tags::write_changes(conn, actor, tag, &[customer.to_owned()], &[], "merge").await?;
+        held.push(id.clone());
+        added.push(id.clone());
+    }
+    Ok(added)
+}
+
+async fn opt_out_channels(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer: &str,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query(
+        "SELECT channel FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get("channel"))
+    .collect::<Result<_, _>>()?)
+}
+
+/// Gives `to` every opt-out of `from` it lacks (an opt-out is never lost in a merge).
+async fn give_opt_outs(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>> {
+    let mine = opt_out_channels(conn, tenant, to).await?;
+    let mut added = Vec::new();
+    for channel in opt_out_channels(conn, tenant, from).await? {
+        if mine.contains(&channel) {
+            continue;
+        }
+        sqlx::query("INSERT INTO contact_opt_outs (tenant_id, customer_id, channel, at) VALUES ($1, $2, $3, $4)")
+            .bind(tenant)
+            .bind(to)
+            .bind(&channel)
+            .bind(time::to_micros(time::now()))
+            .execute(&mut *conn)
+            .await?;
+        added.push(channel);
+    }
+    Ok(added)
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Merge> {
+    let json = |col: &str| -> Result<Value> {
+        let text: String = r.try_get(col)?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("customer_merges.{col}: {e}")))
+    };
+    Ok(Merge {
+        id: r.try_get("id")?,
+        survivor_id: r.try_get("survivor_id")?,
+        absorbed_id: r.try_get("absorbed_id")?,
+        absorbed_stored: r.try_get::<i64, _>("absorbed_stored")? == 1,
+        origin: r.try_get("origin")?,
+        reason: r.try_get("reason")?,
+        rule: r.try_get("rule")?,
+        conflicts: serde_json::from_value(json("conflicts")?).unwrap_or_default(),
+        moved: serde_json::from_value(json("moved")?).unwrap_or_default(),
+        survivor_before: json("survivor_before")?,
+        absorbed_before: json("absorbed_before")?,
+        survivor_after: json("survivor_after")?,
+        actor_id: r.try_get("actor_id")?,
+        merged_at: time::from_micros(r.try_get("merged_at")?),
+        undone_at: r
+            .try_get::<Option<i64>, _>("undone_at")?
+            .map(time::from_micros),
+        undone_by: r.try_get("undone_by")?,
+    })
+}
+
+/// One merge of the actor's tenant.
+pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Merge> {
+    let row = sqlx::query("SELECT * FROM customer_merges WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| Error::not_found("merge", id))?;
+    from_row(&row)
+}
+
+/// What an unmerge did.
+#[derive(Debug, Clone)]
+pub struct Unmerged {
+    pub merge: Merge,
+    /// Survivor fields changed since the merge and therefore left as they are now.
+    pub kept: Vec<String>,
+}
+
+/// Undoes a merge: the absorbed profile comes back (an import row becomes a customer of its
+/// own) with its identities, events, tasks, follow-ups, tags and opt-outs; the survivor's
+/// fields go back to what they were, except those changed since the merge, and it keeps the
+/// opt-outs it gained (both listed in [`Unmerged::kept`]). Rows added to the survivor after
+/// the merge stay with it.
+pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged> {
+    actor.require(Action::Update)?;
+    actor.require(Action::Delete)?;
+    let t = actor.tenant_id();
+    let mut tx = db.begin_write().await?;
+    let m = get(&mut tx, t, merge_id).await?;
+    if let Some(at) = m.undone_at {
+        return Err(Error::invalid(
+            "mergeId",
+            format!("the merge was already undone at {}", at.to_rfc3339()),
+        ));
+    }
+    let state: Option<(Option<i64>, Option<String>)> = sqlx::query(
+        "SELECT deleted_at, merged_into FROM customers WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(t)
+    .bind(&m.survivor_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| Ok::<_, sqlx::Error>((r.try_get("deleted_at")?, r.try_get("merged_into")?)))
+    .transpose()?;
+    match state {
+        Some((None, _)) => {}
+        Some((Some(_), Some(into))) => {
+            return Err(Error::invalid(
+                "mergeId",
+                format!(
+                    "customer {} has since been merged into {into}: undo that merge first",
+                    m.survivor_id
+                ),
+            ));
+        }
+        _ => {
+            return Err(Error::invalid(
+                "mergeId",
+                format!(
+                    "customer {} has been deleted since the merge",
+                    m.survivor_id
+                ),
+            ));
+        }
+    }
+    actor
+        .access
+        .ensure_customer(db, Resource::Customers, &m.survivor_id)
+        .await?;
+
+    // the survivor: back to its old values where nobody changed them since
+    let now_s = customers::fetch(&mut tx, db, t, &m.survivor_id, true).await?;
+    let before = from_stored(&m.survivor_id, &m.survivor_before, 0)?;
+    let after = from_stored(&m.survivor_id, &m.survivor_after, 0)?;
+    let (mut restored, mut kept) = revert(&now_s, &before, &after);
+    restored.updated_at = time::now();
+    restored.version = now_s.version + 1;
+    if !customers::store_row(&mut tx, db, t, &restored, now_s.version).await? {
+        return Err(Error::Internal(format!(
+            "customer {} changed during the unmerge",
+            m.survivor_id
+        )));
+    }
+    customers::replace_contacts(&mut tx, t, &restored).await?;
+
+    // the absorbed profile: back from the dead, or stored for the first time
+    let mut absorbed = from_stored(&m.absorbed_id, &m.absorbed_before, 0)?;
+    if m.absorbed_stored {
+        let version: i64 = sqlx::query(
+            "UPDATE customers SET deleted_at = NULL, merged_into = NULL, version = version + 1 \
+             WHERE tenant_id = $1 AND id = $2 AND merged_into = $3 RETURNING version",
+        )
+        .bind(t)
+        .bind(&m.absorbed_id)
+        .bind(&m.survivor_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "customer {} is no longer merged into {}",
+                m.absorbed_id, m.survivor_id
+            ))
+        })?
+        .try_get("version")?;
+        absorbed.version = version + 1;
+        absorbed.updated_at = time::now();
+        customers::store_row(&mut tx, db, t, &absorbed, version).await?;
+        customers::replace_contacts(&mut tx, t, &absorbed).await?;
+    } else {
+        absorbed.version = 1;
+        absorbed.updated_at = time::now();
+        customers::insert_many(&mut tx, db, t, &[(absorbed.clone(), Vec::new())]).await?;
+    }
+    for (channel, external_id) in &m.moved.identities {
+        sqlx::query(
+            "UPDATE customer_identities SET customer_id = $1 WHERE tenant_id = $2 AND customer_id = $3 \
+             AND channel = $4 AND external_id = $5 AND deleted_at IS NULL",
+        )
+        .bind(&m.absorbed_id)
+        .bind(t)
+        .bind(&m.survivor_id)
+        .bind(channel)
+        .bind(external_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (table, ids) in [
+        ("events", &m.moved.events),
+        ("tasks", &m.moved.tasks),
+        ("follow_ups", &m.moved.follow_ups),
+    ] {
+        repoint_listed(&mut tx, table, t, ids, &m.survivor_id, &m.absorbed_id).await?;
+    }
+    let all: HashMap<String, Tag> = tags::store_all(&mut tx, t)
+        .await?
+        .into_iter()
+        .map(|tag| (tag.id.clone(), tag))
+        .collect();
+    let held = held_tags(&mut tx, t, &m.survivor_id).await?;
+    for id in &m.moved.tags {
+        if let Some(tag) = all.get(id)
+            && held.contains(id)
+        {
+            tags::write_changes(
+                &mut tx,
+                actor,
+                tag,
+                &[],
+                std::slice::from_ref(&m.survivor_id),
+                "unmerge",
+            )
+            .await?;
+        }
+    }
+    if !m.absorbed_stored {
+        let incoming_tags: Vec<String> = serde_json::from_value(
+            m.absorbed_before
+                .get("tags")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+        .unwrap_or_default();
+        for id in &incoming_tags {
+            if let Some(tag) = all.get(id) {
+                tags::write_changes(
+                    &mut tx,
+                    actor,
+                    tag,
+                    std::slice::from_ref(&m.absorbed_id),
+                    &[],
+                    "unmerge",
+                )
+                .await?;
+            }
+        }
+    }
+    // opt-outs the survivor gained stay: an opt-out is never dropped by an undo (the absorbed
+    // profile has its own back too); they are listed among the kept fields
+    kept.extend(m.moved.opt_outs.iter().map(|c| format!("optOuts.{c}")));
+    let now = time::to_micros(time::now());
+    sqlx::query("UPDATE customer_merges SET undone_at = $1, undone_by = $2 WHERE tenant_id = $3 AND id = $4")
+        .bind(now)
+        .bind(&actor.user_id)
+        .bind(t)
+        .bind(&m.id)
+        .execute(&mut *tx)
+        .await?;
+    suggestions::decide(&mut tx, actor, &m.survivor_id, &m.absorbed_id, "dismissed").await?;
+    let mut changes = customers::diff(&now_s, &restored);
+    changes.insert("mergeId".into(), json!(m.id));
+    changes.insert("kept".into(), json!(kept));
+    audit::record(
+        &mut tx,
+        actor,
+        "customer.unmerge",
+        ENTITY,
+        &m.survivor_id,
+        Value::Object(changes),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "customer.unmerge",
+        ENTITY,
+        &m.absorbed_id,
+        json!({"mergeId": m.id, "restored": customers::snapshot(&absorbed, &identities_from(&m.absorbed_before))}),
+    )
+    .await?;
+    let merge = get(&mut tx, t, &m.id).await?;
+    tx.commit().await?;
+    Ok(Unmerged { merge, kept })
+}
+
+/// The survivor as it should be after an unmerge: each field still holding the merged value
+/// goes back to its value before the merge; lists lose what the merge added; fields changed
+/// since are kept (and named).
+fn revert(now: &Customer, before: &Customer, after: &Customer) -> (Customer, Vec<String>) {
+    let mut out = now.clone();
+    let mut kept = Vec::new();
+    macro_rules! field {
+        ($f:ident, $name:literal) => {
+            if before.$f != after.$f {
+                if now.$f == after.$f {
+                    out.$f = before.$f.clone();
+                } else {
+                    kept.push($name.to_owned());
+                }
+            }
+        };
+    }
+    field!(display_name, "displayName");
+    field!(lifecycle_stage, "lifecycleStage");
+    field!(stage_manual, "lifecycleStageManual");
+    field!(owner_id, "ownerId");
+    field!(source_channel, "sourceChannel");
+    field!(created_at, "createdAt");
+    for (list, b, a) in [
+        (&mut out.phones, &before.phones, &after.phones),
+        (&mut out.emails, &before.emails, &after.emails),
+    ] {
+        list.retain(|v| b.contains(v) || !a.contains(v));
+    }
+    let keys: HashSet<&String> = before
+        .attributes
+        .keys()
+        .chain(after.attributes.keys())
+        .collect();
+    for key in keys {
+        let (b, a) = (before.attributes.get(key), after.attributes.get(key));
+        if b == a {
+            continue;
+        }
+        if now.attributes.get(key) == a {
+            match b {
+                Some(v) => out.attributes.insert(key.clone(), v.clone()),
+                None => out.attributes.remove(key),
+            };
+        } else {
+            kept.push(format!("attributes.{key}"));
+        }
+    }
+    kept.sort();
+    (out, kept)
+}
+
+/// Merges newest first; with `customer_id`, those it took part in.
+pub async fn history(
+    db: &Db,
+    actor: &Actor,
+    customer_id: Option<&str>,
+    page: &Page,
+) -> Result<Paged<(Merge, Cursor)>> {
+    let mut sql = Sql::new("SELECT m.* FROM customer_merges m WHERE m.tenant_id = ");
+    let t = sql.arg(actor.tenant_id());
+    sql.push(&t);
+    if let Some(id) = customer_id {
+        let a = sql.arg(id);
+        sql.push(&format!(
+            " AND (m.survivor_id = {a} OR m.absorbed_id = {a})"
+        ));
+    }
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        Resource::Customers,
+        &t,
+        "m.survivor_id",
+    );
+    page.push_conditions(&mut sql, "m.merged_at", "m.id", true);
+    page.push_order_limit(&mut sql, "m.merged_at", "m.id", true);
+    let rows = sql.query().fetch_all(&db.pool).await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    Ok(page.finish(items).with_cursors(|m| Cursor {
+        tenant: actor.tenant_id().to_owned(),
+        order: HISTORY_ORDER.to_owned(),
+        key: Key::Int(time::to_micros(m.merged_at)),
+        id: m.id.clone(),
+    }))
+}
+
+/// The cursor ordering of [`history`].
+pub const HISTORY_ORDER: &str = "merges:merged_at:desc";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revert_undoes_only_what_nobody_changed_since() {
+        let at = time::now();
+        let base = Customer {
+            id: "s".into(),
+            display_name: "王芳".into(),
+            phones: vec!["+8613800138000".into()],
+            emails: vec![],
+            attributes: Attributes::new(),
+            lifecycle_stage: LifecycleStage::Lead,
+            stage_manual: false,
+            owner_id: None,
+            source_channel: Channel::Wecom,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        let mut after = base.clone();
+        after.display_name = "王小芳".into();
+        after.owner_id = Some("u1".into());
+        after.phones.push("+8613900000000".into());
+        after.attributes.insert("city".into(), json!("上海"));
+        let mut now = after.clone();
+        now.owner_id = Some("u2".into()); // reassigned after the merge
+        now.phones.push("+8613700000000".into()); // added after the merge
+        let (restored, kept) = revert(&now, &base, &after);
+        assert_eq!(restored.display_name, "王芳");
+        assert_eq!(restored.owner_id.as_deref(), Some("u2"));
+        assert_eq!(
+            restored.phones,
+            vec!["+8613800138000".to_string(), "+8613700000000".to_string()]
+        );
+        assert!(!restored.attributes.contains_key("city"));
+        assert_eq!(kept, vec!["ownerId".to_string()]);
+    }
+}

@@ -1,0 +1,548 @@
+//! The registry of loaded modules and the tenants that enable them, swapped atomically on
+//! reload, and the calls the rest of Shoal makes (bounded, off the async threads).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+    time::Instant,
+};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::{
+    abi::latest as types,
+    call::{CallError, CallReport, Params},
+    manifest::{capability_name, capability_names},
+    runtime::{Loaded, Runtime},
+    stats::{Stats, StatsSnapshot},
+};
+use shoal_base::config::Config;
+
+/// A module that could not be loaded, and why.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    /// The module's folder.
+    pub source: PathBuf,
+    /// The id from its manifest, when the manifest could be read.
+    pub id: Option<String>,
+    pub error: String,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    pub failed: Vec<LoadFailure>,
+}
+
+/// A module as an administrator sees it.
+#[derive(Debug, Clone)]
+pub struct PluginStatus {
+    pub id: String,
+    pub version: Option<String>,
+    pub abi_version: Option<String>,
+    pub sha256: Option<String>,
+    pub loaded: bool,
+    pub load_error: Option<String>,
+    pub tenants: Vec<String>,
+    pub stats: StatsSnapshot,
+}
+
+/// A module as a tenant sees it: what it is and the templates it supplies.
+#[derive(Debug, Clone)]
+pub struct ModuleView {
+    pub info: types::PluginInfo,
+    pub capabilities: Vec<&'static str>,
+    pub params: serde_json::Value,
+    pub tag_templates: Vec<types::TagTemplate>,
+    pub sop_templates: Vec<types::SopTemplate>,
+}
+
+/// A settlement with the exact module and parameters that produced it, for the record.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub result: Result<types::Settlement, types::PluginError>,
+    pub module_version: String,
+    pub module_sha256: String,
+    /// The parameters the module saw (config merged with overrides), as a JSON object.
+    pub params: serde_json::Value,
+    pub report: CallReport,
+}
+
+/// Why a bill cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("module `{0}` is not loaded on this host")]
+    NotLoaded(String),
+    #[error(
+        "the bill was settled by `{id}` {version} (sha256 {sha256}); the loaded version is {loaded_version} (sha256 {loaded_sha256})"
+    )]
+    OtherVersion {
+        id: String,
+        version: String,
+        sha256: String,
+        loaded_version: String,
+        loaded_sha256: String,
+    },
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// One consistent view: modules plus the tenants' module settings.
+#[derive(Debug, Default)]
+struct Snapshot {
+    plugins: BTreeMap<String, Arc<Loaded>>,
+    failures: Vec<LoadFailure>,
+    /// tenant → enabled module id → parameters.
+    tenants: BTreeMap<String, BTreeMap<String, (Arc<Params>, serde_json::Value)>>,
+}
+
+#[derive(Debug)]
+pub struct PluginHost {
+    runtime: Arc<Runtime>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    stats: Mutex<HashMap<(String, String), Arc<Stats>>>,
+    permits: Arc<Semaphore>,
+    /// Serialises reloads (calls never wait for it).
+    reloading: Mutex<()>,
+}
+
+impl PluginHost {
+    /// Creates the engine and loads the modules and tenant settings of `config`.
+    pub fn start(config: &Config) -> Result<(Arc<PluginHost>, ReloadReport), String> {
+        let runtime = Arc::new(Runtime::new(&config.plugins)?);
+        let host = Arc::new(PluginHost {
+            permits: Arc::new(Semaphore::new(config.plugins.max_concurrent_calls)),
+            runtime,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            stats: Mutex::new(HashMap::new()),
+            reloading: Mutex::new(()),
+        });
+        let report = host.reload(config);
+        Ok((host, report))
+    }
+
+    /// Re-reads the plugins folder and the tenants' module settings and swaps them in at
+    /// once. Calls in flight finish on the modules they started with. Limits and the
+    /// folder location are fixed at start.
+    pub fn reload(&self, config: &Config) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Snapshot::default();
+        let dir = &self.runtime.limits.dir;
+        let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        folders.sort();
+        let current = self.current();
+        for folder in folders {
+            let manifest_id = super::manifest::Manifest::read(&folder)
+                .ok()
+                .map(|(m, _)| m.id);
+            // unchanged modules are kept as they are (no recompilation, no re-instantiation)
+            let unchanged = super::manifest::Manifest::read(&folder)
+                .ok()
+                .and_then(|(m, _)| {
+                    current
+                        .plugins
+                        .get(&m.id)
+                        .filter(|l| l.manifest == m && l.source.starts_with(&folder))
+                        .cloned()
+                });
+            let result = match unchanged {
+                Some(loaded) => Ok(loaded),
+                None => self.runtime.load_dir(&folder).map(Arc::new),
+            };
+            match result {
+                Ok(loaded) => {
+                    let id = loaded.manifest.id.clone();
+                    if let Some(first) = next.plugins.get(&id) {
+                        next.failures.push(LoadFailure {
+                            source: folder.clone(),
+                            id: Some(id.clone()),
+                            error: format!(
+                                "duplicate module id `{id}`: also loaded from {}",
+                                first.source.display()
+                            ),
+                        });
+                        continue;
+                    }
+                    tracing::info!(
+                        module = %id, version = %loaded.manifest.version, abi = %loaded.abi,
+                        cached = loaded.from_cache, load_ms = loaded.load_time.as_secs_f64() * 1000.0,
+                        "module loaded"
+                    );
+                    next.plugins.insert(id, loaded);
+                }
+                Err(error) => {
+                    tracing::error!(folder = %folder.display(), "module refused: {error}");
+                    next.failures.push(LoadFailure {
+                        source: folder,
+                        id: manifest_id,
+                        error,
+                    });
+                }
+            }
+        }
+        for (tenant_id, tenant) in &config.tenants {
+            let enabled = tenant
+                .modules
+                .iter()
+                .filter(|(_, m)| m.enabled)
+                .map(|(id, m)| {
+                    let json = serde_json::to_value(&m.params).unwrap_or_default();
+                    (id.clone(), (Arc::new(Params::from_toml(&m.params)), json))
+                })
+                .collect();
+            next.tenants.insert(tenant_id.clone(), enabled);
+        }
+        let report = ReloadReport {
+            loaded: next.plugins.keys().cloned().collect(),
+            failed: next.failures.clone(),
+        };
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        report
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn stats_of(&self, loaded: &Loaded) -> Arc<Stats> {
+        let key = (loaded.manifest.id.clone(), loaded.manifest.version.clone());
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// Calls `f` on a fresh instance of `module` for `tenant`, after checking the tenant
+    /// enabled it, it declares `capability`, and `input` fits; on the blocking pool, at most
+    /// `plugins.max_concurrent_calls` at once.
+    async fn call<I, R>(
+        &self,
+        tenant: &str,
+        module: &str,
+        capability: types::Capability,
+        overrides: Option<&serde_json::Map<String, serde_json::Value>>,
+        input: &I,
+        f: impl FnOnce(
+            &super::abi::v1_0::IndustryModule,
+            &mut wasmtime::Store<super::call::CallState>,
+        ) -> wasmtime::Result<R>
+        + Send
+        + 'static,
+    ) -> Result<(R, CallReport, Arc<Loaded>, serde_json::Value), CallError>
+    where
+        I: Serialize,
+        R: Serialize + Send + 'static,
+    {
+        let snapshot = self.current();
+        let not_enabled = || CallError::NotEnabled {
+            module: module.to_owned(),
+        };
+        let (params, params_json) = snapshot
+            .tenants
+            .get(tenant)
+            .and_then(|m| m.get(module))
+            .ok_or_else(not_enabled)?;
+        let (params, params_json) = match overrides.filter(|o| !o.is_empty()) {
+            None => (params.clone(), params_json.clone()),
+            Some(extra) => {
+                let mut merged = params_json.as_object().cloned().unwrap_or_default();
+                merged.extend(extra.clone());
+                (
+                    Arc::new(Params::from_json(merged.clone())),
+                    serde_json::Value::Object(merged),
+                )
+            }
+        };
+        let loaded = snapshot
+            .plugins
+            .get(module)
+            .cloned()
+            .ok_or_else(|| CallError::NotLoaded {
+                module: module.to_owned(),
+            })?;
+        let limits = &self.runtime.limits;
+        let refused = |error: CallError| {
+            tracing::warn!(
+                module,
+                tenant,
+                kind = error.kind(),
+                "module call refused: {error}"
+            );
+            self.stats_of(&loaded)
+                .record(std::time::Duration::ZERO, Some(error.kind()));
+            Err(error)
+        };
+        if !loaded.info.capabilities.contains(&capability) {
+            return refused(CallError::MissingCapability {
+                module: module.to_owned(),
+                capability: capability_name(capability),
+            });
+        }
+        let input_bytes = serde_json::to_vec(input)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if input_bytes > limits.max_input_bytes {
+            return refused(CallError::InputTooLarge {
+                bytes: input_bytes,
+                limit: limits.max_input_bytes,
+            });
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CallError::Host("the plugin host is shutting down".into()))?;
+        let (runtime, params, module_ref) = (self.runtime.clone(), params.clone(), loaded.clone());
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            runtime.call(&module_ref, params, f)
+        })
+        .await;
+        let (result, mut report) =
+            joined.map_err(|e| CallError::Host(format!("call task failed: {e}")))?;
+        let result = result.and_then(|r| {
+            report.output_bytes = serde_json::to_vec(&r)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if report.output_bytes > limits.max_output_bytes {
+                Err(CallError::OutputTooLarge {
+                    bytes: report.output_bytes,
+                    limit: limits.max_output_bytes,
+                })
+            } else {
+                Ok(r)
+            }
+        });
+        let (id, version) = (&loaded.manifest.id, &loaded.manifest.version);
+        for line in &report.logs {
+            tracing::info!(module = %id, version = %version, tenant, level = line.level, "module: {}", line.message);
+        }
+        if let Err(e) = &result {
+            tracing::warn!(module = %id, version = %version, tenant, kind = e.kind(), fuel = report.fuel_used, "module call failed: {e}");
+        }
+        self.stats_of(&loaded).record(
+            started.elapsed(),
+            result.as_ref().err().map(CallError::kind),
+        );
+        result.map(|r| (r, report, loaded, params_json))
+    }
+
+    /// Settles a bill with a module. Fails closed: any failure is an error for the caller.
+    pub async fn settle(
+        &self,
+        tenant: &str,
+        module: &str,
+        request: types::SettleRequest,
+    ) -> Result<Result<types::Settlement, types::PluginError>, CallError> {
+        let input = request.clone();
+        self.call(
+            tenant,
+            module,
+            types::Capability::Settlement,
+            None,
+            &input,
+            move |m, store| m.shoal_plugin_module().call_settle(store, &request),
+        )
+        .await
+        .map(|(r, ..)| r)
+    }
+
+    /// Settles a bill with the tenant's parameters merged with `overrides`, and reports
+    /// which module version and parameters produced it (for the bill's record).
+    pub async fn settle_recorded(
+        &self,
+        tenant: &str,
+        module: &str,
+        request: types::SettleRequest,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Settled, CallError> {
+        let input = request.clone();
+        let (result, report, loaded, params) = self
+            .call(
+                tenant,
+                module,
+                types::Capability::Settlement,
+                Some(overrides),
+                &input,
+                move |m, store| m.shoal_plugin_module().call_settle(store, &request),
+            )
+            .await?;
+        Ok(Settled {
+            result,
+            module_version: loaded.manifest.version.clone(),
+            module_sha256: loaded.manifest.sha256.clone(),
+            params,
+            report,
+        })
+    }
+
+    /// Re-runs a recorded settlement on exactly the module (by SHA-256) and parameters that
+    /// produced it; the tenant's current settings play no part.
+    pub async fn replay_settle(
+        &self,
+        module: &str,
+        sha256: &str,
+        version: &str,
+        params: serde_json::Map<String, serde_json::Value>,
+        request: types::SettleRequest,
+    ) -> Result<Result<types::Settlement, types::PluginError>, ReplayError> {
+        let loaded = self
+            .current()
+            .plugins
+            .get(module)
+            .cloned()
+            .ok_or_else(|| ReplayError::NotLoaded(module.to_owned()))?;
+        if !loaded.manifest.sha256.eq_ignore_ascii_case(sha256) {
+            return Err(ReplayError::OtherVersion {
+                id: module.to_owned(),
+                version: version.to_owned(),
+                sha256: sha256.to_owned(),
+                loaded_version: loaded.manifest.version.clone(),
+                loaded_sha256: loaded.manifest.sha256.clone(),
+            });
+        }
+        let runtime = self.runtime.clone();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CallError::Host("the plugin host is shutting down".into()))?;
+        let (result, _) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            runtime.call(&loaded, Arc::new(Params::from_json(params)), |m, s| {
+                m.shoal_plugin_module().call_settle(s, &request)
+            })
+        })
+        .await
+        .map_err(|e| CallError::Host(format!("replay task failed: {e}")))?;
+        Ok(result?)
+    }
+
+    /// Tags decided by a module for one customer. Fails open: on any failure (host or
+    /// module) it logs and returns no decisions, so tag evaluation goes on without it.
+    pub async fn evaluate_tags(
+        &self,
+        tenant: &str,
+        module: &str,
+        profile: types::CustomerProfile,
+    ) -> Vec<types::TagDecision> {
+        let input = profile.clone();
+        let outcome = self
+            .call(
+                tenant,
+                module,
+                types::Capability::EvaluateTags,
+                None,
+                &input,
+                move |m, store| m.shoal_plugin_module().call_evaluate_tags(store, &profile),
+            )
+            .await;
+        match outcome {
+            Ok((Ok(decisions), ..)) => decisions,
+            Ok((Err(refusal), ..)) => {
+                tracing::warn!(module, tenant, code = %refusal.code, "evaluate-tags refused, skipped: {}", refusal.message);
+                Vec::new()
+            }
+            Err(_) => Vec::new(), // already logged and counted by `call`
+        }
+    }
+
+    /// The modules `tenant` enabled that are loaded, with their templates.
+    pub fn modules(&self, tenant: &str) -> Vec<ModuleView> {
+        let snapshot = self.current();
+        let Some(enabled) = snapshot.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        enabled
+            .iter()
+            .filter_map(|(id, (_, params))| {
+                let loaded = snapshot.plugins.get(id)?;
+                Some(ModuleView {
+                    info: loaded.info.clone(),
+                    capabilities: capability_names(&loaded.info.capabilities),
+                    params: params.clone(),
+                    tag_templates: loaded.tag_templates.clone(),
+                    sop_templates: loaded.sop_templates.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The customer fields that the modules a tenant enables declare sensitive.
+    pub fn sensitive_fields(&self, tenant: &str) -> std::collections::HashSet<String> {
+        let snapshot = self.current();
+        let Some(enabled) = snapshot.tenants.get(tenant) else {
+            return Default::default();
+        };
+        enabled
+            .keys()
+            .filter_map(|id| snapshot.plugins.get(id))
+            .flat_map(|loaded| loaded.manifest.sensitive_fields.iter().cloned())
+            .collect()
+    }
+
+    /// Every module, loaded or refused, with the tenants enabling it and its call stats.
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        let snapshot = self.current();
+        let tenants_of = |id: &str| -> Vec<String> {
+            snapshot
+                .tenants
+                .iter()
+                .filter(|(_, m)| m.contains_key(id))
+                .map(|(t, _)| t.clone())
+                .collect()
+        };
+        let mut out: Vec<PluginStatus> = snapshot
+            .plugins
+            .values()
+            .map(|l| PluginStatus {
+                id: l.manifest.id.clone(),
+                version: Some(l.manifest.version.clone()),
+                abi_version: Some(l.abi.to_string()),
+                sha256: Some(l.manifest.sha256.clone()),
+                loaded: true,
+                load_error: None,
+                tenants: tenants_of(&l.manifest.id),
+                stats: self.stats_of(l).snapshot(),
+            })
+            .collect();
+        out.extend(snapshot.failures.iter().map(|f| {
+            let id = f.id.clone().unwrap_or_else(|| {
+                f.source
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            PluginStatus {
+                tenants: tenants_of(&id),
+                id,
+                version: None,
+                abi_version: None,
+                sha256: None,
+                loaded: false,
+                load_error: Some(f.error.clone()),
+                stats: StatsSnapshot::default(),
+            }
+        }));
+        out
+    }
+}

@@ -1,0 +1,104 @@
+//! Set-up shared by the benchmarks: the `bench` tenant, its database on each backend.
+
+// Each benchmark uses a part of this module.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use shoal_base::{
+    config::{self, ApiKeyConfig, Config, ConfigSource, TenantConfig, UserConfig},
+    storage::{self, Db},
+};
+use shoal_crm::tenancy;
+use sqlx::Connection;
+
+pub const TENANT: &str = "bench";
+pub const KEY: &str = "bench-key-0123456789abcdef";
+
+/// The built-in defaults plus tenant `bench` with an admin user whose API key is [`KEY`].
+pub fn config() -> Config {
+    let mut config = shoal_server::load_config(&ConfigSource::default()).unwrap();
+    let mut tenant = TenantConfig::new("Bench", chrono_tz::Asia::Shanghai);
+    tenant
+        .users
+        .insert("admin".into(), UserConfig::new("Admin", "admin"));
+    tenant.api_keys.insert(
+        "k".into(),
+        ApiKeyConfig {
+            user: "admin".into(),
+            sha256: Some(config::sha256_hex(KEY)),
+            env: None,
+        },
+    );
+    config.tenants.insert(TENANT.into(), tenant);
+    config
+}
+
+/// The actor [`KEY`] acts as, with its permissions loaded.
+pub async fn actor(db: &Db, directory: &tenancy::Directory) -> tenancy::Actor {
+    let principal = directory.authenticate(KEY).unwrap();
+    principal
+        .resolve(db, Default::default(), "bench".into())
+        .await
+        .unwrap()
+}
+
+/// Connects, migrates and mirrors the config's tenants.
+pub async fn open(url: &str, config: &Config) -> Db {
+    let db = Db::connect(url, 4).await.unwrap();
+    storage::migrate(&db).await.unwrap();
+    tenancy::sync_to_db(&db, config).await.unwrap();
+    db
+}
+
+/// A database to benchmark on.
+pub struct Target {
+    pub url: String,
+    /// The PostgreSQL admin URL and database created for the run.
+    pg: Option<(String, String)>,
+}
+
+/// A SQLite file in `dir` and, if reachable, a fresh PostgreSQL database
+/// (`SHOAL_TEST_POSTGRES_URL`); `SHOAL_BENCH_BACKENDS=sqlite|postgres` keeps one.
+pub async fn targets(dir: &Path, label: &str) -> Vec<Target> {
+    let only = std::env::var("SHOAL_BENCH_BACKENDS").unwrap_or_default();
+    let mut out = Vec::new();
+    if only.is_empty() || only.contains("sqlite") {
+        out.push(Target {
+            url: format!("sqlite://{}", dir.join(format!("{label}.db")).display()),
+            pg: None,
+        });
+    }
+    let pg = std::env::var("SHOAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if only.is_empty() || only.contains("postgres") {
+        match sqlx::PgConnection::connect(&pg).await {
+            Ok(mut admin) => {
+                let name = format!("shoal_{label}_bench_{}", std::process::id());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let cut = pg.rfind('/').unwrap();
+                out.push(Target {
+                    url: format!("{}/{name}", &pg[..cut]),
+                    pg: Some((pg.clone(), name)),
+                });
+            }
+            Err(e) => eprintln!("PostgreSQL unreachable ({e}): benchmarking SQLite only"),
+        }
+    }
+    out
+}
+
+impl Target {
+    /// Drops the PostgreSQL database created for the run.
+    pub async fn cleanup(self) {
+        if let Some((admin_url, name)) = self.pg {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}

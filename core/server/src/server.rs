@@ -1,0 +1,180 @@
+//! Starting and stopping a host: storage, migrations, tenants, demo data, HTTP.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, oneshot},
+    task::JoinHandle,
+};
+
+use crate::demo;
+use shoal_api::{self as api, AppState, metrics::Metrics};
+use shoal_base::{
+    config::Config,
+    storage::{self, Db},
+};
+use shoal_crm::tenancy::{self, Directory};
+use shoal_plugin_host::{ConfigProvider, PluginHost, Reloader};
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] storage::ConnectError),
+    #[error(transparent)]
+    Migrate(#[from] storage::MigrateError),
+    #[error("cannot mirror tenants into the database: {0}")]
+    Tenants(sqlx::Error),
+    #[error("cannot seed the demo tenant: {0}")]
+    Demo(shoal_base::error::Error),
+    #[error("cannot start the plugin runtime: {0}")]
+    Plugins(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Options of `shoal serve` beyond the config.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Seed the demo tenant on first run.
+    pub demo: bool,
+    /// How a reload gets the configuration anew; without one, reloads re-scan the plugins
+    /// folder with the configuration the host started with.
+    pub config_provider: Option<ConfigProvider>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running host.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub reloader: Reloader,
+    background: Vec<JoinHandle<()>>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets requests in flight finish, and closes the pool.
+    pub async fn stop(self) {
+        for job in &self.background {
+            job.abort();
+        }
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+        self.db.pool.close().await;
+    }
+}
+
+/// Recomputes every tenant's dynamic tags on its `tag_recompute_seconds` cadence.
+fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Vec<JoinHandle<()>> {
+    let mut jobs = Vec::new();
+    for (id, tenant) in &config.tenants {
+        let (Some(t), seconds) = (directory.tenant(id), tenant.tag_recompute_seconds) else {
+            continue;
+        };
+        if seconds == 0 {
+            continue;
+        }
+        let (db, actor) = (db.clone(), shoal_crm::tenancy::Actor::system(t, "system"));
+        jobs.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(seconds));
+            every.tick().await; // the first tick is immediate: wait one period
+            loop {
+                every.tick().await;
+                match shoal_tags::recompute(&db, &actor, None).await {
+                    Ok(done) => tracing::info!(tenant = actor.tenant_id(), ?done, "scheduled tag recompute"),
+                    Err(e) => tracing::error!(tenant = actor.tenant_id(), error = %e, "scheduled tag recompute failed"),
+                }
+            }
+        }));
+    }
+    jobs
+}
+
+/// Opens storage, applies migrations, mirrors tenants, seeds the demo tenant if asked and
+/// starts serving HTTP on `config.server.bind`.
+pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, StartError> {
+    let db = Db::connect(&config.storage.url, config.storage.max_connections).await?;
+    let applied = storage::migrate(&db).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, backend = db.backend.name(), "applied migrations");
+    }
+    tenancy::sync_to_db(&db, config)
+        .await
+        .map_err(StartError::Tenants)?;
+    let directory = Directory::from_config(config);
+    if options.demo
+        && let Some(tenant) = directory.tenant(demo::TENANT_ID)
+    {
+        let seeded = demo::seed(&db, tenant).await.map_err(StartError::Demo)?;
+        if seeded > 0 {
+            tracing::info!(customers = seeded, "seeded the demo tenant");
+        }
+    }
+    let (plugins, report) = PluginHost::start(config).map_err(StartError::Plugins)?;
+    tracing::info!(dir = %config.plugins.dir.display(), loaded = ?report.loaded, failed = report.failed.len(), "plugin runtime ready");
+    let fallback = config.clone();
+    let provider = options
+        .config_provider
+        .clone()
+        .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
+    let reloader = Reloader::new(plugins, provider);
+    let mut background = schedule_tag_recompute(&db, config, &directory);
+    if config.sop.workers {
+        let tenants = directory.tenants().cloned().collect();
+        background.push(shoal_sop::worker::spawn(
+            db.clone(),
+            tenants,
+            config.sop.clone(),
+        ));
+    }
+    let (bus, _) = broadcast::channel(1024);
+    let state = AppState {
+        schema: api::schema(db.clone(), &config.limits, bus, reloader.clone()),
+        directory: Arc::new(directory),
+        host: reloader.host.clone(),
+        db: db.clone(),
+        limits: config.limits.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let listener = TcpListener::bind(config.server.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.bind,
+        source,
+    })?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        db,
+        reloader,
+        background,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,55 @@
+//! Settlement: price libraries, regional tiers and participants (`library`), bills settled
+//! by the tenant's industry module and checked by the host (`bills`), double-entry postings
+//! and statements (`ledger`), replay (`bills::verify`).
+//!
+//! Invariants: money is `Decimal`, stored as units of 10⁻⁴ with its currency; a bill's
+//! splits add up to its total exactly and its postings balance to zero; bills are never
+//! edited (a refund is a new bill); every bill records the module id, version and SHA-256,
+//! and the exact request and parameters it was settled with.
+
+mod bills;
+pub mod csv;
+mod ledger;
+mod library;
+
+pub use bills::{
+    Bill, BillKind, BillLine, LineInput, LineKind, SettleInput, Verification, ensure_visible, get,
+    get_visible, refund, settle, verify,
+};
+pub use ledger::{Posting, Statement, statement, statement_csv};
+
+/// A participant's statement for an actor: an export, and one that sums bills of every
+/// customer, so it needs the `export` action and scope `all` on bills.
+pub async fn statement_for(
+    db: &shoal_base::storage::Db,
+    actor: &shoal_crm::tenancy::Actor,
+    participant: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> shoal_base::error::Result<Statement> {
+    actor.require(shoal_base::kinds::Action::Export)?;
+    if !actor.access.reaches_all(shoal_base::kinds::Resource::Bills) {
+        return Err(shoal_base::error::Error::Forbidden(
+            "a statement sums bills of every customer: it needs scope `all` on bills".into(),
+        ));
+    }
+    statement(db, actor.tenant_id(), participant, from, to).await
+}
+pub use library::{
+    MAX_LEVELS, Participant, PriceKind, ServiceItem, SparePart, parse_csv, set_region_tier,
+    set_tier_adjustment, upsert_participants, upsert_service_items, upsert_spare_parts,
+};
+
+/// An ISO 4217-shaped currency code.
+pub fn currency_ok(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Decimal places of a currency's minor unit (ISO 4217).
+pub fn minor_unit(currency: &str) -> u32 {
+    match currency {
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "UGX" | "XAF" | "XOF" => 0,
+        "BHD" | "KWD" | "OMR" | "JOD" | "TND" | "LYD" | "IQD" => 3,
+        _ => 2,
+    }
+}

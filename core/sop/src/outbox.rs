@@ -1,0 +1,378 @@
+//! The outbox: every message an SOP sends (and every webhook call it makes) is a row written
+//! in the step's transaction, then delivered by a worker with retries. Delivery is at least
+//! once; each request carries the message's idempotency key so a receiver can drop repeats.
+//!
+//! Channels: `log` writes a log line; `webhook` and the messaging channels (`wecom`, `sms`,
+//! …) POST to the tenant's `contact.webhook_url` (a channel gateway) — without one, the
+//! messaging channels fall back to the log; `http` (a step's own webhook call) POSTs to the
+//! step's URL. Requests are signed: `X-Shoal-Signature: t=<unix seconds>,v1=<hex
+//! HMAC-SHA256 of "<t>.<body>">` with the tenant's webhook secret.
+
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row, any::AnyRow};
+
+use shoal_base::{
+    config::SopConfig,
+    error::Result,
+    pagination::{Cursor, Key, Page, Paged},
+    storage::{Backend, Db, sql::Sql, time},
+};
+use shoal_crm::tenancy::Tenant;
+
+use crate::contact::Policy;
+
+/// A message to queue, owned (for writing a batch's messages at once).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub key: String,
+    pub customer_id: String,
+    pub channel: String,
+    pub purpose: &'static str,
+    pub body: String,
+    pub target: Option<String>,
+    pub sop_id: Option<String>,
+    pub enrolment_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Queues many messages in the caller's transaction, a few hundred per statement; a key
+/// queued before is skipped.
+pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued]) -> Result<()> {
+    const COLS: usize = 12;
+    for chunk in rows.chunks(400) {
+        let mut sql = String::from(
+            "INSERT INTO outbox_messages (tenant_id, id, idempotency_key, customer_id, channel, purpose, body, target, status, attempts, \
+             next_attempt_at, sop_id, enrolment_id, created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * COLS;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let p = |k: usize| format!("${}", b + k);
+            sql.push_str(&format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                p(10),
+                p(11),
+                p(12)
+            ));
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            let at = time::to_micros(m.at);
+            q = q
+                .bind(tenant)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(m.key.as_str())
+                .bind(m.customer_id.as_str())
+                .bind(m.channel.as_str())
+                .bind(m.purpose)
+                .bind(m.body.as_str())
+                .bind(m.target.as_deref())
+                .bind(at)
+                .bind(m.sop_id.as_deref())
+                .bind(m.enrolment_id.as_deref())
+                .bind(at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A queued message and how its delivery went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: String,
+    pub idempotency_key: String,
+    pub customer_id: String,
+    pub channel: String,
+    pub purpose: String,
+    pub body: String,
+    pub target: Option<String>,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sop_id: Option<String>,
+    pub enrolment_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+pub const ORDER: &str = "outbox:created_at";
+
+fn from_row(r: &AnyRow) -> Result<Message> {
+    Ok(Message {
+        id: r.try_get("id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        customer_id: r.try_get("customer_id")?,
+        channel: r.try_get("channel")?,
+        purpose: r.try_get("purpose")?,
+        body: r.try_get("body")?,
+        target: r.try_get("target")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        sop_id: r.try_get("sop_id")?,
+        enrolment_id: r.try_get("enrolment_id")?,
+        created_at: time::from_micros(r.try_get("created_at")?),
+        sent_at: r
+            .try_get::<Option<i64>, _>("sent_at")?
+            .map(time::from_micros),
+    })
+}
+
+/// Which messages to list.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub customer_id: Option<String>,
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    pub sop_id: Option<String>,
+    pub enrolment_id: Option<String>,
+}
+
+/// Messages, newest first.
+pub async fn list(
+    db: &Db,
+    actor: &shoal_crm::tenancy::Actor,
+    f: &MessageFilter,
+    page: &Page,
+) -> Result<Paged<(Message, Cursor)>> {
+    let tenant = actor.tenant_id();
+    let mut sql = Sql::new("SELECT * FROM outbox_messages WHERE tenant_id = ");
+    let t = sql.arg(tenant);
+    sql.push(&t);
+    let resource = shoal_base::kinds::Resource::Customers;
+    actor.access.push_linked_scope(
+        &mut sql,
+        db.backend,
+        resource,
+        &t,
+        "outbox_messages.customer_id",
+    );
+    for (col, v) in [
+        ("customer_id", &f.customer_id),
+        ("status", &f.status),
+        ("channel", &f.channel),
+        ("sop_id", &f.sop_id),
+        ("enrolment_id", &f.enrolment_id),
+    ] {
+        if let Some(v) = v {
+            let a = sql.arg(v.clone());
+            sql.push(&format!(" AND {col} = {a}"));
+        }
+    }
+    page.push_conditions(&mut sql, "created_at", "id", true);
+    page.push_order_limit(&mut sql, "created_at", "id", true);
+    let rows = sql.query().fetch_all(&db.pool).await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    Ok(page.finish(items).with_cursors(|m| Cursor {
+        tenant: tenant.to_owned(),
+        order: ORDER.to_owned(),
+        key: Key::Int(time::to_micros(m.created_at)),
+        id: m.id.clone(),
+    }))
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// Delivers outbox messages over HTTP (plain `http://`).
+#[derive(Clone, Debug)]
+pub struct Deliverer {
+    client: HttpClient,
+}
+
+impl Default for Deliverer {
+    fn default() -> Self {
+        Deliverer {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+/// The `X-Shoal-Signature` value for a body.
+pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
+    mac.update(unix.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={unix},v1={hex}")
+}
+
+enum Outcome {
+    Sent,
+    Retry(String),
+}
+
+impl Deliverer {
+    async fn post(
+        &self,
+        url: &str,
+        m: &Message,
+        tenant: &Tenant,
+        body: String,
+        timeout: std::time::Duration,
+    ) -> Outcome {
+        let mut req = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &m.idempotency_key)
+            .header("x-shoal-delivery", &m.id);
+        if let Some(secret) = &Policy::of(tenant).webhook_secret {
+            req = req.header(
+                "x-shoal-signature",
+                signature(secret, time::now().timestamp(), body.as_bytes()),
+            );
+        }
+        let req = match req.body(Full::new(Bytes::from(body))) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry(format!("bad request: {e}")),
+        };
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => Outcome::Retry(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => Outcome::Retry(format!("cannot reach {url}: {e}")),
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                let _ = resp.into_body().collect().await;
+                if status.is_success() {
+                    Outcome::Sent
+                } else {
+                    Outcome::Retry(format!("{url} answered {status}"))
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, tenant: &Tenant, m: &Message, cfg: &SopConfig) -> Outcome {
+        let timeout = std::time::Duration::from_millis(cfg.webhook_timeout_ms);
+        let envelope = |body: Value| {
+            json!({
+                "id": m.id,
+                "tenant": tenant.id,
+                "customerId": m.customer_id,
+                "channel": m.channel,
+                "purpose": m.purpose,
+                "sopId": m.sop_id,
+                "enrolmentId": m.enrolment_id,
+                "createdAt": m.created_at.to_rfc3339(),
+                "body": body,
+            })
+            .to_string()
+        };
+        match (m.channel.as_str(), &Policy::of(tenant).webhook_url) {
+            ("http", _) => {
+                let body = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body.clone()));
+                let url = m.target.clone().unwrap_or_default();
+                self.post(&url, m, tenant, envelope(body), timeout).await
+            }
+            ("log", _) | (_, None) if m.channel != "webhook" => {
+                tracing::info!(target: "shoal::outbox", tenant = %tenant.id, customer = %m.customer_id, channel = %m.channel, message = %m.body, "message delivered to the log");
+                Outcome::Sent
+            }
+            (_, None) => Outcome::Retry("the tenant has no contact.webhook_url".into()),
+            (_, Some(url)) => {
+                self.post(
+                    url,
+                    m,
+                    tenant,
+                    envelope(Value::String(m.body.clone())),
+                    timeout,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Delivers the tenant's due messages (up to 100); returns how many were attempted.
+pub async fn deliver_due(
+    db: &Db,
+    tenant: &Tenant,
+    cfg: &SopConfig,
+    deliverer: &Deliverer,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    // Lease the rows (the lease outlasts a delivery) so no other worker takes them meanwhile,
+    // without holding a transaction open during HTTP calls.
+    let lease = now + Duration::milliseconds(cfg.webhook_timeout_ms as i64 * 2 + 5_000);
+    let lock = match db.backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let mut tx = db.begin_write().await?;
+    let rows = sqlx::query(&format!(
+        "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
+         ORDER BY next_attempt_at LIMIT 100{lock}"
+    ))
+    .bind(&tenant.id)
+    .bind(time::to_micros(now))
+    .fetch_all(&mut *tx)
+    .await?;
+    let messages = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    for m in &messages {
+        sqlx::query(
+            "UPDATE outbox_messages SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&tenant.id)
+        .bind(&m.id)
+        .bind(time::to_micros(lease))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    for m in &messages {
+        let outcome = deliverer.deliver(tenant, m, cfg).await;
+        let attempts = m.attempts + 1;
+        let done = time::to_micros(time::now());
+        let (status, next, error, sent) = match outcome {
+            Outcome::Sent => ("sent", done, None, Some(done)),
+            Outcome::Retry(e) if attempts >= i64::from(cfg.delivery_attempts.max(1)) => {
+                ("failed", done, Some(e), None)
+            }
+            Outcome::Retry(e) => {
+                let backoff =
+                    (cfg.retry_base_seconds as i64 * 1_000_000) << (attempts - 1).clamp(0, 20);
+                ("pending", done + backoff, Some(e), None)
+            }
+        };
+        if let Some(e) = &error {
+            tracing::warn!(tenant = %tenant.id, message = %m.id, attempts, status, error = %e, "outbox delivery failed");
+        }
+        sqlx::query(
+            "UPDATE outbox_messages SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6, sent_at = $7 \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&tenant.id)
+        .bind(&m.id)
+        .bind(status)
+        .bind(attempts)
+        .bind(next)
+        .bind(error)
+        .bind(sent)
+        .execute(&db.pool)
+        .await?;
+    }
+    Ok(messages.len())
+}
