@@ -131,6 +131,13 @@ pub fn base_config() -> Config {
                 params: sample,
             },
         );
+    // alpha's step webhooks may call the tests' local receivers; beta's may not
+    config
+        .tenants
+        .get_mut("alpha")
+        .expect("alpha")
+        .contact
+        .outbound_allow = vec!["127.0.0.1".into()];
     config.tenants.insert(
         "beta".into(),
         tenant("Beta Clinic", &[("boss", "admin")], &[("boss", BETA)]),
@@ -227,6 +234,10 @@ impl TestServer {
             .env("SHOAL_LOG__LEVEL", "error")
             .env("SHOAL_TENANTS__ALPHA__NAME", "Alpha Retail")
             .env("SHOAL_TENANTS__ALPHA__TIME_ZONE", "Asia/Shanghai")
+            .env(
+                "SHOAL_TENANTS__ALPHA__CONTACT__OUTBOUND_ALLOW",
+                "[\"127.0.0.1\"]",
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit());
         for (k, v) in env {
@@ -457,6 +468,36 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(server) = $crate::harness::TestServer::start($crate::harness::Backend::Postgres).await {
+                        super::$name(&server).await;
+                        server.stop().await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+/// [`on_both_backends!`] for servers started by `$start(backend)` (a config of their own).
+#[macro_export]
+macro_rules! on_both_backends_with {
+    ($start:ident, $($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = super::$start($crate::harness::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(server) = super::$start($crate::harness::Backend::Postgres).await {
                         super::$name(&server).await;
                         server.stop().await;
                     }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub db: Db,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// The background workers' panics, failures and restarts, rendered with the metrics.
+    pub supervision: Arc<shoal_base::supervise::Supervision>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,7 +46,32 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/statements/{file}", get(statement_csv))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(state.clone(), catch_panic))
         .with_state(state)
+}
+
+/// A panic anywhere below becomes an `INTERNAL` answer with a reference (the panic is logged
+/// under it), never a dropped connection.
+async fn catch_panic(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let reference = uuid::Uuid::new_v4().simple().to_string();
+            let what = shoal_base::supervise::panic_message(&*panic);
+            tracing::error!(%reference, panic = %what, "a request panicked");
+            state.supervision.count("http.request", "panicked");
+            failure(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("internal error (reference {reference})"),
+            )
+        }
+    }
 }
 
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -75,7 +102,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render() + &state.supervision.render(),
     )
 }
 

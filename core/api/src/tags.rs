@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{ErrorExt, actor, db, filter::CustomerFilterInput};
 use shoal_base::error::{Error, Result};
+use shoal_base::kinds::Resource;
 use shoal_rules::{self as rules, ast::Cond, ast::Num};
 use shoal_tags::{self as tags, Tag, TagInput, TagKind, Target, TemplateRef};
 
@@ -263,7 +264,13 @@ async fn apply(
     let actor = actor(ctx).gql()?;
     let (ids, filter) = target(customer_ids, filter).gql()?;
     let target = match (ids, filter) {
-        (Some(ids), _) => Target::Ids(ids),
+        (Some(ids), _) => Target::Ids(
+            actor
+                .access
+                .scope_customers(db(ctx), Resource::Customers, ids)
+                .await
+                .gql()?,
+        ),
         (None, Some(f)) => Target::Filter(Box::new(super::filter::filter_of(ctx, actor, f).await?)),
         (None, None) => unreachable!("checked by target()"),
     };

@@ -395,7 +395,16 @@ impl WorkMutation {
         opted_out: bool,
     ) -> async_graphql::Result<Vec<String>> {
         let actor = actor(ctx).gql()?;
-        opt_outs::set(db(ctx), actor, &customer_id, &channel, opted_out)
+        let customer = actor
+            .access
+            .scope_customers(
+                db(ctx),
+                shoal_base::kinds::Resource::Customers,
+                [customer_id.0.clone()],
+            )
+            .await
+            .gql()?;
+        opt_outs::set(db(ctx), actor, &customer, &channel, opted_out)
             .await
             .gql()?;
         opt_outs::of_customer(db(ctx), actor, &customer_id)

@@ -5,7 +5,8 @@
 //! - [`config`]: the figment chain and the configuration types (engines check their own
 //!   sections);
 //! - [`storage`]: the pool, migrations, dialects, the SQL builder, time and money encodings;
-//! - [`pagination`]: Relay page arguments and keyset cursors.
+//! - [`pagination`]: Relay page arguments and keyset cursors;
+//! - [`supervise`]: background work whose panics become errors, counted for `/metrics`.
 //!
 //! Invariant: this crate names no domain concept beyond the vocabularies and knows nothing
 //! of HTTP; async-graphql appears only behind the `graphql` feature, to derive enums.
@@ -15,3 +16,4 @@ pub mod error;
 pub mod kinds;
 pub mod pagination;
 pub mod storage;
+pub mod supervise;

@@ -98,7 +98,7 @@ async fn main() {
         let started = Instant::now();
         let mut steps = 0;
         loop {
-            let done = runner::run_due(&db, &actor.tenant, &cfg, time::now())
+            let done = runner::run_due(&db, &actor.tenant, &cfg, &Default::default(), time::now())
                 .await
                 .unwrap();
             if done == 0 {
@@ -111,7 +111,7 @@ async fn main() {
 
         // the floor: the same outbox rows, 500 per transaction, nothing else
         let started = Instant::now();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.ids().chunks(500) {
             let rows: Vec<Queued> = chunk
                 .iter()
                 .map(|id| Queued {

@@ -13,6 +13,7 @@ use shoal_api::{self as api, AppState, metrics::Metrics};
 use shoal_base::{
     config::Config,
     storage::{self, Db},
+    supervise::Supervision,
 };
 use shoal_crm::tenancy::{self, Directory};
 use shoal_plugin_host::{ConfigProvider, PluginHost, Reloader};
@@ -133,12 +134,14 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
     let reloader = Reloader::new(plugins, provider);
     let mut background = schedule_tag_recompute(&db, config, &directory);
+    let supervision = Arc::new(Supervision::default());
     if config.sop.workers {
         let tenants = directory.tenants().cloned().collect();
         background.push(shoal_sop::worker::spawn(
             db.clone(),
             tenants,
             config.sop.clone(),
+            supervision.clone(),
         ));
     }
     let (bus, _) = broadcast::channel(1024);
@@ -149,6 +152,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         db: db.clone(),
         limits: config.limits.clone(),
         metrics: Arc::new(Metrics::default()),
+        supervision,
     };
     let listener = TcpListener::bind(config.server.bind)
         .await

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use shoal_base::config::{ContactConfig, Invalid, TenantConfig};
 use shoal_crm::tenancy::Tenant;
 
+use crate::outbound::Allowed;
+
 /// A daily quiet window in local time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuietHours {
@@ -42,6 +44,8 @@ pub struct Policy {
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Vec<u8>>,
     pub no_follow_up_hours: u32,
+    /// Non-public networks the tenant's step webhooks may reach.
+    pub outbound_allow: Allowed,
 }
 
 fn weekday(name: &str) -> Option<Weekday> {
@@ -166,6 +170,8 @@ impl Policy {
             webhook_url: c.webhook_url.clone(),
             webhook_secret,
             no_follow_up_hours: c.no_follow_up_hours,
+            outbound_allow: Allowed::parse(&c.outbound_allow)
+                .map_err(|(i, m)| (format!("outbound_allow[{i}]"), m))?,
         })
     }
 }
@@ -337,6 +343,7 @@ mod tests {
             webhook_url: None,
             webhook_secret_env: None,
             no_follow_up_hours: 72,
+            outbound_allow: Vec::new(),
         })
         .unwrap()
     }

@@ -11,6 +11,7 @@ use shoal_base::{
     pagination::{Cursor, Key, Page, Paged},
     storage::{Db, dialect, sql::Sql, time},
 };
+use shoal_crm::access::ScopedIds;
 use shoal_crm::{audit, tenancy::Actor};
 
 pub const ORDER: &str = "enrolments:enrolled_at";
@@ -122,17 +123,14 @@ pub async fn enrol_manually(
     db: &Db,
     actor: &Actor,
     sop_id: &str,
-    customer_ids: &[String],
+    customers: &ScopedIds,
 ) -> Result<usize> {
+    let customer_ids = customers.ids();
     actor.require(if customer_ids.len() > 1 {
         shoal_base::kinds::Action::BulkMessage
     } else {
         shoal_base::kinds::Action::Update
     })?;
-    actor
-        .access
-        .ensure_customers(db, shoal_base::kinds::Resource::Customers, customer_ids)
-        .await?;
     let sop = super::store::get(db, actor.tenant_id(), sop_id).await?;
     let mut p = Problems::default();
     if !["active", "paused"].contains(&sop.status.as_str()) {

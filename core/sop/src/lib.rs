@@ -17,6 +17,7 @@ pub mod enrolments;
 pub mod follow_ups;
 pub mod machine;
 pub mod opt_outs;
+pub mod outbound;
 pub mod outbox;
 pub mod runner;
 pub mod simulate;

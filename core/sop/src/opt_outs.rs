@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{AnyConnection, Row};
 
 use shoal_base::error::Result;
+use shoal_crm::access::ScopedIds;
 
 /// The channels each customer opted out of.
 pub async fn of_customers(
@@ -31,58 +32,52 @@ pub async fn of_customers(
     Ok(out)
 }
 
-/// Records (or withdraws) a customer's opt-out of automated messages on a channel (`*`:
-/// all channels).
+/// Records (or withdraws) customers' opt-out of automated messages on a channel (`*`: all
+/// channels), each with its audit entry, in one transaction.
 pub async fn set(
     db: &shoal_base::storage::Db,
     actor: &shoal_crm::tenancy::Actor,
-    customer_id: &str,
+    customers: &ScopedIds,
     channel: &str,
     opted_out: bool,
 ) -> shoal_base::error::Result<()> {
     actor.require(shoal_base::kinds::Action::Update)?;
-    let mut p = shoal_base::error::Problems::default();
     if channel != "*" && !crate::definition::CHANNELS.contains(&channel) {
-        p.push("channel", format!("`{channel}` is not a channel or `*`"));
+        return Err(shoal_base::error::Error::invalid(
+            "channel",
+            format!("`{channel}` is not a channel or `*`"),
+        ));
     }
-    if shoal_crm::customers::get(db, actor.tenant_id(), customer_id)
-        .await
-        .is_err()
-    {
-        p.push(
-            "customerId",
-            format!("no customer `{customer_id}` in this tenant"),
-        );
-    }
-    p.into_result(())?;
     let mut tx = db.begin_write().await?;
     let sql = if opted_out {
         "INSERT INTO contact_opt_outs (tenant_id, customer_id, channel, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
     } else {
         "DELETE FROM contact_opt_outs WHERE tenant_id = $1 AND customer_id = $2 AND channel = $3 AND $4 = $4"
     };
-    sqlx::query(sql)
-        .bind(actor.tenant_id())
-        .bind(customer_id)
-        .bind(channel)
-        .bind(shoal_base::storage::time::to_micros(
-            shoal_base::storage::time::now(),
-        ))
-        .execute(&mut *tx)
+    for customer_id in customers.ids() {
+        sqlx::query(sql)
+            .bind(actor.tenant_id())
+            .bind(customer_id)
+            .bind(channel)
+            .bind(shoal_base::storage::time::to_micros(
+                shoal_base::storage::time::now(),
+            ))
+            .execute(&mut *tx)
+            .await?;
+        shoal_crm::audit::record(
+            &mut tx,
+            actor,
+            if opted_out {
+                "contact.optOut"
+            } else {
+                "contact.optIn"
+            },
+            "customer",
+            customer_id,
+            serde_json::json!({ "channel": channel }),
+        )
         .await?;
-    shoal_crm::audit::record(
-        &mut tx,
-        actor,
-        if opted_out {
-            "contact.optOut"
-        } else {
-            "contact.optIn"
-        },
-        "customer",
-        customer_id,
-        serde_json::json!({ "channel": channel }),
-    )
-    .await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -24,7 +24,10 @@ use shoal_base::{
 };
 use shoal_crm::tenancy::Tenant;
 
-use crate::contact::Policy;
+use crate::{
+    contact::Policy,
+    outbound::{self, NotCalled},
+};
 
 /// A message to queue, owned (for writing a batch's messages at once).
 #[derive(Debug, Clone)]
@@ -225,18 +228,27 @@ pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {
 enum Outcome {
     Sent,
     Retry(String),
+    /// Never to be tried again (a forbidden address).
+    Refused(String),
 }
 
 impl Deliverer {
+    /// POSTs `body` to `url` (with `host` as the Host header when `url` names the checked
+    /// address instead of the host).
     async fn post(
         &self,
         url: &str,
+        host: Option<&str>,
         m: &Message,
         tenant: &Tenant,
         body: String,
         timeout: std::time::Duration,
     ) -> Outcome {
-        let mut req = hyper::Request::post(url)
+        let mut req = hyper::Request::post(url);
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        let mut req = req
             .header("content-type", "application/json")
             .header("idempotency-key", &m.idempotency_key)
             .header("x-shoal-delivery", &m.id);
@@ -285,7 +297,26 @@ impl Deliverer {
             ("http", _) => {
                 let body = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body.clone()));
                 let url = m.target.clone().unwrap_or_default();
-                self.post(&url, m, tenant, envelope(body), timeout).await
+                let allowed = &Policy::of(tenant).outbound_allow;
+                let target = match outbound::check(&url, allowed) {
+                    Ok(t) if t.https => {
+                        return Outcome::Refused(
+                            "https:// delivery is not built in yet (an SOP saved today cannot name one)"
+                                .into(),
+                        );
+                    }
+                    Ok(t) => t,
+                    Err(e) => return Outcome::Refused(e),
+                };
+                let addr = match outbound::resolve(&target, allowed).await {
+                    Ok(addr) => addr,
+                    Err(NotCalled::Unresolved(e)) => return Outcome::Retry(e),
+                    Err(NotCalled::Forbidden(e)) => return Outcome::Refused(e),
+                };
+                let pinned = format!("http://{addr}{}", target.path);
+                let host = format!("{}:{}", target.host, target.port);
+                self.post(&pinned, Some(&host), m, tenant, envelope(body), timeout)
+                    .await
             }
             ("log", _) | (_, None) if m.channel != "webhook" => {
                 tracing::info!(target: "shoal::outbox", tenant = %tenant.id, customer = %m.customer_id, channel = %m.channel, message = %m.body, "message delivered to the log");
@@ -295,6 +326,7 @@ impl Deliverer {
             (_, Some(url)) => {
                 self.post(
                     url,
+                    None,
                     m,
                     tenant,
                     envelope(Value::String(m.body.clone())),
@@ -348,6 +380,7 @@ pub async fn deliver_due(
         let done = time::to_micros(time::now());
         let (status, next, error, sent) = match outcome {
             Outcome::Sent => ("sent", done, None, Some(done)),
+            Outcome::Refused(e) => ("failed", done, Some(e), None),
             Outcome::Retry(e) if attempts >= i64::from(cfg.delivery_attempts.max(1)) => {
                 ("failed", done, Some(e), None)
             }

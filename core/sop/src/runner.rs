@@ -25,6 +25,7 @@ use shoal_base::{
     config::SopConfig,
     error::{Error, Result},
     storage::{Backend, Db, time},
+    supervise::Supervision,
 };
 use shoal_crm::{
     customers::Customer,
@@ -100,10 +101,15 @@ async fn claim(
 }
 
 /// Advances the tenant's due enrolments (one batch); returns how many were advanced.
+///
+/// Each advance runs under `supervision` (a panic becomes an error). When a batch fails its
+/// enrolments are advanced one by one, and one that fails alone — with an error or a panic —
+/// is retried later and parked after `cfg.max_attempts`, with its error; the rest go on.
 pub async fn run_due(
     db: &Db,
     tenant: &std::sync::Arc<Tenant>,
     cfg: &SopConfig,
+    supervision: &Supervision,
     now: DateTime<Utc>,
 ) -> Result<usize> {
     let mut tx = db.begin_write().await?;
@@ -112,7 +118,8 @@ pub async fn run_due(
         tx.rollback().await?;
         return Ok(0);
     }
-    match advance_all(&mut tx, db, tenant, cfg, &claimed, now).await {
+    let batch = advance_all(&mut tx, db, tenant, cfg, &claimed, now);
+    match supervision.guard("sop.batch", batch).await {
         Ok(()) => {
             tx.commit().await?;
             Ok(claimed.len())
@@ -129,7 +136,8 @@ pub async fn run_due(
                 else {
                     continue; // another worker advanced it meanwhile
                 };
-                match advance_all(&mut tx, db, tenant, cfg, std::slice::from_ref(&c), now).await {
+                let one = advance_all(&mut tx, db, tenant, cfg, std::slice::from_ref(&c), now);
+                match supervision.guard("sop.enrolment", one).await {
                     Ok(()) => {
                         tx.commit().await?;
                         done += 1;
@@ -145,6 +153,7 @@ pub async fn run_due(
                         let record =
                             fail(&mut tx, &tenant.id, cfg, &c, &step_id, &e.to_string(), now)
                                 .await?;
+                        let parked = record_parked(&record);
                         insert_runs(
                             &mut tx,
                             &tenant.id,
@@ -152,6 +161,9 @@ pub async fn run_due(
                         )
                         .await?;
                         tx.commit().await?;
+                        if parked {
+                            supervision.count("sop.enrolment", "parked");
+                        }
                     }
                 }
             }
@@ -380,6 +392,10 @@ async fn finish(
 
 /// Records a failed attempt of step `step_id`: retried with backoff, or parked after
 /// `max_attempts`. Returns the history line for it.
+fn record_parked(record: &Record) -> bool {
+    record.detail.ends_with("; parked)")
+}
+
 async fn fail(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -504,6 +520,28 @@ pub fn time_zone_of(customer: &Customer, tenant: &Tenant) -> Tz {
 }
 
 /// Fills `{{customer.…}}` placeholders.
+/// A JSON body template rendered as JSON: the template is parsed first and placeholders are
+/// filled into its strings (keys included), so a value can never add keys or break out of
+/// its string, whatever it holds.
+pub fn render_json(template: &str, c: &Customer) -> Result<Value> {
+    fn fill(v: Value, c: &Customer) -> Value {
+        match v {
+            Value::String(s) => Value::String(render(&s, c)),
+            Value::Array(items) => Value::Array(items.into_iter().map(|i| fill(i, c)).collect()),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (render(&k, c), fill(v, c)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    let parsed: Value = serde_json::from_str(template)
+        .map_err(|e| Error::invalid("body", format!("the body template is not JSON: {e}")))?;
+    Ok(fill(parsed, c))
+}
+
+/// A text template with the customer's fields filled in.
 pub fn render(template: &str, c: &Customer) -> String {
     let mut out = String::with_capacity(template.len());
     for part in super::definition::parts(template) {
@@ -742,10 +780,10 @@ impl World for DbWorld<'_, '_> {
                 format!("{channel} message queued: {body}")
             }
             Action::CallWebhook { url, body } => {
-                let body = body
-                    .as_deref()
-                    .map(|b| render(b, c))
-                    .unwrap_or_else(|| json!({ "customerId": c.id }).to_string());
+                let body = match body.as_deref() {
+                    Some(template) => render_json(template, c)?.to_string(),
+                    None => json!({ "customerId": c.id }).to_string(),
+                };
                 self.queued.push(Queued {
                     key,
                     customer_id: c.id.clone(),
@@ -776,7 +814,18 @@ impl World for DbWorld<'_, '_> {
                         customer_id: c.id.clone(),
                         title: title.clone(),
                         assignee: who.clone(),
-                        due_at: Some(now + Duration::seconds(*due_in_seconds as i64)),
+                        due_at: Some(
+                            i64::try_from(*due_in_seconds)
+                                .ok()
+                                .and_then(Duration::try_seconds)
+                                .and_then(|d| now.checked_add_signed(d))
+                                .ok_or_else(|| {
+                                    Error::invalid(
+                                        "dueInSeconds",
+                                        format!("{due_in_seconds} s from now is not a date"),
+                                    )
+                                })?,
+                        ),
                         sop_id: Some(e.sop_id.clone()),
                         enrolment_id: Some(e.id.clone()),
                         idempotency_key: Some(key),

@@ -17,7 +17,11 @@ use shoal_base::{
     error::{Error, Result},
     storage::{Db, time},
 };
-use shoal_crm::{customers::Customer, tenancy::Tenant};
+use shoal_crm::{
+    access::ScopedIds,
+    customers::Customer,
+    tenancy::{Actor, Tenant},
+};
 use shoal_rules::Rule;
 
 use crate::contact::Policy;
@@ -41,6 +45,8 @@ pub struct Planned {
 struct SimWorld<'a> {
     tenant: &'a Tenant,
     customer: Customer,
+    /// The customer as the reader of the plan may see it: what texts are rendered from.
+    shown: Customer,
     facts: shoal_tags::Loaded,
     history: History,
     tags: &'a [shoal_tags::Tag],
@@ -92,7 +98,7 @@ impl World for SimWorld<'_> {
     }
 
     async fn perform(&mut self, step: &Step, now: DateTime<Utc>) -> Result<String> {
-        let c = &self.customer;
+        let c = &self.shown;
         Ok(match &step.action {
             Action::SendMessage {
                 channel,
@@ -153,14 +159,18 @@ impl SimWorld<'_> {
 }
 
 /// Simulates `sop` for the customers from `from` to `to`, as if each enrolled at `from`.
+/// Conditions see the real profiles; what the plan shows (message texts, task and ticket
+/// titles) is rendered from each profile as `actor` may see it.
 pub async fn simulate(
     db: &Db,
-    tenant: &Tenant,
+    actor: &Actor,
     sop: &Compiled,
-    customer_ids: &[String],
+    customers: &ScopedIds,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Planned>> {
+    let tenant: &Tenant = &actor.tenant;
+    let customer_ids = customers.ids();
     if to <= from {
         return Err(Error::invalid("to", "must be after `from`"));
     }
@@ -207,9 +217,12 @@ pub async fn simulate(
             last_human_follow_up: crate::follow_ups::last_human(&mut conn, &tenant.id, id).await?,
             opted_out: opted.get(id).cloned().unwrap_or_default(),
         };
+        let mut shown = customers[id].clone();
+        actor.access.mask_customer(&mut shown);
         let mut world = SimWorld {
             tenant,
             customer: customers[id].clone(),
+            shown,
             facts,
             history,
             tags: &tags,

@@ -12,7 +12,10 @@ use shoal_base::{
     error::{Error, Problems, Result},
     storage::{Db, dialect, time},
 };
-use shoal_crm::{audit, tenancy::Actor};
+use shoal_crm::{
+    audit,
+    tenancy::{Actor, Tenant},
+};
 
 /// `draft` (not running), `active`, `paused` (nothing enrols, nothing advances), `archived`.
 pub const STATUSES: &[&str] = &["draft", "active", "paused", "archived"];
@@ -129,8 +132,11 @@ pub async fn active(conn: &mut AnyConnection, tenant: &str) -> Result<Vec<(Sop, 
         .collect())
 }
 
-/// Compiles a definition against the tenant's current tags and segments.
-pub async fn check(db: &Db, tenant: &str, d: &Definition, field: &str) -> Result<Compiled> {
+/// Compiles a definition against the tenant's current tags and segments and the networks
+/// its webhooks may reach.
+pub async fn check(db: &Db, tenant: &Tenant, d: &Definition, field: &str) -> Result<Compiled> {
+    let allowed = crate::contact::Policy::of(tenant).outbound_allow.clone();
+    let tenant = tenant.id.as_str();
     let mut conn = db.pool.acquire().await?;
     let tags = shoal_tags::store_all(&mut conn, tenant).await?;
     drop(conn);
@@ -139,7 +145,7 @@ pub async fn check(db: &Db, tenant: &str, d: &Definition, field: &str) -> Result
         .into_iter()
         .map(|s| s.id)
         .collect();
-    definition::compile(d, &tags, &segments, field)
+    definition::compile(d, &tags, &segments, &allowed, field)
 }
 
 fn check_name(p: &mut Problems, name: &str, description: &str) {
@@ -173,7 +179,7 @@ pub async fn create(
     actor.require(shoal_base::kinds::Action::Configure)?;
     let mut p = Problems::default();
     check_name(&mut p, name, description);
-    if let Err(Error::Invalid(errors)) = check(db, actor.tenant_id(), d, "input.definition").await {
+    if let Err(Error::Invalid(errors)) = check(db, &actor.tenant, d, "input.definition").await {
         p.extend(errors);
     }
     p.into_result(())?;
@@ -247,8 +253,7 @@ pub async fn update(
     let mut p = Problems::default();
     check_name(&mut p, name, description);
     if let Some(d) = d
-        && let Err(Error::Invalid(errors)) =
-            check(db, actor.tenant_id(), d, "input.definition").await
+        && let Err(Error::Invalid(errors)) = check(db, &actor.tenant, d, "input.definition").await
     {
         p.extend(errors);
     }

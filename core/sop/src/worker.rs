@@ -1,60 +1,110 @@
-//! The SOP workers of one host: a loop that dispatches triggers, advances due enrolments,
-//! delivers the outbox and, less often, scans date and follow-up triggers — for every
-//! tenant. Any number of hosts may run it against one database.
+//! The SOP workers of one host: for every tenant, a loop of its own that dispatches
+//! triggers, advances due enrolments, delivers the outbox and, less often, scans date and
+//! follow-up triggers. Any number of hosts may run them against one database.
+//!
+//! Supervised and fair: each tenant has one loop (bounded concurrency per tenant), so one
+//! tenant's slow gateway or huge segment holds up only that tenant; every unit of work runs
+//! under [`Supervision::guard`] (a panic becomes an error: the enrolment that caused it is
+//! parked, the loop goes on); and a loop that dies anyway is restarted.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{dispatch, outbox, runner};
-use shoal_base::{config::SopConfig, storage::Db, storage::time};
+use shoal_base::{config::SopConfig, storage::Db, storage::time, supervise::Supervision};
 use shoal_crm::tenancy::Tenant;
 
-/// One round over every tenant; returns whether any work was found.
-pub async fn round(
-    db: &Db,
-    tenants: &[Arc<Tenant>],
-    cfg: &SopConfig,
-    deliverer: &outbox::Deliverer,
-) -> bool {
+/// How long a dead tenant loop waits before it is started again.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// What every tenant loop of a host shares.
+struct Shared {
+    db: Db,
+    cfg: SopConfig,
+    deliverer: outbox::Deliverer,
+    supervision: Arc<Supervision>,
+}
+
+/// One round for one tenant; returns whether any work was found.
+async fn round(shared: &Shared, t: &Arc<Tenant>) -> bool {
+    let (db, cfg, s) = (&shared.db, &shared.cfg, &shared.supervision);
     let mut busy = false;
-    for t in tenants {
-        match dispatch::dispatch(db, t, time::now()).await {
-            Ok(n) => busy |= n > 0,
-            Err(e) => tracing::error!(tenant = %t.id, error = %e, "SOP trigger dispatch failed"),
-        }
-        match runner::run_due(db, t, cfg, time::now()).await {
-            Ok(n) => busy |= n > 0,
-            Err(e) => tracing::error!(tenant = %t.id, error = %e, "SOP step run failed"),
-        }
-        match outbox::deliver_due(db, t, cfg, deliverer, time::now()).await {
-            Ok(n) => busy |= n > 0,
-            Err(e) => tracing::error!(tenant = %t.id, error = %e, "outbox delivery failed"),
-        }
+    match s
+        .guard("sop.dispatch", dispatch::dispatch(db, t, time::now()))
+        .await
+    {
+        Ok(n) => busy |= n > 0,
+        Err(e) => tracing::error!(tenant = %t.id, error = %e, "SOP trigger dispatch failed"),
+    }
+    match s
+        .guard("sop.steps", runner::run_due(db, t, cfg, s, time::now()))
+        .await
+    {
+        Ok(n) => busy |= n > 0,
+        Err(e) => tracing::error!(tenant = %t.id, error = %e, "SOP step run failed"),
+    }
+    let delivery = outbox::deliver_due(db, t, cfg, &shared.deliverer, time::now());
+    match s.guard("outbox", delivery).await {
+        Ok(n) => busy |= n > 0,
+        Err(e) => tracing::error!(tenant = %t.id, error = %e, "outbox delivery failed"),
     }
     busy
 }
 
-/// Starts the loop; it runs until the task is aborted.
-pub fn spawn(db: Db, tenants: Vec<Arc<Tenant>>, cfg: SopConfig) -> JoinHandle<()> {
+/// A tenant's loop; it runs until aborted.
+async fn tenant_loop(shared: Arc<Shared>, t: Arc<Tenant>) {
+    let scan_every = Duration::from_secs(shared.cfg.scan_seconds.max(1));
+    let mut last_scan: Option<tokio::time::Instant> = None;
+    loop {
+        if last_scan.is_none_or(|l| l.elapsed() >= scan_every) {
+            let scan = dispatch::scan(&shared.db, &t, time::now());
+            if let Err(e) = shared.supervision.guard("sop.scan", scan).await {
+                tracing::error!(tenant = %t.id, error = %e, "SOP date / follow-up scan failed");
+            }
+            last_scan = Some(tokio::time::Instant::now());
+        }
+        // keep going while there is work; rest when there is none
+        if !round(&shared, &t).await {
+            tokio::time::sleep(Duration::from_millis(shared.cfg.poll_ms.max(1))).await;
+        }
+    }
+}
+
+/// Starts one supervised loop per tenant; the returned task runs until aborted (aborting it
+/// stops every loop).
+pub fn spawn(
+    db: Db,
+    tenants: Vec<Arc<Tenant>>,
+    cfg: SopConfig,
+    supervision: Arc<Supervision>,
+) -> JoinHandle<()> {
+    let shared = Arc::new(Shared {
+        db,
+        cfg,
+        deliverer: outbox::Deliverer::default(),
+        supervision,
+    });
     tokio::spawn(async move {
-        let deliverer = outbox::Deliverer::default();
-        let mut last_scan: Option<tokio::time::Instant> = None;
-        loop {
-            let due_scan = last_scan
-                .is_none_or(|l| l.elapsed() >= Duration::from_secs(cfg.scan_seconds.max(1)));
-            if due_scan {
-                for t in &tenants {
-                    if let Err(e) = dispatch::scan(&db, t, time::now()).await {
-                        tracing::error!(tenant = %t.id, error = %e, "SOP date / follow-up scan failed");
-                    }
-                }
-                last_scan = Some(tokio::time::Instant::now());
-            }
-            // keep going while there is work; rest when there is none
-            if !round(&db, &tenants, &cfg, &deliverer).await {
-                tokio::time::sleep(Duration::from_millis(cfg.poll_ms.max(1))).await;
-            }
+        let mut loops = JoinSet::new();
+        let mut tenant_of = HashMap::new();
+        for t in tenants {
+            let id = loops.spawn(tenant_loop(shared.clone(), t.clone())).id();
+            tenant_of.insert(id, t);
+        }
+        while let Some(ended) = loops.join_next_with_id().await {
+            let id = match &ended {
+                Ok((id, ())) => *id,
+                Err(e) => e.id(),
+            };
+            let Some(t) = tenant_of.remove(&id) else {
+                continue;
+            };
+            tracing::error!(tenant = %t.id, error = ?ended.err(), "an SOP worker loop died; restarting it");
+            shared.supervision.count("sop.worker", "restarted");
+            tokio::time::sleep(RESTART_PAUSE).await;
+            let id = loops.spawn(tenant_loop(shared.clone(), t.clone())).id();
+            tenant_of.insert(id, t);
         }
     })
 }

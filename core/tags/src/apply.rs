@@ -15,6 +15,7 @@ use shoal_base::{
     storage::{Db, money, sql::Sql, time},
 };
 use shoal_crm::{
+    access::ScopedIds,
     customers::{self, CustomerFilter},
     tenancy::{Actor, Tenant},
 };
@@ -156,7 +157,8 @@ async fn record(
 /// Which customers a manual change targets.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Ids(Vec<String>),
+    /// Customers checked against the caller's reach.
+    Ids(ScopedIds),
     Filter(Box<CustomerFilter>),
 }
 
@@ -184,21 +186,17 @@ pub async fn apply_manual(
     }
     let ids = match target {
         Target::Ids(ids) => {
-            let mut missing = Vec::new();
-            for (i, id) in ids.iter().enumerate() {
-                if customers::get(db, actor.tenant_id(), id).await.is_err() {
-                    missing.push(shoal_base::error::FieldError::new(
-                        format!("customerIds[{i}]"),
-                        format!("no customer `{id}` in this tenant"),
-                    ));
-                }
+            if ids.len() > MAX_BULK {
+                return Err(Error::LimitExceeded {
+                    field: "customerIds".into(),
+                    message: format!("at most {MAX_BULK} customers at once"),
+                });
             }
-            if !missing.is_empty() {
-                return Err(Error::Invalid(missing));
-            }
-            ids.clone()
+            ids.ids().to_vec()
         }
-        Target::Filter(filter) => customers::ids_matching(db, actor, filter, MAX_BULK).await?,
+        Target::Filter(filter) => customers::ids_matching(db, actor, filter, MAX_BULK)
+            .await?
+            .into_ids(),
     };
     let mut tx = db.begin_write().await?;
     let before = holders(&mut tx, actor.tenant_id(), &tag.id).await?;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{ErrorExt, actor, db, page::page};
-use shoal_base::{error::Error, pagination::PageArgs};
+use shoal_base::{error::Error, kinds::Resource, pagination::PageArgs};
 use shoal_sop::{
     self as sop,
     definition::Definition,
@@ -112,11 +112,11 @@ impl SopQuery {
         let compiled = match (sop_id, definition) {
             (Some(id), None) => {
                 let s = sop::store::get(db(ctx), tenant, &id).await.gql()?;
-                sop::store::check(db(ctx), tenant, &s.definition, "sopId")
+                sop::store::check(db(ctx), &actor.tenant, &s.definition, "sopId")
                     .await
                     .gql()?
             }
-            (None, Some(d)) => sop::store::check(db(ctx), tenant, &d.into(), "definition")
+            (None, Some(d)) => sop::store::check(db(ctx), &actor.tenant, &d.into(), "definition")
                 .await
                 .gql()?,
             _ => {
@@ -127,8 +127,12 @@ impl SopQuery {
                 .gql();
             }
         };
-        let ids: Vec<String> = match (customer_ids, segment_id) {
-            (Some(ids), None) => ids.into_iter().map(|i| i.0).collect(),
+        let ids = match (customer_ids, segment_id) {
+            (Some(ids), None) => actor
+                .access
+                .scope_customers(db(ctx), Resource::Customers, ids.into_iter().map(|i| i.0))
+                .await
+                .gql()?,
             (None, Some(seg)) => {
                 let filter = shoal_tags::segments::as_filter(db(ctx), &actor.tenant, &seg)
                     .await
@@ -152,7 +156,7 @@ impl SopQuery {
         };
         let from = from.unwrap_or_else(Utc::now);
         Ok(
-            sop::simulate::simulate(db(ctx), &actor.tenant, &compiled, &ids, from, to)
+            sop::simulate::simulate(db(ctx), actor, &compiled, &ids, from, to)
                 .await
                 .gql()?
                 .into_iter()
@@ -291,8 +295,12 @@ impl SopMutation {
         segment_id: Option<ID>,
     ) -> async_graphql::Result<i64> {
         let actor = actor(ctx).gql()?;
-        let ids: Vec<String> = match (customer_ids, segment_id) {
-            (Some(ids), None) => ids.into_iter().map(|i| i.0).collect(),
+        let ids = match (customer_ids, segment_id) {
+            (Some(ids), None) => actor
+                .access
+                .scope_customers(db(ctx), Resource::Customers, ids.into_iter().map(|i| i.0))
+                .await
+                .gql()?,
             (None, Some(seg)) => {
                 actor
                     .require(shoal_base::kinds::Action::BulkMessage)

@@ -190,6 +190,11 @@ pub struct ContactConfig {
     /// Hours without a follow-up after which a customer counts as neglected.
     #[serde(default = "default_no_follow_up_hours")]
     pub no_follow_up_hours: u32,
+    /// Networks this tenant's `callWebhook` steps may reach although they are not public
+    /// (CIDR blocks or addresses, e.g. `["10.8.0.0/16"]` for an on-premise gateway); every
+    /// other loopback, private, link-local or metadata address is refused.
+    #[serde(default)]
+    pub outbound_allow: Vec<String>,
 }
 
 fn default_no_follow_up_hours() -> u32 {
@@ -205,6 +210,7 @@ impl Default for ContactConfig {
             webhook_url: None,
             webhook_secret_env: None,
             no_follow_up_hours: default_no_follow_up_hours(),
+            outbound_allow: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod departments;
 mod mask;
 pub mod role;
 mod scope;
+mod scoped;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -26,6 +27,7 @@ pub use departments::Departments;
 pub(crate) use mask::mask_value;
 pub use mask::{mask_email, mask_phone, mask_text};
 use role::RoleDef;
+pub use scoped::ScopedIds;
 use sqlx::Row;
 
 use shoal_base::{

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Attributes, Channel, Customer, Identity, LifecycleStage, store, validate};
-use crate::tenancy::Actor;
+use crate::{access::ScopedIds, tenancy::Actor};
 use shoal_base::{
     error::{Error, Result},
     kinds::{Resource, Visibility},
@@ -41,6 +41,9 @@ pub struct CustomerFilter {
     /// More filters that must all hold too (e.g. a saved segment's definition).
     pub also: Vec<CustomerFilter>,
 }
+
+/// Longest "no follow-up for" a filter may ask about: ten years.
+pub const MAX_NO_FOLLOW_UP_HOURS: u32 = 10 * 366 * 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OrderField {
@@ -244,6 +247,12 @@ fn push_conditions(
         );
     }
     if let Some(hours) = filter.no_follow_up_hours {
+        if !(1..=MAX_NO_FOLLOW_UP_HOURS).contains(&hours) {
+            return Err(Error::invalid(
+                "filter.noFollowUpForHours",
+                format!("between 1 and {MAX_NO_FOLLOW_UP_HOURS} hours (ten years)"),
+            ));
+        }
         let cut = sql.arg(time::to_micros(time::now()) - i64::from(hours) * 3_600_000_000);
         sql.push(&format!(
             " AND c.created_at < {cut} AND NOT EXISTS (SELECT 1 FROM follow_ups f WHERE f.tenant_id = {t} \
@@ -262,7 +271,7 @@ pub async fn ids_matching(
     actor: &Actor,
     filter: &CustomerFilter,
     limit: usize,
-) -> Result<Vec<String>> {
+) -> Result<ScopedIds> {
     let mut sql = Sql::new("SELECT c.id FROM customers c");
     push_filter(&mut sql, db, actor, filter)?;
     let l = sql.arg(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
@@ -280,7 +289,12 @@ pub async fn ids_matching(
             message: format!("the filter matches more than {limit} customers"),
         });
     }
-    Ok(ids)
+    // the filter ran with the actor's scope for customers
+    Ok(ScopedIds::from_scoped_query(
+        actor.tenant_id(),
+        Resource::Customers,
+        ids,
+    ))
 }
 
 /// One page of customers with the cursor of each.

@@ -250,6 +250,7 @@ pub async fn refresh_memberships(db: &Db, actor: &Actor, only: Option<&str>) -> 
         let now_members: HashSet<String> =
             customers::ids_matching(db, &system, &filter, MAX_MEMBERS)
                 .await?
+                .into_ids()
                 .into_iter()
                 .collect();
         let before: HashSet<String> = sqlx::query(

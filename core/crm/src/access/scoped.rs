@@ -1,0 +1,130 @@
+//! Customer ids as proof of reach: a [`ScopedIds`] is made only here, by checking the ids
+//! against the caller's scope (or by a query that already applied it), so a domain function
+//! that takes one cannot be handed ids nobody checked — the unchecked path does not compile
+//! outside this crate.
+
+use shoal_base::{
+    error::{Error, Result},
+    kinds::Resource,
+    storage::{Backend, Db},
+};
+
+use super::Access;
+
+/// Customer ids of one tenant that the caller reaches in one resource, in the order given,
+/// without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedIds {
+    tenant: String,
+    resource: Resource,
+    ids: Vec<String>,
+}
+
+impl ScopedIds {
+    /// Ids that came out of a query already limited to the caller's reach (crate-private:
+    /// `customers::ids_matching`).
+    pub(crate) fn from_scoped_query(tenant: &str, resource: Resource, ids: Vec<String>) -> Self {
+        ScopedIds {
+            tenant: tenant.to_owned(),
+            resource,
+            ids,
+        }
+    }
+
+    /// The ids.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// The ids, owned.
+    pub fn into_ids(self) -> Vec<String> {
+        self.ids
+    }
+
+    /// The tenant they belong to.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The resource they were checked for.
+    pub fn resource(&self) -> Resource {
+        self.resource
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl Access {
+    /// Checks customer ids from input against the caller's reach in `resource`: an id the
+    /// caller does not reach, in this tenant or at all, is `NOT_FOUND` (out of scope reads as
+    /// absent). Duplicates are dropped.
+    pub async fn scope_customers(
+        &self,
+        db: &Db,
+        resource: Resource,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<ScopedIds> {
+        let mut conn = db.pool.acquire().await?;
+        self.scope_customers_in(&mut conn, db.backend, resource, ids)
+            .await
+    }
+
+    /// [`Access::scope_customers`] within a transaction.
+    pub async fn scope_customers_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        backend: Backend,
+        resource: Resource,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<ScopedIds> {
+        let mut seen = std::collections::HashSet::new();
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        self.ensure_existing_in(conn, backend, resource, &ids)
+            .await?;
+        Ok(ScopedIds {
+            tenant: self.tenant_id.clone(),
+            resource,
+            ids,
+        })
+    }
+
+    /// `NOT_FOUND` for the first id that is not a live customer of the tenant within reach
+    /// (also for callers who reach every customer).
+    async fn ensure_existing_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        backend: Backend,
+        resource: Resource,
+        ids: &[String],
+    ) -> Result<()> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(500) {
+            let mut sql = shoal_base::storage::sql::Sql::new(
+                "SELECT c.id FROM customers c WHERE c.tenant_id = ",
+            );
+            let t = sql.arg(self.tenant_id.clone());
+            let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
+            sql.push(&format!(
+                "{t} AND c.deleted_at IS NULL AND c.id IN ({})",
+                list.join(", ")
+            ));
+            self.push_customer_scope(&mut sql, backend, resource, &t);
+            for row in sql.query_once().fetch_all(&mut *conn).await? {
+                found.insert(sqlx::Row::try_get::<String, _>(&row, "id")?);
+            }
+        }
+        match ids.iter().find(|id| !found.contains(*id)) {
+            Some(missing) => Err(Error::not_found("customer", missing.clone())),
+            None => Ok(()),
+        }
+    }
+}

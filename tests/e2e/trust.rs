@@ -1,0 +1,377 @@
+//! Trust, as a tenant's staff would try it: an agent cannot reach a customer outside its
+//! scope through a dry run, a bulk tag or an opt-out; what a dry run shows is masked for its
+//! reader; no number from input can crash the host; a webhook step reaches neither the
+//! host's network nor the body's structure; a poisoned enrolment is parked while every
+//! other tenant's SOPs go on, before and after a restart.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shoal_base::config::{self, ApiKeyConfig, Config, RoleSpec};
+
+use crate::harness::{ALPHA, BETA, Backend, TestServer, code, fields};
+
+const AGENT: &str = "alpha-agent-key-00000000004";
+const MASKED: &str = "alpha-masked-key-0000000005";
+
+/// Alpha gets a key for `agent-a` (scope: own customers) and for `masked`, who reaches every
+/// customer but sees phones masked and `attributes.income` hidden.
+fn keys(config: &mut Config) {
+    let alpha = config.tenants.get_mut("alpha").expect("alpha");
+    alpha.roles.insert(
+        "masked".into(),
+        toml::from_str::<RoleSpec>(
+            r#"
+            name = "Masked"
+            scopes = { "*" = "all" }
+            fields = { phones = "masked", "attributes.income" = "hidden" }
+            actions = ["create", "update"]
+            "#,
+        )
+        .expect("role"),
+    );
+    alpha.users.insert(
+        "masked".into(),
+        config::UserConfig::new("Masked Reader", "masked"),
+    );
+    for (user, key) in [("agent-a", AGENT), ("masked", MASKED)] {
+        alpha.api_keys.insert(
+            format!("{user}-key"),
+            ApiKeyConfig {
+                user: user.into(),
+                sha256: Some(config::sha256_hex(key)),
+                env: None,
+            },
+        );
+    }
+}
+
+async fn start(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, keys).await
+}
+
+/// A customer of the admin's, nobody's in the agent's scope.
+async fn someone_elses(s: &TestServer) -> String {
+    s.create_customer(
+        ALPHA,
+        json!({
+            "displayName": "钱七", "phones": ["13912345678"], "emails": ["qian@example.com"],
+            "sourceChannel": "WEB", "attributes": { "income": 880000 }
+        }),
+    )
+    .await
+}
+
+fn leaks(response: &Value) -> Vec<&'static str> {
+    let text = response.to_string();
+    ["13912345678", "qian@example.com", "880000", "钱七"]
+        .into_iter()
+        .filter(|secret| text.contains(secret))
+        .collect()
+}
+
+const SIMULATE: &str = "query($c: [ID!], $d: SopDefinitionInput, $to: DateTime!) { simulateSop(definition: $d, customerIds: $c, to: $to) { customerId outcome detail } }";
+
+/// A week from now: the end of every simulated period.
+fn to() -> String {
+    (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339()
+}
+
+fn revealing_definition() -> Value {
+    json!({ "steps": [ { "id": "t", "action": { "createTask": {
+        "title": "{{customer.phone}} {{customer.email}} {{customer.attributes.income}}",
+        "assignee": "owner" } } } ] })
+}
+
+async fn a_dry_run_of_a_customer_out_of_scope_is_not_found(s: &TestServer) {
+    let target = someone_elses(s).await;
+    let r = s
+        .gql(
+            AGENT,
+            SIMULATE,
+            json!({ "c": [target], "d": revealing_definition(), "to": to() }),
+        )
+        .await;
+    assert_eq!(code(&r["errors"][0]), "NOT_FOUND", "{r}");
+    assert!(
+        leaks(&r).is_empty(),
+        "the dry run showed {:?}: {r}",
+        leaks(&r)
+    );
+}
+
+async fn a_dry_run_shows_fields_as_its_reader_may_see_them(s: &TestServer) {
+    let target = someone_elses(s).await;
+    let r = s
+        .ok(
+            MASKED,
+            SIMULATE,
+            json!({ "c": [target], "d": revealing_definition(), "to": to() }),
+        )
+        .await;
+    let detail = r["simulateSop"][0]["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("139****5678"), "phone masked: {detail}");
+    assert!(!detail.contains("13912345678"), "{detail}");
+    assert!(!detail.contains("880000"), "hidden attribute: {detail}");
+}
+
+async fn a_bulk_tag_or_an_opt_out_cannot_reach_a_customer_out_of_scope(s: &TestServer) {
+    let target = someone_elses(s).await;
+    let tag = s
+        .ok(
+            ALPHA,
+            "mutation { createTag(input: {name: \"VIP\"}) { id } }",
+            json!({}),
+        )
+        .await["createTag"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .gql(
+            AGENT,
+            "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
+            json!({ "t": tag, "c": [target] }),
+        )
+        .await;
+    assert_eq!(code(&r["errors"][0]), "NOT_FOUND", "{r}");
+    let r = s
+        .gql(
+            AGENT,
+            "mutation($c: ID!) { setContactOptOut(customerId: $c, channel: \"*\", optedOut: true) }",
+            json!({ "c": target }),
+        )
+        .await;
+    assert_eq!(code(&r["errors"][0]), "NOT_FOUND", "{r}");
+    let seen = s
+        .ok(
+            ALPHA,
+            "query($c: ID!) { customer(id: $c) { tags { tag { name } } } contactOptOuts(customerId: $c) }",
+            json!({ "c": target }),
+        )
+        .await;
+    assert_eq!(seen["customer"]["tags"], json!([]), "nothing was tagged");
+    assert_eq!(seen["contactOptOuts"], json!([]), "nothing was opted out");
+}
+
+async fn numbers_from_input_are_checked_not_overflowed(s: &TestServer) {
+    let r = s
+        .gql(
+            ALPHA,
+            "{ customers(filter: {noFollowUpForHours: 3000000000}) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&r["errors"][0]), "BAD_USER_INPUT", "{r}");
+    assert_eq!(fields(&r["errors"][0]), ["filter.noFollowUpForHours"]);
+    let r = s
+        .gql(
+            ALPHA,
+            "mutation($d: SopDefinitionInput!) { createSop(input: {name: \"far\", definition: $d}) { id } }",
+            json!({ "d": { "steps": [ { "id": "t", "action": { "createTask": {
+                "title": "later", "assignee": "owner", "dueInSeconds": 10000000000000_u64 } } } ] } }),
+        )
+        .await;
+    assert_eq!(code(&r["errors"][0]), "BAD_USER_INPUT", "{r}");
+    assert!(
+        fields(&r["errors"][0])
+            .iter()
+            .any(|f| f.ends_with("dueInSeconds")),
+        "{r}"
+    );
+}
+
+async fn webhook_steps_cannot_name_the_hosts_network(s: &TestServer) {
+    for (key, url) in [
+        (ALPHA, "http://169.254.169.254/latest/meta-data"),
+        (ALPHA, "http://10.0.0.5/hook"),
+        (ALPHA, "http://[::1]:8080/hook"),
+        (ALPHA, "http://localhost:8080/hook"),
+        // beta does not allow its own loopback, alpha does (for the tests' receivers)
+        (BETA, "http://127.0.0.1:9/hook"),
+    ] {
+        let r = s
+            .gql(
+                key,
+                "mutation($d: SopDefinitionInput!) { createSop(input: {name: \"hook\", definition: $d}) { id } }",
+                json!({ "d": { "steps": [ { "id": "w", "action": { "callWebhook": { "url": url } } } ] } }),
+            )
+            .await;
+        assert_eq!(code(&r["errors"][0]), "BAD_USER_INPUT", "{url}: {r}");
+        assert!(
+            fields(&r["errors"][0]).iter().any(|f| f.ends_with(".url")),
+            "{url}: {r}"
+        );
+    }
+    s.ok(
+        ALPHA,
+        "mutation($d: SopDefinitionInput!) { createSop(input: {name: \"ok\", definition: $d}) { id } }",
+        json!({ "d": { "steps": [ { "id": "w", "action": { "callWebhook": { "url": "http://127.0.0.1:9/hook" } } } ] } }),
+    )
+    .await;
+    let r = s
+        .gql(
+            ALPHA,
+            "mutation($d: SopDefinitionInput!) { createSop(input: {name: \"text\", definition: $d}) { id } }",
+            json!({ "d": { "steps": [ { "id": "w", "action": { "callWebhook": {
+                "url": "http://127.0.0.1:9/hook", "body": "name={{customer.name}}" } } } ] } }),
+        )
+        .await;
+    assert_eq!(
+        code(&r["errors"][0]),
+        "BAD_USER_INPUT",
+        "a body that is not JSON: {r}"
+    );
+}
+
+crate::on_both_backends_with!(
+    start,
+    a_dry_run_of_a_customer_out_of_scope_is_not_found,
+    a_dry_run_shows_fields_as_its_reader_may_see_them,
+    a_bulk_tag_or_an_opt_out_cannot_reach_a_customer_out_of_scope,
+    numbers_from_input_are_checked_not_overflowed,
+    webhook_steps_cannot_name_the_hosts_network,
+);
+
+/// Alpha's enrolment is poisoned (a stored definition from before the range check: a task
+/// due 10¹³ s from now); beta's SOP runs anyway, the poisoned enrolment is parked with its
+/// error, and after a restart beta's next enrolment runs too while alpha's stays parked.
+async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on(backend: Backend) {
+    let Some(s) = TestServer::start_with(backend, |c| c.sop.workers = false).await else {
+        return;
+    };
+    let sop = |key: &'static str, name: &'static str| {
+        let s = &s;
+        async move {
+            let id = s
+                .ok(
+                    key,
+                    "mutation($n: String!, $d: SopDefinitionInput!) { createSop(input: {name: $n, definition: $d}) { id } }",
+                    json!({ "n": name, "d": { "steps": [ { "id": "t", "action": { "createTask": {
+                        "title": "call back", "assignee": "owner", "dueInSeconds": 3600 } } } ] } }),
+                )
+                .await["createSop"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            s.ok(
+                key,
+                "mutation($id: ID!) { activateSop(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await;
+            id
+        }
+    };
+    let enrol = |key: &'static str, sop: String, customer: String| {
+        let s = &s;
+        async move {
+            s.ok(
+                key,
+                "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+                json!({ "id": sop, "c": [customer] }),
+            )
+            .await;
+        }
+    };
+    let poisoned = sop(ALPHA, "poisoned").await;
+    let healthy = sop(BETA, "healthy").await;
+    sqlx::query(
+        "UPDATE sop_versions SET definition = REPLACE(definition, '\"dueInSeconds\":3600', '\"dueInSeconds\":10000000000000') \
+         WHERE tenant_id = 'alpha' AND sop_id = $1",
+    )
+    .bind(&poisoned)
+    .execute(&s.db().pool)
+    .await
+    .unwrap();
+    let a = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "甲", "sourceChannel": "WEB" }),
+        )
+        .await;
+    enrol(ALPHA, poisoned.clone(), a).await;
+    let b1 = s
+        .create_customer(BETA, json!({ "displayName": "乙", "sourceChannel": "WEB" }))
+        .await;
+    enrol(BETA, healthy.clone(), b1).await;
+
+    let dir = std::env::temp_dir().join(format!("shoal-poison-{}-{backend:?}", std::process::id()));
+    let env = [
+        ("SHOAL_SOP__POLL_MS", "10"),
+        ("SHOAL_SOP__MAX_ATTEMPTS", "1"),
+        ("SHOAL_TENANTS__BETA__NAME", "Beta Clinic"),
+        ("SHOAL_TENANTS__BETA__TIME_ZONE", "Asia/Shanghai"),
+    ];
+    let beta_tasks = || async {
+        s.ok(BETA, "{ tasks { edges { node { id } } } }", json!({}))
+            .await["tasks"]["edges"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let within = |want: usize| async move {
+        for _ in 0..200 {
+            if beta_tasks().await >= want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    let mut host = s.spawn_host(&dir, &env);
+    let served = within(1).await;
+    let _ = host.kill();
+    let _ = host.wait();
+    assert!(
+        served,
+        "beta's SOP ran while alpha's enrolment was poisoned"
+    );
+    let alpha = s
+        .ok(
+            ALPHA,
+            "{ enrolments { edges { node { status lastError } } } }",
+            json!({}),
+        )
+        .await;
+    let node = &alpha["enrolments"]["edges"][0]["node"];
+    assert_eq!(node["status"], "parked", "{alpha}");
+    assert!(
+        node["lastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("dueInSeconds"),
+        "the error is kept: {alpha}"
+    );
+
+    // after a restart, beta still gets its steps; alpha's enrolment stays parked
+    let b2 = s
+        .create_customer(BETA, json!({ "displayName": "丙", "sourceChannel": "WEB" }))
+        .await;
+    enrol(BETA, healthy, b2).await;
+    let mut host = s.spawn_host(&dir, &env);
+    let served = within(2).await;
+    let _ = host.kill();
+    let _ = host.wait();
+    assert!(served, "beta's SOP ran after the restart");
+    let alpha = s
+        .ok(
+            ALPHA,
+            "{ enrolments { edges { node { status } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(alpha["enrolments"]["edges"][0]["node"]["status"], "parked");
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on_sqlite() {
+    a_poisoned_enrolment_is_parked_and_other_tenants_go_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on_postgres() {
+    a_poisoned_enrolment_is_parked_and_other_tenants_go_on(Backend::Postgres).await;
+}
