@@ -18,6 +18,7 @@ mod permissions;
 mod plugins;
 mod rules;
 mod schema_walk;
+mod scope_walk;
 mod settlement;
 mod sop;
 mod tags;

@@ -79,7 +79,7 @@ impl Schema {
             .unwrap_or_default()
     }
 
-    fn named<'a>(&'a self, t: &'a Value) -> &'a Value {
+    pub fn named<'a>(&'a self, t: &'a Value) -> &'a Value {
         let mut t = t;
         while !t["ofType"].is_null() {
             t = &t["ofType"];

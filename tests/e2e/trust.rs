@@ -15,7 +15,7 @@ const AGENT: &str = "alpha-agent-key-00000000004";
 const MASKED: &str = "alpha-masked-key-0000000005";
 
 /// Alpha gets a key for `agent-a` (scope: own customers) and for `masked`, who reaches every
-/// customer but sees phones masked and `attributes.income` hidden.
+/// customer but sees names and phones masked and `attributes.income` hidden.
 fn keys(config: &mut Config) {
     let alpha = config.tenants.get_mut("alpha").expect("alpha");
     alpha.roles.insert(
@@ -24,7 +24,7 @@ fn keys(config: &mut Config) {
             r#"
             name = "Masked"
             scopes = { "*" = "all" }
-            fields = { phones = "masked", "attributes.income" = "hidden" }
+            fields = { displayName = "masked", phones = "masked", "attributes.income" = "hidden" }
             actions = ["create", "update"]
             "#,
         )
@@ -224,6 +224,158 @@ async fn webhook_steps_cannot_name_the_hosts_network(s: &TestServer) {
     );
 }
 
+async fn renderings_are_masked_for_their_reader(s: &TestServer) {
+    let target = someone_elses(s).await;
+    // a name seen masked cannot be searched letter by letter; an email seen in full can
+    let r = s
+        .gql(
+            MASKED,
+            "{ customers(filter: {search: \"钱\"}) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&r["errors"][0]), "FORBIDDEN", "{r}");
+    let r = s
+        .ok(
+            MASKED,
+            "{ customers(filter: {search: \"qian@example.com\"}) { edges { node { id displayName } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["customers"]["edges"][0]["node"]["id"], target.as_str());
+    assert!(leaks(&r).iter().all(|l| *l == "qian@example.com"), "{r}");
+    // a hidden attribute is not named by the quality report
+    let q = s
+        .ok(MASKED, "{ dataQuality { fields { field } } }", json!({}))
+        .await;
+    assert!(!q.to_string().contains("attributes.income"), "{q}");
+    let q = s
+        .ok(ALPHA, "{ dataQuality { fields { field } } }", json!({}))
+        .await;
+    assert!(
+        q.to_string().contains("attributes.income"),
+        "the admin sees it: {q}"
+    );
+    // a message rendered from the profile: the body and the step's detail are withheld
+    let sop = s
+        .ok(
+            ALPHA,
+            "mutation { createSop(input: { name: \"hello\", definition: { steps: [ { id: \"m\", action: { sendMessage: { channel: \"log\", template: \"你好 {{customer.name}} {{customer.phone}}\" } } } ] } }) { id } }",
+            json!({}),
+        )
+        .await["createSop"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        ALPHA,
+        "mutation($s: ID!) { activateSop(id: $s) { id } }",
+        json!({ "s": sop }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($s: ID!, $c: [ID!]) { enrolCustomers(sopId: $s, customerIds: $c) }",
+        json!({ "s": sop, "c": [target] }),
+    )
+    .await;
+    let query = "{ outboxMessages { edges { node { body } } } enrolments { edges { node { history { outcome detail } } } } }";
+    let mut full = Value::Null;
+    for _ in 0..100 {
+        full = s.ok(ALPHA, query, json!({})).await;
+        if full["outboxMessages"]["edges"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        full.to_string().contains("你好 钱七 +8613912345678"),
+        "the admin reads the body: {full}"
+    );
+    let masked = s.ok(MASKED, query, json!({})).await;
+    assert_eq!(
+        masked["outboxMessages"]["edges"][0]["node"]["body"],
+        "(hidden: rendered from customer fields masked for you)"
+    );
+    assert!(leaks(&masked).is_empty(), "{masked}");
+}
+
+async fn every_change_leaves_an_audit_entry(s: &TestServer) {
+    let target = someone_elses(s).await;
+    let tag = s
+        .ok(
+            ALPHA,
+            "mutation { createTag(input: {name: \"VIP\"}) { id } }",
+            json!({}),
+        )
+        .await["createTag"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for m in [
+        "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
+        "mutation($t: ID!, $c: [ID!]) { removeTag(tagId: $t, customerIds: $c) }",
+    ] {
+        s.ok(ALPHA, m, json!({ "t": tag, "c": [target] })).await;
+    }
+    s.ok(ALPHA, "mutation { upsertServiceItems(input: [{code: \"S1\", name: \"洗牙\", unitPrice: \"100\", currency: \"CNY\", effectiveFrom: \"2026-01-01T00:00:00Z\"}]) }", json!({})).await;
+    s.ok(
+        ALPHA,
+        "mutation { setRegionTier(region: \"上海\", tier: \"t1\") }",
+        json!({}),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation { setTierAdjustment(tier: \"t1\", percent: \"10\") }",
+        json!({}),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation { upsertParticipants(input: [{id: \"hq\", name: \"总部\", role: \"hq\"}]) }",
+        json!({}),
+    )
+    .await;
+    s.ok(ALPHA, "mutation { reloadPlugins { loaded } }", json!({}))
+        .await;
+    let log = s
+        .ok(
+            ALPHA,
+            "{ auditLog(first: 100) { edges { node { action entityType entityId } } } }",
+            json!({}),
+        )
+        .await;
+    let actions: Vec<(String, String)> = log["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["action"].as_str().unwrap().to_owned(),
+                e["node"]["entityId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (action, entity) in [
+        ("tag.apply", target.as_str()),
+        ("tag.remove", target.as_str()),
+        ("priceLibrary.serviceItem", "S1"),
+        ("settlement.regionTier", "上海"),
+        ("settlement.tierAdjustment", "t1"),
+        ("settlement.participant", "hq"),
+        ("plugins.reload", "host"),
+    ] {
+        assert!(
+            actions.iter().any(|(a, e)| a == action && e == entity),
+            "no `{action}` entry for {entity}: {actions:?}"
+        );
+    }
+}
+
 crate::on_both_backends_with!(
     start,
     a_dry_run_of_a_customer_out_of_scope_is_not_found,
@@ -231,6 +383,8 @@ crate::on_both_backends_with!(
     a_bulk_tag_or_an_opt_out_cannot_reach_a_customer_out_of_scope,
     numbers_from_input_are_checked_not_overflowed,
     webhook_steps_cannot_name_the_hosts_network,
+    renderings_are_masked_for_their_reader,
+    every_change_leaves_an_audit_entry,
 );
 
 /// Alpha's enrolment is poisoned (a stored definition from before the range check: a task

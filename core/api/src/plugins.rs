@@ -4,7 +4,7 @@
 use async_graphql::{Context, Enum, Json, Object, SimpleObject};
 use serde_json::Value;
 
-use super::{ErrorExt, actor};
+use super::{ErrorExt, actor, db};
 use shoal_base::error::{Error, Result};
 use shoal_crm::tenancy::Actor;
 use shoal_plugin_host::{self as plugins, ModuleView, PluginStatus, Reloader, types};
@@ -254,6 +254,24 @@ impl PluginMutation {
             .await
             .map_err(|e| Error::invalid("config", e))
             .gql()?;
+        let failed: Vec<String> = report
+            .failed
+            .iter()
+            .map(|f| {
+                f.id.clone()
+                    .unwrap_or_else(|| f.source.display().to_string())
+            })
+            .collect();
+        shoal_crm::audit::record_alone(
+            db(ctx),
+            actor(ctx).gql()?,
+            "plugins.reload",
+            "plugins",
+            "host",
+            serde_json::json!({ "loaded": report.loaded, "failed": failed }),
+        )
+        .await
+        .gql()?;
         Ok(ReloadPluginsPayload {
             loaded: report.loaded,
             failed: report

@@ -56,6 +56,22 @@ pub async fn record(
     Ok(())
 }
 
+/// Records one entry in a transaction of its own, for a change that writes no other row
+/// (a plugin reload: the change is the host's, the entry the tenant's).
+pub async fn record_alone(
+    db: &shoal_base::storage::Db,
+    actor: &Actor,
+    action: &str,
+    entity_type: &str,
+    entity_id: &str,
+    changes: serde_json::Value,
+) -> shoal_base::error::Result<()> {
+    let mut tx = db.begin_write().await?;
+    record(&mut tx, actor, action, entity_type, entity_id, changes).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Records one entry per `(entity id, changes)`, in multi-row statements (bulk imports).
 pub async fn record_many(
     conn: &mut AnyConnection,

@@ -147,8 +147,13 @@ pub async fn report(db: &Db, actor: &Actor) -> Result<Report> {
     ));
     for r in sql.query().fetch_all(&db.pool).await? {
         let filled: i64 = r.try_get("n")?;
+        let field = format!("attributes.{}", r.try_get::<String, _>("key")?);
+        // an attribute hidden from the reader is not named to it either
+        if actor.access.visibility(&field) == shoal_base::kinds::Visibility::Hidden {
+            continue;
+        }
         fields.push(Completeness {
-            field: format!("attributes.{}", r.try_get::<String, _>("key")?),
+            field,
             filled,
             missing: total - filled,
             missing_rate: rate(total - filled, total),

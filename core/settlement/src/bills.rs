@@ -140,13 +140,7 @@ pub async fn settle(
         actor
             .access
             .ensure_customer(db, shoal_base::kinds::Resource::Bills, customer)
-            .await
-            .map_err(|_| {
-                Error::invalid(
-                    "input.customerId",
-                    format!("no customer `{customer}` in this tenant"),
-                )
-            })?;
+            .await?; // out of scope reads as absent: NOT_FOUND
     }
     let module = choose_module(host, tenant, input.module.as_deref())?;
     let at = input.priced_at.unwrap_or_else(time::now);

@@ -8,11 +8,12 @@ use rust_decimal::Decimal;
 use sqlx::{AnyConnection, Row};
 
 use super::{csv, currency_ok};
+use serde_json::json;
 use shoal_base::{
     error::{Error, Problems, Result},
     storage::{Db, money, time},
 };
-use shoal_crm::tenancy::Actor;
+use shoal_crm::{audit, tenancy::Actor};
 
 /// At most this many rows per upsert call.
 pub const MAX_BATCH: usize = 1000;
@@ -168,6 +169,20 @@ pub async fn upsert_service_items(
         .bind(item.labour_minutes)
         .execute(&mut *tx)
         .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "priceLibrary.serviceItem",
+            "service_item",
+            &item.code,
+            json!({
+                "effectiveFrom": item.effective_from.to_rfc3339(),
+                "effectiveTo": item.effective_to.map(|t| t.to_rfc3339()),
+                "unitPrice": item.unit_price.to_string(),
+                "currency": item.currency,
+            }),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(items.len())
@@ -239,6 +254,21 @@ pub async fn upsert_spare_parts(
         .bind(&part.currency)
         .bind(&part.unit)
         .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "priceLibrary.sparePart",
+            "spare_part",
+            &part.sku,
+            json!({
+                "effectiveFrom": part.effective_from.to_rfc3339(),
+                "effectiveTo": part.effective_to.map(|t| t.to_rfc3339()),
+                "cost": part.cost.to_string(),
+                "listPrice": part.list_price.to_string(),
+                "currency": part.currency,
+            }),
+        )
         .await?;
     }
     tx.commit().await?;
@@ -440,6 +470,15 @@ pub async fn set_region_tier(db: &Db, actor: &Actor, region: &str, tier: &str) -
         .bind(tier)
         .execute(&mut *tx)
         .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "settlement.regionTier",
+        "region",
+        region,
+        json!({ "tier": tier }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -479,6 +518,18 @@ pub async fn set_tier_adjustment(
         .bind(amount.map(|a| money::to_units(a).unwrap_or_default()))
         .execute(&mut *tx)
         .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "settlement.tierAdjustment",
+        "tier",
+        tier,
+        json!({
+            "percent": percent.map(|d| d.normalize().to_string()),
+            "amount": amount.map(|a| a.to_string()),
+        }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -572,6 +623,20 @@ pub async fn upsert_participants(db: &Db, actor: &Actor, input: &[Participant]) 
             .bind(serde_json::Value::Object(part.agreement.clone()).to_string())
             .execute(&mut *tx)
             .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "settlement.participant",
+            "participant",
+            &part.id,
+            json!({
+                "name": part.name,
+                "role": part.role,
+                "parentId": part.parent_id,
+                "agreement": part.agreement,
+            }),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -291,8 +291,13 @@ pub async fn get(db: &Db, tenant: &str, id: &str) -> Result<Enrolment> {
 }
 
 /// The enrolment's history, oldest first.
-pub async fn history(db: &Db, tenant: &str, id: &str) -> Result<Vec<StepRun>> {
-    sqlx::query(
+/// The step runs of an enrolment the actor reaches, oldest first. For a reader who sees
+/// some customer field masked or hidden, the text a step rendered from customer fields (a
+/// message, a task or ticket title: what follows `: ` in a done step's detail) is withheld.
+pub async fn history(db: &Db, actor: &Actor, id: &str) -> Result<Vec<StepRun>> {
+    get_visible(db, actor, id).await?;
+    let tenant = actor.tenant_id();
+    let mut runs = sqlx::query(
         "SELECT * FROM sop_step_runs WHERE tenant_id = $1 AND enrolment_id = $2 ORDER BY at, id",
     )
     .bind(tenant)
@@ -310,7 +315,15 @@ pub async fn history(db: &Db, tenant: &str, id: &str) -> Result<Vec<StepRun>> {
             at: time::from_micros(r.try_get("at")?),
         })
     })
-    .collect()
+    .collect::<Result<Vec<_>>>()?;
+    if !actor.access.sees_customers_in_full() {
+        for run in runs.iter_mut().filter(|r| r.outcome == "done") {
+            if let Some((head, _)) = run.detail.split_once(": ") {
+                run.detail = format!("{head}: {}", crate::outbox::HIDDEN_BODY);
+            }
+        }
+    }
+    Ok(runs)
 }
 
 /// `pause`, `resume` (also of a parked enrolment: its step is retried now) or `cancel`.

@@ -150,6 +150,10 @@ pub struct MessageFilter {
     pub enrolment_id: Option<String>,
 }
 
+/// What a reader who sees some customer field masked or hidden reads instead of a body
+/// rendered from customer fields.
+pub const HIDDEN_BODY: &str = "(hidden: rendered from customer fields masked for you)";
+
 /// Messages, newest first.
 pub async fn list(
     db: &Db,
@@ -184,7 +188,12 @@ pub async fn list(
     page.push_conditions(&mut sql, "created_at", "id", true);
     page.push_order_limit(&mut sql, "created_at", "id", true);
     let rows = sql.query().fetch_all(&db.pool).await?;
-    let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    if !actor.access.sees_customers_in_full() {
+        for m in &mut items {
+            m.body = HIDDEN_BODY.into();
+        }
+    }
     Ok(page.finish(items).with_cursors(|m| Cursor {
         tenant: tenant.to_owned(),
         order: ORDER.to_owned(),

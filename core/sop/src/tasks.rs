@@ -125,16 +125,11 @@ pub async fn create(db: &Db, actor: &Actor, t: &NewTask) -> Result<Task> {
     let mut p = Problems::default();
     check(&mut p, t);
     p.into_result(())?;
+    // out of scope reads as absent: NOT_FOUND
     actor
         .access
         .ensure_customer(db, shoal_base::kinds::Resource::Tasks, &t.customer_id)
-        .await
-        .map_err(|_| {
-            Error::invalid(
-                "input.customerId",
-                format!("no customer `{}` in this tenant", t.customer_id),
-            )
-        })?;
+        .await?;
     let mut tx = db.begin_write().await?;
     let id = insert(&mut tx, actor, t)
         .await?

@@ -210,6 +210,12 @@ pub async fn apply_manual(
         (Vec::new(), changed.clone())
     };
     write_changes(&mut tx, actor, &tag, &add, &remove, "manual").await?;
+    let entries: Vec<(String, serde_json::Value)> = changed
+        .iter()
+        .map(|id| (id.clone(), json!({ "tag": tag.name, "tagId": tag.id })))
+        .collect();
+    let action = if apply { "tag.apply" } else { "tag.remove" };
+    shoal_crm::audit::record_many(&mut tx, actor, action, "customer", &entries).await?;
     tx.commit().await?;
     Ok(changed.len())
 }

@@ -132,7 +132,7 @@ impl EnrolmentValue {
     /// Every step run, deferral, skip and failure, oldest first.
     async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRunValue>> {
         let actor = actor(ctx).gql()?;
-        Ok(enrolments::history(db(ctx), actor.tenant_id(), &self.id)
+        Ok(enrolments::history(db(ctx), actor, &self.id)
             .await
             .gql()?
             .into_iter()

@@ -269,6 +269,23 @@ impl Access {
             .unwrap_or(Visibility::Hidden)
     }
 
+    /// Whether the caller reads every customer field in full — no rule masks or hides a
+    /// field, an attribute or a sensitive field. Texts rendered from customer fields (an
+    /// outbox body, a step's detail) are shown only to such callers.
+    pub fn sees_customers_in_full(&self) -> bool {
+        if self.system {
+            return true;
+        }
+        let fields_visible = self.roles.iter().any(|role| {
+            role.fields.values().all(|v| *v == Visibility::Visible)
+                && (self.sensitive.is_empty() || role.sensitive == Visibility::Visible)
+        });
+        fields_visible
+            && role::CUSTOMER_FIELDS
+                .iter()
+                .all(|f| self.visibility(f) == Visibility::Visible)
+    }
+
     /// Fails with `FORBIDDEN` when a filter names a field the caller cannot read in full
     /// (filtering would reveal it).
     pub fn require_visible(&self, field: &str, input: &str) -> Result<()> {
