@@ -376,6 +376,33 @@ async fn every_change_leaves_an_audit_entry(s: &TestServer) {
     }
 }
 
+async fn exported_cells_never_run_as_formulas(s: &TestServer) {
+    s.create_customer(
+        ALPHA,
+        json!({ "displayName": "=HYPERLINK(\"http://evil.example\",\"点我\")", "sourceChannel": "WEB",
+                "attributes": { "note": "@SUM(A1:A9)" } }),
+    )
+    .await;
+    let csv = s
+        .ok(ALPHA, "mutation { exportCustomers { csv } }", json!({}))
+        .await["exportCustomers"]["csv"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row = csv.lines().nth(1).expect("one customer");
+    let cells: Vec<&str> = row.split(',').collect();
+    assert!(
+        cells.iter().any(|c| c.starts_with("\"'=HYPERLINK(")),
+        "the name is neutralised: {row}"
+    );
+    assert!(
+        !cells
+            .iter()
+            .any(|c| c.starts_with("=") || c.starts_with("\"=")),
+        "no cell starts a formula: {row}"
+    );
+}
+
 crate::on_both_backends_with!(
     start,
     a_dry_run_of_a_customer_out_of_scope_is_not_found,
@@ -385,6 +412,7 @@ crate::on_both_backends_with!(
     webhook_steps_cannot_name_the_hosts_network,
     renderings_are_masked_for_their_reader,
     every_change_leaves_an_audit_entry,
+    exported_cells_never_run_as_formulas,
 );
 
 /// Alpha's enrolment is poisoned (a stored definition from before the range check: a task

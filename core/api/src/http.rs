@@ -46,13 +46,30 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/statements/{file}", get(statement_csv))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(middleware::from_fn_with_state(state.clone(), catch_panic))
+        .layer(middleware::from_fn_with_state(
+            PanicGuard {
+                metrics: state.metrics.clone(),
+                supervision: state.supervision.clone(),
+            },
+            catch_panic,
+        ))
         .with_state(state)
+}
+
+/// What [`catch_panic`] counts with.
+#[derive(Clone)]
+pub struct PanicGuard {
+    pub metrics: Arc<Metrics>,
+    pub supervision: Arc<shoal_base::supervise::Supervision>,
 }
 
 /// A panic anywhere below becomes an `INTERNAL` answer with a reference (the panic is logged
 /// under it), never a dropped connection.
-async fn catch_panic(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn catch_panic(
+    State(guard): State<PanicGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(next.run(request))
         .catch_unwind()
@@ -63,13 +80,17 @@ async fn catch_panic(State(state): State<AppState>, request: Request, next: Next
             let reference = uuid::Uuid::new_v4().simple().to_string();
             let what = shoal_base::supervise::panic_message(&*panic);
             tracing::error!(%reference, panic = %what, "a request panicked");
-            state.supervision.count("http.request", "panicked");
-            failure(
-                &state,
-                StatusCode::INTERNAL_SERVER_ERROR,
+            guard.supervision.count("http.request", "panicked");
+            let mut errors = vec![request_error(
                 ErrorCode::Internal,
                 format!("internal error (reference {reference})"),
+            )];
+            classify(&mut errors, &guard.metrics);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "data": null, "errors": errors })),
             )
+                .into_response()
         }
     }
 }
@@ -332,4 +353,51 @@ async fn subscriptions(
                 .serve()
                 .await;
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_with_a_reference() {
+        let guard = PanicGuard {
+            metrics: Arc::default(),
+            supervision: Arc::default(),
+        };
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let items: Vec<u8> = Vec::new();
+                    items[3].to_string() // an index out of bounds, as a bug would
+                }),
+            )
+            .route("/fine", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(guard.clone(), catch_panic));
+        let request = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request("/boom")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("internal error (reference "),
+            "{message}"
+        );
+        assert!(
+            !message.contains("index out of bounds"),
+            "the cause stays in the log"
+        );
+        assert!(
+            guard
+                .supervision
+                .render()
+                .contains(r#"work="http.request",outcome="panicked"} 1"#)
+        );
+        let fine = app.oneshot(request("/fine")).await.unwrap();
+        assert_eq!(fine.status(), StatusCode::OK, "the server goes on");
+    }
 }

@@ -12,6 +12,7 @@
 //! of HTTP; async-graphql appears only behind the `graphql` feature, to derive enums.
 
 pub mod config;
+pub mod csv_out;
 pub mod error;
 pub mod kinds;
 pub mod pagination;

@@ -1,4 +1,5 @@
-//! A small RFC 4180 CSV reader and writer (quoted fields, doubled quotes, CRLF).
+//! A small RFC 4180 CSV reader (quoted fields, doubled quotes, CRLF) for price libraries;
+//! CSV is written by `shoal_base::csv_out`.
 
 /// Rows of fields; the first row is usually the header.
 pub fn parse(text: &str) -> Result<Vec<Vec<String>>, String> {
@@ -43,21 +44,6 @@ pub fn parse(text: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(rows)
 }
 
-/// One CSV line (with `\n`), quoting fields that need it.
-pub fn line(fields: &[String]) -> String {
-    let quoted: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            if f.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", f.replace('"', "\"\""))
-            } else {
-                f.clone()
-            }
-        })
-        .collect();
-    format!("{}\n", quoted.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +59,7 @@ mod tests {
                 vec!["B2", "say \"hi\""]
             ]
         );
-        let text: String = rows.iter().map(|r| line(r)).collect();
+        let text: String = rows.iter().map(|r| shoal_base::csv_out::line(r)).collect();
         assert_eq!(parse(&text).unwrap(), rows);
         assert!(parse("a,\"open").is_err());
     }

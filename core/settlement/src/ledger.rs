@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{csv, library};
+use super::library;
 use shoal_base::{
     error::{Error, Result},
     storage::{Db, money, time},
@@ -171,10 +171,11 @@ pub async fn statement(
 
 /// The statement as CSV: one line per posting, then one total line per currency.
 pub fn statement_csv(s: &Statement) -> String {
-    let mut out =
-        csv::line(&["posted_at", "bill_id", "amount", "currency", "reason"].map(String::from));
+    let mut out = shoal_base::csv_out::line(
+        &["posted_at", "bill_id", "amount", "currency", "reason"].map(String::from),
+    );
     for p in &s.postings {
-        out.push_str(&csv::line(&[
+        out.push_str(&shoal_base::csv_out::line(&[
             p.posted_at.to_rfc3339(),
             p.bill_id.clone(),
             p.amount.to_string(),
@@ -183,7 +184,7 @@ pub fn statement_csv(s: &Statement) -> String {
         ]));
     }
     for (currency, total) in &s.totals {
-        out.push_str(&csv::line(&[
+        out.push_str(&shoal_base::csv_out::line(&[
             String::new(),
             "TOTAL".into(),
             total.to_string(),

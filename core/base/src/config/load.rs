@@ -162,6 +162,23 @@ impl Validator<'_> {
         for (tenant_id, tenant) in &mut config.tenants {
             self.check_tenant(tenant_id, tenant)?;
         }
+        // one key, one caller: a key configured twice would authenticate as whichever
+        // entry was read last, possibly in another tenant
+        let mut seen: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+        for (tenant_id, tenant) in &config.tenants {
+            for (name, key) in &tenant.api_keys {
+                let Some(hash) = key.sha256.as_deref() else {
+                    continue;
+                };
+                let here = format!("tenants.{tenant_id}.api_keys.{name}");
+                if let Some(first) = seen.insert(hash, here.clone()) {
+                    return Err(self.invalid(
+                        here,
+                        format!("the same API key as {first}: every key belongs to one user"),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

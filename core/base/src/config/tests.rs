@@ -139,6 +139,23 @@ fn api_key_must_name_a_known_user() {
 }
 
 #[test]
+fn a_key_configured_twice_is_refused() {
+    let twice = format!(
+        "{TENANT}\n[tenants.other]\nname = \"Other\"\ntime_zone = \"UTC\"\n\
+         [tenants.other.users.bot]\nname = \"Bot\"\nrole = \"admin\"\n\
+         [tenants.other.api_keys.same]\nuser = \"bot\"\nenv = \"ACME_KEY\"\n"
+    );
+    expect_error(
+        &twice,
+        &[("ACME_KEY", "a-very-long-secret-key")],
+        &[
+            "tenants.other.api_keys.same",
+            "the same API key as tenants.acme.api_keys.ci",
+        ],
+    );
+}
+
+#[test]
 fn storage_url_scheme_is_checked() {
     expect_error(
         "[storage]\nurl = \"mysql://x\"\n",

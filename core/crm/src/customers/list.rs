@@ -396,9 +396,7 @@ pub async fn export(
             c.created_at.to_rfc3339(),
             Value::Object(c.attributes.clone()).to_string(),
         ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
+        out.push_str(&shoal_base::csv_out::line(&fields));
     }
     let mut conn = db.pool.acquire().await?;
     crate::audit::record(
@@ -411,13 +409,4 @@ pub async fn export(
     )
     .await?;
     Ok((out, rows.len()))
-}
-
-/// A CSV field, quoted when it must be (RFC 4180).
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_owned()
-    }
 }
