@@ -134,6 +134,29 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
         key(&gateway[1].1),
         "a retry carries the same key"
     );
+    // the step's endpoint has a secret of its own, made when the SOP was saved
+    let endpoints = s
+        .ok(ALPHA, "{ webhookEndpoints { url secret } }", json!({}))
+        .await;
+    assert_eq!(
+        endpoints["webhookEndpoints"][0]["url"],
+        format!("http://{addr}/crm")
+    );
+    let endpoint_secret = endpoints["webhookEndpoints"][0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let endpoint_key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(
+                endpoint_secret
+                    .strip_prefix("whsec_")
+                    .expect("whsec_ prefix"),
+            )
+            .unwrap()
+    };
+    assert_eq!(endpoint_key.len(), 32);
     for (path, headers, body) in &got {
         let sig = headers["x-shoal-signature"].to_str().unwrap();
         let t: i64 = sig
@@ -144,11 +167,23 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
             .unwrap()
             .parse()
             .unwrap();
+        let key = if path == "/crm" {
+            endpoint_key.clone()
+        } else {
+            secret.as_bytes().to_vec()
+        };
         assert_eq!(
             sig,
-            shoal_sop::outbox::signature(secret.as_bytes(), t, body.as_bytes()),
+            shoal_sop::outbox::signature(&key, t, body.as_bytes()),
             "{path}: a valid signature"
         );
+        if path == "/crm" {
+            assert_ne!(
+                sig,
+                shoal_sop::outbox::signature(secret.as_bytes(), t, body.as_bytes()),
+                "a step webhook is never signed with the gateway secret"
+            );
+        }
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["customerId"], customer.as_str());
         assert_eq!(v["sopId"], sop.as_str());
@@ -194,6 +229,18 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
             ("webhook".to_owned(), "sent".to_owned(), 2)
         ]
     );
+    let rotated = s
+        .ok(
+            ALPHA,
+            "mutation($u: String!) { rotateWebhookSecret(url: $u) { secret rotatedAt } }",
+            json!({ "u": format!("http://{addr}/crm") }),
+        )
+        .await;
+    assert_ne!(
+        rotated["rotateWebhookSecret"]["secret"],
+        endpoint_secret.as_str()
+    );
+    assert!(!rotated["rotateWebhookSecret"]["rotatedAt"].is_null());
     s.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,6 +13,7 @@
 pub mod contact;
 pub mod definition;
 pub mod dispatch;
+pub mod endpoints;
 pub mod enrolments;
 pub mod follow_ups;
 pub mod machine;

@@ -243,13 +243,14 @@ enum Outcome {
 
 impl Deliverer {
     /// POSTs `body` to `url` (with `host` as the Host header when `url` names the checked
-    /// address instead of the host).
+    /// address instead of the host), signed with `secret` when there is one.
+    #[allow(clippy::too_many_arguments)] // one delivery's parts; a struct would only rename them
     async fn post(
         &self,
         url: &str,
         host: Option<&str>,
         m: &Message,
-        tenant: &Tenant,
+        secret: Option<&[u8]>,
         body: String,
         timeout: std::time::Duration,
     ) -> Outcome {
@@ -261,7 +262,7 @@ impl Deliverer {
             .header("content-type", "application/json")
             .header("idempotency-key", &m.idempotency_key)
             .header("x-shoal-delivery", &m.id);
-        if let Some(secret) = &Policy::of(tenant).webhook_secret {
+        if let Some(secret) = secret {
             req = req.header(
                 "x-shoal-signature",
                 signature(secret, time::now().timestamp(), body.as_bytes()),
@@ -286,7 +287,15 @@ impl Deliverer {
         }
     }
 
-    async fn deliver(&self, tenant: &Tenant, m: &Message, cfg: &SopConfig) -> Outcome {
+    /// Delivers one message; a step's webhook call is signed with `endpoint_secret` (its
+    /// endpoint's own key), everything else with the tenant's gateway secret.
+    async fn deliver(
+        &self,
+        tenant: &Tenant,
+        m: &Message,
+        cfg: &SopConfig,
+        endpoint_secret: Option<&[u8]>,
+    ) -> Outcome {
         let timeout = std::time::Duration::from_millis(cfg.webhook_timeout_ms);
         let envelope = |body: Value| {
             json!({
@@ -324,8 +333,15 @@ impl Deliverer {
                 };
                 let pinned = format!("http://{addr}{}", target.path);
                 let host = format!("{}:{}", target.host, target.port);
-                self.post(&pinned, Some(&host), m, tenant, envelope(body), timeout)
-                    .await
+                self.post(
+                    &pinned,
+                    Some(&host),
+                    m,
+                    endpoint_secret,
+                    envelope(body),
+                    timeout,
+                )
+                .await
             }
             ("log", _) | (_, None) if m.channel != "webhook" => {
                 tracing::info!(target: "shoal::outbox", tenant = %tenant.id, customer = %m.customer_id, channel = %m.channel, message = %m.body, "message delivered to the log");
@@ -337,7 +353,7 @@ impl Deliverer {
                     url,
                     None,
                     m,
-                    tenant,
+                    Policy::of(tenant).webhook_secret.as_deref(),
                     envelope(Value::String(m.body.clone())),
                     timeout,
                 )
@@ -384,7 +400,17 @@ pub async fn deliver_due(
     }
     tx.commit().await?;
     for m in &messages {
-        let outcome = deliverer.deliver(tenant, m, cfg).await;
+        let endpoint_secret = match (m.channel.as_str(), &m.target) {
+            ("http", Some(url)) => {
+                let mut conn = db.pool.acquire().await?;
+                let secret = crate::endpoints::secret_of(&mut conn, &tenant.id, url).await?;
+                Some(crate::endpoints::key_bytes(&secret))
+            }
+            _ => None,
+        };
+        let outcome = deliverer
+            .deliver(tenant, m, cfg, endpoint_secret.as_deref())
+            .await;
         let attempts = m.attempts + 1;
         let done = time::to_micros(time::now());
         let (status, next, error, sent) = match outcome {

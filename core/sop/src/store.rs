@@ -229,8 +229,14 @@ async fn insert_version(
         .bind(version)
         .bind(serde_json::to_string(d).map_err(|e| Error::Internal(e.to_string()))?)
         .bind(now)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    // every URL the version calls has its endpoint (and secret) from now on
+    for step in &d.steps {
+        if let definition::Action::CallWebhook { url, .. } = &step.action {
+            crate::endpoints::secret_of(&mut *conn, tenant, url).await?;
+        }
+    }
     Ok(())
 }
 

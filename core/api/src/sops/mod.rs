@@ -24,6 +24,21 @@ pub struct SopQuery;
 
 #[Object]
 impl SopQuery {
+    /// The endpoints the tenant's `callWebhook` steps call, each with the secret its calls
+    /// are signed with (`X-Shoal-Signature`; administrators only).
+    async fn webhook_endpoints(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<WebhookEndpointValue>> {
+        let actor = actor(ctx).gql()?;
+        Ok(sop::endpoints::list(db(ctx), actor)
+            .await
+            .gql()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     async fn sops(
         &self,
         ctx: &Context<'_>,
@@ -177,6 +192,20 @@ pub struct SopMutation;
 
 #[Object]
 impl SopMutation {
+    /// Gives a webhook endpoint a new secret; calls signed from now on use it
+    /// (administrators only).
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        url: String,
+    ) -> async_graphql::Result<WebhookEndpointValue> {
+        let actor = actor(ctx).gql()?;
+        Ok(sop::endpoints::rotate(db(ctx), actor, &url)
+            .await
+            .gql()?
+            .into())
+    }
+
     /// Creates an SOP as a draft (activate it to start enrolling).
     async fn create_sop(
         &self,

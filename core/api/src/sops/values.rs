@@ -166,3 +166,25 @@ pub struct PlannedStep {
     pub outcome: String,
     pub detail: String,
 }
+
+/// An endpoint of the tenant's `callWebhook` steps and the secret of its signatures.
+#[derive(SimpleObject, Debug)]
+#[graphql(name = "WebhookEndpoint")]
+pub struct WebhookEndpointValue {
+    pub url: String,
+    /// `whsec_…`: the HMAC-SHA256 key (base64 after the prefix) of `X-Shoal-Signature`.
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+impl From<shoal_sop::endpoints::Endpoint> for WebhookEndpointValue {
+    fn from(e: shoal_sop::endpoints::Endpoint) -> Self {
+        WebhookEndpointValue {
+            url: e.url,
+            secret: e.secret,
+            created_at: e.created_at,
+            rotated_at: e.rotated_at,
+        }
+    }
+}

@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_email_local_parts.sql"),
         postgres: include_str!("../../migrations/postgres/0010_email_local_parts.sql"),
     },
+    Migration::shared(
+        11,
+        "webhook endpoints with secrets of their own",
+        include_str!("../../migrations/shared/0011_webhook_endpoints.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
