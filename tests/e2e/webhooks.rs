@@ -2,6 +2,7 @@
 //! tenant posts its SOP messages there — signed, with idempotency keys, retried on failure.
 
 use std::{
+    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -243,4 +244,186 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
     assert!(!rotated["rotateWebhookSecret"]["rotatedAt"].is_null());
     s.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A local HTTPS receiver with a fresh self-signed certificate for 127.0.0.1: its address,
+/// the certificate (PEM) and what it received (path, raw head, body).
+async fn tls_receiver() -> (
+    SocketAddr,
+    String,
+    Arc<Mutex<Vec<(String, String, String)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                // the head, then as many body bytes as it announces
+                let (head, body) = loop {
+                    let Ok(n) = tls.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break (head.to_owned(), body.to_owned());
+                        }
+                    }
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push((path, head, body));
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, cert.cert.pem(), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_webhooks_go_over_https_to_certificates_the_host_trusts() {
+    let (trusted, pem, seen) = tls_receiver().await;
+    let (untrusted, _, unseen) = tls_receiver().await;
+    let roots = std::env::temp_dir().join(format!("shoal-roots-{}.pem", std::process::id()));
+    std::fs::write(&roots, pem).unwrap();
+    let path = roots.clone();
+    let s = TestServer::start_with(Backend::Sqlite, move |c| {
+        c.sop.tls_roots = Some(path);
+        c.sop.retry_base_seconds = 60;
+    })
+    .await
+    .unwrap();
+    let customer = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "孙八", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let sop = s
+        .ok(
+            ALPHA,
+            "mutation($i: SopInput!) { createSop(input: $i) { id } }",
+            json!({ "i": { "name": "TLS", "definition": { "steps": [
+                { "id": "good", "action": { "callWebhook": { "url": format!("https://{trusted}/secure"), "body": "{\"name\": \"{{customer.name}}\"}" } } },
+                { "id": "bad", "action": { "callWebhook": { "url": format!("https://{untrusted}/secure") } } }
+            ] } } }),
+        )
+        .await["createSop"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { activateSop(id: $id) { id } }",
+        json!({ "id": sop }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+        json!({ "id": sop, "c": [customer] }),
+    )
+    .await;
+    let mut refused = Value::Null;
+    for _ in 0..200 {
+        refused = s
+            .ok(
+                ALPHA,
+                "{ outboxMessages(filter: {status: \"pending\"}) { edges { node { target lastError } } } }",
+                json!({}),
+            )
+            .await;
+        let pending = refused["outboxMessages"]["edges"].as_array().unwrap();
+        if !seen.lock().unwrap().is_empty()
+            && pending.iter().any(|e| !e["node"]["lastError"].is_null())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        1,
+        "the trusted receiver got the call once: {got:?}"
+    );
+    let (path, head, body) = &got[0];
+    assert_eq!(path, "/secure");
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["body"], json!({ "name": "孙八" }));
+    let endpoints = s
+        .ok(ALPHA, "{ webhookEndpoints { url secret } }", json!({}))
+        .await;
+    let secret = endpoints["webhookEndpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == format!("https://{trusted}/secure"))
+        .unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(secret.trim_start_matches("whsec_"))
+            .unwrap()
+    };
+    let sig = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-shoal-signature: "))
+        .expect("signed");
+    let t: i64 = sig[2..sig.find(',').unwrap()].parse().unwrap();
+    assert_eq!(sig, shoal_sop::outbox::signature(&key, t, body.as_bytes()));
+    assert!(
+        unseen.lock().unwrap().is_empty(),
+        "the untrusted receiver got nothing"
+    );
+    let error = refused["outboxMessages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["node"]["lastError"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("TLS") && error.contains("certificate"),
+        "the untrusted call waits with the TLS error: {refused}"
+    );
+    s.stop().await;
+    let _ = std::fs::remove_file(&roots);
 }

@@ -156,12 +156,9 @@ impl Policy {
             }
         };
         if let Some(url) = &c.webhook_url
-            && !url.starts_with("http://")
+            && let Err(e) = crate::outbound::parse(url)
         {
-            return Err((
-                "webhook_url".into(),
-                "an http:// URL (TLS is not built in; terminate it in a proxy)".into(),
-            ));
+            return Err(("webhook_url".into(), e));
         }
         Ok(Policy {
             quiet_hours,

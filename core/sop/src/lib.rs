@@ -25,6 +25,7 @@ pub mod simulate;
 pub mod store;
 pub mod tasks;
 pub mod templates;
+pub mod transport;
 pub mod worker;
 
 pub use definition::{Definition, compile};

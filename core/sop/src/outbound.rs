@@ -112,9 +112,10 @@ pub struct Target {
     pub path: String,
 }
 
-/// Checks a tenant-supplied URL without resolving it: scheme, host, no credentials; a
-/// literal address (or `localhost`) must be public or allowed.
-pub fn check(url: &str, allowed: &Allowed) -> Result<Target, String> {
+/// Reads a URL into its parts (scheme `http` or `https`, a host, no credentials) without
+/// judging where it points: for the operator's own gateway URL. A tenant's URL goes
+/// through [`check`].
+pub fn parse(url: &str) -> Result<Target, String> {
     let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
@@ -132,29 +133,37 @@ pub fn check(url: &str, allowed: &Allowed) -> Result<Target, String> {
     if host.is_empty() {
         return Err("a URL with a host".into());
     }
-    let lower = host.to_ascii_lowercase();
-    if let Ok(ip) = lower.parse::<IpAddr>() {
+    Ok(Target {
+        https,
+        host: host.to_ascii_lowercase(),
+        port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        path: uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+    })
+}
+
+/// Checks a tenant-supplied URL without resolving it: [`parse`], then a literal address
+/// must be public or allowed, and a name must look public (not `localhost`, `*.local`,
+/// `*.internal`, a single label).
+pub fn check(url: &str, allowed: &Allowed) -> Result<Target, String> {
+    let target = parse(url)?;
+    if let Ok(ip) = target.host.parse::<IpAddr>() {
         refuse(ip, allowed)?;
     } else {
-        let name = lower.trim_end_matches('.');
+        let name = target.host.trim_end_matches('.');
         let local = !name.contains('.')
             || [".localhost", ".local", ".internal", ".lan", ".home.arpa"]
                 .iter()
                 .any(|suffix| name.ends_with(suffix));
         if local {
             return Err(format!(
-                "`{host}` is not a public host name (name the address; contact.outbound_allow may allow it)"
+                "`{}` is not a public host name (name the address; contact.outbound_allow may allow it)",
+                target.host
             ));
         }
     }
-    Ok(Target {
-        https,
-        host: lower,
-        port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
-        path: uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-    })
+    Ok(target)
 }
 
 fn refuse(ip: IpAddr, allowed: &Allowed) -> Result<(), String> {
@@ -175,9 +184,10 @@ pub enum NotCalled {
     Forbidden(String),
 }
 
-/// Resolves the target's host and checks every address; the call must go to the address
-/// returned (never resolve again: the answer could change in between).
-pub async fn resolve(target: &Target, allowed: &Allowed) -> Result<SocketAddr, NotCalled> {
+/// Resolves the target's host and checks every address against the policy (`None`: the
+/// operator's own URL, not checked); the call must go to the address returned (never
+/// resolve again: the answer could change in between).
+pub async fn resolve(target: &Target, allowed: Option<&Allowed>) -> Result<SocketAddr, NotCalled> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(|e| NotCalled::Unresolved(format!("cannot resolve {}: {e}", target.host)))?
@@ -185,8 +195,10 @@ pub async fn resolve(target: &Target, allowed: &Allowed) -> Result<SocketAddr, N
     let first = *addrs
         .first()
         .ok_or_else(|| NotCalled::Unresolved(format!("{} has no address", target.host)))?;
-    for a in &addrs {
-        refuse(a.ip(), allowed).map_err(NotCalled::Forbidden)?;
+    if let Some(allowed) = allowed {
+        for a in &addrs {
+            refuse(a.ip(), allowed).map_err(NotCalled::Forbidden)?;
+        }
     }
     Ok(first)
 }
@@ -262,12 +274,14 @@ mod tests {
             port: 9,
             path: "/".into(),
         };
-        let refused = resolve(&t, &Allowed::default()).await.unwrap_err();
+        let refused = resolve(&t, Some(&Allowed::default())).await.unwrap_err();
         assert!(
             matches!(&refused, NotCalled::Forbidden(m) if m.contains("loopback")),
             "{refused:?}"
         );
-        let ok = resolve(&t, &allowed(&["127.0.0.1", "::1"])).await.unwrap();
+        let ok = resolve(&t, Some(&allowed(&["127.0.0.1", "::1"])))
+            .await
+            .unwrap();
         assert!(ok.ip().is_loopback());
     }
 }

@@ -8,11 +8,12 @@
 //! step's URL. Requests are signed: `X-Shoal-Signature: t=<unix seconds>,v1=<hex
 //! HMAC-SHA256 of "<t>.<body>">` with the tenant's webhook secret.
 
+use std::net::SocketAddr;
+
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
@@ -26,7 +27,8 @@ use shoal_crm::tenancy::Tenant;
 
 use crate::{
     contact::Policy,
-    outbound::{self, NotCalled},
+    outbound::{self, NotCalled, Target},
+    transport::Transport,
 };
 
 /// A message to queue, owned (for writing a batch's messages at once).
@@ -202,19 +204,18 @@ pub async fn list(
     }))
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-/// Delivers outbox messages over HTTP (plain `http://`).
+/// Delivers outbox messages over HTTP or HTTPS (see [`Transport`]).
 #[derive(Clone, Debug)]
 pub struct Deliverer {
-    client: HttpClient,
+    transport: Transport,
 }
 
-impl Default for Deliverer {
-    fn default() -> Self {
-        Deliverer {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
+impl Deliverer {
+    /// A deliverer trusting the Mozilla roots and `cfg.tls_roots`.
+    pub fn new(cfg: &SopConfig) -> std::result::Result<Deliverer, String> {
+        Ok(Deliverer {
+            transport: Transport::new(cfg.tls_roots.as_deref())?,
+        })
     }
 }
 
@@ -242,23 +243,23 @@ enum Outcome {
 }
 
 impl Deliverer {
-    /// POSTs `body` to `url` (with `host` as the Host header when `url` names the checked
-    /// address instead of the host), signed with `secret` when there is one.
-    #[allow(clippy::too_many_arguments)] // one delivery's parts; a struct would only rename them
+    /// POSTs `body` to the target at `addr`, signed with `secret` when there is one.
     async fn post(
         &self,
-        url: &str,
-        host: Option<&str>,
+        (target, addr): (&Target, SocketAddr),
         m: &Message,
         secret: Option<&[u8]>,
         body: String,
         timeout: std::time::Duration,
     ) -> Outcome {
-        let mut req = hyper::Request::post(url);
-        if let Some(host) = host {
-            req = req.header("host", host);
-        }
-        let mut req = req
+        let default_port = if target.https { 443 } else { 80 };
+        let host = if target.port == default_port {
+            target.host.clone()
+        } else {
+            format!("{}:{}", target.host, target.port)
+        };
+        let mut req = hyper::Request::post(target.path.as_str())
+            .header("host", host)
             .header("content-type", "application/json")
             .header("idempotency-key", &m.idempotency_key)
             .header("x-shoal-delivery", &m.id);
@@ -270,20 +271,18 @@ impl Deliverer {
         }
         let req = match req.body(Full::new(Bytes::from(body))) {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry(format!("bad request: {e}")),
+            Err(e) => return Outcome::Refused(format!("bad request: {e}")),
         };
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => Outcome::Retry(format!("no answer within {} ms", timeout.as_millis())),
-            Ok(Err(e)) => Outcome::Retry(format!("cannot reach {url}: {e}")),
-            Ok(Ok(resp)) => {
-                let status = resp.status();
-                let _ = resp.into_body().collect().await;
-                if status.is_success() {
-                    Outcome::Sent
-                } else {
-                    Outcome::Retry(format!("{url} answered {status}"))
-                }
-            }
+        let url = format!(
+            "{}://{}{}",
+            if target.https { "https" } else { "http" },
+            target.host,
+            target.path
+        );
+        match self.transport.post(target, addr, req, timeout).await {
+            Err(e) => Outcome::Retry(format!("{url}: {e}")),
+            Ok(status) if status.is_success() => Outcome::Sent,
+            Ok(status) => Outcome::Retry(format!("{url} answered {status}")),
         }
     }
 
@@ -317,31 +316,16 @@ impl Deliverer {
                 let url = m.target.clone().unwrap_or_default();
                 let allowed = &Policy::of(tenant).outbound_allow;
                 let target = match outbound::check(&url, allowed) {
-                    Ok(t) if t.https => {
-                        return Outcome::Refused(
-                            "https:// delivery is not built in yet (an SOP saved today cannot name one)"
-                                .into(),
-                        );
-                    }
                     Ok(t) => t,
                     Err(e) => return Outcome::Refused(e),
                 };
-                let addr = match outbound::resolve(&target, allowed).await {
+                let addr = match outbound::resolve(&target, Some(allowed)).await {
                     Ok(addr) => addr,
                     Err(NotCalled::Unresolved(e)) => return Outcome::Retry(e),
                     Err(NotCalled::Forbidden(e)) => return Outcome::Refused(e),
                 };
-                let pinned = format!("http://{addr}{}", target.path);
-                let host = format!("{}:{}", target.host, target.port);
-                self.post(
-                    &pinned,
-                    Some(&host),
-                    m,
-                    endpoint_secret,
-                    envelope(body),
-                    timeout,
-                )
-                .await
+                self.post((&target, addr), m, endpoint_secret, envelope(body), timeout)
+                    .await
             }
             ("log", _) | (_, None) if m.channel != "webhook" => {
                 tracing::info!(target: "shoal::outbox", tenant = %tenant.id, customer = %m.customer_id, channel = %m.channel, message = %m.body, "message delivered to the log");
@@ -349,9 +333,19 @@ impl Deliverer {
             }
             (_, None) => Outcome::Retry("the tenant has no contact.webhook_url".into()),
             (_, Some(url)) => {
+                // the operator's own gateway (configuration): parsed, not judged
+                let target = match outbound::parse(url) {
+                    Ok(t) => t,
+                    Err(e) => return Outcome::Refused(format!("contact.webhook_url: {e}")),
+                };
+                let addr = match outbound::resolve(&target, None).await {
+                    Ok(addr) => addr,
+                    Err(NotCalled::Unresolved(e) | NotCalled::Forbidden(e)) => {
+                        return Outcome::Retry(e);
+                    }
+                };
                 self.post(
-                    url,
-                    None,
+                    (&target, addr),
                     m,
                     Policy::of(tenant).webhook_secret.as_deref(),
                     envelope(Value::String(m.body.clone())),

@@ -71,6 +71,19 @@ async fn tenant_loop(shared: Arc<Shared>, t: Arc<Tenant>) {
     }
 }
 
+/// The deliverer of `cfg`; with the built-in roots only when the configured ones cannot be
+/// read (the error is logged; `shoal config check` reports it before a start).
+fn deliverer(cfg: &SopConfig) -> outbox::Deliverer {
+    outbox::Deliverer::new(cfg).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "webhook TLS roots not loaded; trusting the built-in roots only");
+        outbox::Deliverer::new(&SopConfig {
+            tls_roots: None,
+            ..cfg.clone()
+        })
+        .expect("the built-in roots load")
+    })
+}
+
 /// Starts one supervised loop per tenant; the returned task runs until aborted (aborting it
 /// stops every loop).
 pub fn spawn(
@@ -81,8 +94,8 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     let shared = Arc::new(Shared {
         db,
+        deliverer: deliverer(&cfg),
         cfg,
-        deliverer: outbox::Deliverer::default(),
         supervision,
     });
     tokio::spawn(async move {

@@ -119,6 +119,10 @@ pub struct SopConfig {
     pub delivery_attempts: u32,
     /// Timeout of one webhook POST, in milliseconds.
     pub webhook_timeout_ms: u64,
+    /// PEM file of root certificates trusted for HTTPS webhook calls besides the built-in
+    /// Mozilla roots (an on-premise CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_roots: Option<PathBuf>,
 }
 
 impl Config {

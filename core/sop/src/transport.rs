@@ -1,0 +1,125 @@
+//! One HTTP/1.1 POST to an address that was already resolved (and, for a tenant's URL,
+//! checked): over TCP, or TLS (rustls, the Mozilla roots plus any configured in
+//! `sop.tls_roots`) with the URL's host name for SNI and certificate checks. A new
+//! connection per call, so the call goes exactly where the check said it may.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode, body::Bytes};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::{
+    TlsConnector,
+    rustls::{
+        ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, ServerName, pem::PemObject},
+    },
+};
+
+use crate::outbound::Target;
+
+/// The TLS settings every call of a host shares.
+#[derive(Clone)]
+pub struct Transport {
+    tls: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+impl Transport {
+    /// The Mozilla roots, plus the PEM certificates of `extra_roots` (an on-premise CA).
+    pub fn new(extra_roots: Option<&std::path::Path>) -> Result<Transport, String> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = extra_roots {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read sop.tls_roots {}: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("sop.tls_roots {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sop.tls_roots {}: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!(
+                    "sop.tls_roots {} holds no certificate",
+                    path.display()
+                ));
+            }
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Transport { tls: Arc::new(tls) })
+    }
+
+    /// POSTs `request` (its URI the path, its `Host` header set) to `addr`, within
+    /// `timeout`; answers the status, or why there is none.
+    pub async fn post(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<StatusCode, String> {
+        tokio::time::timeout(timeout, self.exchange(target, addr, request))
+            .await
+            .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+    }
+
+    async fn exchange(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        request: Request<Full<Bytes>>,
+    ) -> Result<StatusCode, String> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        if target.https {
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|e| format!("`{}` cannot be checked for TLS: {e}", target.host))?;
+            let tls = TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS with {} failed: {e}", target.host))?;
+            send(TokioIo::new(tls), request).await
+        } else {
+            send(TokioIo::new(tcp), request).await
+        }
+    }
+}
+
+async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("the request failed: {e}"));
+    let status = match response {
+        Ok(r) => {
+            let status = r.status();
+            let _ = r.into_body().collect().await;
+            Ok(status)
+        }
+        Err(e) => Err(e),
+    };
+    driver.abort();
+    status
+}
