@@ -78,6 +78,18 @@ impl Supervision {
     }
 }
 
+/// Runs `work` with its panics caught: a panic is logged and returned as
+/// [`Error::Internal`] naming it (uncounted; see [`Supervision::guard`] for counted work).
+pub async fn catch<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    match CatchUnwind(Box::pin(work)).await {
+        Ok(result) => result,
+        Err(panic) => {
+            tracing::error!(panic = %panic, "work panicked; it is handed back as an error");
+            Err(Error::Internal(format!("panicked: {panic}")))
+        }
+    }
+}
+
 /// The message of a panic payload.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

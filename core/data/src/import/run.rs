@@ -198,7 +198,8 @@ pub async fn run(
         }
     };
     observer.started(&job);
-    let outcome = drive(
+    // a panic while importing fails the job (resumable) instead of leaving it `running`
+    let outcome = shoal_base::supervise::catch(drive(
         db,
         actor,
         host,
@@ -208,7 +209,7 @@ pub async fn run(
         &fingerprint,
         batch_size,
         observer,
-    )
+    ))
     .await;
     match outcome {
         Ok(counts) => {
@@ -228,7 +229,8 @@ pub async fn run(
         Err(e) => {
             let message = match &e {
                 Error::Storage(_) | Error::Internal(_) => {
-                    "storage failure (see the server log); resume the job to continue".to_owned()
+                    "an internal failure (see the server log); resume the job to continue"
+                        .to_owned()
                 }
                 other => other.to_string(),
             };
