@@ -17,6 +17,7 @@ use super::{
 };
 use shoal_base::{
     error::Error,
+    kinds::Resource,
     pagination::{Cursor, PageArgs, Paged},
 };
 use shoal_crm::{
@@ -596,7 +597,14 @@ impl CustomerMutation {
                 .map(Into::into)
                 .collect(),
         };
-        let customer = customers::update(db(ctx), actor, &id, &patch).await.gql()?;
+        let scoped = actor
+            .access
+            .scope_customer(db(ctx), Resource::Customers, id.0)
+            .await
+            .gql()?;
+        let customer = customers::update(db(ctx), actor, &scoped, &patch)
+            .await
+            .gql()?;
         super::tags_after_change(ctx, actor, std::slice::from_ref(&customer.id)).await;
         if patch.display_name.is_some() || patch.phones.is_some() || patch.emails.is_some() {
             super::suggest_after_change(ctx, actor, std::slice::from_ref(&customer.id)).await;
@@ -611,7 +619,12 @@ impl CustomerMutation {
         id: ID,
     ) -> async_graphql::Result<DeleteCustomerPayload> {
         let actor = actor(ctx).gql()?;
-        customers::delete(db(ctx), actor, &id).await.gql()?;
+        let scoped = actor
+            .access
+            .scope_customer(db(ctx), Resource::Customers, id.0.clone())
+            .await
+            .gql()?;
+        customers::delete(db(ctx), actor, &scoped).await.gql()?;
         Ok(DeleteCustomerPayload { id })
     }
 }

@@ -324,7 +324,19 @@ impl WorkMutation {
             due_at: input.due_at,
             ..NewTask::default()
         };
-        Ok(tasks::create(db(ctx), actor, &t).await.gql()?.into())
+        let customer = actor
+            .access
+            .scope_customer(
+                db(ctx),
+                shoal_base::kinds::Resource::Tasks,
+                t.customer_id.clone(),
+            )
+            .await
+            .gql()?;
+        Ok(tasks::create(db(ctx), actor, &customer, &t)
+            .await
+            .gql()?
+            .into())
     }
 
     async fn update_task(
@@ -352,10 +364,19 @@ impl WorkMutation {
         input: FollowUpInput,
     ) -> async_graphql::Result<FollowUpValue> {
         let actor = actor(ctx).gql()?;
+        let customer = actor
+            .access
+            .scope_customer(
+                db(ctx),
+                shoal_base::kinds::Resource::FollowUps,
+                input.customer_id.0.clone(),
+            )
+            .await
+            .gql()?;
         Ok(follow_ups::record(
             db(ctx),
             actor,
-            &input.customer_id,
+            &customer,
             &input.kind,
             &input.note,
             input.at,
@@ -375,8 +396,16 @@ impl WorkMutation {
         #[graphql(default)] note: String,
     ) -> async_graphql::Result<HandoverResult> {
         let actor = actor(ctx).gql()?;
-        let ids: Vec<String> = customer_ids.into_iter().map(|i| i.0).collect();
-        let done = follow_ups::handover(db(ctx), actor, &ids, &to_user_id, &note)
+        let customers = actor
+            .access
+            .scope_customers(
+                db(ctx),
+                shoal_base::kinds::Resource::Customers,
+                customer_ids.into_iter().map(|i| i.0),
+            )
+            .await
+            .gql()?;
+        let done = follow_ups::handover(db(ctx), actor, &customers, &to_user_id, &note)
             .await
             .gql()?;
         Ok(HandoverResult {

@@ -384,7 +384,7 @@ mod tests {
             "caps[0].channel"
         );
         assert_eq!(bad("caps = [{ max = 0, window_hours = 24 }]"), "caps[0]");
-        assert_eq!(bad("webhook_url = \"https://example.com\""), "webhook_url");
+        assert_eq!(bad("webhook_url = \"ftp://example.com\""), "webhook_url");
         assert_eq!(
             bad("webhook_secret_env = \"SHOAL_NO_SUCH_VARIABLE_FOR_TESTS\""),
             "webhook_secret_env"

@@ -10,6 +10,7 @@ use shoal_base::{
     pagination::{Cursor, Key, Page, Paged},
     storage::{Db, dialect, sql::Sql, time},
 };
+use shoal_crm::access::{ScopedId, ScopedIds};
 use shoal_crm::{audit, tenancy::Actor};
 
 /// The cursor ordering of follow-up lists.
@@ -73,12 +74,14 @@ async fn insert(
 pub async fn record(
     db: &Db,
     actor: &Actor,
-    customer_id: &str,
+    customer: &ScopedId,
     kind: &str,
     note: &str,
     at: Option<DateTime<Utc>>,
 ) -> Result<FollowUp> {
     actor.require(shoal_base::kinds::Action::Create)?;
+    let customer_id =
+        customer.for_use(actor.tenant_id(), shoal_base::kinds::Resource::FollowUps)?;
     let now = time::now();
     let at = at.unwrap_or(now);
     let mut p = Problems::default();
@@ -92,11 +95,6 @@ pub async fn record(
         p.push("input.at", "is in the future");
     }
     p.into_result(())?;
-    // out of scope reads as absent: NOT_FOUND
-    actor
-        .access
-        .ensure_customer(db, shoal_base::kinds::Resource::FollowUps, customer_id)
-        .await?;
     let mut tx = db.begin_write().await?;
     let id = insert(&mut tx, actor, customer_id, kind, note, at).await?;
     tx.commit().await?;
@@ -182,11 +180,12 @@ pub struct Handover {
 pub async fn handover(
     db: &Db,
     actor: &Actor,
-    customer_ids: &[String],
+    customers: &ScopedIds,
     to_user: &str,
     note: &str,
 ) -> Result<Handover> {
     actor.require(shoal_base::kinds::Action::Assign)?;
+    let customer_ids = customers.ids();
     let mut p = Problems::default();
     if !actor.tenant.users.contains_key(to_user) {
         p.push("toUserId", format!("no user `{to_user}` in this tenant"));
@@ -195,16 +194,6 @@ pub async fn handover(
         p.push("customerIds", "1–10000 customers");
     }
     p.into_result(())?;
-    actor
-        .access
-        .ensure_customers(db, shoal_base::kinds::Resource::Customers, customer_ids)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound { id, .. } => {
-                Error::invalid("customerIds", format!("no customer `{id}` in this tenant"))
-            }
-            e => e,
-        })?;
     let mut tx = db.begin_write().await?;
     let mut moved = 0;
     let mut missing = Problems::default();

@@ -884,3 +884,50 @@ impl World for DbWorld<'_, '_> {
         time_zone_of(self.customer, self.shared.tenant)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use shoal_base::kinds::{Channel, LifecycleStage};
+    use shoal_crm::customers::Customer;
+
+    use super::render_json;
+
+    fn customer(name: &str) -> Customer {
+        Customer {
+            id: "c1".into(),
+            display_name: name.into(),
+            phones: vec!["+8613800138000".into()],
+            emails: vec![],
+            attributes: serde_json::Map::from_iter([("city".to_owned(), json!("上海"))]),
+            lifecycle_stage: LifecycleStage::Lead,
+            stage_manual: false,
+            owner_id: None,
+            source_channel: Channel::Web,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_value_cannot_add_keys_or_leave_its_string() {
+        let hostile = r#"a","vip":true,"x":""#;
+        let body = render_json(
+            r#"{"name": "{{customer.name}}", "city": "{{customer.attributes.city}}"}"#,
+            &customer(hostile),
+        )
+        .unwrap();
+        let text = body.to_string();
+        let parsed: Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(parsed.as_object().unwrap().len(), 2, "{text}");
+        assert_eq!(parsed["name"], hostile);
+        assert_eq!(parsed["city"], "上海");
+        assert!(parsed.get("vip").is_none());
+    }
+
+    #[test]
+    fn a_body_template_that_is_not_json_is_refused() {
+        assert!(render_json("name={{customer.name}}", &customer("x")).is_err());
+    }
+}

@@ -27,7 +27,7 @@ pub use departments::Departments;
 pub(crate) use mask::mask_value;
 pub use mask::{mask_email, mask_phone, mask_text};
 use role::RoleDef;
-pub use scoped::ScopedIds;
+pub use scoped::{ScopedId, ScopedIds};
 use sqlx::Row;
 
 use shoal_base::{

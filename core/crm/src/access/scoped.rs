@@ -60,7 +60,65 @@ impl ScopedIds {
     }
 }
 
+/// One customer id the caller reaches in one resource (see [`ScopedIds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedId {
+    tenant: String,
+    resource: Resource,
+    id: String,
+}
+
+impl ScopedId {
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tenant it belongs to.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The resource it was checked for.
+    pub fn resource(&self) -> Resource {
+        self.resource
+    }
+
+    /// The id, for work in `resource` of `tenant`: a proof made for another resource or
+    /// tenant is a host bug, refused as such.
+    pub fn for_use(&self, tenant: &str, resource: Resource) -> Result<&str> {
+        if self.tenant != tenant || self.resource != resource {
+            return Err(Error::Internal(format!(
+                "customer {} was checked for {} of {}, used for {} of {tenant}",
+                self.id,
+                self.resource.as_str(),
+                self.tenant,
+                resource.as_str()
+            )));
+        }
+        Ok(&self.id)
+    }
+}
+
 impl Access {
+    /// Checks one customer id from input (see [`Access::scope_customers`]).
+    pub async fn scope_customer(
+        &self,
+        db: &Db,
+        resource: Resource,
+        id: impl Into<String>,
+    ) -> Result<ScopedId> {
+        let id = id.into();
+        let mut conn = db.pool.acquire().await?;
+        self.ensure_existing_in(&mut conn, db.backend, resource, std::slice::from_ref(&id))
+            .await?;
+        Ok(ScopedId {
+            tenant: self.tenant_id.clone(),
+            resource,
+            id,
+        })
+    }
+
     /// Checks customer ids from input against the caller's reach in `resource`: an id the
     /// caller does not reach, in this tenant or at all, is `NOT_FOUND` (out of scope reads as
     /// absent). Duplicates are dropped.

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{Attributes, Customer, CustomerPatch, Identity, NewCustomer, validate};
+use crate::access::ScopedId;
 use crate::{audit, tenancy::Actor};
 use shoal_base::{
     error::{Error, Problems, Result},
@@ -400,15 +401,18 @@ pub async fn get_visible(db: &Db, actor: &Actor, id: &str) -> Result<Customer> {
     get(db, actor.tenant_id(), id).await
 }
 
-pub async fn update(db: &Db, actor: &Actor, id: &str, patch: &CustomerPatch) -> Result<Customer> {
+/// Updates a customer the actor reaches (`customer`, checked by `Access`).
+pub async fn update(
+    db: &Db,
+    actor: &Actor,
+    customer: &ScopedId,
+    patch: &CustomerPatch,
+) -> Result<Customer> {
     actor.require(shoal_base::kinds::Action::Update)?;
     if patch.owner_id.is_some() {
         actor.require(shoal_base::kinds::Action::Assign)?;
     }
-    actor
-        .access
-        .ensure_customer(db, shoal_base::kinds::Resource::Customers, id)
-        .await?;
+    let id = customer.for_use(actor.tenant_id(), shoal_base::kinds::Resource::Customers)?;
     let tenant = &actor.tenant;
     let mut p = Problems::default();
     let name = patch
@@ -629,12 +633,10 @@ async fn change_identities(
 
 /// Soft-deletes a customer: it disappears from every query, its rows stay for the audit
 /// trail, and its identities are released for other customers.
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
+/// Deletes (softly) a customer the actor reaches.
+pub async fn delete(db: &Db, actor: &Actor, customer: &ScopedId) -> Result<()> {
     actor.require(shoal_base::kinds::Action::Delete)?;
-    actor
-        .access
-        .ensure_customer(db, shoal_base::kinds::Resource::Customers, id)
-        .await?;
+    let id = customer.for_use(actor.tenant_id(), shoal_base::kinds::Resource::Customers)?;
     let mut tx = db.begin_write().await?;
     let before = fetch(&mut tx, db, actor.tenant_id(), id, true).await?;
     let now = time::to_micros(time::now());
