@@ -548,6 +548,94 @@ async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on(backend: Backend
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Alpha's webhook receiver accepts the connection and never answers (a slow gateway, up to
+/// the 20 s timeout); beta's SOP runs meanwhile: each tenant has a worker loop of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_gateway_of_one_tenant_does_not_hold_up_another() {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = hole.accept().await {
+            open.push(conn); // never read, never answered
+        }
+    });
+    let s = TestServer::start_with(Backend::Sqlite, |c| c.sop.webhook_timeout_ms = 20_000)
+        .await
+        .unwrap();
+    let sop = |key: &'static str, step: Value| {
+        let s = &s;
+        async move {
+            let id = s
+                .ok(
+                    key,
+                    "mutation($d: SopDefinitionInput!) { createSop(input: {name: \"s\", definition: $d}) { id } }",
+                    json!({ "d": { "steps": [ { "id": "x", "action": step } ] } }),
+                )
+                .await["createSop"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            s.ok(
+                key,
+                "mutation($id: ID!) { activateSop(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await;
+            let c = s
+                .create_customer(key, json!({ "displayName": "客", "sourceChannel": "WEB" }))
+                .await;
+            s.ok(
+                key,
+                "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+                json!({ "id": id, "c": [c] }),
+            )
+            .await;
+        }
+    };
+    sop(
+        ALPHA,
+        json!({ "callWebhook": { "url": format!("http://{addr}/slow") } }),
+    )
+    .await;
+    // alpha's delivery is under way (and hanging) before beta's enrolment exists
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sop(
+        BETA,
+        json!({ "createTask": { "title": "回访", "assignee": "owner" } }),
+    )
+    .await;
+    let mut served = false;
+    for _ in 0..60 {
+        let tasks = s
+            .ok(BETA, "{ tasks { edges { node { id } } } }", json!({}))
+            .await;
+        if !tasks["tasks"]["edges"].as_array().unwrap().is_empty() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pending = s
+        .ok(
+            ALPHA,
+            "{ outboxMessages(filter: {status: \"pending\"}) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        served,
+        "beta's step ran within 3 s while alpha's gateway hung"
+    );
+    assert_eq!(
+        pending["outboxMessages"]["edges"].as_array().unwrap().len(),
+        1,
+        "alpha's call is still waiting for its answer"
+    );
+    held.abort();
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on_sqlite() {
     a_poisoned_enrolment_is_parked_and_other_tenants_go_on(Backend::Sqlite).await;
