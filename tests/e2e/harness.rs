@@ -315,6 +315,14 @@ impl TestServer {
     }
 
     /// Runs an operation that must fail; returns its first error.
+    /// Runs an operation that must succeed and returns the `id` that `field` answered.
+    pub async fn ok_id(&self, key: &str, query: &str, variables: Value, field: &str) -> String {
+        self.ok(key, query, variables).await[field]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} answers an id"))
+            .to_owned()
+    }
+
     pub async fn err(&self, key: &str, query: &str, variables: Value) -> Value {
         let response = self.gql(key, query, variables).await;
         response["errors"][0].clone()

@@ -233,13 +233,6 @@ async fn start(backend: Backend) -> Option<TestServer> {
     TestServer::start_with(backend, agent).await
 }
 
-async fn ok_id(s: &TestServer, query: &str, variables: Value, field: &str) -> String {
-    s.ok(ALPHA, query, variables).await[field]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} has an id"))
-        .to_owned()
-}
-
 /// The admin's customer, with something linked to it of every kind the calls read.
 async fn target(s: &TestServer) -> Target {
     let id = s
@@ -255,13 +248,14 @@ async fn target(s: &TestServer) -> Target {
         json!({ "displayName": "钱七", "emails": ["qian@example.com"], "sourceChannel": "SHOP" }),
     )
     .await;
-    let tag = ok_id(
-        s,
-        "mutation { createTag(input: {name: \"VIP\"}) { id } }",
-        json!({}),
-        "createTag",
-    )
-    .await;
+    let tag = s
+        .ok_id(
+            ALPHA,
+            "mutation { createTag(input: {name: \"VIP\"}) { id } }",
+            json!({}),
+            "createTag",
+        )
+        .await;
     s.ok(
         ALPHA,
         "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
@@ -276,10 +270,8 @@ async fn target(s: &TestServer) -> Target {
         json!({ "c": id }),
     )
     .await;
-    let segment = ok_id(s, "mutation { createSegment(input: { name: \"web\", definition: { channels: [WEB] } }) { id } }", json!({}), "createSegment").await;
-    let sop = ok_id(
-        s,
-        "mutation { createSop(input: { name: \"hello\", definition: { steps: [ { id: \"m\", action: { sendMessage: { channel: \"log\", template: \"你好 {{customer.name}} {{customer.phone}}\" } } } ] } }) { id } }",
+    let segment = s.ok_id(ALPHA, "mutation { createSegment(input: { name: \"web\", definition: { channels: [WEB] } }) { id } }", json!({}), "createSegment").await;
+    let sop = s.ok_id(ALPHA, "mutation { createSop(input: { name: \"hello\", definition: { steps: [ { id: \"m\", action: { sendMessage: { channel: \"log\", template: \"你好 {{customer.name}} {{customer.phone}}\" } } } ] } }) { id } }",
         json!({}),
         "createSop",
     )
@@ -297,7 +289,7 @@ async fn target(s: &TestServer) -> Target {
     )
     .await;
     // the message is rendered into the outbox by the workers
-    for _ in 0..100 {
+    for _ in 0..200 {
         let out = s
             .ok(
                 ALPHA,

@@ -139,19 +139,8 @@ impl Access {
         }
     }
 
-    /// `NOT_FOUND` for the first of `ids` the caller does not reach in `resource`.
-    pub async fn ensure_customers(
-        &self,
-        db: &Db,
-        resource: Resource,
-        ids: &[String],
-    ) -> Result<()> {
-        let mut conn = db.pool.acquire().await?;
-        self.ensure_customers_in(&mut conn, db.backend, resource, ids)
-            .await
-    }
-
-    /// [`Access::ensure_customers`] within a transaction.
+    /// `NOT_FOUND` for the first of `ids` the caller does not reach in `resource` (within a
+    /// transaction; a caller who reaches every row passes without a look-up).
     pub async fn ensure_customers_in(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -162,24 +151,7 @@ impl Access {
         if ids.is_empty() || self.reaches_all(resource) {
             return Ok(());
         }
-        let mut seen = std::collections::HashSet::new();
-        for chunk in ids.chunks(500) {
-            let mut sql = Sql::new("SELECT c.id FROM customers c WHERE c.tenant_id = ");
-            let t = sql.arg(self.tenant_id.clone());
-            let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
-            sql.push(&format!(
-                "{t} AND c.deleted_at IS NULL AND c.id IN ({})",
-                list.join(", ")
-            ));
-            self.push_customer_scope(&mut sql, backend, resource, &t);
-            for row in sql.query_once().fetch_all(&mut *conn).await? {
-                seen.insert(sqlx::Row::try_get::<String, _>(&row, "id")?);
-            }
-        }
-        match ids.iter().find(|id| !seen.contains(*id)) {
-            Some(missing) => Err(Error::not_found("customer", missing.clone())),
-            None => Ok(()),
-        }
+        self.ensure_reached_in(conn, backend, resource, ids).await
     }
 
     /// `NOT_FOUND` (as `what`) unless row `id` of `table` (with a `customer_id` column) is

@@ -110,7 +110,7 @@ impl Access {
     ) -> Result<ScopedId> {
         let id = id.into();
         let mut conn = db.pool.acquire().await?;
-        self.ensure_existing_in(&mut conn, db.backend, resource, std::slice::from_ref(&id))
+        self.ensure_reached_in(&mut conn, db.backend, resource, std::slice::from_ref(&id))
             .await?;
         Ok(ScopedId {
             tenant: self.tenant_id.clone(),
@@ -146,7 +146,7 @@ impl Access {
             .into_iter()
             .filter(|id| seen.insert(id.clone()))
             .collect();
-        self.ensure_existing_in(conn, backend, resource, &ids)
+        self.ensure_reached_in(conn, backend, resource, &ids)
             .await?;
         Ok(ScopedIds {
             tenant: self.tenant_id.clone(),
@@ -157,7 +157,7 @@ impl Access {
 
     /// `NOT_FOUND` for the first id that is not a live customer of the tenant within reach
     /// (also for callers who reach every customer).
-    async fn ensure_existing_in(
+    pub(crate) async fn ensure_reached_in(
         &self,
         conn: &mut sqlx::AnyConnection,
         backend: Backend,
