@@ -443,7 +443,16 @@ impl DedupeMutation {
             prefer,
             suggestion_id: input.suggestion_id.map(|i| i.0),
         };
-        let m = dedupe::merge(db(ctx), actor, &req).await.gql()?;
+        let scope = |id: String| {
+            actor
+                .access
+                .scope_customer(db(ctx), shoal_base::kinds::Resource::Customers, id)
+        };
+        let survivor = scope(req.survivor_id.clone()).await.gql()?;
+        let absorbed = scope(req.absorbed_id.clone()).await.gql()?;
+        let m = dedupe::merge(db(ctx), actor, (&survivor, &absorbed), &req)
+            .await
+            .gql()?;
         tags_after_change(ctx, actor, std::slice::from_ref(&m.survivor_id)).await;
         Ok(m.into())
     }

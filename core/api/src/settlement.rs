@@ -516,10 +516,22 @@ impl SettlementMutation {
             participant_ids: input.participant_ids.into_iter().map(|i| i.0).collect(),
             facts: input.facts.map(|j| j.0),
         };
-        Ok(settlement::settle(db(ctx), host(ctx), actor, &input)
-            .await
-            .gql()?
-            .into())
+        let customer = match &input.customer_id {
+            Some(id) => Some(
+                actor
+                    .access
+                    .scope_customer(db(ctx), shoal_base::kinds::Resource::Bills, id.clone())
+                    .await
+                    .gql()?,
+            ),
+            None => None,
+        };
+        Ok(
+            settlement::settle(db(ctx), host(ctx), actor, customer.as_ref(), &input)
+                .await
+                .gql()?
+                .into(),
+        )
     }
 
     /// Refunds a sale in full with a new bill that reverses it (the original is untouched).

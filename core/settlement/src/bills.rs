@@ -19,7 +19,7 @@ use shoal_base::{
     error::{Error, FieldError, Problems, Result},
     storage::{Db, money, time},
 };
-use shoal_crm::{audit, tenancy::Actor};
+use shoal_crm::{access::ScopedId, audit, tenancy::Actor};
 use shoal_plugin_host::{CallError, PluginHost, types};
 
 /// What a line of a bill to settle is.
@@ -126,22 +126,26 @@ pub struct Bill {
 
 const MAX_LINES: usize = 500;
 
-/// Settles and stores a bill.
+/// Settles and stores a bill; its customer, if any, is `customer` (checked by `Access`
+/// for bills, the id `input.customer_id` names).
 pub async fn settle(
     db: &Db,
     host: &PluginHost,
     actor: &Actor,
+    customer: Option<&ScopedId>,
     input: &SettleInput,
 ) -> Result<Bill> {
     actor.require(shoal_base::kinds::Action::Settle)?;
     let tenant = actor.tenant_id();
-    check_input(input)?;
-    if let Some(customer) = &input.customer_id {
-        actor
-            .access
-            .ensure_customer(db, shoal_base::kinds::Resource::Bills, customer)
-            .await?; // out of scope reads as absent: NOT_FOUND
+    let checked = customer
+        .map(|c| c.for_use(tenant, shoal_base::kinds::Resource::Bills))
+        .transpose()?;
+    if checked != input.customer_id.as_deref() {
+        return Err(Error::Internal(
+            "a bill was checked for another customer".into(),
+        ));
     }
+    check_input(input)?;
     let module = choose_module(host, tenant, input.module.as_deref())?;
     let at = input.priced_at.unwrap_or_else(time::now);
 

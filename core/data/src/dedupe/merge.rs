@@ -27,6 +27,7 @@ use shoal_base::{
     storage::{Db, sql::Sql, time},
 };
 use shoal_crm::{
+    access::ScopedId,
     audit,
     customers::{self, Attributes, Customer, Identity, Prepared},
     tenancy::Actor,
@@ -200,10 +201,25 @@ fn check_prefer(prefer: &HashMap<String, Side>) -> Result<()> {
     p.into_result(())
 }
 
-/// Merges two stored customers of the actor's tenant; the absorbed one is soft-deleted.
-pub async fn merge(db: &Db, actor: &Actor, req: &MergeRequest) -> Result<Merge> {
+/// Merges two stored customers the actor reaches (`survivor` and `absorbed`, checked by
+/// `Access`; they must be the ids the request names); the absorbed one is soft-deleted.
+pub async fn merge(
+    db: &Db,
+    actor: &Actor,
+    (survivor, absorbed): (&ScopedId, &ScopedId),
+    req: &MergeRequest,
+) -> Result<Merge> {
     actor.require(Action::Update)?;
     actor.require(Action::Delete)?;
+    let pair = (
+        survivor.for_use(actor.tenant_id(), Resource::Customers)?,
+        absorbed.for_use(actor.tenant_id(), Resource::Customers)?,
+    );
+    if pair != (req.survivor_id.as_str(), req.absorbed_id.as_str()) {
+        return Err(Error::Internal(
+            "a merge was checked for another pair of customers".into(),
+        ));
+    }
     if req.survivor_id == req.absorbed_id {
         return Err(Error::invalid(
             "input.absorbedId",
@@ -211,12 +227,6 @@ pub async fn merge(db: &Db, actor: &Actor, req: &MergeRequest) -> Result<Merge> 
         ));
     }
     check_prefer(&req.prefer)?;
-    for id in [&req.survivor_id, &req.absorbed_id] {
-        actor
-            .access
-            .ensure_customer(db, Resource::Customers, id)
-            .await?;
-    }
     let mut tx = db.begin_write().await?;
     let origin = match &req.suggestion_id {
         Some(id) => {
