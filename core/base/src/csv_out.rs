@@ -11,11 +11,15 @@
 /// assert_eq!(field("=1+1"), "'=1+1");
 /// assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
 /// assert_eq!(field("-12.50"), "-12.50");
+/// assert_eq!(field(" =1+1"), "' =1+1");
+/// assert_eq!(field("＝1+1"), "'＝1+1");
 /// assert_eq!(field("a,\"b\""), "\"a,\"\"b\"\"\"");
 /// ```
 pub fn field(value: &str) -> String {
-    let risky =
-        value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value.parse::<f64>().is_err();
+    // spreadsheets skip leading blanks and read full-width signs too
+    let first = value.trim_start_matches([' ', '\u{3000}']);
+    let risky = first.starts_with(['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'])
+        && value.trim().parse::<f64>().is_err();
     let value = if risky {
         format!("'{value}")
     } else {

@@ -35,6 +35,19 @@ impl Allowed {
                     _ => return Err((i, format!("`{block}`: the prefix length is 0–{max}"))),
                 },
             };
+            // an IPv4 block written as IPv6 (`::ffff:10.0.0.0/104`) is the IPv4 block
+            let (ip, bits) = match ip {
+                IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+                    if bits < 96 {
+                        return Err((
+                            i,
+                            format!("`{block}`: an IPv4-mapped block needs a prefix of 96–128"),
+                        ));
+                    }
+                    (canonical(ip), bits - 96)
+                }
+                other => (other, bits),
+            };
             out.push((ip, bits));
         }
         Ok(Allowed(out))
@@ -90,10 +103,22 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
+    let s = ip.segments();
+    let first = s[0];
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     Some(match () {
         _ if ip.is_loopback() => "a loopback address",
         _ if ip.is_unspecified() => "an unspecified address",
+        // IPv4-compatible (::a.b.c.d) and IPv4-translated (::ffff:0:a.b.c.d) forms
+        _ if s[..6] == [0; 6] || (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0) => {
+            "an IPv4 address written as IPv6"
+        }
+        // 6to4 (2002::/16) carries an IPv4 address: judged as that address
+        _ if first == 0x2002 && forbidden_v4(embedded(s[1], s[2])).is_some() => {
+            "a 6to4 address of a non-public IPv4 address"
+        }
+        _ if first & 0xffc0 == 0xfec0 => "a site-local address",
         _ if first & 0xfe00 == 0xfc00 => "a unique local (private) address",
         _ if first & 0xffc0 == 0xfe80 => "a link-local address",
         _ if ip.is_multicast() => "not a unicast address",
@@ -152,7 +177,13 @@ pub fn check(url: &str, allowed: &Allowed) -> Result<Target, String> {
         refuse(ip, allowed)?;
     } else {
         let name = target.host.trim_end_matches('.');
-        let local = !name.contains('.')
+        // `127.1`, `0x7f.1`, `2130706433`: addresses in other notations, never a public name
+        let numeric = name
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x"));
+        let local = numeric
+            || !name.contains('.')
             || [".localhost", ".local", ".internal", ".lan", ".home.arpa"]
                 .iter()
                 .any(|suffix| name.ends_with(suffix));
@@ -229,6 +260,12 @@ mod tests {
             "http://api.localhost/",
             "http://metadata.google.internal/computeMetadata/v1/",
             "http://intranet/",
+            "http://127.1/",
+            "http://0x7f.1/",
+            "http://2130706433/",
+            "http://[::127.0.0.1]/",
+            "http://[2002:c0a8:0101::1]/",
+            "http://[fec0::1]/",
         ] {
             assert!(
                 check(url, &Allowed::default()).is_err(),
@@ -250,6 +287,7 @@ mod tests {
             }
         );
         assert!(check("http://93.184.216.34:8080/", &Allowed::default()).is_ok());
+        assert!(check("http://[2606:4700::1111]/", &Allowed::default()).is_ok());
         assert!(check("ftp://example.com/", &Allowed::default()).is_err());
         assert!(check("http://user:pw@example.com/", &Allowed::default()).is_err());
     }
@@ -262,6 +300,12 @@ mod tests {
         assert!(check("http://10.21.0.1/", &a).is_err());
         assert!(check("http://127.0.0.2/", &a).is_err());
         assert!(Allowed::parse(&["10.0.0.0/33".into()]).is_err());
+        // an IPv4 block written as IPv6 is the IPv4 block (and does not panic)
+        let mapped = allowed(&["::ffff:10.0.0.5", "::ffff:10.9.0.0/112"]);
+        assert!(check("http://10.0.0.5/", &mapped).is_ok());
+        assert!(check("http://10.9.3.4/", &mapped).is_ok());
+        assert!(check("http://10.0.0.6/", &mapped).is_err());
+        assert!(Allowed::parse(&["::ffff:10.0.0.0/64".into()]).is_err());
         assert!(Allowed::parse(&["ten".into()]).is_err());
     }
 

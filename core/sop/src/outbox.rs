@@ -253,13 +253,19 @@ impl Deliverer {
         timeout: std::time::Duration,
     ) -> Outcome {
         let default_port = if target.https { 443 } else { 80 };
-        let host = if target.port == default_port {
-            target.host.clone()
+        // an IPv6 host is written in brackets in a Host header and a URL
+        let name = if target.host.contains(':') {
+            format!("[{}]", target.host)
         } else {
-            format!("{}:{}", target.host, target.port)
+            target.host.clone()
+        };
+        let host = if target.port == default_port {
+            name.clone()
+        } else {
+            format!("{name}:{}", target.port)
         };
         let mut req = hyper::Request::post(target.path.as_str())
-            .header("host", host)
+            .header("host", host.as_str())
             .header("content-type", "application/json")
             .header("idempotency-key", &m.idempotency_key)
             .header("x-shoal-delivery", &m.id);
@@ -274,9 +280,8 @@ impl Deliverer {
             Err(e) => return Outcome::Refused(format!("bad request: {e}")),
         };
         let url = format!(
-            "{}://{}{}",
+            "{}://{host}{}",
             if target.https { "https" } else { "http" },
-            target.host,
             target.path
         );
         match self.transport.post(target, addr, req, timeout).await {
@@ -319,11 +324,20 @@ impl Deliverer {
                     Ok(t) => t,
                     Err(e) => return Outcome::Refused(e),
                 };
-                let addr = match outbound::resolve(&target, Some(allowed)).await {
-                    Ok(addr) => addr,
-                    Err(NotCalled::Unresolved(e)) => return Outcome::Retry(e),
-                    Err(NotCalled::Forbidden(e)) => return Outcome::Refused(e),
-                };
+                let addr =
+                    match tokio::time::timeout(timeout, outbound::resolve(&target, Some(allowed)))
+                        .await
+                    {
+                        Err(_) => {
+                            return Outcome::Retry(format!(
+                                "{}: no DNS answer in time",
+                                target.host
+                            ));
+                        }
+                        Ok(Ok(addr)) => addr,
+                        Ok(Err(NotCalled::Unresolved(e))) => return Outcome::Retry(e),
+                        Ok(Err(NotCalled::Forbidden(e))) => return Outcome::Refused(e),
+                    };
                 self.post((&target, addr), m, endpoint_secret, envelope(body), timeout)
                     .await
             }
@@ -338,9 +352,14 @@ impl Deliverer {
                     Ok(t) => t,
                     Err(e) => return Outcome::Refused(format!("contact.webhook_url: {e}")),
                 };
-                let addr = match outbound::resolve(&target, None).await {
-                    Ok(addr) => addr,
-                    Err(NotCalled::Unresolved(e) | NotCalled::Forbidden(e)) => {
+                let addr = match tokio::time::timeout(timeout, outbound::resolve(&target, None))
+                    .await
+                {
+                    Err(_) => {
+                        return Outcome::Retry(format!("{}: no DNS answer in time", target.host));
+                    }
+                    Ok(Ok(addr)) => addr,
+                    Ok(Err(NotCalled::Unresolved(e) | NotCalled::Forbidden(e))) => {
                         return Outcome::Retry(e);
                     }
                 };
@@ -402,9 +421,16 @@ pub async fn deliver_due(
             }
             _ => None,
         };
-        let outcome = deliverer
-            .deliver(tenant, m, cfg, endpoint_secret.as_deref())
-            .await;
+        // one message that panics fails alone; the others of the batch are delivered
+        let delivery = async {
+            Ok(deliverer
+                .deliver(tenant, m, cfg, endpoint_secret.as_deref())
+                .await)
+        };
+        let outcome = match shoal_base::supervise::catch(delivery).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Refused(format!("delivery failed inside the host: {e}")),
+        };
         let attempts = m.attempts + 1;
         let done = time::to_micros(time::now());
         let (status, next, error, sent) = match outcome {

@@ -521,24 +521,34 @@ pub fn time_zone_of(customer: &Customer, tenant: &Tenant) -> Tz {
 
 /// Fills `{{customer.…}}` placeholders.
 /// A JSON body template rendered as JSON: the template is parsed first and placeholders are
-/// filled into its strings (keys included), so a value can never add keys or break out of
-/// its string, whatever it holds.
+/// filled into its string values (keys stay as written), so a value can never add or
+/// replace a key or break out of its string, whatever it holds.
 pub fn render_json(template: &str, c: &Customer) -> Result<Value> {
     fn fill(v: Value, c: &Customer) -> Value {
         match v {
             Value::String(s) => Value::String(render(&s, c)),
             Value::Array(items) => Value::Array(items.into_iter().map(|i| fill(i, c)).collect()),
-            Value::Object(map) => Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| (render(&k, c), fill(v, c)))
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                Value::Object(map.into_iter().map(|(k, v)| (k, fill(v, c))).collect())
+            }
             other => other,
         }
     }
     let parsed: Value = serde_json::from_str(template)
         .map_err(|e| Error::invalid("body", format!("the body template is not JSON: {e}")))?;
     Ok(fill(parsed, c))
+}
+
+/// The body of a step's webhook call: [`render_json`]; a template saved before bodies had to
+/// be JSON (`{"age": {{customer.attributes.age}}}`) is still delivered, as one JSON string
+/// holding its rendered text — never spliced into JSON.
+fn webhook_body(template: &str, c: &Customer) -> Value {
+    render_json(template, c).unwrap_or_else(|_| {
+        tracing::warn!(
+            "a webhook body template is not JSON (saved before bodies had to be); sent as a string"
+        );
+        Value::String(render(template, c))
+    })
 }
 
 /// A text template with the customer's fields filled in.
@@ -781,7 +791,7 @@ impl World for DbWorld<'_, '_> {
             }
             Action::CallWebhook { url, body } => {
                 let body = match body.as_deref() {
-                    Some(template) => render_json(template, c)?.to_string(),
+                    Some(template) => webhook_body(template, c).to_string(),
                     None => json!({ "customerId": c.id }).to_string(),
                 };
                 self.queued.push(Queued {
@@ -927,7 +937,23 @@ mod tests {
     }
 
     #[test]
-    fn a_body_template_that_is_not_json_is_refused() {
+    fn placeholders_fill_values_never_keys() {
+        let body = render_json(
+            r#"{"{{customer.name}}": true, "approved": false}"#,
+            &customer("approved"),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({ "{{customer.name}}": true, "approved": false })
+        );
+    }
+
+    #[test]
+    fn a_legacy_template_is_sent_as_one_string() {
         assert!(render_json("name={{customer.name}}", &customer("x")).is_err());
+        let hostile = r#"1, "vip": true"#;
+        let body = super::webhook_body(r#"{"age": {{customer.name}}}"#, &customer(hostile));
+        assert_eq!(body, Value::String(format!(r#"{{"age": {hostile}}}"#)));
     }
 }
