@@ -4,7 +4,8 @@
 //! - `candidates`: the indexed look-ups that find holders and candidates;
 //! - `suggestions`: the queue of possible duplicates a person merges or dismisses;
 //! - `resolve`: settling conflicting fields by the tenant's rule, pure;
-//! - `merge`: merging (keeping every identity, event, tag, task and follow-up) and undoing.
+//! - `merge`: merging (keeping every identity, event, tag, task and follow-up);
+//! - `unmerge`: undoing a merge.
 //!
 //! Exact matches merge automatically only when an import row meets a stored profile (per
 //! the tenant's `dedupe.auto_merge`); stored profiles are merged only by a person.
@@ -14,11 +15,12 @@ pub mod matching;
 mod merge;
 pub mod resolve;
 pub mod suggestions;
+mod unmerge;
 
 pub(crate) use merge::absorb_incoming;
 pub use merge::{
-    FIELDS, HISTORY_ORDER, Merge, MergeRequest, Moved, Unmerged, get as get_merge, history, merge,
-    unmerge,
+    FIELDS, HISTORY_ORDER, Merge, MergeRequest, Moved, get as get_merge, history, merge,
 };
 pub use resolve::{Conflict, Side};
 pub use suggestions::{ScanReport, Suggestion, SuggestionFilter};
+pub use unmerge::{Unmerged, unmerge};
