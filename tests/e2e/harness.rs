@@ -323,6 +323,35 @@ impl TestServer {
             .to_owned()
     }
 
+    /// Creates an SOP named `name` of `definition` as `key` and activates it; its id.
+    pub async fn active_sop(&self, key: &str, name: &str, definition: Value) -> String {
+        let id = self
+            .ok_id(
+                key,
+                "mutation($n: String!, $d: SopDefinitionInput!) { createSop(input: {name: $n, definition: $d}) { id } }",
+                json!({ "n": name, "d": definition }),
+                "createSop",
+            )
+            .await;
+        self.ok(
+            key,
+            "mutation($id: ID!) { activateSop(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        id
+    }
+
+    /// Enrols customers in an SOP by hand, as `key`.
+    pub async fn enrol(&self, key: &str, sop: &str, customers: &[&str]) {
+        self.ok(
+            key,
+            "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+            json!({ "id": sop, "c": customers }),
+        )
+        .await;
+    }
+
     pub async fn err(&self, key: &str, query: &str, variables: Value) -> Value {
         let response = self.gql(key, query, variables).await;
         response["errors"][0].clone()

@@ -271,23 +271,15 @@ async fn target(s: &TestServer) -> Target {
     )
     .await;
     let segment = s.ok_id(ALPHA, "mutation { createSegment(input: { name: \"web\", definition: { channels: [WEB] } }) { id } }", json!({}), "createSegment").await;
-    let sop = s.ok_id(ALPHA, "mutation { createSop(input: { name: \"hello\", definition: { steps: [ { id: \"m\", action: { sendMessage: { channel: \"log\", template: \"你好 {{customer.name}} {{customer.phone}}\" } } } ] } }) { id } }",
-        json!({}),
-        "createSop",
-    )
-    .await;
-    s.ok(
-        ALPHA,
-        "mutation($s: ID!) { activateSop(id: $s) { id } }",
-        json!({ "s": sop }),
-    )
-    .await;
-    s.ok(
-        ALPHA,
-        "mutation($s: ID!, $c: [ID!]) { enrolCustomers(sopId: $s, customerIds: $c) }",
-        json!({ "s": sop, "c": [id] }),
-    )
-    .await;
+    let sop = s
+        .active_sop(
+            ALPHA,
+            "hello",
+            json!({ "steps": [ { "id": "m", "action": { "sendMessage": {
+                "channel": "log", "template": "你好 {{customer.name}} {{customer.phone}}" } } } ] }),
+        )
+        .await;
+    s.enrol(ALPHA, &sop, &[&id]).await;
     // the message is rendered into the outbox by the workers
     for _ in 0..200 {
         let out = s

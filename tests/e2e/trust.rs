@@ -256,27 +256,14 @@ async fn renderings_are_masked_for_their_reader(s: &TestServer) {
     );
     // a message rendered from the profile: the body and the step's detail are withheld
     let sop = s
-        .ok(
+        .active_sop(
             ALPHA,
-            "mutation { createSop(input: { name: \"hello\", definition: { steps: [ { id: \"m\", action: { sendMessage: { channel: \"log\", template: \"你好 {{customer.name}} {{customer.phone}}\" } } } ] } }) { id } }",
-            json!({}),
+            "hello",
+            json!({ "steps": [ { "id": "m", "action": { "sendMessage": {
+                "channel": "log", "template": "你好 {{customer.name}} {{customer.phone}}" } } } ] }),
         )
-        .await["createSop"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    s.ok(
-        ALPHA,
-        "mutation($s: ID!) { activateSop(id: $s) { id } }",
-        json!({ "s": sop }),
-    )
-    .await;
-    s.ok(
-        ALPHA,
-        "mutation($s: ID!, $c: [ID!]) { enrolCustomers(sopId: $s, customerIds: $c) }",
-        json!({ "s": sop, "c": [target] }),
-    )
-    .await;
+        .await;
+    s.enrol(ALPHA, &sop, &[&target]).await;
     let query = "{ outboxMessages { edges { node { body } } } enrolments { edges { node { history { outcome detail } } } } }";
     let mut full = Value::Null;
     for _ in 0..200 {
@@ -418,42 +405,10 @@ async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on(backend: Backend
     let Some(s) = TestServer::start_with(backend, |c| c.sop.workers = false).await else {
         return;
     };
-    let sop = |key: &'static str, name: &'static str| {
-        let s = &s;
-        async move {
-            let id = s
-                .ok(
-                    key,
-                    "mutation($n: String!, $d: SopDefinitionInput!) { createSop(input: {name: $n, definition: $d}) { id } }",
-                    json!({ "n": name, "d": { "steps": [ { "id": "t", "action": { "createTask": {
-                        "title": "call back", "assignee": "owner", "dueInSeconds": 3600 } } } ] } }),
-                )
-                .await["createSop"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            s.ok(
-                key,
-                "mutation($id: ID!) { activateSop(id: $id) { id } }",
-                json!({ "id": id }),
-            )
-            .await;
-            id
-        }
-    };
-    let enrol = |key: &'static str, sop: String, customer: String| {
-        let s = &s;
-        async move {
-            s.ok(
-                key,
-                "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
-                json!({ "id": sop, "c": [customer] }),
-            )
-            .await;
-        }
-    };
-    let poisoned = sop(ALPHA, "poisoned").await;
-    let healthy = sop(BETA, "healthy").await;
+    let task = json!({ "steps": [ { "id": "t", "action": { "createTask": {
+        "title": "call back", "assignee": "owner", "dueInSeconds": 3600 } } } ] });
+    let poisoned = s.active_sop(ALPHA, "poisoned", task.clone()).await;
+    let healthy = s.active_sop(BETA, "healthy", task).await;
     sqlx::query(
         "UPDATE sop_versions SET definition = REPLACE(definition, '\"dueInSeconds\":3600', '\"dueInSeconds\":10000000000000') \
          WHERE tenant_id = 'alpha' AND sop_id = $1",
@@ -468,11 +423,11 @@ async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on(backend: Backend
             json!({ "displayName": "甲", "sourceChannel": "WEB" }),
         )
         .await;
-    enrol(ALPHA, poisoned.clone(), a).await;
+    s.enrol(ALPHA, &poisoned, &[&a]).await;
     let b1 = s
         .create_customer(BETA, json!({ "displayName": "乙", "sourceChannel": "WEB" }))
         .await;
-    enrol(BETA, healthy.clone(), b1).await;
+    s.enrol(BETA, &healthy, &[&b1]).await;
 
     let dir = std::env::temp_dir().join(format!("shoal-poison-{}-{backend:?}", std::process::id()));
     let env = [
@@ -536,7 +491,7 @@ async fn a_poisoned_enrolment_is_parked_and_other_tenants_go_on(backend: Backend
     let b2 = s
         .create_customer(BETA, json!({ "displayName": "丙", "sourceChannel": "WEB" }))
         .await;
-    enrol(BETA, healthy, b2).await;
+    s.enrol(BETA, &healthy, &[&b2]).await;
     let mut host = s.spawn_host(&dir, &env);
     let served = within(2).await;
     let _ = host.kill();
@@ -573,30 +528,16 @@ async fn a_slow_gateway_of_one_tenant_does_not_hold_up_another() {
         let s = &s;
         async move {
             let id = s
-                .ok(
+                .active_sop(
                     key,
-                    "mutation($d: SopDefinitionInput!) { createSop(input: {name: \"s\", definition: $d}) { id } }",
-                    json!({ "d": { "steps": [ { "id": "x", "action": step } ] } }),
+                    "s",
+                    json!({ "steps": [ { "id": "x", "action": step } ] }),
                 )
-                .await["createSop"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            s.ok(
-                key,
-                "mutation($id: ID!) { activateSop(id: $id) { id } }",
-                json!({ "id": id }),
-            )
-            .await;
+                .await;
             let c = s
                 .create_customer(key, json!({ "displayName": "客", "sourceChannel": "WEB" }))
                 .await;
-            s.ok(
-                key,
-                "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
-                json!({ "id": id, "c": [c] }),
-            )
-            .await;
+            s.enrol(key, &id, &[&c]).await;
         }
     };
     sop(

@@ -334,30 +334,16 @@ async fn step_webhooks_go_over_https_to_certificates_the_host_trusts() {
         )
         .await;
     let sop = s
-        .ok(
+        .active_sop(
             ALPHA,
-            "mutation($i: SopInput!) { createSop(input: $i) { id } }",
-            json!({ "i": { "name": "TLS", "definition": { "steps": [
+            "TLS",
+            json!({ "steps": [
                 { "id": "good", "action": { "callWebhook": { "url": format!("https://{trusted}/secure"), "body": "{\"name\": \"{{customer.name}}\"}" } } },
                 { "id": "bad", "action": { "callWebhook": { "url": format!("https://{untrusted}/secure") } } }
-            ] } } }),
+            ] }),
         )
-        .await["createSop"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    s.ok(
-        ALPHA,
-        "mutation($id: ID!) { activateSop(id: $id) { id } }",
-        json!({ "id": sop }),
-    )
-    .await;
-    s.ok(
-        ALPHA,
-        "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
-        json!({ "id": sop, "c": [customer] }),
-    )
-    .await;
+        .await;
+    s.enrol(ALPHA, &sop, &[&customer]).await;
     let mut refused = Value::Null;
     for _ in 0..200 {
         refused = s
