@@ -81,16 +81,12 @@ pub async fn catch_panic(
             let what = shoal_base::supervise::panic_message(&*panic);
             tracing::error!(%reference, panic = %what, "a request panicked");
             guard.supervision.count("http.request", "panicked");
-            let mut errors = vec![request_error(
+            failure(
+                &guard.metrics,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
                 format!("internal error (reference {reference})"),
-            )];
-            classify(&mut errors, &guard.metrics);
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({ "data": null, "errors": errors })),
             )
-                .into_response()
         }
     }
 }
@@ -129,13 +125,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// A response carrying only request-level errors.
 fn failure(
-    state: &AppState,
+    metrics: &Metrics,
     status: StatusCode,
     code: ErrorCode,
     message: impl Into<String>,
 ) -> Response {
     let mut errors = vec![request_error(code, message)];
-    classify(&mut errors, &state.metrics);
+    classify(&mut errors, metrics);
     (
         status,
         Json(serde_json::json!({ "data": null, "errors": errors })),
@@ -180,7 +176,7 @@ fn request_id(headers: &HeaderMap) -> String {
 async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response> {
     let principal = authenticate(&state.directory, headers).map_err(|why| {
         failure(
-            state,
+            &state.metrics,
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             why,
@@ -193,7 +189,7 @@ async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response>
         .map_err(|e| {
             tracing::error!(error = %e, "loading the caller's permissions failed");
             failure(
-                state,
+                &state.metrics,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
                 "internal error",
@@ -209,7 +205,7 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     let limit = state.limits.max_body_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
         return failure(
-            &state,
+            &state.metrics,
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::LimitExceeded,
             format!("request body exceeds {limit} bytes"),
@@ -219,7 +215,7 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         Ok(r) => r,
         Err(e) => {
             return failure(
-                &state,
+                &state.metrics,
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadUserInput,
                 format!(
@@ -241,7 +237,7 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
             response
         }
         Err(_) => failure(
-            &state,
+            &state.metrics,
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::LimitExceeded,
             format!(
@@ -271,7 +267,7 @@ async fn statement_csv(
     };
     let Some(participant) = file.strip_suffix(".csv") else {
         return failure(
-            &state,
+            &state.metrics,
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
             "statements are served as <participant>.csv",
@@ -279,7 +275,7 @@ async fn statement_csv(
     };
     let Ok(axum::extract::Query(period)) = period else {
         return failure(
-            &state,
+            &state.metrics,
             StatusCode::BAD_REQUEST,
             ErrorCode::BadUserInput,
             "give ?from=<RFC 3339>&to=<RFC 3339>",
@@ -305,7 +301,7 @@ async fn statement_csv(
             } else {
                 e.to_string()
             };
-            failure(&state, status, code, message)
+            failure(&state.metrics, status, code, message)
         }
     }
 }

@@ -242,6 +242,25 @@ enum Outcome {
     Refused(String),
 }
 
+/// The address to call for `target` (checked against `allowed` unless `None`), within
+/// `timeout`; else the outcome: a retry when the name does not resolve (now), a refusal
+/// when an address is forbidden.
+async fn locate(
+    target: &Target,
+    allowed: Option<&outbound::Allowed>,
+    timeout: std::time::Duration,
+) -> std::result::Result<SocketAddr, Outcome> {
+    match tokio::time::timeout(timeout, outbound::resolve(target, allowed)).await {
+        Err(_) => Err(Outcome::Retry(format!(
+            "{}: no DNS answer in time",
+            target.host
+        ))),
+        Ok(Ok(addr)) => Ok(addr),
+        Ok(Err(NotCalled::Unresolved(e))) => Err(Outcome::Retry(e)),
+        Ok(Err(NotCalled::Forbidden(e))) => Err(Outcome::Refused(e)),
+    }
+}
+
 impl Deliverer {
     /// POSTs `body` to the target at `addr`, signed with `secret` when there is one.
     async fn post(
@@ -324,20 +343,10 @@ impl Deliverer {
                     Ok(t) => t,
                     Err(e) => return Outcome::Refused(e),
                 };
-                let addr =
-                    match tokio::time::timeout(timeout, outbound::resolve(&target, Some(allowed)))
-                        .await
-                    {
-                        Err(_) => {
-                            return Outcome::Retry(format!(
-                                "{}: no DNS answer in time",
-                                target.host
-                            ));
-                        }
-                        Ok(Ok(addr)) => addr,
-                        Ok(Err(NotCalled::Unresolved(e))) => return Outcome::Retry(e),
-                        Ok(Err(NotCalled::Forbidden(e))) => return Outcome::Refused(e),
-                    };
+                let addr = match locate(&target, Some(allowed), timeout).await {
+                    Ok(addr) => addr,
+                    Err(not_called) => return not_called,
+                };
                 self.post((&target, addr), m, endpoint_secret, envelope(body), timeout)
                     .await
             }
@@ -352,16 +361,9 @@ impl Deliverer {
                     Ok(t) => t,
                     Err(e) => return Outcome::Refused(format!("contact.webhook_url: {e}")),
                 };
-                let addr = match tokio::time::timeout(timeout, outbound::resolve(&target, None))
-                    .await
-                {
-                    Err(_) => {
-                        return Outcome::Retry(format!("{}: no DNS answer in time", target.host));
-                    }
-                    Ok(Ok(addr)) => addr,
-                    Ok(Err(NotCalled::Unresolved(e) | NotCalled::Forbidden(e))) => {
-                        return Outcome::Retry(e);
-                    }
+                let addr = match locate(&target, None, timeout).await {
+                    Ok(addr) => addr,
+                    Err(not_called) => return not_called,
                 };
                 self.post(
                     (&target, addr),
@@ -412,12 +414,17 @@ pub async fn deliver_due(
         .await?;
     }
     tx.commit().await?;
+    let mut secrets: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     for m in &messages {
         let endpoint_secret = match (m.channel.as_str(), &m.target) {
             ("http", Some(url)) => {
-                let mut conn = db.pool.acquire().await?;
-                let secret = crate::endpoints::secret_of(&mut conn, &tenant.id, url).await?;
-                Some(crate::endpoints::key_bytes(&secret))
+                // one look-up per endpoint and batch
+                if !secrets.contains_key(url) {
+                    let mut conn = db.pool.acquire().await?;
+                    let secret = crate::endpoints::secret_of(&mut conn, &tenant.id, url).await?;
+                    secrets.insert(url.clone(), crate::endpoints::key_bytes(&secret));
+                }
+                secrets.get(url).cloned()
             }
             _ => None,
         };

@@ -109,9 +109,7 @@ impl Access {
         id: impl Into<String>,
     ) -> Result<ScopedId> {
         let id = id.into();
-        let mut conn = db.pool.acquire().await?;
-        self.ensure_reached_in(&mut conn, db.backend, resource, std::slice::from_ref(&id))
-            .await?;
+        self.ensure_customer(db, resource, &id).await?;
         Ok(ScopedId {
             tenant: self.tenant_id.clone(),
             resource,
