@@ -151,6 +151,42 @@ fn serve_demo_seeds_and_answers_with_the_printed_key() {
     assert!(dir.join("data/shoal.db").is_file());
 }
 
+/// The data commands reach the demo tenant with `--demo` (seeding it on first use, as
+/// `serve --demo` does); without it, the refusal says how.
+#[test]
+fn data_commands_reach_the_demo_tenant_with_demo() {
+    let dir = temp_dir("demo-data");
+    let run = |args: &[&str]| {
+        Command::new(SHOAL)
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("SHOAL_CONFIG")
+            .env("SHOAL_LOG__LEVEL", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["report", "quality", "--tenant", "demo"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no tenant `demo`") && stderr.contains("add --demo"),
+        "{stderr}"
+    );
+    let out = run(&["report", "quality", "--demo", "--tenant", "demo", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("seeded the demo tenant with 3000 customers"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["customers"], 3000, "{report}");
+    // the second command finds the same demo, seeded once
+    let out = run(&["dedupe", "scan", "--demo", "--tenant", "demo"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("seeded"));
+}
+
 #[test]
 fn schema_print_matches_the_checked_in_sdl() {
     let out = Command::new(SHOAL)

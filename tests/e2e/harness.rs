@@ -185,15 +185,8 @@ impl TestServer {
                 config.storage.url = format!("sqlite://{}", dir.join("shoal.db").display());
             }
             Backend::Postgres => {
-                if !postgres_available() {
-                    return None;
-                }
-                drop_abandoned_databases().await;
-                let name = format!("shoal_e2e_{tag}");
-                admin_sql(&format!("CREATE DATABASE {name}")).await;
-                let base = postgres_url();
-                let cut = base.rfind('/').expect("postgres URL names a database");
-                config.storage.url = format!("{}/{name}", &base[..cut]);
+                let (url, name) = fresh_postgres_database(&tag).await?;
+                config.storage.url = url;
                 pg_database = Some(name);
             }
         }
@@ -216,7 +209,7 @@ impl TestServer {
             running.stop().await;
         }
         if let Some(name) = &self.pg_database {
-            admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            drop_postgres_database(name).await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -392,6 +385,27 @@ pub fn fields(error: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A new, empty PostgreSQL database `shoal_e2e_<tag>` (the tag starts with this process's
+/// id, so an abandoned one is dropped by a later run): its URL and name; `None` when
+/// PostgreSQL is unreachable (locally).
+pub async fn fresh_postgres_database(tag: &str) -> Option<(String, String)> {
+    if !postgres_available() {
+        return None;
+    }
+    drop_abandoned_databases().await;
+    let name = format!("shoal_e2e_{tag}");
+    admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    admin_sql(&format!("CREATE DATABASE {name}")).await;
+    let base = postgres_url();
+    let cut = base.rfind('/').expect("postgres URL names a database");
+    Some((format!("{}/{name}", &base[..cut]), name))
+}
+
+/// Drops a database made by [`fresh_postgres_database`].
+pub async fn drop_postgres_database(name: &str) {
+    admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
 
 /// Drops test databases left by runs whose process is gone (a panicking test cannot drop

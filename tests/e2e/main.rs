@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod customers;
 mod dedupe;
+mod docs;
 mod events;
 mod http;
 mod import;

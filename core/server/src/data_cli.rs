@@ -35,16 +35,33 @@ pub struct ImportArgs {
     pub batch: usize,
 }
 
-/// The database, migrated, with the configured tenants mirrored, and the actor.
-async fn open(config: &Config, tenant: &str, user: Option<&str>) -> Result<(Db, Actor), BoxError> {
+/// The database, migrated, with the configured tenants mirrored (and, with `--demo`, the
+/// demo tenant seeded as `serve --demo` seeds it), and the actor.
+async fn open(
+    config: &Config,
+    demo: bool,
+    tenant: &str,
+    user: Option<&str>,
+) -> Result<(Db, Actor), BoxError> {
     let db = Db::connect(&config.storage.url, 4).await?;
     storage::migrate(&db).await?;
     tenancy::sync_to_db(&db, config).await?;
     let directory = Directory::from_config(config);
+    if demo && let Some(t) = directory.tenant(shoal_server::demo::TENANT_ID) {
+        let seeded = shoal_server::demo::seed(&db, t).await?;
+        if seeded > 0 {
+            eprintln!("seeded the demo tenant with {seeded} customers");
+        }
+    }
     let Some(t) = directory.tenant(tenant) else {
         let known: Vec<&str> = config.tenants.keys().map(String::as_str).collect();
+        let hint = if tenant == shoal_server::demo::TENANT_ID && !demo {
+            "; add --demo to reach the demo tenant `serve --demo` shows"
+        } else {
+            ""
+        };
         return Err(format!(
-            "no tenant `{tenant}` in the configuration (it has: {})",
+            "no tenant `{tenant}` in the configuration (it has: {}){hint}",
             known.join(", ")
         )
         .into());
@@ -192,14 +209,14 @@ fn open_errors(path: &Path, append: bool) -> Result<csv::Writer<std::fs::File>, 
 }
 
 /// `shoal import customers|events FILE …`
-pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
+pub async fn import(config: &Config, demo: bool, args: ImportArgs) -> Result<(), BoxError> {
     let mapping = match (&args.mapping, &args.resume) {
         (Some(path), _) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the mapping {}: {e}", path.display()))?,
         (None, Some(_)) => String::new(),
         (None, None) => return Err("give --mapping FILE (see docs/import.md)".into()),
     };
-    let (db, actor) = open(config, &args.tenant, args.user.as_deref()).await?;
+    let (db, actor) = open(config, demo, &args.tenant, args.user.as_deref()).await?;
     let errors_path = args.errors.clone().unwrap_or_else(|| {
         let mut name = args.file.file_name().unwrap_or_default().to_os_string();
         name.push(".errors.csv");
@@ -285,8 +302,13 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<(), BoxError> {
 }
 
 /// `shoal report quality --tenant T [--json]`
-pub async fn report_quality(config: &Config, tenant: &str, json: bool) -> Result<(), BoxError> {
-    let (db, actor) = open(config, tenant, None).await?;
+pub async fn report_quality(
+    config: &Config,
+    demo: bool,
+    tenant: &str,
+    json: bool,
+) -> Result<(), BoxError> {
+    let (db, actor) = open(config, demo, tenant, None).await?;
     let r = quality::report(&db, &actor).await?;
     if json {
         let value = serde_json::json!({
@@ -307,8 +329,8 @@ pub async fn report_quality(config: &Config, tenant: &str, json: bool) -> Result
 }
 
 /// `shoal dedupe scan --tenant T`
-pub async fn dedupe_scan(config: &Config, tenant: &str) -> Result<(), BoxError> {
-    let (db, actor) = open(config, tenant, None).await?;
+pub async fn dedupe_scan(config: &Config, demo: bool, tenant: &str) -> Result<(), BoxError> {
+    let (db, actor) = open(config, demo, tenant, None).await?;
     let r = shoal_data::dedupe::suggestions::scan(&db, &actor).await?;
     println!(
         "scanned {} customers: {} new duplicate suggestions",

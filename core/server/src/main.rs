@@ -23,18 +23,19 @@ struct Cli {
     /// A TOML file layered over the built-in defaults.
     #[arg(long, global = true, env = "SHOAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Add the demo tenants (`demo`, and API keys for `demo-retail`, …) as `serve --demo`
+    /// does, so every command reaches the data the demo server shows; the demo tenant is
+    /// seeded with sample customers on first use.
+    #[arg(long, global = true)]
+    demo: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the server (the default).
-    Serve {
-        /// Add the demo tenant and seed it with sample customers on first run.
-        #[arg(long)]
-        demo: bool,
-    },
+    /// Run the server (the default); with `--demo`, the demo tenants too.
+    Serve,
     /// Apply database migrations and exit.
     Migrate,
     /// The GraphQL schema.
@@ -149,7 +150,8 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve { demo: false });
+    let command = cli.command.unwrap_or(Command::Serve);
+    let demo = cli.demo;
     if let Command::Schema {
         command: SchemaCommand::Print,
     } = command
@@ -165,6 +167,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // one demo for every command: the server and the data commands see the same tenants
+    let demo_key = demo
+        .then(demo::api_key)
+        .filter(|key| demo::add_tenant(&mut config, key));
+    let industry_keys = demo_key
+        .as_ref()
+        .map(|key| demo::industry_keys(&mut config, key))
+        .unwrap_or_default();
     match command {
         Command::Config {
             command: ConfigCommand::Check,
@@ -191,22 +201,18 @@ fn main() -> ExitCode {
                 errors: o.errors,
                 batch: o.batch,
             };
-            run(&config, data_cli::import(&config, args))
+            run(&config, data_cli::import(&config, demo, args))
         }
         Command::Report {
             command: ReportCommand::Quality { tenant, json },
-        } => run(&config, data_cli::report_quality(&config, &tenant, json)),
+        } => run(
+            &config,
+            data_cli::report_quality(&config, demo, &tenant, json),
+        ),
         Command::Dedupe {
             command: DedupeCommand::Scan { tenant },
-        } => run(&config, data_cli::dedupe_scan(&config, &tenant)),
-        Command::Serve { demo } => {
-            let demo_key = demo
-                .then(demo::api_key)
-                .filter(|key| demo::add_tenant(&mut config, key));
-            let industry_keys = demo_key
-                .as_ref()
-                .map(|key| demo::industry_keys(&mut config, key))
-                .unwrap_or_default();
+        } => run(&config, data_cli::dedupe_scan(&config, demo, &tenant)),
+        Command::Serve => {
             let source = ConfigSource { file: config_file };
             let key = demo_key.clone();
             let provider: shoal_plugin_host::ConfigProvider = Arc::new(move || {
