@@ -692,18 +692,23 @@ impl Runner<'_> {
         }
     }
 
-    /// The logical lines of a shell block (`\` continuations joined), `$ ` prompts
-    /// stripped; a console block's output lines (no prompt) are left out.
-    fn commands(block: &Block) -> Vec<String> {
+    /// The commands of a shell block (`\` continuations joined), each with the output a
+    /// console block shows after it: there, commands are the `$ ` lines.
+    fn commands(block: &Block) -> Vec<(String, Vec<String>)> {
         let console = block.lang == "console";
-        let mut out = Vec::new();
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
         let mut current = String::new();
         for line in block.body.lines() {
             let line = if current.is_empty() {
                 let trimmed = line.trim_start();
                 match (console, trimmed.strip_prefix("$ ")) {
                     (true, Some(cmd)) => cmd,
-                    (true, None) => continue,
+                    (true, None) => {
+                        if let Some((_, shown)) = out.last_mut() {
+                            shown.push(line.to_owned());
+                        }
+                        continue;
+                    }
                     (false, _) => trimmed,
                 }
             } else {
@@ -719,7 +724,7 @@ impl Runner<'_> {
                 }
                 None => {
                     current.push_str(line);
-                    out.push(std::mem::take(&mut current));
+                    out.push((std::mem::take(&mut current), Vec::new()));
                 }
             }
         }
@@ -736,7 +741,7 @@ impl Runner<'_> {
             bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        for command in Self::commands(block) {
+        for (command, shown) in Self::commands(block) {
             if command.trim_end_matches('&').trim() == "cargo xtask run" {
                 continue; // the demo server is running
             }
@@ -777,9 +782,57 @@ impl Runner<'_> {
                     out.status
                 ));
             }
+            let printed: Vec<String> = stdout
+                .lines()
+                .chain(stderr.lines())
+                .map(normalise)
+                .collect();
+            for line in &shown {
+                // a progress line depends on the terminal and the clock
+                if line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.ends_with('%'))
+                {
+                    continue;
+                }
+                if !printed.contains(&normalise(line)) {
+                    return Err(format!(
+                        "`{command}` did not print `{line}`; it printed:\n{stdout}{stderr}"
+                    ));
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// An output line with what differs from run to run (ids, durations, rates) blanked:
+/// `import 01a2…-…c7 completed: 4 rows read in 0.2 s (20 rows/s)` →
+/// `import <n> completed: 4 rows read in <n> s (<n> rows/s)`.
+fn normalise(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let timed = |w: Option<&&str>| {
+        w.is_some_and(|w| matches!(w.trim_end_matches(')'), "s" | "rows/s" | "ms"))
+    };
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let core = w.trim_matches(|c: char| "(),".contains(c));
+            let uuid = core.len() == 36 && core.chars().filter(|c| *c == '-').count() == 4;
+            let number = !core.is_empty()
+                && core
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == ',');
+            if uuid || (number && timed(words.get(i + 1))) {
+                w.replace(core, "<n>")
+            } else {
+                (*w).to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A block that shows a shipped file holds exactly that file's text, its leading comment
@@ -799,6 +852,10 @@ fn same_as_file(block: &Block, file: &str) -> Result<(), String> {
 }
 
 async fn docs_run(backend: Backend) {
+    // one backend at a time: the shell examples write next to the files they read
+    // (`docs/examples/*.errors.csv`)
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(demo) = Demo::start(backend).await else {
         return;
     };
@@ -968,7 +1025,10 @@ mod reading {
         };
         assert_eq!(
             Runner::commands(&console),
-            vec!["shoal import a.csv --demo"]
+            vec![(
+                "shoal import a.csv --demo".to_owned(),
+                vec!["import 01 done".to_owned()]
+            )]
         );
         let sh = Block {
             lang: "sh".into(),
@@ -977,7 +1037,21 @@ mod reading {
         };
         assert_eq!(
             Runner::commands(&sh),
-            vec!["export K=v", "curl -s x -d '{}'"]
+            vec![
+                ("export K=v".to_owned(), vec![]),
+                ("curl -s x -d '{}'".to_owned(), vec![])
+            ]
         );
+    }
+
+    #[test]
+    fn output_lines_are_compared_without_ids_and_timings() {
+        assert_eq!(
+            normalise(
+                "import 01a23616-e5c0-7a41-9c3e-5b8f0d2a61c7 completed: 4 rows read in 0.2 s (20 rows/s)"
+            ),
+            "import <n> completed: 4 rows read in <n> s (<n> rows/s)"
+        );
+        assert_eq!(normalise("  created 2 · merged 1"), "created 2 · merged 1");
     }
 }
