@@ -129,6 +129,7 @@ pub fn base_config() -> Config {
             config::ModuleConfig {
                 enabled: true,
                 params: sample,
+                version: None,
             },
         );
     // alpha's step webhooks may call the tests' local receivers; beta's may not

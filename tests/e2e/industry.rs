@@ -15,6 +15,7 @@ async fn with_module(id: &'static str, params: &str) -> TestServer {
             shoal_base::config::ModuleConfig {
                 enabled: true,
                 params: params.into_iter().collect(),
+                version: None,
             },
         );
     })

@@ -19,8 +19,8 @@ async fn server_with(tweak: impl FnOnce(&mut shoal_base::config::Config)) -> Tes
             "tier1_cities = [\"上海\", \"北京\"]\ntier3_cities = [\"洛阳\"]\nsplit_weights = { hq = 1, store = 2 }\nbig_spender = 500",
         )
         .unwrap();
-        alpha.modules.insert("sample".into(), ModuleConfig { enabled: true, params });
-        alpha.modules.insert("misbehave".into(), ModuleConfig { enabled: true, params: Default::default() });
+        alpha.modules.insert("sample".into(), ModuleConfig { enabled: true, params, version: None });
+        alpha.modules.insert("misbehave".into(), ModuleConfig { enabled: true, params: Default::default(), version: None });
         tweak(c);
     })
     .await

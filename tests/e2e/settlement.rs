@@ -404,6 +404,7 @@ async fn invalid_settlements_fail_closed_and_missing_versions_are_reported() {
             shoal_base::config::ModuleConfig {
                 enabled: true,
                 params: Default::default(),
+                version: None,
             },
         );
     })

@@ -113,6 +113,18 @@ fn run(extra: &[String]) -> Result {
     if env::var_os("SHOAL_PLUGINS__DIR").is_none() {
         cmd.env("SHOAL_PLUGINS__DIR", modules);
     }
+    // the demo trusts the development key the modules were just signed with
+    if env::var_os("SHOAL_PLUGINS__TRUST__KEYS").is_none() {
+        let key = plugins::dev_key()?;
+        cmd.env(
+            "SHOAL_PLUGINS__TRUST__KEYS",
+            format!(
+                "[{{id=\"{}\",public_key=\"{}\",modules=[\"*\"]}}]",
+                key.id,
+                key.public_key()
+            ),
+        );
+    }
     status(cmd)
 }
 

@@ -100,6 +100,7 @@ pub fn build() -> Result {
     for c in &crates {
         status(wasm_build(&c.package))?;
     }
+    let key = dev_key()?;
     for c in &crates {
         let wasm = root().join(format!(
             "target/wasm32-wasip2/plugin/{}.wasm",
@@ -125,17 +126,44 @@ pub fn build() -> Result {
             quoted(&c.capabilities),
             quoted(&c.sensitive_fields)
         );
-        fs::write(dir.join("manifest.toml"), manifest).map_err(|e| e.to_string())?;
+        fs::write(dir.join("manifest.toml"), &manifest).map_err(|e| e.to_string())?;
+        let mut signatures = shoal_signing::SignatureFile::default();
+        signatures.add(key.sign(manifest.as_bytes()));
+        fs::write(dir.join(shoal_signing::SIGNATURE_FILE), signatures.render())
+            .map_err(|e| e.to_string())?;
         eprintln!(
-            "xtask: {:<10} {} ({} KiB, sha256 {}…)",
+            "xtask: {:<10} {} ({} KiB, sha256 {}…, signed by `{}`)",
             c.id,
             c.version,
             bytes.len() / 1024,
-            &sha256[..12]
+            &sha256[..12],
+            key.id
         );
     }
     eprintln!("xtask: modules written to {}", out.display());
     Ok(())
+}
+
+/// The id of the development signing key.
+pub const DEV_KEY_ID: &str = "shoal-dev";
+
+/// This checkout's development signing key (`target/dev-signing.key`, made on first use;
+/// never a production key: production trust stores do not list it).
+pub fn dev_key() -> Result<shoal_signing::SigningKey> {
+    let path = root().join("target/dev-signing.key");
+    if let Ok(text) = fs::read_to_string(&path) {
+        return shoal_signing::SigningKey::from_pem(&text)
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let (key, pem) =
+        shoal_signing::SigningKey::generate(DEV_KEY_ID).map_err(|e| e.to_string())?;
+    write(&path, &pem)?;
+    eprintln!(
+        "xtask: created the development signing key {} ({})",
+        path.display(),
+        key.public_key()
+    );
+    Ok(key)
 }
 
 /// Scaffolds `plugins/<name>/`: a module that builds and passes its tests.
@@ -183,7 +211,12 @@ pub fn new(name: &str) -> Result {
     )?;
     eprintln!("xtask: created {}", dir.display());
     eprintln!("  test it:   cargo test -p shoal-plugin-{name}");
-    eprintln!("  build it:  cargo xtask plugins   (writes target/plugins/{name}/)");
+    eprintln!(
+        "  build it:  cargo xtask plugins   (writes target/plugins/{name}/, signed with the development key)"
+    );
+    eprintln!(
+        "  ship it:   shoal plugin sign target/plugins/{name} --key <your key>   (`shoal plugin keygen` makes one)"
+    );
     eprintln!(
         "  try it:    cargo run -p shoal-server -- plugin test target/plugins/{name}/{name}.wasm plugins/{name}/fixtures"
     );

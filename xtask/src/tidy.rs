@@ -13,9 +13,10 @@ use std::{
 /// The host crates under `core/`, lowest floor first, with the host crates each may depend
 /// on. A crate depends only on crates listed before it; a new crate must be placed here.
 const FLOORS: &[(&str, &[&str])] = &[
-    ("shoal-base", &[]),
+    ("shoal-signing", &[]),
+    ("shoal-base", &["shoal-signing"]),
     ("shoal-rules", &["shoal-base"]),
-    ("shoal-plugin-host", &["shoal-base"]),
+    ("shoal-plugin-host", &["shoal-base", "shoal-signing"]),
     ("shoal-crm", &["shoal-base", "shoal-rules"]),
     (
         "shoal-tags",

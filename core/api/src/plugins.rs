@@ -50,6 +50,16 @@ pub enum PluginState {
     Failed,
 }
 
+/// The trust store's verdict on a module version (`plugins.trust`, docs/plugins.md).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginTrust {
+    /// Signed by a key the trust store accepts for this module, now.
+    Trusted,
+    /// Unsigned, or signed by an unknown, revoked, expired or wrong key, or revoked
+    /// itself: loaded only in development mode (`trustReason` says why).
+    Untrusted,
+}
+
 #[derive(SimpleObject, Debug, Clone)]
 pub struct ErrorCount {
     /// `fuel_exhausted`, `deadline_exceeded`, `out_of_memory`, `panic`, `trap`, …
@@ -57,7 +67,8 @@ pub struct ErrorCount {
     pub count: i64,
 }
 
-/// A module installed on this host, as administrators see it.
+/// A module version installed on this host, as administrators see it (several versions
+/// of one module may be installed side by side).
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Plugin {
     pub id: String,
@@ -65,9 +76,16 @@ pub struct Plugin {
     pub abi_version: Option<String>,
     pub sha256: Option<String>,
     pub status: PluginState,
+    /// Why it was refused (a refusal by the trust store names the key and the reason).
     pub load_error: Option<String>,
-    /// Tenants that enable it.
+    /// Tenants that run this version: the newest installed, or the one they pin.
     pub tenants: Vec<String>,
+    /// The key that signed it (as its signature names it), if any.
+    pub signer: Option<String>,
+    /// The trust store's verdict; null when it could not be loaded.
+    pub trust: Option<PluginTrust>,
+    /// Why it is not trusted.
+    pub trust_reason: Option<String>,
     pub calls: i64,
     pub errors: Vec<ErrorCount>,
     /// Latency percentiles of recent calls, in microseconds.
@@ -90,6 +108,23 @@ impl From<PluginStatus> for Plugin {
             },
             load_error: s.load_error,
             tenants: s.tenants,
+            signer: s
+                .trust
+                .as_ref()
+                .and_then(|t| t.signer())
+                .map(str::to_owned),
+            trust: s.trust.as_ref().map(|t| {
+                if t.is_trusted() {
+                    PluginTrust::Trusted
+                } else {
+                    PluginTrust::Untrusted
+                }
+            }),
+            trust_reason: s
+                .trust
+                .as_ref()
+                .and_then(|t| t.reason())
+                .map(str::to_owned),
             calls: s.stats.calls as i64,
             errors: s
                 .stats
@@ -242,6 +277,38 @@ pub struct PluginMutation;
 
 #[Object]
 impl PluginMutation {
+    /// Withdraws the newest installed version of a module from this host's plugins folder
+    /// and reloads, so the version before it runs again (administrators only; audited).
+    /// Tenants that pin a version keep it.
+    async fn rollback_plugin(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<ReloadPluginsPayload> {
+        let actor = actor(ctx).gql()?;
+        require_admin(actor).gql()?;
+        let reloader = reloader(ctx);
+        let dir = reloader.host.plugins_dir().to_owned();
+        let module = id.clone();
+        let done = tokio::task::spawn_blocking(move || plugins::tooling::rollback(&dir, &module))
+            .await
+            .map_err(|e| Error::Internal(format!("rollback task: {e}")))
+            .gql()?
+            .map_err(|e| Error::invalid("id", e))
+            .gql()?;
+        shoal_crm::audit::record_alone(
+            db(ctx),
+            actor,
+            "plugins.rollback",
+            "plugin",
+            &id,
+            serde_json::json!({ "done": done.trim() }),
+        )
+        .await
+        .gql()?;
+        self.reload_plugins(ctx).await
+    }
+
     /// Re-reads the configuration and the plugins folder and swaps modules atomically;
     /// calls in flight finish on the old versions (administrators only).
     async fn reload_plugins(

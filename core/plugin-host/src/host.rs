@@ -14,11 +14,13 @@ use tokio::sync::Semaphore;
 use super::{
     abi::latest as types,
     call::{CallError, CallReport, Params},
-    manifest::{capability_name, capability_names},
+    manifest::{Manifest, capability_name, capability_names},
     runtime::{Loaded, Runtime},
     stats::{Stats, StatsSnapshot},
+    trust::{self, Trust},
+    versions::VersionKey,
 };
-use shoal_base::config::Config;
+use shoal_base::config::{Config, TrustMode};
 
 /// A module that could not be loaded, and why.
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ pub struct ReloadReport {
     pub failed: Vec<LoadFailure>,
 }
 
-/// A module as an administrator sees it.
+/// A module version as an administrator sees it.
 #[derive(Debug, Clone)]
 pub struct PluginStatus {
     pub id: String,
@@ -46,7 +48,10 @@ pub struct PluginStatus {
     pub sha256: Option<String>,
     pub loaded: bool,
     pub load_error: Option<String>,
+    /// Tenants that run this version (the newest, or the one they pin).
     pub tenants: Vec<String>,
+    /// The trust store's verdict (`None` when the module could not be judged).
+    pub trust: Option<Trust>,
     pub stats: StatsSnapshot,
 }
 
@@ -90,13 +95,54 @@ pub enum ReplayError {
     Call(#[from] CallError),
 }
 
+/// One installed version of a module and the trust store's verdict on it.
+#[derive(Debug, Clone)]
+struct Installed {
+    loaded: Arc<Loaded>,
+    trust: Trust,
+}
+
+/// A module a tenant enables: its parameters and the version it pins, if any.
+#[derive(Debug)]
+struct Enabled {
+    params: Arc<Params>,
+    json: serde_json::Value,
+    pin: Option<String>,
+}
+
 /// One consistent view: modules plus the tenants' module settings.
 #[derive(Debug, Default)]
 struct Snapshot {
-    plugins: BTreeMap<String, Arc<Loaded>>,
+    /// id → version → module: every version installed, side by side.
+    modules: BTreeMap<String, BTreeMap<VersionKey, Installed>>,
     failures: Vec<LoadFailure>,
-    /// tenant → enabled module id → parameters.
-    tenants: BTreeMap<String, BTreeMap<String, (Arc<Params>, serde_json::Value)>>,
+    /// tenant → enabled module id → settings.
+    tenants: BTreeMap<String, BTreeMap<String, Enabled>>,
+}
+
+impl Snapshot {
+    /// The version `tenant` runs: the one it pins, else the newest installed.
+    fn active(&self, tenant: &str, id: &str) -> Option<&Installed> {
+        let versions = self.modules.get(id)?;
+        let pin = self
+            .tenants
+            .get(tenant)
+            .and_then(|m| m.get(id))
+            .and_then(|e| e.pin.as_deref());
+        match pin {
+            Some(v) => versions.get(&VersionKey::new(v)),
+            None => versions.values().next_back(),
+        }
+    }
+
+    /// Any installed version of `id` whose wasm has this SHA-256.
+    fn by_sha(&self, id: &str, sha256: &str) -> Option<Arc<Loaded>> {
+        self.modules
+            .get(id)?
+            .values()
+            .find(|i| i.loaded.manifest.sha256.eq_ignore_ascii_case(sha256))
+            .map(|i| i.loaded.clone())
+    }
 }
 
 #[derive(Debug)]
@@ -104,6 +150,8 @@ pub struct PluginHost {
     runtime: Arc<Runtime>,
     snapshot: RwLock<Arc<Snapshot>>,
     stats: Mutex<HashMap<(String, String), Arc<Stats>>>,
+    /// Versions no longer installed, loaded again from the archive to replay bills.
+    replays: Mutex<HashMap<String, Arc<Loaded>>>,
     permits: Arc<Semaphore>,
     /// Serialises reloads (calls never wait for it).
     reloading: Mutex<()>,
@@ -118,6 +166,7 @@ impl PluginHost {
             runtime,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             stats: Mutex::new(HashMap::new()),
+            replays: Mutex::new(HashMap::new()),
             reloading: Mutex::new(()),
         });
         let report = host.reload(config);
@@ -125,7 +174,10 @@ impl PluginHost {
     }
 
     /// Re-reads the plugins folder and the tenants' module settings and swaps them in at
-    /// once. Calls in flight finish on the modules they started with. Limits and the
+    /// once. Calls in flight finish on the modules they started with. Every folder holds
+    /// one module version; several versions of a module may be installed side by side
+    /// (folders starting with `.` are skipped). Each is judged by the trust store, which
+    /// in production refuses the untrusted ones before they are compiled. Limits and the
     /// folder location are fixed at start.
     pub fn reload(&self, config: &Config) -> ReloadReport {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,59 +189,82 @@ impl PluginHost {
                     .filter_map(|e| e.ok())
                     .map(|e| e.path())
                     .filter(|p| p.is_dir())
+                    .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                     .collect()
             })
             .unwrap_or_default();
         folders.sort();
         let current = self.current();
+        let store = &config.plugins.trust;
+        let now = chrono::Utc::now();
         for folder in folders {
-            let manifest_id = super::manifest::Manifest::read(&folder)
-                .ok()
-                .map(|(m, _)| m.id);
-            // unchanged modules are kept as they are (no recompilation, no re-instantiation)
-            let unchanged = super::manifest::Manifest::read(&folder)
-                .ok()
-                .and_then(|(m, _)| {
-                    current
-                        .plugins
-                        .get(&m.id)
-                        .filter(|l| l.manifest == m && l.source.starts_with(&folder))
-                        .cloned()
+            let manifest = Manifest::read(&folder).ok().map(|(m, _)| m);
+            let refuse = |next: &mut Snapshot, error: String| {
+                tracing::error!(folder = %folder.display(), "module refused: {error}");
+                next.failures.push(LoadFailure {
+                    source: folder.clone(),
+                    id: manifest.as_ref().map(|m| m.id.clone()),
+                    error,
                 });
+            };
+            let verdict = manifest.as_ref().map(|m| trust::judge(&folder, m, store, now));
+            if let (Some(m), Some(Trust::Untrusted { reason, .. })) = (&manifest, &verdict) {
+                let module = format!("module `{}` {}", m.id, m.version);
+                if store.mode == TrustMode::Production {
+                    refuse(
+                        &mut next,
+                        format!("{module} refused (plugins.trust.mode = production): {reason}"),
+                    );
+                    continue;
+                }
+                tracing::warn!(
+                    folder = %folder.display(),
+                    "{module} is not trusted, loaded anyway (plugins.trust.mode = development; production would refuse it): {reason}"
+                );
+            }
+            // unchanged modules are kept as they are (no recompilation, no re-instantiation)
+            let unchanged = manifest.as_ref().and_then(|m| {
+                current
+                    .modules
+                    .get(&m.id)?
+                    .get(&VersionKey::new(&m.version))
+                    .filter(|i| i.loaded.manifest == *m && i.loaded.source.starts_with(&folder))
+                    .map(|i| i.loaded.clone())
+            });
             let result = match unchanged {
                 Some(loaded) => Ok(loaded),
                 None => self.runtime.load_dir(&folder).map(Arc::new),
             };
-            match result {
-                Ok(loaded) => {
-                    let id = loaded.manifest.id.clone();
-                    if let Some(first) = next.plugins.get(&id) {
-                        next.failures.push(LoadFailure {
-                            source: folder.clone(),
-                            id: Some(id.clone()),
-                            error: format!(
-                                "duplicate module id `{id}`: also loaded from {}",
-                                first.source.display()
-                            ),
-                        });
-                        continue;
-                    }
-                    tracing::info!(
-                        module = %id, version = %loaded.manifest.version, abi = %loaded.abi,
-                        cached = loaded.from_cache, load_ms = loaded.load_time.as_secs_f64() * 1000.0,
-                        "module loaded"
-                    );
-                    next.plugins.insert(id, loaded);
-                }
+            let loaded = match result {
+                Ok(loaded) => loaded,
                 Err(error) => {
-                    tracing::error!(folder = %folder.display(), "module refused: {error}");
-                    next.failures.push(LoadFailure {
-                        source: folder,
-                        id: manifest_id,
-                        error,
-                    });
+                    refuse(&mut next, error);
+                    continue;
                 }
+            };
+            let id = loaded.manifest.id.clone();
+            let version = VersionKey::new(&loaded.manifest.version);
+            let versions = next.modules.entry(id.clone()).or_default();
+            if let Some(first) = versions.get(&version) {
+                let error = format!(
+                    "duplicate module `{id}` {}: also loaded from {}",
+                    version.as_str(),
+                    first.loaded.source.display()
+                );
+                refuse(&mut next, error);
+                continue;
             }
+            tracing::info!(
+                module = %id, version = %loaded.manifest.version, abi = %loaded.abi,
+                signer = verdict.as_ref().and_then(Trust::signer).unwrap_or("-"),
+                cached = loaded.from_cache, load_ms = loaded.load_time.as_secs_f64() * 1000.0,
+                "module loaded"
+            );
+            let trust = verdict.unwrap_or(Trust::Untrusted {
+                key: None,
+                reason: "no manifest".into(),
+            });
+            versions.insert(version, Installed { loaded, trust });
         }
         for (tenant_id, tenant) in &config.tenants {
             let enabled = tenant
@@ -198,17 +273,41 @@ impl PluginHost {
                 .filter(|(_, m)| m.enabled)
                 .map(|(id, m)| {
                     let json = serde_json::to_value(&m.params).unwrap_or_default();
-                    (id.clone(), (Arc::new(Params::from_toml(&m.params)), json))
+                    let enabled = Enabled {
+                        params: Arc::new(Params::from_toml(&m.params)),
+                        json,
+                        pin: m.version.clone(),
+                    };
+                    (id.clone(), enabled)
                 })
                 .collect();
             next.tenants.insert(tenant_id.clone(), enabled);
         }
+        // a pin naming a version that is not installed is reported (its calls fail)
+        for (tenant_id, enabled) in &next.tenants {
+            for (id, e) in enabled {
+                if let Some(pin) = &e.pin
+                    && next.modules.contains_key(id)
+                    && next.active(tenant_id, id).is_none()
+                {
+                    tracing::error!(
+                        tenant = %tenant_id, module = %id,
+                        "tenants.{tenant_id}.modules.{id}.version pins {pin}, which is not installed"
+                    );
+                }
+            }
+        }
         let report = ReloadReport {
-            loaded: next.plugins.keys().cloned().collect(),
+            loaded: next.modules.keys().cloned().collect(),
             failed: next.failures.clone(),
         };
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         report
+    }
+
+    /// The plugins folder this host loads from.
+    pub fn plugins_dir(&self) -> &std::path::Path {
+        &self.runtime.limits.dir
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -253,11 +352,12 @@ impl PluginHost {
         let not_enabled = || CallError::NotEnabled {
             module: module.to_owned(),
         };
-        let (params, params_json) = snapshot
+        let enabled = snapshot
             .tenants
             .get(tenant)
             .and_then(|m| m.get(module))
             .ok_or_else(not_enabled)?;
+        let (params, params_json) = (&enabled.params, &enabled.json);
         let (params, params_json) = match overrides.filter(|o| !o.is_empty()) {
             None => (params.clone(), params_json.clone()),
             Some(extra) => {
@@ -270,11 +370,13 @@ impl PluginHost {
             }
         };
         let loaded = snapshot
-            .plugins
-            .get(module)
-            .cloned()
+            .active(tenant, module)
+            .map(|i| i.loaded.clone())
             .ok_or_else(|| CallError::NotLoaded {
-                module: module.to_owned(),
+                module: match &enabled.pin {
+                    Some(pin) => format!("{module} {pin} (the version this tenant pins)"),
+                    None => module.to_owned(),
+                },
             })?;
         let limits = &self.runtime.limits;
         let refused = |error: CallError| {
@@ -395,7 +497,9 @@ impl PluginHost {
     }
 
     /// Re-runs a recorded settlement on exactly the module (by SHA-256) and parameters that
-    /// produced it; the tenant's current settings play no part.
+    /// produced it; the tenant's current settings play no part. The version may be any
+    /// installed one, or one no longer installed that this host loaded before (every loaded
+    /// module is archived by SHA-256 under the cache folder).
     pub async fn replay_settle(
         &self,
         module: &str,
@@ -404,21 +508,22 @@ impl PluginHost {
         params: serde_json::Map<String, serde_json::Value>,
         request: types::SettleRequest,
     ) -> Result<Result<types::Settlement, types::PluginError>, ReplayError> {
-        let loaded = self
-            .current()
-            .plugins
-            .get(module)
-            .cloned()
-            .ok_or_else(|| ReplayError::NotLoaded(module.to_owned()))?;
-        if !loaded.manifest.sha256.eq_ignore_ascii_case(sha256) {
-            return Err(ReplayError::OtherVersion {
-                id: module.to_owned(),
-                version: version.to_owned(),
-                sha256: sha256.to_owned(),
-                loaded_version: loaded.manifest.version.clone(),
-                loaded_sha256: loaded.manifest.sha256.clone(),
-            });
-        }
+        let snapshot = self.current();
+        let loaded = match snapshot.by_sha(module, sha256) {
+            Some(loaded) => loaded,
+            None => self.archived(module, sha256).ok_or_else(|| {
+                match snapshot.modules.get(module).and_then(|v| v.values().next_back()) {
+                    None => ReplayError::NotLoaded(module.to_owned()),
+                    Some(newest) => ReplayError::OtherVersion {
+                        id: module.to_owned(),
+                        version: version.to_owned(),
+                        sha256: sha256.to_owned(),
+                        loaded_version: newest.loaded.manifest.version.clone(),
+                        loaded_sha256: newest.loaded.manifest.sha256.clone(),
+                    },
+                }
+            })?,
+        };
         let runtime = self.runtime.clone();
         let permit = self
             .permits
@@ -435,6 +540,34 @@ impl PluginHost {
         .await
         .map_err(|e| CallError::Host(format!("replay task failed: {e}")))?;
         Ok(result?)
+    }
+
+    /// A version no longer installed, from the archive (kept loaded once asked for).
+    fn archived(&self, module: &str, sha256: &str) -> Option<Arc<Loaded>> {
+        let key = sha256.to_ascii_lowercase();
+        if let Some(loaded) = self
+            .replays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Some(loaded.clone());
+        }
+        match self.runtime.load_archived(&key) {
+            Ok(loaded) if loaded.manifest.id == module => {
+                let loaded = Arc::new(loaded);
+                self.replays
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, loaded.clone());
+                Some(loaded)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(module, sha256, "no archived version: {e}");
+                None
+            }
+        }
     }
 
     /// Tags decided by a module for one customer. Fails open: on any failure (host or
@@ -474,8 +607,9 @@ impl PluginHost {
         };
         enabled
             .iter()
-            .filter_map(|(id, (_, params))| {
-                let loaded = snapshot.plugins.get(id)?;
+            .filter_map(|(id, e)| {
+                let loaded = &snapshot.active(tenant, id)?.loaded;
+                let params = &e.json;
                 Some(ModuleView {
                     info: loaded.info.clone(),
                     capabilities: capability_names(&loaded.info.capabilities),
@@ -495,36 +629,43 @@ impl PluginHost {
         };
         enabled
             .keys()
-            .filter_map(|id| snapshot.plugins.get(id))
-            .flat_map(|loaded| loaded.manifest.sensitive_fields.iter().cloned())
+            .filter_map(|id| snapshot.active(tenant, id))
+            .flat_map(|i| i.loaded.manifest.sensitive_fields.iter().cloned())
             .collect()
     }
 
-    /// Every module, loaded or refused, with the tenants enabling it and its call stats.
+    /// Every module version, loaded or refused, with the tenants running it, the trust
+    /// store's verdict and its call stats.
     pub fn statuses(&self) -> Vec<PluginStatus> {
         let snapshot = self.current();
-        let tenants_of = |id: &str| -> Vec<String> {
-            snapshot
-                .tenants
-                .iter()
-                .filter(|(_, m)| m.contains_key(id))
-                .map(|(t, _)| t.clone())
-                .collect()
-        };
-        let mut out: Vec<PluginStatus> = snapshot
-            .plugins
-            .values()
-            .map(|l| PluginStatus {
-                id: l.manifest.id.clone(),
-                version: Some(l.manifest.version.clone()),
-                abi_version: Some(l.abi.to_string()),
-                sha256: Some(l.manifest.sha256.clone()),
-                loaded: true,
-                load_error: None,
-                tenants: tenants_of(&l.manifest.id),
-                stats: self.stats_of(l).snapshot(),
-            })
-            .collect();
+        let mut out: Vec<PluginStatus> = Vec::new();
+        for versions in snapshot.modules.values() {
+            for installed in versions.values() {
+                let l = &installed.loaded;
+                let tenants = snapshot
+                    .tenants
+                    .iter()
+                    .filter(|(t, m)| {
+                        m.contains_key(&l.manifest.id)
+                            && snapshot
+                                .active(t, &l.manifest.id)
+                                .is_some_and(|i| Arc::ptr_eq(&i.loaded, l))
+                    })
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                out.push(PluginStatus {
+                    id: l.manifest.id.clone(),
+                    version: Some(l.manifest.version.clone()),
+                    abi_version: Some(l.abi.to_string()),
+                    sha256: Some(l.manifest.sha256.clone()),
+                    loaded: true,
+                    load_error: None,
+                    tenants,
+                    trust: Some(installed.trust.clone()),
+                    stats: self.stats_of(l).snapshot(),
+                });
+            }
+        }
         out.extend(snapshot.failures.iter().map(|f| {
             let id = f.id.clone().unwrap_or_else(|| {
                 f.source
@@ -533,13 +674,19 @@ impl PluginHost {
                     .unwrap_or_default()
             });
             PluginStatus {
-                tenants: tenants_of(&id),
+                tenants: snapshot
+                    .tenants
+                    .iter()
+                    .filter(|(_, m)| m.contains_key(&id))
+                    .map(|(t, _)| t.clone())
+                    .collect(),
                 id,
                 version: None,
                 abi_version: None,
                 sha256: None,
                 loaded: false,
                 load_error: Some(f.error.clone()),
+                trust: None,
                 stats: StatsSnapshot::default(),
             }
         }));

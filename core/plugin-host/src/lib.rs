@@ -5,6 +5,8 @@
 //!   with a deny-all, deterministic WASI;
 //! - `manifest`, `cache`, `runtime`: from a plugins folder to ready-to-instantiate modules;
 //! - `call`: one call = one fresh store, with limits, logs and typed failures;
+//! - `trust`: whether a module is signed by a key the trust store accepts for it;
+//! - `versions`: several versions of one module side by side, ordered;
 //! - `host`: the registry the rest of Shoal uses, swapped atomically on reload.
 
 pub mod abi;
@@ -15,8 +17,11 @@ mod host;
 mod manifest;
 mod reload;
 mod runtime;
+pub mod signing;
 mod stats;
 pub mod tooling;
+mod trust;
+mod versions;
 
 pub use abi::latest as types;
 pub use call::{CallError, CallReport, LogLine, Params};
@@ -27,3 +32,5 @@ pub use manifest::{Manifest, capability_name, capability_names, industry_name};
 pub use reload::{ConfigProvider, Reloader};
 pub use runtime::{Loaded, Runtime, sha256_hex};
 pub use stats::StatsSnapshot;
+pub use trust::{Trust, judge as judge_trust};
+pub use versions::VersionKey;

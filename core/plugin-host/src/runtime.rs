@@ -101,6 +101,47 @@ impl Runtime {
                 wasm_path.display()
             ));
         }
+        let loaded = self.load(manifest, abi, &bytes, wasm_path)?;
+        self.archive(&loaded.manifest, &bytes);
+        Ok(loaded)
+    }
+
+    /// Where a loaded version is kept, by the SHA-256 of its wasm, so bills it settled can
+    /// be replayed after it is uninstalled.
+    fn archive_dir(&self, sha256: &str) -> PathBuf {
+        self.limits.cache_dir.join("archive").join(sha256)
+    }
+
+    /// Keeps a copy of the module (its manifest and wasm) in the archive, once.
+    fn archive(&self, manifest: &Manifest, bytes: &[u8]) {
+        let dir = self.archive_dir(&manifest.sha256.to_ascii_lowercase());
+        if dir.join("manifest.toml").is_file() {
+            return;
+        }
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("module.wasm"), bytes)?;
+            let mut kept = manifest.clone();
+            kept.wasm = Some("module.wasm".into());
+            let text = toml::to_string(&kept).map_err(std::io::Error::other)?;
+            // the manifest last: its presence says the copy is whole
+            std::fs::write(dir.join("manifest.toml"), text)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(module = %manifest.id, "cannot archive the module for replays: {e}");
+        }
+    }
+
+    /// A version from the archive (checked against its SHA-256 like any module).
+    pub fn load_archived(&self, sha256: &str) -> Result<Loaded, String> {
+        let dir = self.archive_dir(sha256);
+        let (manifest, wasm_path) = Manifest::read(&dir)?;
+        let abi = AbiVersion::parse(&manifest.abi_version)
+            .ok_or_else(|| format!("bad ABI version `{}`", manifest.abi_version))?;
+        let bytes = self.read_wasm(&wasm_path)?;
+        if !sha256_hex(&bytes).eq_ignore_ascii_case(sha256) {
+            return Err(format!("the archived {} is damaged", wasm_path.display()));
+        }
         self.load(manifest, abi, &bytes, wasm_path)
     }
 

@@ -54,6 +54,7 @@ async fn bench(url: &str, dir: &std::path::Path) {
         ModuleConfig {
             enabled: true,
             params,
+            version: None,
         },
     );
     let db = common::open(url, &config).await;

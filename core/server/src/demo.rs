@@ -86,6 +86,7 @@ pub fn add_tenant(config: &mut Config, key: &str) -> bool {
             shoal_base::config::ModuleConfig {
                 enabled: true,
                 params: Default::default(),
+                version: None,
             },
         );
     }

@@ -11,7 +11,7 @@ use shoal_base::{
     config::{Config, ConfigSource, LogFormat},
     storage::{self, Db},
 };
-use shoal_plugin_host::tooling;
+use shoal_plugin_host::{signing, tooling};
 use shoal_server::{
     demo,
     server::{self, ServeOptions},
@@ -134,6 +134,37 @@ enum PluginCommand {
     /// Run a module's exports on JSON fixtures through the real runtime and compare the
     /// results with the expected ones; prints fuel, memory and output size against limits.
     Test { wasm: PathBuf, fixtures: PathBuf },
+    /// Create an Ed25519 signing key: writes the private key, prints the public key and
+    /// the trust-store entry for it.
+    Keygen {
+        /// The id signatures will name (e.g. `acme-2026`).
+        #[arg(long)]
+        id: String,
+        /// The private key file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Sign a module folder's manifest.toml (writes manifest.sig beside it).
+    Sign {
+        /// The module folder (manifest.toml and its wasm).
+        dir: PathBuf,
+        /// The private key file (`shoal plugin keygen`, or an `openssl genpkey -algorithm
+        /// ed25519` PEM).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The key id, when the key file names none.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Check a module folder against the configured trust store, as a host would; exits 1
+    /// when production would refuse it.
+    Verify { dir: PathBuf },
+    /// Withdraw the newest installed version of a module (to `.withdrawn/` in the plugins
+    /// folder) so the previous one runs after the next reload.
+    Rollback {
+        /// The module id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -288,6 +319,14 @@ fn plugin(config: &Config, command: PluginCommand) -> ExitCode {
             tooling::inspect(&config.plugins, &wasm).map(|out| (out, true))
         }
         PluginCommand::Test { wasm, fixtures } => tooling::test(&config.plugins, &wasm, &fixtures),
+        PluginCommand::Keygen { id, out } => signing::keygen(&id, &out).map(|out| (out, true)),
+        PluginCommand::Sign { dir, key, id } => {
+            signing::sign(&dir, &key, id.as_deref()).map(|out| (out, true))
+        }
+        PluginCommand::Verify { dir } => signing::verify(&dir, &config.plugins.trust),
+        PluginCommand::Rollback { id } => {
+            tooling::rollback(&config.plugins.dir, &id).map(|out| (out, true))
+        }
     };
     match result {
         Ok((out, passed)) => {

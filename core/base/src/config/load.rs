@@ -159,6 +159,9 @@ impl Validator<'_> {
         if plugins.memory_bytes > 4 << 30 {
             return Err(self.invalid("plugins.memory_bytes".into(), "must be at most 4 GiB"));
         }
+        if let Some((key, message)) = plugins.trust.problems().into_iter().next() {
+            return Err(self.invalid(key, message));
+        }
         for (tenant_id, tenant) in &mut config.tenants {
             self.check_tenant(tenant_id, tenant)?;
         }

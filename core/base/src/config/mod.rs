@@ -7,6 +7,7 @@ mod load;
 mod redact;
 mod roles;
 mod tenants;
+mod trust;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
@@ -17,6 +18,7 @@ pub use load::{
 };
 pub use redact::url as redact_url;
 pub use roles::{GrantSpec, RoleSpec};
+pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 pub use tenants::{
     ApiKeyConfig, CapConfig, ConflictRule, ContactConfig, DedupeConfig, DepartmentConfig, MatchKey,
     ModuleConfig, QualityConfig, QuietHoursConfig, TenantConfig, UserConfig,
@@ -96,6 +98,9 @@ pub struct PluginsConfig {
     pub max_log_bytes: usize,
     pub max_binary_bytes: usize,
     pub max_concurrent_calls: usize,
+    /// Which vendor keys may sign which modules, and what to do with the others.
+    #[serde(default)]
+    pub trust: TrustConfig,
 }
 
 /// The SOP workers every host runs: the dispatcher (triggers → enrolments), the step runner

@@ -342,6 +342,10 @@ pub struct ModuleConfig {
     /// Free-form parameters handed to the module (e.g. a regional price-tier table).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// Run this version of the module (when several are installed) rather than the
+    /// newest: a pin, or a rollback for this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
