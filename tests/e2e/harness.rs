@@ -615,6 +615,45 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     ))
 }
 
+/// The `sample` module built with its `v2` feature: "version B" of the upgrade test
+/// (version 2.0.0, tier-1 +20% instead of +10%) — different code, built once per run into
+/// a target folder of its own.
+pub fn plugin_wasm_v2() -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let target = fixtures_dir().join("v2");
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(&cargo)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .args([
+                "rustc",
+                "--package",
+                "shoal-plugin-sample",
+                "--features",
+                "v2",
+                "--lib",
+                "--profile",
+                "plugin",
+                "--target",
+                "wasm32-wasip2",
+                "--crate-type",
+                "cdylib",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        panic!("building the sample module's version B failed:\n{e}");
+    }
+    target.join("wasm32-wasip2/plugin/shoal_plugin_sample.wasm")
+}
+
 /// What to write into a test module's manifest.
 pub struct Install<'a> {
     pub id: &'a str,

@@ -22,6 +22,7 @@ mod schema_walk;
 mod scope_walk;
 mod settlement;
 mod sop;
+mod supply_chain;
 mod tags;
 mod trust;
 mod webhooks;

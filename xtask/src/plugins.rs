@@ -155,8 +155,7 @@ pub fn dev_key() -> Result<shoal_signing::SigningKey> {
         return shoal_signing::SigningKey::from_pem(&text)
             .map_err(|e| format!("{}: {e}", path.display()));
     }
-    let (key, pem) =
-        shoal_signing::SigningKey::generate(DEV_KEY_ID).map_err(|e| e.to_string())?;
+    let (key, pem) = shoal_signing::SigningKey::generate(DEV_KEY_ID).map_err(|e| e.to_string())?;
     write(&path, &pem)?;
     eprintln!(
         "xtask: created the development signing key {} ({})",

@@ -61,6 +61,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "shoal-server",
         &[
+            "shoal-signing",
             "shoal-base",
             "shoal-rules",
             "shoal-crm",

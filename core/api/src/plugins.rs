@@ -108,11 +108,7 @@ impl From<PluginStatus> for Plugin {
             },
             load_error: s.load_error,
             tenants: s.tenants,
-            signer: s
-                .trust
-                .as_ref()
-                .and_then(|t| t.signer())
-                .map(str::to_owned),
+            signer: s.trust.as_ref().and_then(|t| t.signer()).map(str::to_owned),
             trust: s.trust.as_ref().map(|t| {
                 if t.is_trusted() {
                     PluginTrust::Trusted
@@ -120,11 +116,7 @@ impl From<PluginStatus> for Plugin {
                     PluginTrust::Untrusted
                 }
             }),
-            trust_reason: s
-                .trust
-                .as_ref()
-                .and_then(|t| t.reason())
-                .map(str::to_owned),
+            trust_reason: s.trust.as_ref().and_then(|t| t.reason()).map(str::to_owned),
             calls: s.stats.calls as i64,
             errors: s
                 .stats

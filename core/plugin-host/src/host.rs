@@ -189,7 +189,10 @@ impl PluginHost {
                     .filter_map(|e| e.ok())
                     .map(|e| e.path())
                     .filter(|p| p.is_dir())
-                    .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                    .filter(|p| {
+                        !p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -207,7 +210,9 @@ impl PluginHost {
                     error,
                 });
             };
-            let verdict = manifest.as_ref().map(|m| trust::judge(&folder, m, store, now));
+            let verdict = manifest
+                .as_ref()
+                .map(|m| trust::judge(&folder, m, store, now));
             if let (Some(m), Some(Trust::Untrusted { reason, .. })) = (&manifest, &verdict) {
                 let module = format!("module `{}` {}", m.id, m.version);
                 if store.mode == TrustMode::Production {
@@ -512,7 +517,11 @@ impl PluginHost {
         let loaded = match snapshot.by_sha(module, sha256) {
             Some(loaded) => loaded,
             None => self.archived(module, sha256).ok_or_else(|| {
-                match snapshot.modules.get(module).and_then(|v| v.values().next_back()) {
+                match snapshot
+                    .modules
+                    .get(module)
+                    .and_then(|v| v.values().next_back())
+                {
                     None => ReplayError::NotLoaded(module.to_owned()),
                     Some(newest) => ReplayError::OtherVersion {
                         id: module.to_owned(),
@@ -617,6 +626,28 @@ impl PluginHost {
                     tag_templates: loaded.tag_templates.clone(),
                     sop_templates: loaded.sop_templates.clone(),
                 })
+            })
+            .collect()
+    }
+
+    /// The modules `tenant` enables that it cannot run, and why (not installed, refused,
+    /// or pinned to a version that is not installed).
+    pub fn unavailable(&self, tenant: &str) -> Vec<(String, String)> {
+        let snapshot = self.current();
+        let Some(enabled) = snapshot.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        enabled
+            .iter()
+            .filter(|(id, _)| snapshot.active(tenant, id).is_none())
+            .map(|(id, e)| {
+                let why = match (&e.pin, snapshot.modules.contains_key(id)) {
+                    (Some(pin), true) => {
+                        format!("the tenant pins version {pin}, which is not installed")
+                    }
+                    _ => "not installed, or refused at load (see `plugins`)".to_owned(),
+                };
+                (id.clone(), why)
             })
             .collect()
     }

@@ -123,7 +123,9 @@ pub fn verify(dir: &Path, store: &TrustConfig) -> Result<(String, bool), String>
         TrustMode::Development => "development",
     };
     Ok(match verdict {
-        trust::Trust::Trusted { key } => (format!("{module}: trusted, signed by key `{key}`\n"), true),
+        trust::Trust::Trusted { key } => {
+            (format!("{module}: trusted, signed by key `{key}`\n"), true)
+        }
         trust::Trust::Untrusted { reason, .. } => (
             format!(
                 "{module}: NOT TRUSTED — {reason}\n(plugins.trust.mode = {mode}: {})\n",

@@ -307,7 +307,12 @@ pub fn rollback(dir: &Path, id: &str) -> Result<String, String> {
     let mut versions: Vec<(crate::VersionKey, std::path::PathBuf)> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .filter_map(|p| {
             let (m, _) = super::Manifest::read(&p).ok()?;
             (m.id == id).then(|| (crate::VersionKey::new(&m.version), p))
@@ -315,7 +320,10 @@ pub fn rollback(dir: &Path, id: &str) -> Result<String, String> {
         .collect();
     versions.sort();
     let Some((newest, folder)) = versions.pop() else {
-        return Err(format!("no version of `{id}` is installed in {}", dir.display()));
+        return Err(format!(
+            "no version of `{id}` is installed in {}",
+            dir.display()
+        ));
     };
     let Some((previous, _)) = versions.last() else {
         return Err(format!(
@@ -325,14 +333,19 @@ pub fn rollback(dir: &Path, id: &str) -> Result<String, String> {
     };
     let withdrawn = dir.join(".withdrawn");
     std::fs::create_dir_all(&withdrawn).map_err(|e| format!("{}: {e}", withdrawn.display()))?;
-    let name = folder.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = folder
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let mut target = withdrawn.join(format!("{name}@{}", newest.as_str()));
     let mut n = 1;
     while target.exists() {
         n += 1;
         target = withdrawn.join(format!("{name}@{}.{n}", newest.as_str()));
     }
-    std::fs::rename(&folder, &target).map_err(|e| format!("cannot move {}: {e}", folder.display()))?;
+    std::fs::rename(&folder, &target)
+        .map_err(|e| format!("cannot move {}: {e}", folder.display()))?;
     Ok(format!(
         "`{id}` {} withdrawn (moved to {}); {} runs after the next reload (`reloadPlugins`, or `kill -HUP` the server). \
          Move the folder back to undo.\n",

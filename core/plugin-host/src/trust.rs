@@ -16,10 +16,7 @@ pub enum Trust {
     /// Signed by `key`, which may sign this module now.
     Trusted { key: String },
     /// Not trusted: who signed it (when a signature names a key) and why not.
-    Untrusted {
-        key: Option<String>,
-        reason: String,
-    },
+    Untrusted { key: Option<String>, reason: String },
 }
 
 impl Trust {
@@ -68,7 +65,9 @@ pub fn judge(dir: &Path, manifest: &Manifest, store: &TrustConfig, now: DateTime
         Err(_) => {
             return untrusted(
                 None,
-                format!("not signed: no {SIGNATURE_FILE} beside its manifest (sign it with `shoal plugin sign`)"),
+                format!(
+                    "not signed: no {SIGNATURE_FILE} beside its manifest (sign it with `shoal plugin sign`)"
+                ),
             );
         }
     };
@@ -108,7 +107,9 @@ fn judge_one(
         ));
     };
     let Ok(public) = PublicKey::parse(&key.public_key) else {
-        return no(format!("key `{key_id}` has no valid public key in the trust store"));
+        return no(format!(
+            "key `{key_id}` has no valid public key in the trust store"
+        ));
     };
     if !public.verifies(manifest, signature) {
         return no(format!(

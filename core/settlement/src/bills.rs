@@ -420,10 +420,24 @@ fn choose_module(host: &PluginHost, tenant: &str, named: Option<&str>) -> Result
         ))),
         None => match candidates.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(Error::invalid(
-                "input.module",
-                "no settlement module is enabled for this tenant",
-            )),
+            [] => {
+                let why: Vec<String> = host
+                    .unavailable(tenant)
+                    .into_iter()
+                    .map(|(id, why)| format!("`{id}`: {why}"))
+                    .collect();
+                Err(Error::invalid(
+                    "input.module",
+                    if why.is_empty() {
+                        "no settlement module is enabled for this tenant".to_owned()
+                    } else {
+                        format!(
+                            "no settlement module is running for this tenant ({})",
+                            why.join("; ")
+                        )
+                    },
+                ))
+            }
             many => Err(Error::invalid(
                 "input.module",
                 format!(

@@ -235,12 +235,22 @@ mod tests {
         assert_eq!(again.id, "acme-2026");
         assert_eq!(again.public_key(), key.public_key());
         let s = key.sign(b"id = \"retail\"\n");
-        assert!(key.public_key().verifies(b"id = \"retail\"\n", &s.signature));
-        assert!(!key.public_key().verifies(b"id = \"retai1\"\n", &s.signature));
+        assert!(
+            key.public_key()
+                .verifies(b"id = \"retail\"\n", &s.signature)
+        );
+        assert!(
+            !key.public_key()
+                .verifies(b"id = \"retai1\"\n", &s.signature)
+        );
         let text = key.public_key().to_string();
         assert_eq!(PublicKey::parse(&text).unwrap(), key.public_key());
         let (other, _) = SigningKey::generate("other").unwrap();
-        assert!(!other.public_key().verifies(b"id = \"retail\"\n", &s.signature));
+        assert!(
+            !other
+                .public_key()
+                .verifies(b"id = \"retail\"\n", &s.signature)
+        );
     }
 
     #[test]

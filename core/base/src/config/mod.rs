@@ -18,11 +18,11 @@ pub use load::{
 };
 pub use redact::url as redact_url;
 pub use roles::{GrantSpec, RoleSpec};
-pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 pub use tenants::{
     ApiKeyConfig, CapConfig, ConflictRule, ContactConfig, DedupeConfig, DepartmentConfig, MatchKey,
     ModuleConfig, QualityConfig, QuietHoursConfig, TenantConfig, UserConfig,
 };
+pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 
 /// The built-in defaults, compiled into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");

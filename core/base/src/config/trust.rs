@@ -95,7 +95,10 @@ impl TrustConfig {
             }
         }
         for (i, entry) in self.revoked_modules.iter().enumerate() {
-            if entry.split_once('@').is_none_or(|(id, v)| id.is_empty() || v.is_empty()) {
+            if entry
+                .split_once('@')
+                .is_none_or(|(id, v)| id.is_empty() || v.is_empty())
+            {
                 out.push((
                     format!("plugins.trust.revoked_modules[{i}]"),
                     format!("`{entry}` is not `id@version`"),

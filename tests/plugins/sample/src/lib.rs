@@ -10,21 +10,26 @@ use shoal_sdk::{
 
 pub struct Sample;
 
+/// The version this build reports: 2.0.0 with the `v2` feature (the upgrade test's "B").
+const VERSION: &str = if cfg!(feature = "v2") {
+    "2.0.0"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
+/// What tier-1 cities pay by default, in percent: 110, or 120 in version B.
+const TIER_1_PERCENT: i64 = if cfg!(feature = "v2") { 120 } else { 110 };
+
 impl Module for Sample {
     fn describe() -> PluginInfo {
-        PluginInfo::new(
-            "sample",
-            "Sample module",
-            env!("CARGO_PKG_VERSION"),
-            Industry::Other,
-        )
-        .description("Reference module for Shoal's own tests")
-        .capabilities(&[
-            Capability::TagTemplates,
-            Capability::SopTemplates,
-            Capability::Settlement,
-            Capability::EvaluateTags,
-        ])
+        PluginInfo::new("sample", "Sample module", VERSION, Industry::Other)
+            .description("Reference module for Shoal's own tests")
+            .capabilities(&[
+                Capability::TagTemplates,
+                Capability::SopTemplates,
+                Capability::Settlement,
+                Capability::EvaluateTags,
+            ])
     }
 
     fn tag_templates() -> Vec<TagTemplate> {
@@ -92,7 +97,7 @@ pub fn settle_bill(request: &SettleRequest) -> Result<Settlement, PluginError> {
             amount: Some(a), ..
         }) => (Decimal::ONE, *a),
         _ => match tier.as_str() {
-            "tier-1" => (Decimal::new(110, 2), Decimal::ZERO),
+            "tier-1" => (Decimal::new(TIER_1_PERCENT, 2), Decimal::ZERO),
             "tier-3" => (Decimal::new(95, 2), Decimal::ZERO),
             _ => (Decimal::ONE, Decimal::ZERO),
         },
