@@ -53,7 +53,7 @@ fn untrusted(key: Option<&str>, reason: String) -> Trust {
 /// wins; otherwise the first one's problem is reported.
 pub fn judge(dir: &Path, manifest: &Manifest, store: &TrustConfig, now: DateTime<Utc>) -> Trust {
     let module = format!("{}@{}", manifest.id, manifest.version);
-    if store.revoked_modules.iter().any(|r| *r == module) {
+    if store.revoked_modules.contains(&module) {
         return untrusted(
             None,
             format!("version {module} is revoked (plugins.trust.revoked_modules)"),
