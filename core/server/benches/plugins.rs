@@ -2,7 +2,9 @@
 //! - a fresh instance + `settle` on a 20-line bill through the `sample` module;
 //! - the same rule compiled natively into the host (the module's own Rust code);
 //! - a warm no-op call (an export that returns nothing, on an existing instance);
-//! - loading a precompiled module from the disk cache.
+//! - loading a precompiled module from the disk cache;
+//! - the trust store's verdict on it (read `manifest.sig`, verify Ed25519 over the
+//!   manifest), which every load in production adds.
 //!
 //! Run with `cargo xtask bench` (it builds the test modules first).
 
@@ -14,7 +16,7 @@ use std::{
 
 use serde_json::json;
 use shoal_base::config::ConfigSource;
-use shoal_plugin_host::{Params, Runtime, sha256_hex, types};
+use shoal_plugin_host::{Manifest, Params, Runtime, judge_trust, sha256_hex, types};
 
 const ROUNDS: usize = 5000;
 
@@ -110,6 +112,34 @@ fn main() {
     );
     let load = stats("plugin load, precompiled from cache", loads);
 
+    // the trust verdict a production load adds
+    let folder = limits.dir.join("sample");
+    let key = shoal_signing::SigningKey::generate("bench").unwrap().0;
+    let mut signatures = shoal_signing::SignatureFile::default();
+    signatures.add(key.sign(&std::fs::read(folder.join("manifest.toml")).unwrap()));
+    std::fs::write(folder.join("manifest.sig"), signatures.render()).unwrap();
+    let store = shoal_base::config::TrustConfig {
+        keys: vec![shoal_base::config::TrustedKey {
+            id: "bench".into(),
+            public_key: key.public_key().to_string(),
+            modules: vec!["sample".into()],
+            valid_from: None,
+            valid_until: None,
+        }],
+        ..Default::default()
+    };
+    let (manifest, _) = Manifest::read(&folder).unwrap();
+    let verdicts: Vec<Duration> = (0..ROUNDS / 10)
+        .map(|_| {
+            let t = Instant::now();
+            let verdict = judge_trust(&folder, &manifest, &store, chrono::Utc::now());
+            let elapsed = t.elapsed();
+            assert!(verdict.is_trusted());
+            elapsed
+        })
+        .collect();
+    let verdict = stats("trust verdict (manifest.sig, Ed25519 verify)", verdicts);
+
     let request: types::SettleRequest = serde_json::from_value(bill_json()).unwrap();
     let host_params = Arc::new(Params::from_json(params.as_object().unwrap().clone()));
     let mut wasm = Vec::with_capacity(ROUNDS);
@@ -172,6 +202,10 @@ fn main() {
     println!(
         "ratio wasm / native settle:          {:>8.1}x",
         w.as_secs_f64() / n.as_secs_f64()
+    );
+    println!(
+        "ratio trust verdict / cached load:   {:>8.3}x",
+        verdict.as_secs_f64() / load.as_secs_f64()
     );
     println!(
         "goals: fresh+settle ≤ 40 µs: {w:.2?}; warm no-op ≤ 300 ns: {warm:.2?}; cached load ≤ 5 ms: {load:.2?}"
