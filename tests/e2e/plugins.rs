@@ -356,7 +356,7 @@ async fn modules_that_do_not_match_their_manifest_or_this_host_are_refused() {
         error_of("d-garbage")
     );
     assert!(
-        error_of("f-sample-again").contains("duplicate module id `sample`"),
+        error_of("f-sample-again").contains("duplicate module `sample` 1.0.0"),
         "{}",
         error_of("f-sample-again")
     );

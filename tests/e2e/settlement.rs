@@ -394,10 +394,16 @@ crate::on_both_backends!(
 );
 
 /// A module whose answer breaks the host's rules fails closed with PLUGIN_FAILED; a bill
-/// whose module version is gone says so when verified.
+/// whose module version was replaced still replays from the archive, and says so when the
+/// version is gone from the archive too.
 #[tokio::test]
 async fn invalid_settlements_fail_closed_and_missing_versions_are_reported() {
-    let s = TestServer::start_with(crate::harness::Backend::Sqlite, |c| {
+    // a cache (and archive) of this server's own: the test empties it
+    let cache = std::env::temp_dir().join(format!("shoal-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let own_cache = cache.clone();
+    let s = TestServer::start_with(crate::harness::Backend::Sqlite, move |c| {
+        c.plugins.cache_dir = own_cache;
         let alpha = c.tenants.get_mut("alpha").unwrap();
         alpha.modules.insert(
             "misbehave".into(),
@@ -457,6 +463,18 @@ async fn invalid_settlements_fail_closed_and_missing_versions_are_reported() {
     );
     let report = s.reload().await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let verify = || {
+        s.ok(
+            ALPHA,
+            "query($id: ID!) { verifyBill(id: $id) { status detail } }",
+            json!({ "id": id }),
+        )
+    };
+    // 1.0.0 is no longer installed: the host loads it from its archive
+    assert_eq!(verify().await["verifyBill"]["status"], "IDENTICAL");
+    // a host that never kept 1.0.0 (another host, an emptied cache) cannot replay it
+    std::fs::remove_dir_all(cache.join("archive")).unwrap();
+    s.reload().await;
     let verified = s
         .ok(
             ALPHA,

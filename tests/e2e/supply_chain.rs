@@ -421,6 +421,18 @@ async fn production_refuses_every_untrusted_module_with_its_own_reason() {
         .filter(|p| p["status"] == "FAILED")
         .count();
     assert_eq!(failed, 8);
+    // a refused version still shows who signed it and the verdict
+    let revoked = by_version(&plugins, "1.0.7");
+    assert_eq!(revoked["status"], "FAILED");
+    assert_eq!(revoked["signer"], "revoked");
+    assert_eq!(revoked["trust"], "UNTRUSTED");
+    assert!(
+        revoked["trustReason"]
+            .as_str()
+            .unwrap()
+            .contains("is revoked"),
+        "{revoked}"
+    );
     s.stop().await;
 }
 

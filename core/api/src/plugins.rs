@@ -82,7 +82,7 @@ pub struct Plugin {
     pub tenants: Vec<String>,
     /// The key that signed it (as its signature names it), if any.
     pub signer: Option<String>,
-    /// The trust store's verdict; null when it could not be loaded.
+    /// The trust store's verdict; null when the manifest could not be read.
     pub trust: Option<PluginTrust>,
     /// Why it is not trusted.
     pub trust_reason: Option<String>,

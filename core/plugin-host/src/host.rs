@@ -29,6 +29,10 @@ pub struct LoadFailure {
     pub source: PathBuf,
     /// The id from its manifest, when the manifest could be read.
     pub id: Option<String>,
+    /// The version from its manifest, when the manifest could be read.
+    pub version: Option<String>,
+    /// The trust store's verdict, when the manifest could be read.
+    pub trust: Option<Trust>,
     pub error: String,
 }
 
@@ -202,17 +206,19 @@ impl PluginHost {
         let now = chrono::Utc::now();
         for folder in folders {
             let manifest = Manifest::read(&folder).ok().map(|(m, _)| m);
+            let verdict = manifest
+                .as_ref()
+                .map(|m| trust::judge(&folder, m, store, now));
             let refuse = |next: &mut Snapshot, error: String| {
                 tracing::error!(folder = %folder.display(), "module refused: {error}");
                 next.failures.push(LoadFailure {
                     source: folder.clone(),
                     id: manifest.as_ref().map(|m| m.id.clone()),
+                    version: manifest.as_ref().map(|m| m.version.clone()),
+                    trust: verdict.clone(),
                     error,
                 });
             };
-            let verdict = manifest
-                .as_ref()
-                .map(|m| trust::judge(&folder, m, store, now));
             if let (Some(m), Some(Trust::Untrusted { reason, .. })) = (&manifest, &verdict) {
                 let module = format!("module `{}` {}", m.id, m.version);
                 if store.mode == TrustMode::Production {
@@ -307,6 +313,11 @@ impl PluginHost {
             failed: next.failures.clone(),
         };
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        // archived versions are loaded again on demand: memory does not grow with history
+        self.replays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         report
     }
 
@@ -712,12 +723,12 @@ impl PluginHost {
                     .map(|(t, _)| t.clone())
                     .collect(),
                 id,
-                version: None,
+                version: f.version.clone(),
                 abi_version: None,
                 sha256: None,
                 loaded: false,
                 load_error: Some(f.error.clone()),
-                trust: None,
+                trust: f.trust.clone(),
                 stats: StatsSnapshot::default(),
             }
         }));
