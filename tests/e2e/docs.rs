@@ -756,7 +756,12 @@ impl Runner<'_> {
                     .envs(self.env.iter())
                     .output()
                     .map_err(|e| format!("`{command}`: {e}"))?;
-                let value = String::from_utf8_lossy(&out.stdout).into_owned();
+                let mut value = String::from_utf8_lossy(&out.stdout).into_owned();
+                if k == "PATH" {
+                    // the binary this test was built with comes first, wherever the target
+                    // folder is
+                    value = format!("{}:{value}", bin.display());
+                }
                 self.env.insert(k.to_owned(), value);
                 continue;
             }
@@ -856,6 +861,15 @@ async fn docs_run(backend: Backend) {
     // (`docs/examples/*.errors.csv`)
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
+    // what earlier runs wrote beside the examples must not stand in for this run's output
+    for entry in std::fs::read_dir(repo().join("docs/examples"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().ends_with(".errors.csv") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
     let Some(demo) = Demo::start(backend).await else {
         return;
     };

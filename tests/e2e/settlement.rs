@@ -21,7 +21,9 @@ async fn with_sample(s: &TestServer) {
     assert_eq!(report.loaded, ["sample"], "{:?}", report.failed);
 }
 
-async fn reference_data(s: &TestServer) {
+/// Alpha's price library (two services, two parts) and participants (hq → store-7 →
+/// staff-1), shared with the supply-chain tests.
+pub(crate) async fn reference_data(s: &TestServer) {
     s.ok(ALPHA, "mutation($i: [ServiceItemInput!]!) { upsertServiceItems(input: $i) }", json!({ "i": [
         { "code": "SVC-INSTALL", "name": "空调安装", "category": "install", "unitPrice": "100.00", "currency": "CNY", "labourMinutes": 60 },
         { "code": "SVC-CLEAN", "name": "清洗保养", "category": "maintenance", "unitPrice": "80", "currency": "CNY", "labourMinutes": 45 } ] }))

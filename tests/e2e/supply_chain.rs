@@ -20,6 +20,7 @@ use shoal_signing::{SignatureFile, SigningKey};
 use crate::harness::{
     ALPHA, Backend, Install, TestServer, install_plugin, plugin_wasm, plugin_wasm_v2,
 };
+use crate::settlement::reference_data;
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -254,6 +255,8 @@ fn the_rollback_command_withdraws_the_newest_version() {
     let plugins = dir.join("plugins");
     install(&plugins, "sample-a", "1.9.0", &plugin_wasm("sample"));
     install(&plugins, "sample-b", "1.10.0", &plugin_wasm("sample"));
+    // a pre-release runs for nobody without a pin: the rollback leaves it
+    install(&plugins, "sample-c", "2.0.0-rc.1", &plugin_wasm("sample"));
     let env = [("SHOAL_PLUGINS__DIR", plugins.to_str().unwrap())];
     let (ok, out) = shoal(&["plugin", "rollback", "sample"], &dir, &env);
     assert!(ok, "{out}");
@@ -270,9 +273,10 @@ fn the_rollback_command_withdraws_the_newest_version() {
     );
     let (ok, out) = shoal(&["plugin", "rollback", "sample"], &dir, &env);
     assert!(
-        !ok && out.contains("1.9.0 is the only version installed"),
+        !ok && out.contains("1.9.0 has no older version installed"),
         "{out}"
     );
+    assert!(plugins.join("sample-c").exists());
 }
 
 /// A server whose plugins folder holds eleven versions of `sample`, signed (or not) every
@@ -284,6 +288,7 @@ async fn judged(mode: TrustMode) -> TestServer {
     let revoked = key("revoked");
     let expired = key("expired");
     let (rotating_out, rotating_in) = (key("acme-2025"), key("acme-2026"));
+    let early = key("acme-2027");
     let now = chrono::Utc::now();
     let keys = vec![
         trusted(&acme, &["sample"]),
@@ -299,6 +304,11 @@ async fn judged(mode: TrustMode) -> TestServer {
             ..trusted(&rotating_out, &["sample"])
         },
         trusted(&rotating_in, &["sample"]),
+        // the next key, announced before its time
+        TrustedKey {
+            valid_from: Some(now + chrono::Duration::days(30)),
+            ..trusted(&early, &["sample"])
+        },
     ];
     let s = TestServer::start_with(Backend::Sqlite, |c| {
         c.plugins.trust.mode = mode;
@@ -333,6 +343,7 @@ async fn judged(mode: TrustMode) -> TestServer {
     sign(&install(p, "v9", "1.0.9", &wasm), &expired);
     sign(&install(p, "v10", "1.0.10", &wasm), &rotating_out);
     sign(&install(p, "v11", "1.0.11", &wasm), &rotating_in);
+    sign(&install(p, "v12", "1.0.12", &wasm), &early);
     s.reload().await;
     s
 }
@@ -378,6 +389,8 @@ async fn production_refuses_every_untrusted_module_with_its_own_reason() {
     }
     // the tenant runs the newest trusted version
     assert_eq!(by_version(&plugins, "1.0.11")["tenants"], json!(["alpha"]));
+    // refused versions run for nobody
+    assert_eq!(by_version(&plugins, "1.0.12")["tenants"], json!([]));
     assert_eq!(by_version(&plugins, "1.0.1")["tenants"], json!([]));
     let hash = plugins["plugins"]
         .as_array()
@@ -407,6 +420,7 @@ async fn production_refuses_every_untrusted_module_with_its_own_reason() {
             "version sample@1.0.8 is revoked (plugins.trust.revoked_modules)",
         ),
         ("1.0.9", "key `expired` was trusted until"),
+        ("1.0.12", "key `acme-2027` is trusted only from"),
     ] {
         let error = refusal(&plugins, version);
         assert!(
@@ -420,7 +434,7 @@ async fn production_refuses_every_untrusted_module_with_its_own_reason() {
         .iter()
         .filter(|p| p["status"] == "FAILED")
         .count();
-    assert_eq!(failed, 8);
+    assert_eq!(failed, 9);
     // a refused version still shows who signed it and the verdict
     let revoked = by_version(&plugins, "1.0.7");
     assert_eq!(revoked["status"], "FAILED");
@@ -474,20 +488,6 @@ async fn development_loads_untrusted_modules_and_says_why() {
 }
 
 const SETTLE: &str = "mutation($input: SettleBillInput!) { settleBill(input: $input) { id total { amount } module { version sha256 } } }";
-
-async fn reference_data(s: &TestServer) {
-    s.ok(ALPHA, "mutation($i: [ServiceItemInput!]!) { upsertServiceItems(input: $i) }", json!({ "i": [
-        { "code": "SVC-INSTALL", "name": "空调安装", "category": "install", "unitPrice": "100.00", "currency": "CNY" } ] }))
-        .await;
-    s.ok(
-        ALPHA,
-        "mutation($i: [ParticipantInput!]!) { upsertParticipants(input: $i) }",
-        json!({ "i": [
-            { "id": "hq", "name": "总部", "role": "hq" },
-            { "id": "store-7", "name": "徐汇店", "role": "store", "parentId": "hq" } ] }),
-    )
-    .await;
-}
 
 fn bill(n: usize) -> Value {
     json!({ "input": { "reference": format!("POS-{n}"), "region": "上海", "currency": "CNY",
@@ -659,7 +659,7 @@ async fn an_upgrade_from_a_to_b_under_load_fails_no_call(s: &TestServer) {
         refused["message"]
             .as_str()
             .unwrap()
-            .contains("the only version installed"),
+            .contains("1.0.0 has no older version loaded"),
         "{refused}"
     );
 
@@ -671,6 +671,20 @@ async fn an_upgrade_from_a_to_b_under_load_fails_no_call(s: &TestServer) {
     assert_eq!(plugins["plugins"], json!([{ "version": "2.0.0" }]));
     assert_eq!(verify(s, &a_bill).await["status"], "IDENTICAL");
     assert_eq!(verify(s, &b_bill).await["status"], "IDENTICAL");
+
+    // revoked in production: the archived A is judged again and not run, not even to replay
+    let mut config = crate::harness::base_config();
+    config.plugins.trust.mode = TrustMode::Production;
+    config.plugins.trust.revoked_modules = vec!["sample@1.0.0".into()];
+    tokio::task::block_in_place(|| s.host().reload(&config));
+    let refused = verify(s, &a_bill).await;
+    assert_eq!(refused["status"], "MODULE_UNAVAILABLE");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("archived, but the trust store refuses it")
+            && detail.contains("sample@1.0.0 is revoked"),
+        "{detail}"
+    );
 }
 
 crate::on_both_backends!(an_upgrade_from_a_to_b_under_load_fails_no_call);
@@ -679,7 +693,11 @@ crate::on_both_backends!(an_upgrade_from_a_to_b_under_load_fails_no_call);
 /// naming a version that is not installed fails its calls with a message saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_runs_the_version_it_pins() {
-    for (pin, expected) in [("1.0.0", Some("1.0.0")), ("1.5.0", None)] {
+    for (pin, expected) in [
+        ("1.0.0", Some("1.0.0")),
+        ("1.5.0", None),
+        ("2.0.0", Some("2.0.0")),
+    ] {
         let s = TestServer::start_with(Backend::Sqlite, |c| {
             let alpha = c.tenants.get_mut("alpha").unwrap();
             alpha.modules.get_mut("sample").unwrap().version = Some(pin.into());
@@ -701,8 +719,21 @@ async fn a_tenant_runs_the_version_it_pins() {
                 assert_eq!(b["module"]["version"], version);
                 assert_eq!(b["total"]["amount"], expected_total(version));
                 let plugins = s.ok(ALPHA, PLUGINS, json!({})).await;
-                assert_eq!(by_version(&plugins, "1.0.0")["tenants"], json!(["alpha"]));
-                assert_eq!(by_version(&plugins, "2.0.0")["tenants"], json!([]));
+                let other = if version == "1.0.0" { "2.0.0" } else { "1.0.0" };
+                assert_eq!(by_version(&plugins, version)["tenants"], json!(["alpha"]));
+                assert_eq!(by_version(&plugins, other)["tenants"], json!([]));
+                // the version a tenant pins is not rolled back from under it
+                if version == "2.0.0" {
+                    let rollback = "mutation { rollbackPlugin(id: \"sample\") { loaded } }";
+                    let e = s.err(ALPHA, rollback, json!({})).await;
+                    assert!(
+                        e["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("`sample` 2.0.0 is pinned by tenant(s) alpha"),
+                        "{e}"
+                    );
+                }
             }
             None => {
                 let e = s.err(ALPHA, SETTLE, bill(1)).await;

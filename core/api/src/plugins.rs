@@ -269,9 +269,9 @@ pub struct PluginMutation;
 
 #[Object]
 impl PluginMutation {
-    /// Withdraws the newest installed version of a module from this host's plugins folder
-    /// and reloads, so the version before it runs again (administrators only; audited).
-    /// Tenants that pin a version keep it.
+    /// Withdraws the newest version of a module this host runs from its plugins folder and
+    /// reloads, so the loaded version before it runs again (administrators only; audited).
+    /// Refused while a tenant pins the newest version.
     async fn rollback_plugin(
         &self,
         ctx: &Context<'_>,
@@ -279,10 +279,9 @@ impl PluginMutation {
     ) -> async_graphql::Result<ReloadPluginsPayload> {
         let actor = actor(ctx).gql()?;
         require_admin(actor).gql()?;
-        let reloader = reloader(ctx);
-        let dir = reloader.host.plugins_dir().to_owned();
+        let host = reloader(ctx).host.clone();
         let module = id.clone();
-        let done = tokio::task::spawn_blocking(move || plugins::tooling::rollback(&dir, &module))
+        let done = tokio::task::spawn_blocking(move || host.withdraw_newest(&module))
             .await
             .map_err(|e| Error::Internal(format!("rollback task: {e}")))
             .gql()?

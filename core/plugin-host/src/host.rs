@@ -85,6 +85,9 @@ pub struct Settled {
 pub enum ReplayError {
     #[error("module `{0}` is not loaded on this host")]
     NotLoaded(String),
+    /// The version is archived but the trust store no longer accepts it (production).
+    #[error("{0}")]
+    Refused(String),
     #[error(
         "the bill was settled by `{id}` {version} (sha256 {sha256}); the loaded version is {loaded_version} (sha256 {loaded_sha256})"
     )]
@@ -122,10 +125,12 @@ struct Snapshot {
     failures: Vec<LoadFailure>,
     /// tenant → enabled module id → settings.
     tenants: BTreeMap<String, BTreeMap<String, Enabled>>,
+    /// The trust store, also for versions replayed from the archive.
+    trust: shoal_base::config::TrustConfig,
 }
 
 impl Snapshot {
-    /// The version `tenant` runs: the one it pins, else the newest installed.
+    /// The version `tenant` runs: the one it pins, else the default.
     fn active(&self, tenant: &str, id: &str) -> Option<&Installed> {
         let versions = self.modules.get(id)?;
         let pin = self
@@ -135,8 +140,20 @@ impl Snapshot {
             .and_then(|e| e.pin.as_deref());
         match pin {
             Some(v) => versions.get(&VersionKey::new(v)),
-            None => versions.values().next_back(),
+            None => Self::default_version(versions).map(|(_, i)| i),
         }
+    }
+
+    /// The version tenants without a pin run: the newest release, or the newest
+    /// pre-release when only pre-releases are installed.
+    fn default_version(
+        versions: &BTreeMap<VersionKey, Installed>,
+    ) -> Option<(&VersionKey, &Installed)> {
+        versions
+            .iter()
+            .rev()
+            .find(|(v, _)| !v.is_pre_release())
+            .or_else(|| versions.iter().next_back())
     }
 
     /// Any installed version of `id` whose wasm has this SHA-256.
@@ -205,22 +222,36 @@ impl PluginHost {
         let store = &config.plugins.trust;
         let now = chrono::Utc::now();
         for folder in folders {
-            let manifest = Manifest::read(&folder).ok().map(|(m, _)| m);
-            let verdict = manifest
-                .as_ref()
-                .map(|m| trust::judge(&folder, m, store, now));
+            // the folder is read once: trust is judged, and the module loaded, from the same
+            // manifest bytes
+            let file = match Manifest::read_file(&folder) {
+                Ok(file) => file,
+                Err(error) => {
+                    tracing::error!(folder = %folder.display(), "module refused: {error}");
+                    next.failures.push(LoadFailure {
+                        source: folder.clone(),
+                        id: None,
+                        version: None,
+                        trust: None,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let manifest = &file.manifest;
+            let verdict = trust::judge(&file, store, now);
             let refuse = |next: &mut Snapshot, error: String| {
                 tracing::error!(folder = %folder.display(), "module refused: {error}");
                 next.failures.push(LoadFailure {
                     source: folder.clone(),
-                    id: manifest.as_ref().map(|m| m.id.clone()),
-                    version: manifest.as_ref().map(|m| m.version.clone()),
-                    trust: verdict.clone(),
+                    id: Some(manifest.id.clone()),
+                    version: Some(manifest.version.clone()),
+                    trust: Some(verdict.clone()),
                     error,
                 });
             };
-            if let (Some(m), Some(Trust::Untrusted { reason, .. })) = (&manifest, &verdict) {
-                let module = format!("module `{}` {}", m.id, m.version);
+            if let Trust::Untrusted { reason, .. } = &verdict {
+                let module = format!("module `{}` {}", manifest.id, manifest.version);
                 if store.mode == TrustMode::Production {
                     refuse(
                         &mut next,
@@ -234,17 +265,15 @@ impl PluginHost {
                 );
             }
             // unchanged modules are kept as they are (no recompilation, no re-instantiation)
-            let unchanged = manifest.as_ref().and_then(|m| {
-                current
-                    .modules
-                    .get(&m.id)?
-                    .get(&VersionKey::new(&m.version))
-                    .filter(|i| i.loaded.manifest == *m && i.loaded.source.starts_with(&folder))
-                    .map(|i| i.loaded.clone())
-            });
+            let unchanged = current
+                .modules
+                .get(&manifest.id)
+                .and_then(|versions| versions.get(&VersionKey::new(&manifest.version)))
+                .filter(|i| i.loaded.manifest == *manifest && i.loaded.source.starts_with(&folder))
+                .map(|i| i.loaded.clone());
             let result = match unchanged {
                 Some(loaded) => Ok(loaded),
-                None => self.runtime.load_dir(&folder).map(Arc::new),
+                None => self.runtime.load_manifest(&file).map(Arc::new),
             };
             let loaded = match result {
                 Ok(loaded) => loaded,
@@ -267,15 +296,17 @@ impl PluginHost {
             }
             tracing::info!(
                 module = %id, version = %loaded.manifest.version, abi = %loaded.abi,
-                signer = verdict.as_ref().and_then(Trust::signer).unwrap_or("-"),
+                signer = verdict.signer().unwrap_or("-"),
                 cached = loaded.from_cache, load_ms = loaded.load_time.as_secs_f64() * 1000.0,
                 "module loaded"
             );
-            let trust = verdict.unwrap_or(Trust::Untrusted {
-                key: None,
-                reason: "no manifest".into(),
-            });
-            versions.insert(version, Installed { loaded, trust });
+            versions.insert(
+                version,
+                Installed {
+                    loaded,
+                    trust: verdict,
+                },
+            );
         }
         for (tenant_id, tenant) in &config.tenants {
             let enabled = tenant
@@ -308,6 +339,7 @@ impl PluginHost {
                 }
             }
         }
+        next.trust = config.plugins.trust.clone();
         let report = ReloadReport {
             loaded: next.modules.keys().cloned().collect(),
             failed: next.failures.clone(),
@@ -319,6 +351,40 @@ impl PluginHost {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         report
+    }
+
+    /// Withdraws the newest version of `id` this host runs (moved to `.withdrawn/` in the
+    /// plugins folder) when an older one is loaded too and no tenant pins it; the caller
+    /// reloads. Returns what was done.
+    pub fn withdraw_newest(&self, id: &str) -> Result<String, String> {
+        let snapshot = self.current();
+        let versions = snapshot
+            .modules
+            .get(id)
+            .ok_or_else(|| format!("no version of `{id}` is loaded"))?;
+        let (newest, installed) = Snapshot::default_version(versions)
+            .ok_or_else(|| format!("no version of `{id}` is loaded"))?;
+        let (previous, _) = versions
+            .range(..newest.clone())
+            .next_back()
+            .ok_or_else(|| {
+                format!(
+                    "`{id}` {} has no older version loaded: nothing to roll back to",
+                    newest.as_str()
+                )
+            })?;
+        let folder = installed
+            .loaded
+            .source
+            .parent()
+            .ok_or("the module has no folder")?
+            .to_owned();
+        let pins: Vec<(String, String)> = snapshot
+            .tenants
+            .iter()
+            .filter_map(|(t, m)| Some((t.clone(), m.get(id)?.pin.clone()?)))
+            .collect();
+        super::tooling::withdraw(self.plugins_dir(), id, newest, &folder, previous, &pins)
     }
 
     /// The plugins folder this host loads from.
@@ -527,7 +593,7 @@ impl PluginHost {
         let snapshot = self.current();
         let loaded = match snapshot.by_sha(module, sha256) {
             Some(loaded) => loaded,
-            None => self.archived(module, sha256).ok_or_else(|| {
+            None => self.archived(module, sha256, version)?.ok_or_else(|| {
                 match snapshot
                     .modules
                     .get(module)
@@ -562,32 +628,55 @@ impl PluginHost {
         Ok(result?)
     }
 
-    /// A version no longer installed, from the archive (kept loaded once asked for).
-    fn archived(&self, module: &str, sha256: &str) -> Option<Arc<Loaded>> {
-        let key = sha256.to_ascii_lowercase();
+    /// A version no longer installed, from the archive (kept loaded until the next reload),
+    /// judged by the trust store like any folder: in production a revoked or untrusted
+    /// version is not run, not even to replay.
+    fn archived(
+        &self,
+        module: &str,
+        sha256: &str,
+        version: &str,
+    ) -> Result<Option<Arc<Loaded>>, ReplayError> {
+        let key = format!("{}/{module}@{version}", sha256.to_ascii_lowercase());
         if let Some(loaded) = self
             .replays
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Some(loaded.clone());
+            return Ok(Some(loaded.clone()));
         }
-        match self.runtime.load_archived(&key) {
-            Ok(loaded) if loaded.manifest.id == module => {
-                let loaded = Arc::new(loaded);
-                self.replays
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, loaded.clone());
-                Some(loaded)
+        let file = match self.runtime.archived(sha256, module, version) {
+            Ok(file)
+                if file.manifest.id == module
+                    && file.manifest.sha256.eq_ignore_ascii_case(sha256) =>
+            {
+                file
             }
-            Ok(_) => None,
+            Ok(_) => return Ok(None),
             Err(e) => {
                 tracing::debug!(module, sha256, "no archived version: {e}");
-                None
+                return Ok(None);
             }
+        };
+        let store = &self.current().trust;
+        if let Trust::Untrusted { reason, .. } = trust::judge(&file, store, chrono::Utc::now())
+            && store.mode == TrustMode::Production
+        {
+            return Err(ReplayError::Refused(format!(
+                "module `{module}` {} is archived, but the trust store refuses it (plugins.trust.mode = production): {reason}",
+                file.manifest.version
+            )));
         }
+        let loaded =
+            Arc::new(self.runtime.load_manifest(&file).map_err(|e| {
+                ReplayError::Refused(format!("the archived copy does not load: {e}"))
+            })?);
+        self.replays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, loaded.clone());
+        Ok(Some(loaded))
     }
 
     /// Tags decided by a module for one customer. Fails open: on any failure (host or
@@ -716,12 +805,8 @@ impl PluginHost {
                     .unwrap_or_default()
             });
             PluginStatus {
-                tenants: snapshot
-                    .tenants
-                    .iter()
-                    .filter(|(_, m)| m.contains_key(&id))
-                    .map(|(t, _)| t.clone())
-                    .collect(),
+                // a refused version runs for nobody
+                tenants: Vec::new(),
                 id,
                 version: f.version.clone(),
                 abi_version: None,

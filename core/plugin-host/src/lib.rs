@@ -28,7 +28,7 @@ pub use call::{CallError, CallReport, LogLine, Params};
 pub use host::{
     LoadFailure, ModuleView, PluginHost, PluginStatus, ReloadReport, ReplayError, Settled,
 };
-pub use manifest::{Manifest, capability_name, capability_names, industry_name};
+pub use manifest::{Manifest, ManifestFile, capability_name, capability_names, industry_name};
 pub use reload::{ConfigProvider, Reloader};
 pub use runtime::{Loaded, Runtime, sha256_hex};
 pub use stats::StatsSnapshot;

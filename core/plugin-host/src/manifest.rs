@@ -65,21 +65,84 @@ pub fn capability_names(set: &[Capability]) -> Vec<&'static str> {
         .collect()
 }
 
+/// A module folder's manifest as read once: its exact bytes (what signatures cover), what
+/// they say, its wasm's path, and the signatures beside it. Everything the host decides
+/// about a folder — trust, loading, archiving — works from this one reading, so the file
+/// cannot change between the check and the use.
+#[derive(Debug, Clone)]
+pub struct ManifestFile {
+    pub bytes: Vec<u8>,
+    pub manifest: Manifest,
+    pub wasm: PathBuf,
+    /// The text of `manifest.sig`, if there is one.
+    pub signatures: Option<String>,
+}
+
 impl Manifest {
     /// Reads `dir/manifest.toml`; returns it and the path of its wasm file.
     pub fn read(dir: &Path) -> Result<(Manifest, PathBuf), String> {
+        let file = Manifest::read_file(dir)?;
+        Ok((file.manifest, file.wasm))
+    }
+
+    /// Reads a module folder's manifest and signatures once.
+    pub fn read_file(dir: &Path) -> Result<ManifestFile, String> {
         let path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
         let manifest: Manifest =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let wasm = dir.join(
-            manifest
-                .wasm
-                .clone()
-                .unwrap_or_else(|| format!("{}.wasm", manifest.id)),
-        );
-        Ok((manifest, wasm))
+            toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+        manifest
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let wasm = dir.join(manifest.wasm_file());
+        let signatures = std::fs::read_to_string(dir.join(shoal_signing::SIGNATURE_FILE)).ok();
+        Ok(ManifestFile {
+            bytes,
+            manifest,
+            wasm,
+            signatures,
+        })
+    }
+
+    /// The wasm's file name (beside the manifest).
+    pub fn wasm_file(&self) -> String {
+        self.wasm
+            .clone()
+            .unwrap_or_else(|| format!("{}.wasm", self.id))
+    }
+
+    /// What the fields must look like: they name files and folders.
+    fn check(&self) -> Result<(), String> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && !s.starts_with('.')
+        };
+        if !plain(&self.id) {
+            return Err(format!(
+                "id `{}` is not 1–64 characters of letters, digits, `-`, `_` and `.`",
+                self.id
+            ));
+        }
+        if crate::VersionKey::parse(&self.version).is_none() {
+            return Err(format!(
+                "version `{}` is not a version like 1.2.0 (or 1.2.0-rc.1)",
+                self.version
+            ));
+        }
+        if let Some(wasm) = &self.wasm
+            && !plain(wasm)
+        {
+            return Err(format!(
+                "wasm `{wasm}` must be a file name beside the manifest"
+            ));
+        }
+        Ok(())
     }
 
     /// The declared capabilities; an unknown name is an error.

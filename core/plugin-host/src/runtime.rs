@@ -15,7 +15,7 @@ use super::{
     cache,
     call::{self, CallError, CallReport, CallState, Params},
     engine::{self, EpochTicker},
-    manifest::{self, Manifest, capability_names},
+    manifest::{self, Manifest, ManifestFile, capability_names},
 };
 use shoal_base::config::PluginsConfig;
 
@@ -84,7 +84,13 @@ impl Runtime {
     /// Loads the module in `dir` (its `manifest.toml` and wasm), refusing it with a message
     /// that says what to do when anything does not match.
     pub fn load_dir(&self, dir: &Path) -> Result<Loaded, String> {
-        let (manifest, wasm_path) = Manifest::read(dir)?;
+        self.load_manifest(&Manifest::read_file(dir)?)
+    }
+
+    /// Loads the module a manifest, read once, describes: its wasm is read once and must
+    /// have the manifest's SHA-256. The module is then kept in the archive.
+    pub fn load_manifest(&self, file: &ManifestFile) -> Result<Loaded, String> {
+        let manifest = &file.manifest;
         let abi = AbiVersion::parse(&manifest.abi_version).ok_or_else(|| {
             format!(
                 "abi_version `{}` is not a version like 1.0.0",
@@ -92,57 +98,74 @@ impl Runtime {
             )
         })?;
         abi::check_supported(abi)?;
-        let bytes = self.read_wasm(&wasm_path)?;
+        let bytes = self.read_wasm(&file.wasm)?;
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&manifest.sha256) {
             return Err(format!(
                 "hash mismatch: the manifest says sha256 {} but {} has {actual}; the file changed after the manifest was written — rebuild with `cargo xtask plugins` or restore the original file",
                 manifest.sha256,
-                wasm_path.display()
+                file.wasm.display()
             ));
         }
-        let loaded = self.load(manifest, abi, &bytes, wasm_path)?;
-        self.archive(&loaded.manifest, &bytes);
+        let loaded = self.load(manifest.clone(), abi, &bytes, file.wasm.clone())?;
+        self.archive(file, &bytes);
         Ok(loaded)
     }
 
-    /// Where a loaded version is kept, by the SHA-256 of its wasm, so bills it settled can
-    /// be replayed after it is uninstalled.
-    fn archive_dir(&self, sha256: &str) -> PathBuf {
-        self.limits.cache_dir.join("archive").join(sha256)
+    /// Where a loaded version is kept — by the SHA-256 of its wasm, then its id and
+    /// version (one binary may ship under several manifests) — so bills it settled can be
+    /// replayed after it is uninstalled; `None` for what cannot name a folder.
+    fn archive_dir(&self, sha256: &str, id: &str, version: &str) -> Option<PathBuf> {
+        let sha256 = sha256.to_ascii_lowercase();
+        let plain = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+        };
+        (sha256.len() == 64
+            && sha256.chars().all(|c| c.is_ascii_hexdigit())
+            && plain(id)
+            && plain(version))
+        .then(|| {
+            self.limits
+                .cache_dir
+                .join("archive")
+                .join(sha256)
+                .join(format!("{id}@{version}"))
+        })
     }
 
-    /// Keeps a copy of the module (its manifest and wasm) in the archive, once.
-    fn archive(&self, manifest: &Manifest, bytes: &[u8]) {
-        let dir = self.archive_dir(&manifest.sha256.to_ascii_lowercase());
+    /// Keeps a copy of the module folder as it was read — the manifest's exact bytes, its
+    /// signatures and the wasm — in the archive, once, so the copy can be judged again.
+    fn archive(&self, file: &ManifestFile, wasm: &[u8]) {
+        let m = &file.manifest;
+        let Some(dir) = self.archive_dir(&m.sha256, &m.id, &m.version) else {
+            return;
+        };
         if dir.join("manifest.toml").is_file() {
             return;
         }
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join("module.wasm"), bytes)?;
-            let mut kept = manifest.clone();
-            kept.wasm = Some("module.wasm".into());
-            let text = toml::to_string(&kept).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join(file.manifest.wasm_file()), wasm)?;
+            if let Some(signatures) = &file.signatures {
+                std::fs::write(dir.join(shoal_signing::SIGNATURE_FILE), signatures)?;
+            }
             // the manifest last: its presence says the copy is whole
-            std::fs::write(dir.join("manifest.toml"), text)
+            std::fs::write(dir.join("manifest.toml"), &file.bytes)
         };
         if let Err(e) = write() {
-            tracing::warn!(module = %manifest.id, "cannot archive the module for replays: {e}");
+            tracing::warn!(module = %file.manifest.id, "cannot archive the module for replays: {e}");
         }
     }
 
-    /// A version from the archive (checked against its SHA-256 like any module).
-    pub fn load_archived(&self, sha256: &str) -> Result<Loaded, String> {
-        let dir = self.archive_dir(sha256);
-        let (manifest, wasm_path) = Manifest::read(&dir)?;
-        let abi = AbiVersion::parse(&manifest.abi_version)
-            .ok_or_else(|| format!("bad ABI version `{}`", manifest.abi_version))?;
-        let bytes = self.read_wasm(&wasm_path)?;
-        if !sha256_hex(&bytes).eq_ignore_ascii_case(sha256) {
-            return Err(format!("the archived {} is damaged", wasm_path.display()));
-        }
-        self.load(manifest, abi, &bytes, wasm_path)
+    /// A version's folder from the archive, read once (for the trust store to judge).
+    pub fn archived(&self, sha256: &str, id: &str, version: &str) -> Result<ManifestFile, String> {
+        let dir = self
+            .archive_dir(sha256, id, version)
+            .ok_or_else(|| format!("`{id}` {version} ({sha256}) names no archive folder"))?;
+        Manifest::read_file(&dir)
     }
 
     /// Loads a wasm file without a manifest (for `shoal plugin inspect` and `test`): the

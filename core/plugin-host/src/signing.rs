@@ -11,9 +11,9 @@ use super::{manifest::Manifest, trust};
 /// Writes a new private key to `out` (refusing to overwrite one) and returns what to
 /// print: the public key and the trust-store entry for it.
 pub fn keygen(id: &str, out: &Path) -> Result<String, String> {
-    if id.trim().is_empty() || id.chars().any(|c| c.is_whitespace() || c == '"') {
+    if !valid_key_id(id) {
         return Err(format!(
-            "`{id}` is not a key id (letters, digits, `-`, `_`, `.`)"
+            "`{id}` is not a key id: use 1–64 letters, digits, `-`, `_` and `.`"
         ));
     }
     if out.exists() {
@@ -36,6 +36,14 @@ pub fn keygen(id: &str, out: &Path) -> Result<String, String> {
         key.public_key(),
         key.public_key()
     ))
+}
+
+fn valid_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(unix)]
@@ -69,9 +77,16 @@ pub fn sign(dir: &Path, key_file: &Path, id: Option<&str>) -> Result<String, Str
             key_file.display()
         ));
     }
+    if !valid_key_id(&key.id) {
+        return Err(format!(
+            "`{}` is not a key id: use 1–64 letters, digits, `-`, `_` and `.`",
+            key.id
+        ));
+    }
     // the manifest must be one the host can read, and its wasm must match it
-    let (manifest, wasm) = Manifest::read(dir)?;
-    let bytes = std::fs::read(&wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
+    let read = Manifest::read_file(dir)?;
+    let (manifest, wasm) = (&read.manifest, &read.wasm);
+    let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
     let actual = super::sha256_hex(&bytes);
     if !actual.eq_ignore_ascii_case(&manifest.sha256) {
         return Err(format!(
@@ -80,14 +95,18 @@ pub fn sign(dir: &Path, key_file: &Path, id: Option<&str>) -> Result<String, Str
             manifest.sha256
         ));
     }
-    let manifest_bytes =
-        std::fs::read(dir.join("manifest.toml")).map_err(|e| format!("manifest.toml: {e}"))?;
     let sig_path = dir.join(SIGNATURE_FILE);
-    let mut file = match std::fs::read_to_string(&sig_path) {
-        Ok(text) => SignatureFile::parse(&text).unwrap_or_default(),
-        Err(_) => SignatureFile::default(),
+    // other keys' signatures are kept; a damaged file is not silently replaced
+    let mut file = match &read.signatures {
+        Some(text) => SignatureFile::parse(text).map_err(|e| {
+            format!(
+                "{}: {e}; fix or remove it before signing",
+                sig_path.display()
+            )
+        })?,
+        None => SignatureFile::default(),
     };
-    file.add(key.sign(&manifest_bytes));
+    file.add(key.sign(&read.bytes));
     std::fs::write(&sig_path, file.render())
         .map_err(|e| format!("cannot write {}: {e}", sig_path.display()))?;
     Ok(format!(
@@ -103,8 +122,9 @@ pub fn sign(dir: &Path, key_file: &Path, id: Option<&str>) -> Result<String, Str
 /// Judges the module folder `dir` as the host would with `store`; the text to print and
 /// whether the module would load in production.
 pub fn verify(dir: &Path, store: &TrustConfig) -> Result<(String, bool), String> {
-    let (manifest, wasm) = Manifest::read(dir)?;
-    let bytes = std::fs::read(&wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
+    let read = Manifest::read_file(dir)?;
+    let (manifest, wasm) = (&read.manifest, &read.wasm);
+    let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
     let actual = super::sha256_hex(&bytes);
     let module = format!("module `{}` {}", manifest.id, manifest.version);
     if !actual.eq_ignore_ascii_case(&manifest.sha256) {
@@ -117,7 +137,7 @@ pub fn verify(dir: &Path, store: &TrustConfig) -> Result<(String, bool), String>
             false,
         ));
     }
-    let verdict = trust::judge(dir, &manifest, store, chrono::Utc::now());
+    let verdict = trust::judge(&read, store, chrono::Utc::now());
     let mode = match store.mode {
         TrustMode::Production => "production",
         TrustMode::Development => "development",

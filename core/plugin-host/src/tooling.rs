@@ -302,8 +302,9 @@ fn diff(expected: &str, actual: &str) -> String {
 
 /// `shoal plugin rollback <id>`: withdraws the newest installed version of a module from
 /// the plugins folder (moved to `.withdrawn/`, which hosts skip), so the version before it
-/// runs again after the next reload. Returns what to print.
-pub fn rollback(dir: &Path, id: &str) -> Result<String, String> {
+/// runs again after the next reload. `pins` are the (tenant, version) pins of the module:
+/// a version a tenant pins is not withdrawn from under it. Returns what to print.
+pub fn rollback(dir: &Path, id: &str, pins: &[(String, String)]) -> Result<String, String> {
     let mut versions: Vec<(crate::VersionKey, std::path::PathBuf)> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -319,37 +320,68 @@ pub fn rollback(dir: &Path, id: &str) -> Result<String, String> {
         })
         .collect();
     versions.sort();
-    let Some((newest, folder)) = versions.pop() else {
+    if versions.is_empty() {
         return Err(format!(
             "no version of `{id}` is installed in {}",
             dir.display()
         ));
-    };
-    let Some((previous, _)) = versions.last() else {
+    }
+    // the version tenants without a pin run: the newest release (else the newest)
+    let at = versions
+        .iter()
+        .rposition(|(v, _)| !v.is_pre_release())
+        .unwrap_or(versions.len() - 1);
+    let (newest, folder) = &versions[at];
+    let Some((previous, _)) = at.checked_sub(1).map(|i| &versions[i]) else {
         return Err(format!(
-            "`{id}` {} is the only version installed: nothing to roll back to",
+            "`{id}` {} has no older version installed: nothing to roll back to",
             newest.as_str()
         ));
     };
+    withdraw(dir, id, newest, folder, previous, pins)
+}
+
+/// Moves the folder of `id` `version` into `.withdrawn/` (named after the folder and the
+/// version, both checked when the manifest was read), unless a tenant pins that version.
+pub fn withdraw(
+    dir: &Path,
+    id: &str,
+    version: &crate::VersionKey,
+    folder: &Path,
+    previous: &crate::VersionKey,
+    pins: &[(String, String)],
+) -> Result<String, String> {
+    let pinned: Vec<&str> = pins
+        .iter()
+        .filter(|(_, v)| v == version.as_str())
+        .map(|(t, _)| t.as_str())
+        .collect();
+    if !pinned.is_empty() {
+        return Err(format!(
+            "`{id}` {} is pinned by tenant(s) {}: change their `version` first",
+            version.as_str(),
+            pinned.join(", ")
+        ));
+    }
     let withdrawn = dir.join(".withdrawn");
     std::fs::create_dir_all(&withdrawn).map_err(|e| format!("{}: {e}", withdrawn.display()))?;
     let name = folder
         .file_name()
-        .unwrap_or_default()
+        .ok_or_else(|| format!("{} is not a module folder", folder.display()))?
         .to_string_lossy()
         .into_owned();
-    let mut target = withdrawn.join(format!("{name}@{}", newest.as_str()));
+    let mut target = withdrawn.join(format!("{name}@{}", version.as_str()));
     let mut n = 1;
     while target.exists() {
         n += 1;
-        target = withdrawn.join(format!("{name}@{}.{n}", newest.as_str()));
+        target = withdrawn.join(format!("{name}@{}.{n}", version.as_str()));
     }
-    std::fs::rename(&folder, &target)
+    std::fs::rename(folder, &target)
         .map_err(|e| format!("cannot move {}: {e}", folder.display()))?;
     Ok(format!(
         "`{id}` {} withdrawn (moved to {}); {} runs after the next reload (`reloadPlugins`, or `kill -HUP` the server). \
          Move the folder back to undo.\n",
-        newest.as_str(),
+        version.as_str(),
         target.display(),
         previous.as_str()
     ))

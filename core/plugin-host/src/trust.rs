@@ -2,13 +2,11 @@
 //! with the key and the reason, that `plugins.trust.mode` turns into a refusal
 //! (production) or a warning (development).
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use shoal_base::config::{TrustConfig, id_matches};
 use shoal_signing::{PublicKey, SIGNATURE_FILE, SignatureFile};
 
-use super::manifest::Manifest;
+use super::manifest::ManifestFile;
 
 /// The verdict on one module version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +26,7 @@ impl Trust {
         }
     }
 
+    /// Whether a trusted key signed it.
     pub fn is_trusted(&self) -> bool {
         matches!(self, Trust::Trusted { .. })
     }
@@ -48,41 +47,35 @@ fn untrusted(key: Option<&str>, reason: String) -> Trust {
     }
 }
 
-/// Judges the module in `dir`: its `manifest.toml` (exact bytes) against the signatures
-/// of `manifest.sig` and the trust store, at `now`. Of several signatures, a trusted one
-/// wins; otherwise the first one's problem is reported.
-pub fn judge(dir: &Path, manifest: &Manifest, store: &TrustConfig, now: DateTime<Utc>) -> Trust {
+/// Judges a module folder as read once: the manifest's exact bytes against the signatures
+/// beside it and the trust store, at `now` (the id a key may sign is the id those same
+/// bytes declare). Of several signatures, a trusted one wins; otherwise the first one's
+/// problem is reported.
+pub fn judge(file: &ManifestFile, store: &TrustConfig, now: DateTime<Utc>) -> Trust {
+    let manifest = &file.manifest;
     let module = format!("{}@{}", manifest.id, manifest.version);
-    if store.revoked_modules.contains(&module) {
+    if store.revoked_modules.iter().any(|r| r.trim() == module) {
         return untrusted(
             None,
             format!("version {module} is revoked (plugins.trust.revoked_modules)"),
         );
     }
-    let sig_path = dir.join(SIGNATURE_FILE);
-    let text = match std::fs::read_to_string(&sig_path) {
-        Ok(text) => text,
-        Err(_) => {
-            return untrusted(
-                None,
-                format!(
-                    "not signed: no {SIGNATURE_FILE} beside its manifest (sign it with `shoal plugin sign`)"
-                ),
-            );
-        }
+    let Some(text) = &file.signatures else {
+        return untrusted(
+            None,
+            format!(
+                "not signed: no {SIGNATURE_FILE} beside its manifest (sign it with `shoal plugin sign`)"
+            ),
+        );
     };
-    let file = match SignatureFile::parse(&text) {
-        Ok(file) => file,
+    let signatures = match SignatureFile::parse(text) {
+        Ok(signatures) => signatures,
         Err(e) => return untrusted(None, e.to_string()),
     };
-    let bytes = match std::fs::read(dir.join("manifest.toml")) {
-        Ok(bytes) => bytes,
-        Err(e) => return untrusted(None, format!("cannot read manifest.toml: {e}")),
-    };
-    let verdicts: Vec<Trust> = file
+    let verdicts: Vec<Trust> = signatures
         .signatures
         .iter()
-        .map(|s| judge_one(&bytes, &manifest.id, &s.key, &s.signature, store, now))
+        .map(|s| judge_one(&file.bytes, &manifest.id, &s.key, &s.signature, store, now))
         .collect();
     verdicts
         .iter()

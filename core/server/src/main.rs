@@ -325,7 +325,12 @@ fn plugin(config: &Config, command: PluginCommand) -> ExitCode {
         }
         PluginCommand::Verify { dir } => signing::verify(&dir, &config.plugins.trust),
         PluginCommand::Rollback { id } => {
-            tooling::rollback(&config.plugins.dir, &id).map(|out| (out, true))
+            let pins: Vec<(String, String)> = config
+                .tenants
+                .iter()
+                .filter_map(|(t, c)| Some((t.clone(), c.modules.get(&id)?.version.clone()?)))
+                .collect();
+            tooling::rollback(&config.plugins.dir, &id, &pins).map(|out| (out, true))
         }
     };
     match result {

@@ -25,10 +25,13 @@ pub const SIGNATURE_FILE: &str = "manifest.sig";
 /// What can go wrong with keys and signature files.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SigningError {
+    /// A private key file that is not an Ed25519 key in PKCS#8 PEM.
     #[error("not an Ed25519 private key in PKCS#8 PEM: {0}")]
     BadPrivateKey(String),
+    /// A public key that is not `ed25519:` and the base64 of 32 bytes.
     #[error("not an Ed25519 public key (`ed25519:` and the base64 of 32 bytes): {0}")]
     BadPublicKey(String),
+    /// A `manifest.sig` that does not parse, or holds no signature.
     #[error("{SIGNATURE_FILE} is not valid: {0}")]
     BadSignatureFile(String),
 }
@@ -36,6 +39,7 @@ pub enum SigningError {
 /// A signing key with the id the trust store knows it by.
 #[derive(Debug)]
 pub struct SigningKey {
+    /// The id signatures name; the trust store lists the public key under it.
     pub id: String,
     pair: Ed25519KeyPair,
 }
@@ -59,8 +63,8 @@ impl SigningKey {
         Ok((SigningKey::from_pem(&pem)?, pem))
     }
 
-    /// Reads a private key file (PKCS#8 v1 or v2 in PEM; the id from its `# key id:` line,
-    /// or `fallback_id`).
+    /// Reads a private key file (PKCS#8 v1 or v2 in PEM, any line endings); the id comes
+    /// from its `# key id:` line, and is empty without one.
     pub fn from_pem(text: &str) -> Result<SigningKey, SigningError> {
         let id = text
             .lines()
@@ -69,6 +73,7 @@ impl SigningKey {
             .unwrap_or_default();
         let body: String = text
             .lines()
+            .map(str::trim)
             .skip_while(|l| !l.starts_with("-----BEGIN PRIVATE KEY-----"))
             .skip(1)
             .take_while(|l| !l.starts_with("-----END"))
@@ -164,7 +169,9 @@ impl std::fmt::Display for PublicKey {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
+    /// The id of the key that made it.
     pub key: String,
+    /// The base64 of the 64-byte Ed25519 signature of `manifest.toml`.
     pub signature: String,
 }
 
@@ -173,11 +180,13 @@ pub struct Signature {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureFile {
+    /// One per key.
     #[serde(default)]
     pub signatures: Vec<Signature>,
 }
 
 impl SignatureFile {
+    /// Reads `manifest.sig`; a file without a signature is an error.
     pub fn parse(text: &str) -> Result<SignatureFile, SigningError> {
         let file: SignatureFile =
             toml::from_str(text).map_err(|e| SigningError::BadSignatureFile(e.to_string()))?;
@@ -251,6 +260,14 @@ mod tests {
                 .public_key()
                 .verifies(b"id = \"retail\"\n", &s.signature)
         );
+    }
+
+    #[test]
+    fn key_files_with_windows_line_endings_are_read() {
+        let (key, pem) = SigningKey::generate("crlf").unwrap();
+        let again = SigningKey::from_pem(&pem.replace('\n', "\r\n")).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+        assert_eq!(again.id, "crlf");
     }
 
     #[test]
