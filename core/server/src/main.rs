@@ -11,7 +11,7 @@ use shoal_base::{
     config::{Config, ConfigSource, LogFormat},
     storage::{self, Db},
 };
-use shoal_plugin_host::{signing, tooling};
+use shoal_plugin_host::{keys, tooling};
 use shoal_server::{
     demo,
     server::{self, ServeOptions},
@@ -319,11 +319,11 @@ fn plugin(config: &Config, command: PluginCommand) -> ExitCode {
             tooling::inspect(&config.plugins, &wasm).map(|out| (out, true))
         }
         PluginCommand::Test { wasm, fixtures } => tooling::test(&config.plugins, &wasm, &fixtures),
-        PluginCommand::Keygen { id, out } => signing::keygen(&id, &out).map(|out| (out, true)),
+        PluginCommand::Keygen { id, out } => keys::keygen(&id, &out).map(|out| (out, true)),
         PluginCommand::Sign { dir, key, id } => {
-            signing::sign(&dir, &key, id.as_deref()).map(|out| (out, true))
+            keys::sign(&dir, &key, id.as_deref()).map(|out| (out, true))
         }
-        PluginCommand::Verify { dir } => signing::verify(&dir, &config.plugins.trust),
+        PluginCommand::Verify { dir } => keys::verify(&dir, &config.plugins.trust),
         PluginCommand::Rollback { id } => {
             let pins: Vec<(String, String)> = config
                 .tenants
