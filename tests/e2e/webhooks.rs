@@ -135,6 +135,10 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
         key(&gateway[1].1),
         "a retry carries the same key"
     );
+    assert_eq!(
+        gateway[0].1["webhook-id"], gateway[1].1["webhook-id"],
+        "a retry carries the same webhook-id"
+    );
     // the step's endpoint has a secret of its own, made when the SOP was saved
     let endpoints = s
         .ok(ALPHA, "{ webhookEndpoints { url secret } }", json!({}))
@@ -159,6 +163,19 @@ async fn messages_and_webhook_calls_are_signed_retried_and_keyed() {
     };
     assert_eq!(endpoint_key.len(), 32);
     for (path, headers, body) in &got {
+        // the Standard Webhooks headers, checked by Python's hmac (not Shoal's code)
+        let key = if path == "/crm" {
+            endpoint_key.clone()
+        } else {
+            secret.as_bytes().to_vec()
+        };
+        let id = headers["webhook-id"].to_str().unwrap();
+        let ts = headers["webhook-timestamp"].to_str().unwrap();
+        assert_eq!(
+            headers["webhook-signature"].to_str().unwrap(),
+            python_standard_signature(&key, id, ts, body),
+            "{path}: a valid Standard Webhooks signature"
+        );
         let sig = headers["x-shoal-signature"].to_str().unwrap();
         let t: i64 = sig
             .strip_prefix("t=")
@@ -412,4 +429,31 @@ async fn step_webhooks_go_over_https_to_certificates_the_host_trusts() {
     );
     s.stop().await;
     let _ = std::fs::remove_file(&roots);
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "<id>.<ts>.<body>")>` computed by Python's standard
+/// library: an implementation independent of Shoal's.
+fn python_standard_signature(key: &[u8], id: &str, ts: &str, body: &str) -> String {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let script = "import base64,hmac,hashlib,sys\n\
+        k,i,t,b=(base64.b64decode(a) for a in sys.argv[1:5])\n\
+        m=i+b'.'+t+b'.'+b\n\
+        print('v1,'+base64.b64encode(hmac.new(k,m,hashlib.sha256).digest()).decode())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args([
+            b64(key),
+            b64(id.as_bytes()),
+            b64(ts.as_bytes()),
+            b64(body.as_bytes()),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

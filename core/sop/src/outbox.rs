@@ -5,8 +5,11 @@
 //! Channels: `log` writes a log line; `webhook` and the messaging channels (`wecom`, `sms`,
 //! …) POST to the tenant's `contact.webhook_url` (a channel gateway) — without one, the
 //! messaging channels fall back to the log; `http` (a step's own webhook call) POSTs to the
-//! step's URL. Requests are signed: `X-Shoal-Signature: t=<unix seconds>,v1=<hex
-//! HMAC-SHA256 of "<t>.<body>">` with the tenant's webhook secret.
+//! step's URL. Requests are signed as the Standard Webhooks specification says
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of
+//! "<id>.<timestamp>.<body>">`), and also with the older `X-Shoal-Signature: t=<unix
+//! seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; the key is the endpoint's own secret for
+//! a step's call, the tenant's gateway secret otherwise.
 
 use std::net::SocketAddr;
 
@@ -219,7 +222,26 @@ impl Deliverer {
     }
 }
 
-/// The `X-Shoal-Signature` value for a body.
+/// The Standard Webhooks `webhook-signature` value: `v1,` and the base64 of HMAC-SHA256,
+/// keyed by `secret` (for a `whsec_` secret, the base64 decoding of what follows the
+/// prefix), over `<id>.<unix>.<body>`.
+pub fn standard_signature(secret: &[u8], id: &str, unix: i64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(unix.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// The `X-Shoal-Signature` value for a body (kept beside the Standard Webhooks headers for
+/// receivers written against it).
 pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {
     let mut mac =
         Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
@@ -289,10 +311,18 @@ impl Deliverer {
             .header("idempotency-key", &m.idempotency_key)
             .header("x-shoal-delivery", &m.id);
         if let Some(secret) = secret {
-            req = req.header(
-                "x-shoal-signature",
-                signature(secret, time::now().timestamp(), body.as_bytes()),
-            );
+            let unix = time::now().timestamp();
+            req = req
+                .header("webhook-id", &m.id)
+                .header("webhook-timestamp", unix.to_string())
+                .header(
+                    "webhook-signature",
+                    standard_signature(secret, &m.id, unix, body.as_bytes()),
+                )
+                .header(
+                    "x-shoal-signature",
+                    signature(secret, unix, body.as_bytes()),
+                );
         }
         let req = match req.body(Full::new(Bytes::from(body))) {
             Ok(r) => r,
@@ -470,4 +500,28 @@ pub async fn deliver_due(
         .await?;
     }
     Ok(messages.len())
+}
+
+#[cfg(test)]
+mod signing {
+    use super::*;
+
+    /// The example of the Standard Webhooks specification (secret, id, timestamp, payload
+    /// and signature as published; the signature also recomputed with Python's `hmac`).
+    #[test]
+    fn the_standard_webhooks_signature_matches_the_published_example() {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        assert_eq!(
+            standard_signature(
+                &key,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
 }
