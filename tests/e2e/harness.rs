@@ -266,6 +266,49 @@ impl TestServer {
             .expect("reload")
     }
 
+    /// Creates a manual tag named `name` as `key`; returns its id.
+    pub async fn manual_tag(&self, key: &str, name: &str) -> String {
+        self.ok_id(
+            key,
+            "mutation($n: String!) { createTag(input: {name: $n}) { id } }",
+            json!({ "n": name }),
+            "createTag",
+        )
+        .await
+    }
+
+    /// An active SOP `hello` that greets on the `log` channel with the customer's name and
+    /// phone, `customers` enrolled in it, and the workers given time to render their
+    /// messages into the outbox; returns the SOP's id.
+    pub async fn greeted(&self, key: &str, customers: &[&str]) -> String {
+        let sop = self
+            .active_sop(
+                key,
+                "hello",
+                json!({ "steps": [ { "id": "m", "action": { "sendMessage": {
+                    "channel": "log", "template": "你好 {{customer.name}} {{customer.phone}}" } } } ] }),
+            )
+            .await;
+        self.enrol(key, &sop, customers).await;
+        for _ in 0..200 {
+            let out = self
+                .ok(
+                    key,
+                    "{ outboxMessages { edges { node { id } } } }",
+                    json!({}),
+                )
+                .await;
+            if out["outboxMessages"]["edges"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty())
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        sop
+    }
+
     /// POSTs a GraphQL request with `key`; returns the HTTP status and the JSON body.
     pub async fn post(&self, key: Option<&str>, body: &str) -> (u16, Value) {
         let mut headers = String::from("Content-Type: application/json\r\n");
@@ -503,29 +546,12 @@ fn dechunk(mut body: &str) -> String {
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server = $crate::harness::TestServer::start($crate::harness::Backend::Sqlite)
-                        .await
-                        .expect("SQLite is always available");
-                    super::$name(&server).await;
-                    server.stop().await;
-                }
-            )+
+        async fn base_server(
+            backend: $crate::harness::Backend,
+        ) -> Option<$crate::harness::TestServer> {
+            $crate::harness::TestServer::start(backend).await
         }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(server) = $crate::harness::TestServer::start($crate::harness::Backend::Postgres).await {
-                        super::$name(&server).await;
-                        server.stop().await;
-                    }
-                }
-            )+
-        }
+        $crate::on_both_backends_with!(base_server, $($name),+);
     };
 }
 

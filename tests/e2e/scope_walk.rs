@@ -248,14 +248,7 @@ async fn target(s: &TestServer) -> Target {
         json!({ "displayName": "钱七", "emails": ["qian@example.com"], "sourceChannel": "SHOP" }),
     )
     .await;
-    let tag = s
-        .ok_id(
-            ALPHA,
-            "mutation { createTag(input: {name: \"VIP\"}) { id } }",
-            json!({}),
-            "createTag",
-        )
-        .await;
+    let tag = s.manual_tag(ALPHA, "VIP").await;
     s.ok(
         ALPHA,
         "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
@@ -271,33 +264,8 @@ async fn target(s: &TestServer) -> Target {
     )
     .await;
     let segment = s.ok_id(ALPHA, "mutation { createSegment(input: { name: \"web\", definition: { channels: [WEB] } }) { id } }", json!({}), "createSegment").await;
-    let sop = s
-        .active_sop(
-            ALPHA,
-            "hello",
-            json!({ "steps": [ { "id": "m", "action": { "sendMessage": {
-                "channel": "log", "template": "你好 {{customer.name}} {{customer.phone}}" } } } ] }),
-        )
-        .await;
-    s.enrol(ALPHA, &sop, &[&id]).await;
     // the message is rendered into the outbox by the workers
-    for _ in 0..200 {
-        let out = s
-            .ok(
-                ALPHA,
-                "{ outboxMessages { edges { node { id } } } }",
-                json!({}),
-            )
-            .await;
-        if !out["outboxMessages"]["edges"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let sop = s.greeted(ALPHA, &[&id]).await;
     Target {
         id,
         segment,

@@ -117,14 +117,7 @@ async fn a_dry_run_shows_fields_as_its_reader_may_see_them(s: &TestServer) {
 
 async fn a_bulk_tag_or_an_opt_out_cannot_reach_a_customer_out_of_scope(s: &TestServer) {
     let target = someone_elses(s).await;
-    let tag = s
-        .ok_id(
-            ALPHA,
-            "mutation { createTag(input: {name: \"VIP\"}) { id } }",
-            json!({}),
-            "createTag",
-        )
-        .await;
+    let tag = s.manual_tag(ALPHA, "VIP").await;
     let r = s
         .gql(
             AGENT,
@@ -255,27 +248,9 @@ async fn renderings_are_masked_for_their_reader(s: &TestServer) {
         "the admin sees it: {q}"
     );
     // a message rendered from the profile: the body and the step's detail are withheld
-    let sop = s
-        .active_sop(
-            ALPHA,
-            "hello",
-            json!({ "steps": [ { "id": "m", "action": { "sendMessage": {
-                "channel": "log", "template": "你好 {{customer.name}} {{customer.phone}}" } } } ] }),
-        )
-        .await;
-    s.enrol(ALPHA, &sop, &[&target]).await;
+    s.greeted(ALPHA, &[&target]).await;
     let query = "{ outboxMessages { edges { node { body } } } enrolments { edges { node { history { outcome detail } } } } }";
-    let mut full = Value::Null;
-    for _ in 0..200 {
-        full = s.ok(ALPHA, query, json!({})).await;
-        if full["outboxMessages"]["edges"]
-            .as_array()
-            .is_some_and(|e| !e.is_empty())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let full = s.ok(ALPHA, query, json!({})).await;
     assert!(
         full.to_string().contains("你好 钱七 +8613912345678"),
         "the admin reads the body: {full}"
@@ -290,14 +265,7 @@ async fn renderings_are_masked_for_their_reader(s: &TestServer) {
 
 async fn every_change_leaves_an_audit_entry(s: &TestServer) {
     let target = someone_elses(s).await;
-    let tag = s
-        .ok_id(
-            ALPHA,
-            "mutation { createTag(input: {name: \"VIP\"}) { id } }",
-            json!({}),
-            "createTag",
-        )
-        .await;
+    let tag = s.manual_tag(ALPHA, "VIP").await;
     for m in [
         "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
         "mutation($t: ID!, $c: [ID!]) { removeTag(tagId: $t, customerIds: $c) }",

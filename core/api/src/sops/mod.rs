@@ -142,33 +142,15 @@ impl SopQuery {
                 .gql();
             }
         };
-        let ids = match (customer_ids, segment_id) {
-            (Some(ids), None) => actor
-                .access
-                .scope_customers(db(ctx), Resource::Customers, ids.into_iter().map(|i| i.0))
-                .await
-                .gql()?,
-            (None, Some(seg)) => {
-                let filter = shoal_tags::segments::as_filter(db(ctx), &actor.tenant, &seg)
-                    .await
-                    .gql()?;
-                shoal_crm::customers::ids_matching(
-                    db(ctx),
-                    actor,
-                    &filter,
-                    sop::simulate::MAX_CUSTOMERS,
-                )
-                .await
-                .gql()?
-            }
-            _ => {
-                return Err(Error::invalid(
-                    "customerIds",
-                    "give `customerIds` or `segmentId`, not both",
-                ))
-                .gql();
-            }
-        };
+        let ids = customers_or_segment(
+            ctx,
+            actor,
+            customer_ids,
+            segment_id,
+            sop::simulate::MAX_CUSTOMERS,
+        )
+        .await
+        .gql()?;
         let from = from.unwrap_or_else(Utc::now);
         Ok(
             sop::simulate::simulate(db(ctx), actor, &compiled, &ids, from, to)
@@ -184,6 +166,33 @@ impl SopQuery {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The customers an operation names — `customerIds` (each checked by `access`) or a
+/// segment's members the caller reaches (at most `limit`) — never both.
+async fn customers_or_segment(
+    ctx: &Context<'_>,
+    actor: &shoal_crm::tenancy::Actor,
+    customer_ids: Option<Vec<ID>>,
+    segment_id: Option<ID>,
+    limit: usize,
+) -> shoal_base::error::Result<shoal_crm::access::ScopedIds> {
+    match (customer_ids, segment_id) {
+        (Some(ids), None) => {
+            actor
+                .access
+                .scope_customers(db(ctx), Resource::Customers, ids.into_iter().map(|i| i.0))
+                .await
+        }
+        (None, Some(seg)) => {
+            let filter = shoal_tags::segments::as_filter(db(ctx), &actor.tenant, &seg).await?;
+            shoal_crm::customers::ids_matching(db(ctx), actor, &filter, limit).await
+        }
+        _ => Err(Error::invalid(
+            "customerIds",
+            "give `customerIds` or `segmentId`, not both",
+        )),
     }
 }
 
@@ -324,31 +333,16 @@ impl SopMutation {
         segment_id: Option<ID>,
     ) -> async_graphql::Result<i64> {
         let actor = actor(ctx).gql()?;
-        let ids = match (customer_ids, segment_id) {
-            (Some(ids), None) => actor
-                .access
-                .scope_customers(db(ctx), Resource::Customers, ids.into_iter().map(|i| i.0))
+        if customer_ids.is_none() && segment_id.is_some() {
+            // a whole segment at once is bulk messaging
+            actor
+                .require(shoal_base::kinds::Action::BulkMessage)
+                .gql()?;
+        }
+        let ids =
+            customers_or_segment(ctx, actor, customer_ids, segment_id, enrolments::MAX_MANUAL)
                 .await
-                .gql()?,
-            (None, Some(seg)) => {
-                actor
-                    .require(shoal_base::kinds::Action::BulkMessage)
-                    .gql()?;
-                let filter = shoal_tags::segments::as_filter(db(ctx), &actor.tenant, &seg)
-                    .await
-                    .gql()?;
-                shoal_crm::customers::ids_matching(db(ctx), actor, &filter, enrolments::MAX_MANUAL)
-                    .await
-                    .gql()?
-            }
-            _ => {
-                return Err(Error::invalid(
-                    "customerIds",
-                    "give `customerIds` or `segmentId`, not both",
-                ))
-                .gql();
-            }
-        };
+                .gql()?;
         Ok(enrolments::enrol_manually(db(ctx), actor, &sop_id, &ids)
             .await
             .gql()? as i64)
