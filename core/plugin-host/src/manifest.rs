@@ -78,6 +78,16 @@ pub struct ManifestFile {
     pub signatures: Option<String>,
 }
 
+/// A name that can stand for a file or folder as it is: 1–64 letters, digits, `-`, `_` and
+/// `.`, not starting with `.` (module ids, wasm file names).
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.')
+}
+
 impl Manifest {
     /// Reads `dir/manifest.toml`; returns it and the path of its wasm file.
     pub fn read(dir: &Path) -> Result<(Manifest, PathBuf), String> {
@@ -116,13 +126,7 @@ impl Manifest {
 
     /// What the fields must look like: they name files and folders.
     fn check(&self) -> Result<(), String> {
-        let plain = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                && !s.starts_with('.')
-        };
+        let plain = is_plain_name;
         if !plain(&self.id) {
             return Err(format!(
                 "id `{}` is not 1–64 characters of letters, digits, `-`, `_` and `.`",

@@ -117,16 +117,11 @@ impl Runtime {
     /// replayed after it is uninstalled; `None` for what cannot name a folder.
     fn archive_dir(&self, sha256: &str, id: &str, version: &str) -> Option<PathBuf> {
         let sha256 = sha256.to_ascii_lowercase();
-        let plain = |s: &str| {
-            !s.is_empty()
-                && !s.starts_with('.')
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-        };
+        // the values come from bills as well as manifests: checked as a manifest's are
         (sha256.len() == 64
             && sha256.chars().all(|c| c.is_ascii_hexdigit())
-            && plain(id)
-            && plain(version))
+            && manifest::is_plain_name(id)
+            && crate::VersionKey::parse(version).is_some())
         .then(|| {
             self.limits
                 .cache_dir

@@ -15,7 +15,17 @@ pub struct VersionKey {
 impl VersionKey {
     /// `MAJOR.MINOR.PATCH[-PRE][+BUILD]`, or `None`.
     pub fn parse(version: &str) -> Option<VersionKey> {
-        let without_build = version.split('+').next()?;
+        let (without_build, build) = match version.split_once('+') {
+            Some((v, build)) => (v, Some(build)),
+            None => (version, None),
+        };
+        // build metadata is ignored in the order, but must be SemVer too: versions name
+        // folders and files
+        if let Some(build) = build
+            && !identifiers(build)
+        {
+            return None;
+        }
         let (core, pre) = match without_build.split_once('-') {
             Some((core, pre)) => (core, Some(pre)),
             None => (without_build, None),
@@ -31,16 +41,8 @@ impl VersionKey {
         }
         let pre = match pre {
             None => Vec::new(),
-            Some(pre) => {
-                let ids: Vec<String> = pre.split('.').map(str::to_owned).collect();
-                let valid = ids.iter().all(|i| {
-                    !i.is_empty() && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                });
-                if !valid {
-                    return None;
-                }
-                ids
-            }
+            Some(pre) if identifiers(pre) => pre.split('.').map(str::to_owned).collect(),
+            Some(_) => return None,
         };
         Some(VersionKey {
             core,
@@ -68,6 +70,12 @@ impl VersionKey {
     pub fn is_pre_release(&self) -> bool {
         !self.pre.is_empty()
     }
+}
+
+/// Dot-separated non-empty identifiers of `[0-9A-Za-z-]` (SemVer's pre-release and build).
+fn identifiers(text: &str) -> bool {
+    text.split('.')
+        .all(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 fn compare_pre(a: &[String], b: &[String]) -> Ordering {
@@ -154,6 +162,8 @@ mod tests {
             "1.0.x",
             "1.0.0-",
             "1.0.0-a..b",
+            "1.0.0+../../x",
+            "1.0.0+",
         ] {
             assert!(VersionKey::parse(bad).is_none(), "{bad}");
         }
