@@ -87,14 +87,7 @@ pub fn sign(dir: &Path, key_file: &Path, id: Option<&str>) -> Result<String, Str
     let read = Manifest::read_file(dir)?;
     let (manifest, wasm) = (&read.manifest, &read.wasm);
     let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
-    let actual = super::sha256_hex(&bytes);
-    if !actual.eq_ignore_ascii_case(&manifest.sha256) {
-        return Err(format!(
-            "{} has sha256 {actual}, not the manifest's {}: rebuild before signing",
-            wasm.display(),
-            manifest.sha256
-        ));
-    }
+    read.check_wasm(&bytes)?;
     let sig_path = dir.join(SIGNATURE_FILE);
     // other keys' signatures are kept; a damaged file is not silently replaced
     let mut file = match &read.signatures {
@@ -125,17 +118,9 @@ pub fn verify(dir: &Path, store: &TrustConfig) -> Result<(String, bool), String>
     let read = Manifest::read_file(dir)?;
     let (manifest, wasm) = (&read.manifest, &read.wasm);
     let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
-    let actual = super::sha256_hex(&bytes);
     let module = format!("module `{}` {}", manifest.id, manifest.version);
-    if !actual.eq_ignore_ascii_case(&manifest.sha256) {
-        return Ok((
-            format!(
-                "{module}: REFUSED — {} has sha256 {actual}, not the manifest's {}: the wasm was changed after the manifest was written\n",
-                wasm.display(),
-                manifest.sha256
-            ),
-            false,
-        ));
+    if let Err(mismatch) = read.check_wasm(&bytes) {
+        return Ok((format!("{module}: REFUSED — {mismatch}\n"), false));
     }
     let verdict = trust::judge(&read, store, chrono::Utc::now());
     let mode = match store.mode {

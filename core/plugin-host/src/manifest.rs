@@ -88,6 +88,22 @@ pub fn is_plain_name(s: &str) -> bool {
         && !s.starts_with('.')
 }
 
+impl ManifestFile {
+    /// Whether `wasm` (the bytes read from [`ManifestFile::wasm`]) is what the manifest
+    /// names: the same SHA-256, else a message saying what changed and what to do.
+    pub fn check_wasm(&self, wasm: &[u8]) -> Result<(), String> {
+        let actual = crate::sha256_hex(wasm);
+        if actual.eq_ignore_ascii_case(&self.manifest.sha256) {
+            return Ok(());
+        }
+        Err(format!(
+            "hash mismatch: the manifest says sha256 {} but {} has {actual}; the file changed after the manifest was written — rebuild with `cargo xtask plugins` or restore the original file",
+            self.manifest.sha256,
+            self.wasm.display()
+        ))
+    }
+}
+
 impl Manifest {
     /// Reads `dir/manifest.toml`; returns it and the path of its wasm file.
     pub fn read(dir: &Path) -> Result<(Manifest, PathBuf), String> {

@@ -99,14 +99,7 @@ impl Runtime {
         })?;
         abi::check_supported(abi)?;
         let bytes = self.read_wasm(&file.wasm)?;
-        let actual = sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(&manifest.sha256) {
-            return Err(format!(
-                "hash mismatch: the manifest says sha256 {} but {} has {actual}; the file changed after the manifest was written — rebuild with `cargo xtask plugins` or restore the original file",
-                manifest.sha256,
-                file.wasm.display()
-            ));
-        }
+        file.check_wasm(&bytes)?;
         let loaded = self.load(manifest.clone(), abi, &bytes, file.wasm.clone())?;
         self.archive(file, &bytes);
         Ok(loaded)
