@@ -18,7 +18,7 @@ use shoal_base::config::{TrustMode, TrustedKey};
 use shoal_signing::{SignatureFile, SigningKey};
 
 use crate::harness::{
-    ALPHA, Backend, Install, TestServer, install_plugin, plugin_wasm, plugin_wasm_v2,
+    ALPHA, BETA, Backend, Install, TestServer, install_plugin, plugin_wasm, plugin_wasm_v2,
 };
 use crate::settlement::reference_data;
 
@@ -741,4 +741,47 @@ async fn a_tenant_runs_the_version_it_pins() {
         }
         s.stop().await;
     }
+}
+
+/// One tenant's administrator cannot roll back a version other tenants run, nor learn
+/// which tenants those are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_roll_back_what_other_tenants_run() {
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        let sample = c.tenants["alpha"].modules["sample"].clone();
+        c.tenants
+            .get_mut("beta")
+            .unwrap()
+            .modules
+            .insert("sample".into(), sample);
+    })
+    .await
+    .unwrap();
+    install(
+        &s.plugins_dir,
+        "sample-1.0.0",
+        "1.0.0",
+        &plugin_wasm("sample"),
+    );
+    install(&s.plugins_dir, "sample-2.0.0", "2.0.0", &plugin_wasm_v2());
+    s.reload().await;
+    let plugins = s.ok(BETA, PLUGINS, json!({})).await;
+    assert_eq!(by_version(&plugins, "2.0.0")["tenants"], json!(["beta"]));
+    assert!(!plugins.to_string().contains("alpha"), "{plugins}");
+    let rollback = "mutation { rollbackPlugin(id: \"sample\") { loaded } }";
+    let e = s.err(BETA, rollback, json!({})).await;
+    assert_eq!(crate::harness::code(&e), "FORBIDDEN", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("other tenants run `sample` 2.0.0")
+            && !e["message"].as_str().unwrap().contains("alpha"),
+        "{e}"
+    );
+    assert!(
+        s.plugins_dir.join("sample-2.0.0").exists(),
+        "nothing was withdrawn"
+    );
+    s.stop().await;
 }

@@ -78,7 +78,8 @@ pub struct Plugin {
     pub status: PluginState,
     /// Why it was refused (a refusal by the trust store names the key and the reason).
     pub load_error: Option<String>,
-    /// Tenants that run this version: the newest installed, or the one they pin.
+    /// The caller's tenant, if it runs this version (the newest release, or the one it
+    /// pins); other tenants of the host are not shown.
     pub tenants: Vec<String>,
     /// The key that signed it (as its signature names it), if any.
     pub signer: Option<String>,
@@ -230,12 +231,17 @@ pub struct PluginQuery;
 impl PluginQuery {
     /// Every module installed on this host, loaded or refused (administrators only).
     async fn plugins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Plugin>> {
-        require_admin(actor(ctx).gql()?).gql()?;
+        let actor = actor(ctx).gql()?;
+        require_admin(actor).gql()?;
         Ok(reloader(ctx)
             .host
             .statuses()
             .into_iter()
-            .map(Into::into)
+            .map(|mut s| {
+                // other tenants of the host are none of this tenant's business
+                s.tenants.retain(|t| t == actor.tenant_id());
+                s.into()
+            })
             .collect())
     }
 
@@ -271,7 +277,8 @@ pub struct PluginMutation;
 impl PluginMutation {
     /// Withdraws the newest version of a module this host runs from its plugins folder and
     /// reloads, so the loaded version before it runs again (administrators only; audited).
-    /// Refused while a tenant pins the newest version.
+    /// Refused while a tenant pins the newest version, and FORBIDDEN when other tenants run
+    /// it (the host operator's `shoal plugin rollback` then; a tenant pins instead).
     async fn rollback_plugin(
         &self,
         ctx: &Context<'_>,
@@ -280,12 +287,15 @@ impl PluginMutation {
         let actor = actor(ctx).gql()?;
         require_admin(actor).gql()?;
         let host = reloader(ctx).host.clone();
-        let module = id.clone();
-        let done = tokio::task::spawn_blocking(move || host.withdraw_newest(&module))
+        let (module, tenant) = (id.clone(), actor.tenant_id().to_owned());
+        let done = tokio::task::spawn_blocking(move || host.withdraw_newest(&module, &tenant))
             .await
             .map_err(|e| Error::Internal(format!("rollback task: {e}")))
             .gql()?
-            .map_err(|e| Error::invalid("id", e))
+            .map_err(|e| match e {
+                plugins::Withdraw::Shared(why) => Error::Forbidden(why),
+                plugins::Withdraw::Refused(why) => Error::invalid("id", why),
+            })
             .gql()?;
         shoal_crm::audit::record_alone(
             db(ctx),

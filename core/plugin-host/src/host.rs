@@ -80,6 +80,17 @@ pub struct Settled {
     pub report: CallReport,
 }
 
+/// Why a tenant's rollback did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Withdraw {
+    /// Other tenants run the version: not one tenant's to withdraw.
+    #[error("{0}")]
+    Shared(String),
+    /// Nothing to roll back to, a pinned version, or the folder could not be moved.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Why a bill cannot be replayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
@@ -353,31 +364,45 @@ impl PluginHost {
         report
     }
 
-    /// Withdraws the newest version of `id` this host runs (moved to `.withdrawn/` in the
-    /// plugins folder) when an older one is loaded too and no tenant pins it; the caller
-    /// reloads. Returns what was done.
-    pub fn withdraw_newest(&self, id: &str) -> Result<String, String> {
+    /// Withdraws, for `tenant`, the newest version of `id` this host runs (moved to
+    /// `.withdrawn/` in the plugins folder) when an older one is loaded too, no tenant pins
+    /// it, and no other tenant runs it (that rollback is the host operator's: `shoal plugin
+    /// rollback`); the caller reloads. Returns what was done.
+    pub fn withdraw_newest(&self, id: &str, tenant: &str) -> Result<String, Withdraw> {
         let snapshot = self.current();
         let versions = snapshot
             .modules
             .get(id)
-            .ok_or_else(|| format!("no version of `{id}` is loaded"))?;
+            .ok_or_else(|| Withdraw::Refused(format!("no version of `{id}` is loaded")))?;
         let (newest, installed) = Snapshot::default_version(versions)
-            .ok_or_else(|| format!("no version of `{id}` is loaded"))?;
+            .ok_or_else(|| Withdraw::Refused(format!("no version of `{id}` is loaded")))?;
+        let shared = snapshot.tenants.iter().any(|(t, m)| {
+            t != tenant
+                && m.contains_key(id)
+                && snapshot
+                    .active(t, id)
+                    .is_some_and(|i| Arc::ptr_eq(&i.loaded, &installed.loaded))
+        });
+        if shared {
+            return Err(Withdraw::Shared(format!(
+                "other tenants run `{id}` {} on this host: withdrawing it is the host operator's (`shoal plugin rollback`); pin this tenant to an older version instead",
+                newest.as_str()
+            )));
+        }
         let (previous, _) = versions
             .range(..newest.clone())
             .next_back()
             .ok_or_else(|| {
-                format!(
+                Withdraw::Refused(format!(
                     "`{id}` {} has no older version loaded: nothing to roll back to",
                     newest.as_str()
-                )
+                ))
             })?;
         let folder = installed
             .loaded
             .source
             .parent()
-            .ok_or("the module has no folder")?
+            .ok_or_else(|| Withdraw::Refused("the module has no folder".into()))?
             .to_owned();
         let pins: Vec<(String, String)> = snapshot
             .tenants
@@ -385,6 +410,7 @@ impl PluginHost {
             .filter_map(|(t, m)| Some((t.clone(), m.get(id)?.pin.clone()?)))
             .collect();
         super::tooling::withdraw(self.plugins_dir(), id, newest, &folder, previous, &pins)
+            .map_err(Withdraw::Refused)
     }
 
     /// The plugins folder this host loads from.
