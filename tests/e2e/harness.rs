@@ -205,6 +205,31 @@ impl TestServer {
         })
     }
 
+    /// Another host on this server's database (the base config, `tweak`ed), in this
+    /// process: its own pool, workers and subscription bus, as a second machine would have.
+    /// Stopping it leaves the database to this server.
+    pub async fn start_beside(&self, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("shoal-e2e-{}_{n}", std::process::id()));
+        std::fs::create_dir_all(dir.join("plugins")).expect("plugins dir");
+        let mut config = base_config();
+        config.plugins.dir = dir.join("plugins");
+        config.plugins.cache_dir = fixtures_dir().join("cache");
+        config.storage.url = self.storage_url.clone();
+        tweak(&mut config);
+        let running = server::start(&config, &ServeOptions::default())
+            .await
+            .expect("second host starts");
+        TestServer {
+            addr: running.addr,
+            plugins_dir: config.plugins.dir.clone(),
+            storage_url: config.storage.url.clone(),
+            running: Some(running),
+            dir,
+            pg_database: None,
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;

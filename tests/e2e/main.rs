@@ -14,6 +14,7 @@ mod http;
 mod import;
 mod industry;
 mod isolation;
+mod notify;
 mod pagination;
 mod permissions;
 mod plugins;

@@ -433,7 +433,7 @@ async fn step_webhooks_go_over_https_to_certificates_the_host_trusts() {
 
 /// `v1,<base64 HMAC-SHA256(key, "<id>.<ts>.<body>")>` computed by Python's standard
 /// library: an implementation independent of Shoal's.
-fn python_standard_signature(key: &[u8], id: &str, ts: &str, body: &str) -> String {
+pub(crate) fn python_standard_signature(key: &[u8], id: &str, ts: &str, body: &str) -> String {
     use base64::Engine;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let script = "import base64,hmac,hashlib,sys\n\

@@ -46,6 +46,16 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["shoal-base", "shoal-crm", "shoal-tags", "shoal-plugin-host"],
     ),
     (
+        "shoal-notify",
+        &[
+            "shoal-base",
+            "shoal-rules",
+            "shoal-crm",
+            "shoal-tags",
+            "shoal-sop",
+        ],
+    ),
+    (
         "shoal-api",
         &[
             "shoal-base",
@@ -55,6 +65,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-settlement",
             "shoal-sop",
             "shoal-data",
+            "shoal-notify",
             "shoal-plugin-host",
         ],
     ),
@@ -69,6 +80,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-settlement",
             "shoal-sop",
             "shoal-data",
+            "shoal-notify",
             "shoal-plugin-host",
             "shoal-api",
         ],

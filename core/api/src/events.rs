@@ -227,18 +227,20 @@ fn to_new_event(i: usize, e: RecordEventInput) -> Result<NewEvent> {
     })
 }
 
+#[derive(Default)]
 pub struct EventSubscription;
 
 #[Subscription]
 impl EventSubscription {
     /// Events of the caller's tenant as this host records them, optionally for one customer
-    /// or some types only.
+    /// or some types only. A subscriber too slow for this host's buffer is told how many it
+    /// missed (a `LAGGED` error) and goes on; `changes` is the lossless, cross-host feed.
     async fn event_recorded(
         &self,
         ctx: &Context<'_>,
         customer_id: Option<ID>,
         types: Option<Vec<EventType>>,
-    ) -> async_graphql::Result<impl Stream<Item = EventNode> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventNode>> + use<>> {
         let actor = actor(ctx).gql()?.clone();
         let tenant = actor.tenant_id().to_owned();
         let db = db(ctx).clone();
@@ -265,10 +267,20 @@ impl EventSubscription {
                                     .await
                                     .is_ok();
                             if visible {
-                                return Some((EventNode(event.clone()), rx));
+                                return Some((Ok(EventNode(event.clone())), rx));
                             }
                         }
-                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Lagged(n)) => {
+                            use async_graphql::ErrorExtensions as _;
+                            let lagged = async_graphql::Error::new(format!(
+                                "LAGGED: {n} events were dropped for this slow subscriber; subscribe to `changes` with a cursor to receive every change"
+                            ))
+                            .extend_with(|_, e| {
+                                e.set("code", "LAGGED");
+                                e.set("missed", n);
+                            });
+                            return Some((Err(lagged), rx));
+                        }
                         Err(RecvError::Closed) => return None,
                     }
                 }

@@ -11,6 +11,7 @@ mod http;
 mod identities;
 mod imports;
 pub mod metrics;
+mod notify;
 mod page;
 mod plugins;
 mod segments;
@@ -22,7 +23,7 @@ mod work;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use tokio::sync::broadcast;
 
 pub use errors::{ErrorExt, classify};
@@ -52,6 +53,7 @@ pub struct Query(
     segments::SegmentQuery,
     sops::SopQuery,
     work::WorkQuery,
+    notify::NotifyQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -67,21 +69,32 @@ pub struct Mutation(
     segments::SegmentMutation,
     sops::SopMutation,
     work::WorkMutation,
+    notify::NotifyMutation,
 );
 
-pub type ShoalSchema = Schema<Query, Mutation, events::EventSubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(events::EventSubscription, notify::NotifySubscription);
+
+pub type ShoalSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema with its shared data and the configured limits.
-pub fn schema(db: Db, limits: &Limits, bus: EventBus, reloader: Reloader) -> ShoalSchema {
+pub fn schema(
+    db: Db,
+    limits: &Limits,
+    bus: EventBus,
+    feed: shoal_notify::bus::Bus,
+    reloader: Reloader,
+) -> ShoalSchema {
     Schema::build(
         Query::default(),
         Mutation::default(),
-        events::EventSubscription,
+        Subscription::default(),
     )
     .data(db)
     .data(reloader)
     .data(limits.clone())
     .data(bus)
+    .data(feed)
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity)
     .finish()
@@ -92,7 +105,7 @@ pub fn sdl() -> String {
     Schema::build(
         Query::default(),
         Mutation::default(),
-        events::EventSubscription,
+        Subscription::default(),
     )
     .finish()
     .sdl()

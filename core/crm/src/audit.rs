@@ -30,6 +30,9 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
 }
 
+/// Records an audit entry in the caller's transaction; a change to a customer that
+/// integrators and staff can be told of (see [`announced`]) also writes its internal event
+/// there, so the feed, webhooks and notifications cannot miss an audited change.
 pub async fn record(
     conn: &mut AnyConnection,
     actor: &Actor,
@@ -38,6 +41,20 @@ pub async fn record(
     entity_id: &str,
     changes: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    if entity_type == "customer"
+        && let Some((kind, payload)) = announced(action, &changes)
+    {
+        let at = time::to_micros(time::now());
+        crate::internal_events::emit_raw(
+            &mut *conn,
+            actor.tenant_id(),
+            kind,
+            entity_id,
+            &payload,
+            at,
+        )
+        .await?;
+    }
     sqlx::query(
         "INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -72,7 +89,44 @@ pub async fn record_alone(
     Ok(())
 }
 
-/// Records one entry per `(entity id, changes)`, in multi-row statements (bulk imports).
+/// The internal event an audited customer change announces, and its payload: ids and the
+/// names of changed fields, never their values (a subscriber or receiver reads those through
+/// the API with its own permissions).
+pub fn announced(
+    action: &str,
+    changes: &serde_json::Value,
+) -> Option<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let pick = |keys: &[&str]| {
+        let mut out = serde_json::Map::new();
+        for k in keys {
+            if let Some(v) = changes.get(*k) {
+                out.insert((*k).to_owned(), v.clone());
+            }
+        }
+        serde_json::Value::Object(out)
+    };
+    Some(match action {
+        "customer.create" => ("customer.created", json!({})),
+        "customer.import" => ("customer.created", pick(&["importJob", "row"])),
+        "customer.update" => {
+            let fields: Vec<&String> = changes
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
+            ("customer.updated", json!({ "fields": fields }))
+        }
+        "customer.delete" => ("customer.deleted", json!({})),
+        "customer.merge" => ("customer.merged", pick(&["mergeId", "absorbedId"])),
+        "customer.unmerge" => ("customer.unmerged", pick(&["mergeId"])),
+        "tasks.create" => ("task.created", pick(&["taskId", "title", "assignee"])),
+        "tasks.update" => ("task.updated", pick(&["taskId", "status", "assignee"])),
+        _ => return None,
+    })
+}
+
+/// Records one entry per `(entity id, changes)`, in multi-row statements (bulk imports);
+/// announced changes write their internal events too, as [`record`] does.
 pub async fn record_many(
     conn: &mut AnyConnection,
     actor: &Actor,
@@ -81,6 +135,15 @@ pub async fn record_many(
     entries: &[(String, serde_json::Value)],
 ) -> Result<(), sqlx::Error> {
     let at = time::to_micros(time::now());
+    if entity_type == "customer" {
+        let events: Vec<(&'static str, &str, serde_json::Value)> = entries
+            .iter()
+            .filter_map(|(id, changes)| {
+                announced(action, changes).map(|(k, p)| (k, id.as_str(), p))
+            })
+            .collect();
+        crate::internal_events::emit_many(&mut *conn, actor.tenant_id(), &events, at).await?;
+    }
     for chunk in entries.chunks(100) {
         let mut sql = Sql::new(
             "INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id) VALUES ",

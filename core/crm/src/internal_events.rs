@@ -1,13 +1,14 @@
 //! Internal events: what happened to a customer inside Shoal (an event recorded, a tag
 //! added or removed, a segment entered or left), written in the transaction of the change
-//! and consumed once by the SOP dispatcher.
+//! and consumed once by the SOP dispatcher and once by the notification relay (which puts it
+//! on the change feed). Audited customer changes emit theirs through [`crate::audit`].
 
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use shoal_base::{
     error::Result,
-    storage::{Backend, time},
+    storage::{Backend, sql::Sql, time},
 };
 
 /// Records an internal event in the caller's transaction.
@@ -19,6 +20,18 @@ pub async fn emit(
     payload: &Value,
     at: i64,
 ) -> Result<()> {
+    Ok(emit_raw(conn, tenant, kind, customer_id, payload, at).await?)
+}
+
+/// [`emit`] for callers whose errors are sqlx's (the audit log).
+pub async fn emit_raw(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: &str,
+    customer_id: &str,
+    payload: &Value,
+    at: i64,
+) -> std::result::Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO internal_events (tenant_id, id, kind, customer_id, payload, at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(tenant)
         .bind(uuid::Uuid::now_v7().to_string())
@@ -28,6 +41,37 @@ pub async fn emit(
         .bind(at)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Records many internal events `(kind, customer id, payload)` in the caller's transaction,
+/// in multi-row statements.
+pub async fn emit_many(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    events: &[(&str, &str, Value)],
+    at: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in events.chunks(100) {
+        let mut sql = Sql::new(
+            "INSERT INTO internal_events (tenant_id, id, kind, customer_id, payload, at) VALUES ",
+        );
+        for (i, (kind, customer_id, payload)) in chunk.iter().enumerate() {
+            let row = [
+                sql.arg(tenant),
+                sql.arg(uuid::Uuid::now_v7().to_string()),
+                sql.arg(*kind),
+                sql.arg(*customer_id),
+                sql.arg(payload.to_string()),
+                sql.arg(at),
+            ];
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .push(&row.join(", "))
+                .push(")");
+        }
+        let backend = Backend::of(conn);
+        sql.on(backend).query().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -116,7 +116,13 @@ async fn bench_backend(url: &str, n: usize) {
     let fixed = config.clone();
     let reloader =
         shoal_plugin_host::Reloader::new(plugins, std::sync::Arc::new(move || Ok(fixed.clone())));
-    let schema = api::schema(db.clone(), &config.limits, bus, reloader);
+    let schema = api::schema(
+        db.clone(),
+        &config.limits,
+        bus,
+        Default::default(),
+        reloader,
+    );
     let query = "query($f: CustomerFilterInput) { customers(first: 100, filter: $f) {
         edges { cursor node { id displayName phones emails attributes lifecycleStage ownerId sourceChannel createdAt } } } }";
 

@@ -64,7 +64,13 @@ async fn bench(url: &str, dir: &std::path::Path) {
     let fixed = config.clone();
     let reloader = Reloader::new(host.clone(), Arc::new(move || Ok(fixed.clone())));
     let (bus, _) = tokio::sync::broadcast::channel(16);
-    let schema = api::schema(db.clone(), &config.limits, bus, reloader);
+    let schema = api::schema(
+        db.clone(),
+        &config.limits,
+        bus,
+        Default::default(),
+        reloader,
+    );
     let actor = common::actor(&db, &Directory::from_config(&config)).await;
     let run = |query: &str, vars: serde_json::Value| {
         let request = async_graphql::Request::new(query)

@@ -17,6 +17,7 @@ use shoal_base::{
 };
 use shoal_crm::tenancy::{self, Directory};
 use shoal_plugin_host::{ConfigProvider, PluginHost, Reloader};
+use shoal_sop::transport::Transport;
 
 /// Why a host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,9 +145,32 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             supervision.clone(),
         ));
     }
+    let feed = shoal_notify::bus::Bus::new();
+    if db.backend == storage::Backend::Postgres {
+        // wake-ups from every host's relay (and this one's) arrive through LISTEN
+        background.push(shoal_notify::bus::listen(
+            config.storage.url.clone(),
+            feed.clone(),
+        ));
+    }
+    if config.notify.workers {
+        let tenants = directory.tenants().cloned().collect();
+        let transport = Transport::new(config.sop.tls_roots.as_deref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "webhook TLS roots not loaded; trusting the built-in roots only");
+            Transport::new(None).expect("the built-in roots load")
+        });
+        background.push(shoal_notify::background::spawn(
+            db.clone(),
+            tenants,
+            config.notify.clone(),
+            transport,
+            feed.clone(),
+            supervision.clone(),
+        ));
+    }
     let (bus, _) = broadcast::channel(1024);
     let state = AppState {
-        schema: api::schema(db.clone(), &config.limits, bus, reloader.clone()),
+        schema: api::schema(db.clone(), &config.limits, bus, feed, reloader.clone()),
         directory: Arc::new(directory),
         host: reloader.host.clone(),
         db: db.clone(),

@@ -669,6 +669,21 @@ async fn store(db: &Db, actor: &Actor, bill: &Bill, record: &Record) -> Result<(
         BillKind::Refund => "bill.refund",
     };
     audit::record(&mut tx, actor, action, "bill", &bill.id, json!({ "total": bill.total.to_string(), "currency": bill.currency, "reference": bill.reference })).await?;
+    // on the change feed (webhooks, subscriptions, staff notifications); a bill without a
+    // customer is announced with an empty customer id
+    let announced = match bill.kind {
+        BillKind::Sale => "bill.settled",
+        BillKind::Refund => "bill.refunded",
+    };
+    shoal_crm::internal_events::emit(
+        &mut tx,
+        tenant,
+        announced,
+        bill.customer_id.as_deref().unwrap_or(""),
+        &json!({ "billId": bill.id, "total": bill.total.to_string(), "currency": bill.currency, "reference": bill.reference }),
+        time::to_micros(time::now()),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

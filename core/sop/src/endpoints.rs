@@ -24,7 +24,7 @@ pub struct Endpoint {
 }
 
 /// A fresh secret: `whsec_` and 32 bytes from the operating system's generator, base64.
-fn new_secret() -> String {
+pub fn new_secret() -> String {
     use base64::{Engine, engine::general_purpose::STANDARD};
     let mut bytes = [0u8; 32];
     // two v4 UUIDs are 244 bits from the OS generator

@@ -137,6 +137,23 @@ pub struct Target {
     pub path: String,
 }
 
+impl Target {
+    /// The `Host` header: the host (an IPv6 address in brackets) and the port unless it is
+    /// the scheme's default.
+    pub fn host_header(&self) -> String {
+        let name = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == if self.https { 443 } else { 80 } {
+            name
+        } else {
+            format!("{name}:{}", self.port)
+        }
+    }
+}
+
 /// Reads a URL into its parts (scheme `http` or `https`, a host, no credentials) without
 /// judging where it points: for the operator's own gateway URL. A tenant's URL goes
 /// through [`check`].

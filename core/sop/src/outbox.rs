@@ -293,18 +293,7 @@ impl Deliverer {
         body: String,
         timeout: std::time::Duration,
     ) -> Outcome {
-        let default_port = if target.https { 443 } else { 80 };
-        // an IPv6 host is written in brackets in a Host header and a URL
-        let name = if target.host.contains(':') {
-            format!("[{}]", target.host)
-        } else {
-            target.host.clone()
-        };
-        let host = if target.port == default_port {
-            name.clone()
-        } else {
-            format!("{name}:{}", target.port)
-        };
+        let host = target.host_header();
         let mut req = hyper::Request::post(target.path.as_str())
             .header("host", host.as_str())
             .header("content-type", "application/json")
@@ -335,8 +324,8 @@ impl Deliverer {
         );
         match self.transport.post(target, addr, req, timeout).await {
             Err(e) => Outcome::Retry(format!("{url}: {e}")),
-            Ok(status) if status.is_success() => Outcome::Sent,
-            Ok(status) => Outcome::Retry(format!("{url} answered {status}")),
+            Ok(answer) if answer.status.is_success() => Outcome::Sent,
+            Ok(answer) => Outcome::Retry(format!("{url} answered {}", answer.status)),
         }
     }
 

@@ -19,6 +19,19 @@ use tokio_rustls::{
 
 use crate::outbound::Target;
 
+/// How many bytes of a response body are kept (for a delivery log); the rest is not read.
+pub const HEAD_BYTES: usize = 256;
+
+/// What a receiver answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// The first [`HEAD_BYTES`] bytes of the body (fewer when it ended sooner).
+    pub head: Vec<u8>,
+}
+
 /// The TLS settings every call of a host shares.
 #[derive(Clone)]
 pub struct Transport {
@@ -64,17 +77,41 @@ impl Transport {
     }
 
     /// POSTs `request` (its URI the path, its `Host` header set) to `addr`, within
-    /// `timeout`; answers the status, or why there is none.
+    /// `timeout`; answers the status, `Retry-After` and the body's first bytes, or why there
+    /// is no answer.
     pub async fn post(
         &self,
         target: &Target,
         addr: SocketAddr,
         request: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<StatusCode, String> {
+    ) -> Result<Answer, String> {
         tokio::time::timeout(timeout, self.exchange(target, addr, request))
             .await
             .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+    }
+
+    /// POSTs a JSON `body` with `headers` (besides `host`, `content-type` and
+    /// `user-agent`) to `target` at `addr`, within `timeout`.
+    pub async fn post_json(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        headers: &[(&str, String)],
+        body: String,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let mut request = Request::post(target.path.as_str())
+            .header("host", target.host_header())
+            .header("content-type", "application/json")
+            .header("user-agent", "Shoal-Webhooks/1");
+        for (k, v) in headers {
+            request = request.header(*k, v.as_str());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("bad request: {e}"))?;
+        self.post(target, addr, request, timeout).await
     }
 
     async fn exchange(
@@ -82,7 +119,7 @@ impl Transport {
         target: &Target,
         addr: SocketAddr,
         request: Request<Full<Bytes>>,
-    ) -> Result<StatusCode, String> {
+    ) -> Result<Answer, String> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -100,7 +137,7 @@ impl Transport {
     }
 }
 
-async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
+async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<Answer, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -108,13 +145,41 @@ where
         .await
         .map_err(|e| format!("HTTP handshake failed: {e}"))?;
     let driver = tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("the request failed: {e}"));
-    // the status is the answer; the body is not read (a receiver cannot make the host
-    // buffer what it streams), and the connection is closed
-    let status = response.map(|r| r.status());
+    let answer = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("the request failed: {e}"))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // only the first bytes of the body are read (a receiver cannot make the host
+        // buffer what it streams); a body that fails midway still leaves the status
+        let mut body = response.into_body();
+        let mut head = Vec::new();
+        while head.len() < HEAD_BYTES {
+            use http_body_util::BodyExt as _;
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let room = HEAD_BYTES - head.len();
+                        head.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            head,
+        })
+    }
+    .await;
+    // the connection is closed either way
     driver.abort();
-    status
+    answer
 }

@@ -37,6 +37,7 @@ pub struct Config {
     pub limits: Limits,
     pub plugins: PluginsConfig,
     pub sop: SopConfig,
+    pub notify: NotifyConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -128,6 +129,37 @@ pub struct SopConfig {
     /// Mozilla roots (an on-premise CA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_roots: Option<PathBuf>,
+}
+
+/// The notification workers every host runs: the feed relay (internal events → the change
+/// feed, webhook messages and staff notifications), webhook delivery and the staff channels.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Run the workers on this host (several hosts on one PostgreSQL share the work).
+    pub workers: bool,
+    /// How often the workers look for work when nothing woke them, in milliseconds.
+    pub poll_ms: u64,
+    /// Seconds before each attempt of a webhook message, counted from the previous one (the
+    /// first from the change); its length is the number of attempts.
+    pub retry_schedule_seconds: Vec<u64>,
+    /// Longest `Retry-After` of a receiver honoured, in seconds.
+    pub max_retry_after_seconds: u64,
+    /// An endpoint failing without a single success for this long is disabled.
+    pub disable_after_hours: u64,
+    /// Timeout of one webhook or robot POST, in milliseconds.
+    pub timeout_ms: u64,
+    /// Largest webhook payload; a bigger one carries ids only (`"truncated": true`).
+    pub max_payload_bytes: usize,
+    /// How long the change feed is kept for subscribers that reconnect with a cursor.
+    pub feed_retention_hours: u64,
+    /// How long delivered webhook messages and their attempts are kept, in days.
+    pub delivery_log_days: u64,
+    /// SMTP relay for e-mail notifications (`smtp://host:port`); none: e-mail is not a channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// The `From` of notification e-mails.
+    pub email_from: String,
 }
 
 impl Config {

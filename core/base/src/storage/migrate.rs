@@ -89,6 +89,11 @@ const MIGRATIONS: &[Migration] = &[
         "webhook endpoints with secrets of their own",
         include_str!("../../migrations/shared/0011_webhook_endpoints.sql"),
     ),
+    Migration::shared(
+        12,
+        "change feed, webhook endpoints for integrators, staff notifications",
+        include_str!("../../migrations/shared/0012_notifications.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -1,0 +1,111 @@
+//! The relay: moves a tenant's internal events onto the change feed, in commit order, and
+//! writes their webhook messages and staff notifications in the same transaction.
+//!
+//! It appends under the tenant's `feed_heads` row (held until its transaction ends), so
+//! sequence numbers become visible in increasing order on every backend: a reader that
+//! has seen `n` never later finds a row below `n` it had not seen.
+
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+
+use shoal_base::{
+    config::NotifyConfig,
+    error::Result,
+    storage::{Backend, Db, time},
+};
+use shoal_crm::tenancy::Tenant;
+
+use crate::{feed::Change, hooks, staff};
+
+/// Internal events one relay transaction moves.
+pub const BATCH: i64 = 500;
+
+/// Locks the tenant's head row (made on first use) and returns its sequence number.
+async fn lock_head(conn: &mut AnyConnection, backend: Backend, tenant: &str) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO feed_heads (tenant_id, seq, pruned_through) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING",
+    )
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+    let lock = match backend {
+        // the write transaction (BEGIN IMMEDIATE) already excludes every other writer
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    };
+    let row = sqlx::query(&format!(
+        "SELECT seq FROM feed_heads WHERE tenant_id = $1{lock}"
+    ))
+    .bind(tenant)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("seq")?)
+}
+
+/// Moves up to [`BATCH`] of the tenant's unrelayed internal events onto the feed, writing
+/// their webhook messages and staff notifications in the same transaction; returns what was
+/// appended (the caller announces it on the [`crate::bus`]).
+pub async fn relay(db: &Db, tenant: &Tenant, cfg: &NotifyConfig) -> Result<Vec<Change>> {
+    let mut tx = db.begin_write().await?;
+    let head = lock_head(&mut tx, db.backend, &tenant.id).await?;
+    let rows = sqlx::query(
+        "SELECT id, kind, customer_id, payload, at FROM internal_events \
+         WHERE tenant_id = $1 AND fed_at IS NULL ORDER BY at, id LIMIT $2",
+    )
+    .bind(&tenant.id)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        tx.rollback().await?;
+        return Ok(Vec::new());
+    }
+    let now = time::to_micros(time::now());
+    let mut changes = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let payload: String = r.try_get("payload")?;
+        changes.push(Change {
+            seq: head + 1 + i as i64,
+            id: r.try_get("id")?,
+            kind: r.try_get("kind")?,
+            customer_id: r.try_get("customer_id")?,
+            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+            at: time::from_micros(r.try_get("at")?),
+        });
+    }
+    for c in &changes {
+        sqlx::query(
+            "INSERT INTO change_feed (tenant_id, seq, id, kind, customer_id, payload, at, fed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&tenant.id)
+        .bind(c.seq)
+        .bind(&c.id)
+        .bind(&c.kind)
+        .bind(&c.customer_id)
+        .bind(c.payload.to_string())
+        .bind(time::to_micros(c.at))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE internal_events SET fed_at = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(&tenant.id)
+            .bind(&c.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let last = head + changes.len() as i64;
+    sqlx::query("UPDATE feed_heads SET seq = $2 WHERE tenant_id = $1")
+        .bind(&tenant.id)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+    hooks::fan_out(&mut tx, db, tenant, &changes, cfg).await?;
+    staff::fan_out(&mut tx, db, tenant, &changes).await?;
+    if db.backend == Backend::Postgres {
+        crate::bus::announce(&mut tx, &tenant.id, last).await?;
+    }
+    tx.commit().await?;
+    Ok(changes)
+}
