@@ -577,8 +577,9 @@ mod two_hosts {
 /// The seed "an abandoned payment pings the owner within seconds": a rule on
 /// `event.recorded:payment_abandoned` for the owner, on the inbox and a WeCom robot (the
 /// documented body, the owner @-mentioned); an agent outside the customer's scope is not
-/// told; quiet hours hold a normal notification's robot message, not a high one; low ones
-/// go out as one digest.
+/// told; the owner's quiet hours hold a normal notification's robot message, not a high
+/// one (the on-duty agent's out-of-hours question); low ones go out as one digest; a
+/// DingTalk robot gets its documented body, signed.
 async fn staff_rules_reach_the_owner(s: &TestServer) {
     const TOOK: Answer = (200, None, r#"{"errcode":0,"errmsg":"ok"}"#, 0);
     let (url, robot) = Receiver::start(vec![TOOK; 8]).await;
@@ -597,12 +598,14 @@ async fn staff_rules_reach_the_owner(s: &TestServer) {
             "saveNotificationRule",
         )
         .await;
-    s.ok(
-        ALPHA,
-        "mutation { setNotificationPreferences(input: { imUserId: \"zhangsan\" }) { imUserId } }",
-        json!({}),
-    )
-    .await;
+    // the owner's quiet hours are now (in their zone): a high-priority rule goes through
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let (start, end) = (
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
+    s.ok(ALPHA, "mutation($s: String, $e: String) { setNotificationPreferences(input: { quietStart: $s, quietEnd: $e, timeZone: \"Asia/Shanghai\", imUserId: \"zhangsan\" }) { quietStart } }",
+        json!({ "s": start.format("%H:%M").to_string(), "e": end.format("%H:%M").to_string() })).await;
     let c = s
         .create_customer(
             ALPHA,
@@ -657,14 +660,7 @@ async fn staff_rules_reach_the_owner(s: &TestServer) {
         .await;
     assert_eq!(read["markNotificationsRead"], 1);
 
-    // quiet hours around now (in the user's zone): a normal rule's robot message waits
-    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
-    let (start, end) = (
-        now - chrono::Duration::hours(1),
-        now + chrono::Duration::hours(1),
-    );
-    s.ok(ALPHA, "mutation($s: String, $e: String) { setNotificationPreferences(input: { quietStart: $s, quietEnd: $e, timeZone: \"Asia/Shanghai\", imUserId: \"zhangsan\" }) { quietStart } }",
-        json!({ "s": start.format("%H:%M").to_string(), "e": end.format("%H:%M").to_string() })).await;
+    // in the same quiet hours, a normal rule's robot message waits
     s.ok(
         ALPHA,
         "mutation($id: ID!) { deleteNotificationRule(id: $id) }",
@@ -766,6 +762,46 @@ async fn staff_rules_reach_the_owner(s: &TestServer) {
     assert!(content.contains("日报 (2 notifications)"), "{content}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(robot.got().len(), 2, "one message for both");
+
+    // DingTalk: `timestamp` and `sign` on the URL, checked with Python's hmac
+    let (url, ding) = Receiver::start(vec![TOOK]).await;
+    sqlx::query("DELETE FROM notification_rules WHERE tenant_id = 'alpha'")
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    s.ok_id(ALPHA, save, json!({ "i": { "name": "钉钉", "eventTypes": ["event.recorded:payment_abandoned"],
+        "recipients": { "owner": true }, "channels": ["DINGTALK_ROBOT"], "robotUrl": format!("{url}/robot/send?access_token=abc"),
+        "robotSecret": "SECtest", "priority": "HIGH" } }), "saveNotificationRule").await;
+    s.ok(ALPHA, abandon, json!({ "c": c })).await;
+    let got = ding.until(|g| !g.is_empty()).await;
+    let query: BTreeMap<String, String> = got[0]
+        .uri
+        .split_once('?')
+        .unwrap()
+        .1
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    assert_eq!(query["access_token"], "abc");
+    let script = "import base64,hmac,hashlib,sys,urllib.parse\n\
+        t=sys.argv[1];s='SECtest'\n\
+        print(urllib.parse.quote_plus(base64.b64encode(hmac.new(s.encode(),(t+'\\n'+s).encode(),hashlib.sha256).digest())))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &query["timestamp"]])
+        .output()
+        .unwrap();
+    assert_eq!(
+        query["sign"],
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "signed as DingTalk documents"
+    );
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["msgtype"], "text");
+    assert_eq!(body["at"]["atUserIds"], json!(["zhangsan"]));
+    assert!(body["text"]["content"].as_str().unwrap().contains("钉钉"));
 }
 
 /// `shoal serve` processes share the database; the one delivering is killed with SIGKILL
@@ -844,4 +880,83 @@ mod kill {
     async fn postgres() {
         no_webhook_is_lost_across_a_kill(Backend::Postgres).await;
     }
+}
+
+/// An endpoint with no success for `notify.disable_after_hours` (here 0: the first failure)
+/// is disabled and its administrators told.
+mod failing {
+    use super::*;
+
+    async fn impatient(backend: Backend) -> Option<TestServer> {
+        TestServer::start_with(backend, |c| {
+            c.notify.poll_ms = 20;
+            c.notify.retry_schedule_seconds = vec![0, 60];
+            c.notify.disable_after_hours = 0;
+        })
+        .await
+    }
+
+    async fn an_endpoint_failing_too_long_is_disabled(s: &TestServer) {
+        let (url, rx) = Receiver::start(vec![(500, None, "down", 0)]).await;
+        let (id, _) = create_webhook(s, &format!("{url}/down"), json!([])).await;
+        s.create_customer(
+            ALPHA,
+            json!({ "displayName": "郑一", "sourceChannel": "WEB" }),
+        )
+        .await;
+        rx.until(|g| !g.is_empty()).await;
+        let mut w = Value::Null;
+        for _ in 0..100 {
+            w = s.ok(ALPHA, "query($id: ID!) { webhook(id: $id) { enabled disabledReason } unreadNotificationCount }", json!({ "id": id })).await;
+            if w["webhook"]["enabled"] == false {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            w["webhook"]["disabledReason"], "no successful delivery for 0 hours",
+            "{w}"
+        );
+        assert_eq!(w["unreadNotificationCount"], 1);
+    }
+
+    crate::on_both_backends_with!(impatient, an_endpoint_failing_too_long_is_disabled);
+}
+
+/// The legacy `graphql-ws` protocol (`start` / `data`) serves `changes` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_protocol_serves_changes() {
+    let s = brisk(Backend::Sqlite).await.unwrap();
+    let mut request = format!("ws://{}/graphql/ws", s.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap());
+    let (mut w, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket");
+    let send = |v: Value| Message::Text(v.to_string().into());
+    w.send(send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ALPHA}") } }))).await.unwrap();
+    w.send(send(json!({ "id": "1", "type": "start", "payload": { "query": "subscription { changes(types: [\"customer.created\"]) { type customerId } }" } }))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "老协议", "sourceChannel": "WEB" }),
+        )
+        .await;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if v["type"] == "data" {
+            assert_eq!(v["payload"]["data"]["changes"]["customerId"], id);
+            break;
+        }
+    }
+    s.stop().await;
 }
