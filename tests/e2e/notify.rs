@@ -385,8 +385,80 @@ async fn bad_endpoints_are_refused_by_field(s: &TestServer) {
     assert_eq!(crate::harness::code(&e), "FORBIDDEN");
 }
 
+/// An SOP step's outcome is on the feed: a webhook subscribed to `sop.step` hears of the
+/// greeting step that ran.
+async fn sop_steps_are_announced(s: &TestServer) {
+    let (url, rx) = Receiver::start(vec![]).await;
+    create_webhook(s, &format!("{url}/steps"), json!(["sop.step"])).await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "步骤", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let sop = s.greeted(ALPHA, &[&c]).await;
+    let got = rx.until(|g| !g.is_empty()).await;
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["type"], "sop.step");
+    assert_eq!(body["data"]["customerId"], c);
+    assert_eq!(body["data"]["sopId"], sop);
+    assert_eq!(body["data"]["stepId"], "m");
+}
+
+/// A user watching a customer is told of its changes by a rule naming `watchers`; one who
+/// does not watch is not.
+async fn watchers_are_told(s: &TestServer) {
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "关注", "sourceChannel": "WEB" }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation { saveNotificationRule(input: { name: \"关注的客户\", eventTypes: [\"tag.added\"], recipients: { watchers: true }, channels: [INBOX] }) { id } }",
+        json!({}),
+    )
+    .await;
+    let watched = s
+        .ok(
+            ALPHA_READONLY,
+            "mutation($c: ID!) { watchCustomer(customerId: $c) }",
+            json!({ "c": c }),
+        )
+        .await;
+    assert_eq!(watched["watchCustomer"], true);
+    let tag = s.manual_tag(ALPHA, "关注标签").await;
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!, $t: ID!) { applyTag(tagId: $t, customerIds: [$c]) }",
+        json!({ "c": c, "t": tag }),
+    )
+    .await;
+    let mut n = Value::Null;
+    for _ in 0..100 {
+        n = s.ok(ALPHA_READONLY, "{ unreadNotificationCount notifications(first: 1) { edges { node { title customerId } } } }", json!({})).await;
+        if n["unreadNotificationCount"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(n["unreadNotificationCount"], 1, "{n}");
+    assert_eq!(n["notifications"]["edges"][0]["node"]["customerId"], c);
+    assert!(
+        n["notifications"]["edges"][0]["node"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("关注标签")
+    );
+    let boss = s.ok(ALPHA, "{ unreadNotificationCount }", json!({})).await;
+    assert_eq!(boss["unreadNotificationCount"], 0, "not watching, not told");
+}
+
 crate::on_both_backends_with!(
     brisk,
+    watchers_are_told,
+    sop_steps_are_announced,
     webhooks_are_signed_retried_after_and_logged,
     gone_disables_and_redelivery_keeps_the_id,
     a_rotated_secret_signs_beside_the_new_one,

@@ -334,6 +334,9 @@ pub struct RecipientsValue {
     /// A task's assignee (task events).
     #[graphql(default)]
     pub assignee: bool,
+    /// The users watching the customer (`watchCustomer`).
+    #[graphql(default)]
+    pub watchers: bool,
     #[graphql(default)]
     pub users: Vec<String>,
     #[graphql(default)]
@@ -393,6 +396,7 @@ impl From<staff::Rule> for NotificationRule {
             recipients: RecipientsValue {
                 owner: r.recipients.owner,
                 assignee: r.recipients.assignee,
+                watchers: r.recipients.watchers,
                 users: r.recipients.users,
                 roles: r.recipients.roles,
                 departments: r.recipients.departments,
@@ -646,6 +650,7 @@ impl NotifyMutation {
             recipients: Recipients {
                 owner: input.recipients.owner,
                 assignee: input.recipients.assignee,
+                watchers: input.recipients.watchers,
                 users: input.recipients.users,
                 roles: input.recipients.roles,
                 departments: input.recipients.departments,
@@ -677,6 +682,29 @@ impl NotifyMutation {
         let actor = actor(ctx).gql()?;
         staff::delete_rule(db(ctx), actor, &id).await.gql()?;
         Ok(true)
+    }
+
+    /// The caller follows a customer they can see: rules naming `watchers` notify them of
+    /// its changes. Answers `true`.
+    async fn watch_customer(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+    ) -> async_graphql::Result<bool> {
+        let actor = actor(ctx).gql()?;
+        staff::watch(db(ctx), actor, &customer_id, true).await.gql()
+    }
+
+    /// The caller stops following a customer. Answers `false`.
+    async fn unwatch_customer(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+    ) -> async_graphql::Result<bool> {
+        let actor = actor(ctx).gql()?;
+        staff::watch(db(ctx), actor, &customer_id, false)
+            .await
+            .gql()
     }
 
     /// Replaces the caller's notification settings.

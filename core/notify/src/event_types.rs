@@ -25,6 +25,10 @@ pub const KINDS: &[(&str, &str)] = &[
     ("tag.removed", "a tag was removed from the customer"),
     ("segment.entered", "the customer entered a segment"),
     ("segment.left", "the customer left a segment"),
+    (
+        "sop.step",
+        "an SOP step ran for the customer: `sopId`, `enrolmentId`, `stepId`, `outcome` (done, skipped, deferred, failed, exited, …)",
+    ),
     ("task.created", "a task about the customer was created"),
     (
         "task.updated",
@@ -50,6 +54,7 @@ fn qualified_by(kind: &str) -> &'static [&'static str] {
         "tag.added" | "tag.removed" => &["tag"],
         "segment.entered" | "segment.left" => &["segmentId"],
         "task.updated" => &["status"],
+        "sop.step" => &["sopId", "outcome"],
         _ => &[],
     }
 }

@@ -157,7 +157,7 @@ pub async fn run_due(
                         insert_runs(
                             &mut tx,
                             &tenant.id,
-                            &[(c.id.clone(), c.attempt, c.step_index, record)],
+                            &[(who(&c), c.attempt, c.step_index, record)],
                         )
                         .await?;
                         tx.commit().await?;
@@ -212,7 +212,7 @@ async fn advance_all(
         customers,
         opted_out,
     };
-    let mut runs: Vec<(String, i64, usize, Record)> = Vec::new();
+    let mut runs: Vec<(Who, i64, usize, Record)> = Vec::new();
     let mut queued: Vec<Queued> = Vec::new();
     // completed enrolments by the index they ended at, updated together
     let mut completed: HashMap<usize, Vec<&str>> = HashMap::new();
@@ -301,7 +301,7 @@ async fn advance_all(
                     ..c.clone()
                 };
                 for r in log.drain(..) {
-                    runs.push((c.id.clone(), attempt_at(r.index), r.index, r));
+                    runs.push((who(&c), attempt_at(r.index), r.index, r));
                 }
                 let step_id = sop
                     .definition
@@ -318,12 +318,12 @@ async fn advance_all(
                     now,
                 )
                 .await?;
-                runs.push((c.id.clone(), failed.attempt, failed.step_index, record));
+                runs.push((who(&c), failed.attempt, failed.step_index, record));
                 continue;
             }
         }
         for r in log {
-            runs.push((c.id.clone(), attempt_at(r.index), r.index, r));
+            runs.push((who(&c), attempt_at(r.index), r.index, r));
         }
     }
     super::outbox::queue_many(conn, &tenant.id, &queued).await?;
@@ -439,11 +439,34 @@ async fn fail(
     })
 }
 
+/// Whose step ran: the enrolment, its customer, its SOP.
+type Who = (String, String, String);
+
+fn who(c: &Claimed) -> Who {
+    (c.id.clone(), c.customer_id.clone(), c.sop_id.clone())
+}
+
+/// Writes the history of step outcomes and announces each on the change feed (`sop.step`),
+/// in the caller's transaction.
 async fn insert_runs(
     conn: &mut AnyConnection,
     tenant: &str,
-    runs: &[(String, i64, usize, Record)],
+    runs: &[(Who, i64, usize, Record)],
 ) -> Result<()> {
+    let announced: Vec<(&str, &str, serde_json::Value)> = runs
+        .iter()
+        .map(|((enrolment, customer, sop), attempt, _, r)| {
+            (
+                "sop.step",
+                customer.as_str(),
+                serde_json::json!({ "sopId": sop, "enrolmentId": enrolment, "stepId": r.step_id, "outcome": r.outcome, "attempt": attempt }),
+            )
+        })
+        .collect();
+    if let Some(at) = runs.iter().map(|(.., r)| r.at).max() {
+        shoal_crm::internal_events::emit_many(conn, tenant, &announced, time::to_micros(at))
+            .await?;
+    }
     for chunk in runs.chunks(400) {
         let mut sql = String::from(
             "INSERT INTO sop_step_runs (tenant_id, id, enrolment_id, step_id, step_index, attempt, outcome, detail, at) VALUES ",
@@ -467,7 +490,7 @@ async fn insert_runs(
             ));
         }
         let mut q = sqlx::query(&sql);
-        for (enrolment, attempt, index, r) in chunk {
+        for ((enrolment, ..), attempt, index, r) in chunk {
             q = q
                 .bind(tenant)
                 .bind(uuid::Uuid::now_v7().to_string())

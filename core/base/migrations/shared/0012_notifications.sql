@@ -166,3 +166,12 @@ CREATE TABLE notification_prefs (
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, user_id)
 );
+
+-- Users following a customer: notification rules can name them (`watchers`).
+CREATE TABLE customer_watchers (
+    tenant_id   TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, customer_id, user_id)
+);

@@ -1,5 +1,5 @@
 //! Staff notifications: rules per tenant say which changes notify whom (the customer's
-//! owner, a task's assignee, users, roles, departments), on which channels (the in-app
+//! owner, a task's assignee, the customer's watchers, users, roles, departments), on which channels (the in-app
 //! inbox, a WeCom or DingTalk group robot), under which condition on the customer, at which
 //! priority. A recipient is notified only of customers within their own scope. Quiet hours
 //! are per user (high priority breaks through); low-priority notifications are batched into
@@ -7,6 +7,7 @@
 
 mod inbox;
 mod send;
+mod watch;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -34,6 +35,7 @@ pub use inbox::{
     Notification, ORDER, Prefs, list, mark_read, newer_than, prefs, set_prefs, unread_count,
 };
 pub use send::deliver_due;
+pub use watch::watch;
 
 use crate::{event_types, facts::Facts, feed::Change};
 
@@ -98,6 +100,8 @@ pub struct Recipients {
     pub owner: bool,
     /// A task's assignee (task events).
     pub assignee: bool,
+    /// The users watching the customer.
+    pub watchers: bool,
     pub users: Vec<String>,
     pub roles: Vec<String>,
     pub departments: Vec<String>,
@@ -173,13 +177,14 @@ async fn check(conn: &mut AnyConnection, tenant: &Tenant, r: &RuleInput) -> Resu
     let p = &r.recipients;
     if !p.owner
         && !p.assignee
+        && !p.watchers
         && p.users.is_empty()
         && p.roles.is_empty()
         && p.departments.is_empty()
     {
         return Err(Error::invalid(
             "input.recipients",
-            "name at least one recipient: owner, assignee, users, roles or departments",
+            "name at least one recipient: owner, assignee, watchers, users, roles or departments",
         ));
     }
     for (i, u) in p.users.iter().enumerate() {
@@ -328,6 +333,7 @@ pub fn title(rule: &str, c: &Change) -> String {
         "tag.added" | "tag.removed" => text("tag").to_owned(),
         "segment.entered" | "segment.left" => text("segmentId").to_owned(),
         "task.created" | "task.updated" => text("title").to_owned(),
+        "sop.step" => format!("{} {}", text("stepId"), text("outcome")),
         "bill.settled" | "bill.refunded" => format!("{} {}", text("total"), text("currency")),
         "customer.updated" => p
             .get("fields")
@@ -372,6 +378,9 @@ async fn recipients_of(
                 .transpose()?
                 .flatten();
         out.extend(owner);
+    }
+    if r.watchers && !c.customer_id.is_empty() {
+        out.extend(watch::watchers(conn, tenant, &c.customer_id).await?);
     }
     if r.assignee
         && let Some(a) = c.payload.get("assignee").and_then(Value::as_str)
