@@ -301,7 +301,7 @@ async fn advance_all(
                     ..c.clone()
                 };
                 for r in log.drain(..) {
-                    runs.push((who(&c), attempt_at(r.index), r.index, r));
+                    runs.push((who(c), attempt_at(r.index), r.index, r));
                 }
                 let step_id = sop
                     .definition
@@ -318,12 +318,12 @@ async fn advance_all(
                     now,
                 )
                 .await?;
-                runs.push((who(&c), failed.attempt, failed.step_index, record));
+                runs.push((who(c), failed.attempt, failed.step_index, record));
                 continue;
             }
         }
         for r in log {
-            runs.push((who(&c), attempt_at(r.index), r.index, r));
+            runs.push((who(c), attempt_at(r.index), r.index, r));
         }
     }
     super::outbox::queue_many(conn, &tenant.id, &queued).await?;
