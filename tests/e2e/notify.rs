@@ -1032,3 +1032,122 @@ async fn the_legacy_protocol_serves_changes() {
     }
     s.stop().await;
 }
+
+/// A real SMTP server (Python's `smtpd`) on a local port; each message it receives is
+/// parsed by Python's `email` package and printed as one JSON line.
+struct SmtpServer {
+    child: std::process::Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl SmtpServer {
+    fn start() -> SmtpServer {
+        use std::io::BufRead;
+        let script = r#"
+import asyncore, email, email.header, email.policy, json, smtpd, sys, warnings
+warnings.simplefilter("ignore")
+class S(smtpd.SMTPServer):
+    def process_message(self, peer, mailfrom, rcpttos, data, **kw):
+        m = email.message_from_bytes(data, policy=email.policy.default)
+        print(json.dumps({"from": mailfrom, "to": rcpttos, "subject": str(m["subject"]),
+                          "body": m.get_body(("plain",)).get_content()}), flush=True)
+s = S(("127.0.0.1", 0), None, decode_data=False)
+print(s.socket.getsockname()[1], flush=True)
+asyncore.loop()
+"#;
+        let mut child = std::process::Command::new("python3")
+            .args(["-W", "ignore", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs an SMTP server");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let port = first.trim().parse().expect("the SMTP server's port");
+        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        SmtpServer { child, port, lines }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// E-mail through a real SMTP server: the owner's address from config, a Chinese subject
+/// and body as the rule and change say; a host without `notify.smtp_url` refuses the
+/// channel when the rule is saved, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_notifications_reach_a_real_smtp_server() {
+    let smtp = SmtpServer::start();
+    let port = smtp.port;
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        c.notify.poll_ms = 20;
+        c.notify.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.notify.email_from = "Shoal 通知 <notify@shoal.test>".into();
+        c.tenants
+            .get_mut("alpha")
+            .unwrap()
+            .users
+            .get_mut("boss")
+            .unwrap()
+            .email = Some("boss@alpha.test".into());
+    })
+    .await
+    .unwrap();
+    s.ok(
+        ALPHA,
+        "mutation { saveNotificationRule(input: { name: \"新客户提醒\", eventTypes: [\"customer.created\"], recipients: { owner: true }, channels: [INBOX, EMAIL], priority: HIGH }) { id } }",
+        json!({}),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "冯二", "sourceChannel": "WEB", "ownerId": "boss" }),
+        )
+        .await;
+    let mut mail = None;
+    for _ in 0..200 {
+        if let Some(m) = smtp.lines.lock().unwrap().first() {
+            mail = Some(m.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mail = mail.expect("an e-mail arrives");
+    assert_eq!(mail["from"], "notify@shoal.test");
+    assert_eq!(mail["to"], json!(["boss@alpha.test"]));
+    assert!(
+        mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("新客户提醒: customer.created"),
+        "{mail}"
+    );
+    assert!(mail["body"].as_str().unwrap().contains(&c), "{mail}");
+    s.stop().await;
+
+    // without an SMTP relay, the channel is refused at save
+    let plain = brisk(Backend::Sqlite).await.unwrap();
+    let e = plain
+        .err(
+            ALPHA,
+            "mutation { saveNotificationRule(input: { name: \"x\", recipients: { owner: true }, channels: [INBOX, EMAIL] }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(crate::harness::fields(&e), ["input.channels[1]"], "{e}");
+    plain.stop().await;
+}

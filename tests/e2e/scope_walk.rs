@@ -196,6 +196,16 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "c": id }),
         ),
         (
+            "watchCustomer",
+            "mutation($c: ID!) { watchCustomer(customerId: $c) }",
+            json!({ "c": id }),
+        ),
+        (
+            "unwatchCustomer",
+            "mutation($c: ID!) { unwatchCustomer(customerId: $c) }",
+            json!({ "c": id }),
+        ),
+        (
             "recordFollowUp",
             "mutation($c: ID!) { recordFollowUp(input: { customerId: $c, kind: \"call\" }) { id } }",
             json!({ "c": id }),

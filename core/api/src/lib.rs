@@ -83,6 +83,7 @@ pub fn schema(
     limits: &Limits,
     bus: EventBus,
     feed: shoal_notify::bus::Bus,
+    email: bool,
     reloader: Reloader,
 ) -> ShoalSchema {
     Schema::build(
@@ -95,6 +96,7 @@ pub fn schema(
     .data(limits.clone())
     .data(bus)
     .data(feed)
+    .data(notify::EmailChannel(email))
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity)
     .finish()

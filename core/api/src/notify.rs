@@ -23,6 +23,10 @@ use shoal_notify::{
     staff::{self, Channel, Priority, Recipients, RuleInput},
 };
 
+/// Whether this host sends e-mail notifications (`notify.smtp_url` is set).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmailChannel(pub bool);
+
 /// An event type of the change feed and what it means.
 #[derive(SimpleObject, Debug)]
 pub struct EventTypeInfo {
@@ -289,6 +293,8 @@ pub enum ChannelValue {
     Inbox,
     WecomRobot,
     DingtalkRobot,
+    /// The user's e-mail address, when the host has `notify.smtp_url`.
+    Email,
 }
 
 impl From<ChannelValue> for Channel {
@@ -297,6 +303,7 @@ impl From<ChannelValue> for Channel {
             ChannelValue::Inbox => Channel::Inbox,
             ChannelValue::WecomRobot => Channel::WecomRobot,
             ChannelValue::DingtalkRobot => Channel::DingtalkRobot,
+            ChannelValue::Email => Channel::Email,
         }
     }
 }
@@ -307,6 +314,7 @@ impl From<Channel> for ChannelValue {
             Channel::Inbox => ChannelValue::Inbox,
             Channel::WecomRobot => ChannelValue::WecomRobot,
             Channel::DingtalkRobot => ChannelValue::DingtalkRobot,
+            Channel::Email => ChannelValue::Email,
         }
     }
 }
@@ -666,12 +674,17 @@ impl NotifyMutation {
             digest_minutes: input.digest_minutes,
             enabled: input.enabled,
         };
-        Ok(
-            staff::save_rule(db(ctx), actor, id.as_ref().map(|i| i.0.as_str()), &rule)
-                .await
-                .gql()?
-                .into(),
+        let email = ctx.data_opt::<EmailChannel>().is_some_and(|e| e.0);
+        Ok(staff::save_rule(
+            db(ctx),
+            actor,
+            id.as_ref().map(|i| i.0.as_str()),
+            &rule,
+            email,
         )
+        .await
+        .gql()?
+        .into())
     }
 
     async fn delete_notification_rule(

@@ -13,7 +13,7 @@ use shoal_base::{config::NotifyConfig, storage::Db, storage::time, supervise::Su
 use shoal_crm::tenancy::Tenant;
 use shoal_sop::transport::Transport;
 
-use crate::{bus::Bus, feed, hooks, relay, staff};
+use crate::{bus::Bus, email::Mailer, feed, hooks, relay, staff};
 
 /// How often the feed and the delivery log are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -22,6 +22,7 @@ struct Shared {
     db: Db,
     cfg: NotifyConfig,
     transport: Transport,
+    mailer: Option<Mailer>,
     bus: Bus,
     supervision: Arc<Supervision>,
 }
@@ -47,7 +48,14 @@ async fn round(s: &Shared, t: &Arc<Tenant>) -> bool {
         Ok(n) => busy |= n > 0,
         Err(e) => tracing::error!(tenant = %t.id, error = %e, "webhook delivery failed"),
     }
-    let sends = staff::deliver_due(&s.db, t, &s.cfg, &s.transport, time::now());
+    let sends = staff::deliver_due(
+        &s.db,
+        t,
+        &s.cfg,
+        &s.transport,
+        s.mailer.as_ref(),
+        time::now(),
+    );
     match s.supervision.guard("notify.staff", sends).await {
         Ok(n) => busy |= n > 0,
         Err(e) => tracing::error!(tenant = %t.id, error = %e, "staff notification delivery failed"),
@@ -86,6 +94,7 @@ pub fn spawn(
     tenants: Vec<Arc<Tenant>>,
     cfg: NotifyConfig,
     transport: Transport,
+    mailer: Option<Mailer>,
     bus: Bus,
     supervision: Arc<Supervision>,
 ) -> JoinHandle<()> {
@@ -93,6 +102,7 @@ pub fn spawn(
         db,
         cfg,
         transport,
+        mailer,
         bus,
         supervision,
     });

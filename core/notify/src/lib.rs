@@ -16,6 +16,7 @@
 
 pub mod background;
 pub mod bus;
+pub mod email;
 pub mod event_types;
 pub mod facts;
 pub mod feed;

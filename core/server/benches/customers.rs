@@ -121,6 +121,7 @@ async fn bench_backend(url: &str, n: usize) {
         &config.limits,
         bus,
         Default::default(),
+        false,
         reloader,
     );
     let query = "query($f: CustomerFilterInput) { customers(first: 100, filter: $f) {

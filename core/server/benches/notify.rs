@@ -141,6 +141,7 @@ async fn main() {
             vec![tenant.clone()],
             config.notify.clone(),
             transport.clone(),
+            None,
             bus_a.clone(),
             Arc::default(),
         )];
@@ -168,6 +169,7 @@ async fn main() {
             &config.limits,
             events_bus,
             bus_b.clone(),
+            false,
             reloader,
         );
         let actor_b = common::actor(&host_b, &directory).await;

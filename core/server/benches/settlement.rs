@@ -69,6 +69,7 @@ async fn bench(url: &str, dir: &std::path::Path) {
         &config.limits,
         bus,
         Default::default(),
+        false,
         reloader,
     );
     let actor = common::actor(&db, &Directory::from_config(&config)).await;

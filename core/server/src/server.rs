@@ -32,6 +32,8 @@ pub enum StartError {
     Demo(shoal_base::error::Error),
     #[error("cannot start the plugin runtime: {0}")]
     Plugins(String),
+    #[error("cannot set up notifications: {0}")]
+    Notify(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -153,6 +155,9 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             feed.clone(),
         ));
     }
+    let mailer = shoal_notify::email::Mailer::from_config(&config.notify)
+        .map_err(|(key, message)| StartError::Notify(format!("{key}: {message}")))?;
+    let email = mailer.is_some();
     if config.notify.workers {
         let tenants = directory.tenants().cloned().collect();
         let transport = Transport::new(config.sop.tls_roots.as_deref()).unwrap_or_else(|e| {
@@ -164,13 +169,21 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             tenants,
             config.notify.clone(),
             transport,
+            mailer,
             feed.clone(),
             supervision.clone(),
         ));
     }
     let (bus, _) = broadcast::channel(1024);
     let state = AppState {
-        schema: api::schema(db.clone(), &config.limits, bus, feed, reloader.clone()),
+        schema: api::schema(
+            db.clone(),
+            &config.limits,
+            bus,
+            feed,
+            email,
+            reloader.clone(),
+        ),
         directory: Arc::new(directory),
         host: reloader.host.clone(),
         db: db.clone(),

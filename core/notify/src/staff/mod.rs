@@ -50,6 +50,8 @@ pub enum Channel {
     /// A DingTalk group robot (`oapi.dingtalk.com/robot/send?access_token=…`), signed when
     /// the rule has a secret.
     DingtalkRobot,
+    /// E-mail to the user's address (`users.<id>.email`), through `notify.smtp_url`.
+    Email,
 }
 
 impl Channel {
@@ -58,6 +60,7 @@ impl Channel {
             Channel::Inbox => "inbox",
             Channel::WecomRobot => "wecom_robot",
             Channel::DingtalkRobot => "dingtalk_robot",
+            Channel::Email => "email",
         }
     }
 }
@@ -164,7 +167,12 @@ pub struct RuleInput {
     pub enabled: bool,
 }
 
-async fn check(conn: &mut AnyConnection, tenant: &Tenant, r: &RuleInput) -> Result<()> {
+async fn check(
+    conn: &mut AnyConnection,
+    tenant: &Tenant,
+    r: &RuleInput,
+    email: bool,
+) -> Result<()> {
     let n = r.name.trim().chars().count();
     if n == 0 || n > 100 {
         return Err(Error::invalid("input.name", "1–100 characters"));
@@ -197,6 +205,14 @@ async fn check(conn: &mut AnyConnection, tenant: &Tenant, r: &RuleInput) -> Resu
     }
     if r.channels.is_empty() {
         return Err(Error::invalid("input.channels", "at least one channel"));
+    }
+    if let Some(i) = r.channels.iter().position(|c| *c == Channel::Email)
+        && !email
+    {
+        return Err(Error::invalid(
+            format!("input.channels[{i}]"),
+            "e-mail is not a channel of this host: its operator has not set notify.smtp_url",
+        ));
     }
     let robots = r
         .channels
@@ -245,11 +261,18 @@ pub async fn rules(db: &Db, actor: &Actor) -> Result<Vec<Rule>> {
         .collect()
 }
 
-/// Creates a rule (`id` none) or replaces one (administrators; audited).
-pub async fn save_rule(db: &Db, actor: &Actor, id: Option<&str>, r: &RuleInput) -> Result<Rule> {
+/// Creates a rule (`id` none) or replaces one (administrators; audited); `email` says
+/// whether this host has the e-mail channel.
+pub async fn save_rule(
+    db: &Db,
+    actor: &Actor,
+    id: Option<&str>,
+    r: &RuleInput,
+    email: bool,
+) -> Result<Rule> {
     actor.require(Action::Administer)?;
     let mut tx = db.begin_write().await?;
-    check(&mut tx, &actor.tenant, r).await?;
+    check(&mut tx, &actor.tenant, r, email).await?;
     let now = time::to_micros(time::now());
     let id = match id {
         Some(id) => {

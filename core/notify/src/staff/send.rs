@@ -1,4 +1,4 @@
-//! Sending notifications on the robot channels: a WeCom group robot
+//! Sending notifications on the external channels: e-mail (through [`Mailer`]) and a WeCom group robot
 //! (`{"msgtype":"text","text":{"content":…,"mentioned_list":[…]}}`) or a DingTalk group
 //! robot (`{"msgtype":"text","text":{"content":…},"at":{"atUserIds":[…]}}`, with
 //! `timestamp` and `sign` — base64 HMAC-SHA256 of `"<ms>\n<secret>"` — when the rule has a
@@ -22,7 +22,10 @@ use shoal_crm::tenancy::Tenant;
 use shoal_sop::transport::Transport;
 
 use super::{Channel, backoff, fetch, inbox::prefs_on};
-use crate::post::{Posted, post_json};
+use crate::{
+    email::Mailer,
+    post::{Posted, post_json},
+};
 
 /// Sends one robot call makes at most (a digest lists this many, and says how many more).
 const DIGEST_LINES: usize = 20;
@@ -60,6 +63,7 @@ pub async fn deliver_due(
     tenant: &Tenant,
     cfg: &NotifyConfig,
     transport: &Transport,
+    mailer: Option<&Mailer>,
     now: DateTime<Utc>,
 ) -> Result<usize> {
     let lease = now + Duration::milliseconds(cfg.timeout_ms as i64 * 2 + 5_000);
@@ -126,6 +130,25 @@ pub async fn deliver_due(
                 }
                 format!("{} ({} notifications)\n{}", rule.name, sends.len(), lines.join("\n"))
             };
+            if channel == Channel::Email.as_str() {
+                let Some(mailer) = mailer else {
+                    return Ok(Err((
+                        "e-mail is not a channel of this host (notify.smtp_url is not set)".to_owned(),
+                        false,
+                    )));
+                };
+                let Some(to) = tenant.users.get(&user).and_then(|u| u.email.clone()) else {
+                    return Ok(Err((format!("user `{user}` has no e-mail address"), false)));
+                };
+                let subject = match content.lines().next() {
+                    Some(first) if sends.len() == 1 && !sends[0].digest => first.to_owned(),
+                    _ => format!("{}: {} notifications", rule.name, sends.len()),
+                };
+                return Ok(mailer
+                    .send(&to, &subject, &content)
+                    .await
+                    .map_err(|e| (e.message, e.retry)));
+            }
             let mention: Vec<String> = prefs.im_user_id.into_iter().collect();
             let url = rule.robot_url.clone().unwrap_or_default();
             let (url, body) = match channel.as_str() {
