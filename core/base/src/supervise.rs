@@ -114,3 +114,43 @@ impl<F: Future> Future for CatchUnwind<F> {
         }
     }
 }
+
+/// Runs `run(item)` for every item as a task of its own, forever: a task that ends or
+/// panics is logged (with `label(item)`), counted under `work` / `restarted`, and started
+/// again after a second. The returned task runs until aborted; aborting it stops them all.
+/// The workers of a host run one such loop per tenant, so one tenant's trouble stays its own.
+pub fn each_forever<T, F, Fut>(
+    items: Vec<T>,
+    work: &'static str,
+    supervision: std::sync::Arc<Supervision>,
+    label: fn(&T) -> String,
+    run: F,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut loops = tokio::task::JoinSet::new();
+        let mut item_of = std::collections::HashMap::new();
+        for item in items {
+            let id = loops.spawn(run(item.clone())).id();
+            item_of.insert(id, item);
+        }
+        while let Some(ended) = loops.join_next_with_id().await {
+            let id = match &ended {
+                Ok((id, ())) => *id,
+                Err(e) => e.id(),
+            };
+            let Some(item) = item_of.remove(&id) else {
+                continue;
+            };
+            tracing::error!(item = %label(&item), work, error = ?ended.err(), "a worker loop died; restarting it");
+            supervision.count(work, "restarted");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let id = loops.spawn(run(item.clone())).id();
+            item_of.insert(id, item);
+        }
+    })
+}

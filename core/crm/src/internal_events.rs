@@ -95,10 +95,7 @@ pub async fn take(
     tenant: &str,
     limit: i64,
 ) -> Result<Vec<Internal>> {
-    let lock = match backend {
-        Backend::Sqlite => "",
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-    };
+    let lock = backend.skip_locked();
     let rows = sqlx::query(&format!(
         "UPDATE internal_events SET dispatched_at = $2 WHERE tenant_id = $1 AND id IN \
          (SELECT id FROM internal_events WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY at, id LIMIT $3{lock}) \

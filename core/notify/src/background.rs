@@ -4,10 +4,10 @@
 //! fair like the SOP workers: a loop per tenant, every unit of work under
 //! [`Supervision::guard`], a dead loop restarted.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use shoal_base::{config::NotifyConfig, storage::Db, storage::time, supervise::Supervision};
 use shoal_crm::tenancy::Tenant;
@@ -106,26 +106,11 @@ pub fn spawn(
         bus,
         supervision,
     });
-    tokio::spawn(async move {
-        let mut loops = JoinSet::new();
-        let mut tenant_of = HashMap::new();
-        for t in tenants {
-            let id = loops.spawn(tenant_loop(shared.clone(), t.clone())).id();
-            tenant_of.insert(id, t);
-        }
-        while let Some(ended) = loops.join_next_with_id().await {
-            let id = match &ended {
-                Ok((id, ())) => *id,
-                Err(e) => e.id(),
-            };
-            let Some(t) = tenant_of.remove(&id) else {
-                continue;
-            };
-            tracing::error!(tenant = %t.id, error = ?ended.err(), "a notification worker loop died; restarting it");
-            shared.supervision.count("notify.worker", "restarted");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let id = loops.spawn(tenant_loop(shared.clone(), t.clone())).id();
-            tenant_of.insert(id, t);
-        }
-    })
+    shoal_base::supervise::each_forever(
+        tenants,
+        "notify.worker",
+        shared.supervision.clone(),
+        |t| t.id.clone(),
+        move |t| tenant_loop(shared.clone(), t),
+    )
 }

@@ -24,7 +24,7 @@ use shoal_base::{
     config::SopConfig,
     error::Result,
     pagination::{Cursor, Key, Page, Paged},
-    storage::{Backend, Db, sql::Sql, time},
+    storage::{Db, sql::Sql, time},
 };
 use shoal_crm::tenancy::Tenant;
 
@@ -408,10 +408,7 @@ pub async fn deliver_due(
     // Lease the rows (the lease outlasts a delivery) so no other worker takes them meanwhile,
     // without holding a transaction open during HTTP calls.
     let lease = now + Duration::milliseconds(cfg.webhook_timeout_ms as i64 * 2 + 5_000);
-    let lock = match db.backend {
-        Backend::Sqlite => "",
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-    };
+    let lock = db.backend.skip_locked();
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&format!(
         "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \

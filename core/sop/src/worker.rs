@@ -7,16 +7,13 @@
 //! under [`Supervision::guard`] (a panic becomes an error: the enrolment that caused it is
 //! parked, the loop goes on); and a loop that dies anyway is restarted.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use super::{dispatch, outbox, runner};
 use shoal_base::{config::SopConfig, storage::Db, storage::time, supervise::Supervision};
 use shoal_crm::tenancy::Tenant;
-
-/// How long a dead tenant loop waits before it is started again.
-const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// What every tenant loop of a host shares.
 struct Shared {
@@ -98,26 +95,11 @@ pub fn spawn(
         cfg,
         supervision,
     });
-    tokio::spawn(async move {
-        let mut loops = JoinSet::new();
-        let mut tenant_of = HashMap::new();
-        for t in tenants {
-            let id = loops.spawn(tenant_loop(shared.clone(), t.clone())).id();
-            tenant_of.insert(id, t);
-        }
-        while let Some(ended) = loops.join_next_with_id().await {
-            let id = match &ended {
-                Ok((id, ())) => *id,
-                Err(e) => e.id(),
-            };
-            let Some(t) = tenant_of.remove(&id) else {
-                continue;
-            };
-            tracing::error!(tenant = %t.id, error = ?ended.err(), "an SOP worker loop died; restarting it");
-            shared.supervision.count("sop.worker", "restarted");
-            tokio::time::sleep(RESTART_PAUSE).await;
-            let id = loops.spawn(tenant_loop(shared.clone(), t.clone())).id();
-            tenant_of.insert(id, t);
-        }
-    })
+    shoal_base::supervise::each_forever(
+        tenants,
+        "sop.worker",
+        shared.supervision.clone(),
+        |t| t.id.clone(),
+        move |t| tenant_loop(shared.clone(), t),
+    )
 }

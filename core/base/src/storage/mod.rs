@@ -43,6 +43,16 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+
+    /// What a `SELECT` that leases rows for work ends with: on PostgreSQL `FOR UPDATE SKIP
+    /// LOCKED` (rows another worker holds are passed over); nothing on SQLite, whose write
+    /// transaction already excludes every other writer.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 /// A connection pool and the dialect it speaks.

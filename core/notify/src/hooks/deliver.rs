@@ -11,7 +11,7 @@ use sqlx::Row;
 use shoal_base::{
     config::NotifyConfig,
     error::Result,
-    storage::{Backend, Db, time},
+    storage::{Db, time},
 };
 use shoal_crm::tenancy::Tenant;
 use shoal_sop::{outbox::standard_signature, transport::Transport};
@@ -73,10 +73,7 @@ pub async fn deliver_due(
     // lease the rows (past any attempt's timeout) so another host does not take them
     // meanwhile, without holding a transaction open during the calls
     let lease = now + Duration::milliseconds(cfg.timeout_ms as i64 * 2 + 5_000);
-    let lock = match db.backend {
-        Backend::Sqlite => "",
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-    };
+    let lock = db.backend.skip_locked();
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&format!(
         "SELECT id, endpoint_id, payload, attempts FROM hook_messages \
