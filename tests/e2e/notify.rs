@@ -1151,3 +1151,74 @@ async fn email_notifications_reach_a_real_smtp_server() {
     assert_eq!(crate::harness::fields(&e), ["input.channels[1]"], "{e}");
     plain.stop().await;
 }
+
+/// The seed "a trial lesson reminder goes to the student two hours before class on two
+/// channels": an SOP started by the booking event waits until two hours before the
+/// `classAt` it carries, then messages the student by SMS and WeCom through the tenant's
+/// channel gateway — not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_lesson_reminder_goes_two_hours_before_class_on_two_channels() {
+    let (url, gateway) = Receiver::start(vec![]).await;
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        c.tenants.get_mut("alpha").unwrap().contact.webhook_url = Some(format!("{url}/gateway"));
+    })
+    .await
+    .unwrap();
+    let remind = |channel: &str| {
+        json!({ "id": format!("remind_{channel}"), "action": { "sendMessage": {
+        "channel": channel, "purpose": "SERVICE", "template": "{{customer.name}}，您的试听课两小时后开始" } } })
+    };
+    s.active_sop(
+        ALPHA,
+        "试听提醒",
+        json!({ "triggers": [{ "event": { "event": { "type": "CUSTOM", "name": "trial_booked" } } }],
+            "steps": [
+                { "id": "two_hours_before", "action": { "waitUntilEventTime": { "field": "classAt", "offsetMinutes": -120 } } },
+                remind("sms"),
+                remind("wecom")
+            ] }),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "小明", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let class_at =
+        chrono::Utc::now() + chrono::Duration::minutes(120) + chrono::Duration::seconds(4);
+    let booked = Instant::now();
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!, $p: JSON) { recordEvents(input: [{ customerId: $c, type: CUSTOM, name: \"trial_booked\", occurredAt: \"2026-12-01T00:00:00Z\", payload: $p }]) { createdCount } }",
+        json!({ "c": c, "p": { "classAt": class_at.to_rfc3339() } }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        gateway.got().is_empty(),
+        "nothing before two hours ahead of class"
+    );
+    let got = gateway.until(|g| g.len() >= 2).await;
+    assert!(
+        booked.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        booked.elapsed()
+    );
+    let channels: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_str::<Value>(&g.body).unwrap()["channel"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(channels, ["sms".to_owned(), "wecom".to_owned()].into());
+    for g in &got {
+        let body: Value = serde_json::from_str(&g.body).unwrap();
+        assert_eq!(body["customerId"], c);
+        assert_eq!(body["body"], "小明，您的试听课两小时后开始");
+    }
+    s.stop().await;
+}

@@ -157,6 +157,15 @@ pub enum Action {
     WaitUntilTime {
         time: String,
     },
+    /// Waits until the time in a field of the event that started the enrolment (its
+    /// payload's `field`, RFC 3339), shifted by `offset_minutes` (`-120`: two hours before a
+    /// class); continues at once when that time has passed or the enrolment was not started
+    /// by an event carrying it (the history says which).
+    WaitUntilEventTime {
+        field: String,
+        #[serde(default)]
+        offset_minutes: i64,
+    },
     /// Waits for an event (since the wait began), at most `timeout_seconds`; on timeout
     /// continues at `on_timeout` (a later step id or `end`), else with the next step.
     WaitForEvent {
@@ -483,6 +492,23 @@ pub fn compile(
             Action::WaitUntilTime { time } => {
                 if parse_time(time).is_none() {
                     p.push(format!("{f}.time"), "a time of day as HH:MM, e.g. 09:30");
+                }
+            }
+            Action::WaitUntilEventTime {
+                field,
+                offset_minutes,
+            } => {
+                if field.is_empty() || field.chars().count() > 64 {
+                    p.push(
+                        format!("{f}.field"),
+                        "a payload field name, 1–64 characters",
+                    );
+                }
+                if offset_minutes.unsigned_abs() > MAX_WAIT_SECONDS / 60 {
+                    p.push(
+                        format!("{f}.offsetMinutes"),
+                        format!("between -{0} and {0}", MAX_WAIT_SECONDS / 60),
+                    );
                 }
             }
             Action::WaitForEvent {

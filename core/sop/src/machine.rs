@@ -42,6 +42,9 @@ pub trait World {
     async fn perform(&mut self, step: &Step, now: DateTime<Utc>) -> Result<String>;
     /// The customer's time zone (its `timeZone` attribute, else the tenant's).
     fn time_zone(&self) -> Tz;
+    /// The time in `field` of the payload of the event that started the enrolment, if it
+    /// was started by one that carries a readable time there.
+    async fn trigger_time(&mut self, field: &str) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// One line of an enrolment's history.
@@ -113,7 +116,10 @@ pub async fn advance<W: World>(
         let (step_cond, branch_cond) = &sop.conditions[index];
         let is_wait = matches!(
             step.action,
-            Action::Wait { .. } | Action::WaitUntilTime { .. } | Action::WaitForEvent { .. }
+            Action::Wait { .. }
+                | Action::WaitUntilTime { .. }
+                | Action::WaitUntilEventTime { .. }
+                | Action::WaitForEvent { .. }
         );
         if !is_wait
             && let Some(rule) = step_cond
@@ -145,6 +151,38 @@ pub async fn advance<W: World>(
                     });
                 }
                 record(step, index, "done", format!("waited until {time}"));
+                goto(pos, index + 1);
+            }
+            Action::WaitUntilEventTime {
+                field,
+                offset_minutes,
+            } => {
+                match world.trigger_time(field).await? {
+                    Some(t) => {
+                        let due = t + Duration::minutes(*offset_minutes);
+                        if now < due {
+                            return Ok(Next::At {
+                                at: due,
+                                waiting_for: None,
+                            });
+                        }
+                        record(
+                            step,
+                            index,
+                            "done",
+                            format!(
+                                "waited until {} ({field} {offset_minutes:+} min)",
+                                due.to_rfc3339()
+                            ),
+                        );
+                    }
+                    None => record(
+                        step,
+                        index,
+                        "skipped",
+                        format!("the triggering event has no time in `{field}`"),
+                    ),
+                }
                 goto(pos, index + 1);
             }
             Action::WaitForEvent {

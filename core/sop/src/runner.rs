@@ -50,6 +50,8 @@ struct Claimed {
     step_started_at: DateTime<Utc>,
     attempt: i64,
     enrolled_at: DateTime<Utc>,
+    /// `internal:<id>` when an internal event (an event recorded, …) started it.
+    trigger_key: Option<String>,
 }
 
 async fn claim(
@@ -70,7 +72,7 @@ async fn claim(
         ""
     };
     let sql = format!(
-        "SELECT e.id, e.sop_id, e.version, e.customer_id, e.step_index, e.step_started_at, e.attempt, e.enrolled_at \
+        "SELECT e.id, e.sop_id, e.version, e.customer_id, e.step_index, e.step_started_at, e.attempt, e.enrolled_at, e.trigger_key \
          FROM sop_enrolments e JOIN sops s ON s.tenant_id = e.tenant_id AND s.id = e.sop_id \
          WHERE e.tenant_id = $1 AND e.status = 'active' AND e.next_run_at <= $2 AND s.status = 'active'{one} \
          ORDER BY e.next_run_at LIMIT $3{lock}"
@@ -95,6 +97,7 @@ async fn claim(
                 step_started_at: time::from_micros(r.try_get("step_started_at")?),
                 attempt: r.try_get("attempt")?,
                 enrolled_at: time::from_micros(r.try_get("enrolled_at")?),
+                trigger_key: r.try_get("trigger_key")?,
             })
         })
         .collect()
@@ -691,6 +694,47 @@ impl DbWorld<'_, '_> {
 }
 
 impl World for DbWorld<'_, '_> {
+    async fn trigger_time(&mut self, field: &str) -> Result<Option<DateTime<Utc>>> {
+        let Some(internal) = self
+            .enrolment
+            .trigger_key
+            .as_deref()
+            .and_then(|k| k.strip_prefix("internal:"))
+        else {
+            return Ok(None);
+        };
+        let tenant = &self.shared.tenant.id;
+        let Some(row) =
+            sqlx::query("SELECT payload FROM internal_events WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(internal)
+                .fetch_optional(&mut *self.conn)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(&row.try_get::<String, _>("payload")?).unwrap_or_default();
+        let Some(event_id) = payload.get("eventId").and_then(|v| v.as_str()) else {
+            return Ok(None);
+        };
+        let Some(row) = sqlx::query("SELECT payload FROM events WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(event_id)
+            .fetch_optional(&mut *self.conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let text: String = row.try_get("payload")?;
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(event
+            .get(field)
+            .and_then(|v| v.as_str())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
     async fn exit_reason(&mut self, sop: &Compiled, now: DateTime<Utc>) -> Result<Option<String>> {
         let tenant = &self.shared.tenant.id;
         if let Some(key) = any_event_since(
@@ -905,6 +949,7 @@ impl World for DbWorld<'_, '_> {
             }
             Action::Wait { .. }
             | Action::WaitUntilTime { .. }
+            | Action::WaitUntilEventTime { .. }
             | Action::WaitForEvent { .. }
             | Action::Branch { .. } => {
                 return Err(Error::Internal("a control step has no action".into()));

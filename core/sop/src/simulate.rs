@@ -145,6 +145,11 @@ impl World for SimWorld<'_> {
     fn time_zone(&self) -> Tz {
         time_zone_of(&self.customer, self.tenant)
     }
+
+    /// A dry run starts from no event: a wait on the event's time does not wait.
+    async fn trigger_time(&mut self, _field: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(None)
+    }
 }
 
 impl SimWorld<'_> {

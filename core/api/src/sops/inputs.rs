@@ -131,6 +131,16 @@ pub struct CreateTicketInput {
     pub priority: String,
 }
 
+/// A time in the triggering event's payload, shifted.
+#[derive(InputObject, Debug, Clone)]
+pub struct WaitUntilEventTimeInput {
+    /// The payload field holding an RFC 3339 time (`classAt`).
+    pub field: String,
+    /// Minutes to add (negative: before); default 0.
+    #[graphql(default)]
+    pub offset_minutes: i64,
+}
+
 #[derive(InputObject, Debug, Clone)]
 pub struct CallWebhookInput {
     pub url: String,
@@ -145,6 +155,8 @@ pub enum SopActionInput {
     WaitSeconds(u64),
     /// Wait until the next `HH:MM` in the customer's (else the tenant's) time zone.
     WaitUntilTime(String),
+    /// Wait until a time the triggering event carries, shifted (two hours before a class).
+    WaitUntilEventTime(WaitUntilEventTimeInput),
     WaitForEvent(WaitForEventInput),
     Branch(BranchInput),
     SendMessage(SendMessageInput),
@@ -170,6 +182,10 @@ impl From<SopStepInput> for Step {
         let action = match s.action {
             SopActionInput::WaitSeconds(seconds) => Action::Wait { seconds },
             SopActionInput::WaitUntilTime(time) => Action::WaitUntilTime { time },
+            SopActionInput::WaitUntilEventTime(w) => Action::WaitUntilEventTime {
+                field: w.field,
+                offset_minutes: w.offset_minutes,
+            },
             SopActionInput::WaitForEvent(w) => Action::WaitForEvent {
                 event: w.event.into(),
                 timeout_seconds: w.timeout_seconds,
