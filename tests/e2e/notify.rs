@@ -616,12 +616,25 @@ async fn changes_resume_from_a_cursor(s: &TestServer) {
 }
 
 /// Two hosts on one PostgreSQL: a change committed through host A reaches a subscriber of
-/// host B (LISTEN/NOTIFY wakes B; the rows are read back), and B's inbox subscription
-/// pushes the notification a rule made.
+/// host B (LISTEN/NOTIFY wakes B; the rows are read back), and B's `notificationAdded`
+/// pushes the inbox notification a rule made of it.
 async fn a_change_on_one_host_reaches_a_subscriber_on_another(s: &TestServer) {
     let b = s.start_beside(|c| c.notify.poll_ms = 20).await;
+    s.ok(
+        ALPHA,
+        "mutation { saveNotificationRule(input: { name: \"新客户\", eventTypes: [\"customer.created\"], recipients: { users: [\"boss\"] }, channels: [INBOX] }) { id } }",
+        json!({}),
+    )
+    .await;
     let mut w = ws(&b, ALPHA).await;
     subscribe(&mut w, CHANGES, json!({ "t": ["customer.created"] })).await;
+    let mut inbox = ws(&b, ALPHA).await;
+    subscribe(
+        &mut inbox,
+        "subscription { notificationAdded { eventType customerId title } }",
+        json!({}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let id = s
@@ -633,6 +646,15 @@ async fn a_change_on_one_host_reaches_a_subscriber_on_another(s: &TestServer) {
     let pushed = next(&mut w).await;
     assert_eq!(pushed["data"]["changes"]["customerId"], id, "{pushed}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    let note = next(&mut inbox).await;
+    assert_eq!(
+        note["data"]["notificationAdded"]["customerId"], id,
+        "{note}"
+    );
+    assert_eq!(
+        note["data"]["notificationAdded"]["eventType"],
+        "customer.created"
+    );
     b.stop().await;
 }
 
