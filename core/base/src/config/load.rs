@@ -162,6 +162,9 @@ impl Validator<'_> {
         if let Some((key, message)) = plugins.trust.problems().into_iter().next() {
             return Err(self.invalid(key, message));
         }
+        if let Some((key, message)) = config.notify.problems().into_iter().next() {
+            return Err(self.invalid(key, message));
+        }
         for (tenant_id, tenant) in &mut config.tenants {
             self.check_tenant(tenant_id, tenant)?;
         }

@@ -162,6 +162,37 @@ pub struct NotifyConfig {
     pub email_from: String,
 }
 
+impl NotifyConfig {
+    /// What is out of range, as `(key, message)`: every duration fits the clock arithmetic
+    /// it feeds (none may overflow a worker's sums), and the schedule has an attempt.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut range = |key: &str, value: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&value) {
+                out.push((format!("notify.{key}"), format!("between {min} and {max}")));
+            }
+        };
+        const MONTH_SECONDS: u64 = 30 * 24 * 3600;
+        range("poll_ms", self.poll_ms, 1, 60_000);
+        range("timeout_ms", self.timeout_ms, 1, 600_000);
+        range("max_retry_after_seconds", self.max_retry_after_seconds, 0, MONTH_SECONDS);
+        range("disable_after_hours", self.disable_after_hours, 0, 24 * 366);
+        range("max_payload_bytes", self.max_payload_bytes as u64, 1024, 16 << 20);
+        range("feed_retention_hours", self.feed_retention_hours, 1, 24 * 366);
+        range("delivery_log_days", self.delivery_log_days, 1, 3660);
+        range(
+            "retry_schedule_seconds",
+            self.retry_schedule_seconds.len() as u64,
+            1,
+            100,
+        );
+        for (i, s) in self.retry_schedule_seconds.iter().enumerate() {
+            range(&format!("retry_schedule_seconds[{i}]"), *s, 0, MONTH_SECONDS);
+        }
+        out
+    }
+}
+
 impl Config {
     /// The storage URL with any password replaced by `***`, fit for logs.
     pub fn storage_url_redacted(&self) -> String {

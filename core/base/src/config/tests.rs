@@ -165,6 +165,25 @@ fn storage_url_scheme_is_checked() {
 }
 
 #[test]
+fn notification_durations_are_bounded() {
+    expect_error(
+        "[notify]\nretry_schedule_seconds = [0, 99999999999]\n",
+        &[],
+        &["notify.retry_schedule_seconds[1]", "between 0 and 2592000"],
+    );
+    expect_error(
+        "[notify]\ntimeout_ms = 9223372036854775807\n",
+        &[],
+        &["notify.timeout_ms"],
+    );
+    expect_error(
+        "[notify]\nretry_schedule_seconds = []\n",
+        &[],
+        &["notify.retry_schedule_seconds"],
+    );
+}
+
+#[test]
 fn redacted_config_hides_secrets() {
     Jail::expect_with(|jail| {
         jail.set_env("ACME_KEY", "a-very-long-secret-key");
