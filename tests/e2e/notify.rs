@@ -437,7 +437,7 @@ async fn watchers_are_told(s: &TestServer) {
     .await;
     let mut n = Value::Null;
     for _ in 0..100 {
-        n = s.ok(ALPHA_READONLY, "{ unreadNotificationCount notifications(first: 1) { edges { node { title customerId } } } }", json!({})).await;
+        n = s.ok(ALPHA_READONLY, "{ unreadNotificationCount notifications(first: 1) { edges { node { id title customerId } } } }", json!({})).await;
         if n["unreadNotificationCount"] == 1 {
             break;
         }
@@ -453,6 +453,31 @@ async fn watchers_are_told(s: &TestServer) {
     );
     let boss = s.ok(ALPHA, "{ unreadNotificationCount }", json!({})).await;
     assert_eq!(boss["unreadNotificationCount"], 0, "not watching, not told");
+    // marked read by id: only the caller's own
+    let id = n["notifications"]["edges"][0]["node"]["id"].clone();
+    let other = s
+        .ok(
+            ALPHA,
+            "mutation($ids: [ID!]) { markNotificationsRead(ids: $ids) }",
+            json!({ "ids": [id] }),
+        )
+        .await;
+    assert_eq!(
+        other["markNotificationsRead"], 0,
+        "another user's notification is not theirs to mark"
+    );
+    let read = s
+        .ok(
+            ALPHA_READONLY,
+            "mutation($ids: [ID!]) { markNotificationsRead(ids: $ids) }",
+            json!({ "ids": [id] }),
+        )
+        .await;
+    assert_eq!(read["markNotificationsRead"], 1);
+    let after = s
+        .ok(ALPHA_READONLY, "{ unreadNotificationCount }", json!({}))
+        .await;
+    assert_eq!(after["unreadNotificationCount"], 0);
 }
 
 crate::on_both_backends_with!(

@@ -105,7 +105,7 @@ pub async fn mark_read(db: &Db, actor: &Actor, ids: Option<&[String]>) -> Result
         if ids.len() > 1000 {
             return Err(Error::invalid("ids", "at most 1000 at once"));
         }
-        sql.push(" AND id IN (").push_in(ids).push(")");
+        sql.push(" AND id").push_in(ids);
     }
     Ok(sql.query().execute(&db.pool).await?.rows_affected())
 }
