@@ -820,30 +820,49 @@ async fn current(db: &Db, actor: &Actor) -> Option<Actor> {
     })
 }
 
-/// Whether the subscriber may see the change, and the customer as they may see it.
+/// Whether the subscriber may see the change (see [`feed::reaches`]), and the customer as
+/// they may see it.
 async fn visible(db: &Db, actor: &Actor, c: &Change) -> Option<Option<CustomerNode>> {
-    if c.customer_id.is_empty() {
-        return actor
-            .access
-            .reaches_all(Resource::Customers)
-            .then_some(None);
+    if !feed::reaches(&actor.access, db, c).await {
+        return None;
     }
-    let resource = if c.kind == "event.recorded" {
-        Resource::Events
+    if c.customer_id.is_empty() || c.kind == "customer.deleted" {
+        return Some(None);
+    }
+    let customer = if event_types::resource_of(&c.kind) == Resource::Customers {
+        // the scope was just checked
+        customers::get(db, actor.tenant_id(), &c.customer_id).await
     } else {
-        Resource::Customers
+        customers::get_visible(db, actor, &c.customer_id).await
     };
-    if c.kind == "customer.deleted" {
-        // a deleted customer is out of every scope: only whole-tenant readers hear of it
-        return actor.access.reaches_all(resource).then_some(None);
-    }
-    actor
-        .access
-        .ensure_customer(db, resource, &c.customer_id)
-        .await
-        .ok()?;
-    let customer = customers::get_visible(db, actor, &c.customer_id).await.ok();
-    Some(customer.map(|cu| CustomerNode::new(cu, None, &actor.access)))
+    Some(
+        customer
+            .ok()
+            .map(|cu| CustomerNode::new(cu, None, &actor.access)),
+    )
+}
+
+/// Waits until this host hears that `tenant`'s feed grew past `after`, or [`LOOK_EVERY`]
+/// passed (a missed or coalesced wake-up only delays: the reader looks at the rows anyway).
+async fn woken(
+    rx: &mut tokio::sync::broadcast::Receiver<shoal_notify::bus::Wake>,
+    tenant: &str,
+    after: i64,
+) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(w) if *w.tenant == *tenant && w.seq > after => return,
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => {
+                    tokio::time::sleep(LOOK_EVERY).await;
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LOOK_EVERY, wait).await;
 }
 
 struct Follow {
@@ -901,22 +920,7 @@ impl Follow {
                 Err(e) => tracing::warn!(error = %e, "change feed read failed; retrying"),
             }
             // wait for the feed to grow (any tenant's wake-up, or the timer)
-            let tenant = self.actor.tenant_id().to_owned();
-            let wait = async {
-                loop {
-                    match self.rx.recv().await {
-                        Ok(w) if *w.tenant == *tenant && w.seq > self.last => return,
-                        Ok(_) => continue,
-                        // wake-ups were coalesced: the feed is read anyway
-                        Err(RecvError::Lagged(_)) => return,
-                        Err(RecvError::Closed) => {
-                            tokio::time::sleep(LOOK_EVERY).await;
-                            return;
-                        }
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(LOOK_EVERY, wait).await;
+            woken(&mut self.rx, self.actor.tenant_id(), self.last).await;
         }
     }
 }
@@ -993,21 +997,8 @@ impl NotifySubscription {
                         pending.extend(found);
                         continue;
                     }
-                    let tenant = actor.tenant_id().to_owned();
-                    let wait = async {
-                        loop {
-                            match rx.recv().await {
-                                Ok(w) if *w.tenant == *tenant => return,
-                                Ok(_) => continue,
-                                Err(RecvError::Lagged(_)) => return,
-                                Err(RecvError::Closed) => {
-                                    tokio::time::sleep(LOOK_EVERY).await;
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(LOOK_EVERY, wait).await;
+                    // any growth of the tenant's feed may have brought a notification
+                    woken(&mut rx, actor.tenant_id(), i64::MIN).await;
                 }
             },
         ))

@@ -41,6 +41,18 @@ pub const KINDS: &[(&str, &str)] = &[
     ("bill.refunded", "a bill was refunded"),
 ];
 
+/// The resource whose scope decides who may hear of a change of `kind`: an event's, a
+/// task's or a bill's own, else the customer's.
+pub fn resource_of(kind: &str) -> shoal_base::kinds::Resource {
+    use shoal_base::kinds::Resource;
+    match kind {
+        "event.recorded" => Resource::Events,
+        "task.created" | "task.updated" => Resource::Tasks,
+        "bill.settled" | "bill.refunded" => Resource::Bills,
+        _ => Resource::Customers,
+    }
+}
+
 /// Whether `kind` is a type of the feed.
 pub fn known(kind: &str) -> bool {
     KINDS.iter().any(|(k, _)| *k == kind)

@@ -11,6 +11,32 @@ use shoal_base::{
 };
 use shoal_rules::ast::Rule;
 
+/// Parses a rule on the customer given at `field` (a filter, a condition) against the
+/// tenant's tags; errors name the field, line and column.
+pub async fn parse_rule(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    text: &str,
+    field: &str,
+) -> Result<Rule> {
+    let tags = shoal_tags::store_all(conn, tenant).await?;
+    shoal_tags::parse_rule(text, &tags, field)
+}
+
+/// The stored rules of a relay batch (endpoints' filters, staff rules' conditions), parsed
+/// with one read of the tags: `None` where there is no rule, `Some(None)` where one no longer
+/// parses (a tag renamed) — such a rule lets nothing through.
+pub async fn parse_stored<'a>(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    texts: impl Iterator<Item = Option<&'a str>>,
+) -> Result<Vec<Option<Option<Rule>>>> {
+    let tags = shoal_tags::store_all(conn, tenant).await?;
+    Ok(texts
+        .map(|t| t.map(|t| shoal_tags::parse_rule(t, &tags, "rule").ok()))
+        .collect())
+}
+
 /// The facts of the customers a batch touched, loaded on first use.
 #[derive(Default)]
 pub struct Facts(HashMap<String, Option<shoal_tags::Loaded>>);

@@ -10,6 +10,7 @@ use shoal_base::{
     error::Result,
     storage::{Db, time},
 };
+use shoal_crm::access::Access;
 
 /// One entry of the change feed.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,21 @@ pub(crate) fn from_row(r: &AnyRow) -> Result<Change> {
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
         at: time::from_micros(r.try_get("at")?),
     })
+}
+
+/// Whether a reader with `access` may hear of the change — a subscriber, a notification's
+/// recipient: its customer within their scope of the change's resource (see
+/// [`crate::event_types::resource_of`]); a change without a customer (a bill without one),
+/// or about a deleted customer (out of every scope), only when they reach all of it.
+pub async fn reaches(access: &Access, db: &Db, c: &Change) -> bool {
+    let resource = crate::event_types::resource_of(&c.kind);
+    if c.customer_id.is_empty() || c.kind == "customer.deleted" {
+        return access.reaches_all(resource);
+    }
+    access
+        .ensure_customer(db, resource, &c.customer_id)
+        .await
+        .is_ok()
 }
 
 /// What a reader asking for the changes after a cursor gets.

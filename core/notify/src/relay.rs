@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row};
 use shoal_base::{
     config::NotifyConfig,
     error::Result,
-    storage::{Backend, Db, time},
+    storage::{Backend, Db, sql::Sql, time},
 };
 use shoal_crm::tenancy::Tenant;
 
@@ -73,27 +73,34 @@ pub async fn relay(db: &Db, tenant: &Tenant, cfg: &NotifyConfig) -> Result<Vec<C
             at: time::from_micros(r.try_get("at")?),
         });
     }
-    for c in &changes {
-        sqlx::query(
-            "INSERT INTO change_feed (tenant_id, seq, id, kind, customer_id, payload, at, fed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&tenant.id)
-        .bind(c.seq)
-        .bind(&c.id)
-        .bind(&c.kind)
-        .bind(&c.customer_id)
-        .bind(c.payload.to_string())
-        .bind(time::to_micros(c.at))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE internal_events SET fed_at = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(&tenant.id)
-            .bind(&c.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+    // a few statements per batch, not two per change
+    for chunk in changes.chunks(100) {
+        let mut sql = Sql::new(
+            "INSERT INTO change_feed (tenant_id, seq, id, kind, customer_id, payload, at, fed_at) VALUES ",
+        );
+        for (i, c) in chunk.iter().enumerate() {
+            let row = [
+                sql.arg(tenant.id.as_str()),
+                sql.arg(c.seq),
+                sql.arg(c.id.as_str()),
+                sql.arg(c.kind.as_str()),
+                sql.arg(c.customer_id.as_str()),
+                sql.arg(c.payload.to_string()),
+                sql.arg(time::to_micros(c.at)),
+                sql.arg(now),
+            ];
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .push(&row.join(", "))
+                .push(")");
+        }
+        sql.on(db.backend).query().execute(&mut *tx).await?;
+        let mut sql = Sql::new("UPDATE internal_events SET fed_at = ");
+        let at = sql.arg(now);
+        let t = sql.arg(tenant.id.as_str());
+        let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
+        sql.push(&format!("{at} WHERE tenant_id = {t} AND id"))
+            .push_in(&ids);
+        sql.on(db.backend).query().execute(&mut *tx).await?;
     }
     let last = head + changes.len() as i64;
     sqlx::query("UPDATE feed_heads SET seq = $2 WHERE tenant_id = $1")

@@ -175,10 +175,25 @@ impl NotifyConfig {
         const MONTH_SECONDS: u64 = 30 * 24 * 3600;
         range("poll_ms", self.poll_ms, 1, 60_000);
         range("timeout_ms", self.timeout_ms, 1, 600_000);
-        range("max_retry_after_seconds", self.max_retry_after_seconds, 0, MONTH_SECONDS);
+        range(
+            "max_retry_after_seconds",
+            self.max_retry_after_seconds,
+            0,
+            MONTH_SECONDS,
+        );
         range("disable_after_hours", self.disable_after_hours, 0, 24 * 366);
-        range("max_payload_bytes", self.max_payload_bytes as u64, 1024, 16 << 20);
-        range("feed_retention_hours", self.feed_retention_hours, 1, 24 * 366);
+        range(
+            "max_payload_bytes",
+            self.max_payload_bytes as u64,
+            1024,
+            16 << 20,
+        );
+        range(
+            "feed_retention_hours",
+            self.feed_retention_hours,
+            1,
+            24 * 366,
+        );
         range("delivery_log_days", self.delivery_log_days, 1, 3660);
         range(
             "retry_schedule_seconds",
@@ -187,7 +202,12 @@ impl NotifyConfig {
             100,
         );
         for (i, s) in self.retry_schedule_seconds.iter().enumerate() {
-            range(&format!("retry_schedule_seconds[{i}]"), *s, 0, MONTH_SECONDS);
+            range(
+                &format!("retry_schedule_seconds[{i}]"),
+                *s,
+                0,
+                MONTH_SECONDS,
+            );
         }
         out
     }

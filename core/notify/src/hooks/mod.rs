@@ -20,7 +20,6 @@ use shoal_crm::{
     audit,
     tenancy::{Actor, Tenant},
 };
-use shoal_rules::ast::Rule;
 use shoal_sop::{contact::Policy, endpoints::new_secret, outbound};
 
 pub use deliver::{deliver_due, signature_header};
@@ -132,7 +131,7 @@ async fn check(
         event_types::check(types, "input.eventTypes")?;
     }
     if let Some(text) = filter {
-        parse_filter(conn, &tenant.id, text, "input.filter").await?;
+        crate::facts::parse_rule(conn, &tenant.id, text, "input.filter").await?;
     }
     if let Some(d) = description
         && d.chars().count() > 200
@@ -143,16 +142,6 @@ async fn check(
         ));
     }
     Ok(())
-}
-
-async fn parse_filter(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    text: &str,
-    field: &str,
-) -> Result<Rule> {
-    let tags = shoal_tags::store_all(conn, tenant).await?;
-    shoal_tags::parse_rule(text, &tags, field)
 }
 
 async fn fetch(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Endpoint> {
@@ -398,14 +387,12 @@ pub async fn fan_out(
     if endpoints.is_empty() {
         return Ok(());
     }
-    let mut filters = Vec::with_capacity(endpoints.len());
-    for e in &endpoints {
-        filters.push(match &e.filter {
-            // a filter that no longer parses (a tag renamed) lets nothing through
-            Some(text) => Some(parse_filter(conn, &tenant.id, text, "filter").await.ok()),
-            None => None,
-        });
-    }
+    let filters = crate::facts::parse_stored(
+        conn,
+        &tenant.id,
+        endpoints.iter().map(|e| e.filter.as_deref()),
+    )
+    .await?;
     let now = time::now();
     let first_delay = cfg.retry_schedule_seconds.first().copied().unwrap_or(0);
     let mut facts = crate::facts::Facts::default();

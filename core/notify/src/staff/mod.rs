@@ -21,7 +21,7 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use shoal_base::{
     error::{Error, Result},
-    kinds::{Action, Resource},
+    kinds::Action,
     storage::{Db, time},
 };
 use shoal_crm::{
@@ -179,8 +179,7 @@ async fn check(
     }
     event_types::check(&r.event_types, "input.eventTypes")?;
     if let Some(text) = &r.condition {
-        let tags = shoal_tags::store_all(conn, &tenant.id).await?;
-        shoal_tags::parse_rule(text, &tags, "input.condition")?;
+        crate::facts::parse_rule(conn, &tenant.id, text, "input.condition").await?;
     }
     let p = &r.recipients;
     if !p.owner
@@ -382,14 +381,36 @@ pub fn title(rule: &str, c: &Change) -> String {
     }
 }
 
-/// The users a rule names for a change (before their scope is checked).
+/// The users a rule names whatever the change: its users, roles and departments (read once
+/// per relay batch).
+async fn named(conn: &mut AnyConnection, tenant: &str, r: &Recipients) -> Result<BTreeSet<String>> {
+    let mut out: BTreeSet<String> = r.users.iter().cloned().collect();
+    for role in &r.roles {
+        out.extend(users_with_role(conn, tenant, role).await?);
+    }
+    for d in &r.departments {
+        let rows = sqlx::query("SELECT id FROM users WHERE tenant_id = $1 AND department = $2")
+            .bind(tenant)
+            .bind(d)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            out.insert(row.try_get("id")?);
+        }
+    }
+    Ok(out)
+}
+
+/// The users a rule names for a change (before their scope is checked): `named` and the
+/// change's own owner, watchers and assignee.
 async fn recipients_of(
     conn: &mut AnyConnection,
     tenant: &str,
     r: &Recipients,
+    named: &BTreeSet<String>,
     c: &Change,
 ) -> Result<BTreeSet<String>> {
-    let mut out: BTreeSet<String> = r.users.iter().cloned().collect();
+    let mut out = named.clone();
     if r.owner && !c.customer_id.is_empty() {
         let owner: Option<String> =
             sqlx::query("SELECT owner_id FROM customers WHERE tenant_id = $1 AND id = $2")
@@ -413,19 +434,6 @@ async fn recipients_of(
             None => {
                 out.insert(a.to_owned());
             }
-        }
-    }
-    for role in &r.roles {
-        out.extend(users_with_role(conn, tenant, role).await?);
-    }
-    for d in &r.departments {
-        let rows = sqlx::query("SELECT id FROM users WHERE tenant_id = $1 AND department = $2")
-            .bind(tenant)
-            .bind(d)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            out.insert(row.try_get("id")?);
         }
     }
     Ok(out)
@@ -465,21 +473,22 @@ pub async fn fan_out(
     if rules.is_empty() {
         return Ok(());
     }
-    let tags = shoal_tags::store_all(conn, &tenant.id).await?;
-    let conditions: Vec<Option<Option<shoal_rules::ast::Rule>>> = rules
-        .iter()
-        .map(|r| {
-            r.condition
-                .as_ref()
-                .map(|t| shoal_tags::parse_rule(t, &tags, "condition").ok())
-        })
-        .collect();
+    let conditions = crate::facts::parse_stored(
+        conn,
+        &tenant.id,
+        rules.iter().map(|r| r.condition.as_deref()),
+    )
+    .await?;
+    let mut named_by = Vec::with_capacity(rules.len());
+    for r in &rules {
+        named_by.push(named(conn, &tenant.id, &r.recipients).await?);
+    }
     let mut facts = Facts::default();
     let mut access: HashMap<String, Option<Arc<Access>>> = HashMap::new();
     let mut prefs_of: HashMap<String, Prefs> = HashMap::new();
     let now = time::now();
     for c in changes {
-        for (rule, condition) in rules.iter().zip(&conditions) {
+        for ((rule, condition), named) in rules.iter().zip(&conditions).zip(&named_by) {
             if !event_types::any_matches(&rule.event_types, &c.kind, &c.payload) {
                 continue;
             }
@@ -497,25 +506,20 @@ pub async fn fan_out(
                 }
             }
             let title = title(&rule.name, c);
-            for user in recipients_of(conn, &tenant.id, &rule.recipients, c).await? {
+            for user in recipients_of(conn, &tenant.id, &rule.recipients, named, c).await? {
                 if !tenant.users.contains_key(&user) {
                     continue;
                 }
-                // receiving permission: the customer must be within the recipient's scope
-                if !c.customer_id.is_empty() {
-                    if !access.contains_key(&user) {
-                        let a = Access::load(db, &tenant.id, &user, HashSet::new())
-                            .await
-                            .ok();
-                        access.insert(user.clone(), a.map(Arc::new));
-                    }
-                    let Some(a) = &access[&user] else { continue };
-                    if a.ensure_customer(db, Resource::Customers, &c.customer_id)
+                // receiving permission: the reading permission
+                if !access.contains_key(&user) {
+                    let a = Access::load(db, &tenant.id, &user, HashSet::new())
                         .await
-                        .is_err()
-                    {
-                        continue;
-                    }
+                        .ok();
+                    access.insert(user.clone(), a.map(Arc::new));
+                }
+                let Some(a) = &access[&user] else { continue };
+                if !crate::feed::reaches(a, db, c).await {
+                    continue;
                 }
                 if !prefs_of.contains_key(&user) {
                     let p = inbox::prefs_on(conn, tenant, &user).await?;

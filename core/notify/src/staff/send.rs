@@ -112,85 +112,23 @@ pub async fn deliver_due(
             .push(d);
     }
     for ((rule_id, user, channel, _), sends) in groups {
-        let result = async {
-            let mut conn = db.pool.acquire().await?;
-            let rule = fetch(&mut conn, &tenant.id, &rule_id).await?;
-            let prefs = prefs_on(&mut conn, tenant, &user).await?;
-            drop(conn);
-            let content = if sends.len() == 1 && !sends[0].digest {
-                sends[0].title.clone()
-            } else {
-                let mut lines: Vec<String> = sends
-                    .iter()
-                    .take(DIGEST_LINES)
-                    .map(|s| format!("• {}", s.title))
-                    .collect();
-                if sends.len() > DIGEST_LINES {
-                    lines.push(format!("… and {} more", sends.len() - DIGEST_LINES));
-                }
-                format!("{} ({} notifications)\n{}", rule.name, sends.len(), lines.join("\n"))
-            };
-            if channel == Channel::Email.as_str() {
-                let Some(mailer) = mailer else {
-                    return Ok(Err((
-                        "e-mail is not a channel of this host (notify.smtp_url is not set)".to_owned(),
-                        false,
-                    )));
-                };
-                let Some(to) = tenant.users.get(&user).and_then(|u| u.email.clone()) else {
-                    return Ok(Err((format!("user `{user}` has no e-mail address"), false)));
-                };
-                let subject = match content.lines().next() {
-                    Some(first) if sends.len() == 1 && !sends[0].digest => first.to_owned(),
-                    _ => format!("{}: {} notifications", rule.name, sends.len()),
-                };
-                return Ok(mailer
-                    .send(&to, &subject, &content)
-                    .await
-                    .map_err(|e| (e.message, e.retry)));
-            }
-            let mention: Vec<String> = prefs.im_user_id.into_iter().collect();
-            let url = rule.robot_url.clone().unwrap_or_default();
-            let (url, body) = match channel.as_str() {
-                c if c == Channel::WecomRobot.as_str() => (
-                    url,
-                    json!({"msgtype": "text", "text": {"content": content, "mentioned_list": mention}}),
-                ),
-                _ => {
-                    let url = match &rule.robot_secret {
-                        Some(secret) => {
-                            let ms = time::now().timestamp_millis();
-                            let sep = if url.contains('?') { '&' } else { '?' };
-                            format!("{url}{sep}timestamp={ms}&sign={}", dingtalk_sign(secret, ms))
-                        }
-                        None => url,
-                    };
-                    (
-                        url,
-                        json!({"msgtype": "text", "text": {"content": content}, "at": {"atUserIds": mention}}),
-                    )
-                }
-            };
-            let timeout = std::time::Duration::from_millis(cfg.timeout_ms);
-            let (posted, _) = post_json(transport, tenant, &url, &[], body.to_string(), timeout).await;
-            Ok::<_, shoal_base::error::Error>(match posted {
-                Posted::Answered(a) if a.status.is_success() => {
-                    let answer: Value = serde_json::from_slice(&a.head).unwrap_or(Value::Null);
-                    match answer.get("errcode").and_then(Value::as_i64) {
-                        Some(0) => Ok(()),
-                        _ => Err((format!("the robot answered {}", String::from_utf8_lossy(&a.head)), true)),
-                    }
-                }
-                Posted::Answered(a) => Err((format!("the robot answered {}", a.status), true)),
-                Posted::Failed(e) => Err((e, true)),
-                Posted::Refused(e) => Err((e, false)),
-            })
-        }
-        .await;
-        let outcome = match result {
-            Ok(o) => o,
+        // one group that panics fails alone; the others of the round are sent
+        let sending = async {
+            Ok(send_group(
+                db,
+                tenant,
+                cfg,
+                transport,
+                mailer,
+                (&rule_id, &user, &channel),
+                &sends,
+            )
+            .await)
+        };
+        let outcome = match shoal_base::supervise::catch(sending).await {
+            Ok(Ok(outcome)) => outcome,
             // the rule was deleted, or the database failed: try again later
-            Err(e) => Err((e.to_string(), true)),
+            Ok(Err(e)) | Err(e) => Err((e.to_string(), true)),
         };
         let at = time::to_micros(time::now());
         for s in sends {
@@ -221,6 +159,105 @@ pub async fn deliver_due(
         }
     }
     Ok(due.len())
+}
+
+/// Whether a send was taken, else why not and whether to try again.
+type Sent = std::result::Result<(), (String, bool)>;
+
+/// Sends one message for `sends` (one notification, or a digest of several) of a rule to a
+/// user on a channel.
+async fn send_group(
+    db: &Db,
+    tenant: &Tenant,
+    cfg: &NotifyConfig,
+    transport: &Transport,
+    mailer: Option<&Mailer>,
+    (rule_id, user, channel): (&str, &str, &str),
+    sends: &[&Due],
+) -> Result<Sent> {
+    let mut conn = db.pool.acquire().await?;
+    let rule = fetch(&mut conn, &tenant.id, rule_id).await?;
+    let prefs = prefs_on(&mut conn, tenant, user).await?;
+    drop(conn);
+    let alone = sends.len() == 1 && !sends[0].digest;
+    let content = if alone {
+        sends[0].title.clone()
+    } else {
+        let mut lines: Vec<String> = sends
+            .iter()
+            .take(DIGEST_LINES)
+            .map(|s| format!("• {}", s.title))
+            .collect();
+        if sends.len() > DIGEST_LINES {
+            lines.push(format!("… and {} more", sends.len() - DIGEST_LINES));
+        }
+        format!(
+            "{} ({} notifications)\n{}",
+            rule.name,
+            sends.len(),
+            lines.join("\n")
+        )
+    };
+    if channel == Channel::Email.as_str() {
+        let Some(mailer) = mailer else {
+            return Ok(Err((
+                "e-mail is not a channel of this host (notify.smtp_url is not set)".to_owned(),
+                false,
+            )));
+        };
+        let Some(to) = tenant.users.get(user).and_then(|u| u.email.clone()) else {
+            return Ok(Err((format!("user `{user}` has no e-mail address"), false)));
+        };
+        let subject = match content.lines().next() {
+            Some(first) if alone => first.to_owned(),
+            _ => format!("{}: {} notifications", rule.name, sends.len()),
+        };
+        return Ok(mailer
+            .send(&to, &subject, &content)
+            .await
+            .map_err(|e| (e.message, e.retry)));
+    }
+    let mention: Vec<String> = prefs.im_user_id.into_iter().collect();
+    let url = rule.robot_url.clone().unwrap_or_default();
+    let (url, body) = if channel == Channel::WecomRobot.as_str() {
+        (
+            url,
+            json!({"msgtype": "text", "text": {"content": content, "mentioned_list": mention}}),
+        )
+    } else {
+        let url = match &rule.robot_secret {
+            Some(secret) => {
+                let ms = time::now().timestamp_millis();
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{url}{sep}timestamp={ms}&sign={}",
+                    dingtalk_sign(secret, ms)
+                )
+            }
+            None => url,
+        };
+        (
+            url,
+            json!({"msgtype": "text", "text": {"content": content}, "at": {"atUserIds": mention}}),
+        )
+    };
+    let timeout = std::time::Duration::from_millis(cfg.timeout_ms);
+    let (posted, _) = post_json(transport, tenant, &url, &[], body.to_string(), timeout).await;
+    Ok(match posted {
+        Posted::Answered(a) if a.status.is_success() => {
+            let answer: Value = serde_json::from_slice(&a.head).unwrap_or(Value::Null);
+            match answer.get("errcode").and_then(Value::as_i64) {
+                Some(0) => Ok(()),
+                _ => Err((
+                    format!("the robot answered {}", String::from_utf8_lossy(&a.head)),
+                    true,
+                )),
+            }
+        }
+        Posted::Answered(a) => Err((format!("the robot answered {}", a.status), true)),
+        Posted::Failed(e) => Err((e, true)),
+        Posted::Refused(e) => Err((e, false)),
+    })
 }
 
 #[cfg(test)]
