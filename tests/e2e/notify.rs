@@ -380,6 +380,10 @@ async fn bad_endpoints_are_refused_by_field(s: &TestServer) {
         .await;
     assert_eq!(crate::harness::fields(&e), ["input.eventTypes[1]"], "{e}");
     let e = s
+        .err(ALPHA, "mutation { saveNotificationRule(input: { name: \"a\\r\\nBcc: x@evil.test\", recipients: { owner: true }, channels: [INBOX] }) { id } }", json!({}))
+        .await;
+    assert_eq!(crate::harness::fields(&e), ["input.name"], "{e}");
+    let e = s
         .err(ALPHA_READONLY, "{ webhooks { id } }", json!({}))
         .await;
     assert_eq!(crate::harness::code(&e), "FORBIDDEN");

@@ -177,6 +177,13 @@ async fn check(
     if n == 0 || n > 100 {
         return Err(Error::invalid("input.name", "1–100 characters"));
     }
+    // it heads robot messages and e-mail subjects: one line
+    if r.name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "input.name",
+            "one line, no control characters",
+        ));
+    }
     event_types::check(&r.event_types, "input.eventTypes")?;
     if let Some(text) = &r.condition {
         crate::facts::parse_rule(conn, &tenant.id, text, "input.condition").await?;
