@@ -90,6 +90,8 @@ fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantCo
         roles: Default::default(),
         dedupe: Default::default(),
         quality: Default::default(),
+        channels: Default::default(),
+        campaigns: Default::default(),
     }
 }
 
@@ -167,9 +169,11 @@ impl TestServer {
         backend: Backend,
         tweak: impl FnOnce(&mut Config),
     ) -> Option<TestServer> {
-        // server logs (internal errors among them) show in a failing test's output
+        // server logs (internal errors among them) show in a failing test's output;
+        // SHOAL_TEST_LOG (an env filter, e.g. `shoal_campaigns=debug`) shows more
+        let filter = std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "warn".into());
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("warn")
+            .with_env_filter(filter)
             .with_test_writer()
             .try_init();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);

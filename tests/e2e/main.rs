@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod campaigns;
 mod cli;
 mod crash;
 mod customers;

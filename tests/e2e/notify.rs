@@ -31,25 +31,25 @@ use crate::{
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Got {
-    uri: String,
-    headers: HeaderMap,
-    body: String,
-    at: Instant,
+pub(crate) struct Got {
+    pub(crate) uri: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+    pub(crate) at: Instant,
 }
 
 /// A scripted answer: status, `Retry-After`, body, delay before answering.
-type Answer = (u16, Option<&'static str>, &'static str, u64);
+pub(crate) type Answer = (u16, Option<&'static str>, &'static str, u64);
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<Got>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl Receiver {
     /// A receiver on a local port answering `script` in order, then 200 `ok`.
-    async fn start(script: Vec<Answer>) -> (String, Receiver) {
+    pub(crate) async fn start(script: Vec<Answer>) -> (String, Receiver) {
         let r = Receiver {
             got: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
@@ -90,12 +90,12 @@ impl Receiver {
         (format!("http://{addr}"), r)
     }
 
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits (up to 20 s) until `enough` holds for what was received.
-    async fn until(&self, enough: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    pub(crate) async fn until(&self, enough: impl Fn(&[Got]) -> bool) -> Vec<Got> {
         for _ in 0..400 {
             let got = self.got();
             if enough(&got) {

@@ -56,8 +56,13 @@ const FLOORS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "shoal-campaigns",
+        &["shoal-base", "shoal-crm", "shoal-tags", "shoal-sop"],
+    ),
+    (
         "shoal-api",
         &[
+            "shoal-campaigns",
             "shoal-base",
             "shoal-rules",
             "shoal-crm",
@@ -81,6 +86,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-sop",
             "shoal-data",
             "shoal-notify",
+            "shoal-campaigns",
             "shoal-plugin-host",
             "shoal-api",
         ],

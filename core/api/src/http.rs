@@ -16,7 +16,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 
 use super::{ShoalSchema, classify, errors::request_error, metrics::Metrics};
@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/statements/{file}", get(statement_csv))
+        .route("/channels/{tenant}/sms/receipts", post(sms_receipt))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(middleware::from_fn_with_state(
             PanicGuard {
@@ -255,6 +256,55 @@ struct Period {
 }
 
 /// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key.
+/// An SMS gateway's delivery report (signed with the tenant's SMS key; docs/campaigns.md).
+async fn sms_receipt(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return failure(
+            &state.metrics,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such tenant",
+        );
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let signed = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    match shoal_campaigns::track::sms_receipt(&state.db, tenant, signed, &body).await {
+        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(shoal_campaigns::track::ReportRefused::NoChannel)) => failure(
+            &state.metrics,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "the tenant has no SMS channel",
+        ),
+        Ok(Err(shoal_campaigns::track::ReportRefused::Invalid(why))) => failure(
+            &state.metrics,
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            why,
+        ),
+        Err(e) => failure(
+            &state.metrics,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        ),
+    }
+}
+
 async fn statement_csv(
     State(state): State<AppState>,
     headers: HeaderMap,

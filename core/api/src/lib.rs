@@ -2,6 +2,7 @@
 //! into calls on the domain modules with the caller's [`Actor`].
 
 mod access;
+mod campaigns;
 mod customers;
 mod dedupe;
 mod errors;
@@ -54,6 +55,7 @@ pub struct Query(
     sops::SopQuery,
     work::WorkQuery,
     notify::NotifyQuery,
+    campaigns::CampaignQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -70,6 +72,7 @@ pub struct Mutation(
     sops::SopMutation,
     work::WorkMutation,
     notify::NotifyMutation,
+    campaigns::CampaignMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -123,6 +123,7 @@ async fn main() {
                     target: None,
                     sop_id: None,
                     enrolment_id: None,
+                    campaign_id: None,
                     at: time::now(),
                 })
                 .collect();

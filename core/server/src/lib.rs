@@ -12,6 +12,8 @@ use shoal_base::config::{self, Config, ConfigError, ConfigSource, TenantCheck};
 pub const CONFIG_CHECKS: &[TenantCheck] = &[
     shoal_crm::access::check_config,
     shoal_sop::contact::check_config,
+    shoal_sop::channels::check_config,
+    shoal_campaigns::check_config,
 ];
 
 /// Loads the configuration with every engine's checks (see [`CONFIG_CHECKS`]).

@@ -139,11 +139,23 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
     let mut background = schedule_tag_recompute(&db, config, &directory);
     let supervision = Arc::new(Supervision::default());
     if config.sop.workers {
-        let tenants = directory.tenants().cloned().collect();
+        let tenants: Vec<_> = directory.tenants().cloned().collect();
         background.push(shoal_sop::worker::spawn(
             db.clone(),
-            tenants,
+            tenants.clone(),
             config.sop.clone(),
+            supervision.clone(),
+        ));
+        // campaigns release into the SOP outbox, so they run where its workers run
+        let transport = Transport::new(config.sop.tls_roots.as_deref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "TLS roots not loaded; trusting the built-in roots only");
+            Transport::new(None).expect("the built-in roots load")
+        });
+        background.push(shoal_campaigns::worker::spawn(
+            db.clone(),
+            tenants,
+            &config.sop,
+            transport,
             supervision.clone(),
         ));
     }

@@ -362,8 +362,8 @@ pub fn parts(text: &str) -> Vec<Part<'_>> {
     out
 }
 
-/// Checks the placeholders of a template.
-fn check_template(p: &mut Problems, field: &str, text: &str) {
+/// Checks the placeholders of a template (SOP steps and campaign variants alike).
+pub fn check_template(p: &mut Problems, field: &str, text: &str) {
     for part in parts(text) {
         match part {
             Part::Text(_) => {}

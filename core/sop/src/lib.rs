@@ -5,11 +5,13 @@
 //! - [`dispatch`]: internal events and scans → enrolments;
 //! - [`machine`]: the step machine, shared by [`runner`] (the real thing, in the database)
 //!   and [`simulate`] (the dry run);
+//! - [`channels`]: the adapters every message goes out through (log, gateway, SMS, WeCom);
 //! - [`contact`]: quiet hours, frequency caps, the verdict; [`opt_outs`]: who declined
 //!   which channel; [`outbox`]: delivery;
 //! - [`templates`]: industry modules' SOP templates; [`worker`]: the background loop;
 //! - [`tasks`], [`follow_ups`]: the work SOPs and staff create, handovers.
 
+pub mod channels;
 pub mod contact;
 pub mod definition;
 pub mod dispatch;

@@ -2,10 +2,10 @@
 //! in the step's transaction, then delivered by a worker with retries. Delivery is at least
 //! once; each request carries the message's idempotency key so a receiver can drop repeats.
 //!
-//! Channels: `log` writes a log line; `webhook` and the messaging channels (`wecom`, `sms`,
-//! …) POST to the tenant's `contact.webhook_url` (a channel gateway) — without one, the
-//! messaging channels fall back to the log; `http` (a step's own webhook call) POSTs to the
-//! step's URL. Requests are signed as the Standard Webhooks specification says
+//! Channels: every message goes through its channel's adapter ([`crate::channels`]: `log`,
+//! the `webhook` gateway at `contact.webhook_url`, `sms`, `wecom`; a messaging channel
+//! without its own adapter goes through the gateway, and with neither it fails — never
+//! "sent"); `http` (a step's own webhook call) POSTs to the step's URL. Requests are signed as the Standard Webhooks specification says
 //! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of
 //! "<id>.<timestamp>.<body>">`), and also with the older `X-Shoal-Signature: t=<unix
 //! seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; the key is the endpoint's own secret for
@@ -29,6 +29,7 @@ use shoal_base::{
 use shoal_crm::tenancy::Tenant;
 
 use crate::{
+    channels::{self, Adapters, Address, Handed, Outgoing},
     contact::Policy,
     outbound::{self, NotCalled, Target},
     transport::Transport,
@@ -45,17 +46,19 @@ pub struct Queued {
     pub target: Option<String>,
     pub sop_id: Option<String>,
     pub enrolment_id: Option<String>,
+    /// The campaign releasing it.
+    pub campaign_id: Option<String>,
     pub at: DateTime<Utc>,
 }
 
 /// Queues many messages in the caller's transaction, a few hundred per statement; a key
 /// queued before is skipped.
 pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued]) -> Result<()> {
-    const COLS: usize = 12;
+    const COLS: usize = 13;
     for chunk in rows.chunks(400) {
         let mut sql = String::from(
             "INSERT INTO outbox_messages (tenant_id, id, idempotency_key, customer_id, channel, purpose, body, target, status, attempts, \
-             next_attempt_at, sop_id, enrolment_id, created_at) VALUES ",
+             next_attempt_at, sop_id, enrolment_id, campaign_id, created_at) VALUES ",
         );
         for i in 0..chunk.len() {
             let b = i * COLS;
@@ -64,7 +67,7 @@ pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued])
             }
             let p = |k: usize| format!("${}", b + k);
             sql.push_str(&format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {})",
+                "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {}, {})",
                 p(1),
                 p(2),
                 p(3),
@@ -76,7 +79,8 @@ pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued])
                 p(9),
                 p(10),
                 p(11),
-                p(12)
+                p(12),
+                p(13)
             ));
         }
         sql.push_str(" ON CONFLICT DO NOTHING");
@@ -95,6 +99,7 @@ pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued])
                 .bind(at)
                 .bind(m.sop_id.as_deref())
                 .bind(m.enrolment_id.as_deref())
+                .bind(m.campaign_id.as_deref())
                 .bind(at);
         }
         q.execute(&mut *conn).await?;
@@ -112,12 +117,16 @@ pub struct Message {
     pub purpose: String,
     pub body: String,
     pub target: Option<String>,
-    /// `pending`, `sent` or `failed`.
+    /// `pending`, `sending` (being handed over), `sent`, `failed` or `cancelled`.
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub sop_id: Option<String>,
     pub enrolment_id: Option<String>,
+    /// The campaign that released it.
+    pub campaign_id: Option<String>,
+    /// The channel's own id for it (a WeCom msgid and its sender).
+    pub provider_ref: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
 }
@@ -138,6 +147,8 @@ fn from_row(r: &AnyRow) -> Result<Message> {
         last_error: r.try_get("last_error")?,
         sop_id: r.try_get("sop_id")?,
         enrolment_id: r.try_get("enrolment_id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        provider_ref: r.try_get("provider_ref")?,
         created_at: time::from_micros(r.try_get("created_at")?),
         sent_at: r
             .try_get::<Option<i64>, _>("sent_at")?
@@ -211,13 +222,16 @@ pub async fn list(
 #[derive(Clone, Debug)]
 pub struct Deliverer {
     transport: Transport,
+    db: Db,
 }
 
 impl Deliverer {
-    /// A deliverer trusting the Mozilla roots and `cfg.tls_roots`.
-    pub fn new(cfg: &SopConfig) -> std::result::Result<Deliverer, String> {
+    /// A deliverer trusting the Mozilla roots and `cfg.tls_roots`, reading addresses from
+    /// `db`.
+    pub fn new(cfg: &SopConfig, db: Db) -> std::result::Result<Deliverer, String> {
         Ok(Deliverer {
             transport: Transport::new(cfg.tls_roots.as_deref())?,
+            db,
         })
     }
 }
@@ -258,7 +272,8 @@ pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {
 }
 
 enum Outcome {
-    Sent,
+    /// Taken, with the channel's own reference when it gives one.
+    Taken(Option<String>),
     Retry(String),
     /// Never to be tried again (a forbidden address).
     Refused(String),
@@ -324,80 +339,132 @@ impl Deliverer {
         );
         match self.transport.post(target, addr, req, timeout).await {
             Err(e) => Outcome::Retry(format!("{url}: {e}")),
-            Ok(answer) if answer.status.is_success() => Outcome::Sent,
+            Ok(answer) if answer.status.is_success() => Outcome::Taken(None),
             Ok(answer) => Outcome::Retry(format!("{url} answered {}", answer.status)),
         }
     }
 
-    /// Delivers one message; a step's webhook call is signed with `endpoint_secret` (its
-    /// endpoint's own key), everything else with the tenant's gateway secret.
+    /// Delivers one message: a step's webhook call to its URL, signed with
+    /// `endpoint_secret` (its endpoint's own key); every other message through its
+    /// channel's adapter (a channel without one is refused, never "sent").
     async fn deliver(
         &self,
         tenant: &Tenant,
         m: &Message,
         cfg: &SopConfig,
         endpoint_secret: Option<&[u8]>,
+        resent: bool,
     ) -> Outcome {
         let timeout = std::time::Duration::from_millis(cfg.webhook_timeout_ms);
-        let envelope = |body: Value| {
-            json!({
-                "id": m.id,
-                "tenant": tenant.id,
-                "customerId": m.customer_id,
-                "channel": m.channel,
-                "purpose": m.purpose,
-                "sopId": m.sop_id,
-                "enrolmentId": m.enrolment_id,
-                "createdAt": m.created_at.to_rfc3339(),
-                "body": body,
-            })
-            .to_string()
+        if m.channel == "http" {
+            let envelope = |body: Value| {
+                json!({
+                    "id": m.id,
+                    "tenant": tenant.id,
+                    "customerId": m.customer_id,
+                    "channel": m.channel,
+                    "purpose": m.purpose,
+                    "sopId": m.sop_id,
+                    "enrolmentId": m.enrolment_id,
+                    "createdAt": m.created_at.to_rfc3339(),
+                    "body": body,
+                })
+                .to_string()
+            };
+            let body = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body.clone()));
+            let url = m.target.clone().unwrap_or_default();
+            let allowed = &Policy::of(tenant).outbound_allow;
+            let target = match outbound::check(&url, allowed) {
+                Ok(t) => t,
+                Err(e) => return Outcome::Refused(e),
+            };
+            let addr = match locate(&target, Some(allowed), timeout).await {
+                Ok(addr) => addr,
+                Err(not_called) => return not_called,
+            };
+            return self
+                .post((&target, addr), m, endpoint_secret, envelope(body), timeout)
+                .await;
+        }
+        let adapters = Adapters::of(tenant);
+        let Some(adapter) = adapters.get(&m.channel) else {
+            return Outcome::Refused(format!(
+                "no adapter is configured for the {} channel (see [tenants.{}.channels])",
+                m.channel, tenant.id
+            ));
         };
-        match (m.channel.as_str(), &Policy::of(tenant).webhook_url) {
-            ("http", _) => {
-                let body = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body.clone()));
-                let url = m.target.clone().unwrap_or_default();
-                let allowed = &Policy::of(tenant).outbound_allow;
-                let target = match outbound::check(&url, allowed) {
-                    Ok(t) => t,
-                    Err(e) => return Outcome::Refused(e),
-                };
-                let addr = match locate(&target, Some(allowed), timeout).await {
-                    Ok(addr) => addr,
-                    Err(not_called) => return not_called,
-                };
-                self.post((&target, addr), m, endpoint_secret, envelope(body), timeout)
+        if resent && !adapter.drops_repeats() {
+            return Outcome::Refused(format!(
+                "the host stopped while handing this message to {}, which cannot drop a repeat: not sent again",
+                adapter.name()
+            ));
+        }
+        let mut conn = match self.db.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => return Outcome::Retry(format!("no database connection: {e}")),
+        };
+        let address = match (&m.target, adapter.address()) {
+            (_, Address::None) => None,
+            (Some(a), _) => Some(a.clone()),
+            (None, kind) => {
+                match channels::addresses(&mut conn, &tenant.id, kind, &[m.customer_id.as_str()])
                     .await
+                {
+                    Ok(mut found) => found.remove(&m.customer_id),
+                    Err(e) => return Outcome::Retry(e.to_string()),
+                }
             }
-            ("log", _) | (_, None) if m.channel != "webhook" => {
-                tracing::info!(target: "shoal::outbox", tenant = %tenant.id, customer = %m.customer_id, channel = %m.channel, message = %m.body, "message delivered to the log");
-                Outcome::Sent
-            }
-            (_, None) => Outcome::Retry("the tenant has no contact.webhook_url".into()),
-            (_, Some(url)) => {
-                // the operator's own gateway (configuration): parsed, not judged
-                let target = match outbound::parse(url) {
-                    Ok(t) => t,
-                    Err(e) => return Outcome::Refused(format!("contact.webhook_url: {e}")),
-                };
-                let addr = match locate(&target, None, timeout).await {
-                    Ok(addr) => addr,
-                    Err(not_called) => return not_called,
-                };
-                self.post(
-                    (&target, addr),
-                    m,
-                    Policy::of(tenant).webhook_secret.as_deref(),
-                    envelope(Value::String(m.body.clone())),
-                    timeout,
+        };
+        let sender = match adapters.wecom() {
+            Some(w) if adapter.name() == "wecom" => {
+                let owner: Option<String> = sqlx::query_scalar(
+                    "SELECT owner_id FROM customers WHERE tenant_id = $1 AND id = $2",
                 )
+                .bind(&tenant.id)
+                .bind(&m.customer_id)
+                .fetch_optional(&mut *conn)
                 .await
+                .ok()
+                .flatten()
+                .flatten();
+                w.sender_for(owner.as_deref())
             }
+            _ => None,
+        };
+        drop(conn);
+        let outgoing = Outgoing {
+            id: &m.id,
+            idempotency_key: &m.idempotency_key,
+            tenant: &tenant.id,
+            customer_id: &m.customer_id,
+            channel: &m.channel,
+            purpose: &m.purpose,
+            text: &m.body,
+            address: address.as_deref(),
+            sender: sender.as_deref(),
+            sop_id: m.sop_id.as_deref(),
+            enrolment_id: m.enrolment_id.as_deref(),
+            campaign_id: m.campaign_id.as_deref(),
+            created_at: m.created_at,
+        };
+        let ctx = channels::Ctx {
+            transport: &self.transport,
+            timeout,
+        };
+        match adapter.send(ctx, &outgoing).await {
+            Handed::Taken { reference } => Outcome::Taken(reference),
+            Handed::Retry(e) => Outcome::Retry(e),
+            Handed::Refused(e) => Outcome::Refused(e),
         }
     }
 }
 
 /// Delivers the tenant's due messages (up to 100); returns how many were attempted.
+///
+/// Each message is claimed (`pending` → `sending`) just before its hand-over, so a campaign
+/// cancelled meanwhile is not sent; a message left `sending` by a host that stopped is
+/// handed over again with the same idempotency key once its lease ends (or, to a channel
+/// that cannot drop repeats, failed rather than sent twice).
 pub async fn deliver_due(
     db: &Db,
     tenant: &Tenant,
@@ -411,7 +478,7 @@ pub async fn deliver_due(
     let lock = db.backend.skip_locked();
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&format!(
-        "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
+        "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND status IN ('pending', 'sending') AND next_attempt_at <= $2 \
          ORDER BY next_attempt_at LIMIT 100{lock}"
     ))
     .bind(&tenant.id)
@@ -432,6 +499,18 @@ pub async fn deliver_due(
     tx.commit().await?;
     let mut secrets: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     for m in &messages {
+        // claimed now: a message cancelled since the lease is not handed over
+        let claimed = sqlx::query(
+            "UPDATE outbox_messages SET status = 'sending' WHERE tenant_id = $1 AND id = $2 AND status IN ('pending', 'sending')",
+        )
+        .bind(&tenant.id)
+        .bind(&m.id)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            continue;
+        }
         let endpoint_secret = match (m.channel.as_str(), &m.target) {
             ("http", Some(url)) => {
                 // one look-up per endpoint and batch
@@ -445,9 +524,10 @@ pub async fn deliver_due(
             _ => None,
         };
         // one message that panics fails alone; the others of the batch are delivered
+        let resent = m.status == "sending";
         let delivery = async {
             Ok(deliverer
-                .deliver(tenant, m, cfg, endpoint_secret.as_deref())
+                .deliver(tenant, m, cfg, endpoint_secret.as_deref(), resent)
                 .await)
         };
         let outcome = match shoal_base::supervise::catch(delivery).await {
@@ -456,23 +536,23 @@ pub async fn deliver_due(
         };
         let attempts = m.attempts + 1;
         let done = time::to_micros(time::now());
-        let (status, next, error, sent) = match outcome {
-            Outcome::Sent => ("sent", done, None, Some(done)),
-            Outcome::Refused(e) => ("failed", done, Some(e), None),
+        let (status, next, error, sent, reference) = match outcome {
+            Outcome::Taken(reference) => ("sent", done, None, Some(done), reference),
+            Outcome::Refused(e) => ("failed", done, Some(e), None, None),
             Outcome::Retry(e) if attempts >= i64::from(cfg.delivery_attempts.max(1)) => {
-                ("failed", done, Some(e), None)
+                ("failed", done, Some(e), None, None)
             }
             Outcome::Retry(e) => {
                 let backoff =
                     (cfg.retry_base_seconds as i64 * 1_000_000) << (attempts - 1).clamp(0, 20);
-                ("pending", done + backoff, Some(e), None)
+                ("pending", done + backoff, Some(e), None, None)
             }
         };
         if let Some(e) = &error {
             tracing::warn!(tenant = %tenant.id, message = %m.id, attempts, status, error = %e, "outbox delivery failed");
         }
         sqlx::query(
-            "UPDATE outbox_messages SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6, sent_at = $7 \
+            "UPDATE outbox_messages SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6, sent_at = $7, provider_ref = $8 \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(&tenant.id)
@@ -482,6 +562,7 @@ pub async fn deliver_due(
         .bind(next)
         .bind(error)
         .bind(sent)
+        .bind(reference)
         .execute(&db.pool)
         .await?;
     }

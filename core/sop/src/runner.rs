@@ -852,6 +852,7 @@ impl World for DbWorld<'_, '_> {
                     target: None,
                     sop_id: Some(e.sop_id.clone()),
                     enrolment_id: Some(e.id.clone()),
+                    campaign_id: None,
                     at: now,
                 });
                 format!("{channel} message queued: {body}")
@@ -870,6 +871,7 @@ impl World for DbWorld<'_, '_> {
                     target: Some(url.clone()),
                     sop_id: Some(e.sop_id.clone()),
                     enrolment_id: Some(e.id.clone()),
+                    campaign_id: None,
                     at: now,
                 });
                 format!("webhook call to {url} queued")

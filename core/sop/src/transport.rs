@@ -1,4 +1,4 @@
-//! One HTTP/1.1 POST to an address that was already resolved (and, for a tenant's URL,
+//! One HTTP/1.1 request (a POST, or a channel API's GET) to an address that was already resolved (and, for a tenant's URL,
 //! checked): over TCP, or TLS (rustls, the Mozilla roots plus any configured in
 //! `sop.tls_roots`) with the URL's host name for SNI and certificate checks. A new
 //! connection per call, so the call goes exactly where the check said it may.
@@ -28,7 +28,8 @@ pub struct Answer {
     pub status: StatusCode,
     /// The `Retry-After` header, as sent.
     pub retry_after: Option<String>,
-    /// The first [`HEAD_BYTES`] bytes of the body (fewer when it ended sooner).
+    /// The first bytes of the body ([`HEAD_BYTES`] unless the caller asked for more; fewer
+    /// when it ended sooner).
     pub head: Vec<u8>,
 }
 
@@ -86,7 +87,21 @@ impl Transport {
         request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Answer, String> {
-        tokio::time::timeout(timeout, self.exchange(target, addr, request))
+        self.call(target, addr, request, timeout, HEAD_BYTES).await
+    }
+
+    /// Sends `request` (any method; its URI the path, its `Host` header set) to `addr`
+    /// within `timeout`, keeping up to `limit` bytes of the answer's body: for a channel's
+    /// API, whose answers are read in full.
+    pub async fn call(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Answer, String> {
+        tokio::time::timeout(timeout, self.exchange(target, addr, request, limit))
             .await
             .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
     }
@@ -119,6 +134,7 @@ impl Transport {
         target: &Target,
         addr: SocketAddr,
         request: Request<Full<Bytes>>,
+        limit: usize,
     ) -> Result<Answer, String> {
         let tcp = TcpStream::connect(addr)
             .await
@@ -130,14 +146,14 @@ impl Transport {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS with {} failed: {e}", target.host))?;
-            send(TokioIo::new(tls), request).await
+            send(TokioIo::new(tls), request, limit).await
         } else {
-            send(TokioIo::new(tcp), request).await
+            send(TokioIo::new(tcp), request, limit).await
         }
     }
 }
 
-async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<Answer, String>
+async fn send<I>(io: I, request: Request<Full<Bytes>>, limit: usize) -> Result<Answer, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -160,12 +176,12 @@ where
         // buffer what it streams); a body that fails midway still leaves the status
         let mut body = response.into_body();
         let mut head = Vec::new();
-        while head.len() < HEAD_BYTES {
+        while head.len() < limit {
             use http_body_util::BodyExt as _;
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        let room = HEAD_BYTES - head.len();
+                        let room = limit - head.len();
                         head.extend_from_slice(&data[..data.len().min(room)]);
                     }
                 }

@@ -70,13 +70,16 @@ async fn tenant_loop(shared: Arc<Shared>, t: Arc<Tenant>) {
 
 /// The deliverer of `cfg`; with the built-in roots only when the configured ones cannot be
 /// read (the error is logged; `shoal config check` reports it before a start).
-fn deliverer(cfg: &SopConfig) -> outbox::Deliverer {
-    outbox::Deliverer::new(cfg).unwrap_or_else(|e| {
+fn deliverer(cfg: &SopConfig, db: &Db) -> outbox::Deliverer {
+    outbox::Deliverer::new(cfg, db.clone()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "webhook TLS roots not loaded; trusting the built-in roots only");
-        outbox::Deliverer::new(&SopConfig {
-            tls_roots: None,
-            ..cfg.clone()
-        })
+        outbox::Deliverer::new(
+            &SopConfig {
+                tls_roots: None,
+                ..cfg.clone()
+            },
+            db.clone(),
+        )
         .expect("the built-in roots load")
     })
 }
@@ -90,8 +93,8 @@ pub fn spawn(
     supervision: Arc<Supervision>,
 ) -> JoinHandle<()> {
     let shared = Arc::new(Shared {
+        deliverer: deliverer(&cfg, &db),
         db,
-        deliverer: deliverer(&cfg),
         cfg,
         supervision,
     });

@@ -19,8 +19,9 @@ pub use load::{
 pub use redact::url as redact_url;
 pub use roles::{GrantSpec, RoleSpec};
 pub use tenants::{
-    ApiKeyConfig, CapConfig, ConflictRule, ContactConfig, DedupeConfig, DepartmentConfig, MatchKey,
-    ModuleConfig, QualityConfig, QuietHoursConfig, TenantConfig, UserConfig,
+    ApiKeyConfig, CampaignsConfig, CapConfig, ChannelsConfig, ConflictRule, ContactConfig,
+    DedupeConfig, DepartmentConfig, MatchKey, ModuleConfig, QualityConfig, QuietHoursConfig,
+    SmsConfig, TenantConfig, UserConfig, WecomConfig,
 };
 pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 

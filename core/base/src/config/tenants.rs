@@ -42,6 +42,86 @@ pub struct TenantConfig {
     /// Data-quality thresholds (`dataQuality`, `shoal report quality`).
     #[serde(default)]
     pub quality: QualityConfig,
+    /// The channel adapters messages go out through, and their throttles.
+    #[serde(default)]
+    pub channels: ChannelsConfig,
+    /// Campaigns (群发): approval and the tenant's sensitive words.
+    #[serde(default)]
+    pub campaigns: CampaignsConfig,
+}
+
+/// The channel adapters of a tenant (docs/campaigns.md#channels). `log` and `webhook`
+/// (the gateway at `contact.webhook_url`) need no section here.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// A generic HTTP SMS gateway (template id + parameters).
+    #[serde(default)]
+    pub sms: Option<SmsConfig>,
+    /// WeCom external-contact mass messages (企业微信 客户群发).
+    #[serde(default)]
+    pub wecom: Option<WecomConfig>,
+    /// Messages handed to each channel per second, per tenant (`*` for the others; 20 when
+    /// unset).
+    #[serde(default)]
+    pub per_second: BTreeMap<String, u32>,
+}
+
+/// An SMS gateway reached over HTTP: each message is one signed JSON POST.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// Where messages are POSTed (`https://…`), the operator's gateway.
+    pub url: String,
+    /// Environment variable holding the key that signs each request (Standard Webhooks).
+    pub secret_env: String,
+    /// The template registered with the carrier; the message's text fills its `content`
+    /// parameter.
+    pub template_id: String,
+    /// The signature (签名) the carrier shows, e.g. `【Shoal】`.
+    #[serde(default)]
+    pub sign_name: Option<String>,
+}
+
+/// WeCom's server API for external contacts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomConfig {
+    /// The API's base URL (`https://qyapi.weixin.qq.com` unless a proxy or a test server).
+    #[serde(default = "wecom_base_url")]
+    pub base_url: String,
+    /// The corporation id (`ww…`).
+    pub corp_id: String,
+    /// Environment variable holding the secret of the customer-contact application.
+    pub secret_env: String,
+    /// The staff member (WeCom userid) who sends when a customer's owner has none.
+    #[serde(default)]
+    pub default_sender: Option<String>,
+    /// Staff user id → WeCom userid, for senders whose ids differ.
+    #[serde(default)]
+    pub senders: BTreeMap<String, String>,
+}
+
+fn wecom_base_url() -> String {
+    "https://qyapi.weixin.qq.com".to_owned()
+}
+
+/// Campaign rules of a tenant.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignsConfig {
+    /// Whether a campaign needs an approver before it starts.
+    #[serde(default)]
+    pub approval: bool,
+    /// Roles whose campaigns start without approval even when `approval` is on.
+    #[serde(default)]
+    pub trusted_roles: Vec<String>,
+    /// Roles that may approve or reject (`admin` when empty).
+    #[serde(default)]
+    pub approver_roles: Vec<String>,
+    /// Words no campaign may contain, besides the built-in list.
+    #[serde(default)]
+    pub sensitive_words: Vec<String>,
 }
 
 /// A normalised key two profiles can share exactly.
@@ -270,6 +350,8 @@ impl TenantConfig {
             roles: BTreeMap::new(),
             dedupe: DedupeConfig::default(),
             quality: QualityConfig::default(),
+            channels: ChannelsConfig::default(),
+            campaigns: CampaignsConfig::default(),
         }
     }
 }

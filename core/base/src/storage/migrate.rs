@@ -94,6 +94,11 @@ const MIGRATIONS: &[Migration] = &[
         "change feed, webhook endpoints for integrators, staff notifications",
         include_str!("../../migrations/shared/0012_notifications.sql"),
     ),
+    Migration::shared(
+        13,
+        "campaigns and their recipients",
+        include_str!("../../migrations/shared/0013_campaigns.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

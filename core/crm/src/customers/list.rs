@@ -274,6 +274,13 @@ fn push_conditions(
     Ok(())
 }
 
+/// Appends ` WHERE …` to a statement over `customers c`: the customers matching the filter
+/// within the actor's scope, for statements that build on the set (more conditions, an
+/// `INSERT … SELECT`: a campaign's frozen audience is written in one statement this way).
+pub fn push_matching(sql: &mut Sql, db: &Db, actor: &Actor, filter: &CustomerFilter) -> Result<()> {
+    push_filter(sql, db, actor, filter)
+}
+
 /// The ids of every customer matching the filter (at most `limit`), for bulk actions.
 pub async fn ids_matching(
     db: &Db,

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 pub use list::{
     CustomerFilter, CustomerOrder, OrderField, count, export, ids_matching, list, list_sql,
+    push_matching,
 };
 pub use shoal_base::kinds::{Channel, LifecycleStage};
 pub use store::{

@@ -38,6 +38,8 @@ impl Directory {
                 contact: tc.contact.clone(),
                 dedupe: tc.dedupe.clone(),
                 quality: tc.quality.clone(),
+                channels: tc.channels.clone(),
+                campaigns: tc.campaigns.clone(),
                 derived: Derived::default(),
             });
             for key in tc.api_keys.values() {

@@ -30,6 +30,10 @@ pub struct Tenant {
     pub dedupe: shoal_base::config::DedupeConfig,
     /// Data-quality thresholds.
     pub quality: shoal_base::config::QualityConfig,
+    /// The channel adapters' settings (`shoal-sop` builds the adapters from them).
+    pub channels: shoal_base::config::ChannelsConfig,
+    /// Campaign approval and sensitive words.
+    pub campaigns: shoal_base::config::CampaignsConfig,
     /// What engines derive from this tenant's configuration once and keep (see [`Derived`]).
     pub derived: Derived,
 }
@@ -42,23 +46,36 @@ pub struct Derived(Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
 
 impl Derived {
     /// The value of type `T` derived for this tenant, made by `init` the first time.
+    /// `init` runs without the lock held, so it may derive other values of the same
+    /// tenant (the channel adapters read the contact policy); should two callers race,
+    /// the first value stored is the one everybody gets.
     ///
     /// ```
     /// use shoal_crm::tenancy::Derived;
     /// let derived = Derived::default();
     /// assert_eq!(*derived.get_or_init(|| 42_u32), 42);
     /// assert_eq!(*derived.get_or_init(|| 7_u32), 42);
+    /// // one derived value may be made from another
+    /// let text = derived.get_or_init(|| format!("{}", derived.get_or_init(|| 0_u32)));
+    /// assert_eq!(*text, "42");
     /// ```
     pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
-        let mut values = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let value = values
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(init()))
-            .clone();
+        let id = TypeId::of::<T>();
+        let stored = self.lock().get(&id).cloned();
+        let value = match stored {
+            Some(value) => value,
+            None => {
+                let made: Arc<dyn Any + Send + Sync> = Arc::new(init());
+                self.lock().entry(id).or_insert(made).clone()
+            }
+        };
         value.downcast::<T>().expect("stored under its own type id")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TypeId, Arc<dyn Any + Send + Sync>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -1,0 +1,96 @@
+//! The campaign worker of one host: for every tenant, a supervised loop that starts due
+//! campaigns, releases their due recipients within each channel's throttle
+//! (`channels.per_second`, one second's worth per round), copies the outbox's verdicts
+//! back, polls WeCom, and completes what is done.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::task::JoinHandle;
+
+use shoal_base::{config::SopConfig, storage::Db, storage::time, supervise::Supervision};
+use shoal_crm::tenancy::Tenant;
+use shoal_sop::{channels, transport::Transport};
+
+use crate::{model::Status, release, store, track};
+
+struct Shared {
+    db: Db,
+    transport: Transport,
+    timeout: Duration,
+    supervision: Arc<Supervision>,
+}
+
+/// One round for one tenant: answers whether it found work.
+async fn round(s: &Shared, t: &Arc<Tenant>) -> shoal_base::error::Result<bool> {
+    let now = time::now();
+    let campaigns = store::in_status(&s.db, &t.id, &[Status::Scheduled, Status::Running]).await?;
+    let mut busy = false;
+    // a tenant's campaigns on one channel share its throttle
+    let mut budgets: std::collections::HashMap<String, usize> = Default::default();
+    for c in &campaigns {
+        let budget = budgets
+            .entry(c.channel.clone())
+            .or_insert_with(|| channels::per_second(t, &c.channel) as usize);
+        if *budget > 0 {
+            let n = release::release(&s.db, t, c, now, *budget).await?;
+            *budget -= n.min(*budget);
+            busy |= n > 0;
+        }
+    }
+    // verdicts for running ones, and for the recently cancelled (messages in flight)
+    let mut watched = campaigns;
+    watched.extend(
+        store::in_status(&s.db, &t.id, &[Status::Cancelled, Status::Completed])
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.finished_at
+                    .is_some_and(|f| now - f < chrono::Duration::days(2))
+            }),
+    );
+    for c in &watched {
+        busy |= track::sync(&s.db, t, c, now).await? > 0;
+        if c.channel == "wecom" {
+            let ctx = channels::Ctx {
+                transport: &s.transport,
+                timeout: s.timeout,
+            };
+            track::poll_wecom(&s.db, t, c, ctx).await?;
+        }
+    }
+    Ok(busy)
+}
+
+async fn tenant_loop(s: Arc<Shared>, t: Arc<Tenant>) {
+    loop {
+        let started = tokio::time::Instant::now();
+        if let Err(e) = s.supervision.guard("campaigns.round", round(&s, &t)).await {
+            tracing::error!(tenant = %t.id, error = %e, "campaign round failed");
+        }
+        // one round per second: the throttle is per second
+        tokio::time::sleep_until(started + Duration::from_secs(1)).await;
+    }
+}
+
+/// Starts one supervised loop per tenant; the returned task runs until aborted.
+pub fn spawn(
+    db: Db,
+    tenants: Vec<Arc<Tenant>>,
+    cfg: &SopConfig,
+    transport: Transport,
+    supervision: Arc<Supervision>,
+) -> JoinHandle<()> {
+    let shared = Arc::new(Shared {
+        db,
+        transport,
+        timeout: Duration::from_millis(cfg.webhook_timeout_ms),
+        supervision,
+    });
+    shoal_base::supervise::each_forever(
+        tenants,
+        "campaigns.worker",
+        shared.supervision.clone(),
+        |t| t.id.clone(),
+        move |t| tenant_loop(shared.clone(), t),
+    )
+}

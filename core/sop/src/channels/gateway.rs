@@ -1,0 +1,106 @@
+//! The tenant's own gateway (`contact.webhook_url`): each message is POSTed as a JSON
+//! envelope, signed as the Standard Webhooks specification says when the tenant set
+//! `contact.webhook_secret_env` (and with the older `X-Shoal-Signature`).
+
+use serde_json::json;
+
+use super::{Address, Channel, Ctx, Handed, Outgoing, Sending};
+use crate::{
+    outbound,
+    outbox::{signature, standard_signature},
+    transport::Answer,
+};
+use shoal_base::storage::time;
+
+/// The `webhook` channel (and the fallback of messaging channels without an adapter).
+#[derive(Debug)]
+pub struct Gateway {
+    url: String,
+    secret: Option<Vec<u8>>,
+}
+
+impl Gateway {
+    pub fn new(url: &str, secret: Option<Vec<u8>>) -> Gateway {
+        Gateway {
+            url: url.to_owned(),
+            secret,
+        }
+    }
+}
+
+/// POSTs a JSON `body` to the operator's `url` (configuration: parsed, not judged) with the
+/// message's idempotency headers, signed with `secret` when there is one; answers the
+/// receiver's answer, or how the call failed.
+pub(crate) async fn post_signed(
+    ctx: Ctx<'_>,
+    url: &str,
+    m: &Outgoing<'_>,
+    secret: Option<&[u8]>,
+    body: String,
+) -> Result<Answer, Handed> {
+    let target = outbound::parse(url).map_err(|e| Handed::Refused(format!("{url}: {e}")))?;
+    let addr = match tokio::time::timeout(ctx.timeout, outbound::resolve(&target, None)).await {
+        Err(_) => {
+            return Err(Handed::Retry(format!(
+                "{}: no DNS answer in time",
+                target.host
+            )));
+        }
+        Ok(Err(outbound::NotCalled::Unresolved(e))) => return Err(Handed::Retry(e)),
+        Ok(Err(outbound::NotCalled::Forbidden(e))) => return Err(Handed::Refused(e)),
+        Ok(Ok(addr)) => addr,
+    };
+    let mut headers = vec![
+        ("idempotency-key", m.idempotency_key.to_owned()),
+        ("x-shoal-delivery", m.id.to_owned()),
+    ];
+    if let Some(secret) = secret {
+        let unix = time::now().timestamp();
+        headers.push(("webhook-id", m.id.to_owned()));
+        headers.push(("webhook-timestamp", unix.to_string()));
+        headers.push((
+            "webhook-signature",
+            standard_signature(secret, m.id, unix, body.as_bytes()),
+        ));
+        headers.push((
+            "x-shoal-signature",
+            signature(secret, unix, body.as_bytes()),
+        ));
+    }
+    ctx.transport
+        .post_json(&target, addr, &headers, body, ctx.timeout)
+        .await
+        .map_err(|e| Handed::Retry(format!("{url}: {e}")))
+}
+
+impl Channel for Gateway {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+    fn address(&self) -> Address {
+        Address::None
+    }
+    fn send<'a>(&'a self, ctx: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a> {
+        Box::pin(async move {
+            let body = json!({
+                "id": m.id,
+                "tenant": m.tenant,
+                "customerId": m.customer_id,
+                "channel": m.channel,
+                "purpose": m.purpose,
+                "sopId": m.sop_id,
+                "enrolmentId": m.enrolment_id,
+                "campaignId": m.campaign_id,
+                "createdAt": m.created_at.to_rfc3339(),
+                "body": m.text,
+            })
+            .to_string();
+            match post_signed(ctx, &self.url, m, self.secret.as_deref(), body).await {
+                Err(not_taken) => not_taken,
+                Ok(answer) if answer.status.is_success() => Handed::Taken { reference: None },
+                // the gateway speaks for every channel behind it: any failure may pass
+                Ok(answer) => Handed::Retry(format!("{} answered {}", self.url, answer.status)),
+            }
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! Channel adapters: every way a message reaches a customer implements [`Channel`], with its
+//! own configuration, secrets and error mapping. The outbox hands SOP and campaign messages
+//! alike to the adapter of their channel; a channel with no adapter is refused, never
+//! "sent" (docs/campaigns.md#channels).
+//!
+//! - `log`: writes a log line (a channel chosen on purpose, for trials and benchmarks);
+//! - `webhook`: the tenant's own gateway at `contact.webhook_url` ([`gateway`]);
+//! - `sms`: a generic HTTP SMS gateway ([`sms`]);
+//! - `wecom`: WeCom external-contact mass messages ([`wecom`]).
+
+pub mod gateway;
+pub mod sms;
+pub mod wecom;
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sqlx::{AnyConnection, Row};
+
+use shoal_base::error::Result;
+use shoal_crm::tenancy::Tenant;
+
+use crate::transport::Transport;
+
+/// What every adapter's call shares: the host's TLS settings and a time limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub transport: &'a Transport,
+    pub timeout: Duration,
+}
+
+/// One message for a channel.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// The outbox message's id (`webhook-id` where the channel signs).
+    pub id: &'a str,
+    /// Stable over every attempt: receivers drop repeats by it.
+    pub idempotency_key: &'a str,
+    pub tenant: &'a str,
+    pub customer_id: &'a str,
+    pub channel: &'a str,
+    /// `marketing` or `service`.
+    pub purpose: &'a str,
+    /// The rendered text.
+    pub text: &'a str,
+    /// The customer's address on the channel (phone, email, WeCom external_userid), for
+    /// channels that need one.
+    pub address: Option<&'a str>,
+    /// Who sends, for channels that send as a staff member (WeCom).
+    pub sender: Option<&'a str>,
+    pub sop_id: Option<&'a str>,
+    pub enrolment_id: Option<&'a str>,
+    pub campaign_id: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a hand-over went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handed {
+    /// The channel took the message; `reference` is the channel's own id for it (a WeCom
+    /// `msgid`), for status queries and recalls.
+    Taken { reference: Option<String> },
+    /// Not taken, worth another try (no answer, a 5xx, a rate limit).
+    Retry(String),
+    /// Not taken and never will be (bad address, refused by the channel).
+    Refused(String),
+}
+
+/// The future an adapter's [`Channel::send`] returns.
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Handed> + Send + 'a>>;
+
+/// What a channel needs to know about the customer to reach them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    /// Nothing: the message goes to a gateway or a log.
+    None,
+    /// The customer's first phone number (E.164).
+    Phone,
+    /// The customer's first e-mail address.
+    Email,
+    /// The customer's identity on this channel (`wecom`: the external_userid).
+    Identity(&'static str),
+}
+
+/// A way to reach customers.
+pub trait Channel: Send + Sync {
+    /// The channel's name (`sms`, `wecom`, …).
+    fn name(&self) -> &'static str;
+    /// What the channel needs of the customer.
+    fn address(&self) -> Address;
+    /// Whether the channel can take a message back after it took it, and within how long.
+    fn recall_window(&self) -> Option<Duration> {
+        None
+    }
+    /// Whether the channel drops a message it already took when it comes again with the
+    /// same idempotency key (a gateway does; WeCom does not, so a message whose hand-over
+    /// a crash interrupted is not sent again there).
+    fn drops_repeats(&self) -> bool {
+        true
+    }
+    /// Hands one message over.
+    fn send<'a>(&'a self, ctx: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a>;
+}
+
+/// Writes a log line and calls it delivered: the channel a tenant picks on purpose.
+#[derive(Debug)]
+pub struct Log;
+
+impl Channel for Log {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+    fn address(&self) -> Address {
+        Address::None
+    }
+    fn send<'a>(&'a self, _: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a> {
+        Box::pin(async move {
+            tracing::info!(target: "shoal::outbox", tenant = %m.tenant, customer = %m.customer_id, channel = "log", message = %m.text, "message delivered to the log");
+            Handed::Taken { reference: None }
+        })
+    }
+}
+
+/// A tenant's adapters, built from its configuration once (kept in `Tenant::derived`, so
+/// a WeCom access token is cached per tenant).
+pub struct Adapters {
+    by_name: HashMap<&'static str, Arc<dyn Channel>>,
+    wecom: Option<Arc<wecom::Wecom>>,
+    sms: Option<Arc<sms::Sms>>,
+}
+
+impl std::fmt::Debug for Adapters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self.by_name.keys().collect();
+        names.sort();
+        f.debug_struct("Adapters")
+            .field("channels", &names)
+            .finish()
+    }
+}
+
+impl Adapters {
+    /// The tenant's adapters (its configuration was checked at load: a section that does
+    /// not read is left out, so its channel is refused).
+    pub fn of(tenant: &Tenant) -> Arc<Adapters> {
+        tenant.derived.get_or_init(|| Adapters::build(tenant))
+    }
+
+    fn build(tenant: &Tenant) -> Adapters {
+        let mut by_name: HashMap<&'static str, Arc<dyn Channel>> = HashMap::new();
+        by_name.insert("log", Arc::new(Log));
+        let policy = crate::contact::Policy::of(tenant);
+        if let Some(url) = &policy.webhook_url {
+            by_name.insert(
+                "webhook",
+                Arc::new(gateway::Gateway::new(url, policy.webhook_secret.clone())),
+            );
+        }
+        let sms = match tenant.channels.sms.as_ref().map(sms::Sms::from_config) {
+            Some(Ok(s)) => Some(Arc::new(s)),
+            _ => None,
+        };
+        if let Some(s) = &sms {
+            by_name.insert("sms", s.clone());
+        }
+        let wecom = match tenant
+            .channels
+            .wecom
+            .as_ref()
+            .map(wecom::Wecom::from_config)
+        {
+            Some(Ok(w)) => Some(Arc::new(w)),
+            _ => None,
+        };
+        if let Some(w) = &wecom {
+            by_name.insert("wecom", w.clone());
+        }
+        Adapters {
+            by_name,
+            wecom,
+            sms,
+        }
+    }
+
+    /// The SMS adapter, for delivery reports.
+    pub fn sms(&self) -> Option<&Arc<sms::Sms>> {
+        self.sms.as_ref()
+    }
+
+    /// The WeCom adapter, for status queries and cancels.
+    pub fn wecom(&self) -> Option<&Arc<wecom::Wecom>> {
+        self.wecom.as_ref()
+    }
+
+    /// The adapter of `channel`, if the tenant configured one. A messaging channel
+    /// without its own adapter goes through the tenant's gateway when there is one.
+    pub fn get(&self, channel: &str) -> Option<&Arc<dyn Channel>> {
+        self.by_name.get(channel).or_else(|| match channel {
+            "log" | "http" => None,
+            _ => self.by_name.get("webhook"),
+        })
+    }
+
+    /// The channels with an adapter, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.by_name.keys().copied().collect();
+        names.sort();
+        names
+    }
+}
+
+/// Checks the `channels` section of a tenant's configuration (a `TenantCheck`).
+pub fn check_config(
+    tenant: &shoal_base::config::TenantConfig,
+) -> std::result::Result<(), shoal_base::config::Invalid> {
+    let invalid = |(key, message): (String, String)| shoal_base::config::Invalid {
+        key: format!("channels.{key}"),
+        message,
+    };
+    if let Some(c) = &tenant.channels.sms {
+        sms::Sms::from_config(c).map_err(|(k, m)| invalid((format!("sms.{k}"), m)))?;
+    }
+    if let Some(c) = &tenant.channels.wecom {
+        wecom::Wecom::from_config(c).map_err(|(k, m)| invalid((format!("wecom.{k}"), m)))?;
+    }
+    for (channel, n) in &tenant.channels.per_second {
+        if channel != "*" && !crate::definition::CHANNELS.contains(&channel.as_str()) {
+            return Err(invalid((
+                format!("per_second.{channel}"),
+                "not a channel or `*`".into(),
+            )));
+        }
+        if *n == 0 {
+            return Err(invalid((
+                format!("per_second.{channel}"),
+                "at least 1 message per second".into(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Messages per second the tenant hands to `channel` (`channels.per_second`, else `*`,
+/// else 20).
+pub fn per_second(tenant: &Tenant, channel: &str) -> u32 {
+    let p = &tenant.channels.per_second;
+    p.get(channel).or_else(|| p.get("*")).copied().unwrap_or(20)
+}
+
+/// Each customer's address for `address` (customers without one are absent).
+pub async fn addresses(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    address: Address,
+    ids: &[&str],
+) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let (table, cond) = match address {
+        Address::None => return Ok(out),
+        Address::Phone => ("customer_contacts", "kind = 'phone'".to_owned()),
+        Address::Email => ("customer_contacts", "kind = 'email'".to_owned()),
+        Address::Identity(channel) => (
+            "customer_identities",
+            format!("channel = '{channel}' AND deleted_at IS NULL"),
+        ),
+    };
+    let column = if table == "customer_contacts" {
+        "value"
+    } else {
+        "external_id"
+    };
+    for chunk in ids.chunks(500) {
+        let mut sql = shoal_base::storage::sql::Sql::new(&format!(
+            "SELECT customer_id, {column} AS address FROM {table} WHERE tenant_id = "
+        ));
+        let t = sql.arg(tenant);
+        let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
+        sql.push(&format!(
+            "{t} AND {cond} AND customer_id IN ({}) ORDER BY customer_id, {column}",
+            list.join(", ")
+        ));
+        for r in sql.query_once().fetch_all(&mut *conn).await? {
+            let id: String = r.try_get("customer_id")?;
+            out.entry(id).or_insert(r.try_get("address")?);
+        }
+    }
+    Ok(out)
+}
+
+/// The error mapping HTTP channels share: 2xx taken, 408 / 429 / 5xx worth a retry, any
+/// other status refused.
+pub(crate) fn by_status(status: hyper::StatusCode, what: &str) -> Option<Handed> {
+    if status.is_success() {
+        None
+    } else if status.is_server_error()
+        || status == hyper::StatusCode::TOO_MANY_REQUESTS
+        || status == hyper::StatusCode::REQUEST_TIMEOUT
+    {
+        Some(Handed::Retry(format!("{what} answered {status}")))
+    } else {
+        Some(Handed::Refused(format!("{what} answered {status}")))
+    }
+}
