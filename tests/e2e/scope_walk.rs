@@ -181,6 +181,21 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "s": t.segment }),
         ),
         (
+            "campaignPreview",
+            "query($c: ID!) { campaignPreview(input: { name: \"x\", channel: \"log\", audience: { customers: [$c] }, variants: [{ key: \"a\", template: \"{{customer.name}}\" }] }) { audience recipients } }",
+            json!({ "c": id }),
+        ),
+        (
+            "createCampaign",
+            "mutation($c: ID!) { createCampaign(input: { name: \"x\", channel: \"log\", audience: { customers: [$c] }, variants: [{ key: \"a\", template: \"hi\" }] }) { id } }",
+            json!({ "c": id }),
+        ),
+        (
+            "updateCampaign",
+            "mutation($c: ID!) { updateCampaign(id: \"none\", input: { name: \"x\", channel: \"log\", audience: { customers: [$c] }, variants: [{ key: \"a\", template: \"hi\" }] }) { id } }",
+            json!({ "c": id }),
+        ),
+        (
             "createSegment",
             "mutation { createSegment(input: { name: \"mine\", definition: { channels: [WEB] } }) { id } }",
             json!({}),

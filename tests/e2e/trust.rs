@@ -534,7 +534,7 @@ async fn a_slow_gateway_of_one_tenant_does_not_hold_up_another() {
     let pending = s
         .ok(
             ALPHA,
-            "{ outboxMessages(filter: {status: \"pending\"}) { edges { node { id } } } }",
+            "{ outboxMessages(filter: {status: \"sending\"}) { edges { node { id } } } }",
             json!({}),
         )
         .await;
@@ -545,7 +545,7 @@ async fn a_slow_gateway_of_one_tenant_does_not_hold_up_another() {
     assert_eq!(
         pending["outboxMessages"]["edges"].as_array().unwrap().len(),
         1,
-        "alpha's call is still waiting for its answer"
+        "alpha's call is under way (`sending`), still waiting for its answer"
     );
     held.abort();
     s.stop().await;
