@@ -815,6 +815,44 @@ async fn wecom_mass_messages_follow_the_documented_calls(backend: Backend) {
             .iter()
             .any(|c| c.0 == "get_groupmsg_send_result" && c.2["userid"] == "zhangsan")
     );
+    // cancelled after the hand-over, before the sender confirmed: the task is withdrawn
+    let waiting = customer(&s, "未确认", identity("wmWAITING")).await;
+    let id = create(
+        &s,
+        ALPHA,
+        json!({ "name": "撤回", "channel": "wecom", "audience": { "customers": [waiting] },
+            "variants": [{ "key": "a", "template": "限时活动" }] }),
+    )
+    .await;
+    s.ok(ALPHA, SUBMIT, json!({ "id": id })).await;
+    until(&s, &id, |c| by_customer(c)[&waiting].0 == "sent").await;
+    let cancel = s
+        .ok(
+            ALPHA,
+            "mutation($id: ID!) { cancelCampaign(id: $id) { cancelled alreadyHanded } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        cancel["cancelCampaign"],
+        json!({ "cancelled": 0, "alreadyHanded": 1 })
+    );
+    let withdrawn = until(&s, &id, |c| by_customer(c)[&waiting].0 == "failed").await;
+    assert!(
+        by_customer(&withdrawn)[&waiting]
+            .2
+            .as_deref()
+            .unwrap()
+            .starts_with("withdrawn"),
+    );
+    assert!(
+        wecom
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.0 == "cancel_groupmsg_send" && c.2 == json!({ "msgid": "msg-wmWAITING" }))
+    );
     s.stop().await;
 }
 
@@ -826,4 +864,126 @@ async fn sqlite_wecom_mass_messages_follow_the_documented_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wecom_mass_messages_follow_the_documented_calls() {
     wecom_mass_messages_follow_the_documented_calls(Backend::Postgres).await;
+}
+
+/// A host killed with SIGKILL in the middle of a send: after a restart every recipient is
+/// sent, each customer's message went to the gateway under one message id and one
+/// idempotency key however often it was handed over, and nobody got two messages.
+async fn a_host_killed_mid_send_loses_nothing_and_sends_once(backend: Backend) {
+    const N: usize = 200;
+    let (url, gateway) = Receiver::start(vec![]).await;
+    let sms = format!("{url}/sms/send");
+    // this server sets up and reads: its own workers are off
+    let setup = sms.clone();
+    let Some(s) = TestServer::start_with(backend, move |c| {
+        c.sop.workers = false;
+        c.tenants.get_mut("alpha").unwrap().channels.sms = Some(shoal_base::config::SmsConfig {
+            url: setup,
+            secret_env: "SHOAL_TEST_SMS_SECRET".into(),
+            template_id: "SMS_20261202".into(),
+            sign_name: None,
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let phone = format!("1380013{i:04}");
+        ids.push(customer(&s, &format!("客户{i}"), json!({ "phones": [phone] })).await);
+    }
+    let id = create(
+        &s,
+        ALPHA,
+        json!({ "name": "断电演练", "channel": "sms", "audience": { "customers": ids },
+            "variants": [{ "key": "a", "template": "{{customer.name}}，周末特惠" }] }),
+    )
+    .await;
+    assert_eq!(
+        s.ok(ALPHA, SUBMIT, json!({ "id": id })).await["submitCampaign"]["frozenCount"],
+        N as i64
+    );
+    let dir = std::env::temp_dir().join(format!("shoal-campaign-crash-{}", std::process::id()));
+    let env = [
+        ("SHOAL_SOP__POLL_MS", "5"),
+        ("SHOAL_SOP__WEBHOOK_TIMEOUT_MS", "1000"),
+        ("SHOAL_SOP__RETRY_BASE_SECONDS", "1"),
+        ("SHOAL_TENANTS__ALPHA__CHANNELS__SMS__URL", sms.as_str()),
+        (
+            "SHOAL_TENANTS__ALPHA__CHANNELS__SMS__SECRET_ENV",
+            "SHOAL_TEST_SMS_SECRET",
+        ),
+        (
+            "SHOAL_TENANTS__ALPHA__CHANNELS__SMS__TEMPLATE_ID",
+            "SMS_20261202",
+        ),
+        ("SHOAL_TENANTS__ALPHA__CHANNELS__PER_SECOND__SMS", "50"),
+    ];
+    let mut host = s.spawn_host(&dir, &env);
+    // kill the host once the send is under way, before it ends
+    gateway.until(|g| g.len() >= 40).await;
+    host.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+    host.wait().unwrap();
+    let at_kill = gateway.got().len();
+    assert!(at_kill < N, "the kill came mid-send: {at_kill} of {N}");
+    let mut host = s.spawn_host(&dir, &env);
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = read(&s, &id).await;
+        if done["status"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = host.kill();
+    let _ = host.wait();
+    assert_eq!(done["status"], "COMPLETED", "{done:#}");
+    let statuses = by_customer(&done);
+    assert_eq!(statuses.len(), N);
+    assert!(
+        statuses.values().all(|(status, ..)| status == "sent"),
+        "{statuses:?}"
+    );
+    // at least once, with stable ids: a repeat carries the same message id and key
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in gateway.got() {
+        let h = |name: &str| g.headers[name].to_str().unwrap().to_owned();
+        by_key
+            .entry(h("idempotency-key"))
+            .or_default()
+            .push(h("webhook-id"));
+    }
+    assert_eq!(
+        by_key.len(),
+        N,
+        "every customer's message reached the gateway"
+    );
+    for (key, ids) in &by_key {
+        assert!(ids.iter().all(|i| i == &ids[0]), "{key}: {ids:?}");
+        assert!(
+            key.starts_with(&format!("campaign:{id}:")),
+            "the key names the campaign and customer: {key}"
+        );
+    }
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox_messages WHERE tenant_id = 'alpha' AND campaign_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(queued, N as i64, "one outbox message per recipient");
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_host_killed_mid_send_loses_nothing_and_sends_once() {
+    a_host_killed_mid_send_loses_nothing_and_sends_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_host_killed_mid_send_loses_nothing_and_sends_once() {
+    a_host_killed_mid_send_loses_nothing_and_sends_once(Backend::Postgres).await;
 }

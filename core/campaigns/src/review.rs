@@ -212,7 +212,9 @@ pub struct Cancelled {
 
 /// Stops a campaign at once: in one transaction, every message not yet handed to a
 /// channel is cancelled (in the outbox and per recipient). A message being handed over at
-/// that instant completes, and its recipient reads `sent`.
+/// that instant completes, and its recipient reads `sent`. A WeCom campaign may be
+/// cancelled even once completed: the worker then withdraws the tasks its senders have
+/// not confirmed yet (`cancel_groupmsg_send`).
 pub async fn cancel(db: &Db, actor: &Actor, id: &str) -> Result<Cancelled> {
     actor.require(Action::BulkMessage)?;
     let tenant = actor.tenant_id();
@@ -220,7 +222,8 @@ pub async fn cancel(db: &Db, actor: &Actor, id: &str) -> Result<Cancelled> {
     let mut tx = db.begin_write().await?;
     let changed = sqlx::query(
         "UPDATE campaigns SET status = 'cancelled', finished_at = $3, updated_at = $3 \
-         WHERE tenant_id = $1 AND id = $2 AND status IN ('draft', 'pending_approval', 'rejected', 'scheduled', 'running')",
+         WHERE tenant_id = $1 AND id = $2 AND (status IN ('draft', 'pending_approval', 'rejected', 'scheduled', 'running') \
+         OR (status = 'completed' AND channel = 'wecom'))",
     )
     .bind(tenant)
     .bind(id)

@@ -122,8 +122,9 @@ pub async fn record(
 
 /// Polls WeCom for the send results of a campaign's messages still reading `sent`: 1 →
 /// delivered, 2 → failed (not a contact of the sender), 3 → failed (the customer's monthly
-/// quota is used up); 0 (the staff member has not sent it yet) leaves it. Answers how many
-/// moved.
+/// quota is used up); 0 (the staff member has not sent it yet) leaves it. For a cancelled
+/// campaign each such task is first withdrawn (`cancel_groupmsg_send`) and what was not sent
+/// before that fails as withdrawn. Answers how many moved.
 pub async fn poll_wecom(db: &Db, tenant: &Tenant, c: &Campaign, ctx: Ctx<'_>) -> Result<u64> {
     let adapters = Adapters::of(tenant);
     let Some(wecom) = adapters.wecom() else {
@@ -152,7 +153,14 @@ pub async fn poll_wecom(db: &Db, tenant: &Tenant, c: &Campaign, ctx: Ctx<'_>) ->
             .push((target.unwrap_or_default(), r.try_get("message_id")?));
     }
     let mut moved = 0;
+    let withdraw = c.status == Status::Cancelled;
     for ((msgid, sender), recipients) in by_task {
+        // a cancelled campaign's tasks the senders have not confirmed are withdrawn; what
+        // they sent before that still reads as delivered below
+        if withdraw && let Err(e) = wecom.cancel(ctx, &msgid).await {
+            tracing::warn!(tenant = %tenant.id, campaign = %c.id, msgid, error = ?e, "WeCom task not withdrawn");
+            continue;
+        }
         let results = match wecom.send_results(ctx, &msgid, &sender).await {
             Ok(r) => r,
             Err(e) => {
@@ -178,6 +186,15 @@ pub async fn poll_wecom(db: &Db, tenant: &Tenant, c: &Campaign, ctx: Ctx<'_>) ->
             };
             if record(db, &tenant.id, message, to, why).await? {
                 moved += 1;
+            }
+        }
+        if withdraw {
+            for (_, message) in &recipients {
+                let why =
+                    "withdrawn: the campaign was cancelled before the sender confirmed it in WeCom";
+                if record(db, &tenant.id, message, Recipient::Failed, Some(why)).await? {
+                    moved += 1;
+                }
             }
         }
     }
