@@ -987,3 +987,132 @@ async fn sqlite_a_host_killed_mid_send_loses_nothing_and_sends_once() {
 async fn postgres_a_host_killed_mid_send_loses_nothing_and_sends_once() {
     a_host_killed_mid_send_loses_nothing_and_sends_once(Backend::Postgres).await;
 }
+
+/// The response head of a GET (status line and headers, lower-cased names).
+async fn head_of(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n")
+        .map_or(text.clone(), |(h, _)| h.to_owned())
+}
+
+/// E-mail through a real SMTP server (Python's): from the tenant's address, the first line
+/// as the subject, the links kept in the text part and tracked in the HTML part; the pixel
+/// and the link move the recipient to `opened` and `clicked`, and the host redirects only
+/// to links the message holds.
+async fn email_goes_through_the_relay_and_opens_and_clicks_are_tracked(backend: Backend) {
+    let smtp = crate::notify::SmtpServer::start();
+    let port = smtp.port;
+    let Some(s) = TestServer::start_with(backend, move |c| {
+        c.notify.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.server.public_url = Some("https://crm.example.com/".into());
+        c.tenants.get_mut("alpha").unwrap().channels.email =
+            Some(shoal_base::config::EmailChannelConfig {
+                from: "星河零售 <news@xinghe.example>".into(),
+                reply_to: Some("service@xinghe.example".into()),
+            });
+    })
+    .await
+    else {
+        return;
+    };
+    let reader = customer(&s, "李雷", json!({ "emails": ["lilei@example.com"] })).await;
+    let without = customer(&s, "韩梅梅", json!({})).await;
+    let link = "https://shop.example/p?id=7&c=a";
+    let id = create(
+        &s,
+        ALPHA,
+        json!({ "name": "双十二", "channel": "email", "audience": { "customers": [reader, without] },
+            "variants": [{ "key": "a", "template": format!("双十二预告\n{{{{customer.name}}}}，您好：新品见 {link}，回复 TD 退订。") }] }),
+    )
+    .await;
+    s.ok(ALPHA, SUBMIT, json!({ "id": id })).await;
+    let sent = until(&s, &id, |c| by_customer(c)[&reader].0 == "sent").await;
+    assert_eq!(
+        by_customer(&sent)[&without].2.as_deref(),
+        Some("excluded: no e-mail address")
+    );
+    let message = sent["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["customerId"] == reader.as_str())
+        .unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mail = {
+        let mut got = None;
+        for _ in 0..100 {
+            if let Some(m) = smtp.lines.lock().unwrap().first() {
+                got = Some(m.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        got.expect("the SMTP server got the message")
+    };
+    assert_eq!(mail["from"], "news@xinghe.example");
+    assert_eq!(mail["to"], json!(["lilei@example.com"]));
+    assert_eq!(mail["subject"], "双十二预告");
+    assert_eq!(mail["reply_to"], "service@xinghe.example");
+    assert_eq!(
+        mail["body"].as_str().unwrap().trim_end(),
+        format!("李雷，您好：新品见 {link}，回复 TD 退订。")
+    );
+    let html = mail["html"].as_str().unwrap();
+    let base = format!("https://crm.example.com/t/alpha/{message}");
+    assert!(
+        html.contains(&format!("<img src=\"{base}/open.gif\"")),
+        "{html}"
+    );
+    let at = html
+        .find(&format!("{base}/click/"))
+        .expect("a tracked link");
+    let href = &html[at..at + html[at..].find('"').unwrap()];
+    assert!(html.contains("李雷，您好"), "{html}");
+
+    // the pixel: a GIF, and the recipient opened it
+    let pixel = head_of(s.addr, &format!("/t/alpha/{message}/open.gif")).await;
+    assert!(pixel.starts_with("HTTP/1.1 200"), "{pixel}");
+    assert!(
+        pixel.to_lowercase().contains("content-type: image/gif"),
+        "{pixel}"
+    );
+    assert_eq!(by_customer(&read(&s, &id).await)[&reader].0, "opened");
+    // a link the message does not hold is nobody's redirect
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("https://evil.example/");
+    let refused = head_of(s.addr, &format!("/t/alpha/{message}/click/{forged}")).await;
+    assert!(refused.starts_with("HTTP/1.1 404"), "{refused}");
+    // the tracked link redirects to the one written, and the recipient clicked
+    let path = href.trim_start_matches("https://crm.example.com");
+    let followed = head_of(s.addr, path).await;
+    assert!(followed.starts_with("HTTP/1.1 302"), "{followed}");
+    assert!(
+        followed
+            .to_lowercase()
+            .contains(&format!("location: {link}")),
+        "{followed}"
+    );
+    assert_eq!(by_customer(&read(&s, &id).await)[&reader].0, "clicked");
+    // another tenant's path to the same message changes nothing
+    let other = head_of(s.addr, &format!("/t/beta/{message}/open.gif")).await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_email_goes_through_the_relay_and_opens_and_clicks_are_tracked() {
+    email_goes_through_the_relay_and_opens_and_clicks_are_tracked(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_email_goes_through_the_relay_and_opens_and_clicks_are_tracked() {
+    email_goes_through_the_relay_and_opens_and_clicks_are_tracked(Backend::Postgres).await;
+}

@@ -1086,14 +1086,14 @@ async fn the_legacy_protocol_serves_changes() {
 
 /// A real SMTP server (Python's `smtpd`) on a local port; each message it receives is
 /// parsed by Python's `email` package and printed as one JSON line.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: std::process::Child,
-    port: u16,
-    lines: Arc<Mutex<Vec<Value>>>,
+    pub(crate) port: u16,
+    pub(crate) lines: Arc<Mutex<Vec<Value>>>,
 }
 
 impl SmtpServer {
-    fn start() -> SmtpServer {
+    pub(crate) fn start() -> SmtpServer {
         use std::io::BufRead;
         let script = r#"
 import asyncore, email, email.header, email.policy, json, smtpd, sys, warnings
@@ -1101,8 +1101,11 @@ warnings.simplefilter("ignore")
 class S(smtpd.SMTPServer):
     def process_message(self, peer, mailfrom, rcpttos, data, **kw):
         m = email.message_from_bytes(data, policy=email.policy.default)
+        html = m.get_body(("html",))
         print(json.dumps({"from": mailfrom, "to": rcpttos, "subject": str(m["subject"]),
-                          "body": m.get_body(("plain",)).get_content()}), flush=True)
+                          "reply_to": m["reply-to"] and str(m["reply-to"]),
+                          "body": m.get_body(("plain",)).get_content(),
+                          "html": html.get_content() if html else None}), flush=True)
 s = S(("127.0.0.1", 0), None, decode_data=False)
 print(s.socket.getsockname()[1], flush=True)
 asyncore.loop()

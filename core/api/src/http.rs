@@ -46,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/statements/{file}", get(statement_csv))
         .route("/channels/{tenant}/sms/receipts", post(sms_receipt))
+        .route("/t/{tenant}/{message}/open.gif", get(email_opened))
+        .route("/t/{tenant}/{message}/click/{link}", get(email_clicked))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(middleware::from_fn_with_state(
             PanicGuard {
@@ -257,6 +259,76 @@ struct Period {
 
 /// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key.
 /// An SMS gateway's delivery report (signed with the tenant's SMS key; docs/campaigns.md).
+/// A transparent 1×1 GIF.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// An e-mail's open pixel (docs/campaigns.md#channels): always the image, the open
+/// recorded for a known tenant's message.
+async fn email_opened(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, message)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if state.directory.tenant(&tenant).is_some()
+        && let Err(e) = shoal_campaigns::track::email_opened(&state.db, &tenant, &message).await
+    {
+        tracing::warn!(tenant, error = %e, "e-mail open not recorded");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PIXEL,
+    )
+        .into_response()
+}
+
+/// A tracked e-mail link: redirected (302) to the link when it is one the message holds,
+/// the click recorded; 404 otherwise (the host is nobody's open redirect).
+async fn email_clicked(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, message, link)): axum::extract::Path<(String, String, String)>,
+) -> Response {
+    use base64::Engine;
+    let not_found = || {
+        failure(
+            &state.metrics,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such link",
+        )
+    };
+    let Some(link) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(link.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return not_found();
+    };
+    if state.directory.tenant(&tenant).is_none() {
+        return not_found();
+    }
+    match shoal_campaigns::track::email_clicked(&state.db, &tenant, &message, &link).await {
+        Ok(Some(to)) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, to),
+                (header::CACHE_CONTROL, "no-store".into()),
+            ],
+        )
+            .into_response(),
+        Ok(None) => not_found(),
+        Err(e) => {
+            tracing::warn!(tenant, error = %e, "e-mail click not recorded");
+            not_found()
+        }
+    }
+}
+
 async fn sms_receipt(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -239,3 +239,39 @@ pub async fn sms_receipt(
     )
     .await?))
 }
+
+/// An e-mail's open pixel was fetched: its recipient reads `opened` (unless further on).
+/// Unknown messages change nothing.
+pub async fn email_opened(db: &Db, tenant: &str, message_id: &str) -> Result<bool> {
+    record(db, tenant, message_id, Recipient::Opened, None).await
+}
+
+/// A tracked link of an e-mail was followed. Answers the link to redirect to — only when
+/// the message is the tenant's e-mail and `link` is one of the links its text holds (the
+/// host redirects nowhere else) — and moves its recipient to `clicked`.
+pub async fn email_clicked(
+    db: &Db,
+    tenant: &str,
+    message_id: &str,
+    link: &str,
+) -> Result<Option<String>> {
+    let body: Option<String> = sqlx::query_scalar(
+        "SELECT body FROM outbox_messages WHERE tenant_id = $1 AND id = $2 AND channel = 'email'",
+    )
+    .bind(tenant)
+    .bind(message_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(body) = body else {
+        return Ok(None);
+    };
+    let (_, text) = shoal_sop::channels::email::subject_and_body(&body);
+    if !shoal_sop::channels::email::links(text)
+        .iter()
+        .any(|(_, l)| *l == link)
+    {
+        return Ok(None);
+    }
+    record(db, tenant, message_id, Recipient::Clicked, None).await?;
+    Ok(Some(link.to_owned()))
+}

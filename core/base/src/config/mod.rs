@@ -20,8 +20,8 @@ pub use redact::url as redact_url;
 pub use roles::{GrantSpec, RoleSpec};
 pub use tenants::{
     ApiKeyConfig, CampaignsConfig, CapConfig, ChannelsConfig, ConflictRule, ContactConfig,
-    DedupeConfig, DepartmentConfig, MatchKey, ModuleConfig, QualityConfig, QuietHoursConfig,
-    SmsConfig, TenantConfig, UserConfig, WecomConfig,
+    DedupeConfig, DepartmentConfig, EmailChannelConfig, MatchKey, ModuleConfig, QualityConfig,
+    QuietHoursConfig, SmsConfig, TenantConfig, UserConfig, WecomConfig,
 };
 pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 
@@ -47,6 +47,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
+    /// The address customers reach this host at (`https://crm.example.com`): e-mail open
+    /// and click tracking links start with it. None: e-mails go untracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -61,10 +61,25 @@ pub struct ChannelsConfig {
     /// WeCom external-contact mass messages (企业微信 客户群发).
     #[serde(default)]
     pub wecom: Option<WecomConfig>,
+    /// E-mail through the host's SMTP relay (`notify.smtp_url`), from the tenant's address.
+    #[serde(default)]
+    pub email: Option<EmailChannelConfig>,
     /// Messages handed to each channel per second, per tenant (`*` for the others; 20 when
     /// unset).
     #[serde(default)]
     pub per_second: BTreeMap<String, u32>,
+}
+
+/// The tenant's e-mail channel: messages leave through the host's relay (`notify.smtp_url`);
+/// opens and clicks are tracked when the host has a `server.public_url`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannelConfig {
+    /// The `From` of the tenant's messages, e.g. `"星河零售 <news@xinghe.example>"`.
+    pub from: String,
+    /// Where replies go, when not to `from`.
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 /// An SMS gateway reached over HTTP: each message is one signed JSON POST.

@@ -7,7 +7,7 @@ use std::{
 
 use sqlx::Acquire;
 
-use super::{Actor, Derived, Tenant};
+use super::{Actor, Derived, HostChannels, Tenant};
 use crate::access::Access;
 use shoal_base::{
     config::{Config, sha256_hex},
@@ -40,6 +40,15 @@ impl Directory {
                 quality: tc.quality.clone(),
                 channels: tc.channels.clone(),
                 campaigns: tc.campaigns.clone(),
+                host: HostChannels {
+                    smtp_url: config.notify.smtp_url.clone(),
+                    smtp_timeout_ms: config.notify.timeout_ms,
+                    public_url: config
+                        .server
+                        .public_url
+                        .as_ref()
+                        .map(|u| u.trim_end_matches('/').to_owned()),
+                },
                 derived: Derived::default(),
             });
             for key in tc.api_keys.values() {

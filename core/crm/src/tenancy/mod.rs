@@ -34,8 +34,22 @@ pub struct Tenant {
     pub channels: shoal_base::config::ChannelsConfig,
     /// Campaign approval and sensitive words.
     pub campaigns: shoal_base::config::CampaignsConfig,
+    /// What the tenant's channels take from the host's configuration.
+    pub host: HostChannels,
     /// What engines derive from this tenant's configuration once and keep (see [`Derived`]).
     pub derived: Derived,
+}
+
+/// The host's settings a tenant's channels use, copied into each tenant: the SMTP relay
+/// its e-mail leaves through, and the public address tracking links start with.
+#[derive(Debug, Clone, Default)]
+pub struct HostChannels {
+    /// `notify.smtp_url`.
+    pub smtp_url: Option<String>,
+    /// `notify.timeout_ms`.
+    pub smtp_timeout_ms: u64,
+    /// `server.public_url`, without a trailing `/`.
+    pub public_url: Option<String>,
 }
 
 /// Values engines derive from a tenant's configuration once — the SOP contact policy with

@@ -213,7 +213,7 @@ async fn send_group(
             _ => format!("{}: {} notifications", rule.name, sends.len()),
         };
         return Ok(mailer
-            .send(&to, &subject, &content)
+            .send(&to, &subject, &content, None)
             .await
             .map_err(|e| (e.message, e.retry)));
     }

@@ -6,9 +6,12 @@
 //! - `log`: writes a log line (a channel chosen on purpose, for trials and benchmarks);
 //! - `webhook`: the tenant's own gateway at `contact.webhook_url` ([`gateway`]);
 //! - `sms`: a generic HTTP SMS gateway ([`sms`]);
-//! - `wecom`: WeCom external-contact mass messages ([`wecom`]).
+//! - `wecom`: WeCom external-contact mass messages ([`wecom`]);
+//! - `email`: the host's SMTP relay, with open and click tracking ([`email`], [`mailer`]).
 
+pub mod email;
 pub mod gateway;
+pub mod mailer;
 pub mod sms;
 pub mod wecom;
 
@@ -175,6 +178,9 @@ impl Adapters {
         if let Some(w) = &wecom {
             by_name.insert("wecom", w.clone());
         }
+        if let Some(Ok(e)) = email::Email::of(tenant) {
+            by_name.insert("email", Arc::new(e));
+        }
         Adapters {
             by_name,
             wecom,
@@ -222,6 +228,11 @@ pub fn check_config(
     }
     if let Some(c) = &tenant.channels.wecom {
         wecom::Wecom::from_config(c).map_err(|(k, m)| invalid((format!("wecom.{k}"), m)))?;
+    }
+    if let Some(c) = &tenant.channels.email {
+        // the addresses only: the relay is the host's (`notify.smtp_url`), checked with it
+        mailer::Mailer::new("smtp://relay", &c.from, c.reply_to.as_deref(), 1)
+            .map_err(|(k, m)| invalid((format!("email.{k}"), m)))?;
     }
     for (channel, n) in &tenant.channels.per_second {
         if channel != "*" && !crate::definition::CHANNELS.contains(&channel.as_str()) {
