@@ -358,7 +358,7 @@ impl CampaignValue {
     /// The numbers per variant.
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CampaignStats> {
         let actor = actor(ctx).gql()?;
-        let s = campaigns::stats::stats(db(ctx), actor.tenant_id(), &self.0)
+        let s = campaigns::figures::stats(db(ctx), actor.tenant_id(), &self.0)
             .await
             .gql()?;
         Ok(CampaignStats {
@@ -393,7 +393,7 @@ impl CampaignValue {
         #[graphql(default = 100)] first: i64,
     ) -> async_graphql::Result<Vec<CampaignRecipient>> {
         let actor = actor(ctx).gql()?;
-        Ok(campaigns::stats::recipients(
+        Ok(campaigns::figures::recipients(
             db(ctx),
             actor,
             &self.0.id,

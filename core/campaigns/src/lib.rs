@@ -7,18 +7,18 @@
 //! - [`release`]: due recipients → the contact policy → the SOP outbox (one history, one
 //!   set of channel adapters for SOPs and campaigns);
 //! - [`track`]: outbox verdicts, channel reports and conversions onto recipients;
-//! - [`stats`]: the numbers per variant, and each recipient's result;
-//! - [`worker`]: the supervised loop per tenant.
+//! - [`figures`]: the numbers per variant, and each recipient's result;
+//! - [`rounds`]: the supervised loop per tenant, one round a second.
 
 pub mod audience;
+pub mod figures;
 pub mod model;
 pub mod release;
 pub mod review;
-pub mod stats;
+pub mod rounds;
 pub mod store;
 pub mod track;
 pub mod words;
-pub mod worker;
 
 pub use model::{Campaign, Recipient, Status};
 

@@ -151,7 +151,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             tracing::error!(error = %e, "TLS roots not loaded; trusting the built-in roots only");
             Transport::new(None).expect("the built-in roots load")
         });
-        background.push(shoal_campaigns::worker::spawn(
+        background.push(shoal_campaigns::rounds::spawn(
             db.clone(),
             tenants,
             &config.sop,

@@ -14,7 +14,6 @@
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use serde_json::{Value, json};
@@ -28,6 +27,7 @@ use shoal_base::{
 };
 use shoal_crm::tenancy::Tenant;
 
+pub use crate::channels::gateway::{signature, standard_signature};
 use crate::{
     channels::{self, Adapters, Address, Handed, Outgoing},
     contact::Policy,
@@ -234,41 +234,6 @@ impl Deliverer {
             db,
         })
     }
-}
-
-/// The Standard Webhooks `webhook-signature` value: `v1,` and the base64 of HMAC-SHA256,
-/// keyed by `secret` (for a `whsec_` secret, the base64 decoding of what follows the
-/// prefix), over `<id>.<unix>.<body>`.
-pub fn standard_signature(secret: &[u8], id: &str, unix: i64, body: &[u8]) -> String {
-    use base64::Engine as _;
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(unix.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
-}
-
-/// The `X-Shoal-Signature` value for a body (kept beside the Standard Webhooks headers for
-/// receivers written against it).
-pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
-    mac.update(unix.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={unix},v1={hex}")
 }
 
 enum Outcome {

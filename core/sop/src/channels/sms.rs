@@ -121,7 +121,7 @@ impl Sms {
         if (now_unix - unix).abs() > RECEIPT_TOLERANCE_SECONDS {
             return Err("webhook-timestamp is too far from now".into());
         }
-        let expected = crate::outbox::standard_signature(&self.secret, id, unix, body);
+        let expected = super::gateway::standard_signature(&self.secret, id, unix, body);
         let matches = signatures
             .split(' ')
             .any(|s| constant_time_eq(s.as_bytes(), expected.as_bytes()));
