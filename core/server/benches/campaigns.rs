@@ -18,8 +18,7 @@ use shoal_campaigns::{
     model::{Audience, Content, Exclusion, Schedule, Variant},
     release, review, store,
 };
-use shoal_crm::{customers, tenancy::Directory};
-use shoal_server::demo;
+use shoal_crm::tenancy::Directory;
 
 mod common;
 
@@ -78,14 +77,7 @@ async fn main() {
         let db = common::open(&target.url, &config).await;
         let directory = Directory::from_config(&config);
         let actor = common::actor(&db, &directory).await;
-        for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(20_000).enumerate() {
-            let (cs, _) = demo::generate(chunk.len(), chunk[0], 11 + i as u64, false);
-            let mut tx = db.pool.begin().await.unwrap();
-            customers::insert_many(&mut tx, &db, "bench", &cs)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
+        common::seed_customers(&db, n, 11).await;
         for name in ["VIP", "已购"] {
             shoal_tags::create(
                 &db,

@@ -12,7 +12,6 @@ use std::time::Instant;
 use serde_json::json;
 use shoal_base::{config::SopConfig, storage::time};
 use shoal_crm::{customers, tenancy::Directory};
-use shoal_server::demo;
 use shoal_sop::{
     definition::{Action, Definition as SopDefinition, Purpose, Step},
     enrolments,
@@ -39,14 +38,7 @@ async fn main() {
         let db = common::open(&target.url, &config).await;
         let directory = Directory::from_config(&config);
         let actor = common::actor(&db, &directory).await;
-        for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(20_000).enumerate() {
-            let (cs, _) = demo::generate(chunk.len(), chunk[0], 11 + i as u64, false);
-            let mut tx = db.pool.begin().await.unwrap();
-            customers::insert_many(&mut tx, &db, "bench", &cs)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
+        common::seed_customers(&db, n, 11).await;
         let segment = segments::save(
             &db,
             &actor,

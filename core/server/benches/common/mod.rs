@@ -102,3 +102,16 @@ impl Target {
         }
     }
 }
+
+/// Writes `n` generated customers (no events) of tenant `bench`, in chunks of 20,000 —
+/// seeded per chunk with `seed + chunk number`.
+pub async fn seed_customers(db: &Db, n: usize, seed: u64) {
+    for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(20_000).enumerate() {
+        let (cs, _) = shoal_server::demo::generate(chunk.len(), chunk[0], seed + i as u64, false);
+        let mut tx = db.pool.begin().await.unwrap();
+        shoal_crm::customers::insert_many(&mut tx, db, TENANT, &cs)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}

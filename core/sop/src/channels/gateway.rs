@@ -36,17 +36,7 @@ pub(crate) async fn post_signed(
     body: String,
 ) -> Result<Answer, Handed> {
     let target = outbound::parse(url).map_err(|e| Handed::Refused(format!("{url}: {e}")))?;
-    let addr = match tokio::time::timeout(ctx.timeout, outbound::resolve(&target, None)).await {
-        Err(_) => {
-            return Err(Handed::Retry(format!(
-                "{}: no DNS answer in time",
-                target.host
-            )));
-        }
-        Ok(Err(outbound::NotCalled::Unresolved(e))) => return Err(Handed::Retry(e)),
-        Ok(Err(outbound::NotCalled::Forbidden(e))) => return Err(Handed::Refused(e)),
-        Ok(Ok(addr)) => addr,
-    };
+    let addr = super::resolve(ctx, &target).await?;
     let mut headers = vec![
         ("idempotency-key", m.idempotency_key.to_owned()),
         ("x-shoal-delivery", m.id.to_owned()),

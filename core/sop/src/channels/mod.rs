@@ -298,6 +298,24 @@ pub async fn addresses(
     Ok(out)
 }
 
+/// The checked address of a channel's `target`, resolved within the call's time limit: no
+/// answer in time or from DNS is worth a retry, a forbidden address never.
+pub(crate) async fn resolve(
+    ctx: Ctx<'_>,
+    target: &crate::outbound::Target,
+) -> std::result::Result<std::net::SocketAddr, Handed> {
+    use crate::outbound::{NotCalled, resolve};
+    match tokio::time::timeout(ctx.timeout, resolve(target, None)).await {
+        Err(_) => Err(Handed::Retry(format!(
+            "{}: no DNS answer in time",
+            target.host
+        ))),
+        Ok(Err(NotCalled::Unresolved(e))) => Err(Handed::Retry(e)),
+        Ok(Err(NotCalled::Forbidden(e))) => Err(Handed::Refused(e)),
+        Ok(Ok(addr)) => Ok(addr),
+    }
+}
+
 /// The error mapping HTTP channels share: 2xx taken, 408 / 429 / 5xx worth a retry, any
 /// other status refused.
 pub(crate) fn by_status(status: hyper::StatusCode, what: &str) -> Option<Handed> {

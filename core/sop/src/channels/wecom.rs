@@ -101,17 +101,7 @@ impl Wecom {
         let url = format!("{}{path_and_query}", self.base_url);
         let target =
             outbound::parse(&url).map_err(|e| Handed::Refused(format!("wecom.base_url: {e}")))?;
-        let addr = match tokio::time::timeout(ctx.timeout, outbound::resolve(&target, None)).await {
-            Err(_) => {
-                return Err(Handed::Retry(format!(
-                    "{}: no DNS answer in time",
-                    target.host
-                )));
-            }
-            Ok(Err(outbound::NotCalled::Unresolved(e))) => return Err(Handed::Retry(e)),
-            Ok(Err(outbound::NotCalled::Forbidden(e))) => return Err(Handed::Refused(e)),
-            Ok(Ok(addr)) => addr,
-        };
+        let addr = super::resolve(ctx, &target).await?;
         let request = Request::builder()
             .method(method)
             .uri(target.path.as_str())
