@@ -173,6 +173,20 @@ pub async fn release(
         fates.push((id, fate));
     }
     let mut tx = db.begin_write().await?;
+    // the campaign's row, locked while its messages are queued: a cancel either came first
+    // (nothing is released) or waits for this and then cancels what it queued
+    let live = sqlx::query(
+        "UPDATE campaigns SET updated_at = updated_at WHERE tenant_id = $1 AND id = $2 \
+         AND status IN ('scheduled', 'running')",
+    )
+    .bind(&tenant.id)
+    .bind(&c.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if live == 0 {
+        return Ok(0);
+    }
     let released: Vec<Queued> = fates
         .iter()
         .filter_map(|(_, f)| match f {
