@@ -6,8 +6,9 @@
 //! - `POST /cgi-bin/externalcontact/add_msg_template` — one message to a customer
 //!   (`chat_type: single`) sent as a staff member, who confirms it in the WeCom client; a
 //!   customer receives at most a few such messages a month (WeCom's quota);
-//! - `get_groupmsg_task` / `get_groupmsg_send_result` — whether the staff member sent it
-//!   and each customer's result (0 unsent, 1 sent, 2 not a friend, 3 quota used);
+//! - `get_groupmsg_send_result` (by message and sender) — each customer's result (0 not
+//!   sent by the staff member yet, 1 sent, 2 not a friend, 3 quota used); with one message
+//!   per customer this answers what `get_groupmsg_task` would, so that call is not made;
 //! - `cancel_groupmsg_send` — stops a message the staff member has not sent yet. None of
 //!   WeCom's customer APIs recalls a message once sent.
 //!
@@ -232,32 +233,6 @@ impl Wecom {
                 _ => return Ok(out),
             }
         }
-    }
-
-    /// Whether each staff member sent the mass message `msgid` (0 not yet, 2 sent).
-    pub async fn tasks(&self, ctx: Ctx<'_>, msgid: &str) -> Result<Vec<(String, i64)>, Handed> {
-        let answer = self
-            .api(
-                ctx,
-                "/cgi-bin/externalcontact/get_groupmsg_task",
-                &json!({ "msgid": msgid, "limit": 1000 }),
-            )
-            .await?;
-        Ok(answer
-            .get("task_list")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|t| {
-                (
-                    t.get("userid")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    t.get("status").and_then(Value::as_i64).unwrap_or(0),
-                )
-            })
-            .collect())
     }
 
     /// Stops the mass message `msgid` where the staff member has not sent it yet.
