@@ -64,8 +64,8 @@ pub struct ChannelsConfig {
     /// E-mail through the host's SMTP relay (`notify.smtp_url`), from the tenant's address.
     #[serde(default)]
     pub email: Option<EmailChannelConfig>,
-    /// Messages handed to each channel per second, per tenant (`*` for the others; 20 when
-    /// unset).
+    /// Campaign messages released to each channel per second, per tenant and host (`*` for
+    /// the others; 20 when unset). SOP messages are not throttled by it.
     #[serde(default)]
     pub per_second: BTreeMap<String, u32>,
 }
