@@ -196,21 +196,41 @@ pub async fn release(
         .collect();
     outbox::queue_many(&mut tx, &tenant.id, &released).await?;
     let stamp = time::to_micros(now);
+    // the released, in one statement per 500: each gets its outbox message's id (by the
+    // idempotency key `campaign:<campaign>:<customer>`); only a recipient still waiting
+    // moves (a cancel may have come meanwhile)
+    let released_ids: Vec<&str> = fates
+        .iter()
+        .filter(|(_, f)| matches!(f, Fate::Release(_)))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for chunk in released_ids.chunks(500) {
+        let mut sql = Sql::new(
+            "UPDATE campaign_recipients SET status = 'queued', status_rank = 0, reason = NULL, due_at = ",
+        );
+        let at = sql.arg(stamp);
+        let t = sql.arg(tenant.id.as_str());
+        let key = sql.arg(format!("campaign:{}:", c.id));
+        let cid = sql.arg(c.id.as_str());
+        let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
+        sql.push(&format!(
+            "{at}, updated_at = {at}, message_id = (SELECT m.id FROM outbox_messages m WHERE m.tenant_id = {t} \
+             AND m.idempotency_key = {key} || campaign_recipients.customer_id) \
+             WHERE tenant_id = {t} AND campaign_id = {cid} AND status_rank < 2 AND customer_id IN ({})",
+            list.join(", ")
+        ));
+        sql.query_once().execute(&mut *tx).await?;
+    }
+    // the others (later, deferred, skipped) each with its own time and reason
     for (id, fate) in &fates {
         let (status, reason, due_at): (Recipient, Option<&str>, i64) = match fate {
-            Fate::Release(_) => (Recipient::Queued, None, stamp),
+            Fate::Release(_) => continue,
             Fate::Later(at) => (Recipient::Queued, None, time::to_micros(*at)),
             Fate::Defer(until, why) => (Recipient::Deferred, Some(why), time::to_micros(*until)),
             Fate::Skip(why) => (Recipient::Skipped, Some(why), stamp),
         };
-        let message = match fate {
-            Fate::Release(q) => Some(q.key.as_str()),
-            _ => None,
-        };
-        // only a recipient still waiting moves (a cancel may have come meanwhile)
         sqlx::query(
-            "UPDATE campaign_recipients SET status = $4, status_rank = $5, reason = $6, due_at = $7, updated_at = $8, \
-             message_id = (SELECT id FROM outbox_messages WHERE tenant_id = $1 AND idempotency_key = $9) \
+            "UPDATE campaign_recipients SET status = $4, status_rank = $5, reason = $6, due_at = $7, updated_at = $8 \
              WHERE tenant_id = $1 AND campaign_id = $2 AND customer_id = $3 AND status_rank < 2",
         )
         .bind(&tenant.id)
@@ -221,7 +241,6 @@ pub async fn release(
         .bind(reason)
         .bind(due_at)
         .bind(stamp)
-        .bind(message)
         .execute(&mut *tx)
         .await?;
     }
