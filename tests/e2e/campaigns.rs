@@ -294,6 +294,32 @@ async fn bad_campaigns_are_refused_with_the_field_named(s: &TestServer) {
         )
         .await;
     assert_eq!(code(&agent), "FORBIDDEN");
+    // a listed audience names, to an agent, only the customers the agent may see
+    let mine = customer(s, "自己的客户", json!({ "ownerId": "agent-b" })).await;
+    let id = create(
+        s,
+        ALPHA,
+        json!({ "name": "名单", "channel": "log", "audience": { "customers": [c, mine] },
+            "variants": [{ "key": "a", "template": "hi" }] }),
+    )
+    .await;
+    let read_audience = |key: &'static str| {
+        let id = id.clone();
+        async move {
+            s.ok(
+                key,
+                "query($id: ID!) { campaign(id: $id) { audience } }",
+                json!({ "id": id }),
+            )
+            .await["campaign"]["audience"]["customers"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        read_audience("alpha-agent-key-00000000008").await,
+        json!([mine])
+    );
+    assert_eq!(read_audience(ALPHA).await, json!([c, mine]));
 }
 
 async fn approval_is_by_someone_else_and_a_rejection_says_why(s: &TestServer) {

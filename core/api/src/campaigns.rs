@@ -319,9 +319,14 @@ impl CampaignValue {
     async fn status(&self) -> CampaignStatus {
         CampaignStatus::of(self.0.status)
     }
-    /// The audience and its exclusions, as written.
-    async fn audience(&self) -> Json<Value> {
-        Json(serde_json::to_value(&self.0.audience).unwrap_or_default())
+    /// The audience and its exclusions, as written — a listed audience names only the
+    /// customers within the reader's scope.
+    async fn audience(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
+        let actor = actor(ctx).gql()?;
+        let seen = campaigns::audience::as_seen_by(db(ctx), actor, &self.0.audience)
+            .await
+            .gql()?;
+        Ok(Json(serde_json::to_value(&seen).unwrap_or_default()))
     }
     /// The variants, as written.
     async fn content(&self) -> Json<Value> {

@@ -488,3 +488,24 @@ pub async fn freeze(
     .await?;
     Ok(queued)
 }
+
+/// The audience as `actor` may read it: a listed audience keeps only the customers within
+/// the reader's scope (a customer out of scope is not named, not even by id).
+pub async fn as_seen_by(db: &Db, actor: &Actor, audience: &Audience) -> Result<Audience> {
+    let mut seen = audience.clone();
+    if audience.customers.is_empty() {
+        return Ok(seen);
+    }
+    let mut visible = std::collections::HashSet::new();
+    for chunk in audience.customers.chunks(500) {
+        let mut sql = Sql::new("SELECT c.id FROM customers c");
+        shoal_crm::customers::push_matching(&mut sql, db, actor, &CustomerFilter::default())?;
+        let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
+        sql.push(&format!(" AND c.id IN ({})", list.join(", ")));
+        for r in sql.query_once().fetch_all(&db.pool).await? {
+            visible.insert(r.try_get::<String, _>("id")?);
+        }
+    }
+    seen.customers.retain(|id| visible.contains(id));
+    Ok(seen)
+}
