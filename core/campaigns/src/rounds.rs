@@ -20,7 +20,8 @@ struct Shared {
     supervision: Arc<Supervision>,
 }
 
-/// One round for one tenant: answers whether it found work.
+/// One round for one tenant: answers whether it found work. Each campaign is an item of
+/// its own: one that fails (or panics) is logged and counted, and the others go on.
 async fn round(s: &Shared, t: &Arc<Tenant>) -> shoal_base::error::Result<bool> {
     let now = time::now();
     let campaigns = store::in_status(&s.db, &t.id, &[Status::Scheduled, Status::Running]).await?;
@@ -32,9 +33,22 @@ async fn round(s: &Shared, t: &Arc<Tenant>) -> shoal_base::error::Result<bool> {
             .entry(c.channel.clone())
             .or_insert_with(|| channels::per_second(t, &c.channel) as usize);
         if *budget > 0 {
-            let n = release::release(&s.db, t, c, now, *budget).await?;
-            *budget -= n.min(*budget);
-            busy |= n > 0;
+            match s
+                .supervision
+                .guard(
+                    "campaigns.release",
+                    release::release(&s.db, t, c, now, *budget),
+                )
+                .await
+            {
+                Ok(n) => {
+                    *budget -= n.min(*budget);
+                    busy |= n > 0;
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %t.id, campaign = %c.id, error = %e, "campaign release failed")
+                }
+            }
         }
     }
     // verdicts for running ones, and for the recently cancelled (messages in flight)
@@ -49,13 +63,22 @@ async fn round(s: &Shared, t: &Arc<Tenant>) -> shoal_base::error::Result<bool> {
             }),
     );
     for c in &watched {
-        busy |= track::sync(&s.db, t, c, now).await? > 0;
-        if c.channel == "wecom" {
-            let ctx = channels::Ctx {
-                transport: &s.transport,
-                timeout: s.timeout,
-            };
-            track::poll_wecom(&s.db, t, c, ctx).await?;
+        let tracked = async {
+            let moved = track::sync(&s.db, t, c, now).await?;
+            if c.channel == "wecom" {
+                let ctx = channels::Ctx {
+                    transport: &s.transport,
+                    timeout: s.timeout,
+                };
+                track::poll_wecom(&s.db, t, c, ctx).await?;
+            }
+            Ok(moved)
+        };
+        match s.supervision.guard("campaigns.track", tracked).await {
+            Ok(moved) => busy |= moved > 0,
+            Err(e) => {
+                tracing::error!(tenant = %t.id, campaign = %c.id, error = %e, "campaign tracking failed")
+            }
         }
     }
     Ok(busy)
