@@ -700,7 +700,12 @@ struct FakeWecom {
     tokens_issued: Arc<Mutex<u32>>,
     /// The send result each external_userid reports.
     results: Arc<Mutex<BTreeMap<String, i64>>>,
+    /// The tasks `add_msg_template` made: msgid → (sender, external_userids).
+    tasks: Arc<Mutex<BTreeMap<String, Task>>>,
 }
+
+/// A WeCom mass-message task: its sender and customers.
+type Task = (String, Vec<String>);
 
 impl FakeWecom {
     async fn start() -> (String, FakeWecom) {
@@ -737,29 +742,43 @@ impl FakeWecom {
             }
             Json(match name.as_str() {
                 "add_msg_template" => {
+                    let to: Vec<String> = body["external_userid"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect();
                     let ok = body["chat_type"] == "single"
                         && body["text"]["content"].is_string()
                         && body["sender"].is_string()
-                        && body["external_userid"]
-                            .as_array()
-                            .is_some_and(|a| a.len() == 1);
+                        && (1..=10_000).contains(&to.len());
                     if !ok {
                         json!({ "errcode": 40058, "errmsg": "invalid parameter" })
                     } else {
-                        let to = body["external_userid"][0].as_str().unwrap();
-                        json!({ "errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": format!("msg-{to}") })
+                        // customers who deleted the sender cannot be sent to
+                        let (gone, reached): (Vec<String>, Vec<String>) =
+                            to.into_iter().partition(|t| t.starts_with("wmGONE"));
+                        let mut tasks = w.tasks.lock().unwrap();
+                        let msgid = format!("msg-{:04}", tasks.len() + 1);
+                        tasks.insert(
+                            msgid.clone(),
+                            (body["sender"].as_str().unwrap().to_owned(), reached),
+                        );
+                        json!({ "errcode": 0, "errmsg": "ok", "fail_list": gone, "msgid": msgid })
                     }
                 }
                 "get_groupmsg_send_result" => {
-                    let to = body["msgid"]
-                        .as_str()
-                        .unwrap_or("")
-                        .trim_start_matches("msg-")
-                        .to_owned();
-                    let status = w.results.lock().unwrap().get(&to).copied().unwrap_or(0);
-                    json!({ "errcode": 0, "errmsg": "ok", "next_cursor": "", "send_list": [
-                        { "external_userid": to, "userid": body["userid"], "status": status, "send_time": 1764633600 }
-                    ] })
+                    let msgid = body["msgid"].as_str().unwrap_or("");
+                    let task = w.tasks.lock().unwrap().get(msgid).cloned();
+                    match task {
+                        Some((sender, to)) if body["userid"] == sender => {
+                            let results = w.results.lock().unwrap();
+                            let list: Vec<Value> = to.iter().map(|t| json!({ "external_userid": t, "userid": sender,
+                                "status": results.get(t).copied().unwrap_or(0), "send_time": 1764633600 })).collect();
+                            json!({ "errcode": 0, "errmsg": "ok", "next_cursor": "", "send_list": list })
+                        }
+                        _ => json!({ "errcode": 41063, "errmsg": "msgid or userid not found" }),
+                    }
                 }
                 _ => json!({ "errcode": 0, "errmsg": "ok" }),
             })
@@ -871,13 +890,82 @@ async fn wecom_mass_messages_follow_the_documented_calls(backend: Backend) {
             .unwrap()
             .starts_with("withdrawn"),
     );
+    let task = wecom
+        .tasks
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, (_, to))| to == &["wmWAITING"])
+        .map(|(msgid, _)| msgid.clone())
+        .unwrap();
     assert!(
         wecom
             .calls
             .lock()
             .unwrap()
             .iter()
-            .any(|c| c.0 == "cancel_groupmsg_send" && c.2 == json!({ "msgid": "msg-wmWAITING" }))
+            .any(|c| c.0 == "cancel_groupmsg_send" && c.2 == json!({ "msgid": task }))
+    );
+
+    // one text to many customers: one task per sender, not one per customer
+    let before = wecom.tasks.lock().unwrap().len();
+    let a1 = customer(&s, "甲", identity("wmA1")).await;
+    let a2 = customer(&s, "乙", identity("wmA2")).await;
+    let gone = customer(&s, "丙", identity("wmGONE3")).await;
+    let desk = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "丁", "sourceChannel": "WEB",
+                "identities": [{ "channel": "WECOM", "externalId": "wmDESK" }] }),
+        )
+        .await;
+    wecom.results.lock().unwrap().insert("wmA1".into(), 1);
+    wecom.results.lock().unwrap().insert("wmDESK".into(), 1);
+    let id = create(
+        &s,
+        ALPHA,
+        json!({ "name": "双十二", "channel": "wecom", "audience": { "customers": [a1, a2, gone, desk] },
+            "variants": [{ "key": "a", "template": "双十二活动今晚八点开始" }] }),
+    )
+    .await;
+    s.ok(ALPHA, SUBMIT, json!({ "id": id })).await;
+    let done = until(&s, &id, |c| {
+        let r = by_customer(c);
+        r[&a1].0 == "delivered" && r[&desk].0 == "delivered" && r[&gone].0 == "failed"
+    })
+    .await;
+    let r = by_customer(&done);
+    assert_eq!(r[&a2].0, "sent", "not confirmed by the sender yet");
+    assert!(
+        r[&gone]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("cannot send to wmGONE3 as zhangsan")
+    );
+    let mut tasks: Vec<(String, Vec<String>)> = wecom
+        .tasks
+        .lock()
+        .unwrap()
+        .values()
+        .skip(before)
+        .map(|(sender, to)| {
+            let mut to = to.clone();
+            to.sort();
+            (sender.clone(), to)
+        })
+        .collect();
+    tasks.sort();
+    assert_eq!(
+        tasks,
+        [
+            ("front-desk".to_owned(), vec!["wmDESK".to_owned()]),
+            (
+                "zhangsan".to_owned(),
+                vec!["wmA1".to_owned(), "wmA2".to_owned()]
+            ),
+        ],
+        "one add_msg_template per sender (the customer WeCom refused is in its fail_list)"
     );
     s.stop().await;
 }

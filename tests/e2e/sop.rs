@@ -819,6 +819,120 @@ async fn respectful_contact_defers_and_drops_with_reasons() {
     s.stop().await;
 }
 
+/// A staff-facing step on the `robot` channel (a DingTalk group robot) posts the documented
+/// body, signed as DingTalk documents (checked with Python's hmac), with the customer's
+/// phone masked; the customer's quiet hours hold the next (customer-facing) step but not
+/// the robot's, and no campaign may use the robot.
+#[tokio::test]
+async fn a_group_robot_tells_staff_at_once_with_contact_fields_masked() {
+    let (url, robot) =
+        crate::notify::Receiver::start(vec![(200, None, r#"{"errcode":0,"errmsg":"ok"}"#, 0)])
+            .await;
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let (start, end) = (
+        (now - chrono::Duration::hours(1))
+            .format("%H:%M")
+            .to_string(),
+        (now + chrono::Duration::hours(2))
+            .format("%H:%M")
+            .to_string(),
+    );
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        let alpha = c.tenants.get_mut("alpha").unwrap();
+        alpha.contact = toml::from_str(&format!(
+            "quiet_hours = {{ start = \"{start}\", end = \"{end}\" }}\ncaps = [{{ channel = \"*\", max = 1, window_hours = 24 }}]"
+        ))
+        .unwrap();
+        alpha.channels.robot = Some(shoal_base::config::RobotConfig {
+            kind: "dingtalk".into(),
+            url: format!("{url}/robot/send?access_token=store-42"),
+            secret_env: Some("SHOAL_TEST_ROBOT_SECRET".into()),
+        });
+    })
+    .await
+    .unwrap();
+    let id = sop(
+        &s,
+        ALPHA,
+        "退款提醒",
+        json!({ "steps": [
+            { "id": "tell", "action": { "sendMessage": { "channel": "robot", "purpose": "SERVICE",
+                "template": "{{customer.name}}（{{customer.phone}}）两次询问退款，请回电" } } },
+            { "id": "sorry", "action": { "sendMessage": { "channel": "sms", "template": "抱歉久等" } } }
+        ] }),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "sourceChannel": "WEB", "displayName": "王女士", "phones": ["+8613812345678"] }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $c: [ID!]) { enrolCustomers(sopId: $id, customerIds: $c) }",
+        json!({ "id": id, "c": [c] }),
+    )
+    .await;
+    let e = until(&s, &id, &c, |e| e["history"].as_array().unwrap().len() >= 2).await;
+    assert_eq!(outcomes(&e), ["tell:done", "sorry:deferred"], "{e}");
+    let got = robot.until(|g| !g.is_empty()).await;
+    let (path, query) = got[0].uri.split_once('?').unwrap();
+    assert_eq!(path, "/robot/send");
+    let query: std::collections::BTreeMap<&str, &str> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    assert_eq!(query["access_token"], "store-42");
+    let script = "import base64,hmac,hashlib,sys,urllib.parse\n\
+        t=sys.argv[1];s='SECe2e-dingtalk-robot'\n\
+        print(urllib.parse.quote_plus(base64.b64encode(hmac.new(s.encode(),(t+'\\n'+s).encode(),hashlib.sha256).digest())))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, query["timestamp"]])
+        .output()
+        .unwrap();
+    assert_eq!(
+        query["sign"],
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "signed as DingTalk documents"
+    );
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "msgtype": "text", "text": { "content": "王女士（138****5678）两次询问退款，请回电" } })
+    );
+    // taken: the outbox says sent, and its stored body is masked too
+    let mut sent = Value::Null;
+    for _ in 0..100 {
+        sent = messages(&s, ALPHA, &c)
+            .await
+            .into_iter()
+            .find(|m| m["channel"] == "robot")
+            .unwrap_or_default();
+        if sent["status"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert!(!sent.to_string().contains("12345678"), "{sent}");
+    // staff-facing: a campaign cannot use it
+    let refused = s
+        .err(
+            ALPHA,
+            "mutation($i: CampaignInput!) { createCampaign(input: $i) { id } }",
+            json!({ "i": { "name": "群机器人群发", "channel": "robot", "audience": { "customers": [c] },
+                "variants": [{ "key": "a", "weight": 100, "template": "你好" }] } }),
+        )
+        .await;
+    assert_eq!(crate::harness::fields(&refused), ["channel"], "{refused}");
+    assert!(
+        refused.to_string().contains("reaches the tenant's staff"),
+        "{refused}"
+    );
+    s.stop().await;
+}
+
 /// A failing step is retried with backoff, then parks with its error visible; resuming
 /// retries it.
 #[tokio::test]

@@ -11,7 +11,10 @@ use shoal_base::{
     storage::{Backend, Db, sql::Sql, time},
 };
 use shoal_crm::{customers::CustomerFilter, tenancy::Actor};
-use shoal_sop::channels::{Adapters, Address};
+use shoal_sop::{
+    channels::{Adapters, Address},
+    definition::customer_facing_sql,
+};
 use shoal_tags::filter::{FilterSpec, Paths, TagNames};
 
 use crate::model::{Audience, Content, Exclusion};
@@ -294,7 +297,8 @@ impl Plan {
                 let s = sql.arg(*since);
                 sql.push(&format!(
                     "EXISTS (SELECT 1 FROM outbox_messages m WHERE m.tenant_id = {t} AND m.customer_id = c.id \
-                     AND m.created_at > {s} AND m.status <> 'cancelled')"
+                     AND m.created_at > {s} AND m.status <> 'cancelled' AND {})",
+                    customer_facing_sql("m.channel")
                 ));
             }
             Resolved::NoAddress(address) => {

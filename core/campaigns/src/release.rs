@@ -16,7 +16,7 @@ use shoal_crm::tenancy::Tenant;
 use shoal_sop::{
     channels::{self, Adapters},
     contact::{self, History, Policy, Sent, Verdict},
-    definition::{CapPolicy, Purpose},
+    definition::{CapPolicy, Purpose, customer_facing_sql},
     opt_outs,
     outbox::{self, Queued},
     runner::{render, time_zone_of},
@@ -275,7 +275,8 @@ async fn sent_since(
         let s = sql.arg(time::to_micros(since));
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&format!(
-            "{t} AND created_at > {s} AND status <> 'cancelled' AND customer_id IN ({})",
+            "{t} AND created_at > {s} AND status <> 'cancelled' AND {} AND customer_id IN ({})",
+            customer_facing_sql("channel"),
             list.join(", ")
         ));
         for r in sql.query_once().fetch_all(&mut *conn).await? {

@@ -31,7 +31,7 @@ async fn round(s: &Shared, t: &Arc<Tenant>) -> shoal_base::error::Result<bool> {
     for c in &campaigns {
         let budget = budgets
             .entry(c.channel.clone())
-            .or_insert_with(|| channels::per_second(t, &c.channel) as usize);
+            .or_insert_with(|| channels::release_per_second(t, &c.channel));
         if *budget > 0 {
             match s
                 .supervision

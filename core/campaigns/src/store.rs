@@ -10,7 +10,7 @@ use shoal_base::{
     storage::{Db, time},
 };
 use shoal_crm::tenancy::Actor;
-use shoal_sop::definition::{CHANNELS, check_template};
+use shoal_sop::definition::{CHANNELS, check_template, staff_facing};
 
 use crate::model::{Audience, Campaign, Content, Schedule, Status};
 
@@ -44,13 +44,26 @@ pub fn check(d: &Draft) -> Result<()> {
     if d.name.chars().any(char::is_control) {
         p.push("name", "one line: no control characters");
     }
-    if d.channel == "http" || !CHANNELS.contains(&d.channel.as_str()) {
+    if staff_facing(&d.channel) {
+        p.push(
+            "channel",
+            format!(
+                "`{}` reaches the tenant's staff, not customers: a campaign cannot use it",
+                d.channel
+            ),
+        );
+    } else if d.channel == "http" || !CHANNELS.contains(&d.channel.as_str()) {
+        let customer_facing: Vec<&str> = CHANNELS
+            .iter()
+            .copied()
+            .filter(|c| !staff_facing(c))
+            .collect();
         p.push(
             "channel",
             format!(
                 "`{}` is not a messaging channel ({})",
                 d.channel,
-                CHANNELS.join(", ")
+                customer_facing.join(", ")
             ),
         );
     }

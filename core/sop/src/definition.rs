@@ -18,9 +18,24 @@ use shoal_tags::Tag;
 pub const MAX_WAIT_SECONDS: u64 = 400 * 86_400;
 /// Most steps one SOP may have.
 pub const MAX_STEPS: usize = 50;
-/// Channels a message step may use: `log` and `webhook` are delivered natively; the others
-/// go through the tenant's webhook (a channel gateway) until native connectors exist.
-pub const CHANNELS: &[&str] = &["log", "webhook", "wecom", "wechat", "sms", "email"];
+/// Channels a message step may use, each through its adapter (`channels`); a messaging
+/// channel without one goes through the tenant's webhook (a channel gateway) when set.
+pub const CHANNELS: &[&str] = &["log", "webhook", "wecom", "wechat", "sms", "email", "robot"];
+/// Channels that reach the tenant's staff, not the customer (a group robot): the customer's
+/// contact policy neither holds their messages nor counts them.
+pub const STAFF_CHANNELS: &[&str] = &["robot"];
+
+/// Whether `channel` reaches staff rather than the customer ([`STAFF_CHANNELS`]).
+pub fn staff_facing(channel: &str) -> bool {
+    STAFF_CHANNELS.contains(&channel)
+}
+
+/// An SQL condition that `column` (an outbox message's channel) reaches the customer: what
+/// counts against caps and "contacted within".
+pub fn customer_facing_sql(column: &str) -> String {
+    let list: Vec<String> = STAFF_CHANNELS.iter().map(|c| format!("'{c}'")).collect();
+    format!("{column} NOT IN ({})", list.join(", "))
+}
 /// The target of a jump that ends the enrolment.
 pub const END: &str = "end";
 

@@ -237,7 +237,12 @@ pub async fn advance<W: World>(
             }
             Action::SendMessage {
                 channel, purpose, ..
-            } => match world.contact(sop, channel, *purpose, now).await? {
+            } => match if crate::definition::staff_facing(channel) {
+                // staff read it, not the customer: their contact policy does not hold it
+                Verdict::Send
+            } else {
+                world.contact(sop, channel, *purpose, now).await?
+            } {
                 Verdict::Send => {
                     let detail = world.perform(step, now).await?;
                     record(step, index, "done", detail);

@@ -240,6 +240,8 @@ enum Outcome {
     /// Taken, with the channel's own reference when it gives one.
     Taken(Option<String>),
     Retry(String),
+    /// Not tried: the channel is at its rate limit; again after the delay, no attempt spent.
+    Later(std::time::Duration, String),
     /// Never to be tried again (a forbidden address).
     Refused(String),
 }
@@ -351,22 +353,43 @@ impl Deliverer {
                 .post((&target, addr), m, endpoint_secret, envelope(body), timeout)
                 .await;
         }
+        let ready = match self.prepare(tenant, m, resent).await {
+            Ok(r) => r,
+            Err(not_sent) => return not_sent,
+        };
+        let ctx = channels::Ctx {
+            transport: &self.transport,
+            timeout,
+        };
+        let outgoing = ready.outgoing(tenant);
+        outcome_of(ready.adapter.send(ctx, &outgoing).await)
+    }
+
+    /// What a message needs before its adapter takes it: the adapter, the customer's
+    /// address on the channel and who sends (WeCom: the customer's owner); else why it
+    /// cannot go.
+    async fn prepare<'m>(
+        &self,
+        tenant: &Tenant,
+        m: &'m Message,
+        resent: bool,
+    ) -> std::result::Result<Ready<'m>, Outcome> {
         let adapters = Adapters::of(tenant);
-        let Some(adapter) = adapters.get(&m.channel) else {
-            return Outcome::Refused(format!(
+        let Some(adapter) = adapters.get(&m.channel).cloned() else {
+            return Err(Outcome::Refused(format!(
                 "no adapter is configured for the {} channel (see [tenants.{}.channels])",
                 m.channel, tenant.id
-            ));
+            )));
         };
         if resent && !adapter.drops_repeats() {
-            return Outcome::Refused(format!(
+            return Err(Outcome::Refused(format!(
                 "the host stopped while handing this message to {}, which cannot drop a repeat: not sent again",
                 adapter.name()
-            ));
+            )));
         }
         let mut conn = match self.db.pool.acquire().await {
             Ok(c) => c,
-            Err(e) => return Outcome::Retry(format!("no database connection: {e}")),
+            Err(e) => return Err(Outcome::Retry(format!("no database connection: {e}"))),
         };
         let address = match (&m.target, adapter.address()) {
             (_, Address::None) => None,
@@ -376,7 +399,7 @@ impl Deliverer {
                     .await
                 {
                     Ok(mut found) => found.remove(&m.customer_id),
-                    Err(e) => return Outcome::Retry(e.to_string()),
+                    Err(e) => return Err(Outcome::Retry(e.to_string())),
                 }
             }
         };
@@ -396,8 +419,27 @@ impl Deliverer {
             }
             _ => None,
         };
-        drop(conn);
-        let outgoing = Outgoing {
+        Ok(Ready {
+            m,
+            adapter,
+            address,
+            sender,
+        })
+    }
+}
+
+/// A message its adapter may take now.
+struct Ready<'m> {
+    m: &'m Message,
+    adapter: std::sync::Arc<dyn channels::Channel>,
+    address: Option<String>,
+    sender: Option<String>,
+}
+
+impl Ready<'_> {
+    fn outgoing<'a>(&'a self, tenant: &'a Tenant) -> Outgoing<'a> {
+        let m = self.m;
+        Outgoing {
             id: &m.id,
             idempotency_key: &m.idempotency_key,
             tenant: &tenant.id,
@@ -405,31 +447,89 @@ impl Deliverer {
             channel: &m.channel,
             purpose: &m.purpose,
             text: &m.body,
-            address: address.as_deref(),
-            sender: sender.as_deref(),
+            address: self.address.as_deref(),
+            sender: self.sender.as_deref(),
             sop_id: m.sop_id.as_deref(),
             enrolment_id: m.enrolment_id.as_deref(),
             campaign_id: m.campaign_id.as_deref(),
             created_at: m.created_at,
-        };
-        let ctx = channels::Ctx {
-            transport: &self.transport,
-            timeout,
-        };
-        match adapter.send(ctx, &outgoing).await {
-            Handed::Taken { reference } => Outcome::Taken(reference),
-            Handed::Retry(e) => Outcome::Retry(e),
-            Handed::Refused(e) => Outcome::Refused(e),
         }
     }
 }
 
-/// Delivers the tenant's due messages (up to 100); returns how many were attempted.
+fn outcome_of(handed: Handed) -> Outcome {
+    match handed {
+        Handed::Taken { reference } => Outcome::Taken(reference),
+        Handed::Retry(e) => Outcome::Retry(e),
+        Handed::Later { after, reason } => Outcome::Later(after, reason),
+        Handed::Refused(e) => Outcome::Refused(e),
+    }
+}
+
+/// Records how a message's delivery went: sent, failed, or pending again (after a back-off;
+/// a channel's own rate limit spends no attempt).
+async fn settle(
+    db: &Db,
+    tenant: &Tenant,
+    cfg: &SopConfig,
+    m: &Message,
+    outcome: Outcome,
+) -> Result<()> {
+    let done = time::to_micros(time::now());
+    if let Outcome::Later(after, reason) = &outcome {
+        sqlx::query(
+            "UPDATE outbox_messages SET status = 'pending', next_attempt_at = $3, last_error = $4 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&tenant.id)
+        .bind(&m.id)
+        .bind(done + after.as_micros() as i64)
+        .bind(reason)
+        .execute(&db.pool)
+        .await?;
+        return Ok(());
+    }
+    let attempts = m.attempts + 1;
+    let (status, next, error, sent, reference) = match outcome {
+        Outcome::Taken(reference) => ("sent", done, None, Some(done), reference),
+        Outcome::Refused(e) => ("failed", done, Some(e), None, None),
+        Outcome::Retry(e) if attempts >= i64::from(cfg.delivery_attempts.max(1)) => {
+            ("failed", done, Some(e), None, None)
+        }
+        Outcome::Retry(e) | Outcome::Later(_, e) => {
+            let backoff =
+                (cfg.retry_base_seconds as i64 * 1_000_000) << (attempts - 1).clamp(0, 20);
+            ("pending", done + backoff, Some(e), None, None)
+        }
+    };
+    if let Some(e) = &error {
+        tracing::warn!(tenant = %tenant.id, message = %m.id, attempts, status, error = %e, "outbox delivery failed");
+    }
+    sqlx::query(
+        "UPDATE outbox_messages SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6, sent_at = $7, provider_ref = $8 \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(&tenant.id)
+    .bind(&m.id)
+    .bind(status)
+    .bind(attempts)
+    .bind(next)
+    .bind(error)
+    .bind(sent)
+    .bind(reference)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Delivers the tenant's due messages (up to 100, and the due messages of their campaigns on
+/// a channel that takes many in one call); returns how many were attempted.
 ///
 /// Each message is claimed (`pending` → `sending`) just before its hand-over, so a campaign
 /// cancelled meanwhile is not sent; a message left `sending` by a host that stopped is
 /// handed over again with the same idempotency key once its lease ends (or, to a channel
-/// that cannot drop repeats, failed rather than sent twice).
+/// that cannot drop repeats, failed rather than sent twice). On a channel that takes many
+/// messages in one call (WeCom: one task per sender), messages with the same sender and
+/// text go together, up to the channel's limit.
 pub async fn deliver_due(
     db: &Db,
     tenant: &Tenant,
@@ -441,6 +541,8 @@ pub async fn deliver_due(
     // without holding a transaction open during HTTP calls.
     let lease = now + Duration::milliseconds(cfg.webhook_timeout_ms as i64 * 2 + 5_000);
     let lock = db.backend.skip_locked();
+    let adapters = Adapters::of(tenant);
+    let batch_of = |channel: &str| adapters.get(channel).map_or(1, |a| a.batch().max(1));
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&format!(
         "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND status IN ('pending', 'sending') AND next_attempt_at <= $2 \
@@ -450,19 +552,53 @@ pub async fn deliver_due(
     .bind(time::to_micros(now))
     .fetch_all(&mut *tx)
     .await?;
-    let messages = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let mut messages = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    // a campaign's other due messages on a channel that takes many at once join them
+    let mut campaigns = std::collections::BTreeSet::new();
     for m in &messages {
-        sqlx::query(
-            "UPDATE outbox_messages SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2",
-        )
+        if let Some(c) = &m.campaign_id
+            && batch_of(&m.channel) > 1
+        {
+            campaigns.insert((c.clone(), m.channel.clone()));
+        }
+    }
+    let mut seen: std::collections::HashSet<String> =
+        messages.iter().map(|m| m.id.clone()).collect();
+    for (campaign, channel) in campaigns {
+        let more = sqlx::query(&format!(
+            "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND campaign_id = $2 AND channel = $3 \
+             AND status = 'pending' AND next_attempt_at <= $4 ORDER BY next_attempt_at LIMIT $5{lock}"
+        ))
         .bind(&tenant.id)
-        .bind(&m.id)
-        .bind(time::to_micros(lease))
-        .execute(&mut *tx)
+        .bind(&campaign)
+        .bind(&channel)
+        .bind(time::to_micros(now))
+        .bind(batch_of(&channel) as i64)
+        .fetch_all(&mut *tx)
         .await?;
+        for r in &more {
+            let m = from_row(r)?;
+            if seen.insert(m.id.clone()) {
+                messages.push(m);
+            }
+        }
+    }
+    for chunk in messages.chunks(400) {
+        let mut sql = Sql::new("UPDATE outbox_messages SET next_attempt_at = ");
+        let l = sql.arg(time::to_micros(lease));
+        let t = sql.arg(tenant.id.clone());
+        let ids: Vec<String> = chunk.iter().map(|m| sql.arg(m.id.clone())).collect();
+        sql.push(&format!(
+            "{l} WHERE tenant_id = {t} AND id IN ({})",
+            ids.join(", ")
+        ));
+        sql.query_once().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     let mut secrets: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+    // (channel, sender, text) → messages ready to go together
+    let mut together: std::collections::BTreeMap<(String, Option<String>, String), Vec<Ready>> =
+        Default::default();
     for m in &messages {
         // claimed now: a message cancelled since the lease is not handed over
         let claimed = sqlx::query(
@@ -474,6 +610,17 @@ pub async fn deliver_due(
         .await?
         .rows_affected();
         if claimed == 0 {
+            continue;
+        }
+        let resent = m.status == "sending";
+        if m.channel != "http" && batch_of(&m.channel) > 1 {
+            match deliverer.prepare(tenant, m, resent).await {
+                Ok(ready) => together
+                    .entry((m.channel.clone(), ready.sender.clone(), m.body.clone()))
+                    .or_default()
+                    .push(ready),
+                Err(not_sent) => settle(db, tenant, cfg, m, not_sent).await?,
+            }
             continue;
         }
         let endpoint_secret = match (m.channel.as_str(), &m.target) {
@@ -489,7 +636,6 @@ pub async fn deliver_due(
             _ => None,
         };
         // one message that panics fails alone; the others of the batch are delivered
-        let resent = m.status == "sending";
         let delivery = async {
             Ok(deliverer
                 .deliver(tenant, m, cfg, endpoint_secret.as_deref(), resent)
@@ -499,37 +645,36 @@ pub async fn deliver_due(
             Ok(outcome) => outcome,
             Err(e) => Outcome::Refused(format!("delivery failed inside the host: {e}")),
         };
-        let attempts = m.attempts + 1;
-        let done = time::to_micros(time::now());
-        let (status, next, error, sent, reference) = match outcome {
-            Outcome::Taken(reference) => ("sent", done, None, Some(done), reference),
-            Outcome::Refused(e) => ("failed", done, Some(e), None, None),
-            Outcome::Retry(e) if attempts >= i64::from(cfg.delivery_attempts.max(1)) => {
-                ("failed", done, Some(e), None, None)
+        settle(db, tenant, cfg, m, outcome).await?;
+    }
+    let ctx = channels::Ctx {
+        transport: &deliverer.transport,
+        timeout: std::time::Duration::from_millis(cfg.webhook_timeout_ms),
+    };
+    for ((channel, _, _), group) in together {
+        for part in group.chunks(batch_of(&channel)) {
+            let outgoing: Vec<Outgoing> = part.iter().map(|r| r.outgoing(tenant)).collect();
+            // a call that panics fails its own messages only
+            let handing = async { Ok(part[0].adapter.send_many(ctx, &outgoing).await) };
+            let verdicts = match shoal_base::supervise::catch(handing).await {
+                Ok(v) if v.len() == part.len() => v,
+                Ok(v) => vec![
+                    Handed::Refused(format!(
+                        "the {channel} adapter answered {} verdicts for {} messages",
+                        v.len(),
+                        part.len()
+                    ));
+                    part.len()
+                ],
+                Err(e) => vec![
+                    Handed::Refused(format!("delivery failed inside the host: {e}"));
+                    part.len()
+                ],
+            };
+            for (ready, handed) in part.iter().zip(verdicts) {
+                settle(db, tenant, cfg, ready.m, outcome_of(handed)).await?;
             }
-            Outcome::Retry(e) => {
-                let backoff =
-                    (cfg.retry_base_seconds as i64 * 1_000_000) << (attempts - 1).clamp(0, 20);
-                ("pending", done + backoff, Some(e), None, None)
-            }
-        };
-        if let Some(e) = &error {
-            tracing::warn!(tenant = %tenant.id, message = %m.id, attempts, status, error = %e, "outbox delivery failed");
         }
-        sqlx::query(
-            "UPDATE outbox_messages SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6, sent_at = $7, provider_ref = $8 \
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(&tenant.id)
-        .bind(&m.id)
-        .bind(status)
-        .bind(attempts)
-        .bind(next)
-        .bind(error)
-        .bind(sent)
-        .bind(reference)
-        .execute(&db.pool)
-        .await?;
     }
     Ok(messages.len())
 }

@@ -28,6 +28,7 @@ use shoal_base::{
     supervise::Supervision,
 };
 use shoal_crm::{
+    access::{mask_email, mask_phone},
     customers::Customer,
     tenancy::{Actor, Tenant},
 };
@@ -517,7 +518,7 @@ pub(crate) async fn sent_since(
     customer: &str,
     since: DateTime<Utc>,
 ) -> Result<Vec<Sent>> {
-    sqlx::query("SELECT created_at, channel, purpose FROM outbox_messages WHERE tenant_id = $1 AND customer_id = $2 AND created_at > $3")
+    sqlx::query(&format!("SELECT created_at, channel, purpose FROM outbox_messages WHERE tenant_id = $1 AND customer_id = $2 AND created_at > $3 AND {}", crate::definition::customer_facing_sql("channel")))
         .bind(tenant)
         .bind(customer)
         .bind(time::to_micros(since))
@@ -575,6 +576,18 @@ fn webhook_body(template: &str, c: &Customer) -> Value {
         );
         Value::String(render(template, c))
     })
+}
+
+/// A message step's text for `channel`: [`render`], with the customer's phone and e-mail
+/// masked on a channel that reaches staff (a group robot's many readers).
+pub fn render_on(channel: &str, template: &str, c: &Customer) -> String {
+    if !crate::definition::staff_facing(channel) {
+        return render(template, c);
+    }
+    let mut masked = c.clone();
+    masked.phones = masked.phones.iter().map(|p| mask_phone(p)).collect();
+    masked.emails = masked.emails.iter().map(|e| mask_email(e)).collect();
+    render(template, &masked)
 }
 
 /// A text template with the customer's fields filled in.
@@ -842,7 +855,7 @@ impl World for DbWorld<'_, '_> {
                 template,
                 purpose,
             } => {
-                let body = render(template, c);
+                let body = render_on(channel, template, c);
                 self.queued.push(Queued {
                     key,
                     customer_id: c.id.clone(),

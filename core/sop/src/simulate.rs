@@ -11,7 +11,7 @@ use super::{
     definition::{Action, Compiled, EventSpec, Purpose, Step},
     machine::{self, Next, Position, World},
     opt_outs,
-    runner::{render, sent_since, time_zone_of},
+    runner::{render, render_on, sent_since, time_zone_of},
 };
 use shoal_base::{
     error::{Error, Result},
@@ -105,12 +105,17 @@ impl World for SimWorld<'_> {
                 template,
                 purpose,
             } => {
-                self.history.sent.push(Sent {
-                    at: now,
-                    channel: channel.clone(),
-                    purpose: *purpose,
-                });
-                format!("would send on {channel}: {}", render(template, c))
+                if !crate::definition::staff_facing(channel) {
+                    self.history.sent.push(Sent {
+                        at: now,
+                        channel: channel.clone(),
+                        purpose: *purpose,
+                    });
+                }
+                format!(
+                    "would send on {channel}: {}",
+                    render_on(channel, template, c)
+                )
             }
             Action::CallWebhook { url, .. } => format!("would call {url}"),
             Action::CreateTask {

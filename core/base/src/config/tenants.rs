@@ -64,6 +64,10 @@ pub struct ChannelsConfig {
     /// E-mail through the host's SMTP relay (`notify.smtp_url`), from the tenant's address.
     #[serde(default)]
     pub email: Option<EmailChannelConfig>,
+    /// A WeCom or DingTalk group robot: staff-facing messages (an SOP step telling the
+    /// store's group that a customer needs a call), never a campaign's.
+    #[serde(default)]
+    pub robot: Option<RobotConfig>,
     /// Campaign messages released to each channel per second, per tenant and host (`*` for
     /// the others; 20 when unset). SOP messages are not throttled by it.
     #[serde(default)]
@@ -96,6 +100,22 @@ pub struct SmsConfig {
     /// The signature (签名) the carrier shows, e.g. `【Shoal】`.
     #[serde(default)]
     pub sign_name: Option<String>,
+}
+
+/// A group robot's webhook: `kind` is `wecom` (企业微信群机器人,
+/// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`) or `dingtalk` (钉钉群机器人,
+/// `https://oapi.dingtalk.com/robot/send?access_token=…`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobotConfig {
+    /// `wecom` or `dingtalk`.
+    pub kind: String,
+    /// The robot's webhook URL, key or access token included.
+    pub url: String,
+    /// Environment variable holding a DingTalk robot's signing secret (`SEC…`), when the
+    /// robot's security setting is 加签; each call then carries `timestamp` and `sign`.
+    #[serde(default)]
+    pub secret_env: Option<String>,
 }
 
 /// WeCom's server API for external contacts.

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -19,7 +18,7 @@ use shoal_base::{
     storage::{Backend, Db, time},
 };
 use shoal_crm::tenancy::Tenant;
-use shoal_sop::transport::Transport;
+use shoal_sop::{channels::robot::dingtalk_url, transport::Transport};
 
 use super::{Channel, backoff, fetch, inbox::prefs_on};
 use crate::{
@@ -31,19 +30,6 @@ use crate::{
 const DIGEST_LINES: usize = 20;
 /// Attempts of one send before it is failed.
 const ATTEMPTS: i64 = 6;
-
-/// DingTalk's `sign` for a robot secret at `ms` (milliseconds since the epoch),
-/// URL-encoded.
-pub fn dingtalk_sign(secret: &str, ms: i64) -> String {
-    use base64::Engine as _;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any size");
-    mac.update(format!("{ms}\n{secret}").as_bytes());
-    let b64 = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    b64.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
-}
 
 #[derive(Debug)]
 struct Due {
@@ -225,17 +211,11 @@ async fn send_group(
             json!({"msgtype": "text", "text": {"content": content, "mentioned_list": mention}}),
         )
     } else {
-        let url = match &rule.robot_secret {
-            Some(secret) => {
-                let ms = time::now().timestamp_millis();
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!(
-                    "{url}{sep}timestamp={ms}&sign={}",
-                    dingtalk_sign(secret, ms)
-                )
-            }
-            None => url,
-        };
+        let url = dingtalk_url(
+            &url,
+            rule.robot_secret.as_deref(),
+            time::now().timestamp_millis(),
+        );
         (
             url,
             json!({"msgtype": "text", "text": {"content": content}, "at": {"atUserIds": mention}}),
@@ -258,18 +238,4 @@ async fn send_group(
         Posted::Failed(e) => Err((e, true)),
         Posted::Refused(e) => Err((e, false)),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Recomputed independently with Python:
-    /// `base64.b64encode(hmac.new(b"SECabc", b"1700000000000\nSECabc", hashlib.sha256).digest())`,
-    /// then `urllib.parse.quote_plus`.
-    #[test]
-    fn the_dingtalk_sign_is_the_documented_hmac() {
-        assert_eq!(dingtalk_sign("SECabc", 1_700_000_000_000), EXPECTED);
-    }
-    const EXPECTED: &str = "jcUpW0QmtKduN03n4JqQ0PBosVjqnM8gU7fIIvsDmCM%3D";
 }

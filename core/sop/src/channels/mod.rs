@@ -7,11 +7,13 @@
 //! - `webhook`: the tenant's own gateway at `contact.webhook_url` ([`gateway`]);
 //! - `sms`: a generic HTTP SMS gateway ([`sms`]);
 //! - `wecom`: WeCom external-contact mass messages ([`wecom`]);
-//! - `email`: the host's SMTP relay, with open and click tracking ([`email`], [`mailer`]).
+//! - `email`: the host's SMTP relay, with open and click tracking ([`email`], [`mailer`]);
+//! - `robot`: a WeCom or DingTalk group robot, for staff-facing messages ([`robot`]).
 
 pub mod email;
 pub mod gateway;
 pub mod mailer;
+pub mod robot;
 pub mod sms;
 pub mod wecom;
 
@@ -65,12 +67,19 @@ pub enum Handed {
     Taken { reference: Option<String> },
     /// Not taken, worth another try (no answer, a 5xx, a rate limit).
     Retry(String),
+    /// Not tried: the channel is at its own rate limit. Tried again `after`, without
+    /// spending one of the message's attempts.
+    Later { after: Duration, reason: String },
     /// Not taken and never will be (bad address, refused by the channel).
     Refused(String),
 }
 
 /// The future an adapter's [`Channel::send`] returns.
 pub type Sending<'a> = Pin<Box<dyn Future<Output = Handed> + Send + 'a>>;
+
+/// The future an adapter's [`Channel::send_many`] returns: one verdict per message, in
+/// order.
+pub type SendingMany<'a> = Pin<Box<dyn Future<Output = Vec<Handed>> + Send + 'a>>;
 
 /// What a channel needs to know about the customer to reach them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +110,30 @@ pub trait Channel: Send + Sync {
     fn drops_repeats(&self) -> bool {
         true
     }
+    /// Whether the channel reaches the tenant's staff rather than the customer (a group
+    /// robot): the customer's contact policy does not hold its messages, their text shows
+    /// contact fields masked, and campaigns may not use it.
+    fn staff_facing(&self) -> bool {
+        false
+    }
     /// Hands one message over.
     fn send<'a>(&'a self, ctx: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a>;
+    /// Most messages one call may carry: above 1, the outbox hands a campaign's messages
+    /// with the same sender and text over together through [`Channel::send_many`].
+    fn batch(&self) -> usize {
+        1
+    }
+    /// Hands over messages with the same sender and text (at most [`Channel::batch`]); one
+    /// verdict per message, in order. By default one [`Channel::send`] after another.
+    fn send_many<'a>(&'a self, ctx: Ctx<'a>, ms: &'a [Outgoing<'a>]) -> SendingMany<'a> {
+        Box::pin(async move {
+            let mut verdicts = Vec::with_capacity(ms.len());
+            for m in ms {
+                verdicts.push(self.send(ctx, m).await);
+            }
+            verdicts
+        })
+    }
 }
 
 /// Writes a log line and calls it delivered: the channel a tenant picks on purpose.
@@ -178,6 +209,14 @@ impl Adapters {
         if let Some(w) = &wecom {
             by_name.insert("wecom", w.clone());
         }
+        if let Some(Ok(r)) = tenant
+            .channels
+            .robot
+            .as_ref()
+            .map(robot::Robot::from_config)
+        {
+            by_name.insert("robot", Arc::new(r));
+        }
         if let Some(Ok(e)) = email::Email::of(tenant) {
             by_name.insert("email", Arc::new(e));
         }
@@ -202,7 +241,7 @@ impl Adapters {
     /// without its own adapter goes through the tenant's gateway when there is one.
     pub fn get(&self, channel: &str) -> Option<&Arc<dyn Channel>> {
         self.by_name.get(channel).or_else(|| match channel {
-            "log" | "http" => None,
+            "log" | "http" | "robot" => None,
             _ => self.by_name.get("webhook"),
         })
     }
@@ -228,6 +267,9 @@ pub fn check_config(
     }
     if let Some(c) = &tenant.channels.wecom {
         wecom::Wecom::from_config(c).map_err(|(k, m)| invalid((format!("wecom.{k}"), m)))?;
+    }
+    if let Some(c) = &tenant.channels.robot {
+        robot::Robot::from_config(c).map_err(|(k, m)| invalid((format!("robot.{k}"), m)))?;
     }
     if let Some(c) = &tenant.channels.email {
         // the addresses only: the relay is the host's (`notify.smtp_url`), checked with it
@@ -256,6 +298,18 @@ pub fn check_config(
 pub fn per_second(tenant: &Tenant, channel: &str) -> u32 {
     let p = &tenant.channels.per_second;
     p.get(channel).or_else(|| p.get("*")).copied().unwrap_or(20)
+}
+
+/// Campaign messages the tenant releases to `channel` per second: [`per_second`] calls, each
+/// carrying up to the adapter's [`Channel::batch`] messages (WeCom: a sender's customers in
+/// one task), at most 10,000.
+pub fn release_per_second(tenant: &Tenant, channel: &str) -> usize {
+    let batch = Adapters::of(tenant)
+        .get(channel)
+        .map_or(1, |a| a.batch().max(1));
+    (per_second(tenant, channel) as usize)
+        .saturating_mul(batch)
+        .min(10_000)
 }
 
 /// Each customer's address for `address` (customers without one are absent).

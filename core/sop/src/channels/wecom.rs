@@ -3,12 +3,14 @@
 //! - `GET /cgi-bin/gettoken?corpid=…&corpsecret=…` — the access token, cached until shortly
 //!   before `expires_in` and fetched again when an answer says it is invalid or expired
 //!   (errcode 40001, 40014, 42001);
-//! - `POST /cgi-bin/externalcontact/add_msg_template` — one message to a customer
-//!   (`chat_type: single`) sent as a staff member, who confirms it in the WeCom client; a
-//!   customer receives at most a few such messages a month (WeCom's quota);
+//! - `POST /cgi-bin/externalcontact/add_msg_template` — one text to the customers of one
+//!   staff member (`chat_type: single`, up to [`BATCH`] `external_userid`s), sent as that
+//!   staff member, who confirms the one task in the WeCom client; a customer receives at
+//!   most a few such messages a month (WeCom's quota). The outbox hands a campaign's
+//!   messages with the same sender and text over together ([`Channel::send_many`]);
 //! - `get_groupmsg_send_result` (by message and sender) — each customer's result (0 not
-//!   sent by the staff member yet, 1 sent, 2 not a friend, 3 quota used); with one message
-//!   per customer this answers what `get_groupmsg_task` would, so that call is not made;
+//!   sent by the staff member yet, 1 sent, 2 not a friend, 3 quota used); the task has one
+//!   sender, so this answers what `get_groupmsg_task` would, and that call is not made;
 //! - `cancel_groupmsg_send` — stops a message the staff member has not sent yet. None of
 //!   WeCom's customer APIs recalls a message once sent.
 //!
@@ -21,9 +23,12 @@ use hyper::{Request, body::Bytes};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{Address, Channel, Ctx, Handed, Outgoing, Sending};
+use super::{Address, Channel, Ctx, Handed, Outgoing, Sending, SendingMany};
 use crate::outbound;
 use shoal_base::config::WecomConfig;
+
+/// Customers one `add_msg_template` names at most (WeCom takes up to 10,000).
+pub const BATCH: usize = 1000;
 
 /// Largest WeCom answer read (a page of send results).
 const ANSWER_BYTES: usize = 1 << 20;
@@ -259,43 +264,86 @@ impl Channel for Wecom {
     }
     fn send<'a>(&'a self, ctx: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a> {
         Box::pin(async move {
-            let Some(to) = m.address else {
-                return Handed::Refused("the customer has no WeCom identity".into());
-            };
-            let Some(sender) = m.sender else {
-                return Handed::Refused(
+            self.send_many(ctx, std::slice::from_ref(m))
+                .await
+                .pop()
+                .unwrap_or_else(|| Handed::Retry("no verdict".into()))
+        })
+    }
+    fn batch(&self) -> usize {
+        BATCH
+    }
+    /// One `add_msg_template` for the customers of one sender and text: the staff member
+    /// confirms one task, not one per customer.
+    fn send_many<'a>(&'a self, ctx: Ctx<'a>, ms: &'a [Outgoing<'a>]) -> SendingMany<'a> {
+        Box::pin(async move {
+            let mut verdicts: Vec<Option<Handed>> = vec![None; ms.len()];
+            let mut to: Vec<&str> = Vec::new();
+            for (i, m) in ms.iter().enumerate() {
+                match m.address {
+                    Some(a) => to.push(a),
+                    None => {
+                        verdicts[i] =
+                            Some(Handed::Refused("the customer has no WeCom identity".into()))
+                    }
+                }
+            }
+            let sender = ms.first().and_then(|m| m.sender);
+            let text = ms.first().map_or("", |m| m.text);
+            let answer = match (sender, to.is_empty()) {
+                (_, true) => None,
+                (None, false) => Some(Err(Handed::Refused(
                     "nobody to send as: the customer has no owner and channels.wecom.default_sender is not set"
                         .into(),
-                );
+                ))),
+                (Some(sender), false) => {
+                    let body = json!({
+                        "chat_type": "single",
+                        "external_userid": to,
+                        "sender": sender,
+                        "allow_select": false,
+                        "text": { "content": text },
+                    });
+                    Some(
+                        self.api(ctx, "/cgi-bin/externalcontact/add_msg_template", &body)
+                            .await,
+                    )
+                }
             };
-            let body = json!({
-                "chat_type": "single",
-                "external_userid": [to],
-                "sender": sender,
-                "allow_select": false,
-                "text": { "content": m.text },
-            });
-            match self
-                .api(ctx, "/cgi-bin/externalcontact/add_msg_template", &body)
-                .await
-            {
-                Err(not_taken) => not_taken,
-                Ok(answer) => {
-                    let failed = answer
-                        .get("fail_list")
-                        .and_then(Value::as_array)
-                        .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(to)));
-                    match answer.get("msgid").and_then(Value::as_str) {
-                        _ if failed => Handed::Refused(format!(
-                            "WeCom cannot send to {to} as {sender} (not a contact of the sender, or the customer's quota is used up)"
-                        )),
+            let failed: Vec<String> = match &answer {
+                Some(Ok(a)) => a
+                    .get("fail_list")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (verdict, m) in verdicts.iter_mut().zip(ms) {
+                if verdict.is_some() {
+                    continue;
+                }
+                let address = m.address.unwrap_or_default();
+                let sender = sender.unwrap_or_default();
+                *verdict = Some(match &answer {
+                    None => Handed::Retry("nothing was sent".into()),
+                    Some(Err(not_taken)) => not_taken.clone(),
+                    Some(Ok(_)) if failed.iter().any(|f| f == address) => Handed::Refused(format!(
+                        "WeCom cannot send to {address} as {sender} (not a contact of the sender, or the customer's quota is used up)"
+                    )),
+                    Some(Ok(a)) => match a.get("msgid").and_then(Value::as_str) {
                         Some(msgid) => Handed::Taken {
                             reference: Some(format!("{msgid} {sender}")),
                         },
                         None => Handed::Retry("WeCom answered no msgid".into()),
-                    }
-                }
+                    },
+                });
             }
+            verdicts
+                .into_iter()
+                .map(|v| v.unwrap_or_else(|| Handed::Retry("no verdict".into())))
+                .collect()
         })
     }
 }
