@@ -320,6 +320,18 @@ async fn bad_campaigns_are_refused_with_the_field_named(s: &TestServer) {
         json!([mine])
     );
     assert_eq!(read_audience(ALPHA).await, json!([c, mine]));
+    // a page of recipients holds 1–1000
+    for first in [0, 1001] {
+        let e = s
+            .err(
+                ALPHA,
+                "query($id: ID!, $f: Int!) { campaign(id: $id) { recipients(first: $f) { customerId } } }",
+                json!({ "id": id, "f": first }),
+            )
+            .await;
+        assert_eq!(code(&e), "LIMIT_EXCEEDED", "{e}");
+        assert_eq!(e["extensions"]["field"], "first", "{e}");
+    }
 }
 
 async fn approval_is_by_someone_else_and_a_rejection_says_why(s: &TestServer) {
@@ -1229,4 +1241,67 @@ async fn sqlite_email_goes_through_the_relay_and_opens_and_clicks_are_tracked() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_email_goes_through_the_relay_and_opens_and_clicks_are_tracked() {
     email_goes_through_the_relay_and_opens_and_clicks_are_tracked(Backend::Postgres).await;
+}
+
+/// The per-channel throttle is one per tenant and channel, whichever host releases: two
+/// hosts asking at the same instant share one second's capacity; capacity accrues at the
+/// channel's rate, never more than a second's worth, and no fraction is lost.
+async fn hosts_share_one_throttle_per_channel(backend: Backend) {
+    use chrono::{Duration, TimeZone, Utc};
+    use shoal_campaigns::throttle::take;
+    let Some(a) = TestServer::start(backend).await else {
+        return;
+    };
+    let b = a.start_beside(|_| {}).await;
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+    let ms = Duration::milliseconds;
+    // the first ask finds a full second's worth
+    assert_eq!(take(a.db(), "alpha", "sms", 10, t0).await.unwrap(), 10);
+    // the other host, at the same instant, finds nothing left
+    assert_eq!(take(b.db(), "alpha", "sms", 10, t0).await.unwrap(), 0);
+    // 250 ms accrue 2.5 messages: 2 now, and the half is kept
+    assert_eq!(
+        take(b.db(), "alpha", "sms", 10, t0 + ms(250))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        take(a.db(), "alpha", "sms", 10, t0 + ms(300))
+            .await
+            .unwrap(),
+        1
+    );
+    // an idle minute saves up one second's worth, not sixty
+    assert_eq!(
+        take(a.db(), "alpha", "sms", 10, t0 + ms(60_000))
+            .await
+            .unwrap(),
+        10
+    );
+    // channels and tenants have throttles of their own
+    assert_eq!(
+        take(b.db(), "alpha", "email", 5, t0 + ms(60_000))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        take(b.db(), "beta", "sms", 10, t0 + ms(60_000))
+            .await
+            .unwrap(),
+        10
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_hosts_share_one_throttle_per_channel() {
+    hosts_share_one_throttle_per_channel(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hosts_share_one_throttle_per_channel() {
+    hosts_share_one_throttle_per_channel(Backend::Postgres).await;
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use shoal_base::{
-    error::Result,
+    error::{Error, Result},
     kinds::Resource,
     storage::{Db, sql::Sql, time},
 };
@@ -149,8 +149,12 @@ pub struct RecipientRow {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Most recipients one page of [`recipients`] holds.
+pub const MAX_RECIPIENTS_PAGE: i64 = 1000;
+
 /// The recipients of a campaign the reader's scope reaches (of one status when given),
-/// by customer id after `after`, at most `first`.
+/// by customer id after `after`, at most `first` (1–[`MAX_RECIPIENTS_PAGE`], else a
+/// `LIMIT_EXCEEDED` error naming `first`).
 pub async fn recipients(
     db: &Db,
     actor: &Actor,
@@ -159,6 +163,12 @@ pub async fn recipients(
     after: Option<&str>,
     first: i64,
 ) -> Result<Vec<RecipientRow>> {
+    if !(1..=MAX_RECIPIENTS_PAGE).contains(&first) {
+        return Err(Error::LimitExceeded {
+            field: "first".into(),
+            message: format!("1–{MAX_RECIPIENTS_PAGE} recipients per page"),
+        });
+    }
     let mut sql = Sql::new("SELECT * FROM campaign_recipients WHERE tenant_id = ");
     let t = sql.arg(actor.tenant_id());
     let c = sql.arg(campaign);
@@ -178,7 +188,7 @@ pub async fn recipients(
         let a = sql.arg(after);
         sql.push(&format!(" AND customer_id > {a}"));
     }
-    let l = sql.arg(first.clamp(1, 1000));
+    let l = sql.arg(first);
     sql.push(&format!(" ORDER BY customer_id LIMIT {l}"));
     sql.query()
         .fetch_all(&db.pool)

@@ -8,6 +8,7 @@
 //!   set of channel adapters for SOPs and campaigns);
 //! - [`track`]: outbox verdicts, channel reports and conversions onto recipients;
 //! - [`figures`]: the numbers per variant, and each recipient's result;
+//! - [`throttle`]: each channel's release rate, shared by every host;
 //! - [`rounds`]: the supervised loop per tenant, one round a second.
 
 pub mod audience;
@@ -17,6 +18,7 @@ pub mod release;
 pub mod review;
 pub mod rounds;
 pub mod store;
+pub mod throttle;
 pub mod track;
 pub mod words;
 

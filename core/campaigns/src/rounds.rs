@@ -11,7 +11,7 @@ use shoal_base::{config::SopConfig, storage::Db, storage::time, supervise::Super
 use shoal_crm::tenancy::Tenant;
 use shoal_sop::{channels, transport::Transport};
 
-use crate::{model::Status, release, store, track};
+use crate::{model::Status, release, store, throttle, track};
 
 struct Shared {
     db: Db,
@@ -26,12 +26,15 @@ async fn round(s: &Shared, t: &Arc<Tenant>) -> shoal_base::error::Result<bool> {
     let now = time::now();
     let campaigns = store::in_status(&s.db, &t.id, &[Status::Scheduled, Status::Running]).await?;
     let mut busy = false;
-    // a tenant's campaigns on one channel share its throttle
+    // a tenant's campaigns on one channel share its throttle (with every other host)
     let mut budgets: std::collections::HashMap<String, usize> = Default::default();
     for c in &campaigns {
-        let budget = budgets
-            .entry(c.channel.clone())
-            .or_insert_with(|| channels::release_per_second(t, &c.channel));
+        if !budgets.contains_key(&c.channel) {
+            let rate = channels::release_per_second(t, &c.channel);
+            let n = throttle::take(&s.db, &t.id, &c.channel, rate, now).await?;
+            budgets.insert(c.channel.clone(), n);
+        }
+        let budget = budgets.get_mut(&c.channel).expect("inserted above");
         if *budget > 0 {
             match s
                 .supervision

@@ -68,7 +68,7 @@ pub struct ChannelsConfig {
     /// store's group that a customer needs a call), never a campaign's.
     #[serde(default)]
     pub robot: Option<RobotConfig>,
-    /// Campaign messages released to each channel per second, per tenant and host (`*` for
+    /// Campaign messages released to each channel per second, per tenant across hosts (`*` for
     /// the others; 20 when unset). SOP messages are not throttled by it.
     #[serde(default)]
     pub per_second: BTreeMap<String, u32>,

@@ -99,6 +99,11 @@ const MIGRATIONS: &[Migration] = &[
         "campaigns and their recipients",
         include_str!("../../migrations/shared/0013_campaigns.sql"),
     ),
+    Migration::shared(
+        14,
+        "the per-channel throttle shared by hosts",
+        include_str!("../../migrations/shared/0014_channel_throttles.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
