@@ -26,5 +26,6 @@ mod settlement;
 mod sop;
 mod supply_chain;
 mod tags;
+mod tickets;
 mod trust;
 mod webhooks;

@@ -181,6 +181,16 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "s": t.segment }),
         ),
         (
+            "openTicket",
+            "mutation($c: ID!) { openTicket(input: { type: \"after_sales\", subject: \"x\", customerId: $c }) { id subject } }",
+            json!({ "c": id }),
+        ),
+        (
+            "tickets",
+            "query($c: ID!) { tickets(filter: { customerId: $c }, first: 10) { edges { node { id subject fields } } } }",
+            json!({ "c": id }),
+        ),
+        (
             "campaignPreview",
             "query($c: ID!) { campaignPreview(input: { name: \"x\", channel: \"log\", audience: { customers: [$c] }, variants: [{ key: \"a\", template: \"{{customer.name}}\" }] }) { audience recipients } }",
             json!({ "c": id }),
@@ -288,6 +298,13 @@ async fn target(s: &TestServer) -> Target {
         json!({ "c": id }),
     )
     .await;
+    s.ok(
+        ALPHA,
+        "mutation { saveTicketType(input: { key: \"after_sales\", name: \"售后\" }) { key } }",
+        json!({}),
+    )
+    .await;
+    s.ok(ALPHA, "mutation($c: ID!) { openTicket(input: { type: \"after_sales\", subject: \"钱七 13912345678 退货\", customerId: $c }) { id } }", json!({ "c": id })).await;
     let segment = s.ok_id(ALPHA, "mutation { createSegment(input: { name: \"web\", definition: { channels: [WEB] } }) { id } }", json!({}), "createSegment").await;
     // the message is rendered into the outbox by the workers
     let sop = s.greeted(ALPHA, &[&id]).await;

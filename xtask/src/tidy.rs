@@ -59,10 +59,12 @@ const FLOORS: &[(&str, &[&str])] = &[
         "shoal-campaigns",
         &["shoal-base", "shoal-crm", "shoal-tags", "shoal-sop"],
     ),
+    ("shoal-tickets", &["shoal-base", "shoal-crm"]),
     (
         "shoal-api",
         &[
             "shoal-campaigns",
+            "shoal-tickets",
             "shoal-base",
             "shoal-rules",
             "shoal-crm",

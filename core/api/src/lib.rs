@@ -19,6 +19,7 @@ mod segments;
 mod settlement;
 mod sops;
 mod tags;
+mod tickets;
 mod viewer;
 mod work;
 
@@ -56,6 +57,7 @@ pub struct Query(
     work::WorkQuery,
     notify::NotifyQuery,
     campaigns::CampaignQuery,
+    tickets::TicketQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -73,6 +75,7 @@ pub struct Mutation(
     work::WorkMutation,
     notify::NotifyMutation,
     campaigns::CampaignMutation,
+    tickets::TicketMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -104,6 +104,11 @@ const MIGRATIONS: &[Migration] = &[
         "the per-channel throttle shared by hosts",
         include_str!("../../migrations/shared/0014_channel_throttles.sql"),
     ),
+    Migration::shared(
+        15,
+        "tickets, their types and histories",
+        include_str!("../../migrations/shared/0015_tickets.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

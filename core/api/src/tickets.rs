@@ -1,0 +1,525 @@
+//! Tickets (工单) in GraphQL: ticket types (fields and workflows), tickets opened, read,
+//! moved along their workflow, answered, annotated and their fields changed.
+
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::{ErrorExt, actor, db, page::page};
+use shoal_base::pagination::PageArgs;
+use shoal_tickets::{
+    store::{self, Entry, NewTicket, Ticket as Domain, TicketFilter},
+    types::{Category, FieldDef, FieldKind, StatusDef, TicketType as TypeDomain, Transition},
+};
+
+/// What a custom field holds.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TicketFieldKind {
+    Text,
+    Number,
+    /// `{"amount": "199.00", "currency": "CNY"}`.
+    Money,
+    /// `YYYY-MM-DD`.
+    Date,
+    Choice,
+    /// Copied from the customer's attribute when the ticket is opened.
+    CustomerAttribute,
+}
+
+impl TicketFieldKind {
+    fn of(k: FieldKind) -> Self {
+        match k {
+            FieldKind::Text => Self::Text,
+            FieldKind::Number => Self::Number,
+            FieldKind::Money => Self::Money,
+            FieldKind::Date => Self::Date,
+            FieldKind::Choice => Self::Choice,
+            FieldKind::CustomerAttribute => Self::CustomerAttribute,
+        }
+    }
+    fn domain(self) -> FieldKind {
+        match self {
+            Self::Text => FieldKind::Text,
+            Self::Number => FieldKind::Number,
+            Self::Money => FieldKind::Money,
+            Self::Date => FieldKind::Date,
+            Self::Choice => FieldKind::Choice,
+            Self::CustomerAttribute => FieldKind::CustomerAttribute,
+        }
+    }
+}
+
+/// Where a status stands in a ticket's life (SLA clocks pause while waiting).
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TicketCategory {
+    Open,
+    WaitingOnCustomer,
+    WaitingOnThirdParty,
+    Resolved,
+    Closed,
+}
+
+impl TicketCategory {
+    fn of(c: Category) -> Self {
+        match c {
+            Category::Open => Self::Open,
+            Category::WaitingOnCustomer => Self::WaitingOnCustomer,
+            Category::WaitingOnThirdParty => Self::WaitingOnThirdParty,
+            Category::Resolved => Self::Resolved,
+            Category::Closed => Self::Closed,
+        }
+    }
+    fn domain(self) -> Category {
+        match self {
+            Self::Open => Category::Open,
+            Self::WaitingOnCustomer => Category::WaitingOnCustomer,
+            Self::WaitingOnThirdParty => Category::WaitingOnThirdParty,
+            Self::Resolved => Category::Resolved,
+            Self::Closed => Category::Closed,
+        }
+    }
+}
+
+/// One custom field of a ticket type.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "TicketFieldInput")]
+pub struct TicketField {
+    /// `[a-z0-9_]`, 1–40 characters.
+    pub key: String,
+    pub label: String,
+    pub kind: TicketFieldKind,
+    #[graphql(default)]
+    pub required: bool,
+    /// The values of a `CHOICE` field.
+    #[graphql(default)]
+    pub choices: Vec<String>,
+    /// The customer attribute a `CUSTOMER_ATTRIBUTE` field copies.
+    pub attribute: Option<String>,
+}
+
+/// One status of a ticket type's workflow.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "TicketStatusInput")]
+pub struct TicketStatus {
+    pub key: String,
+    pub label: String,
+    pub category: TicketCategory,
+}
+
+/// An allowed move between two statuses.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "TicketTransitionInput")]
+pub struct TicketTransition {
+    pub from: String,
+    pub to: String,
+}
+
+/// A ticket type: its fields and workflow.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketType {
+    pub key: String,
+    pub name: String,
+    pub fields: Vec<TicketField>,
+    /// The first is where tickets start.
+    pub statuses: Vec<TicketStatus>,
+    /// Empty: any status may follow any other.
+    pub transitions: Vec<TicketTransition>,
+}
+
+fn status_of(s: &StatusDef) -> TicketStatus {
+    TicketStatus {
+        key: s.key.clone(),
+        label: s.label.clone(),
+        category: TicketCategory::of(s.category),
+    }
+}
+
+impl From<TypeDomain> for TicketType {
+    fn from(t: TypeDomain) -> Self {
+        TicketType {
+            key: t.key,
+            name: t.name,
+            fields: t
+                .fields
+                .into_iter()
+                .map(|f| TicketField {
+                    key: f.key,
+                    label: f.label,
+                    kind: TicketFieldKind::of(f.kind),
+                    required: f.required,
+                    choices: f.choices,
+                    attribute: f.attribute,
+                })
+                .collect(),
+            statuses: t.statuses.iter().map(status_of).collect(),
+            transitions: t
+                .transitions
+                .into_iter()
+                .map(|t| TicketTransition {
+                    from: t.from,
+                    to: t.to,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A ticket type to save (a new one, or a new version).
+#[derive(InputObject, Debug)]
+pub struct TicketTypeInput {
+    pub key: String,
+    pub name: String,
+    #[graphql(default)]
+    pub fields: Vec<TicketField>,
+    /// When left out: 新建 (new) → 处理中 (in_progress) → 待客户回复 / 待第三方 → 已解决
+    /// (resolved) → 已关闭 (closed).
+    pub statuses: Option<Vec<TicketStatus>>,
+    #[graphql(default)]
+    pub transitions: Vec<TicketTransition>,
+}
+
+impl TicketTypeInput {
+    fn domain(self) -> TypeDomain {
+        TypeDomain {
+            key: self.key,
+            name: self.name,
+            fields: self
+                .fields
+                .into_iter()
+                .map(|f| FieldDef {
+                    key: f.key,
+                    label: f.label,
+                    kind: f.kind.domain(),
+                    required: f.required,
+                    choices: f.choices,
+                    attribute: f.attribute,
+                })
+                .collect(),
+            statuses: match self.statuses {
+                None => TypeDomain::standard_statuses(),
+                Some(list) => list
+                    .into_iter()
+                    .map(|s| StatusDef {
+                        key: s.key,
+                        label: s.label,
+                        category: s.category.domain(),
+                    })
+                    .collect(),
+            },
+            transitions: self
+                .transitions
+                .into_iter()
+                .map(|t| Transition {
+                    from: t.from,
+                    to: t.to,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A ticket (工单).
+#[derive(Clone, Debug)]
+pub struct Ticket(Domain);
+
+impl From<Domain> for Ticket {
+    fn from(t: Domain) -> Self {
+        Ticket(t)
+    }
+}
+
+/// One entry of a ticket's history.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketEntry {
+    pub id: ID,
+    /// `opened`, `reply`, `note`, `status`, `fields`.
+    pub kind: String,
+    pub author: String,
+    /// A public reply the customer sees, or internal (notes and changes).
+    pub public: bool,
+    pub body: Option<String>,
+    /// What changed: `{"from": …, "to": …}` per status or field.
+    pub detail: Option<Json<Value>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Entry> for TicketEntry {
+    fn from(e: Entry) -> Self {
+        TicketEntry {
+            id: ID(e.id),
+            kind: e.kind,
+            author: e.author,
+            public: e.public,
+            body: e.body,
+            detail: e.detail.map(Json),
+            created_at: e.created_at,
+        }
+    }
+}
+
+#[Object]
+impl Ticket {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    /// The ticket type's key.
+    #[graphql(name = "type")]
+    async fn type_key(&self) -> &str {
+        &self.0.type_key
+    }
+    async fn subject(&self) -> &str {
+        &self.0.subject
+    }
+    /// The status's key in its type's workflow.
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+    async fn category(&self) -> TicketCategory {
+        TicketCategory::of(self.0.category)
+    }
+    /// 1 (P1, most urgent) to 4.
+    async fn priority(&self) -> i64 {
+        self.0.priority
+    }
+    /// `low`, `medium` or `high`.
+    async fn impact(&self) -> &str {
+        &self.0.impact
+    }
+    async fn customer_id(&self) -> Option<ID> {
+        self.0.customer_id.clone().map(ID)
+    }
+    /// Where it came from (`api`, `sop`, `webhook`, `wecom`, …).
+    async fn channel(&self) -> &str {
+        &self.0.channel
+    }
+    /// The type's custom fields (customer-attribute copies masked as the attribute is for
+    /// the reader).
+    async fn fields(&self) -> Json<Map<String, Value>> {
+        Json(self.0.fields.clone())
+    }
+    async fn assignee(&self) -> Option<&str> {
+        self.0.assignee.as_deref()
+    }
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// The first public reply by staff.
+    async fn first_response_at(&self) -> Option<DateTime<Utc>> {
+        self.0.first_response_at
+    }
+    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resolved_at
+    }
+    async fn closed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.closed_at
+    }
+    /// The statuses the workflow lets it move to now.
+    async fn next_statuses(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketStatus>> {
+        let actor = actor(ctx).gql()?;
+        let ty = store::type_of(db(ctx), actor.tenant_id(), &self.0.type_key, "type")
+            .await
+            .gql()?;
+        Ok(ty.next(&self.0.status).into_iter().map(status_of).collect())
+    }
+    /// Its history, oldest first: replies, internal notes and changes.
+    async fn entries(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEntry>> {
+        let actor = actor(ctx).gql()?;
+        Ok(store::entries(db(ctx), actor, &self.0.id, false)
+            .await
+            .gql()?
+            .into_iter()
+            .map(TicketEntry::from)
+            .collect())
+    }
+}
+
+super::page::connection!(TicketConnection, TicketEdge, Ticket, Domain);
+
+/// What a list of tickets is narrowed to.
+#[derive(InputObject, Default, Debug)]
+pub struct TicketFilterInput {
+    #[graphql(name = "type")]
+    pub type_key: Option<String>,
+    pub status: Option<String>,
+    /// Any of these categories (e.g. `[OPEN, WAITING_ON_CUSTOMER]` for the backlog).
+    #[graphql(default)]
+    pub categories: Vec<TicketCategory>,
+    pub customer_id: Option<ID>,
+    pub assignee: Option<String>,
+    pub priority: Option<i64>,
+}
+
+/// A ticket to open.
+#[derive(InputObject, Debug)]
+pub struct TicketInput {
+    /// The ticket type's key.
+    #[graphql(name = "type")]
+    pub type_key: String,
+    pub subject: String,
+    /// The first message: the customer's words or the agent's description.
+    pub body: Option<String>,
+    /// 1 (P1, most urgent) to 4; 3 when left out.
+    pub priority: Option<i64>,
+    /// `low`, `medium` (default) or `high`.
+    pub impact: Option<String>,
+    pub customer_id: Option<ID>,
+    /// Where it came from; `api` when left out.
+    pub channel: Option<String>,
+    /// Custom field values by key, checked against the type.
+    pub fields: Option<Json<Map<String, Value>>>,
+    pub assignee: Option<String>,
+}
+
+#[derive(Default)]
+pub struct TicketQuery;
+
+#[Object]
+impl TicketQuery {
+    /// The tenant's ticket types.
+    async fn ticket_types(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketType>> {
+        let actor = actor(ctx).gql()?;
+        Ok(store::types(db(ctx), actor.tenant_id())
+            .await
+            .gql()?
+            .into_iter()
+            .map(TicketType::from)
+            .collect())
+    }
+
+    /// A ticket the caller reaches (through its customer, `tickets` scope).
+    async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(store::get(db(ctx), actor, &id).await.gql()?))
+    }
+
+    /// Tickets the caller reaches, newest first.
+    async fn tickets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] filter: TicketFilterInput,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let actor = actor(ctx).gql()?;
+        let page = page(
+            ctx,
+            actor,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+            store::ORDER,
+        )?;
+        let f = TicketFilter {
+            type_key: filter.type_key,
+            status: filter.status,
+            categories: filter
+                .categories
+                .into_iter()
+                .map(TicketCategory::domain)
+                .collect(),
+            customer_id: filter.customer_id.map(|i| i.0),
+            assignee: filter.assignee,
+            priority: filter.priority,
+        };
+        Ok(TicketConnection::from_paged(
+            store::list(db(ctx), actor, &f, &page).await.gql()?,
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct TicketMutation;
+
+#[Object]
+impl TicketMutation {
+    /// Saves a ticket type (permission `configure`); every problem is named by its path.
+    async fn save_ticket_type(
+        &self,
+        ctx: &Context<'_>,
+        input: TicketTypeInput,
+    ) -> async_graphql::Result<TicketType> {
+        let actor = actor(ctx).gql()?;
+        Ok(store::save_type(db(ctx), actor, &input.domain())
+            .await
+            .gql()?
+            .into())
+    }
+
+    /// Opens a ticket (permission `create`; its customer within the caller's reach).
+    async fn open_ticket(
+        &self,
+        ctx: &Context<'_>,
+        input: TicketInput,
+    ) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        let n = NewTicket {
+            type_key: input.type_key,
+            subject: input.subject,
+            body: input.body,
+            priority: input.priority,
+            impact: input.impact,
+            customer_id: input.customer_id.map(|i| i.0),
+            channel: input.channel,
+            fields: input.fields.map(|j| j.0).unwrap_or_default(),
+            assignee: input.assignee,
+        };
+        Ok(Ticket(store::open(db(ctx), actor, n).await.gql()?))
+    }
+
+    /// Moves a ticket to another status of its workflow, with an optional internal note.
+    async fn move_ticket(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        to: String,
+        note: Option<String>,
+    ) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(
+            store::transition(db(ctx), actor, &id, &to, note.as_deref())
+                .await
+                .gql()?,
+        ))
+    }
+
+    /// A public reply (the customer sees it) or, with `public: false`, an internal note.
+    async fn comment_on_ticket(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        body: String,
+        #[graphql(default = true)] public: bool,
+    ) -> async_graphql::Result<TicketEntry> {
+        let actor = actor(ctx).gql()?;
+        Ok(store::comment(db(ctx), actor, &id, &body, public)
+            .await
+            .gql()?
+            .into())
+    }
+
+    /// Changes custom field values (`null` clears one that is not required).
+    async fn set_ticket_fields(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        fields: Json<Map<String, Value>>,
+    ) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(
+            store::set_fields(db(ctx), actor, &id, &fields.0)
+                .await
+                .gql()?,
+        ))
+    }
+}

@@ -1,0 +1,693 @@
+//! Tickets in the database: types saved whole, tickets opened, moved along their workflow,
+//! answered and annotated — each change with its history entry and audit entry in one
+//! transaction. Tickets are reached through their customer (`tickets` scope): one outside
+//! the caller's reach is NOT_FOUND.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use sqlx::{Row, any::AnyRow};
+
+use shoal_base::{
+    error::{Error, Problems, Result},
+    kinds::{Action, Resource},
+    pagination::{Cursor, Key, Page, Paged},
+    storage::{Db, sql::Sql, time},
+};
+use shoal_crm::{audit, tenancy::Actor};
+
+use crate::types::{Category, TicketType};
+
+/// Longest subject, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 200;
+/// Longest reply or note, in characters.
+pub const MAX_BODY_CHARS: usize = 20_000;
+/// The order of ticket pages.
+pub const ORDER: &str = "tickets:created_at";
+
+/// A ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id: String,
+    pub type_key: String,
+    pub subject: String,
+    pub status: String,
+    pub category: Category,
+    /// 1 (P1, most urgent) to 4.
+    pub priority: i64,
+    /// `low`, `medium` or `high`.
+    pub impact: String,
+    pub customer_id: Option<String>,
+    pub channel: String,
+    pub fields: Map<String, Value>,
+    pub assignee: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of a ticket's history: a reply, a note or a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: String,
+    /// `opened`, `reply`, `note`, `status`, `fields`, `assigned`.
+    pub kind: String,
+    pub author: String,
+    /// Whether the customer sees it (replies), or only staff (notes, changes).
+    pub public: bool,
+    pub body: Option<String>,
+    pub detail: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What opening a ticket takes.
+#[derive(Debug, Clone, Default)]
+pub struct NewTicket {
+    pub type_key: String,
+    pub subject: String,
+    /// The first message (the customer's words, or the agent's description).
+    pub body: Option<String>,
+    /// 1–4; 3 when not given.
+    pub priority: Option<i64>,
+    /// `low`, `medium` (default) or `high`.
+    pub impact: Option<String>,
+    pub customer_id: Option<String>,
+    /// `api` when not given.
+    pub channel: Option<String>,
+    pub fields: Map<String, Value>,
+    pub assignee: Option<String>,
+}
+
+fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    Ok(r.try_get::<Option<i64>, _>(col)?.map(time::from_micros))
+}
+
+fn from_row(r: &AnyRow) -> Result<Ticket> {
+    let category: String = r.try_get("category")?;
+    let fields: String = r.try_get("fields")?;
+    Ok(Ticket {
+        id: r.try_get("id")?,
+        type_key: r.try_get("type_key")?,
+        subject: r.try_get("subject")?,
+        status: r.try_get("status")?,
+        category: Category::parse(&category)
+            .ok_or_else(|| Error::Internal(format!("unknown ticket category `{category}`")))?,
+        priority: r.try_get("priority")?,
+        impact: r.try_get("impact")?,
+        customer_id: r.try_get("customer_id")?,
+        channel: r.try_get("channel")?,
+        fields: serde_json::from_str(&fields).unwrap_or_default(),
+        assignee: r.try_get("assignee")?,
+        created_by: r.try_get("created_by")?,
+        created_at: time::from_micros(r.try_get("created_at")?),
+        updated_at: time::from_micros(r.try_get("updated_at")?),
+        first_response_at: opt_time(r, "first_response_at")?,
+        resolved_at: opt_time(r, "resolved_at")?,
+        closed_at: opt_time(r, "closed_at")?,
+    })
+}
+
+// ---- types ----
+
+/// Saves a ticket type (a new one, or a new version of one: tickets already in a status the
+/// new workflow lacks keep it, and may move only to the new workflow's statuses).
+pub async fn save_type(db: &Db, actor: &Actor, t: &TicketType) -> Result<TicketType> {
+    actor.require(Action::Configure)?;
+    let mut p = Problems::default();
+    t.check(&mut p, "input.");
+    p.into_result(())?;
+    let now = time::to_micros(time::now());
+    let definition = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO ticket_types (tenant_id, key, name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (tenant_id, key) DO UPDATE SET name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at",
+    )
+    .bind(actor.tenant_id())
+    .bind(&t.key)
+    .bind(&t.name)
+    .bind(&definition)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "ticket_type.saved",
+        "ticket_type",
+        &t.key,
+        serde_json::to_value(t).unwrap_or(Value::Null),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(t.clone())
+}
+
+/// The tenant's ticket types, by key.
+pub async fn types(db: &Db, tenant: &str) -> Result<Vec<TicketType>> {
+    let rows = sqlx::query("SELECT definition FROM ticket_types WHERE tenant_id = $1 ORDER BY key")
+        .bind(tenant)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let d: String = r.try_get("definition")?;
+            serde_json::from_str(&d)
+                .map_err(|e| Error::Internal(format!("a stored ticket type: {e}")))
+        })
+        .collect()
+}
+
+/// The type `key`, or a NOT_FOUND naming `field`.
+pub async fn type_of(db: &Db, tenant: &str, key: &str, field: &str) -> Result<TicketType> {
+    let d: Option<String> =
+        sqlx::query_scalar("SELECT definition FROM ticket_types WHERE tenant_id = $1 AND key = $2")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&db.pool)
+            .await?;
+    match d {
+        Some(d) => serde_json::from_str(&d)
+            .map_err(|e| Error::Internal(format!("a stored ticket type: {e}"))),
+        None => Err(Error::invalid(
+            field,
+            format!("`{key}` is not a ticket type"),
+        )),
+    }
+}
+
+// ---- tickets ----
+
+async fn add_entry(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    ticket: &str,
+    (kind, author, public): (&str, &str, bool),
+    body: Option<&str>,
+    detail: Option<Value>,
+    at: i64,
+) -> Result<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO ticket_entries (tenant_id, id, ticket_id, kind, author, visibility, body, detail, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(tenant)
+    .bind(&id)
+    .bind(ticket)
+    .bind(kind)
+    .bind(author)
+    .bind(if public { "public" } else { "internal" })
+    .bind(body)
+    .bind(detail.map(|d| d.to_string()))
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+fn check_body(p: &mut Problems, field: &str, body: &str) {
+    let n = body.trim().chars().count();
+    if n == 0 || n > MAX_BODY_CHARS {
+        p.push(field, format!("1–{MAX_BODY_CHARS} characters"));
+    }
+}
+
+/// Opens a ticket: its type must exist, its fields fit the type, its customer be within the
+/// caller's reach; `customer_attribute` fields not given are copied from the customer.
+pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
+    actor.require(Action::Create)?;
+    let tenant = actor.tenant_id();
+    let mut p = Problems::default();
+    let subject_chars = n.subject.trim().chars().count();
+    if subject_chars == 0 || subject_chars > MAX_SUBJECT_CHARS {
+        p.push("input.subject", format!("1–{MAX_SUBJECT_CHARS} characters"));
+    }
+    if n.subject.chars().any(char::is_control) {
+        p.push("input.subject", "one line: no control characters");
+    }
+    if let Some(b) = &n.body {
+        check_body(&mut p, "input.body", b);
+    }
+    let priority = n.priority.unwrap_or(3);
+    if !(1..=4).contains(&priority) {
+        p.push("input.priority", "1 (P1, most urgent) to 4");
+    }
+    let impact = n.impact.clone().unwrap_or_else(|| "medium".into());
+    if !["low", "medium", "high"].contains(&impact.as_str()) {
+        p.push("input.impact", "low, medium or high");
+    }
+    let channel = n.channel.clone().unwrap_or_else(|| "api".into());
+    if !(1..=40).contains(&channel.chars().count()) || channel.chars().any(char::is_control) {
+        p.push("input.channel", "1–40 characters");
+    }
+    let ty = match type_of(db, tenant, &n.type_key, "input.type").await {
+        Ok(t) => Some(t),
+        Err(Error::Invalid(errors)) => {
+            p.extend(errors);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(a) = &n.assignee
+        && !actor.tenant.users.contains_key(a)
+    {
+        p.push(
+            "input.assignee",
+            format!("`{a}` is not a user of this tenant"),
+        );
+    }
+    // the customer first: out of reach reads as not found, whatever else is wrong
+    let customer = match &n.customer_id {
+        Some(id) => Some(
+            actor
+                .access
+                .scope_customer(db, Resource::Tickets, id.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    let mut fields = n.fields.clone();
+    if let (Some(ty), Some(c)) = (&ty, &customer) {
+        let wanted: Vec<(String, String)> = ty
+            .fields
+            .iter()
+            .filter(|f| !fields.contains_key(&f.key))
+            .filter_map(|f| f.attribute.clone().map(|a| (f.key.clone(), a)))
+            .collect();
+        if !wanted.is_empty() {
+            let mut conn = db.pool.acquire().await?;
+            let found = shoal_crm::customers::get_many(
+                &mut conn,
+                db,
+                tenant,
+                &[c.for_use(tenant, Resource::Tickets)?],
+            )
+            .await?;
+            if let Some(customer) = found.values().next() {
+                let mut customer = customer.clone();
+                actor.access.mask_customer(&mut customer);
+                for (key, attribute) in wanted {
+                    if let Some(v) = customer.attributes.get(&attribute) {
+                        fields.insert(key, v.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(ty) = &ty {
+        ty.check_values(&fields, true, &mut p, "input.fields");
+    }
+    p.into_result(())?;
+    let ty = ty.expect("checked above");
+    let status = ty.initial();
+    let now = time::to_micros(time::now());
+    let id = uuid::Uuid::now_v7().to_string();
+    let customer_id = match &customer {
+        Some(c) => Some(c.for_use(tenant, Resource::Tickets)?.to_owned()),
+        None => None,
+    };
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO tickets (tenant_id, id, type_key, subject, status, category, priority, impact, customer_id, channel, fields, \
+         assignee, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+    )
+    .bind(tenant)
+    .bind(&id)
+    .bind(&ty.key)
+    .bind(n.subject.trim())
+    .bind(&status.key)
+    .bind(status.category.as_str())
+    .bind(priority)
+    .bind(&impact)
+    .bind(&customer_id)
+    .bind(&channel)
+    .bind(Value::Object(fields.clone()).to_string())
+    .bind(&n.assignee)
+    .bind(actor.user_id.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    add_entry(
+        &mut tx,
+        tenant,
+        &id,
+        ("opened", actor.user_id.as_str(), false),
+        n.body.as_deref(),
+        Some(json!({ "status": status.key, "priority": priority, "channel": channel })),
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "ticket.opened",
+        "ticket",
+        &id,
+        json!({ "type": ty.key, "subject": n.subject.trim(), "customerId": customer_id, "priority": priority,
+            "status": status.key, "assignee": n.assignee, "fields": fields }),
+    )
+    .await?;
+    tx.commit().await?;
+    get(db, actor, &id).await
+}
+
+/// The ticket `id`, if the caller reaches it (else NOT_FOUND).
+pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Ticket> {
+    let mut sql = Sql::new("SELECT * FROM tickets WHERE tenant_id = ");
+    let t = sql.arg(actor.tenant_id());
+    let i = sql.arg(id);
+    sql.push(&format!("{t} AND id = {i}"));
+    push_scope(actor, db, &mut sql, &t);
+    match sql.query().fetch_optional(&db.pool).await? {
+        Some(r) => {
+            let mut tk = [from_row(&r)?];
+            mask(db, actor, &mut tk).await?;
+            let [tk] = tk;
+            Ok(tk)
+        }
+        None => Err(Error::NotFound {
+            what: "ticket",
+            id: id.to_owned(),
+        }),
+    }
+}
+
+/// Masks, for the reader, the fields that copy a customer attribute (`customer_attribute`):
+/// they read as the attribute itself would on the customer.
+async fn mask(db: &Db, actor: &Actor, tickets: &mut [Ticket]) -> Result<()> {
+    if tickets.is_empty() || actor.access.sees_customers_in_full() {
+        return Ok(());
+    }
+    let types = types(db, actor.tenant_id()).await?;
+    for tk in tickets {
+        let Some(ty) = types.iter().find(|t| t.key == tk.type_key) else {
+            continue;
+        };
+        for f in &ty.fields {
+            let (Some(attribute), Some(v)) = (&f.attribute, tk.fields.get_mut(&f.key)) else {
+                continue;
+            };
+            let mut attrs = json!({ attribute: v.clone() });
+            actor.access.mask_field_value("attributes", &mut attrs);
+            *v = attrs.get(attribute).cloned().unwrap_or(Value::Null);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps tickets whose customer the caller reaches in `tickets`; a ticket without a
+/// customer needs scope `all`.
+fn push_scope(actor: &Actor, db: &Db, sql: &mut Sql, t: &str) {
+    if actor.access.reaches_all(Resource::Tickets) {
+        return;
+    }
+    sql.push(" AND tickets.customer_id IS NOT NULL");
+    actor
+        .access
+        .push_linked_scope(sql, db.backend, Resource::Tickets, t, "tickets.customer_id");
+}
+
+/// What a list of tickets is narrowed to.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub type_key: Option<String>,
+    pub status: Option<String>,
+    pub categories: Vec<Category>,
+    pub customer_id: Option<String>,
+    pub assignee: Option<String>,
+    pub priority: Option<i64>,
+}
+
+/// Tickets the caller reaches, newest first.
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    f: &TicketFilter,
+    page: &Page,
+) -> Result<Paged<(Ticket, Cursor)>> {
+    let tenant = actor.tenant_id();
+    let mut sql = Sql::new("SELECT * FROM tickets WHERE tenant_id = ");
+    let t = sql.arg(tenant);
+    sql.push(&t);
+    push_scope(actor, db, &mut sql, &t);
+    for (col, v) in [
+        ("type_key", &f.type_key),
+        ("status", &f.status),
+        ("customer_id", &f.customer_id),
+        ("assignee", &f.assignee),
+    ] {
+        if let Some(v) = v {
+            let a = sql.arg(v.clone());
+            sql.push(&format!(" AND {col} = {a}"));
+        }
+    }
+    if let Some(p) = f.priority {
+        let a = sql.arg(p);
+        sql.push(&format!(" AND priority = {a}"));
+    }
+    if !f.categories.is_empty() {
+        let list: Vec<String> = f.categories.iter().map(|c| sql.arg(c.as_str())).collect();
+        sql.push(&format!(" AND category IN ({})", list.join(", ")));
+    }
+    page.push_conditions(&mut sql, "created_at", "id", true);
+    page.push_order_limit(&mut sql, "created_at", "id", true);
+    let rows = sql.query().fetch_all(&db.pool).await?;
+    let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    mask(db, actor, &mut items).await?;
+    Ok(page.finish(items).with_cursors(|tk| Cursor {
+        tenant: tenant.to_owned(),
+        order: ORDER.to_owned(),
+        key: Key::Int(time::to_micros(tk.created_at)),
+        id: tk.id.clone(),
+    }))
+}
+
+/// A ticket's history, oldest first; internal entries only for staff who reach the ticket
+/// (every caller of the API is staff: the customer-facing rendering takes `public_only`).
+pub async fn entries(db: &Db, actor: &Actor, id: &str, public_only: bool) -> Result<Vec<Entry>> {
+    get(db, actor, id).await?;
+    let vis = if public_only {
+        " AND visibility = 'public'"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT * FROM ticket_entries WHERE tenant_id = $1 AND ticket_id = $2{vis} ORDER BY created_at, id"
+    ))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let visibility: String = r.try_get("visibility")?;
+            let detail: Option<String> = r.try_get("detail")?;
+            Ok(Entry {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                author: r.try_get("author")?,
+                public: visibility == "public",
+                body: r.try_get("body")?,
+                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                created_at: time::from_micros(r.try_get("created_at")?),
+            })
+        })
+        .collect()
+}
+
+/// Moves a ticket to status `to`, as its type's workflow allows (else an error naming
+/// `to` and the statuses it may move to). Entering a resolved or closed status stamps it;
+/// leaving one (a reopen) clears the stamp.
+pub async fn transition(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    to: &str,
+    note: Option<&str>,
+) -> Result<Ticket> {
+    actor.require(Action::Update)?;
+    let tk = get(db, actor, id).await?;
+    let ty = type_of(db, actor.tenant_id(), &tk.type_key, "id").await?;
+    let mut p = Problems::default();
+    if let Some(n) = note {
+        check_body(&mut p, "note", n);
+    }
+    let Some(target) = ty.status(to) else {
+        p.push(
+            "to",
+            format!("`{to}` is not a status of the {} type", ty.key),
+        );
+        return p.into_result(tk);
+    };
+    if !ty.allows(&tk.status, to) {
+        let next: Vec<&str> = ty.next(&tk.status).iter().map(|s| s.key.as_str()).collect();
+        p.push(
+            "to",
+            format!(
+                "a {} ticket in `{}` may move to: {}",
+                ty.key,
+                tk.status,
+                if next.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    next.join(", ")
+                }
+            ),
+        );
+    }
+    p.into_result(())?;
+    let now = time::to_micros(time::now());
+    let (resolved, closed) = match target.category {
+        Category::Resolved => ("$5", "NULL"),
+        Category::Closed => ("COALESCE(resolved_at, $5)", "$5"),
+        _ => ("NULL", "NULL"),
+    };
+    let mut tx = db.begin_write().await?;
+    let moved = sqlx::query(&format!(
+        "UPDATE tickets SET status = $3, category = $4, updated_at = $5, resolved_at = {resolved}, closed_at = {closed} \
+         WHERE tenant_id = $1 AND id = $2 AND status = $6"
+    ))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .bind(&target.key)
+    .bind(target.category.as_str())
+    .bind(now)
+    .bind(&tk.status)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Err(Error::invalid(
+            "id",
+            format!("ticket {id} moved on meanwhile; read it again"),
+        ));
+    }
+    let change = json!({ "from": tk.status, "to": target.key });
+    add_entry(
+        &mut tx,
+        actor.tenant_id(),
+        id,
+        ("status", actor.user_id.as_str(), false),
+        note,
+        Some(change.clone()),
+        now,
+    )
+    .await?;
+    audit::record(&mut tx, actor, "ticket.status", "ticket", id, change).await?;
+    tx.commit().await?;
+    get(db, actor, id).await
+}
+
+/// Adds a public reply (the customer sees it; the first one by staff is the first response)
+/// or an internal note.
+pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool) -> Result<Entry> {
+    actor.require(Action::Update)?;
+    let tk = get(db, actor, id).await?;
+    let mut p = Problems::default();
+    check_body(&mut p, "body", body);
+    p.into_result(())?;
+    let now = time::to_micros(time::now());
+    let kind = if public { "reply" } else { "note" };
+    let mut tx = db.begin_write().await?;
+    let entry = add_entry(
+        &mut tx,
+        actor.tenant_id(),
+        id,
+        (kind, actor.user_id.as_str(), public),
+        Some(body),
+        None,
+        now,
+    )
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE tickets SET updated_at = $3{} WHERE tenant_id = $1 AND id = $2",
+        if public && tk.first_response_at.is_none() {
+            ", first_response_at = $3"
+        } else {
+            ""
+        }
+    ))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        if public {
+            "ticket.replied"
+        } else {
+            "ticket.noted"
+        },
+        "ticket",
+        id,
+        json!({ "entry": entry }),
+    )
+    .await?;
+    tx.commit().await?;
+    entries(db, actor, id, false)
+        .await?
+        .into_iter()
+        .find(|e| e.id == entry)
+        .ok_or_else(|| Error::Internal("the entry just written is gone".into()))
+}
+
+/// Changes custom field values (`null` clears one that is not required), checked against
+/// the type.
+pub async fn set_fields(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    values: &Map<String, Value>,
+) -> Result<Ticket> {
+    actor.require(Action::Update)?;
+    let tk = get(db, actor, id).await?;
+    let ty = type_of(db, actor.tenant_id(), &tk.type_key, "id").await?;
+    let mut p = Problems::default();
+    ty.check_values(values, false, &mut p, "fields");
+    p.into_result(())?;
+    let mut fields = tk.fields.clone();
+    let mut changed = Map::new();
+    for (k, v) in values {
+        let before = fields.get(k).cloned().unwrap_or(Value::Null);
+        if &before == v {
+            continue;
+        }
+        changed.insert(k.clone(), json!({ "from": before, "to": v }));
+        if v.is_null() {
+            fields.remove(k);
+        } else {
+            fields.insert(k.clone(), v.clone());
+        }
+    }
+    if changed.is_empty() {
+        return Ok(tk);
+    }
+    let now = time::to_micros(time::now());
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE tickets SET fields = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
+        .bind(actor.tenant_id())
+        .bind(id)
+        .bind(Value::Object(fields).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let change = Value::Object(changed);
+    add_entry(
+        &mut tx,
+        actor.tenant_id(),
+        id,
+        ("fields", actor.user_id.as_str(), false),
+        None,
+        Some(change.clone()),
+        now,
+    )
+    .await?;
+    audit::record(&mut tx, actor, "ticket.fields", "ticket", id, change).await?;
+    tx.commit().await?;
+    get(db, actor, id).await
+}

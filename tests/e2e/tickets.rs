@@ -1,0 +1,403 @@
+//! Tickets (工单), on both backends: types checked with field paths; tickets opened with
+//! their fields checked and customer attributes copied; moved only as their workflow allows
+//! (resolve stamps, reopen clears); replies, notes and field changes in their history and
+//! the audit log; reached through their customer's scope, masked like the customer.
+
+use serde_json::{Value, json};
+
+use crate::harness::{ALPHA, Backend, TestServer, code, fields};
+use shoal_base::config::{self, ApiKeyConfig, Config, RoleSpec};
+
+const AGENT: &str = "alpha-agent-key-00000000004";
+const MASKED: &str = "alpha-masked-key-0000000005";
+
+const SAVE_TYPE: &str = "mutation($i: TicketTypeInput!) { saveTicketType(input: $i) { key statuses { key category } } }";
+const OPEN: &str = "mutation($i: TicketInput!) { openTicket(input: $i) { id type subject status category priority customerId fields firstResponseAt } }";
+const MOVE: &str = "mutation($id: ID!, $to: String!, $note: String) { moveTicket(id: $id, to: $to, note: $note) { status category resolvedAt closedAt nextStatuses { key } } }";
+const READ: &str = "query($id: ID!) { ticket(id: $id) { id subject status fields firstResponseAt entries { kind author public body detail } } }";
+
+/// Keys for `agent-a` (own customers) and `masked` (every customer; `attributes.会员等级`
+/// masked).
+fn keys(config: &mut Config) {
+    let alpha = config.tenants.get_mut("alpha").expect("alpha");
+    alpha.roles.insert(
+        "masked".into(),
+        toml::from_str::<RoleSpec>(
+            r#"
+            name = "Masked"
+            scopes = { "*" = "all" }
+            fields = { "attributes.会员等级" = "masked" }
+            actions = ["create", "update"]
+            "#,
+        )
+        .expect("role"),
+    );
+    alpha.users.insert(
+        "masked".into(),
+        config::UserConfig::new("Masked Reader", "masked"),
+    );
+    for (user, key) in [("agent-a", AGENT), ("masked", MASKED)] {
+        alpha.api_keys.insert(
+            format!("{user}-key"),
+            ApiKeyConfig {
+                user: user.into(),
+                sha256: Some(config::sha256_hex(key)),
+                env: None,
+            },
+        );
+    }
+}
+
+async fn start(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, keys).await
+}
+
+/// The education seed's refund request: an amount, a reason, the lessons left, and the
+/// customer's membership level copied from the profile; reopenable once resolved.
+fn refund_type() -> Value {
+    json!({
+        "key": "refund_request", "name": "退费申请",
+        "fields": [
+            { "key": "amount", "label": "退费金额", "kind": "MONEY", "required": true },
+            { "key": "reason", "label": "原因", "kind": "CHOICE", "choices": ["搬家", "不满意", "其他"] },
+            { "key": "lessons_left", "label": "剩余课时", "kind": "NUMBER" },
+            { "key": "level", "label": "会员等级", "kind": "CUSTOMER_ATTRIBUTE", "attribute": "会员等级" }
+        ],
+        "transitions": [
+            { "from": "new", "to": "in_progress" },
+            { "from": "in_progress", "to": "waiting_on_customer" },
+            { "from": "waiting_on_customer", "to": "in_progress" },
+            { "from": "in_progress", "to": "resolved" },
+            { "from": "resolved", "to": "in_progress" },
+            { "from": "resolved", "to": "closed" }
+        ]
+    })
+}
+
+async fn types_and_tickets_are_checked_with_field_paths(s: &TestServer) {
+    // a type: every problem named
+    let e = s
+        .err(
+            ALPHA,
+            SAVE_TYPE,
+            json!({ "i": { "key": "Bad Key", "name": "x",
+                "fields": [{ "key": "reason", "label": "原因", "kind": "CHOICE" }],
+                "statuses": [{ "key": "done", "label": "完成", "category": "CLOSED" }],
+                "transitions": [{ "from": "done", "to": "nowhere" }] } }),
+        )
+        .await;
+    assert_eq!(code(&e), "BAD_USER_INPUT");
+    assert_eq!(
+        fields(&e),
+        [
+            "input.key",
+            "input.fields[0].choices",
+            "input.statuses[0].category",
+            "input.transitions[0].to"
+        ]
+    );
+    // saved with the standard workflow when none is given
+    let saved = s.ok(ALPHA, SAVE_TYPE, json!({ "i": refund_type() })).await;
+    let statuses: Vec<&str> = saved["saveTicketType"]["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "new",
+            "in_progress",
+            "waiting_on_customer",
+            "waiting_on_third_party",
+            "resolved",
+            "closed"
+        ]
+    );
+    // a ticket: fields checked by kind, required ones present, the type known
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "周同学", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let e = s
+        .err(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "refund_request", "subject": "", "priority": 7, "customerId": c,
+                "fields": { "reason": "太贵", "lessons_left": "many", "colour": "red" } } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&e),
+        [
+            "input.subject",
+            "input.priority",
+            "input.fields.colour",
+            "input.fields.lessons_left",
+            "input.fields.reason",
+            "input.fields.amount"
+        ]
+    );
+    let e = s
+        .err(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "repair", "subject": "维修" } }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["input.type"]);
+    // nothing half-written
+    let none = s
+        .ok(
+            ALPHA,
+            "{ tickets(first: 10) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(none["tickets"]["edges"], json!([]));
+}
+
+async fn a_ticket_moves_along_its_workflow_with_its_history(s: &TestServer) {
+    s.ok(ALPHA, SAVE_TYPE, json!({ "i": refund_type() })).await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "周同学", "sourceChannel": "WEB", "attributes": { "会员等级": "金卡" } }),
+        )
+        .await;
+    let opened = s
+        .ok(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "refund_request", "subject": "搬家，申请退费", "body": "下月搬去杭州", "priority": 2,
+                "customerId": c, "channel": "wecom",
+                "fields": { "amount": { "amount": "1280.00", "currency": "CNY" }, "reason": "搬家", "lessons_left": 12 } } }),
+        )
+        .await["openTicket"]
+        .clone();
+    let id = opened["id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["status"], "new");
+    assert_eq!(opened["category"], "OPEN");
+    assert_eq!(opened["priority"], 2);
+    assert_eq!(opened["customerId"], c);
+    assert_eq!(
+        opened["fields"],
+        json!({ "amount": { "amount": "1280.00", "currency": "CNY" }, "reason": "搬家", "lessons_left": 12, "level": "金卡" }),
+        "the membership level is copied from the customer"
+    );
+    // only the workflow's moves
+    let e = s
+        .err(ALPHA, MOVE, json!({ "id": id, "to": "closed" }))
+        .await;
+    assert_eq!(fields(&e), ["to"]);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("may move to: in_progress"),
+        "{e}"
+    );
+    let e = s
+        .err(ALPHA, MOVE, json!({ "id": id, "to": "archived" }))
+        .await;
+    assert_eq!(fields(&e), ["to"]);
+    s.ok(ALPHA, MOVE, json!({ "id": id, "to": "in_progress" }))
+        .await;
+    // an internal note, then the first public reply: the first response
+    s.ok(ALPHA, "mutation($id: ID!) { commentOnTicket(id: $id, body: \"核对课消记录\", public: false) { kind public } }", json!({ "id": id })).await;
+    let read = s.ok(ALPHA, READ, json!({ "id": id })).await;
+    assert!(
+        read["ticket"]["firstResponseAt"].is_null(),
+        "a note is not a response"
+    );
+    s.ok(ALPHA, "mutation($id: ID!) { commentOnTicket(id: $id, body: \"已收到，三个工作日内处理\") { kind public } }", json!({ "id": id })).await;
+    let read = s.ok(ALPHA, READ, json!({ "id": id })).await;
+    assert!(read["ticket"]["firstResponseAt"].is_string());
+    // fields change, checked; a required one cannot be cleared
+    let e = s
+        .err(
+            ALPHA,
+            "mutation($id: ID!, $f: JSON!) { setTicketFields(id: $id, fields: $f) { id } }",
+            json!({ "id": id, "f": { "amount": null } }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["fields.amount"]);
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $f: JSON!) { setTicketFields(id: $id, fields: $f) { id } }",
+        json!({ "id": id, "f": { "amount": { "amount": "960.00", "currency": "CNY" }, "reason": null } }),
+    )
+    .await;
+    // resolved (stamped), reopened (cleared), closed
+    let resolved = s
+        .ok(ALPHA, MOVE, json!({ "id": id, "to": "resolved" }))
+        .await["moveTicket"]
+        .clone();
+    assert_eq!(resolved["category"], "RESOLVED");
+    assert!(resolved["resolvedAt"].is_string());
+    let next: Vec<&str> = resolved["nextStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(next, ["in_progress", "closed"]);
+    let reopened = s
+        .ok(
+            ALPHA,
+            MOVE,
+            json!({ "id": id, "to": "in_progress", "note": "家长又来电" }),
+        )
+        .await["moveTicket"]
+        .clone();
+    assert!(reopened["resolvedAt"].is_null());
+    s.ok(ALPHA, MOVE, json!({ "id": id, "to": "resolved" }))
+        .await;
+    let closed = s.ok(ALPHA, MOVE, json!({ "id": id, "to": "closed" })).await["moveTicket"].clone();
+    assert!(closed["closedAt"].is_string() && closed["resolvedAt"].is_string());
+    // the history, oldest first
+    let read = s.ok(ALPHA, READ, json!({ "id": id })).await;
+    let entries = read["ticket"]["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened", "status", "note", "reply", "fields", "status", "status", "status", "status"
+        ]
+    );
+    assert_eq!(entries[0]["body"], "下月搬去杭州");
+    assert_eq!(entries[2]["public"], false);
+    assert_eq!(entries[3]["public"], true);
+    assert_eq!(
+        entries[4]["detail"],
+        json!({ "amount": { "from": { "amount": "1280.00", "currency": "CNY" }, "to": { "amount": "960.00", "currency": "CNY" } },
+            "reason": { "from": "搬家", "to": null } })
+    );
+    assert_eq!(entries[6]["body"], "家长又来电");
+    assert_eq!(read["ticket"]["fields"]["amount"]["amount"], "960.00");
+    assert!(read["ticket"]["fields"].get("reason").is_none());
+    // and the audit log has every change
+    let audit = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { auditLog(filter: { entityType: \"ticket\", entityId: $id }, first: 50) { edges { node { action } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let actions: Vec<&str> = audit["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "ticket.opened",
+        "ticket.status",
+        "ticket.noted",
+        "ticket.replied",
+        "ticket.fields",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+}
+
+async fn tickets_are_reached_through_their_customer(s: &TestServer) {
+    s.ok(ALPHA, SAVE_TYPE, json!({ "i": refund_type() })).await;
+    let mine = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "吴同学", "sourceChannel": "WEB", "ownerId": "agent-a", "attributes": { "会员等级": "金卡会员" } }),
+        )
+        .await;
+    let other = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "郑同学", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let open = |c: Option<&str>, subject: &str| {
+        json!({ "i": { "type": "refund_request", "subject": subject, "customerId": c,
+            "fields": { "amount": { "amount": "100", "currency": "CNY" } } } })
+    };
+    let t_mine = s
+        .ok_id(ALPHA, OPEN, open(Some(&mine), "吴同学退费"), "openTicket")
+        .await;
+    let t_other = s
+        .ok_id(ALPHA, OPEN, open(Some(&other), "郑同学退费"), "openTicket")
+        .await;
+    let t_none = s
+        .ok_id(ALPHA, OPEN, open(None, "无客户工单"), "openTicket")
+        .await;
+    // the agent (scope own) lists and reads only the ticket of their own customer
+    let listed = s
+        .ok(
+            AGENT,
+            "{ tickets(first: 10) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        listed["tickets"]["edges"],
+        json!([{ "node": { "id": t_mine } }])
+    );
+    for id in [&t_other, &t_none] {
+        let e = s.err(AGENT, READ, json!({ "id": id })).await;
+        assert_eq!(code(&e), "NOT_FOUND", "{e}");
+        let e = s
+            .err(AGENT, MOVE, json!({ "id": id, "to": "in_progress" }))
+            .await;
+        assert_eq!(code(&e), "NOT_FOUND", "{e}");
+    }
+    // nor open one for a customer out of reach
+    let e = s.err(AGENT, OPEN, open(Some(&other), "越权")).await;
+    assert_eq!(code(&e), "NOT_FOUND", "{e}");
+    // the admin reaches all three; filters narrow
+    let backlog = s
+        .ok(
+            ALPHA,
+            "{ tickets(first: 10, filter: { categories: [OPEN, WAITING_ON_CUSTOMER] }) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(backlog["tickets"]["edges"].as_array().unwrap().len(), 3);
+    let of_other = s
+        .ok(
+            ALPHA,
+            "query($c: ID!) { tickets(first: 10, filter: { customerId: $c }) { edges { node { id } } } }",
+            json!({ "c": other }),
+        )
+        .await;
+    assert_eq!(
+        of_other["tickets"]["edges"],
+        json!([{ "node": { "id": t_other } }])
+    );
+    // a copied attribute reads as the attribute does for the reader
+    let masked = s.ok(MASKED, READ, json!({ "id": t_mine })).await;
+    let level = masked["ticket"]["fields"]["level"].as_str().unwrap();
+    assert_ne!(level, "金卡会员");
+    assert!(level.contains('*'), "{level}");
+    let full = s.ok(ALPHA, READ, json!({ "id": t_mine })).await;
+    assert_eq!(full["ticket"]["fields"]["level"], "金卡会员");
+    // a read-only user may read but not open or move
+    let e = s
+        .err(
+            crate::harness::ALPHA_READONLY,
+            MOVE,
+            json!({ "id": t_mine, "to": "in_progress" }),
+        )
+        .await;
+    assert_eq!(code(&e), "FORBIDDEN");
+}
+
+crate::on_both_backends_with!(
+    start,
+    types_and_tickets_are_checked_with_field_paths,
+    a_ticket_moves_along_its_workflow_with_its_history,
+    tickets_are_reached_through_their_customer,
+);
