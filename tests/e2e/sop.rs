@@ -192,14 +192,13 @@ async fn an_event_enrols_and_steps_run_in_order_until_an_exit_event(s: &TestServ
         (Some("Call 张三"), Some("open"))
     );
     assert_eq!(task["sopId"], id.as_str());
-    let tickets: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM ticket_requests WHERE tenant_id = 'alpha' AND priority = 'high'")
-            .fetch_one(&s.db().pool)
-            .await
-            .unwrap(),
-        "n",
+    // the step opened a real ticket: the general type, P2 for `high`, from the SOP
+    let tickets = s.ok(ALPHA, "query($c: ID!) { tickets(filter: {customerId: $c}, first: 5) { edges { node { type subject status priority channel createdBy } } } }", json!({ "c": zhang })).await;
+    assert_eq!(
+        tickets["tickets"]["edges"],
+        json!([{ "node": { "type": "general", "subject": "Check trial account", "status": "new", "priority": 2,
+            "channel": "sop", "createdBy": "sop" } }])
     );
-    assert_eq!(tickets, 1);
     assert_eq!(
         messages(s, ALPHA, &li).await.len(),
         1,

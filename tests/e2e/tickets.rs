@@ -401,3 +401,107 @@ crate::on_both_backends_with!(
     a_ticket_moves_along_its_workflow_with_its_history,
     tickets_are_reached_through_their_customer,
 );
+
+/// An upgrade: ticket requests written by SOP steps before tickets existed become tickets
+/// of the `general` type (priority mapped, the SOP as author, the idempotency key kept),
+/// each with its `opened` entry, and the old table is gone.
+async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
+    use shoal_base::storage::{Db, migrate, migrate_up_to};
+    use sqlx::Row;
+    let dir = std::env::temp_dir().join(format!("shoal-upgrade-{}", std::process::id()));
+    let (url, pg) = match backend {
+        Backend::Sqlite => {
+            let _ = std::fs::remove_dir_all(&dir);
+            (format!("sqlite://{}/shoal.db", dir.display()), None)
+        }
+        Backend::Postgres => {
+            let tag = format!("{}_upgrade", std::process::id());
+            match crate::harness::fresh_postgres_database(&tag).await {
+                Some((url, name)) => (url, Some(name)),
+                None => return,
+            }
+        }
+    };
+    let db = Db::connect(&url, 2).await.unwrap();
+    migrate_up_to(&db, 15).await.unwrap();
+    for (id, priority, key) in [("tr-1", "urgent", "k-1"), ("tr-2", "low", "k-2")] {
+        sqlx::query(
+            "INSERT INTO ticket_requests (tenant_id, id, idempotency_key, customer_id, title, priority, sop_id, enrolment_id, created_at) \
+             VALUES ('alpha', $1, $2, 'cust-1', '回访', $3, 'sop-9', 'enr-1', 1764633600000000)",
+        )
+        .bind(id)
+        .bind(key)
+        .bind(priority)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(migrate(&db).await.unwrap(), [16]);
+    let rows = sqlx::query(
+        "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let got: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!([
+                r.get::<String, _>("id"),
+                r.get::<String, _>("type_key"),
+                r.get::<String, _>("status"),
+                r.get::<String, _>("category"),
+                r.get::<i64, _>("priority"),
+                r.get::<String, _>("channel"),
+                r.get::<String, _>("created_by"),
+                r.get::<String, _>("source_key"),
+                r.get::<String, _>("customer_id"),
+            ])
+        })
+        .collect();
+    let row = |id: &str, p: i64, key: &str| {
+        json!([
+            id,
+            "general",
+            "new",
+            "open",
+            p,
+            "sop",
+            "sop:sop-9",
+            key,
+            "cust-1"
+        ])
+    };
+    assert_eq!(got, [row("tr-1", 1, "k-1"), row("tr-2", 4, "k-2")]);
+    let entries: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM ticket_entries WHERE kind = 'opened'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("n");
+    assert_eq!(entries, 2);
+    assert!(
+        sqlx::query("SELECT COUNT(*) FROM ticket_requests")
+            .fetch_one(&db.pool)
+            .await
+            .is_err(),
+        "the old table is gone"
+    );
+    db.pool.close().await;
+    match pg {
+        Some(name) => crate::harness::drop_postgres_database(&name).await,
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ticket_requests_become_tickets_on_upgrade() {
+    ticket_requests_become_tickets_on_upgrade(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ticket_requests_become_tickets_on_upgrade() {
+    ticket_requests_become_tickets_on_upgrade(Backend::Postgres).await;
+}

@@ -31,6 +31,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         "shoal-settlement",
         &["shoal-base", "shoal-crm", "shoal-plugin-host"],
     ),
+    ("shoal-tickets", &["shoal-base", "shoal-crm"]),
     (
         "shoal-sop",
         &[
@@ -39,6 +40,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-crm",
             "shoal-tags",
             "shoal-plugin-host",
+            "shoal-tickets",
         ],
     ),
     (
@@ -59,7 +61,6 @@ const FLOORS: &[(&str, &[&str])] = &[
         "shoal-campaigns",
         &["shoal-base", "shoal-crm", "shoal-tags", "shoal-sop"],
     ),
-    ("shoal-tickets", &["shoal-base", "shoal-crm"]),
     (
         "shoal-api",
         &[

@@ -473,6 +473,7 @@ impl TicketMutation {
             channel: input.channel,
             fields: input.fields.map(|j| j.0).unwrap_or_default(),
             assignee: input.assignee,
+            source_key: None,
         };
         Ok(Ticket(store::open(db(ctx), actor, n).await.gql()?))
     }

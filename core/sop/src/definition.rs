@@ -216,11 +216,14 @@ pub enum Action {
     RemoveTag {
         tag: String,
     },
-    /// Recorded as a ticket request until the tickets engine exists.
+    /// Opens a ticket (`shoal_tickets`) for the customer, of `type` (`general` when left
+    /// out), its subject the rendered title.
     CreateTicket {
         title: String,
         #[serde(default = "normal")]
         priority: String,
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        ticket_type: Option<String>,
     },
     /// POSTs a JSON body (a template) to `url`, signed like every webhook.
     CallWebhook {
@@ -611,9 +614,25 @@ pub fn compile(
                     Some(_) => {}
                 }
             }
-            Action::CreateTicket { title, priority } => {
+            Action::CreateTicket {
+                title,
+                priority,
+                ticket_type,
+            } => {
                 if title.trim().is_empty() || title.chars().count() > 200 {
                     p.push(format!("{f}.title"), "1–200 characters");
+                }
+                if let Some(t) = ticket_type
+                    && (t.is_empty()
+                        || t.chars().count() > 40
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                {
+                    p.push(
+                        format!("{f}.type"),
+                        "a ticket type's key: 1–40 of a–z, 0–9 and _",
+                    );
                 }
                 if !["low", "normal", "high", "urgent"].contains(&priority.as_str()) {
                     p.push(format!("{f}.priority"), "low, normal, high or urgent");

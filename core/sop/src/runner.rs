@@ -584,10 +584,25 @@ pub fn render_on(channel: &str, template: &str, c: &Customer) -> String {
     if !crate::definition::staff_facing(channel) {
         return render(template, c);
     }
+    render_masked(template, c)
+}
+
+/// [`render`] with the customer's phone and e-mail masked (`138****5678`): text that staff
+/// of every role read.
+pub fn render_masked(template: &str, c: &Customer) -> String {
     let mut masked = c.clone();
     masked.phones = masked.phones.iter().map(|p| mask_phone(p)).collect();
     masked.emails = masked.emails.iter().map(|e| mask_email(e)).collect();
     render(template, &masked)
+}
+
+/// A ticket's subject from a step's title: rendered with contact fields masked (staff of
+/// every role read it), at most 200 characters.
+pub fn ticket_subject(title: &str, c: &Customer) -> String {
+    render_masked(title, c)
+        .chars()
+        .take(shoal_tickets::store::MAX_SUBJECT_CHARS)
+        .collect()
 }
 
 /// A text template with the customer's fields filled in.
@@ -846,7 +861,6 @@ impl World for DbWorld<'_, '_> {
 
     async fn perform(&mut self, step: &Step, now: DateTime<Utc>) -> Result<String> {
         let key = self.key(step);
-        let tenant = self.shared.tenant.clone();
         let c = self.customer;
         let e = self.enrolment;
         let detail = match &step.action {
@@ -943,24 +957,36 @@ impl World for DbWorld<'_, '_> {
                 self.facts = None;
                 format!("tag \"{tag}\" {}", if add { "added" } else { "removed" })
             }
-            Action::CreateTicket { title, priority } => {
-                let title = render(title, c);
-                sqlx::query(
-                    "INSERT INTO ticket_requests (tenant_id, id, idempotency_key, customer_id, title, priority, sop_id, enrolment_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            Action::CreateTicket {
+                title,
+                priority,
+                ticket_type,
+            } => {
+                let subject = ticket_subject(title, c);
+                let p = match priority.as_str() {
+                    "urgent" => 1,
+                    "high" => 2,
+                    "low" => 4,
+                    _ => 3,
+                };
+                let id = shoal_tickets::store::open_in(
+                    &mut *self.conn,
+                    self.shared.db,
+                    &self.shared.actor,
+                    shoal_tickets::store::NewTicket {
+                        type_key: ticket_type
+                            .clone()
+                            .unwrap_or_else(|| shoal_tickets::store::GENERAL.into()),
+                        subject: subject.clone(),
+                        priority: Some(p),
+                        customer_id: Some(c.id.clone()),
+                        channel: Some("sop".into()),
+                        source_key: Some(key),
+                        ..Default::default()
+                    },
                 )
-                .bind(&tenant.id)
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(&key)
-                .bind(&c.id)
-                .bind(&title)
-                .bind(priority)
-                .bind(&e.sop_id)
-                .bind(&e.id)
-                .bind(time::to_micros(now))
-                .execute(&mut *self.conn)
                 .await?;
-                format!("ticket requested ({priority}): {title}")
+                format!("ticket {id} opened (P{p}): {subject}")
             }
             Action::Wait { .. }
             | Action::WaitUntilTime { .. }

@@ -11,7 +11,7 @@ use super::{
     definition::{Action, Compiled, EventSpec, Purpose, Step},
     machine::{self, Next, Position, World},
     opt_outs,
-    runner::{render, render_on, sent_since, time_zone_of},
+    runner::{render, render_on, sent_since, ticket_subject, time_zone_of},
 };
 use shoal_base::{
     error::{Error, Result},
@@ -140,8 +140,18 @@ impl World for SimWorld<'_> {
                 }
                 format!("would {} tag \"{tag}\"", if add { "add" } else { "remove" })
             }
-            Action::CreateTicket { title, priority } => {
-                format!("would request a {priority} ticket: {}", render(title, c))
+            Action::CreateTicket {
+                title,
+                priority,
+                ticket_type,
+            } => {
+                format!(
+                    "would open a {priority} {} ticket: {}",
+                    ticket_type
+                        .as_deref()
+                        .unwrap_or(shoal_tickets::store::GENERAL),
+                    ticket_subject(title, c)
+                )
             }
             _ => String::new(),
         })

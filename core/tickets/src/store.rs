@@ -78,6 +78,9 @@ pub struct NewTicket {
     pub channel: Option<String>,
     pub fields: Map<String, Value>,
     pub assignee: Option<String>,
+    /// The idempotency key of the request that opens it (an SOP step, a webhook
+    /// delivery): a key seen before opens nothing new.
+    pub source_key: Option<String>,
 }
 
 fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>> {
@@ -145,32 +148,64 @@ pub async fn save_type(db: &Db, actor: &Actor, t: &TicketType) -> Result<TicketT
     Ok(t.clone())
 }
 
-/// The tenant's ticket types, by key.
+/// The tenant's ticket types, by key (with the built-in [`GENERAL`] unless replaced).
 pub async fn types(db: &Db, tenant: &str) -> Result<Vec<TicketType>> {
     let rows = sqlx::query("SELECT definition FROM ticket_types WHERE tenant_id = $1 ORDER BY key")
         .bind(tenant)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter()
+    let mut out = rows
+        .iter()
         .map(|r| {
             let d: String = r.try_get("definition")?;
             serde_json::from_str(&d)
                 .map_err(|e| Error::Internal(format!("a stored ticket type: {e}")))
         })
-        .collect()
+        .collect::<Result<Vec<TicketType>>>()?;
+    if !out.iter().any(|t| t.key == GENERAL) {
+        out.push(general());
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    Ok(out)
 }
 
-/// The type `key`, or a NOT_FOUND naming `field`.
+/// The type every tenant has until it saves its own under this key: 一般工单, the
+/// standard workflow, no custom fields (what SOP steps open when they name no type).
+pub const GENERAL: &str = "general";
+
+fn general() -> TicketType {
+    TicketType {
+        key: GENERAL.into(),
+        name: "一般工单".into(),
+        fields: Vec::new(),
+        statuses: TicketType::standard_statuses(),
+        transitions: Vec::new(),
+    }
+}
+
+/// The type `key`, or an error naming `field`.
 pub async fn type_of(db: &Db, tenant: &str, key: &str, field: &str) -> Result<TicketType> {
+    let mut conn = db.pool.acquire().await?;
+    type_in(&mut conn, tenant, key, field).await
+}
+
+/// [`type_of`] within a transaction.
+pub async fn type_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    key: &str,
+    field: &str,
+) -> Result<TicketType> {
     let d: Option<String> =
         sqlx::query_scalar("SELECT definition FROM ticket_types WHERE tenant_id = $1 AND key = $2")
             .bind(tenant)
             .bind(key)
-            .fetch_optional(&db.pool)
+            .fetch_optional(conn)
             .await?;
     match d {
         Some(d) => serde_json::from_str(&d)
             .map_err(|e| Error::Internal(format!("a stored ticket type: {e}"))),
+        None if key == GENERAL => Ok(general()),
         None => Err(Error::invalid(
             field,
             format!("`{key}` is not a ticket type"),
@@ -218,8 +253,34 @@ fn check_body(p: &mut Problems, field: &str, body: &str) {
 /// Opens a ticket: its type must exist, its fields fit the type, its customer be within the
 /// caller's reach; `customer_attribute` fields not given are copied from the customer.
 pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
+    let mut tx = db.begin_write().await?;
+    let id = open_in(&mut tx, db, actor, n).await?;
+    tx.commit().await?;
+    get(db, actor, &id).await
+}
+
+/// [`open`] within the caller's transaction (an SOP step's): answers the ticket's id. A
+/// `source_key` that opened a ticket before opens nothing new; that ticket's id is the
+/// answer.
+pub async fn open_in(
+    conn: &mut sqlx::AnyConnection,
+    db: &Db,
+    actor: &Actor,
+    n: NewTicket,
+) -> Result<String> {
     actor.require(Action::Create)?;
     let tenant = actor.tenant_id();
+    if let Some(key) = &n.source_key {
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = $1 AND source_key = $2")
+                .bind(tenant)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(id) = before {
+            return Ok(id);
+        }
+    }
     let mut p = Problems::default();
     let subject_chars = n.subject.trim().chars().count();
     if subject_chars == 0 || subject_chars > MAX_SUBJECT_CHARS {
@@ -243,7 +304,7 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
     if !(1..=40).contains(&channel.chars().count()) || channel.chars().any(char::is_control) {
         p.push("input.channel", "1–40 characters");
     }
-    let ty = match type_of(db, tenant, &n.type_key, "input.type").await {
+    let ty = match type_in(conn, tenant, &n.type_key, "input.type").await {
         Ok(t) => Some(t),
         Err(Error::Invalid(errors)) => {
             p.extend(errors);
@@ -260,17 +321,18 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
         );
     }
     // the customer first: out of reach reads as not found, whatever else is wrong
-    let customer = match &n.customer_id {
-        Some(id) => Some(
-            actor
-                .access
-                .scope_customer(db, Resource::Tickets, id.clone())
-                .await?,
-        ),
+    let customer_id = match &n.customer_id {
+        Some(id) => actor
+            .access
+            .scope_customers_in(conn, db.backend, Resource::Tickets, [id.clone()])
+            .await?
+            .into_ids()
+            .into_iter()
+            .next(),
         None => None,
     };
     let mut fields = n.fields.clone();
-    if let (Some(ty), Some(c)) = (&ty, &customer) {
+    if let (Some(ty), Some(c)) = (&ty, &customer_id) {
         let wanted: Vec<(String, String)> = ty
             .fields
             .iter()
@@ -278,14 +340,7 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
             .filter_map(|f| f.attribute.clone().map(|a| (f.key.clone(), a)))
             .collect();
         if !wanted.is_empty() {
-            let mut conn = db.pool.acquire().await?;
-            let found = shoal_crm::customers::get_many(
-                &mut conn,
-                db,
-                tenant,
-                &[c.for_use(tenant, Resource::Tickets)?],
-            )
-            .await?;
+            let found = shoal_crm::customers::get_many(conn, db, tenant, &[c.as_str()]).await?;
             if let Some(customer) = found.values().next() {
                 let mut customer = customer.clone();
                 actor.access.mask_customer(&mut customer);
@@ -305,14 +360,9 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
     let status = ty.initial();
     let now = time::to_micros(time::now());
     let id = uuid::Uuid::now_v7().to_string();
-    let customer_id = match &customer {
-        Some(c) => Some(c.for_use(tenant, Resource::Tickets)?.to_owned()),
-        None => None,
-    };
-    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO tickets (tenant_id, id, type_key, subject, status, category, priority, impact, customer_id, channel, fields, \
-         assignee, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+         assignee, created_by, created_at, updated_at, source_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
     )
     .bind(tenant)
     .bind(&id)
@@ -328,10 +378,11 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
     .bind(&n.assignee)
     .bind(actor.user_id.as_str())
     .bind(now)
-    .execute(&mut *tx)
+    .bind(&n.source_key)
+    .execute(&mut *conn)
     .await?;
     add_entry(
-        &mut tx,
+        conn,
         tenant,
         &id,
         ("opened", actor.user_id.as_str(), false),
@@ -341,7 +392,7 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
     )
     .await?;
     audit::record(
-        &mut tx,
+        conn,
         actor,
         "ticket.opened",
         "ticket",
@@ -350,8 +401,7 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
             "status": status.key, "assignee": n.assignee, "fields": fields }),
     )
     .await?;
-    tx.commit().await?;
-    get(db, actor, &id).await
+    Ok(id)
 }
 
 /// The ticket `id`, if the caller reaches it (else NOT_FOUND).

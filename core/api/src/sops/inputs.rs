@@ -129,6 +129,9 @@ pub struct CreateTicketInput {
     /// `low`, `normal`, `high` or `urgent`.
     #[graphql(default_with = "\"normal\".to_string()")]
     pub priority: String,
+    /// The ticket type's key; `general` when left out.
+    #[graphql(name = "type")]
+    pub ticket_type: Option<String>,
 }
 
 /// A time in the triggering event's payload, shifted.
@@ -214,6 +217,7 @@ impl From<SopStepInput> for Step {
             SopActionInput::CreateTicket(t) => Action::CreateTicket {
                 title: t.title,
                 priority: t.priority,
+                ticket_type: t.ticket_type,
             },
             SopActionInput::CallWebhook(w) => Action::CallWebhook {
                 url: w.url,

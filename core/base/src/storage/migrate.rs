@@ -109,6 +109,11 @@ const MIGRATIONS: &[Migration] = &[
         "tickets, their types and histories",
         include_str!("../../migrations/shared/0015_tickets.sql"),
     ),
+    Migration::shared(
+        16,
+        "SOP ticket requests become tickets",
+        include_str!("../../migrations/shared/0016_ticket_requests_to_tickets.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
@@ -132,6 +137,12 @@ pub enum MigrateError {
 
 /// Applies every migration the database lacks; returns the versions applied now.
 pub async fn migrate(db: &Db) -> Result<Vec<i64>, MigrateError> {
+    migrate_up_to(db, i64::MAX).await
+}
+
+/// Applies the migrations the database lacks up to `version` (a test of an upgrade builds
+/// the schema as it was, writes rows, then migrates the rest).
+pub async fn migrate_up_to(db: &Db, version: i64) -> Result<Vec<i64>, MigrateError> {
     let mut conn = db.pool.acquire().await?;
     if db.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -139,7 +150,7 @@ pub async fn migrate(db: &Db) -> Result<Vec<i64>, MigrateError> {
             .execute(&mut *conn)
             .await?;
     }
-    let result = apply(db.backend, &mut conn).await;
+    let result = apply(db.backend, &mut conn, version).await;
     if db.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK_KEY)
@@ -152,6 +163,7 @@ pub async fn migrate(db: &Db) -> Result<Vec<i64>, MigrateError> {
 async fn apply(
     backend: Backend,
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    up_to: i64,
 ) -> Result<Vec<i64>, MigrateError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (\
@@ -170,7 +182,10 @@ async fn apply(
         });
     }
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= up_to)
+    {
         let failed = |source| MigrateError::Failed {
             version: m.version,
             description: m.description,

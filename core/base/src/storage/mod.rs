@@ -20,7 +20,7 @@ use sqlx::{
     pool::PoolConnection,
 };
 
-pub use migrate::{MigrateError, migrate};
+pub use migrate::{MigrateError, migrate, migrate_up_to};
 pub use sqlx::{Any, AnyPool, Transaction};
 
 /// The page cache of a [`Db::bulk_connection`] on SQLite, in MiB.
