@@ -92,6 +92,7 @@ fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantCo
         quality: Default::default(),
         channels: Default::default(),
         campaigns: Default::default(),
+        tickets: Default::default(),
     }
 }
 

@@ -505,3 +505,138 @@ async fn sqlite_ticket_requests_become_tickets_on_upgrade() {
 async fn postgres_ticket_requests_become_tickets_on_upgrade() {
     ticket_requests_become_tickets_on_upgrade(Backend::Postgres).await;
 }
+
+/// Another system opens tickets with signed requests (the seed's shop relay: a logistics
+/// complaint for the buyer known by their shop id): signature and timestamp checked (with
+/// Python's hmac as the signer), the customer found by identity, a retry of the same
+/// delivery opens nothing new, bad input named by field.
+async fn other_systems_open_tickets_with_signed_requests(s: &TestServer) {
+    use crate::webhooks::python_standard_signature;
+    const KEY: &str = "e2e-sms-gateway-key-0123456789";
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "冯女士", "sourceChannel": "SHOP",
+                "identities": [{ "channel": "SHOP", "externalId": "yz-1001" }] }),
+        )
+        .await;
+    let post = |tenant: &'static str,
+                id: &'static str,
+                ts: i64,
+                signature: Option<&'static str>,
+                body: Value| {
+        let addr = s.addr;
+        async move {
+            let body = body.to_string();
+            let ts = ts.to_string();
+            let signature = signature
+                .map(str::to_owned)
+                .unwrap_or_else(|| python_standard_signature(KEY.as_bytes(), id, &ts, &body));
+            let headers = format!(
+                "webhook-id: {id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: {signature}\r\nContent-Type: application/json\r\n"
+            );
+            let (status, answer) = crate::harness::http(
+                addr,
+                "POST",
+                &format!("/tickets/{tenant}/inbound"),
+                &headers,
+                &body,
+            )
+            .await;
+            (
+                status,
+                serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let complaint = json!({ "type": "general", "subject": "物流投诉：三天未发货", "body": "订单 E20261203 还没发货",
+        "priority": 2, "channel": "shop", "identity": { "channel": "shop", "externalId": "yz-1001" } });
+    let (status, opened) = post("alpha", "msg_1", now, None, complaint.clone()).await;
+    assert_eq!(status, 201, "{opened}");
+    let id = opened["id"].as_str().unwrap().to_owned();
+    let t = s
+        .ok(ALPHA, "query($id: ID!) { ticket(id: $id) { customerId channel createdBy priority subject entries { body } } }", json!({ "id": id }))
+        .await;
+    assert_eq!(
+        t["ticket"],
+        json!({ "customerId": c, "channel": "shop", "createdBy": "webhook", "priority": 2,
+            "subject": "物流投诉：三天未发货", "entries": [{ "body": "订单 E20261203 还没发货" }] })
+    );
+    // the relay retries the same delivery: the same ticket, nothing new
+    let (status, again) = post("alpha", "msg_1", now, None, complaint.clone()).await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+    // forged, stale, or for a tenant that takes none: refused
+    assert_eq!(
+        post(
+            "alpha",
+            "msg_2",
+            now,
+            Some("v1,Zm9yZ2Vk"),
+            complaint.clone()
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        post("alpha", "msg_3", now - 3600, None, complaint.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post("beta", "msg_4", now, None, complaint.clone()).await.0,
+        404
+    );
+    // an unknown buyer, bad input
+    let mut stranger = complaint.clone();
+    stranger["identity"]["externalId"] = json!("yz-9999");
+    assert_eq!(post("alpha", "msg_5", now, None, stranger).await.0, 404);
+    let mut bad = complaint.clone();
+    bad["priority"] = json!(9);
+    let (status, answer) = post("alpha", "msg_6", now, None, bad).await;
+    assert_eq!(status, 400);
+    assert!(answer.to_string().contains("input.priority"), "{answer}");
+    let (status, _) = post(
+        "alpha",
+        "msg_7",
+        now,
+        None,
+        json!({ "subject": "没有类型" }),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let all = s
+        .ok(
+            ALPHA,
+            "{ tickets(first: 10) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        all["tickets"]["edges"].as_array().unwrap().len(),
+        1,
+        "nothing else opened"
+    );
+}
+
+async fn inbound_server(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, |c| {
+        keys(c);
+        c.tenants
+            .get_mut("alpha")
+            .unwrap()
+            .tickets
+            .inbound_secret_env = Some("SHOAL_TEST_SMS_SECRET".into());
+    })
+    .await
+}
+
+mod inbound {
+    crate::on_both_backends_with!(
+        inbound_server,
+        other_systems_open_tickets_with_signed_requests,
+    );
+    use super::{inbound_server, other_systems_open_tickets_with_signed_requests};
+}

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/statements/{file}", get(statement_csv))
         .route("/channels/{tenant}/sms/receipts", post(sms_receipt))
+        .route("/tickets/{tenant}/inbound", post(inbound_ticket))
         .route("/t/{tenant}/{message}/open.gif", get(email_opened))
         .route("/t/{tenant}/{message}/click/{link}", get(email_clicked))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -374,6 +375,83 @@ async fn sms_receipt(
             ErrorCode::Internal,
             e.to_string(),
         ),
+    }
+}
+
+/// A ticket another system opens (`POST /tickets/<tenant>/inbound`), signed with the key of
+/// `tickets.inbound_secret_env` as Standard Webhooks says. The body:
+/// `{"type", "subject", "body"?, "priority"?, "impact"?, "channel"?, "fields"?,
+/// "customerId"? | "identity"?: {"channel", "externalId"}}`. 201 with the ticket's id; the
+/// same `webhook-id` again answers 200 with the same id (nothing opened twice).
+async fn inbound_ticket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let refuse = |status, code, message: String| failure(&state.metrics, status, code, message);
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such tenant".into(),
+        );
+    };
+    let secret = match tenant.tickets.inbound_secret_env.as_deref() {
+        Some(var) => shoal_tickets::inbound_secret(var),
+        None => Err("the tenant takes no inbound tickets (tickets.inbound_secret_env)".into()),
+    };
+    let secret = match secret {
+        Ok(s) => s,
+        Err(why) => return refuse(StatusCode::NOT_FOUND, ErrorCode::NotFound, why),
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let id = header("webhook-id");
+    let signed = (id, header("webhook-timestamp"), header("webhook-signature"));
+    let now = shoal_base::storage::time::now().timestamp();
+    if let Err(why) = shoal_sop::channels::gateway::verify_standard(&secret, signed, &body, now) {
+        state.supervision.count("tickets.inbound", "refused");
+        return refuse(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, why);
+    }
+    let input: shoal_tickets::inbound::Inbound = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!("the body is not a ticket: {e}"),
+            );
+        }
+    };
+    match shoal_tickets::inbound::open(&state.db, tenant, id, input).await {
+        Ok((ticket, fresh)) => (
+            if fresh {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            Json(serde_json::json!({ "id": ticket })),
+        )
+            .into_response(),
+        Err(e) => {
+            let code = e.code();
+            let status = match code {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let message = if code == ErrorCode::Internal {
+                "internal error".to_owned()
+            } else {
+                e.to_string()
+            };
+            refuse(status, code, message)
+        }
     }
 }
 

@@ -4,9 +4,35 @@
 //!   allowed transitions), checked with field paths;
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
+//! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
 //! - [`calendar`]: business calendars (windows per weekday, holidays, make-up working days)
 //!   and exact SLA deadlines on them, with pauses.
 
 pub mod calendar;
+pub mod inbound;
 pub mod store;
 pub mod types;
+
+/// Checks the `tickets` section of a tenant's configuration (a `TenantCheck`): the inbound
+/// key's variable must hold at least 16 characters.
+pub fn check_config(
+    tenant: &shoal_base::config::TenantConfig,
+) -> Result<(), shoal_base::config::Invalid> {
+    if let Some(var) = &tenant.tickets.inbound_secret_env {
+        inbound_secret(var).map_err(|message| shoal_base::config::Invalid {
+            key: "tickets.inbound_secret_env".into(),
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+/// The inbound key held by environment variable `var`.
+pub fn inbound_secret(var: &str) -> Result<Vec<u8>, String> {
+    match std::env::var(var) {
+        Ok(s) if s.chars().count() >= 16 => Ok(s.into_bytes()),
+        _ => Err(format!(
+            "environment variable {var} must hold a key of at least 16 characters"
+        )),
+    }
+}

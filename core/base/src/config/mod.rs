@@ -21,7 +21,7 @@ pub use roles::{GrantSpec, RoleSpec};
 pub use tenants::{
     ApiKeyConfig, CampaignsConfig, CapConfig, ChannelsConfig, ConflictRule, ContactConfig,
     DedupeConfig, DepartmentConfig, EmailChannelConfig, MatchKey, ModuleConfig, QualityConfig,
-    QuietHoursConfig, RobotConfig, SmsConfig, TenantConfig, UserConfig, WecomConfig,
+    QuietHoursConfig, RobotConfig, SmsConfig, TenantConfig, TicketsConfig, UserConfig, WecomConfig,
 };
 pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 

@@ -48,6 +48,20 @@ pub struct TenantConfig {
     /// Campaigns (群发): approval and the tenant's sensitive words.
     #[serde(default)]
     pub campaigns: CampaignsConfig,
+    /// Tickets (工单): the key other systems sign the tickets they open with.
+    #[serde(default)]
+    pub tickets: TicketsConfig,
+}
+
+/// Tickets of a tenant.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// Environment variable holding the key (at least 16 characters) another system signs
+    /// its requests to `POST /tickets/<tenant>/inbound` with (Standard Webhooks); without
+    /// it the endpoint is closed.
+    #[serde(default)]
+    pub inbound_secret_env: Option<String>,
 }
 
 /// The channel adapters of a tenant (docs/campaigns.md#channels). `log` and `webhook`
@@ -387,6 +401,7 @@ impl TenantConfig {
             quality: QualityConfig::default(),
             channels: ChannelsConfig::default(),
             campaigns: CampaignsConfig::default(),
+            tickets: TicketsConfig::default(),
         }
     }
 }

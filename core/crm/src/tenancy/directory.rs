@@ -40,6 +40,7 @@ impl Directory {
                 quality: tc.quality.clone(),
                 channels: tc.channels.clone(),
                 campaigns: tc.campaigns.clone(),
+                tickets: tc.tickets.clone(),
                 host: HostChannels {
                     smtp_url: config.notify.smtp_url.clone(),
                     smtp_timeout_ms: config.notify.timeout_ms,

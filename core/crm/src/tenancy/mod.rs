@@ -34,6 +34,8 @@ pub struct Tenant {
     pub channels: shoal_base::config::ChannelsConfig,
     /// Campaign approval and sensitive words.
     pub campaigns: shoal_base::config::CampaignsConfig,
+    /// Tickets: the inbound key's variable.
+    pub tickets: shoal_base::config::TicketsConfig,
     /// What the tenant's channels take from the host's configuration.
     pub host: HostChannels,
     /// What engines derive from this tenant's configuration once and keep (see [`Derived`]).

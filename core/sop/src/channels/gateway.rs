@@ -110,6 +110,42 @@ pub fn standard_signature(secret: &[u8], id: &str, unix: i64, body: &[u8]) -> St
     )
 }
 
+/// How far a signed request's `webhook-timestamp` may be from now, in seconds.
+pub const TOLERANCE_SECONDS: i64 = 300;
+
+/// Checks a signed request someone sent us (Standard Webhooks): the timestamp within
+/// [`TOLERANCE_SECONDS`] of `now_unix`, and any `v1,` signature of the space-separated
+/// `signatures` matching, compared in constant time. The error says which check failed.
+pub fn verify_standard(
+    secret: &[u8],
+    (id, timestamp, signatures): (&str, &str, &str),
+    body: &[u8],
+    now_unix: i64,
+) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("webhook-id is missing".into());
+    }
+    let unix: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| "webhook-timestamp is not a number of seconds".to_owned())?;
+    if (now_unix - unix).abs() > TOLERANCE_SECONDS {
+        return Err("webhook-timestamp is too far from now".into());
+    }
+    let expected = standard_signature(secret, id, unix, body);
+    let same = |a: &[u8], b: &[u8]| {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    };
+    if signatures
+        .split(' ')
+        .any(|s| same(s.as_bytes(), expected.as_bytes()))
+    {
+        Ok(())
+    } else {
+        Err("webhook-signature does not match".into())
+    }
+}
+
 /// The `X-Shoal-Signature` value for a body (kept beside the Standard Webhooks headers for
 /// receivers written against it).
 pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {

@@ -99,12 +99,8 @@ pub struct Receipt {
     pub error: Option<String>,
 }
 
-/// How far a report's `webhook-timestamp` may be from now, in seconds.
-pub const RECEIPT_TOLERANCE_SECONDS: i64 = 300;
-
 impl Sms {
-    /// Checks a delivery report's signature (any `v1,` signature of the header matching,
-    /// compared in constant time; the timestamp within five minutes of `now_unix`) and
+    /// Checks a delivery report's signature ([`super::gateway::verify_standard`]) and
     /// reads it.
     pub fn receipt(
         &self,
@@ -114,20 +110,7 @@ impl Sms {
         body: &[u8],
         now_unix: i64,
     ) -> Result<Receipt, String> {
-        let unix: i64 = timestamp
-            .trim()
-            .parse()
-            .map_err(|_| "webhook-timestamp is not a number of seconds".to_owned())?;
-        if (now_unix - unix).abs() > RECEIPT_TOLERANCE_SECONDS {
-            return Err("webhook-timestamp is too far from now".into());
-        }
-        let expected = super::gateway::standard_signature(&self.secret, id, unix, body);
-        let matches = signatures
-            .split(' ')
-            .any(|s| constant_time_eq(s.as_bytes(), expected.as_bytes()));
-        if !matches {
-            return Err("webhook-signature does not match".into());
-        }
+        super::gateway::verify_standard(&self.secret, (id, timestamp, signatures), body, now_unix)?;
         let v: Value =
             serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -143,8 +126,4 @@ impl Sms {
             error: text("error"),
         })
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
