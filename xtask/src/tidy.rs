@@ -90,6 +90,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-data",
             "shoal-notify",
             "shoal-campaigns",
+            "shoal-tickets",
             "shoal-plugin-host",
             "shoal-api",
         ],
