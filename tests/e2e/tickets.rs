@@ -395,8 +395,115 @@ async fn tickets_are_reached_through_their_customer(s: &TestServer) {
     assert_eq!(code(&e), "FORBIDDEN");
 }
 
+/// SLA clocks: policies and the calendar checked with paths; a P2 ticket's first-response
+/// and resolution clocks on a 24×7 calendar (the default), the resolution clock paused
+/// while waiting on the customer, the first response met by the first public reply; on a
+/// Monday–Friday 09:00–18:00 calendar deadlines fall inside working hours.
+async fn sla_clocks_run_on_the_business_calendar(s: &TestServer) {
+    use chrono::{DateTime, Datelike, Timelike, Utc};
+    let e = s
+        .err(
+            ALPHA,
+            "mutation($c: JSON!) { setBusinessCalendar(calendar: $c) }",
+            json!({ "c": { "time_zone": "Asia/Shanghai", "week": { "mon": ["18:00-09:00"] } } }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["calendar.week.mon[0]"], "{e}");
+    let set = "mutation($p: [SlaPolicyInput!]!) { setSlaPolicies(policies: $p) { name } }";
+    let e = s
+        .err(
+            ALPHA,
+            set,
+            json!({ "p": [{ "name": "", "priorities": [9] }] }),
+        )
+        .await;
+    assert_eq!(
+        fields(&e),
+        [
+            "policies[0].name",
+            "policies[0].priorities[0]",
+            "policies[0].firstResponseMinutes"
+        ]
+    );
+    s.ok(
+        ALPHA,
+        set,
+        json!({ "p": [{ "name": "P2", "priorities": [2], "firstResponseMinutes": 60, "resolutionMinutes": 480 }] }),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "陈先生", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let open = |p: i64| json!({ "i": { "type": "general", "subject": "安装预约", "priority": p, "customerId": c } });
+    let id = s.ok_id(ALPHA, OPEN, open(2), "openTicket").await;
+    let clocks = "query($id: ID!) { ticket(id: $id) { createdAt sla { policy target state dueAt doneAt targetSeconds } } }";
+    let t = s.ok(ALPHA, clocks, json!({ "id": id })).await["ticket"].clone();
+    let created: DateTime<Utc> = t["createdAt"].as_str().unwrap().parse().unwrap();
+    let due = |v: &Value| {
+        v["dueAt"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    };
+    assert_eq!(t["sla"][0]["target"], "FIRST_RESPONSE");
+    assert_eq!(t["sla"][0]["state"], "ON_TRACK");
+    assert_eq!(
+        due(&t["sla"][0]),
+        created + chrono::Duration::minutes(60),
+        "24×7 until a calendar is saved"
+    );
+    assert_eq!(due(&t["sla"][1]), created + chrono::Duration::minutes(480));
+    // waiting on the customer: the resolution clock stops, its deadline unknown
+    s.ok(
+        ALPHA,
+        MOVE,
+        json!({ "id": id, "to": "waiting_on_customer" }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { commentOnTicket(id: $id, body: \"请确认安装地址\") { kind } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let t = s.ok(ALPHA, clocks, json!({ "id": id })).await["ticket"].clone();
+    assert_eq!(t["sla"][0]["state"], "MET");
+    assert!(t["sla"][0]["doneAt"].is_string());
+    assert_eq!(t["sla"][1]["state"], "PAUSED");
+    assert!(t["sla"][1]["dueAt"].is_null());
+    // no policy for P4: no clocks
+    let p4 = s.ok_id(ALPHA, OPEN, open(4), "openTicket").await;
+    let t = s.ok(ALPHA, clocks, json!({ "id": p4 })).await;
+    assert_eq!(t["ticket"]["sla"], json!([]));
+    // on working hours, deadlines fall inside them
+    let week = json!(["09:00-18:00"]);
+    s.ok(
+        ALPHA,
+        "mutation($c: JSON!) { setBusinessCalendar(calendar: $c) }",
+        json!({ "c": { "time_zone": "Asia/Shanghai", "week": { "mon": week, "tue": week, "wed": week, "thu": week, "fri": week },
+            "holidays": ["2027-01-01"] } }),
+    )
+    .await;
+    let id = s.ok_id(ALPHA, OPEN, open(2), "openTicket").await;
+    let t = s.ok(ALPHA, clocks, json!({ "id": id })).await["ticket"].clone();
+    let local = due(&t["sla"][0]).with_timezone(&chrono_tz::Asia::Shanghai);
+    assert!(local.weekday().num_days_from_monday() < 5, "{local}");
+    let minutes = local.hour() * 60 + local.minute();
+    assert!((9 * 60..=18 * 60).contains(&minutes), "{local}");
+    let calendar = s.ok(ALPHA, "{ businessCalendar }", json!({})).await;
+    assert_eq!(
+        calendar["businessCalendar"]["holidays"],
+        json!(["2027-01-01"])
+    );
+}
+
 crate::on_both_backends_with!(
     start,
+    sla_clocks_run_on_the_business_calendar,
     types_and_tickets_are_checked_with_field_paths,
     a_ticket_moves_along_its_workflow_with_its_history,
     tickets_are_reached_through_their_customer,
@@ -436,7 +543,7 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
         .await
         .unwrap();
     }
-    assert_eq!(migrate(&db).await.unwrap(), [16]);
+    assert_eq!(migrate(&db).await.unwrap(), [16, 17]);
     let rows = sqlx::query(
         "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",
     )

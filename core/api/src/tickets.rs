@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::{ErrorExt, actor, db, page::page};
 use shoal_base::pagination::PageArgs;
 use shoal_tickets::{
+    sla,
     store::{self, Entry, NewTicket, Ticket as Domain, TicketFilter},
     types::{Category, FieldDef, FieldKind, StatusDef, TicketType as TypeDomain, Transition},
 };
@@ -228,6 +229,109 @@ impl From<Domain> for Ticket {
     }
 }
 
+/// Which target an SLA clock measures.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlaTarget {
+    /// The first public reply.
+    FirstResponse,
+    /// Resolved (paused while waiting on the customer or a third party).
+    Resolution,
+}
+
+/// Where an SLA clock stands.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlaState {
+    Met,
+    OnTrack,
+    /// Past the policy's warning share (80 % by default).
+    AtRisk,
+    Breached,
+    /// The ticket waits on the customer or a third party.
+    Paused,
+}
+
+/// One SLA clock of a ticket, computed on the tenant's business calendar.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SlaClock {
+    pub policy: String,
+    pub target: SlaTarget,
+    pub state: SlaState,
+    /// When the target falls due (null while paused).
+    pub due_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    /// Business time the clock has run.
+    pub elapsed_seconds: i64,
+    pub target_seconds: i64,
+}
+
+impl From<sla::Clock> for SlaClock {
+    fn from(c: sla::Clock) -> Self {
+        SlaClock {
+            policy: c.policy,
+            target: match c.target {
+                sla::Target::FirstResponse => SlaTarget::FirstResponse,
+                sla::Target::Resolution => SlaTarget::Resolution,
+            },
+            state: match c.state {
+                sla::State::Met => SlaState::Met,
+                sla::State::OnTrack => SlaState::OnTrack,
+                sla::State::AtRisk => SlaState::AtRisk,
+                sla::State::Breached => SlaState::Breached,
+                sla::State::Paused => SlaState::Paused,
+            },
+            due_at: c.due_at,
+            done_at: c.done_at,
+            elapsed_seconds: c.elapsed_seconds,
+            target_seconds: c.target_seconds,
+        }
+    }
+}
+
+/// An SLA policy: targets in business minutes for the tickets it applies to (first match
+/// wins).
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "SlaPolicyInput")]
+pub struct SlaPolicy {
+    pub name: String,
+    /// Ticket types (any when empty).
+    #[graphql(default)]
+    pub types: Vec<String>,
+    /// Priorities 1–4 (any when empty).
+    #[graphql(default)]
+    pub priorities: Vec<i64>,
+    pub first_response_minutes: Option<u32>,
+    pub resolution_minutes: Option<u32>,
+    /// The share of a target (percent) past which a clock is at risk.
+    #[graphql(default = 80)]
+    pub warn_at_percent: u8,
+}
+
+impl From<sla::Policy> for SlaPolicy {
+    fn from(p: sla::Policy) -> Self {
+        SlaPolicy {
+            name: p.name,
+            types: p.types,
+            priorities: p.priorities,
+            first_response_minutes: p.first_response_minutes,
+            resolution_minutes: p.resolution_minutes,
+            warn_at_percent: p.warn_at_percent,
+        }
+    }
+}
+
+impl SlaPolicy {
+    fn domain(self) -> sla::Policy {
+        sla::Policy {
+            name: self.name,
+            types: self.types,
+            priorities: self.priorities,
+            first_response_minutes: self.first_response_minutes,
+            resolution_minutes: self.resolution_minutes,
+            warn_at_percent: self.warn_at_percent,
+        }
+    }
+}
+
 /// One entry of a ticket's history.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketEntry {
@@ -327,6 +431,16 @@ impl Ticket {
             .gql()?;
         Ok(ty.next(&self.0.status).into_iter().map(status_of).collect())
     }
+    /// Its SLA clocks now (none when no policy applies).
+    async fn sla(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SlaClock>> {
+        let actor = actor(ctx).gql()?;
+        Ok(sla::clocks_of(db(ctx), actor, &self.0.id)
+            .await
+            .gql()?
+            .into_iter()
+            .map(SlaClock::from)
+            .collect())
+    }
     /// Its history, oldest first: replies, internal notes and changes.
     async fn entries(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEntry>> {
         let actor = actor(ctx).gql()?;
@@ -392,6 +506,25 @@ impl TicketQuery {
             .collect())
     }
 
+    /// The business calendar SLA clocks run on (`time_zone`, `week`, `holidays`,
+    /// `working_days`); every hour of every day until one is saved.
+    async fn business_calendar(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
+        let actor = actor(ctx).gql()?;
+        let c = sla::calendar(db(ctx), actor).await.gql()?;
+        Ok(Json(serde_json::to_value(c.spec()).unwrap_or(Value::Null)))
+    }
+
+    /// The SLA policies, in order (the first that applies to a ticket is its policy).
+    async fn sla_policies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SlaPolicy>> {
+        let actor = actor(ctx).gql()?;
+        Ok(sla::policies(db(ctx), actor.tenant_id())
+            .await
+            .gql()?
+            .into_iter()
+            .map(SlaPolicy::from)
+            .collect())
+    }
+
     /// A ticket the caller reaches (through its customer, `tickets` scope).
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Ticket> {
         let actor = actor(ctx).gql()?;
@@ -454,6 +587,35 @@ impl TicketMutation {
             .await
             .gql()?
             .into())
+    }
+
+    /// Saves the business calendar (permission `configure`): `{"time_zone":
+    /// "Asia/Shanghai", "week": {"mon": ["09:00-12:00", "13:30-18:00"], …}, "holidays":
+    /// ["2026-10-01"], "working_days": [{"date": "2026-10-10", "windows": ["09:00-18:00"]}]}`.
+    async fn set_business_calendar(
+        &self,
+        ctx: &Context<'_>,
+        calendar: Json<Value>,
+    ) -> async_graphql::Result<Json<Value>> {
+        let actor = actor(ctx).gql()?;
+        let c = sla::set_calendar(db(ctx), actor, calendar.0).await.gql()?;
+        Ok(Json(serde_json::to_value(c.spec()).unwrap_or(Value::Null)))
+    }
+
+    /// Replaces the SLA policies (permission `configure`).
+    async fn set_sla_policies(
+        &self,
+        ctx: &Context<'_>,
+        policies: Vec<SlaPolicy>,
+    ) -> async_graphql::Result<Vec<SlaPolicy>> {
+        let actor = actor(ctx).gql()?;
+        let list = policies.into_iter().map(SlaPolicy::domain).collect();
+        Ok(sla::set_policies(db(ctx), actor, list)
+            .await
+            .gql()?
+            .into_iter()
+            .map(SlaPolicy::from)
+            .collect())
     }
 
     /// Opens a ticket (permission `create`; its customer within the caller's reach).

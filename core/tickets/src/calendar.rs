@@ -392,18 +392,15 @@ impl Rules {
 fn parse_windows(path: &str, windows: &[String]) -> Result<Vec<Window>, CalendarError> {
     let mut parsed: Vec<Window> = Vec::with_capacity(windows.len());
     for (i, text) in windows.iter().enumerate() {
-        let path = format!("{path}[{i}]");
-        let error = |make: fn(String, String) -> CalendarError| make(path.clone(), text.clone());
-        let window = parse_window(text)
-            .ok_or_else(|| error(|path, value| CalendarError::BadWindow { path, value }))?;
+        let (path, value) = (format!("{path}[{i}]"), text.clone());
+        let Some(window) = parse_window(text) else {
+            return Err(CalendarError::BadWindow { path, value });
+        };
         if window.start >= window.end {
-            return Err(error(|path, value| CalendarError::EmptyWindow {
-                path,
-                value,
-            }));
+            return Err(CalendarError::EmptyWindow { path, value });
         }
         if parsed.last().is_some_and(|last| window.start < last.end) {
-            return Err(error(|path, value| CalendarError::Overlap { path, value }));
+            return Err(CalendarError::Overlap { path, value });
         }
         parsed.push(window);
     }
@@ -597,7 +594,7 @@ impl Iterator for Running<'_> {
                 return Some((start, from));
             }
             match to {
-                None => {}
+                None => self.stopped = true,
                 Some(to) if to < end => self.rest = Some((to, end)),
                 Some(_) => {}
             }
@@ -1087,6 +1084,8 @@ mod tests {
         until: u32,
         /// From, and minutes later (negative: ends before it starts) or open.
         pauses: Vec<(u32, Option<i32>)>,
+        /// Picks a duration that runs out exactly where the clock stops.
+        boundary: prop::sample::Index,
     }
 
     /// Sorted windows at minute granularity, possibly touching, possibly none.
@@ -1126,9 +1125,10 @@ mod tests {
             prop_oneof![1 => Just(0u32), 4 => 0..=3 * MINUTES_PER_DAY],
             0..HORIZON,
             prop::collection::vec(pause, 0..4),
+            any::<prop::sample::Index>(),
         )
             .prop_map(
-                |(week, holidays, working_days, start, business, until, pauses)| Case {
+                |(week, holidays, working_days, start, business, until, pauses, boundary)| Case {
                     week,
                     holidays,
                     working_days,
@@ -1136,6 +1136,7 @@ mod tests {
                     business,
                     until,
                     pauses,
+                    boundary,
                 },
             )
     }
@@ -1219,8 +1220,8 @@ mod tests {
         }
 
         /// The deadline minute, or `None` when not reached before the horizon.
-        fn reference_add(&self) -> Option<u32> {
-            let mut left = self.business;
+        fn reference_add(&self, business: u32) -> Option<u32> {
+            let mut left = business;
             for minute in self.start..HORIZON {
                 if self.runs(minute) {
                     if left == 0 {
@@ -1241,6 +1242,21 @@ mod tests {
                 .map(|_| 1)
                 .sum()
         }
+
+        /// The minutes run from the start to each instant the clock stops.
+        fn reference_stops(&self) -> Vec<u32> {
+            let mut run = 0;
+            let mut stops = Vec::new();
+            for minute in self.start..HORIZON {
+                if self.runs(minute) {
+                    run += 1;
+                    if !self.runs(minute + 1) {
+                        stops.push(run);
+                    }
+                }
+            }
+            stops
+        }
     }
 
     proptest! {
@@ -1252,10 +1268,14 @@ mod tests {
             prop_assume!(checked != Err(CalendarError::NoWorkingTime));
             let cal = checked.unwrap();
             let (start, pauses) = (Case::instant(case.start), case.pauses());
-            let due = cal.add(start, Duration::minutes(case.business.into()), &pauses);
-            match case.reference_add() {
-                Some(minute) => prop_assert_eq!(due, Some(Case::instant(minute))),
-                None => prop_assert!(due.is_none_or(|due| due >= Case::instant(HORIZON))),
+            let stops = case.reference_stops();
+            let at_a_stop = (!stops.is_empty()).then(|| stops[case.boundary.index(stops.len())]);
+            for business in [Some(case.business), at_a_stop].into_iter().flatten() {
+                let due = cal.add(start, Duration::minutes(business.into()), &pauses);
+                match case.reference_add(business) {
+                    Some(minute) => prop_assert_eq!(due, Some(Case::instant(minute))),
+                    None => prop_assert!(due.is_none_or(|due| due >= Case::instant(HORIZON))),
+                }
             }
             let used = cal.business_between(start, Case::instant(case.until), &pauses);
             prop_assert_eq!(used, Duration::minutes(case.reference_between().into()));

@@ -5,11 +5,14 @@
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
 //! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
+//! - [`sla`]: SLA policies and each ticket's clocks (first response, resolution), on the
+//!   tenant's business calendar;
 //! - [`calendar`]: business calendars (windows per weekday, holidays, make-up working days)
 //!   and exact SLA deadlines on them, with pauses.
 
 pub mod calendar;
 pub mod inbound;
+pub mod sla;
 pub mod store;
 pub mod types;
 

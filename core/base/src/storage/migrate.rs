@@ -114,6 +114,11 @@ const MIGRATIONS: &[Migration] = &[
         "SOP ticket requests become tickets",
         include_str!("../../migrations/shared/0016_ticket_requests_to_tickets.sql"),
     ),
+    Migration::shared(
+        17,
+        "ticket settings: business calendar, SLA policies",
+        include_str!("../../migrations/shared/0017_ticket_settings.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -1,0 +1,508 @@
+//! SLA clocks: a tenant's policies (first response and resolution targets in business
+//! minutes, chosen by ticket type and priority, first match wins) measured on its business
+//! calendar. The resolution clock pauses while a ticket waits on the customer or a third
+//! party; the first-response clock does not (a ticket awaiting its first answer waits on
+//! nobody but the team). Clocks are computed from the ticket and its history on every read,
+//! so they are exact whatever happened in between.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use shoal_base::{
+    error::{Error, Problems, Result},
+    kinds::Action,
+    storage::{Db, time},
+};
+use shoal_crm::{audit, tenancy::Actor};
+
+use crate::{
+    calendar::{BusinessCalendar, Pause},
+    store::{Entry, Ticket},
+    types::{Category, TicketType},
+};
+
+/// Most policies a tenant may have.
+pub const MAX_POLICIES: usize = 50;
+
+/// One SLA policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    /// What staff read (`VIP P1`).
+    pub name: String,
+    /// Ticket types it applies to (any when empty).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Priorities (1–4) it applies to (any when empty).
+    #[serde(default)]
+    pub priorities: Vec<i64>,
+    /// Business minutes to the first public reply.
+    #[serde(default)]
+    pub first_response_minutes: Option<u32>,
+    /// Business minutes to resolution, paused while waiting.
+    #[serde(default)]
+    pub resolution_minutes: Option<u32>,
+    /// The share of a target (percent) past which a clock is at risk (80 when unset).
+    #[serde(default = "eighty")]
+    pub warn_at_percent: u8,
+}
+
+fn eighty() -> u8 {
+    80
+}
+
+impl Policy {
+    /// Checks one policy, each problem under `at` (`policies[2].`).
+    pub fn check(&self, p: &mut Problems, at: &str) {
+        let n = self.name.trim().chars().count();
+        if n == 0 || n > 100 {
+            p.push(format!("{at}name"), "1–100 characters");
+        }
+        if let Some(i) = self.priorities.iter().position(|x| !(1..=4).contains(x)) {
+            p.push(format!("{at}priorities[{i}]"), "1 (P1) to 4");
+        }
+        if self.first_response_minutes.is_none() && self.resolution_minutes.is_none() {
+            p.push(
+                format!("{at}firstResponseMinutes"),
+                "a policy sets a first-response or a resolution target",
+            );
+        }
+        for (field, m) in [
+            ("firstResponseMinutes", self.first_response_minutes),
+            ("resolutionMinutes", self.resolution_minutes),
+        ] {
+            if m.is_some_and(|m| m == 0 || m > 525_600) {
+                p.push(format!("{at}{field}"), "1 minute to a year");
+            }
+        }
+        if !(1..=100).contains(&self.warn_at_percent) {
+            p.push(format!("{at}warnAtPercent"), "1–100");
+        }
+    }
+
+    /// Whether it applies to `t`.
+    pub fn applies(&self, t: &Ticket) -> bool {
+        (self.types.is_empty() || self.types.contains(&t.type_key))
+            && (self.priorities.is_empty() || self.priorities.contains(&t.priority))
+    }
+}
+
+/// Which target a clock measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    FirstResponse,
+    Resolution,
+}
+
+/// Where a clock stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Done within its target.
+    Met,
+    /// Running, below the warning share.
+    OnTrack,
+    /// Running, past the warning share.
+    AtRisk,
+    /// Past its target (done late, or still not done).
+    Breached,
+    /// Stopped: the ticket waits on the customer or a third party.
+    Paused,
+}
+
+/// One SLA clock of a ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clock {
+    pub policy: String,
+    pub target: Target,
+    pub state: State,
+    /// When the target falls due (`None` while paused, the deadline being unknown).
+    pub due_at: Option<DateTime<Utc>>,
+    /// When it was done (the first response, the resolution), if it was.
+    pub done_at: Option<DateTime<Utc>>,
+    /// Business time the clock has run, in seconds.
+    pub elapsed_seconds: i64,
+    /// The target, in seconds.
+    pub target_seconds: i64,
+}
+
+/// The intervals a ticket spent in a waiting category, from its status history.
+pub fn waiting(ty: &TicketType, t: &Ticket, entries: &[Entry]) -> Vec<Pause> {
+    let waits = |status: &str| ty.status(status).is_some_and(|s| s.category.pauses_sla());
+    let mut pauses = Vec::new();
+    let mut since: Option<DateTime<Utc>> = None;
+    for e in entries.iter().filter(|e| e.kind == "status") {
+        let to = e
+            .detail
+            .as_ref()
+            .and_then(|d| d.get("to"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        match (since, waits(to)) {
+            (None, true) => since = Some(e.created_at),
+            (Some(from), false) => {
+                pauses.push((from, Some(e.created_at)));
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = since {
+        // still waiting, unless the ticket's status says otherwise (a type changed since)
+        let end = (!waits(&t.status)).then_some(t.updated_at);
+        pauses.push((from, end));
+    }
+    pauses
+}
+
+/// The clocks of ticket `t` at `now`: the first policy that applies, measured on
+/// `calendar`. No policy applies: no clocks.
+pub fn clocks(
+    policies: &[Policy],
+    calendar: &BusinessCalendar,
+    ty: &TicketType,
+    t: &Ticket,
+    entries: &[Entry],
+    now: DateTime<Utc>,
+) -> Vec<Clock> {
+    let Some(policy) = policies.iter().find(|p| p.applies(t)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(m) = policy.first_response_minutes {
+        out.push(clock(
+            policy,
+            calendar,
+            Target::FirstResponse,
+            (t.created_at, t.first_response_at, m),
+            &[],
+            now,
+        ));
+    }
+    if let Some(m) = policy.resolution_minutes {
+        let done = match t.category {
+            Category::Resolved | Category::Closed => t.resolved_at.or(t.closed_at),
+            _ => None,
+        };
+        let pauses = waiting(ty, t, entries);
+        out.push(clock(
+            policy,
+            calendar,
+            Target::Resolution,
+            (t.created_at, done, m),
+            &pauses,
+            now,
+        ));
+    }
+    out
+}
+
+fn clock(
+    policy: &Policy,
+    calendar: &BusinessCalendar,
+    target: Target,
+    (start, done, minutes): (DateTime<Utc>, Option<DateTime<Utc>>, u32),
+    pauses: &[Pause],
+    now: DateTime<Utc>,
+) -> Clock {
+    let span = Duration::minutes(i64::from(minutes));
+    let due_at = calendar.add(start, span, pauses);
+    let until = done.unwrap_or(now);
+    let elapsed = calendar.business_between(start, until, pauses);
+    let paused_now = done.is_none()
+        && pauses
+            .iter()
+            .any(|(from, to)| *from <= now && to.is_none_or(|to| now < to));
+    let state = match (done, due_at) {
+        (Some(d), Some(due)) if d <= due => State::Met,
+        (Some(_), _) => State::Breached,
+        (None, Some(due)) if now >= due => State::Breached,
+        (None, _) if paused_now => State::Paused,
+        (None, _)
+            if elapsed.num_seconds() * 100
+                >= span.num_seconds() * i64::from(policy.warn_at_percent) =>
+        {
+            State::AtRisk
+        }
+        (None, _) => State::OnTrack,
+    };
+    Clock {
+        policy: policy.name.clone(),
+        target,
+        state,
+        due_at,
+        done_at: done,
+        elapsed_seconds: elapsed.num_seconds(),
+        target_seconds: span.num_seconds(),
+    }
+}
+
+// ---- settings ----
+
+async fn setting(db: &Db, tenant: &str, key: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM ticket_settings WHERE tenant_id = $1 AND key = $2")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&db.pool)
+            .await?,
+    )
+}
+
+async fn save_setting(db: &Db, actor: &Actor, key: &str, value: serde_json::Value) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO ticket_settings (tenant_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(actor.tenant_id())
+    .bind(key)
+    .bind(value.to_string())
+    .bind(time::to_micros(time::now()))
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        &format!("tickets.{key}"),
+        "ticket_settings",
+        key,
+        value,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The tenant's business calendar: the one saved, else every hour of every day in the
+/// tenant's zone.
+pub async fn calendar(db: &Db, actor: &Actor) -> Result<BusinessCalendar> {
+    match setting(db, actor.tenant_id(), "calendar").await? {
+        Some(v) => serde_json::from_str(&v)
+            .map_err(|e| Error::Internal(format!("the stored calendar: {e}"))),
+        None => Ok(BusinessCalendar::always(actor.tenant.time_zone)),
+    }
+}
+
+/// Saves the business calendar (permission `configure`); a problem names its path under
+/// `calendar.` (`calendar.week.mon[1]`).
+pub async fn set_calendar(
+    db: &Db,
+    actor: &Actor,
+    spec: serde_json::Value,
+) -> Result<BusinessCalendar> {
+    actor.require(Action::Configure)?;
+    let spec: crate::calendar::CalendarSpec =
+        serde_json::from_value(spec).map_err(|e| Error::invalid("calendar", e.to_string()))?;
+    let calendar = BusinessCalendar::new(spec)
+        .map_err(|e| Error::invalid(format!("calendar.{}", e.path()), e.to_string()))?;
+    let value = serde_json::to_value(&calendar).map_err(|e| Error::Internal(e.to_string()))?;
+    save_setting(db, actor, "calendar", value).await?;
+    Ok(calendar)
+}
+
+/// The tenant's SLA policies, in order.
+pub async fn policies(db: &Db, tenant: &str) -> Result<Vec<Policy>> {
+    match setting(db, tenant, "sla_policies").await? {
+        Some(v) => serde_json::from_str(&v)
+            .map_err(|e| Error::Internal(format!("the stored SLA policies: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Replaces the SLA policies (permission `configure`), each checked, problems under
+/// `policies[i].`.
+pub async fn set_policies(db: &Db, actor: &Actor, list: Vec<Policy>) -> Result<Vec<Policy>> {
+    actor.require(Action::Configure)?;
+    let mut p = Problems::default();
+    if list.len() > MAX_POLICIES {
+        p.push("policies", format!("at most {MAX_POLICIES} policies"));
+    }
+    for (i, policy) in list.iter().enumerate() {
+        policy.check(&mut p, &format!("policies[{i}]."));
+    }
+    p.into_result(())?;
+    let value = serde_json::to_value(&list).map_err(|e| Error::Internal(e.to_string()))?;
+    save_setting(db, actor, "sla_policies", value).await?;
+    Ok(list)
+}
+
+/// The SLA clocks of ticket `id` now (NOT_FOUND out of the caller's reach).
+pub async fn clocks_of(db: &Db, actor: &Actor, id: &str) -> Result<Vec<Clock>> {
+    let t = crate::store::get(db, actor, id).await?;
+    let policies = policies(db, actor.tenant_id()).await?;
+    if !policies.iter().any(|p| p.applies(&t)) {
+        return Ok(Vec::new());
+    }
+    let ty = crate::store::type_of(db, actor.tenant_id(), &t.type_key, "id").await?;
+    let entries = crate::store::entries(db, actor, id, false).await?;
+    let calendar = calendar(db, actor).await?;
+    Ok(clocks(&policies, &calendar, &ty, &t, &entries, time::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use chrono_tz::Asia::Shanghai;
+    use serde_json::json;
+
+    fn calendar() -> BusinessCalendar {
+        serde_json::from_value(json!({
+            "time_zone": "Asia/Shanghai",
+            "week": { "mon": ["09:00-18:00"], "tue": ["09:00-18:00"], "wed": ["09:00-18:00"],
+                      "thu": ["09:00-18:00"], "fri": ["09:00-18:00"] }
+        }))
+        .unwrap()
+    }
+
+    fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Shanghai
+            .with_ymd_and_hms(2026, 12, d, h, m, 0)
+            .unwrap()
+            .to_utc()
+    }
+
+    fn ticket(created: DateTime<Utc>) -> Ticket {
+        Ticket {
+            id: "t".into(),
+            type_key: "general".into(),
+            subject: "s".into(),
+            status: "new".into(),
+            category: Category::Open,
+            priority: 2,
+            impact: "medium".into(),
+            customer_id: None,
+            channel: "api".into(),
+            fields: Default::default(),
+            assignee: None,
+            created_by: "u".into(),
+            created_at: created,
+            updated_at: created,
+            first_response_at: None,
+            resolved_at: None,
+            closed_at: None,
+        }
+    }
+
+    fn status(at: DateTime<Utc>, from: &str, to: &str) -> Entry {
+        Entry {
+            id: format!("{at}"),
+            kind: "status".into(),
+            author: "u".into(),
+            public: false,
+            body: None,
+            detail: Some(json!({ "from": from, "to": to })),
+            created_at: at,
+        }
+    }
+
+    fn ty() -> TicketType {
+        TicketType {
+            key: "general".into(),
+            name: "一般".into(),
+            fields: vec![],
+            statuses: TicketType::standard_statuses(),
+            transitions: vec![],
+        }
+    }
+
+    fn p2() -> Vec<Policy> {
+        vec![
+            Policy {
+                name: "P1".into(),
+                types: vec![],
+                priorities: vec![1],
+                first_response_minutes: Some(15),
+                resolution_minutes: None,
+                warn_at_percent: 80,
+            },
+            Policy {
+                name: "P2 一般".into(),
+                types: vec!["general".into()],
+                priorities: vec![2],
+                first_response_minutes: Some(60),
+                resolution_minutes: Some(8 * 60),
+                warn_at_percent: 80,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_friday_evening_ticket_is_due_on_monday_morning() {
+        // 2026-12-04 is a Friday
+        let t = ticket(at(4, 17, 30));
+        let c = clocks(&p2(), &calendar(), &ty(), &t, &[], at(4, 17, 45));
+        assert_eq!(c[0].policy, "P2 一般", "the first policy that applies");
+        assert_eq!(c[0].due_at, Some(at(7, 9, 30)));
+        assert_eq!(c[0].state, State::OnTrack);
+        assert_eq!(c[0].elapsed_seconds, 15 * 60);
+        // resolution: 30 min on Friday, then 7.5 h on Monday
+        assert_eq!(c[1].due_at, Some(at(7, 16, 30)));
+        // Monday 09:20: 50 of 60 minutes used, past 80 %
+        let c = clocks(&p2(), &calendar(), &ty(), &t, &[], at(7, 9, 20));
+        assert_eq!(c[0].state, State::AtRisk);
+        let c = clocks(&p2(), &calendar(), &ty(), &t, &[], at(7, 9, 31));
+        assert_eq!(c[0].state, State::Breached);
+        // answered in time: met, whatever the hour now
+        let mut answered = t.clone();
+        answered.first_response_at = Some(at(7, 9, 10));
+        let c = clocks(&p2(), &calendar(), &ty(), &answered, &[], at(9, 12, 0));
+        assert_eq!(c[0].state, State::Met);
+        assert_eq!(c[0].done_at, Some(at(7, 9, 10)));
+    }
+
+    #[test]
+    fn waiting_on_the_customer_pauses_resolution_but_not_first_response() {
+        // opened Monday 09:00; waits on the customer from 10:00 to Tuesday 10:00
+        let mut t = ticket(at(7, 9, 0));
+        let history = [
+            status(at(7, 9, 30), "new", "in_progress"),
+            status(at(7, 10, 0), "in_progress", "waiting_on_customer"),
+            status(at(8, 10, 0), "waiting_on_customer", "in_progress"),
+        ];
+        t.status = "in_progress".into();
+        let c = clocks(&p2(), &calendar(), &ty(), &t, &history, at(8, 11, 0));
+        assert_eq!(
+            c[0].due_at,
+            Some(at(7, 10, 0)),
+            "first response does not pause"
+        );
+        // 1 h Monday before the wait, 7 h left from Tuesday 10:00: Tuesday 17:00
+        assert_eq!(c[1].due_at, Some(at(8, 17, 0)));
+        assert_eq!(c[1].elapsed_seconds, 2 * 3600);
+        // while it waits, the clock is paused and its deadline unknown
+        t.status = "waiting_on_customer".into();
+        t.category = Category::WaitingOnCustomer;
+        let c = clocks(&p2(), &calendar(), &ty(), &t, &history[..2], at(7, 15, 0));
+        assert_eq!(c[1].state, State::Paused);
+        assert_eq!(c[1].due_at, None);
+        assert_eq!(c[1].elapsed_seconds, 3600);
+    }
+
+    #[test]
+    fn no_policy_no_clocks_and_bad_policies_are_named() {
+        let mut t = ticket(at(7, 9, 0));
+        t.priority = 4;
+        assert!(clocks(&p2(), &calendar(), &ty(), &t, &[], at(7, 10, 0)).is_empty());
+        let mut p = Problems::default();
+        Policy {
+            name: String::new(),
+            types: vec![],
+            priorities: vec![5],
+            first_response_minutes: None,
+            resolution_minutes: None,
+            warn_at_percent: 0,
+        }
+        .check(&mut p, "policies[0].");
+        let fields: Vec<String> = p.into_errors().into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "policies[0].name",
+                "policies[0].priorities[0]",
+                "policies[0].firstResponseMinutes",
+                "policies[0].warnAtPercent"
+            ]
+        );
+    }
+}
