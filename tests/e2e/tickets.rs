@@ -501,8 +501,57 @@ async fn sla_clocks_run_on_the_business_calendar(s: &TestServer) {
     );
 }
 
+/// Assignment and priority changes: checked, recorded in the history and the audit log,
+/// and an unchanged value writes nothing.
+async fn assignment_and_priority_changes_are_recorded(s: &TestServer) {
+    let id = s
+        .ok_id(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "general", "subject": "着急：投诉未处理" } }),
+            "openTicket",
+        )
+        .await;
+    let assign =
+        "mutation($id: ID!, $a: String) { assignTicket(id: $id, assignee: $a) { assignee } }";
+    let e = s
+        .err(ALPHA, assign, json!({ "id": id, "a": "nobody" }))
+        .await;
+    assert_eq!(fields(&e), ["assignee"]);
+    let a = s
+        .ok(ALPHA, assign, json!({ "id": id, "a": "agent-a" }))
+        .await;
+    assert_eq!(a["assignTicket"]["assignee"], "agent-a");
+    s.ok(ALPHA, assign, json!({ "id": id, "a": "agent-a" }))
+        .await;
+    let raise = "mutation($id: ID!, $p: Int!) { setTicketPriority(id: $id, priority: $p, note: \"客户说着急\") { priority } }";
+    let e = s.err(ALPHA, raise, json!({ "id": id, "p": 0 })).await;
+    assert_eq!(fields(&e), ["priority"]);
+    let p = s.ok(ALPHA, raise, json!({ "id": id, "p": 1 })).await;
+    assert_eq!(p["setTicketPriority"]["priority"], 1);
+    let read = s.ok(ALPHA, READ, json!({ "id": id })).await;
+    let entries: Vec<Value> = read["ticket"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["kind"], e["detail"], e["body"]]))
+        .collect();
+    assert_eq!(
+        entries[1..],
+        [
+            json!(["assigned", { "from": null, "to": "agent-a" }, null]),
+            json!(["priority", { "from": 3, "to": 1, "note": "客户说着急" }, "客户说着急"]),
+        ],
+        "one entry per change, none for the repeated assignment"
+    );
+    // unassigned again
+    let a = s.ok(ALPHA, assign, json!({ "id": id, "a": null })).await;
+    assert!(a["assignTicket"]["assignee"].is_null());
+}
+
 crate::on_both_backends_with!(
     start,
+    assignment_and_priority_changes_are_recorded,
     sla_clocks_run_on_the_business_calendar,
     types_and_tickets_are_checked_with_field_paths,
     a_ticket_moves_along_its_workflow_with_its_history,

@@ -656,6 +656,37 @@ impl TicketMutation {
         ))
     }
 
+    /// Assigns a ticket to a user of the tenant, or to nobody when `assignee` is null.
+    async fn assign_ticket(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        assignee: Option<String>,
+    ) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(
+            store::assign(db(ctx), actor, &id, assignee.as_deref())
+                .await
+                .gql()?,
+        ))
+    }
+
+    /// Changes a ticket's priority (1, most urgent, to 4), with an optional internal note.
+    async fn set_ticket_priority(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        priority: i64,
+        note: Option<String>,
+    ) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(
+            store::set_priority(db(ctx), actor, &id, priority, note.as_deref())
+                .await
+                .gql()?,
+        ))
+    }
+
     /// A public reply (the customer sees it) or, with `public: false`, an internal note.
     async fn comment_on_ticket(
         &self,

@@ -741,3 +741,109 @@ pub async fn set_fields(
     tx.commit().await?;
     get(db, actor, id).await
 }
+
+/// Assigns a ticket to a user of the tenant, or (`None`) back to nobody.
+pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) -> Result<Ticket> {
+    actor.require(Action::Update)?;
+    let tk = get(db, actor, id).await?;
+    if let Some(a) = assignee
+        && !actor.tenant.users.contains_key(a)
+    {
+        return Err(Error::invalid(
+            "assignee",
+            format!("`{a}` is not a user of this tenant"),
+        ));
+    }
+    if tk.assignee.as_deref() == assignee {
+        return Ok(tk);
+    }
+    let change = json!({ "from": tk.assignee, "to": assignee });
+    change_column(
+        db,
+        actor,
+        id,
+        ("assignee", "assigned"),
+        assignee.map(str::to_owned),
+        change,
+    )
+    .await
+}
+
+/// Changes a ticket's priority (1, most urgent, to 4), with an optional internal note.
+pub async fn set_priority(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    priority: i64,
+    note: Option<&str>,
+) -> Result<Ticket> {
+    actor.require(Action::Update)?;
+    let tk = get(db, actor, id).await?;
+    let mut p = Problems::default();
+    if !(1..=4).contains(&priority) {
+        p.push("priority", "1 (P1, most urgent) to 4");
+    }
+    if let Some(n) = note {
+        check_body(&mut p, "note", n);
+    }
+    p.into_result(())?;
+    if tk.priority == priority {
+        return Ok(tk);
+    }
+    let mut change = json!({ "from": tk.priority, "to": priority });
+    if let Some(n) = note {
+        change["note"] = json!(n);
+    }
+    change_column(db, actor, id, ("priority", "priority"), priority, change).await
+}
+
+/// Sets one column of a ticket, with its history entry (`kind`) and audit entry
+/// (`ticket.<kind>`) in one transaction.
+async fn change_column<T>(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    (column, kind): (&str, &str),
+    value: T,
+    change: Value,
+) -> Result<Ticket>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send,
+{
+    let now = time::to_micros(time::now());
+    let mut tx = db.begin_write().await?;
+    sqlx::query(&format!(
+        "UPDATE tickets SET {column} = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .bind(value)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let note = change
+        .get("note")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    add_entry(
+        &mut tx,
+        actor.tenant_id(),
+        id,
+        (kind, actor.user_id.as_str(), false),
+        note.as_deref(),
+        Some(change.clone()),
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        &format!("ticket.{kind}"),
+        "ticket",
+        id,
+        change,
+    )
+    .await?;
+    tx.commit().await?;
+    get(db, actor, id).await
+}
