@@ -616,19 +616,34 @@ pub async fn transition(
         ));
     }
     let change = json!({ "from": tk.status, "to": target.key });
-    add_entry(
-        &mut tx,
-        actor.tenant_id(),
-        id,
-        ("status", actor.user_id.as_str(), false),
-        note,
-        Some(change.clone()),
-        now,
-    )
-    .await?;
-    audit::record(&mut tx, actor, "ticket.status", "ticket", id, change).await?;
+    record_change(&mut tx, actor, id, "status", note, change, now).await?;
     tx.commit().await?;
     get(db, actor, id).await
+}
+
+/// A change's history entry (`kind`, with `note` as its body) and audit entry
+/// (`ticket.<kind>`), in the caller's transaction.
+async fn record_change(
+    conn: &mut sqlx::AnyConnection,
+    actor: &Actor,
+    id: &str,
+    kind: &str,
+    note: Option<&str>,
+    change: Value,
+    at: i64,
+) -> Result<()> {
+    add_entry(
+        &mut *conn,
+        actor.tenant_id(),
+        id,
+        (kind, actor.user_id.as_str(), false),
+        note,
+        Some(change.clone()),
+        at,
+    )
+    .await?;
+    audit::record(conn, actor, &format!("ticket.{kind}"), "ticket", id, change).await?;
+    Ok(())
 }
 
 /// Adds a public reply (the customer sees it; the first one by staff is the first response)
@@ -717,29 +732,17 @@ pub async fn set_fields(
     if changed.is_empty() {
         return Ok(tk);
     }
-    let now = time::to_micros(time::now());
-    let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE tickets SET fields = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
-        .bind(actor.tenant_id())
-        .bind(id)
-        .bind(Value::Object(fields).to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    let change = Value::Object(changed);
-    add_entry(
-        &mut tx,
-        actor.tenant_id(),
+    let value = Value::Object(fields).to_string();
+    change_column(
+        db,
+        actor,
         id,
-        ("fields", actor.user_id.as_str(), false),
+        ("fields", "fields"),
+        value,
         None,
-        Some(change.clone()),
-        now,
+        Value::Object(changed),
     )
-    .await?;
-    audit::record(&mut tx, actor, "ticket.fields", "ticket", id, change).await?;
-    tx.commit().await?;
-    get(db, actor, id).await
+    .await
 }
 
 /// Assigns a ticket to a user of the tenant, or (`None`) back to nobody.
@@ -764,6 +767,7 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
         id,
         ("assignee", "assigned"),
         assignee.map(str::to_owned),
+        None,
         change,
     )
     .await
@@ -794,7 +798,16 @@ pub async fn set_priority(
     if let Some(n) = note {
         change["note"] = json!(n);
     }
-    change_column(db, actor, id, ("priority", "priority"), priority, change).await
+    change_column(
+        db,
+        actor,
+        id,
+        ("priority", "priority"),
+        priority,
+        note,
+        change,
+    )
+    .await
 }
 
 /// Sets one column of a ticket, with its history entry (`kind`) and audit entry
@@ -805,6 +818,7 @@ async fn change_column<T>(
     id: &str,
     (column, kind): (&str, &str),
     value: T,
+    note: Option<&str>,
     change: Value,
 ) -> Result<Ticket>
 where
@@ -821,29 +835,7 @@ where
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let note = change
-        .get("note")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    add_entry(
-        &mut tx,
-        actor.tenant_id(),
-        id,
-        (kind, actor.user_id.as_str(), false),
-        note.as_deref(),
-        Some(change.clone()),
-        now,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &format!("ticket.{kind}"),
-        "ticket",
-        id,
-        change,
-    )
-    .await?;
+    record_change(&mut tx, actor, id, kind, note, change, now).await?;
     tx.commit().await?;
     get(db, actor, id).await
 }
