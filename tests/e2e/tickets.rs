@@ -384,6 +384,21 @@ async fn tickets_are_reached_through_their_customer(s: &TestServer) {
     assert!(level.contains('*'), "{level}");
     let full = s.ok(ALPHA, READ, json!({ "id": t_mine })).await;
     assert_eq!(full["ticket"]["fields"]["level"], "金卡会员");
+    // and so does a change of it in the history
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $f: JSON!) { setTicketFields(id: $id, fields: $f) { id } }",
+        json!({ "id": t_mine, "f": { "level": "钻石会员" } }),
+    )
+    .await;
+    let masked = s.ok(MASKED, READ, json!({ "id": t_mine })).await;
+    let history = masked["ticket"]["entries"].to_string();
+    assert!(
+        !history.contains("金卡会员") && !history.contains("钻石会员"),
+        "{history}"
+    );
+    let full = s.ok(ALPHA, READ, json!({ "id": t_mine })).await;
+    assert!(full["ticket"]["entries"].to_string().contains("钻石会员"));
     // a read-only user may read but not open or move
     let e = s
         .err(

@@ -440,12 +440,17 @@ async fn mask(db: &Db, actor: &Actor, tickets: &mut [Ticket]) -> Result<()> {
             let (Some(attribute), Some(v)) = (&f.attribute, tk.fields.get_mut(&f.key)) else {
                 continue;
             };
-            let mut attrs = json!({ attribute: v.clone() });
-            actor.access.mask_field_value("attributes", &mut attrs);
-            *v = attrs.get(attribute).cloned().unwrap_or(Value::Null);
+            *v = masked_attribute(actor, attribute, v);
         }
     }
     Ok(())
+}
+
+/// `v`, a copy of customer attribute `attribute`, as that attribute reads for the reader.
+fn masked_attribute(actor: &Actor, attribute: &str, v: &Value) -> Value {
+    let mut attrs = json!({ attribute: v.clone() });
+    actor.access.mask_field_value("attributes", &mut attrs);
+    attrs.get(attribute).cloned().unwrap_or(Value::Null)
 }
 
 /// Keeps tickets whose customer the caller reaches in `tickets`; a ticket without a
@@ -518,7 +523,7 @@ pub async fn list(
 /// A ticket's history, oldest first; internal entries only for staff who reach the ticket
 /// (every caller of the API is staff: the customer-facing rendering takes `public_only`).
 pub async fn entries(db: &Db, actor: &Actor, id: &str, public_only: bool) -> Result<Vec<Entry>> {
-    get(db, actor, id).await?;
+    let tk = get(db, actor, id).await?;
     let vis = if public_only {
         " AND visibility = 'public'"
     } else {
@@ -531,17 +536,50 @@ pub async fn entries(db: &Db, actor: &Actor, id: &str, public_only: bool) -> Res
     .bind(id)
     .fetch_all(&db.pool)
     .await?;
+    // fields that copy a customer attribute read, in a change too, as the attribute does
+    let copies: Vec<(String, String)> = if actor.access.sees_customers_in_full() {
+        Vec::new()
+    } else {
+        type_of(db, actor.tenant_id(), &tk.type_key, "id")
+            .await
+            .map(|t| {
+                t.fields
+                    .into_iter()
+                    .filter_map(|f| f.attribute.map(|a| (f.key, a)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mask = |detail: &mut Value| {
+        for (key, attribute) in &copies {
+            let Some(change) = detail.get_mut(key) else {
+                continue;
+            };
+            for side in ["from", "to"] {
+                if let Some(v) = change.get_mut(side) {
+                    *v = masked_attribute(actor, attribute, v);
+                }
+            }
+        }
+    };
     rows.iter()
         .map(|r| {
             let visibility: String = r.try_get("visibility")?;
             let detail: Option<String> = r.try_get("detail")?;
+            let kind: String = r.try_get("kind")?;
+            let mut detail: Option<Value> = detail.and_then(|d| serde_json::from_str(&d).ok());
+            if kind == "fields"
+                && let Some(d) = detail.as_mut()
+            {
+                mask(d);
+            }
             Ok(Entry {
                 id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
+                kind,
                 author: r.try_get("author")?,
                 public: visibility == "public",
                 body: r.try_get("body")?,
-                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                detail,
                 created_at: time::from_micros(r.try_get("created_at")?),
             })
         })
