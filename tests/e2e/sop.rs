@@ -898,7 +898,7 @@ async fn a_group_robot_tells_staff_at_once_with_contact_fields_masked() {
     let body: Value = serde_json::from_str(&got[0].body).unwrap();
     assert_eq!(
         body,
-        json!({ "msgtype": "text", "text": { "content": "王女士（138****5678）两次询问退款，请回电" } })
+        json!({ "msgtype": "text", "text": { "content": "王**（138****5678）两次询问退款，请回电" } })
     );
     // taken: the outbox says sent, and its stored body is masked too
     let mut sent = Value::Null;

@@ -399,6 +399,35 @@ async fn tickets_are_reached_through_their_customer(s: &TestServer) {
     );
     let full = s.ok(ALPHA, READ, json!({ "id": t_mine })).await;
     assert!(full["ticket"]["entries"].to_string().contains("钻石会员"));
+    // a masked reader's edit of another field keeps the stored copy, not their masked view
+    s.ok(
+        MASKED,
+        "mutation($id: ID!, $f: JSON!) { setTicketFields(id: $id, fields: $f) { id } }",
+        json!({ "id": t_mine, "f": { "lessons_left": 3 } }),
+    )
+    .await;
+    let full = s.ok(ALPHA, READ, json!({ "id": t_mine })).await;
+    assert_eq!(full["ticket"]["fields"]["level"], "钻石会员");
+    // the audit log keeps the copies out (the customer's own history has them)
+    let audit = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { auditLog(filter: { entityType: \"ticket\", entityId: $id }, first: 50) { edges { node { action changes } } } }",
+            json!({ "id": t_mine }),
+        )
+        .await
+        .to_string();
+    assert!(
+        audit.contains("ticket.opened") && audit.contains("lessons_left"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("金卡会员") && !audit.contains("钻石会员"),
+        "{audit}"
+    );
+    // an agent cannot open a ticket they could not see afterwards
+    let e = s.err(AGENT, OPEN, open(None, "无客户")).await;
+    assert_eq!(fields(&e), ["input.customerId"], "{e}");
     // a read-only user may read but not open or move
     let e = s
         .err(
@@ -755,6 +784,11 @@ async fn other_systems_open_tickets_with_signed_requests(s: &TestServer) {
             .await
             .0,
         401
+    );
+    let (status, _) = post("alpha", "msg_3", i64::MIN, None, complaint.clone()).await;
+    assert_eq!(
+        status, 401,
+        "a hostile timestamp is refused, not an overflow"
     );
     assert_eq!(
         post("beta", "msg_4", now, None, complaint.clone()).await.0,

@@ -403,7 +403,15 @@ async fn inbound_ticket(
     };
     let secret = match secret {
         Ok(s) => s,
-        Err(why) => return refuse(StatusCode::NOT_FOUND, ErrorCode::NotFound, why),
+        Err(why) => {
+            // the operator's log says which; the caller learns nothing of the set-up
+            tracing::warn!(tenant = %tenant.id, %why, "inbound ticket refused");
+            return refuse(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "this tenant takes no inbound tickets".into(),
+            );
+        }
     };
     let header = |name: &str| {
         headers

@@ -28,7 +28,7 @@ use shoal_base::{
     supervise::Supervision,
 };
 use shoal_crm::{
-    access::{mask_email, mask_phone},
+    access::{mask_email, mask_phone, mask_text},
     customers::Customer,
     tenancy::{Actor, Tenant},
 };
@@ -591,18 +591,37 @@ pub fn render_on(channel: &str, template: &str, c: &Customer) -> String {
 /// of every role read.
 pub fn render_masked(template: &str, c: &Customer) -> String {
     let mut masked = c.clone();
+    masked.display_name = mask_text(&masked.display_name);
     masked.phones = masked.phones.iter().map(|p| mask_phone(p)).collect();
     masked.emails = masked.emails.iter().map(|e| mask_email(e)).collect();
+    for v in masked.attributes.values_mut() {
+        *v = match v {
+            Value::String(s) => Value::String(mask_text(s)),
+            Value::Null => Value::Null,
+            _ => Value::String("***".into()),
+        };
+    }
     render(template, &masked)
 }
 
-/// A ticket's subject from a step's title: rendered with contact fields masked (staff of
-/// every role read it), at most 200 characters.
+/// A ticket's subject from a step's title: rendered with the customer's fields masked
+/// (staff of every role read it), on one line, at most 200 characters; the title as
+/// written if nothing is left.
 pub fn ticket_subject(title: &str, c: &Customer) -> String {
-    render_masked(title, c)
-        .chars()
-        .take(shoal_tickets::store::MAX_SUBJECT_CHARS)
-        .collect()
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .map(|ch| if ch.is_control() { ' ' } else { ch })
+            .take(shoal_tickets::store::MAX_SUBJECT_CHARS)
+            .collect::<String>()
+            .trim()
+            .to_owned()
+    };
+    let subject = one_line(&render_masked(title, c));
+    if subject.is_empty() {
+        one_line(title)
+    } else {
+        subject
+    }
 }
 
 /// A text template with the customer's fields filled in.

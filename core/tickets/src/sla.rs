@@ -58,6 +58,9 @@ impl Policy {
         if n == 0 || n > 100 {
             p.push(format!("{at}name"), "1–100 characters");
         }
+        if self.types.len() > 50 || self.priorities.len() > 4 {
+            p.push(format!("{at}types"), "at most 50 types and 4 priorities");
+        }
         if let Some(i) = self.priorities.iter().position(|x| !(1..=4).contains(x)) {
             p.push(format!("{at}priorities[{i}]"), "1 (P1) to 4");
         }

@@ -11,7 +11,7 @@ use shoal_base::{
     error::{Error, Problems, Result},
     kinds::{Action, Resource},
     pagination::{Cursor, Key, Page, Paged},
-    storage::{Db, sql::Sql, time},
+    storage::{Db, dialect, sql::Sql, time},
 };
 use shoal_crm::{audit, tenancy::Actor};
 
@@ -248,6 +248,9 @@ fn check_body(p: &mut Problems, field: &str, body: &str) {
     if n == 0 || n > MAX_BODY_CHARS {
         p.push(field, format!("1–{MAX_BODY_CHARS} characters"));
     }
+    if body.contains('\0') {
+        p.push(field, "no NUL characters");
+    }
 }
 
 /// Opens a ticket: its type must exist, its fields fit the type, its customer be within the
@@ -329,6 +332,14 @@ pub async fn open_in(
             .into_ids()
             .into_iter()
             .next(),
+        None if !actor.access.reaches_all(Resource::Tickets) => {
+            // the caller could not see it afterwards
+            p.push(
+                "input.customerId",
+                "a ticket without a customer needs scope `all` on tickets: name its customer",
+            );
+            None
+        }
         None => None,
     };
     let mut fields = n.fields.clone();
@@ -341,12 +352,18 @@ pub async fn open_in(
             .collect();
         if !wanted.is_empty() {
             let found = shoal_crm::customers::get_many(conn, db, tenant, &[c.as_str()]).await?;
+            // the stored value (reads mask it for each reader); a value that does not fit
+            // the field is left out rather than block the ticket
             if let Some(customer) = found.values().next() {
-                let mut customer = customer.clone();
-                actor.access.mask_customer(&mut customer);
                 for (key, attribute) in wanted {
                     if let Some(v) = customer.attributes.get(&attribute) {
-                        fields.insert(key, v.clone());
+                        let mut one = Map::new();
+                        one.insert(key.clone(), v.clone());
+                        let mut fits = Problems::default();
+                        ty.check_values(&one, false, &mut fits, "");
+                        if fits.is_empty() {
+                            fields.insert(key, v.clone());
+                        }
                     }
                 }
             }
@@ -391,6 +408,7 @@ pub async fn open_in(
         now,
     )
     .await?;
+    let audited_fields = without_copies(&ty, &fields);
     audit::record(
         conn,
         actor,
@@ -398,7 +416,7 @@ pub async fn open_in(
         "ticket",
         &id,
         json!({ "type": ty.key, "subject": n.subject.trim(), "customerId": customer_id, "priority": priority,
-            "status": status.key, "assignee": n.assignee, "fields": fields }),
+            "status": status.key, "assignee": n.assignee, "fields": audited_fields }),
     )
     .await?;
     Ok(id)
@@ -654,20 +672,29 @@ pub async fn transition(
         ));
     }
     let change = json!({ "from": tk.status, "to": target.key });
-    record_change(&mut tx, actor, id, "status", note, change, now).await?;
+    record_change(
+        &mut tx,
+        actor,
+        id,
+        "status",
+        note,
+        (change.clone(), change),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     get(db, actor, id).await
 }
 
 /// A change's history entry (`kind`, with `note` as its body) and audit entry
-/// (`ticket.<kind>`), in the caller's transaction.
+/// (`ticket.<kind>`, recording `audited`), in the caller's transaction.
 async fn record_change(
     conn: &mut sqlx::AnyConnection,
     actor: &Actor,
     id: &str,
     kind: &str,
     note: Option<&str>,
-    change: Value,
+    (change, audited): (Value, Value),
     at: i64,
 ) -> Result<()> {
     add_entry(
@@ -676,11 +703,19 @@ async fn record_change(
         id,
         (kind, actor.user_id.as_str(), false),
         note,
-        Some(change.clone()),
+        Some(change),
         at,
     )
     .await?;
-    audit::record(conn, actor, &format!("ticket.{kind}"), "ticket", id, change).await?;
+    audit::record(
+        conn,
+        actor,
+        &format!("ticket.{kind}"),
+        "ticket",
+        id,
+        audited,
+    )
+    .await?;
     Ok(())
 }
 
@@ -708,7 +743,7 @@ pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool)
     sqlx::query(&format!(
         "UPDATE tickets SET updated_at = $3{} WHERE tenant_id = $1 AND id = $2",
         if public && tk.first_response_at.is_none() {
-            ", first_response_at = $3"
+            ", first_response_at = COALESCE(first_response_at, $3)"
         } else {
             ""
         }
@@ -753,7 +788,17 @@ pub async fn set_fields(
     let mut p = Problems::default();
     ty.check_values(values, false, &mut p, "fields");
     p.into_result(())?;
-    let mut fields = tk.fields.clone();
+    // the stored values, not the reader's masked ones, read under the write lock
+    let mut tx = db.begin_write().await?;
+    let raw: String = sqlx::query_scalar(&format!(
+        "SELECT fields FROM tickets WHERE tenant_id = $1 AND id = $2{}",
+        dialect::for_update(db.backend)
+    ))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut fields: Map<String, Value> = serde_json::from_str(&raw).unwrap_or_default();
     let mut changed = Map::new();
     for (k, v) in values {
         let before = fields.get(k).cloned().unwrap_or(Value::Null);
@@ -770,17 +815,35 @@ pub async fn set_fields(
     if changed.is_empty() {
         return Ok(tk);
     }
-    let value = Value::Object(fields).to_string();
-    change_column(
-        db,
-        actor,
-        id,
-        ("fields", "fields"),
-        value,
-        None,
-        Value::Object(changed),
+    let now = time::to_micros(time::now());
+    sqlx::query("UPDATE tickets SET fields = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
+        .bind(actor.tenant_id())
+        .bind(id)
+        .bind(Value::Object(fields).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let audited = without_copies(&ty, &changed);
+    let change = Value::Object(changed);
+    record_change(&mut tx, actor, id, "fields", None, (change, audited), now).await?;
+    tx.commit().await?;
+    get(db, actor, id).await
+}
+
+/// Field values without those that copy a customer attribute (the audit log records the
+/// customer's own changes; a copy there would outlive its masking).
+fn without_copies(ty: &TicketType, values: &Map<String, Value>) -> Value {
+    Value::Object(
+        values
+            .iter()
+            .filter(|(k, _)| {
+                !ty.fields
+                    .iter()
+                    .any(|f| &f.key == *k && f.attribute.is_some())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     )
-    .await
 }
 
 /// Assigns a ticket to a user of the tenant, or (`None`) back to nobody.
@@ -873,7 +936,16 @@ where
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    record_change(&mut tx, actor, id, kind, note, change, now).await?;
+    record_change(
+        &mut tx,
+        actor,
+        id,
+        kind,
+        note,
+        (change.clone(), change),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     get(db, actor, id).await
 }

@@ -17,6 +17,12 @@ pub const MAX_FIELDS: usize = 50;
 pub const MAX_STATUSES: usize = 20;
 /// Longest text field value, in characters.
 pub const MAX_TEXT_CHARS: usize = 4000;
+/// Most choices of a choice field.
+pub const MAX_CHOICES: usize = 100;
+/// Most transitions of a workflow.
+pub const MAX_TRANSITIONS: usize = 400;
+/// Longest number or amount, as written.
+const MAX_NUMBER_CHARS: usize = 40;
 
 /// What a custom field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +221,12 @@ impl TicketType {
                 p.push(format!("{fp}.label"), "1–100 characters on one line");
             }
             match f.kind {
+                FieldKind::Choice if f.choices.len() > MAX_CHOICES => {
+                    p.push(
+                        format!("{fp}.choices"),
+                        format!("at most {MAX_CHOICES} choices"),
+                    );
+                }
                 FieldKind::Choice => {
                     let distinct: BTreeSet<&String> = f.choices.iter().collect();
                     if f.choices.is_empty() || distinct.len() != f.choices.len() {
@@ -278,6 +290,12 @@ impl TicketType {
             p.push(
                 format!("{at}statuses[0].category"),
                 "tickets start in the first status, which must be open",
+            );
+        }
+        if self.transitions.len() > MAX_TRANSITIONS {
+            p.push(
+                format!("{at}transitions"),
+                format!("at most {MAX_TRANSITIONS} transitions"),
             );
         }
         for (i, t) in self.transitions.iter().enumerate() {
@@ -369,10 +387,20 @@ impl TicketType {
     }
 }
 
+/// Whether `s` is a decimal number as written (digits, one point, a sign; at most 40
+/// characters; exactly representable).
+fn decimal(s: &str) -> bool {
+    s.len() <= MAX_NUMBER_CHARS
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-' || c == '+')
+        && Decimal::from_str_exact(s).is_ok()
+}
+
 /// Why one value does not fit its field.
 fn check_value(def: &FieldDef, v: &Value) -> Result<(), String> {
     match def.kind {
         FieldKind::Text | FieldKind::CustomerAttribute => match v {
+            Value::String(s) if s.contains('\0') => Err("no NUL characters".into()),
             Value::String(s) if s.chars().count() <= MAX_TEXT_CHARS => Ok(()),
             Value::String(_) => Err(format!("at most {MAX_TEXT_CHARS} characters")),
             Value::Number(_) | Value::Bool(_) if def.kind == FieldKind::CustomerAttribute => Ok(()),
@@ -380,15 +408,15 @@ fn check_value(def: &FieldDef, v: &Value) -> Result<(), String> {
         },
         FieldKind::Number => match v {
             Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => Ok(()),
-            Value::String(s) if s.parse::<Decimal>().is_ok() => Ok(()),
+            Value::String(s) if decimal(s) => Ok(()),
             _ => Err("a number".into()),
         },
         FieldKind::Money => {
             let amount = v.get("amount").and_then(Value::as_str);
             let currency = v.get("currency").and_then(Value::as_str);
             let keys_ok = v.as_object().is_some_and(|o| o.len() == 2);
-            match (amount.map(str::parse::<Decimal>), currency) {
-                (Some(Ok(_)), Some(c))
+            match (amount.map(decimal), currency) {
+                (Some(true), Some(c))
                     if keys_ok && c.len() == 3 && c.chars().all(|c| c.is_ascii_uppercase()) =>
                 {
                     Ok(())

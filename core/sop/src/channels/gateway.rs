@@ -129,7 +129,7 @@ pub fn verify_standard(
         .trim()
         .parse()
         .map_err(|_| "webhook-timestamp is not a number of seconds".to_owned())?;
-    if (now_unix - unix).abs() > TOLERANCE_SECONDS {
+    if now_unix.abs_diff(unix) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err("webhook-timestamp is too far from now".into());
     }
     let expected = standard_signature(secret, id, unix, body);
