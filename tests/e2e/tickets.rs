@@ -534,10 +534,32 @@ async fn sla_clocks_run_on_the_business_calendar(s: &TestServer) {
     .await;
     let id = s.ok_id(ALPHA, OPEN, open(2), "openTicket").await;
     let t = s.ok(ALPHA, clocks, json!({ "id": id })).await["ticket"].clone();
-    let local = due(&t["sla"][0]).with_timezone(&chrono_tz::Asia::Shanghai);
-    assert!(local.weekday().num_days_from_monday() < 5, "{local}");
-    let minutes = local.hour() * 60 + local.minute();
-    assert!((9 * 60..=18 * 60).contains(&minutes), "{local}");
+    let created: DateTime<Utc> = t["createdAt"].as_str().unwrap().parse().unwrap();
+    // the reference: walk second by second from the opening, counting working seconds
+    let working = |at: DateTime<Utc>| {
+        let local = at.with_timezone(&chrono_tz::Asia::Shanghai);
+        let minutes = local.hour() * 60 + local.minute();
+        local.weekday().num_days_from_monday() < 5
+            && local.date_naive().to_string() != "2027-01-01"
+            && (9 * 60..18 * 60).contains(&minutes)
+    };
+    let (mut at, mut left) = (created, 3600);
+    while left > 0 {
+        if working(at) {
+            left -= 1;
+            at += chrono::Duration::seconds(1);
+        } else {
+            // outside hours the clock waits for the opening, a whole second
+            at = at.with_nanosecond(0).unwrap() + chrono::Duration::seconds(1);
+        }
+    }
+    // (the walk counts whole seconds: it may be off by less than one at a window's edge)
+    let off = (due(&t["sla"][0]) - at).num_milliseconds().abs();
+    assert!(
+        off < 1000,
+        "one business hour after the opening: {} vs {at}",
+        t["sla"][0]["dueAt"]
+    );
     let calendar = s.ok(ALPHA, "{ businessCalendar }", json!({})).await;
     assert_eq!(
         calendar["businessCalendar"]["holidays"],
