@@ -723,11 +723,15 @@ async fn respectful_contact_defers_and_drops_with_reasons() {
             .starts_with(&format!("quiet hours {start}–{end}"))
     );
     let next: chrono::DateTime<chrono::Utc> = e["nextRunAt"].as_str().unwrap().parse().unwrap();
+    // (this failed twice under load, reading the enrolment time: the enrolment is printed
+    // so that the next failure says which row and history it saw)
     assert_eq!(
         next.with_timezone(&chrono_tz::Asia::Shanghai)
             .format("%H:%M")
             .to_string(),
-        end
+        end,
+        "{e:#}\nall enrolments: {:#}",
+        json!(enrolments(&s, ALPHA, &id, &c).await)
     );
     assert_eq!(e["status"], "active");
 
