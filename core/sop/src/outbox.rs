@@ -542,7 +542,7 @@ pub async fn deliver_due(
     let lease = now + Duration::milliseconds(cfg.webhook_timeout_ms as i64 * 2 + 5_000);
     let lock = db.backend.skip_locked();
     let adapters = Adapters::of(tenant);
-    let batch_of = |channel: &str| adapters.get(channel).map_or(1, |a| a.batch().max(1));
+    let batch_of = |channel: &str| adapters.batch(channel);
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&format!(
         "SELECT * FROM outbox_messages WHERE tenant_id = $1 AND status IN ('pending', 'sending') AND next_attempt_at <= $2 \

@@ -57,12 +57,10 @@ pub async fn open(
 ) -> Result<(String, bool)> {
     let actor = Actor::system(tenant, "webhook");
     let source_key = format!("webhook:{delivery}");
-    let before: Option<String> =
-        sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = $1 AND source_key = $2")
-            .bind(&tenant.id)
-            .bind(&source_key)
-            .fetch_optional(&db.pool)
-            .await?;
+    // a delivery seen before answers its ticket, whatever changed since
+    let mut conn = db.pool.acquire().await?;
+    let before = store::opened_by(&mut conn, &tenant.id, &source_key).await?;
+    drop(conn);
     if let Some(id) = before {
         return Ok((id, false));
     }

@@ -337,7 +337,7 @@ pub async fn clocks_of(db: &Db, actor: &Actor, id: &str) -> Result<Vec<Clock>> {
         return Ok(Vec::new());
     }
     let ty = crate::store::type_of(db, actor.tenant_id(), &t.type_key, "id").await?;
-    let entries = crate::store::entries(db, actor, id, false).await?;
+    let entries = crate::store::history(db, actor, &t, Some(&ty), false).await?;
     let calendar = calendar(db, actor).await?;
     Ok(clocks(&policies, &calendar, &ty, &t, &entries, time::now()))
 }

@@ -262,6 +262,21 @@ pub async fn open(db: &Db, actor: &Actor, n: NewTicket) -> Result<Ticket> {
     get(db, actor, &id).await
 }
 
+/// The ticket the request with idempotency key `source_key` opened, if one did.
+pub async fn opened_by(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    source_key: &str,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = $1 AND source_key = $2")
+            .bind(tenant)
+            .bind(source_key)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 /// [`open`] within the caller's transaction (an SOP step's): answers the ticket's id. A
 /// `source_key` that opened a ticket before opens nothing new; that ticket's id is the
 /// answer.
@@ -273,16 +288,10 @@ pub async fn open_in(
 ) -> Result<String> {
     actor.require(Action::Create)?;
     let tenant = actor.tenant_id();
-    if let Some(key) = &n.source_key {
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = $1 AND source_key = $2")
-                .bind(tenant)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if let Some(id) = before {
-            return Ok(id);
-        }
+    if let Some(key) = &n.source_key
+        && let Some(id) = opened_by(conn, tenant, key).await?
+    {
+        return Ok(id);
     }
     let mut p = Problems::default();
     let subject_chars = n.subject.trim().chars().count();
@@ -546,6 +555,17 @@ pub async fn list(
 /// (every caller of the API is staff: the customer-facing rendering takes `public_only`).
 pub async fn entries(db: &Db, actor: &Actor, id: &str, public_only: bool) -> Result<Vec<Entry>> {
     let tk = get(db, actor, id).await?;
+    history(db, actor, &tk, None, public_only).await
+}
+
+/// [`entries`] of a ticket already read (with its type, when the caller has it).
+pub async fn history(
+    db: &Db,
+    actor: &Actor,
+    tk: &Ticket,
+    ty: Option<&TicketType>,
+    public_only: bool,
+) -> Result<Vec<Entry>> {
     let vis = if public_only {
         " AND visibility = 'public'"
     } else {
@@ -555,7 +575,7 @@ pub async fn entries(db: &Db, actor: &Actor, id: &str, public_only: bool) -> Res
         "SELECT * FROM ticket_entries WHERE tenant_id = $1 AND ticket_id = $2{vis} ORDER BY created_at, id"
     ))
     .bind(actor.tenant_id())
-    .bind(id)
+    .bind(&tk.id)
     .fetch_all(&db.pool)
     .await?;
     // fields that copy a customer attribute read, in a change too, as the attribute does
@@ -563,10 +583,17 @@ pub async fn entries(db: &Db, actor: &Actor, id: &str, public_only: bool) -> Res
         Vec::new()
     } else {
         // a type that cannot be read fails the read rather than show copies unmasked
-        type_of(db, actor.tenant_id(), &tk.type_key, "id")
-            .await?
-            .fields
-            .into_iter()
+        let fetched;
+        let ty = match ty {
+            Some(t) => t,
+            None => {
+                fetched = type_of(db, actor.tenant_id(), &tk.type_key, "id").await?;
+                &fetched
+            }
+        };
+        ty.fields
+            .iter()
+            .cloned()
             .filter_map(|f| f.attribute.map(|a| (f.key, a)))
             .collect()
     };

@@ -110,12 +110,6 @@ pub trait Channel: Send + Sync {
     fn drops_repeats(&self) -> bool {
         true
     }
-    /// Whether the channel reaches the tenant's staff rather than the customer (a group
-    /// robot): the customer's contact policy does not hold its messages, their text shows
-    /// contact fields masked, and campaigns may not use it.
-    fn staff_facing(&self) -> bool {
-        false
-    }
     /// Hands one message over.
     fn send<'a>(&'a self, ctx: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a>;
     /// Most messages one call may carry: above 1, the outbox hands a campaign's messages
@@ -241,9 +235,17 @@ impl Adapters {
     /// without its own adapter goes through the tenant's gateway when there is one.
     pub fn get(&self, channel: &str) -> Option<&Arc<dyn Channel>> {
         self.by_name.get(channel).or_else(|| match channel {
-            "log" | "http" | "robot" => None,
+            "log" | "http" => None,
+            // a staff group is never reached through the customer gateway
+            c if crate::definition::staff_facing(c) => None,
             _ => self.by_name.get("webhook"),
         })
+    }
+
+    /// Most messages one hand-over to `channel` carries ([`Channel::batch`]; 1 without an
+    /// adapter).
+    pub fn batch(&self, channel: &str) -> usize {
+        self.get(channel).map_or(1, |a| a.batch().max(1))
     }
 
     /// The channels with an adapter, sorted.
@@ -304,9 +306,7 @@ pub fn per_second(tenant: &Tenant, channel: &str) -> u32 {
 /// carrying up to the adapter's [`Channel::batch`] messages (WeCom: a sender's customers in
 /// one task), at most 10,000.
 pub fn release_per_second(tenant: &Tenant, channel: &str) -> usize {
-    let batch = Adapters::of(tenant)
-        .get(channel)
-        .map_or(1, |a| a.batch().max(1));
+    let batch = Adapters::of(tenant).batch(channel);
     (per_second(tenant, channel) as usize)
         .saturating_mul(batch)
         .min(10_000)

@@ -139,9 +139,6 @@ impl Channel for Robot {
     fn address(&self) -> Address {
         Address::None
     }
-    fn staff_facing(&self) -> bool {
-        true
-    }
     fn send<'a>(&'a self, ctx: Ctx<'a>, m: &'a Outgoing<'a>) -> Sending<'a> {
         Box::pin(async move {
             if let Err(wait) = self.place(Instant::now()) {
