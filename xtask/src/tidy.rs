@@ -31,7 +31,10 @@ const FLOORS: &[(&str, &[&str])] = &[
         "shoal-settlement",
         &["shoal-base", "shoal-crm", "shoal-plugin-host"],
     ),
-    ("shoal-tickets", &["shoal-base", "shoal-crm"]),
+    (
+        "shoal-tickets",
+        &["shoal-base", "shoal-rules", "shoal-crm", "shoal-tags"],
+    ),
     (
         "shoal-sop",
         &[

@@ -19,6 +19,7 @@ mod segments;
 mod settlement;
 mod sops;
 mod tags;
+mod ticket_routing;
 mod tickets;
 mod viewer;
 mod work;
@@ -58,6 +59,7 @@ pub struct Query(
     notify::NotifyQuery,
     campaigns::CampaignQuery,
     tickets::TicketQuery,
+    ticket_routing::RoutingQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -76,6 +78,7 @@ pub struct Mutation(
     notify::NotifyMutation,
     campaigns::CampaignMutation,
     tickets::TicketMutation,
+    ticket_routing::RoutingMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -221,7 +221,7 @@ impl TicketTypeInput {
 
 /// A ticket (工单).
 #[derive(Clone, Debug)]
-pub struct Ticket(Domain);
+pub struct Ticket(pub(crate) Domain);
 
 impl From<Domain> for Ticket {
     fn from(t: Domain) -> Self {
@@ -332,6 +332,14 @@ impl SlaPolicy {
     }
 }
 
+/// A skill and its level (1–5).
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "SkillInput")]
+pub struct Skill {
+    pub name: String,
+    pub level: u8,
+}
+
 /// One entry of a ticket's history.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketEntry {
@@ -404,6 +412,21 @@ impl Ticket {
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()
     }
+    /// The queue (team) routing or a transfer put it in.
+    async fn queue(&self) -> Option<&str> {
+        self.0.queue.as_deref()
+    }
+    /// Skills the agent must hold, from the routing rule.
+    async fn required_skills(&self) -> Vec<Skill> {
+        self.0
+            .skills
+            .iter()
+            .map(|(name, level)| Skill {
+                name: name.clone(),
+                level: *level,
+            })
+            .collect()
+    }
     async fn created_by(&self) -> &str {
         &self.0.created_by
     }
@@ -467,6 +490,9 @@ pub struct TicketFilterInput {
     pub customer_id: Option<ID>,
     pub assignee: Option<String>,
     pub priority: Option<i64>,
+    pub queue: Option<String>,
+    /// Only tickets waiting in a queue for an agent (`false`: only those not waiting).
+    pub waiting: Option<bool>,
 }
 
 /// A ticket to open.
@@ -564,6 +590,8 @@ impl TicketQuery {
             customer_id: filter.customer_id.map(|i| i.0),
             assignee: filter.assignee,
             priority: filter.priority,
+            queue: filter.queue,
+            waiting: filter.waiting,
         };
         Ok(TicketConnection::from_paged(
             store::list(db(ctx), actor, &f, &page).await.gql()?,

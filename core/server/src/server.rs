@@ -146,6 +146,12 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             config.sop.clone(),
             supervision.clone(),
         ));
+        // waiting tickets are offered when shifts begin
+        background.push(shoal_tickets::waitlist::spawn(
+            db.clone(),
+            tenants.clone(),
+            supervision.clone(),
+        ));
         // campaigns release into the SOP outbox, so they run where its workers run
         let transport = Transport::new(config.sop.tls_roots.as_deref()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "TLS roots not loaded; trusting the built-in roots only");

@@ -5,16 +5,27 @@
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
 //! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
+//! - [`queues`]: queues (teams) and agents — availability, shifts, capacity, skills;
+//! - [`routing`]: routing rules (which queue), assignment inside a queue (round robin,
+//!   least loaded, skill match) and the waiting queue, each decision with its reason;
+//! - [`waitlist`]: the background loop that offers waiting tickets when shifts begin;
 //! - [`sla`]: SLA policies and each ticket's clocks (first response, resolution), on the
 //!   tenant's business calendar;
+//! - [`entries`]: writing a ticket's history;
+//! - [`settings`]: the tenant's ticket settings (calendar, SLA policies, routing rules);
 //! - [`calendar`]: business calendars (windows per weekday, holidays, make-up working days)
 //!   and exact SLA deadlines on them, with pauses.
 
 pub mod calendar;
+pub mod entries;
 pub mod inbound;
+pub mod queues;
+pub mod routing;
+pub mod settings;
 pub mod sla;
 pub mod store;
 pub mod types;
+pub mod waitlist;
 
 /// Checks the `tickets` section of a tenant's configuration (a `TenantCheck`): the inbound
 /// key's variable must hold at least 16 characters.

@@ -13,10 +13,11 @@ use shoal_base::{
     kinds::Action,
     storage::{Db, time},
 };
-use shoal_crm::{audit, tenancy::Actor};
+use shoal_crm::tenancy::Actor;
 
 use crate::{
     calendar::{BusinessCalendar, Pause},
+    settings,
     store::{Entry, Ticket},
     types::{Category, TicketType},
 };
@@ -241,45 +242,10 @@ fn clock(
 
 // ---- settings ----
 
-async fn setting(db: &Db, tenant: &str, key: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT value FROM ticket_settings WHERE tenant_id = $1 AND key = $2")
-            .bind(tenant)
-            .bind(key)
-            .fetch_optional(&db.pool)
-            .await?,
-    )
-}
-
-async fn save_setting(db: &Db, actor: &Actor, key: &str, value: serde_json::Value) -> Result<()> {
-    let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO ticket_settings (tenant_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(actor.tenant_id())
-    .bind(key)
-    .bind(value.to_string())
-    .bind(time::to_micros(time::now()))
-    .execute(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &format!("tickets.{key}"),
-        "ticket_settings",
-        key,
-        value,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// The tenant's business calendar: the one saved, else every hour of every day in the
 /// tenant's zone.
 pub async fn calendar(db: &Db, actor: &Actor) -> Result<BusinessCalendar> {
-    match setting(db, actor.tenant_id(), "calendar").await? {
+    match settings::get(db, actor.tenant_id(), "calendar").await? {
         Some(v) => serde_json::from_str(&v)
             .map_err(|e| Error::Internal(format!("the stored calendar: {e}"))),
         None => Ok(BusinessCalendar::always(actor.tenant.time_zone)),
@@ -299,13 +265,13 @@ pub async fn set_calendar(
     let calendar = BusinessCalendar::new(spec)
         .map_err(|e| Error::invalid(format!("calendar.{}", e.path()), e.to_string()))?;
     let value = serde_json::to_value(&calendar).map_err(|e| Error::Internal(e.to_string()))?;
-    save_setting(db, actor, "calendar", value).await?;
+    settings::save(db, actor, "calendar", value).await?;
     Ok(calendar)
 }
 
 /// The tenant's SLA policies, in order.
 pub async fn policies(db: &Db, tenant: &str) -> Result<Vec<Policy>> {
-    match setting(db, tenant, "sla_policies").await? {
+    match settings::get(db, tenant, "sla_policies").await? {
         Some(v) => serde_json::from_str(&v)
             .map_err(|e| Error::Internal(format!("the stored SLA policies: {e}"))),
         None => Ok(Vec::new()),
@@ -325,7 +291,7 @@ pub async fn set_policies(db: &Db, actor: &Actor, list: Vec<Policy>) -> Result<V
     }
     p.into_result(())?;
     let value = serde_json::to_value(&list).map_err(|e| Error::Internal(e.to_string()))?;
-    save_setting(db, actor, "sla_policies", value).await?;
+    settings::save(db, actor, "sla_policies", value).await?;
     Ok(list)
 }
 
@@ -378,6 +344,8 @@ mod tests {
             channel: "api".into(),
             fields: Default::default(),
             assignee: None,
+            queue: None,
+            skills: Default::default(),
             created_by: "u".into(),
             created_at: created,
             updated_at: created,

@@ -21,6 +21,8 @@ use crate::types::{Category, TicketType};
 pub const MAX_SUBJECT_CHARS: usize = 200;
 /// Longest reply or note, in characters.
 pub const MAX_BODY_CHARS: usize = 20_000;
+/// The condition of a ticket waiting in its queue for an agent.
+const WAITING: &str = "tickets.queue IS NOT NULL AND tickets.assignee IS NULL AND tickets.category NOT IN ('resolved', 'closed')";
 /// The order of ticket pages.
 pub const ORDER: &str = "tickets:created_at";
 
@@ -40,6 +42,10 @@ pub struct Ticket {
     pub channel: String,
     pub fields: Map<String, Value>,
     pub assignee: Option<String>,
+    /// The queue (team) routing or a transfer put it in.
+    pub queue: Option<String>,
+    /// Skills (and least levels) the agent must hold, from the routing rule.
+    pub skills: std::collections::BTreeMap<String, u8>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -103,6 +109,8 @@ fn from_row(r: &AnyRow) -> Result<Ticket> {
         channel: r.try_get("channel")?,
         fields: serde_json::from_str(&fields).unwrap_or_default(),
         assignee: r.try_get("assignee")?,
+        queue: r.try_get("queue")?,
+        skills: serde_json::from_str(&r.try_get::<String, _>("skills")?).unwrap_or_default(),
         created_by: r.try_get("created_by")?,
         created_at: time::from_micros(r.try_get("created_at")?),
         updated_at: time::from_micros(r.try_get("updated_at")?),
@@ -214,34 +222,6 @@ pub async fn type_in(
 }
 
 // ---- tickets ----
-
-async fn add_entry(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    ticket: &str,
-    (kind, author, public): (&str, &str, bool),
-    body: Option<&str>,
-    detail: Option<Value>,
-    at: i64,
-) -> Result<String> {
-    let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO ticket_entries (tenant_id, id, ticket_id, kind, author, visibility, body, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(ticket)
-    .bind(kind)
-    .bind(author)
-    .bind(if public { "public" } else { "internal" })
-    .bind(body)
-    .bind(detail.map(|d| d.to_string()))
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(id)
-}
 
 fn check_body(p: &mut Problems, field: &str, body: &str) {
     let n = body.trim().chars().count();
@@ -407,7 +387,7 @@ pub async fn open_in(
     .bind(&n.source_key)
     .execute(&mut *conn)
     .await?;
-    add_entry(
+    crate::entries::add(
         conn,
         tenant,
         &id,
@@ -428,6 +408,24 @@ pub async fn open_in(
             "status": status.key, "assignee": n.assignee, "fields": audited_fields }),
     )
     .await?;
+    crate::routing::route_new(
+        conn,
+        db,
+        actor,
+        &crate::routing::Opened {
+            id: &id,
+            type_key: &ty.key,
+            channel: &channel,
+            priority,
+            subject: n.subject.trim(),
+            body: n.body.as_deref(),
+            fields: &fields,
+            customer_id: customer_id.as_deref(),
+            assignee: n.assignee.as_deref(),
+            created_at: now,
+        },
+    )
+    .await?;
     Ok(id)
 }
 
@@ -437,7 +435,7 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Ticket> {
     let t = sql.arg(actor.tenant_id());
     let i = sql.arg(id);
     sql.push(&format!("{t} AND id = {i}"));
-    push_scope(actor, db, &mut sql, &t);
+    push_scope(actor, db, &mut sql, &t, &my_queues(db, actor).await?);
     match sql.query().fetch_optional(&db.pool).await? {
         Some(r) => {
             let mut tk = [from_row(&r)?];
@@ -484,16 +482,45 @@ fn masked_attribute(actor: &Actor, attribute: &str, v: &Value) -> Value {
     attrs.get(attribute).cloned().unwrap_or(Value::Null)
 }
 
-/// Keeps tickets whose customer the caller reaches in `tickets`; a ticket without a
-/// customer needs scope `all`.
-fn push_scope(actor: &Actor, db: &Db, sql: &mut Sql, t: &str) {
+/// Keeps tickets the caller reaches in `tickets`: those of customers in reach, those
+/// assigned to users in reach (themselves, for scope `own`), and those waiting in one of
+/// `queues` (the caller's). With scope `all`, every ticket.
+fn push_scope(actor: &Actor, db: &Db, sql: &mut Sql, t: &str, queues: &[String]) {
     if actor.access.reaches_all(Resource::Tickets) {
         return;
     }
-    sql.push(" AND tickets.customer_id IS NOT NULL");
-    actor
-        .access
-        .push_linked_scope(sql, db.backend, Resource::Tickets, t, "tickets.customer_id");
+    let also = if queues.is_empty() {
+        Vec::new()
+    } else {
+        let list: Vec<String> = queues.iter().map(|q| sql.arg(q.clone())).collect();
+        vec![format!(
+            "tickets.assignee IS NULL AND tickets.queue IN ({})",
+            list.join(", ")
+        )]
+    };
+    actor.access.push_linked_or_assigned_scope(
+        sql,
+        db.backend,
+        Resource::Tickets,
+        t,
+        "tickets.customer_id",
+        "tickets.assignee",
+        &also,
+    );
+}
+
+/// The queues the caller is a member of (none when they reach every ticket anyway).
+async fn my_queues(db: &Db, actor: &Actor) -> Result<Vec<String>> {
+    if actor.access.reaches_all(Resource::Tickets) {
+        return Ok(Vec::new());
+    }
+    let mut conn = db.pool.acquire().await?;
+    Ok(crate::queues::queues(&mut conn, actor.tenant_id())
+        .await?
+        .into_iter()
+        .filter(|q| q.members.contains(&actor.user_id))
+        .map(|q| q.key)
+        .collect())
 }
 
 /// What a list of tickets is narrowed to.
@@ -505,6 +532,9 @@ pub struct TicketFilter {
     pub customer_id: Option<String>,
     pub assignee: Option<String>,
     pub priority: Option<i64>,
+    pub queue: Option<String>,
+    /// Only tickets waiting in a queue for an agent (or only those that are not).
+    pub waiting: Option<bool>,
 }
 
 /// Tickets the caller reaches, newest first.
@@ -518,12 +548,13 @@ pub async fn list(
     let mut sql = Sql::new("SELECT * FROM tickets WHERE tenant_id = ");
     let t = sql.arg(tenant);
     sql.push(&t);
-    push_scope(actor, db, &mut sql, &t);
+    push_scope(actor, db, &mut sql, &t, &my_queues(db, actor).await?);
     for (col, v) in [
         ("type_key", &f.type_key),
         ("status", &f.status),
         ("customer_id", &f.customer_id),
         ("assignee", &f.assignee),
+        ("queue", &f.queue),
     ] {
         if let Some(v) = v {
             let a = sql.arg(v.clone());
@@ -533,6 +564,15 @@ pub async fn list(
     if let Some(p) = f.priority {
         let a = sql.arg(p);
         sql.push(&format!(" AND priority = {a}"));
+    }
+    match f.waiting {
+        Some(true) => {
+            sql.push(&format!(" AND {WAITING}"));
+        }
+        Some(false) => {
+            sql.push(&format!(" AND NOT ({WAITING})"));
+        }
+        None => {}
     }
     if !f.categories.is_empty() {
         let list: Vec<String> = f.categories.iter().map(|c| sql.arg(c.as_str())).collect();
@@ -681,6 +721,7 @@ pub async fn transition(
         _ => ("NULL", "NULL"),
     };
     let mut tx = db.begin_write().await?;
+    crate::routing::lock(&mut tx, db, actor.tenant_id()).await?;
     let moved = sqlx::query(&format!(
         "UPDATE tickets SET status = $3, category = $4, updated_at = $5, resolved_at = {resolved}, closed_at = {closed} \
          WHERE tenant_id = $1 AND id = $2 AND status = $6"
@@ -711,6 +752,14 @@ pub async fn transition(
         now,
     )
     .await?;
+    if target.category.is_done() && !tk.category.is_done() {
+        // the agent's capacity freed: their queues offer what waits
+        if let Some(a) = &tk.assignee {
+            crate::routing::drain_of(&mut tx, db, actor, a).await?;
+        }
+    } else if tk.category.is_done() && !target.category.is_done() {
+        crate::routing::reopened_in(&mut tx, db, actor, id).await?;
+    }
     tx.commit().await?;
     get(db, actor, id).await
 }
@@ -726,7 +775,7 @@ async fn record_change(
     (change, audited): (Value, Value),
     at: i64,
 ) -> Result<()> {
-    add_entry(
+    crate::entries::add(
         &mut *conn,
         actor.tenant_id(),
         id,
@@ -759,7 +808,7 @@ pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool)
     let now = time::to_micros(time::now());
     let kind = if public { "reply" } else { "note" };
     let mut tx = db.begin_write().await?;
-    let entry = add_entry(
+    let entry = crate::entries::add(
         &mut tx,
         actor.tenant_id(),
         id,
@@ -879,7 +928,9 @@ fn without_copies(ty: &TicketType, values: &Map<String, Value>) -> Value {
     )
 }
 
-/// Assigns a ticket to a user of the tenant, or (`None`) back to nobody.
+/// Assigns a ticket to a user of the tenant, or (`None`) back to nobody — back to its queue,
+/// which offers it again. A supervisor's choice: the agent's availability and capacity do
+/// not stop it. The agent it leaves has capacity again: their queues offer what waits.
 pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) -> Result<Ticket> {
     actor.require(Action::Update)?;
     let tk = get(db, actor, id).await?;
@@ -894,17 +945,63 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
     if tk.assignee.as_deref() == assignee {
         return Ok(tk);
     }
+    let tenant = actor.tenant_id();
+    let now = time::to_micros(time::now());
+    let mut tx = db.begin_write().await?;
+    crate::routing::lock(&mut tx, db, tenant).await?;
+    sqlx::query(
+        "UPDATE tickets SET assignee = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(assignee)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     let change = json!({ "from": tk.assignee, "to": assignee });
-    change_column(
-        db,
+    record_change(
+        &mut tx,
         actor,
         id,
-        ("assignee", "assigned"),
-        assignee.map(str::to_owned),
+        "assigned",
         None,
-        change,
+        (change.clone(), change),
+        now,
     )
-    .await
+    .await?;
+    if !tk.category.is_done() {
+        if let Some(before) = &tk.assignee {
+            crate::routing::drain_of(&mut tx, db, actor, before).await?;
+        } else if assignee.is_none()
+            && let Some(q) = &tk.queue
+        {
+            crate::routing::drain_in(&mut tx, db, actor, std::slice::from_ref(q)).await?;
+        }
+    }
+    tx.commit().await?;
+    get(db, actor, id).await
+}
+
+/// Moves a ticket to another queue (a transfer, with an optional internal note): its
+/// assignee keeps it only if a member of the new queue; else the new queue offers it.
+pub async fn set_queue(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    queue: &str,
+    note: Option<&str>,
+) -> Result<Ticket> {
+    actor.require(Action::Update)?;
+    get(db, actor, id).await?;
+    let mut p = Problems::default();
+    if let Some(n) = note {
+        check_body(&mut p, "note", n);
+    }
+    p.into_result(())?;
+    let mut tx = db.begin_write().await?;
+    crate::routing::transfer_in(&mut tx, db, actor, id, queue, note).await?;
+    tx.commit().await?;
+    get(db, actor, id).await
 }
 
 /// Changes a ticket's priority (1, most urgent, to 4), with an optional internal note.

@@ -119,6 +119,11 @@ const MIGRATIONS: &[Migration] = &[
         "ticket settings: business calendar, SLA policies",
         include_str!("../../migrations/shared/0017_ticket_settings.sql"),
     ),
+    Migration::shared(
+        18,
+        "ticket routing: queues, agents, a ticket's queue and skills",
+        include_str!("../../migrations/shared/0018_ticket_routing.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

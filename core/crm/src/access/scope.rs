@@ -40,6 +40,43 @@ impl Access {
         }
     }
 
+    /// Appends ` AND (…)` keeping rows whose customer (`customer_col`) the caller reaches in
+    /// `resource` (as [`Self::push_linked_scope`]), whose assignee (`assignee_col`) the
+    /// caller reaches (own: themselves; departments: their users), or — for a caller with
+    /// some reach in `resource` — that meet one of `also` (tickets waiting in the caller's
+    /// queues).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_linked_or_assigned_scope(
+        &self,
+        sql: &mut Sql,
+        backend: Backend,
+        resource: Resource,
+        t: &str,
+        customer_col: &str,
+        assignee_col: &str,
+        also: &[String],
+    ) {
+        let Some(linked) = self.condition(sql, backend, resource, t, Some("c.owner_id"), true)
+        else {
+            return;
+        };
+        let mut parts = vec![format!(
+            "EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = {t} AND c.id = {customer_col} AND ({linked}))"
+        )];
+        if let Some(assigned) = self.condition(sql, backend, resource, t, Some(assignee_col), false)
+        {
+            parts.push(format!("({assigned})"));
+        }
+        if self
+            .reach
+            .get(&resource)
+            .is_some_and(|r| r.own || !r.departments.is_empty())
+        {
+            parts.extend(also.iter().map(|a| format!("({a})")));
+        }
+        sql.push(&format!(" AND ({})", parts.join(" OR ")));
+    }
+
     /// Appends ` AND (…)` keeping only tasks whose assignee (`assignee_col`) the caller
     /// reaches, or whose customer (`customer_col`) a grant opens.
     pub fn push_assigned_scope(
