@@ -26,6 +26,7 @@ mod settlement;
 mod sop;
 mod supply_chain;
 mod tags;
+mod ticket_escalations;
 mod ticket_routing;
 mod tickets;
 mod trust;

@@ -10,20 +10,20 @@ use serde_json::{Value, json};
 use crate::harness::{ALPHA, Backend, TestServer, code, fields};
 use shoal_base::config::{self, ApiKeyConfig, Config};
 
-const LI: &str = "alpha-li-key-000000000000001";
+pub(crate) const LI: &str = "alpha-li-key-000000000000001";
 const AGENT_A: &str = "alpha-agent-a-key-0000000001";
 
-const SAVE_QUEUE: &str = "mutation($i: TicketQueueInput!) { saveTicketQueue(input: $i) { key strategy members waiting } }";
-const SET_AGENT: &str = "mutation($i: TicketAgentInput!) { setTicketAgent(input: $i) { userId availability capacity openTickets unavailableBecause } }";
+pub(crate) const SAVE_QUEUE: &str = "mutation($i: TicketQueueInput!) { saveTicketQueue(input: $i) { key strategy members waiting } }";
+pub(crate) const SET_AGENT: &str = "mutation($i: TicketAgentInput!) { setTicketAgent(input: $i) { userId availability capacity openTickets unavailableBecause } }";
 const SET_RULES: &str =
     "mutation($r: [RoutingRuleInput!]!) { setRoutingRules(rules: $r) { name queue } }";
 const OPEN: &str = "mutation($i: TicketInput!) { openTicket(input: $i) { id queue assignee priority requiredSkills { name level } } }";
-const READ: &str = "query($id: ID!) { ticket(id: $id) { id queue assignee priority status entries { kind author detail } } }";
-const MOVE: &str =
+pub(crate) const READ: &str = "query($id: ID!) { ticket(id: $id) { id queue assignee priority status entries { kind author detail } } }";
+pub(crate) const MOVE: &str =
     "mutation($id: ID!, $to: String!) { moveTicket(id: $id, to: $to) { status assignee } }";
 
 /// Agents 李 (`li`, with a key), 王 (`wang`) and 赵 (`zhao`); `agent-a` gets a key too.
-fn agents(config: &mut Config) {
+pub(crate) fn agents(config: &mut Config) {
     let alpha = config.tenants.get_mut("alpha").expect("alpha");
     for user in ["li", "wang", "zhao"] {
         alpha
@@ -42,11 +42,11 @@ fn agents(config: &mut Config) {
     }
 }
 
-async fn start(backend: Backend) -> Option<TestServer> {
+pub(crate) async fn start(backend: Backend) -> Option<TestServer> {
     TestServer::start_with(backend, agents).await
 }
 
-async fn queue(s: &TestServer, key: &str, strategy: &str, members: &[&str]) {
+pub(crate) async fn queue(s: &TestServer, key: &str, strategy: &str, members: &[&str]) {
     s.ok(
         ALPHA,
         SAVE_QUEUE,
@@ -55,7 +55,7 @@ async fn queue(s: &TestServer, key: &str, strategy: &str, members: &[&str]) {
     .await;
 }
 
-async fn open(s: &TestServer, subject: &str, more: Value) -> Value {
+pub(crate) async fn open(s: &TestServer, subject: &str, more: Value) -> Value {
     let mut i = json!({ "type": "general", "subject": subject });
     if let Value::Object(m) = more {
         i.as_object_mut().unwrap().extend(m);
@@ -63,12 +63,12 @@ async fn open(s: &TestServer, subject: &str, more: Value) -> Value {
     s.ok(ALPHA, OPEN, json!({ "i": i })).await["openTicket"].clone()
 }
 
-async fn read(s: &TestServer, id: &str) -> Value {
+pub(crate) async fn read(s: &TestServer, id: &str) -> Value {
     s.ok(ALPHA, READ, json!({ "id": id })).await["ticket"].clone()
 }
 
 /// The detail of the ticket's last history entry of `kind`.
-async fn last(s: &TestServer, id: &str, kind: &str) -> Value {
+pub(crate) async fn last(s: &TestServer, id: &str, kind: &str) -> Value {
     read(s, id).await["entries"]
         .as_array()
         .unwrap()
@@ -79,7 +79,7 @@ async fn last(s: &TestServer, id: &str, kind: &str) -> Value {
         .clone()
 }
 
-fn id(t: &Value) -> String {
+pub(crate) fn id(t: &Value) -> String {
     t["id"].as_str().unwrap().to_owned()
 }
 

@@ -339,10 +339,10 @@ pub struct RecipientsValue {
     /// The customer's owner.
     #[graphql(default)]
     pub owner: bool,
-    /// A task's assignee (task events).
+    /// A task's or ticket's assignee (task and ticket events).
     #[graphql(default)]
     pub assignee: bool,
-    /// The users watching the customer (`watchCustomer`).
+    /// The users watching the customer (`watchCustomer`), and a ticket's watchers.
     #[graphql(default)]
     pub watchers: bool,
     #[graphql(default)]

@@ -268,10 +268,7 @@ impl From<sla::Clock> for SlaClock {
     fn from(c: sla::Clock) -> Self {
         SlaClock {
             policy: c.policy,
-            target: match c.target {
-                sla::Target::FirstResponse => SlaTarget::FirstResponse,
-                sla::Target::Resolution => SlaTarget::Resolution,
-            },
+            target: SlaTarget::of(c.target),
             state: match c.state {
                 sla::State::Met => SlaState::Met,
                 sla::State::OnTrack => SlaState::OnTrack,
@@ -283,6 +280,80 @@ impl From<sla::Clock> for SlaClock {
             done_at: c.done_at,
             elapsed_seconds: c.elapsed_seconds,
             target_seconds: c.target_seconds,
+        }
+    }
+}
+
+impl SlaTarget {
+    fn of(t: sla::Target) -> Self {
+        match t {
+            sla::Target::FirstResponse => Self::FirstResponse,
+            sla::Target::Resolution => Self::Resolution,
+        }
+    }
+    fn domain(self) -> sla::Target {
+        match self {
+            Self::FirstResponse => sla::Target::FirstResponse,
+            Self::Resolution => sla::Target::Resolution,
+        }
+    }
+}
+
+/// When an escalation fires.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlaStage {
+    /// The clock passed the policy's `warnAtPercent` of its target.
+    AtRisk,
+    /// The clock passed its target.
+    Breached,
+}
+
+/// What a policy does when a ticket's clock gets to a stage (once per ticket): emit the
+/// `ticket.sla_at_risk` / `ticket.sla_breached` change (notification rules and webhooks
+/// deliver it), raise the priority, transfer the ticket, add watchers.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "SlaEscalationInput")]
+pub struct SlaEscalation {
+    pub when: SlaStage,
+    /// The clock it watches; both when null.
+    pub target: Option<SlaTarget>,
+    #[graphql(default = true)]
+    pub notify: bool,
+    pub raise_priority_to: Option<i64>,
+    /// A queue key.
+    pub transfer_to: Option<String>,
+    #[graphql(default)]
+    pub add_watchers: Vec<String>,
+}
+
+impl From<sla::Escalation> for SlaEscalation {
+    fn from(e: sla::Escalation) -> Self {
+        SlaEscalation {
+            when: match e.when {
+                sla::Stage::AtRisk => SlaStage::AtRisk,
+                sla::Stage::Breached => SlaStage::Breached,
+            },
+            target: e.target.map(SlaTarget::of),
+            notify: e.notify,
+            raise_priority_to: e.raise_priority_to,
+            transfer_to: e.transfer_to,
+            add_watchers: e.add_watchers,
+        }
+    }
+}
+
+impl SlaEscalation {
+    fn domain(self) -> sla::Escalation {
+        sla::Escalation {
+            when: match self.when {
+                SlaStage::AtRisk => sla::Stage::AtRisk,
+                SlaStage::Breached => sla::Stage::Breached,
+            },
+            target: self.target.map(SlaTarget::domain),
+            notify: self.notify,
+            raise_priority_to: self.raise_priority_to,
+            transfer_to: self.transfer_to,
+            add_watchers: self.add_watchers,
         }
     }
 }
@@ -304,6 +375,9 @@ pub struct SlaPolicy {
     /// The share of a target (percent) past which a clock is at risk.
     #[graphql(default = 80)]
     pub warn_at_percent: u8,
+    /// What happens at risk and on breach.
+    #[graphql(default)]
+    pub escalations: Vec<SlaEscalation>,
 }
 
 impl From<sla::Policy> for SlaPolicy {
@@ -315,6 +389,7 @@ impl From<sla::Policy> for SlaPolicy {
             first_response_minutes: p.first_response_minutes,
             resolution_minutes: p.resolution_minutes,
             warn_at_percent: p.warn_at_percent,
+            escalations: p.escalations.into_iter().map(SlaEscalation::from).collect(),
         }
     }
 }
@@ -328,6 +403,11 @@ impl SlaPolicy {
             first_response_minutes: self.first_response_minutes,
             resolution_minutes: self.resolution_minutes,
             warn_at_percent: self.warn_at_percent,
+            escalations: self
+                .escalations
+                .into_iter()
+                .map(SlaEscalation::domain)
+                .collect(),
         }
     }
 }
@@ -412,6 +492,10 @@ impl Ticket {
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()
     }
+    /// Users told of its escalations.
+    async fn watchers(&self) -> &[String] {
+        &self.0.watchers
+    }
     /// The queue (team) routing or a transfer put it in.
     async fn queue(&self) -> Option<&str> {
         self.0.queue.as_deref()
@@ -457,7 +541,7 @@ impl Ticket {
     /// Its SLA clocks now (none when no policy applies).
     async fn sla(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SlaClock>> {
         let actor = actor(ctx).gql()?;
-        Ok(sla::clocks_of(db(ctx), actor, &self.0.id)
+        Ok(store::clocks_of(db(ctx), actor, &self.0.id)
             .await
             .gql()?
             .into_iter()

@@ -39,6 +39,14 @@ pub const KINDS: &[(&str, &str)] = &[
         "a bill was settled (the customer as its payer, when there is one)",
     ),
     ("bill.refunded", "a bill was refunded"),
+    (
+        "ticket.sla_at_risk",
+        "a ticket's SLA clock passed its policy's warning share: `ticketId`, `target` (first_response, resolution), `policy`, `assignee`, `queue`, `watchers`",
+    ),
+    (
+        "ticket.sla_breached",
+        "a ticket's SLA clock passed its target: `ticketId`, `target`, `policy`, `assignee`, `queue`, `watchers`",
+    ),
 ];
 
 /// The resource whose scope decides who may hear of a change of `kind`: an event's, a
@@ -49,6 +57,7 @@ pub fn resource_of(kind: &str) -> shoal_base::kinds::Resource {
         "event.recorded" => Resource::Events,
         "task.created" | "task.updated" => Resource::Tasks,
         "bill.settled" | "bill.refunded" => Resource::Bills,
+        k if k.starts_with("ticket.") => Resource::Tickets,
         _ => Resource::Customers,
     }
 }
@@ -67,13 +76,14 @@ fn qualified_by(kind: &str) -> &'static [&'static str] {
         "segment.entered" | "segment.left" => &["segmentId"],
         "task.updated" => &["status"],
         "sop.step" => &["sopId", "outcome"],
+        "ticket.sla_at_risk" | "ticket.sla_breached" => &["target"],
         _ => &[],
     }
 }
 
 /// Whether a change of `kind` with `payload` is one `spec` names: a type, or a type and a
 /// qualifier (`tag.added:VIP` — the tag; `event.recorded:<type or name>`;
-/// `segment.entered:<segment id>`; `task.updated:<status>`).
+/// `segment.entered:<segment id>`; `task.updated:<status>`; `ticket.sla_breached:<target>`).
 pub fn matches(spec: &str, kind: &str, payload: &serde_json::Value) -> bool {
     match spec.split_once(':') {
         None => spec == kind,

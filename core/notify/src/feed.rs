@@ -47,6 +47,10 @@ pub(crate) fn from_row(r: &AnyRow) -> Result<Change> {
 /// or about a deleted customer (out of every scope), only when they reach all of it.
 pub async fn reaches(access: &Access, db: &Db, c: &Change) -> bool {
     let resource = crate::event_types::resource_of(&c.kind);
+    if resource == shoal_base::kinds::Resource::Tickets && involved(&access.user_id, c) {
+        // a ticket's assignee and watchers hear of it, whoever its customer is
+        return true;
+    }
     if c.customer_id.is_empty() || c.kind == "customer.deleted" {
         return access.reaches_all(resource);
     }
@@ -54,6 +58,18 @@ pub async fn reaches(access: &Access, db: &Db, c: &Change) -> bool {
         .ensure_customer(db, resource, &c.customer_id)
         .await
         .is_ok()
+}
+
+/// Whether `user` is a ticket change's assignee or one of its watchers.
+pub fn involved(user: &str, c: &Change) -> bool {
+    c.payload
+        .get("assignee")
+        .and_then(serde_json::Value::as_str)
+        == Some(user)
+        || c.payload
+            .get("watchers")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|w| w.iter().any(|x| x.as_str() == Some(user)))
 }
 
 /// What a reader asking for the changes after a cursor gets.

@@ -146,10 +146,11 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             config.sop.clone(),
             supervision.clone(),
         ));
-        // waiting tickets are offered when shifts begin
-        background.push(shoal_tickets::waitlist::spawn(
+        // SLA timers fire; waiting tickets are offered when shifts begin
+        background.push(shoal_tickets::upkeep::spawn(
             db.clone(),
             tenants.clone(),
+            std::time::Duration::from_millis(config.sop.poll_ms.max(100)),
             supervision.clone(),
         ));
         // campaigns release into the SOP outbox, so they run where its workers run

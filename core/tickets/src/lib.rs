@@ -2,13 +2,15 @@
 //!
 //! - [`types`]: ticket types — custom-field schemas and workflows (statuses in categories,
 //!   allowed transitions), checked with field paths;
+//! - [`records`]: tickets, history entries and types as stored, read raw;
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
 //! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
 //! - [`queues`]: queues (teams) and agents — availability, shifts, capacity, skills;
 //! - [`routing`]: routing rules (which queue), assignment inside a queue (round robin,
 //!   least loaded, skill match) and the waiting queue, each decision with its reason;
-//! - [`waitlist`]: the background loop that offers waiting tickets when shifts begin;
+//! - [`timers`]: SLA timers that act — escalations at risk and on breach, once each;
+//! - [`upkeep`]: the background loop that fires due timers and offers waiting tickets;
 //! - [`sla`]: SLA policies and each ticket's clocks (first response, resolution), on the
 //!   tenant's business calendar;
 //! - [`entries`]: writing a ticket's history;
@@ -20,12 +22,14 @@ pub mod calendar;
 pub mod entries;
 pub mod inbound;
 pub mod queues;
+pub mod records;
 pub mod routing;
 pub mod settings;
 pub mod sla;
 pub mod store;
+pub mod timers;
 pub mod types;
-pub mod waitlist;
+pub mod upkeep;
 
 /// Checks the `tickets` section of a tenant's configuration (a `TenantCheck`): the inbound
 /// key's variable must hold at least 16 characters.

@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 use shoal_base::{
     error::{Error, Problems, Result},
     kinds::Action,
-    storage::{Db, time},
+    storage::Db,
 };
 use shoal_crm::tenancy::Actor;
 
 use crate::{
     calendar::{BusinessCalendar, Pause},
+    records::{Entry, Ticket},
     settings,
-    store::{Entry, Ticket},
     types::{Category, TicketType},
 };
 
@@ -46,10 +46,73 @@ pub struct Policy {
     /// The share of a target (percent) past which a clock is at risk (80 when unset).
     #[serde(default = "eighty")]
     pub warn_at_percent: u8,
+    /// What happens when a clock gets at risk or breaches (each once per ticket).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<Escalation>,
 }
 
 fn eighty() -> u8 {
     80
+}
+
+/// Most escalations of one policy.
+pub const MAX_ESCALATIONS: usize = 10;
+
+/// When an escalation fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The clock passed the policy's `warnAtPercent` of its target.
+    AtRisk,
+    /// The clock passed its target.
+    Breached,
+}
+
+impl Stage {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::AtRisk => "at_risk",
+            Stage::Breached => "breached",
+        }
+    }
+
+    /// The stage stored as `s`.
+    pub fn parse(s: &str) -> Option<Stage> {
+        match s {
+            "at_risk" => Some(Stage::AtRisk),
+            "breached" => Some(Stage::Breached),
+            _ => None,
+        }
+    }
+}
+
+/// What a policy does when a ticket's clock gets to a stage: tell people (the
+/// `ticket.sla_at_risk` / `ticket.sla_breached` change, which notification rules and
+/// webhooks deliver), raise its priority, transfer it to another queue, add watchers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Escalation {
+    pub when: Stage,
+    /// The clock it watches; both when unset.
+    #[serde(default)]
+    pub target: Option<Target>,
+    /// Emit the change notification rules and webhooks deliver (true when unset).
+    #[serde(default = "yes")]
+    pub notify: bool,
+    /// Raise the priority to this (1 most urgent); a more urgent ticket keeps its own.
+    #[serde(default)]
+    pub raise_priority_to: Option<i64>,
+    /// Transfer the ticket to this queue.
+    #[serde(default)]
+    pub transfer_to: Option<String>,
+    /// Users to add to the ticket's watchers (told of this and later escalations).
+    #[serde(default)]
+    pub add_watchers: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Policy {
@@ -82,6 +145,39 @@ impl Policy {
         if !(1..=100).contains(&self.warn_at_percent) {
             p.push(format!("{at}warnAtPercent"), "1–100");
         }
+        if self.escalations.len() > MAX_ESCALATIONS {
+            p.push(
+                format!("{at}escalations"),
+                format!("at most {MAX_ESCALATIONS}"),
+            );
+        }
+        for (i, e) in self.escalations.iter().enumerate() {
+            let at = format!("{at}escalations[{i}].");
+            if e.raise_priority_to.is_some_and(|x| !(1..=4).contains(&x)) {
+                p.push(format!("{at}raisePriorityTo"), "1 (P1) to 4");
+            }
+            if e.add_watchers.len() > 20 {
+                p.push(format!("{at}addWatchers"), "at most 20");
+            }
+            let watches = |t: Target| e.target.is_none_or(|x| x == t);
+            let has = |t: Target| match t {
+                Target::FirstResponse => self.first_response_minutes.is_some(),
+                Target::Resolution => self.resolution_minutes.is_some(),
+            };
+            if ![Target::FirstResponse, Target::Resolution]
+                .into_iter()
+                .any(|t| watches(t) && has(t))
+            {
+                p.push(format!("{at}target"), "the policy sets no such target");
+            }
+            if !e.notify
+                && e.raise_priority_to.is_none()
+                && e.transfer_to.is_none()
+                && e.add_watchers.is_empty()
+            {
+                p.push(format!("{at}notify"), "an escalation does something");
+            }
+        }
     }
 
     /// Whether it applies to `t`.
@@ -92,10 +188,30 @@ impl Policy {
 }
 
 /// Which target a clock measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     FirstResponse,
     Resolution,
+}
+
+impl Target {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::FirstResponse => "first_response",
+            Target::Resolution => "resolution",
+        }
+    }
+
+    /// The target stored as `s`.
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "first_response" => Some(Target::FirstResponse),
+            "resolution" => Some(Target::Resolution),
+            _ => None,
+        }
+    }
 }
 
 /// Where a clock stands.
@@ -121,6 +237,8 @@ pub struct Clock {
     pub state: State,
     /// When the target falls due (`None` while paused, the deadline being unknown).
     pub due_at: Option<DateTime<Utc>>,
+    /// When the clock gets at risk (`warnAtPercent` of the target; `None` while paused).
+    pub warn_at: Option<DateTime<Utc>>,
     /// When it was done (the first response, the resolution), if it was.
     pub done_at: Option<DateTime<Utc>>,
     /// Business time the clock has run, in seconds.
@@ -210,6 +328,11 @@ fn clock(
 ) -> Clock {
     let span = Duration::minutes(i64::from(minutes));
     let due_at = calendar.add(start, span, pauses);
+    let warn_at = calendar.add(
+        start,
+        Duration::seconds(span.num_seconds() * i64::from(policy.warn_at_percent) / 100),
+        pauses,
+    );
     let until = done.unwrap_or(now);
     let elapsed = calendar.business_between(start, until, pauses);
     let paused_now = done.is_none()
@@ -234,6 +357,7 @@ fn clock(
         target,
         state,
         due_at,
+        warn_at,
         done_at: done,
         elapsed_seconds: elapsed.num_seconds(),
         target_seconds: span.num_seconds(),
@@ -245,11 +369,8 @@ fn clock(
 /// The tenant's business calendar: the one saved, else every hour of every day in the
 /// tenant's zone.
 pub async fn calendar(db: &Db, actor: &Actor) -> Result<BusinessCalendar> {
-    match settings::get(db, actor.tenant_id(), "calendar").await? {
-        Some(v) => serde_json::from_str(&v)
-            .map_err(|e| Error::Internal(format!("the stored calendar: {e}"))),
-        None => Ok(BusinessCalendar::always(actor.tenant.time_zone)),
-    }
+    let mut conn = db.pool.acquire().await?;
+    calendar_in(&mut conn, actor.tenant_id(), actor.tenant.time_zone).await
 }
 
 /// Saves the business calendar (permission `configure`); a problem names its path under
@@ -269,13 +390,32 @@ pub async fn set_calendar(
     Ok(calendar)
 }
 
-/// The tenant's SLA policies, in order.
-pub async fn policies(db: &Db, tenant: &str) -> Result<Vec<Policy>> {
-    match settings::get(db, tenant, "sla_policies").await? {
+/// [`calendar`] on the caller's connection, for tenant `tenant` in zone `zone`.
+pub async fn calendar_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    zone: chrono_tz::Tz,
+) -> Result<BusinessCalendar> {
+    match settings::get_in(conn, tenant, "calendar").await? {
+        Some(v) => serde_json::from_str(&v)
+            .map_err(|e| Error::Internal(format!("the stored calendar: {e}"))),
+        None => Ok(BusinessCalendar::always(zone)),
+    }
+}
+
+/// [`policies`] on the caller's connection.
+pub async fn policies_in(conn: &mut sqlx::AnyConnection, tenant: &str) -> Result<Vec<Policy>> {
+    match settings::get_in(conn, tenant, "sla_policies").await? {
         Some(v) => serde_json::from_str(&v)
             .map_err(|e| Error::Internal(format!("the stored SLA policies: {e}"))),
         None => Ok(Vec::new()),
     }
+}
+
+/// The tenant's SLA policies, in order.
+pub async fn policies(db: &Db, tenant: &str) -> Result<Vec<Policy>> {
+    let mut conn = db.pool.acquire().await?;
+    policies_in(&mut conn, tenant).await
 }
 
 /// Replaces the SLA policies (permission `configure`), each checked, problems under
@@ -286,26 +426,33 @@ pub async fn set_policies(db: &Db, actor: &Actor, list: Vec<Policy>) -> Result<V
     if list.len() > MAX_POLICIES {
         p.push("policies", format!("at most {MAX_POLICIES} policies"));
     }
+    let queues = crate::queues::all(db, actor.tenant_id()).await?;
     for (i, policy) in list.iter().enumerate() {
         policy.check(&mut p, &format!("policies[{i}]."));
+        for (j, e) in policy.escalations.iter().enumerate() {
+            let at = format!("policies[{i}].escalations[{j}].");
+            if let Some(q) = &e.transfer_to
+                && !queues.iter().any(|x| &x.key == q)
+            {
+                p.push(
+                    format!("{at}transferTo"),
+                    format!("`{q}` is not a queue of this tenant"),
+                );
+            }
+            for (k, u) in e.add_watchers.iter().enumerate() {
+                if !actor.tenant.users.contains_key(u) {
+                    p.push(
+                        format!("{at}addWatchers[{k}]"),
+                        format!("`{u}` is not a user of this tenant"),
+                    );
+                }
+            }
+        }
     }
     p.into_result(())?;
     let value = serde_json::to_value(&list).map_err(|e| Error::Internal(e.to_string()))?;
     settings::save(db, actor, "sla_policies", value).await?;
     Ok(list)
-}
-
-/// The SLA clocks of ticket `id` now (NOT_FOUND out of the caller's reach).
-pub async fn clocks_of(db: &Db, actor: &Actor, id: &str) -> Result<Vec<Clock>> {
-    let t = crate::store::get(db, actor, id).await?;
-    let policies = policies(db, actor.tenant_id()).await?;
-    if !policies.iter().any(|p| p.applies(&t)) {
-        return Ok(Vec::new());
-    }
-    let ty = crate::store::type_of(db, actor.tenant_id(), &t.type_key, "id").await?;
-    let entries = crate::store::history(db, actor, &t, Some(&ty), false).await?;
-    let calendar = calendar(db, actor).await?;
-    Ok(clocks(&policies, &calendar, &ty, &t, &entries, time::now()))
 }
 
 #[cfg(test)]
@@ -346,6 +493,7 @@ mod tests {
             assignee: None,
             queue: None,
             skills: Default::default(),
+            watchers: Vec::new(),
             created_by: "u".into(),
             created_at: created,
             updated_at: created,
@@ -386,6 +534,7 @@ mod tests {
                 first_response_minutes: Some(15),
                 resolution_minutes: None,
                 warn_at_percent: 80,
+                escalations: Vec::new(),
             },
             Policy {
                 name: "P2 一般".into(),
@@ -394,6 +543,7 @@ mod tests {
                 first_response_minutes: Some(60),
                 resolution_minutes: Some(8 * 60),
                 warn_at_percent: 80,
+                escalations: Vec::new(),
             },
         ]
     }
@@ -405,6 +555,8 @@ mod tests {
         let c = clocks(&p2(), &calendar(), &ty(), &t, &[], at(4, 17, 45));
         assert_eq!(c[0].policy, "P2 一般", "the first policy that applies");
         assert_eq!(c[0].due_at, Some(at(7, 9, 30)));
+        // at risk past 80 %: 30 minutes on Friday, then 18 on Monday
+        assert_eq!(c[0].warn_at, Some(at(7, 9, 18)));
         assert_eq!(c[0].state, State::OnTrack);
         assert_eq!(c[0].elapsed_seconds, 15 * 60);
         // resolution: 30 min on Friday, then 7.5 h on Monday
@@ -463,6 +615,7 @@ mod tests {
             first_response_minutes: None,
             resolution_minutes: None,
             warn_at_percent: 0,
+            escalations: Vec::new(),
         }
         .check(&mut p, "policies[0].");
         let fields: Vec<String> = p.into_errors().into_iter().map(|e| e.field).collect();

@@ -3,9 +3,8 @@
 //! transaction. Tickets are reached through their customer (`tickets` scope): one outside
 //! the caller's reach is NOT_FOUND.
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use sqlx::{Row, any::AnyRow};
+use sqlx::Row;
 
 use shoal_base::{
     error::{Error, Problems, Result},
@@ -15,7 +14,11 @@ use shoal_base::{
 };
 use shoal_crm::{audit, tenancy::Actor};
 
-use crate::types::{Category, TicketType};
+pub use crate::records::{Entry, GENERAL, Ticket, type_in};
+use crate::{
+    records::{from_row, general},
+    types::{Category, TicketType},
+};
 
 /// Longest subject, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 200;
@@ -25,48 +28,6 @@ pub const MAX_BODY_CHARS: usize = 20_000;
 const WAITING: &str = "tickets.queue IS NOT NULL AND tickets.assignee IS NULL AND tickets.category NOT IN ('resolved', 'closed')";
 /// The order of ticket pages.
 pub const ORDER: &str = "tickets:created_at";
-
-/// A ticket.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ticket {
-    pub id: String,
-    pub type_key: String,
-    pub subject: String,
-    pub status: String,
-    pub category: Category,
-    /// 1 (P1, most urgent) to 4.
-    pub priority: i64,
-    /// `low`, `medium` or `high`.
-    pub impact: String,
-    pub customer_id: Option<String>,
-    pub channel: String,
-    pub fields: Map<String, Value>,
-    pub assignee: Option<String>,
-    /// The queue (team) routing or a transfer put it in.
-    pub queue: Option<String>,
-    /// Skills (and least levels) the agent must hold, from the routing rule.
-    pub skills: std::collections::BTreeMap<String, u8>,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub first_response_at: Option<DateTime<Utc>>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    pub closed_at: Option<DateTime<Utc>>,
-}
-
-/// One entry of a ticket's history: a reply, a note or a change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub id: String,
-    /// `opened`, `reply`, `note`, `status`, `fields`, `assigned`.
-    pub kind: String,
-    pub author: String,
-    /// Whether the customer sees it (replies), or only staff (notes, changes).
-    pub public: bool,
-    pub body: Option<String>,
-    pub detail: Option<Value>,
-    pub created_at: DateTime<Utc>,
-}
 
 /// What opening a ticket takes.
 #[derive(Debug, Clone, Default)]
@@ -87,37 +48,6 @@ pub struct NewTicket {
     /// The idempotency key of the request that opens it (an SOP step, a webhook
     /// delivery): a key seen before opens nothing new.
     pub source_key: Option<String>,
-}
-
-fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>> {
-    Ok(r.try_get::<Option<i64>, _>(col)?.map(time::from_micros))
-}
-
-fn from_row(r: &AnyRow) -> Result<Ticket> {
-    let category: String = r.try_get("category")?;
-    let fields: String = r.try_get("fields")?;
-    Ok(Ticket {
-        id: r.try_get("id")?,
-        type_key: r.try_get("type_key")?,
-        subject: r.try_get("subject")?,
-        status: r.try_get("status")?,
-        category: Category::parse(&category)
-            .ok_or_else(|| Error::Internal(format!("unknown ticket category `{category}`")))?,
-        priority: r.try_get("priority")?,
-        impact: r.try_get("impact")?,
-        customer_id: r.try_get("customer_id")?,
-        channel: r.try_get("channel")?,
-        fields: serde_json::from_str(&fields).unwrap_or_default(),
-        assignee: r.try_get("assignee")?,
-        queue: r.try_get("queue")?,
-        skills: serde_json::from_str(&r.try_get::<String, _>("skills")?).unwrap_or_default(),
-        created_by: r.try_get("created_by")?,
-        created_at: time::from_micros(r.try_get("created_at")?),
-        updated_at: time::from_micros(r.try_get("updated_at")?),
-        first_response_at: opt_time(r, "first_response_at")?,
-        resolved_at: opt_time(r, "resolved_at")?,
-        closed_at: opt_time(r, "closed_at")?,
-    })
 }
 
 // ---- types ----
@@ -177,48 +107,10 @@ pub async fn types(db: &Db, tenant: &str) -> Result<Vec<TicketType>> {
     Ok(out)
 }
 
-/// The type every tenant has until it saves its own under this key: 一般工单, the
-/// standard workflow, no custom fields (what SOP steps open when they name no type).
-pub const GENERAL: &str = "general";
-
-fn general() -> TicketType {
-    TicketType {
-        key: GENERAL.into(),
-        name: "一般工单".into(),
-        fields: Vec::new(),
-        statuses: TicketType::standard_statuses(),
-        transitions: Vec::new(),
-    }
-}
-
 /// The type `key`, or an error naming `field`.
 pub async fn type_of(db: &Db, tenant: &str, key: &str, field: &str) -> Result<TicketType> {
     let mut conn = db.pool.acquire().await?;
     type_in(&mut conn, tenant, key, field).await
-}
-
-/// [`type_of`] within a transaction.
-pub async fn type_in(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    key: &str,
-    field: &str,
-) -> Result<TicketType> {
-    let d: Option<String> =
-        sqlx::query_scalar("SELECT definition FROM ticket_types WHERE tenant_id = $1 AND key = $2")
-            .bind(tenant)
-            .bind(key)
-            .fetch_optional(conn)
-            .await?;
-    match d {
-        Some(d) => serde_json::from_str(&d)
-            .map_err(|e| Error::Internal(format!("a stored ticket type: {e}"))),
-        None if key == GENERAL => Ok(general()),
-        None => Err(Error::invalid(
-            field,
-            format!("`{key}` is not a ticket type"),
-        )),
-    }
 }
 
 // ---- tickets ----
@@ -426,6 +318,7 @@ pub async fn open_in(
         },
     )
     .await?;
+    crate::timers::arm_in(conn, &actor.tenant, &id).await?;
     Ok(id)
 }
 
@@ -651,24 +544,13 @@ pub async fn history(
     };
     rows.iter()
         .map(|r| {
-            let visibility: String = r.try_get("visibility")?;
-            let detail: Option<String> = r.try_get("detail")?;
-            let kind: String = r.try_get("kind")?;
-            let mut detail: Option<Value> = detail.and_then(|d| serde_json::from_str(&d).ok());
-            if kind == "fields"
-                && let Some(d) = detail.as_mut()
+            let mut e = crate::records::entry_from_row(r)?;
+            if e.kind == "fields"
+                && let Some(d) = e.detail.as_mut()
             {
                 mask(d);
             }
-            Ok(Entry {
-                id: r.try_get("id")?,
-                kind,
-                author: r.try_get("author")?,
-                public: visibility == "public",
-                body: r.try_get("body")?,
-                detail,
-                created_at: time::from_micros(r.try_get("created_at")?),
-            })
+            Ok(e)
         })
         .collect()
 }
@@ -760,6 +642,7 @@ pub async fn transition(
     } else if tk.category.is_done() && !target.category.is_done() {
         crate::routing::reopened_in(&mut tx, db, actor, id).await?;
     }
+    crate::timers::arm_in(&mut tx, &actor.tenant, id).await?;
     tx.commit().await?;
     get(db, actor, id).await
 }
@@ -831,6 +714,10 @@ pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool)
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    if public && tk.first_response_at.is_none() {
+        // the first-response clock is done: its timers go
+        crate::timers::arm_in(&mut tx, &actor.tenant, id).await?;
+    }
     audit::record(
         &mut tx,
         actor,
@@ -1076,6 +963,28 @@ where
         now,
     )
     .await?;
+    // a priority picks the SLA policy: the timers follow
+    crate::timers::arm_in(&mut tx, &actor.tenant, id).await?;
     tx.commit().await?;
     get(db, actor, id).await
+}
+
+/// The SLA clocks of ticket `id` now (NOT_FOUND out of the caller's reach).
+pub async fn clocks_of(db: &Db, actor: &Actor, id: &str) -> Result<Vec<crate::sla::Clock>> {
+    let t = get(db, actor, id).await?;
+    let policies = crate::sla::policies(db, actor.tenant_id()).await?;
+    if !policies.iter().any(|p| p.applies(&t)) {
+        return Ok(Vec::new());
+    }
+    let ty = type_of(db, actor.tenant_id(), &t.type_key, "id").await?;
+    let entries = history(db, actor, &t, Some(&ty), false).await?;
+    let calendar = crate::sla::calendar(db, actor).await?;
+    Ok(crate::sla::clocks(
+        &policies,
+        &calendar,
+        &ty,
+        &t,
+        &entries,
+        time::now(),
+    ))
 }

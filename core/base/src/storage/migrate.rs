@@ -124,6 +124,11 @@ const MIGRATIONS: &[Migration] = &[
         "ticket routing: queues, agents, a ticket's queue and skills",
         include_str!("../../migrations/shared/0018_ticket_routing.sql"),
     ),
+    Migration::shared(
+        19,
+        "SLA timers; ticket watchers",
+        include_str!("../../migrations/shared/0019_ticket_timers.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

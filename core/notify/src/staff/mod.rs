@@ -1,5 +1,5 @@
 //! Staff notifications: rules per tenant say which changes notify whom (the customer's
-//! owner, a task's assignee, the customer's watchers, users, roles, departments), on which channels (the in-app
+//! owner, a task's or ticket's assignee, the customer's or ticket's watchers, users, roles, departments), on which channels (the in-app
 //! inbox, a WeCom or DingTalk group robot), under which condition on the customer, at which
 //! priority. A recipient is notified only of customers within their own scope. Quiet hours
 //! are per user (high priority breaks through); low-priority notifications are batched into
@@ -101,9 +101,9 @@ impl Priority {
 pub struct Recipients {
     /// The customer's owner.
     pub owner: bool,
-    /// A task's assignee (task events).
+    /// A task's or ticket's assignee (task and ticket events).
     pub assignee: bool,
-    /// The users watching the customer.
+    /// The users watching the customer, and a ticket's watchers (ticket events).
     pub watchers: bool,
     pub users: Vec<String>,
     pub roles: Vec<String>,
@@ -432,6 +432,16 @@ async fn recipients_of(
     }
     if r.watchers && !c.customer_id.is_empty() {
         out.extend(watch::watchers(conn, tenant, &c.customer_id).await?);
+    }
+    if r.watchers && c.kind.starts_with("ticket.") {
+        // a ticket's own watchers
+        let listed = c.payload.get("watchers").and_then(Value::as_array);
+        out.extend(
+            listed
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w.as_str().map(str::to_owned)),
+        );
     }
     if r.assignee
         && let Some(a) = c.payload.get("assignee").and_then(Value::as_str)
