@@ -1,6 +1,7 @@
-//! Durability of the SOP runner, for real: `shoal serve` processes share one database, one
-//! of them is killed with SIGKILL while enrolments are mid-sequence, restarted, and every
-//! due step must have run exactly once — no step lost, none repeated.
+//! Durability of the SOP runner and of SLA escalations, for real: `shoal serve` processes
+//! share one database, one of them is killed with SIGKILL mid-way, restarted, and every due
+//! step must have run exactly once, every due escalation fired exactly once — nothing lost,
+//! nothing repeated.
 
 use std::{process::Child, time::Duration};
 
@@ -156,4 +157,120 @@ async fn sqlite_host_killed_mid_run_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_hosts_share_the_work_and_survive_a_kill() {
     each_due_step_runs_exactly_once_across_kills(Backend::Postgres, 2).await;
+}
+
+const TICKETS: usize = 400;
+
+/// SLA escalations, for real: `shoal serve` processes share one database while every
+/// ticket's first-response clock is breached at once; one host is killed with SIGKILL
+/// mid-way and restarted; each ticket must have escalated exactly once — one `escalated`
+/// entry, one priority raise, one `ticket.sla_breached` change.
+async fn each_escalation_fires_exactly_once_across_kills(backend: Backend, hosts: usize) {
+    let Some(s) = TestServer::start_with(backend, |c| c.sop.workers = false).await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("shoal-crash-sla-{}-{hosts}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    s.ok(
+        ALPHA,
+        "mutation($p: [SlaPolicyInput!]!) { setSlaPolicies(policies: $p) { name } }",
+        json!({ "p": [{ "name": "十分钟", "priorities": [3], "firstResponseMinutes": 10,
+            "escalations": [{ "when": "BREACHED", "raisePriorityTo": 2 }] }] }),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "升级客户", "sourceChannel": "WEB" }),
+        )
+        .await;
+    for i in 0..TICKETS {
+        s.ok(
+            ALPHA,
+            "mutation($i: TicketInput!) { openTicket(input: $i) { id } }",
+            json!({ "i": { "type": "general", "subject": format!("工单 {i}"), "customerId": c } }),
+        )
+        .await;
+    }
+    // eleven minutes on: every clock breached
+    let d = 11 * 60_000_000_i64;
+    for sql in [
+        "UPDATE tickets SET created_at = created_at - $1 WHERE tenant_id = 'alpha'",
+        "UPDATE ticket_entries SET created_at = created_at - $1 WHERE tenant_id = 'alpha'",
+        "UPDATE ticket_timers SET due_at = due_at - $1 WHERE tenant_id = 'alpha'",
+    ] {
+        sqlx::query(sql)
+            .bind(d)
+            .execute(&s.db().pool)
+            .await
+            .unwrap();
+    }
+    let escalated =
+        "SELECT COUNT(*) AS n FROM ticket_entries WHERE tenant_id = 'alpha' AND kind = 'escalated'";
+    let mut children: Vec<Child> = (0..hosts).map(|_| host(&s, &dir)).collect();
+    let mut at_kill = 0;
+    for _ in 0..4000 {
+        let n = count(&s, escalated).await;
+        if n > 0 {
+            children[0].kill().expect("SIGKILL");
+            children[0].wait().unwrap();
+            at_kill = count(&s, escalated).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(at_kill > 0, "the hosts escalated before the kill");
+    assert!(
+        at_kill < TICKETS as i64,
+        "the kill came mid-way: {at_kill} of {TICKETS}"
+    );
+    children[0] = host(&s, &dir);
+    let mut finished = false;
+    for _ in 0..1200 {
+        if count(&s, escalated).await >= TICKETS as i64 {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // a few more rounds: nothing fires twice
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(finished, "every ticket escalated after the restart");
+    for (what, sql) in [
+        ("escalated entries", escalated.to_owned()),
+        (
+            "distinct tickets escalated",
+            "SELECT COUNT(DISTINCT ticket_id) AS n FROM ticket_entries WHERE tenant_id = 'alpha' AND kind = 'escalated'".to_owned(),
+        ),
+        (
+            "priority raises",
+            "SELECT COUNT(*) AS n FROM ticket_entries WHERE tenant_id = 'alpha' AND kind = 'priority' AND author = 'sla'".to_owned(),
+        ),
+        (
+            "ticket.sla_breached changes",
+            "SELECT COUNT(*) AS n FROM internal_events WHERE tenant_id = 'alpha' AND kind = 'ticket.sla_breached'".to_owned(),
+        ),
+        (
+            "tickets at P2",
+            "SELECT COUNT(*) AS n FROM tickets WHERE tenant_id = 'alpha' AND priority = 2".to_owned(),
+        ),
+    ] {
+        assert_eq!(count(&s, &sql).await, TICKETS as i64, "{what}");
+    }
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_host_killed_mid_escalation_repeats_nothing() {
+    each_escalation_fires_exactly_once_across_kills(Backend::Sqlite, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hosts_share_escalations_and_survive_a_kill() {
+    each_escalation_fires_exactly_once_across_kills(Backend::Postgres, 2).await;
 }
