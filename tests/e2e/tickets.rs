@@ -615,8 +615,111 @@ async fn assignment_and_priority_changes_are_recorded(s: &TestServer) {
     assert!(a["assignTicket"]["assignee"].is_null());
 }
 
+/// A duplicate merged into the ticket that carries on: closed, pointing at it, its history
+/// read as part of the other's; refused with the argument named for tickets of two
+/// customers, a merged target, or a move of the merged one; undone with the status back.
+async fn duplicates_merge_and_unmerge(s: &TestServer) {
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "何女士", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let other = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "许先生", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let open = |subject: &str, customer: &str| json!({ "i": { "type": "general", "subject": subject, "customerId": customer, "body": subject } });
+    let keep = s
+        .ok_id(ALPHA, OPEN, open("洗衣机漏水", &c), "openTicket")
+        .await;
+    let dup = s
+        .ok_id(ALPHA, OPEN, open("洗衣机漏水（重复）", &c), "openTicket")
+        .await;
+    let elsewhere = s
+        .ok_id(ALPHA, OPEN, open("空调不制冷", &other), "openTicket")
+        .await;
+    s.ok(ALPHA, MOVE, json!({ "id": dup, "to": "in_progress" }))
+        .await;
+    const MERGE: &str = "mutation($into: ID!, $from: ID!) { mergeTickets(into: $into, from: $from, note: \"同一故障\") { id entries { ticketId kind detail } } }";
+    let e = s
+        .err(ALPHA, MERGE, json!({ "into": keep, "from": elsewhere }))
+        .await;
+    assert_eq!(fields(&e), ["from"]);
+    let e = s
+        .err(ALPHA, MERGE, json!({ "into": keep, "from": keep }))
+        .await;
+    assert_eq!(fields(&e), ["from"]);
+    let merged = s
+        .ok(ALPHA, MERGE, json!({ "into": keep, "from": dup }))
+        .await;
+    let entries = merged["mergeTickets"]["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["ticketId"] == dup.as_str() && e["kind"] == "opened"),
+        "the duplicate's history reads as part of the kept one's"
+    );
+    let absorbed = entries.iter().find(|e| e["kind"] == "absorbed").unwrap();
+    assert_eq!(absorbed["detail"]["from"], dup.as_str());
+    let d = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { ticket(id: $id) { status category mergedInto } }",
+            json!({ "id": dup }),
+        )
+        .await;
+    assert_eq!(
+        d["ticket"],
+        json!({ "status": "closed", "category": "CLOSED", "mergedInto": keep })
+    );
+    // a merged ticket does not move, nor take merges, until unmerged
+    let e = s
+        .err(ALPHA, MOVE, json!({ "id": dup, "to": "in_progress" }))
+        .await;
+    assert_eq!(fields(&e), ["id"]);
+    let e = s
+        .err(ALPHA, MERGE, json!({ "into": dup, "from": elsewhere }))
+        .await;
+    assert_eq!(fields(&e), ["into", "from"]);
+    let back = s
+        .ok(
+            ALPHA,
+            "mutation($id: ID!) { unmergeTicket(id: $id) { status category mergedInto closedAt } }",
+            json!({ "id": dup }),
+        )
+        .await;
+    assert_eq!(
+        back["unmergeTicket"],
+        json!({ "status": "in_progress", "category": "OPEN", "mergedInto": null, "closedAt": null })
+    );
+    let kept = s.ok(ALPHA, READ, json!({ "id": keep })).await;
+    let kinds: Vec<&str> = kept["ticket"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["opened", "absorbed", "unmerged"],
+        "its own history again"
+    );
+    let e = s
+        .err(
+            ALPHA,
+            "mutation($id: ID!) { unmergeTicket(id: $id) { id } }",
+            json!({ "id": dup }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["id"]);
+}
+
 crate::on_both_backends_with!(
     start,
+    duplicates_merge_and_unmerge,
     assignment_and_priority_changes_are_recorded,
     sla_clocks_run_on_the_business_calendar,
     types_and_tickets_are_checked_with_field_paths,
@@ -658,7 +761,7 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
         .await
         .unwrap();
     }
-    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19]);
+    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19, 20]);
     let rows = sqlx::query(
         "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",
     )

@@ -424,7 +424,10 @@ pub struct Skill {
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketEntry {
     pub id: ID,
-    /// `opened`, `reply`, `note`, `status`, `fields`.
+    /// The ticket it belongs to: this one, or one merged into it.
+    pub ticket_id: ID,
+    /// `opened`, `reply`, `note`, `status`, `fields`, `assigned`, `routed`, `waiting`,
+    /// `queue`, `priority`, `escalated`, `merged`, `absorbed`, `unmerged`.
     pub kind: String,
     pub author: String,
     /// A public reply the customer sees, or internal (notes and changes).
@@ -439,6 +442,7 @@ impl From<Entry> for TicketEntry {
     fn from(e: Entry) -> Self {
         TicketEntry {
             id: ID(e.id),
+            ticket_id: ID(e.ticket_id),
             kind: e.kind,
             author: e.author,
             public: e.public,
@@ -491,6 +495,11 @@ impl Ticket {
     }
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()
+    }
+    /// The ticket it was merged into (it is closed; its history reads as part of that
+    /// one's).
+    async fn merged_into(&self) -> Option<ID> {
+        self.0.merged_into.clone().map(ID)
     }
     /// Users told of its escalations.
     async fn watchers(&self) -> &[String] {
@@ -812,6 +821,33 @@ impl TicketMutation {
             .await
             .gql()?
             .into())
+    }
+
+    /// Merges ticket `from` into ticket `into` (permission `update`): `from` is closed and
+    /// its history reads as part of `into`'s. Undone by `unmergeTicket`.
+    async fn merge_tickets(
+        &self,
+        ctx: &Context<'_>,
+        into: ID,
+        from: ID,
+        note: Option<String>,
+    ) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(
+            shoal_tickets::merge::merge(db(ctx), actor, &into, &from, note.as_deref())
+                .await
+                .gql()?,
+        ))
+    }
+
+    /// Undoes a merge: the ticket gets back the status it had.
+    async fn unmerge_ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Ticket> {
+        let actor = actor(ctx).gql()?;
+        Ok(Ticket(
+            shoal_tickets::merge::unmerge(db(ctx), actor, &id)
+                .await
+                .gql()?,
+        ))
     }
 
     /// Changes custom field values (`null` clears one that is not required).

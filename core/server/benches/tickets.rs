@@ -77,6 +77,7 @@ fn clocks_in_memory() -> Duration {
         queue: None,
         skills: Default::default(),
         watchers: Vec::new(),
+        merged_into: None,
         created_by: "u".into(),
         created_at: created,
         updated_at: created,
@@ -93,6 +94,7 @@ fn clocks_in_memory() -> Duration {
     };
     let entry = |h: u32, to: &str| shoal_tickets::records::Entry {
         id: "e".into(),
+        ticket_id: "t".into(),
         kind: "status".into(),
         author: "u".into(),
         public: false,

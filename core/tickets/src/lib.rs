@@ -6,6 +6,7 @@
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
 //! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
+//! - [`merge`]: merging a duplicate into the ticket that carries on, and undoing it;
 //! - [`queues`]: queues (teams) and agents — availability, shifts, capacity, skills;
 //! - [`routing`]: routing rules (which queue), assignment inside a queue (round robin,
 //!   least loaded, skill match) and the waiting queue, each decision with its reason;
@@ -21,6 +22,7 @@
 pub mod calendar;
 pub mod entries;
 pub mod inbound;
+pub mod merge;
 pub mod queues;
 pub mod records;
 pub mod routing;

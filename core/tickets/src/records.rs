@@ -35,6 +35,8 @@ pub struct Ticket {
     pub skills: std::collections::BTreeMap<String, u8>,
     /// Users told of its escalations.
     pub watchers: Vec<String>,
+    /// The ticket it was merged into (it is closed, its history read as part of that one).
+    pub merged_into: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -47,6 +49,8 @@ pub struct Ticket {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub id: String,
+    /// The ticket it belongs to (another one's, merged into this one, in a merged history).
+    pub ticket_id: String,
     /// `opened`, `reply`, `note`, `status`, `fields`, `assigned`.
     pub kind: String,
     pub author: String,
@@ -80,6 +84,7 @@ pub fn from_row(r: &AnyRow) -> Result<Ticket> {
         assignee: r.try_get("assignee")?,
         queue: r.try_get("queue")?,
         skills: serde_json::from_str(&r.try_get::<String, _>("skills")?).unwrap_or_default(),
+        merged_into: r.try_get("merged_into")?,
         watchers: serde_json::from_str(&r.try_get::<String, _>("watchers")?).unwrap_or_default(),
         created_by: r.try_get("created_by")?,
         created_at: time::from_micros(r.try_get("created_at")?),
@@ -96,6 +101,7 @@ pub fn entry_from_row(r: &AnyRow) -> Result<Entry> {
     let detail: Option<String> = r.try_get("detail")?;
     Ok(Entry {
         id: r.try_get("id")?,
+        ticket_id: r.try_get("ticket_id")?,
         kind: r.try_get("kind")?,
         author: r.try_get("author")?,
         public: visibility == "public",

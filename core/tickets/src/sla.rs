@@ -494,6 +494,7 @@ mod tests {
             queue: None,
             skills: Default::default(),
             watchers: Vec::new(),
+            merged_into: None,
             created_by: "u".into(),
             created_at: created,
             updated_at: created,
@@ -506,6 +507,7 @@ mod tests {
     fn status(at: DateTime<Utc>, from: &str, to: &str) -> Entry {
         Entry {
             id: format!("{at}"),
+            ticket_id: "t".into(),
             kind: "status".into(),
             author: "u".into(),
             public: false,

@@ -115,7 +115,8 @@ pub async fn type_of(db: &Db, tenant: &str, key: &str, field: &str) -> Result<Ti
 
 // ---- tickets ----
 
-fn check_body(p: &mut Problems, field: &str, body: &str) {
+/// Checks a reply, note or first message: 1 to [`MAX_BODY_CHARS`] characters, no NUL.
+pub(crate) fn check_body(p: &mut Problems, field: &str, body: &str) {
     let n = body.trim().chars().count();
     if n == 0 || n > MAX_BODY_CHARS {
         p.push(field, format!("1–{MAX_BODY_CHARS} characters"));
@@ -504,8 +505,10 @@ pub async fn history(
     } else {
         ""
     };
+    // with the histories of the tickets merged into it
     let rows = sqlx::query(&format!(
-        "SELECT * FROM ticket_entries WHERE tenant_id = $1 AND ticket_id = $2{vis} ORDER BY created_at, id"
+        "SELECT * FROM ticket_entries WHERE tenant_id = $1 AND (ticket_id = $2 OR ticket_id IN \
+         (SELECT id FROM tickets WHERE tenant_id = $1 AND merged_into = $2)){vis} ORDER BY created_at, id"
     ))
     .bind(actor.tenant_id())
     .bind(&tk.id)
@@ -524,11 +527,30 @@ pub async fn history(
                 &fetched
             }
         };
-        ty.fields
+        let mut copies: Vec<(String, String)> = ty
+            .fields
             .iter()
             .cloned()
             .filter_map(|f| f.attribute.map(|a| (f.key, a)))
-            .collect()
+            .collect();
+        // the types of tickets merged into it
+        let merged: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT type_key FROM tickets WHERE tenant_id = $1 AND merged_into = $2",
+        )
+        .bind(actor.tenant_id())
+        .bind(&tk.id)
+        .fetch_all(&db.pool)
+        .await?;
+        for key in merged.iter().filter(|k| **k != ty.key) {
+            let other = type_of(db, actor.tenant_id(), key, "id").await?;
+            copies.extend(
+                other
+                    .fields
+                    .into_iter()
+                    .filter_map(|f| f.attribute.map(|a| (f.key, a))),
+            );
+        }
+        copies
     };
     let mask = |detail: &mut Value| {
         for (key, attribute) in &copies {
@@ -571,6 +593,13 @@ pub async fn transition(
     let mut p = Problems::default();
     if let Some(n) = note {
         check_body(&mut p, "note", n);
+    }
+    if let Some(into) = &tk.merged_into {
+        p.push(
+            "id",
+            format!("ticket {id} is merged into {into}: unmerge it first"),
+        );
+        return p.into_result(tk);
     }
     let Some(target) = ty.status(to) else {
         p.push(
@@ -734,6 +763,7 @@ pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool)
     tx.commit().await?;
     Ok(Entry {
         id: entry,
+        ticket_id: id.to_owned(),
         kind: kind.into(),
         author: actor.user_id.clone(),
         public,

@@ -129,6 +129,11 @@ const MIGRATIONS: &[Migration] = &[
         "SLA timers; ticket watchers",
         include_str!("../../migrations/shared/0019_ticket_timers.sql"),
     ),
+    Migration::shared(
+        20,
+        "merged tickets",
+        include_str!("../../migrations/shared/0020_ticket_merges.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
