@@ -27,6 +27,7 @@ mod sop;
 mod supply_chain;
 mod tags;
 mod ticket_escalations;
+mod ticket_repairs;
 mod ticket_routing;
 mod tickets;
 mod trust;

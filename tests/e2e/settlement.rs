@@ -10,7 +10,7 @@ const SETTLE: &str = "mutation($input: SettleBillInput!) { settleBill(input: $in
     lines { lineNo code kind quantity basePrice { amount } unitPrice { amount } adjustment { amount } amount { amount } note }
     splits { participantId amount { amount } reason } postings { account amount { amount } } notes } }";
 
-async fn with_sample(s: &TestServer) {
+pub(crate) async fn with_sample(s: &TestServer) {
     install_plugin(
         &s.plugins_dir,
         "sample",

@@ -761,7 +761,7 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
         .await
         .unwrap();
     }
-    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19, 20]);
+    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19, 20, 21]);
     let rows = sqlx::query(
         "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",
     )

@@ -33,7 +33,14 @@ const FLOORS: &[(&str, &[&str])] = &[
     ),
     (
         "shoal-tickets",
-        &["shoal-base", "shoal-rules", "shoal-crm", "shoal-tags"],
+        &[
+            "shoal-base",
+            "shoal-rules",
+            "shoal-crm",
+            "shoal-tags",
+            "shoal-settlement",
+            "shoal-plugin-host",
+        ],
     ),
     (
         "shoal-sop",

@@ -19,6 +19,7 @@ mod segments;
 mod settlement;
 mod sops;
 mod tags;
+mod ticket_repairs;
 mod ticket_routing;
 mod tickets;
 mod viewer;
@@ -79,6 +80,7 @@ pub struct Mutation(
     campaigns::CampaignMutation,
     tickets::TicketMutation,
     ticket_routing::RoutingMutation,
+    ticket_repairs::RepairMutation,
 );
 
 #[derive(MergedSubscription, Default)]

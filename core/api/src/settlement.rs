@@ -9,7 +9,7 @@ use super::{ErrorExt, actor, db, events::MoneyValue};
 use shoal_plugin_host::Reloader;
 use shoal_settlement::{self as settlement, Bill, BillKind, LineKind, PriceKind, Verification};
 
-fn host<'a>(ctx: &Context<'a>) -> &'a shoal_plugin_host::PluginHost {
+pub(crate) fn host<'a>(ctx: &Context<'a>) -> &'a shoal_plugin_host::PluginHost {
     &ctx.data_unchecked::<Reloader>().host
 }
 
@@ -94,6 +94,45 @@ pub struct SettleLineInput {
     /// as positive amounts); service items and parts are priced by the library.
     pub unit_price: Option<Decimal>,
     pub description: Option<String>,
+}
+
+impl SettleLineInput {
+    pub(crate) fn domain(self) -> settlement::LineInput {
+        settlement::LineInput {
+            kind: match self.kind {
+                BillLineKind::Service => LineKind::Service,
+                BillLineKind::Part => LineKind::Part,
+                BillLineKind::Transport => LineKind::Transport,
+                BillLineKind::Discount => LineKind::Discount,
+                BillLineKind::Coupon => LineKind::Coupon,
+                BillLineKind::Adjustment => LineKind::Adjustment,
+            },
+            code: self.code,
+            quantity: self.quantity,
+            unit_price: self.unit_price,
+            description: self.description,
+        }
+    }
+}
+
+/// A spare part's stock: on hand, reserved by open repairs, available.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SparePartStock {
+    pub sku: String,
+    pub on_hand: Decimal,
+    pub reserved: Decimal,
+    pub available: Decimal,
+}
+
+impl From<settlement::stock::Stock> for SparePartStock {
+    fn from(s: settlement::stock::Stock) -> Self {
+        SparePartStock {
+            available: s.available().normalize(),
+            on_hand: s.on_hand.normalize(),
+            reserved: s.reserved.normalize(),
+            sku: s.sku,
+        }
+    }
 }
 
 #[derive(InputObject, Debug)]
@@ -283,6 +322,20 @@ pub struct SettlementQuery;
 
 #[Object]
 impl SettlementQuery {
+    /// The counted spare parts' stock (a SKU without a count is not tracked), by SKU.
+    async fn spare_part_stock(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<SparePartStock>> {
+        let actor = actor(ctx).gql()?;
+        Ok(settlement::stock::all(db(ctx), actor.tenant_id())
+            .await
+            .gql()?
+            .into_iter()
+            .map(SparePartStock::from)
+            .collect())
+    }
+
     /// A bill with every line (base price, adjustment, reason), its splits and postings.
     async fn bill(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<BillValue> {
         let actor = actor(ctx).gql()?;
@@ -481,6 +534,23 @@ impl SettlementMutation {
         Ok(list.len() as i32)
     }
 
+    /// Records a spare part's count on hand (a stocktake; permission `configure`): from then
+    /// on repairs reserve it and bills consume it.
+    async fn set_spare_part_stock(
+        &self,
+        ctx: &Context<'_>,
+        sku: String,
+        on_hand: Decimal,
+    ) -> async_graphql::Result<SparePartStock> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            settlement::stock::set_on_hand(db(ctx), actor, &sku, on_hand)
+                .await
+                .gql()?
+                .into(),
+        )
+    }
+
     /// Prices the lines, settles the bill with the tenant's module, checks and stores it.
     async fn settle_bill(
         &self,
@@ -498,20 +568,7 @@ impl SettlementMutation {
             lines: input
                 .lines
                 .into_iter()
-                .map(|l| settlement::LineInput {
-                    kind: match l.kind {
-                        BillLineKind::Service => LineKind::Service,
-                        BillLineKind::Part => LineKind::Part,
-                        BillLineKind::Transport => LineKind::Transport,
-                        BillLineKind::Discount => LineKind::Discount,
-                        BillLineKind::Coupon => LineKind::Coupon,
-                        BillLineKind::Adjustment => LineKind::Adjustment,
-                    },
-                    code: l.code,
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                    description: l.description,
-                })
+                .map(SettleLineInput::domain)
                 .collect(),
             participant_ids: input.participant_ids.into_iter().map(|i| i.0).collect(),
             facts: input.facts.map(|j| j.0),

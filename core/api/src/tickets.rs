@@ -496,6 +496,17 @@ impl Ticket {
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()
     }
+    /// The bill of its repair (`settleTicket`; the bill's reference is `ticket:<id>`).
+    async fn bill_id(&self) -> Option<ID> {
+        self.0.bill_id.clone().map(ID)
+    }
+    /// The service items and spare parts of its repair.
+    async fn repair_lines(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::ticket_repairs::TicketLine>> {
+        super::ticket_repairs::lines_of(ctx, &self.0.id).await
+    }
     /// The ticket it was merged into (it is closed; its history reads as part of that
     /// one's).
     async fn merged_into(&self) -> Option<ID> {

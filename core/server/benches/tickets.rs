@@ -78,6 +78,7 @@ fn clocks_in_memory() -> Duration {
         skills: Default::default(),
         watchers: Vec::new(),
         merged_into: None,
+        bill_id: None,
         created_by: "u".into(),
         created_at: created,
         updated_at: created,

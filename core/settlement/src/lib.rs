@@ -1,6 +1,6 @@
 //! Settlement: price libraries, regional tiers and participants (`library`), bills settled
 //! by the tenant's industry module and checked by the host (`bills`), double-entry postings
-//! and statements (`ledger`), replay (`bills::verify`).
+//! and statements (`ledger`), replay (`bills::verify`), spare-part stock (`stock`).
 //!
 //! Invariants: money is `Decimal`, stored as units of 10⁻⁴ with its currency; a bill's
 //! splits add up to its total exactly and its postings balance to zero; bills are never
@@ -11,6 +11,7 @@ mod bills;
 pub mod csv;
 mod ledger;
 mod library;
+pub mod stock;
 
 pub use bills::{
     Bill, BillKind, BillLine, LineInput, LineKind, SettleInput, Verification, ensure_visible, get,
@@ -36,7 +37,7 @@ pub async fn statement_for(
     statement(db, actor.tenant_id(), participant, from, to).await
 }
 pub use library::{
-    MAX_LEVELS, Participant, PriceKind, ServiceItem, SparePart, parse_csv, set_region_tier,
+    MAX_LEVELS, Participant, PriceKind, ServiceItem, SparePart, exists, parse_csv, set_region_tier,
     set_tier_adjustment, upsert_participants, upsert_service_items, upsert_spare_parts,
 };
 

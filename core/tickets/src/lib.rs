@@ -2,6 +2,7 @@
 //!
 //! - [`types`]: ticket types — custom-field schemas and workflows (statuses in categories,
 //!   allowed transitions), checked with field paths;
+//! - [`repairs`]: service items and spare parts on a ticket (stock reserved), billed once;
 //! - [`records`]: tickets, history entries and types as stored, read raw;
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
@@ -25,6 +26,7 @@ pub mod inbound;
 pub mod merge;
 pub mod queues;
 pub mod records;
+pub mod repairs;
 pub mod routing;
 pub mod settings;
 pub mod sla;

@@ -37,6 +37,8 @@ pub struct Ticket {
     pub watchers: Vec<String>,
     /// The ticket it was merged into (it is closed, its history read as part of that one).
     pub merged_into: Option<String>,
+    /// The bill of its repair (whose reference is `ticket:<id>`).
+    pub bill_id: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -85,6 +87,7 @@ pub fn from_row(r: &AnyRow) -> Result<Ticket> {
         queue: r.try_get("queue")?,
         skills: serde_json::from_str(&r.try_get::<String, _>("skills")?).unwrap_or_default(),
         merged_into: r.try_get("merged_into")?,
+        bill_id: r.try_get("bill_id")?,
         watchers: serde_json::from_str(&r.try_get::<String, _>("watchers")?).unwrap_or_default(),
         created_by: r.try_get("created_by")?,
         created_at: time::from_micros(r.try_get("created_at")?),

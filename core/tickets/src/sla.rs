@@ -495,6 +495,7 @@ mod tests {
             skills: Default::default(),
             watchers: Vec::new(),
             merged_into: None,
+            bill_id: None,
             created_by: "u".into(),
             created_at: created,
             updated_at: created,

@@ -134,6 +134,11 @@ const MIGRATIONS: &[Migration] = &[
         "merged tickets",
         include_str!("../../migrations/shared/0020_ticket_merges.sql"),
     ),
+    Migration::shared(
+        21,
+        "repairs: spare-part stock, ticket lines, a ticket's bill",
+        include_str!("../../migrations/shared/0021_repairs.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
