@@ -43,6 +43,17 @@ async fn age(s: &TestServer, id: Option<&str>, minutes: i64) {
     }
 }
 
+/// The ids of the tickets `tickets(filter: { sla: stage })` lists.
+async fn sla_filter(s: &TestServer, stage: &str) -> Vec<String> {
+    let q = format!("{{ tickets(filter: {{ sla: {stage} }}) {{ edges {{ node {{ id }} }} }} }}");
+    s.ok(ALPHA, &q, json!({})).await["tickets"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The ticket's `escalated` entries, waiting up to 10 s for there to be `n`.
 async fn escalations(s: &TestServer, id: &str, n: usize) -> Vec<Value> {
     for _ in 0..100 {
@@ -143,6 +154,9 @@ async fn escalations_act_once_with_their_reasons(s: &TestServer) {
         t["ticket"],
         json!({ "priority": 2, "watchers": ["zhao"], "queue": null })
     );
+    // the SLA filters: at risk now (the answered one's clock is done)
+    assert_eq!(sla_filter(s, "AT_RISK").await, [late.clone()]);
+    assert!(sla_filter(s, "BREACHED").await.is_empty());
 
     // 65 minutes on: breached
     age(s, None, 30).await;
@@ -157,6 +171,8 @@ async fn escalations_act_once_with_their_reasons(s: &TestServer) {
             "ticket.sla_breached sent"
         ])
     );
+    assert_eq!(sla_filter(s, "BREACHED").await, [late.clone()]);
+    assert!(sla_filter(s, "AT_RISK").await.is_empty());
     let t = s.ok(ALPHA, READ, json!({ "id": late })).await["ticket"].clone();
     assert_eq!(
         (&t["priority"], &t["queue"], &t["assignee"]),

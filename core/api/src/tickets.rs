@@ -326,6 +326,15 @@ pub struct SlaEscalation {
     pub add_watchers: Vec<String>,
 }
 
+impl SlaStage {
+    fn domain(self) -> sla::Stage {
+        match self {
+            SlaStage::AtRisk => sla::Stage::AtRisk,
+            SlaStage::Breached => sla::Stage::Breached,
+        }
+    }
+}
+
 impl From<sla::Escalation> for SlaEscalation {
     fn from(e: sla::Escalation) -> Self {
         SlaEscalation {
@@ -345,10 +354,7 @@ impl From<sla::Escalation> for SlaEscalation {
 impl SlaEscalation {
     fn domain(self) -> sla::Escalation {
         sla::Escalation {
-            when: match self.when {
-                SlaStage::AtRisk => sla::Stage::AtRisk,
-                SlaStage::Breached => sla::Stage::Breached,
-            },
+            when: self.when.domain(),
             target: self.target.map(SlaTarget::domain),
             notify: self.notify,
             raise_priority_to: self.raise_priority_to,
@@ -597,6 +603,9 @@ pub struct TicketFilterInput {
     pub queue: Option<String>,
     /// Only tickets waiting in a queue for an agent (`false`: only those not waiting).
     pub waiting: Option<bool>,
+    /// Only tickets with a running SLA clock past its deadline (`BREACHED`), or past its
+    /// policy's warning share but not yet its deadline (`AT_RISK`).
+    pub sla: Option<SlaStage>,
 }
 
 /// A ticket to open.
@@ -696,6 +705,7 @@ impl TicketQuery {
             priority: filter.priority,
             queue: filter.queue,
             waiting: filter.waiting,
+            sla: filter.sla.map(SlaStage::domain),
         };
         Ok(TicketConnection::from_paged(
             store::list(db(ctx), actor, &f, &page).await.gql()?,

@@ -429,6 +429,8 @@ pub struct TicketFilter {
     pub queue: Option<String>,
     /// Only tickets waiting in a queue for an agent (or only those that are not).
     pub waiting: Option<bool>,
+    /// Only tickets with a running SLA clock in this stage now.
+    pub sla: Option<crate::sla::Stage>,
 }
 
 /// Tickets the caller reaches, newest first.
@@ -467,6 +469,32 @@ pub async fn list(
             sql.push(&format!(" AND NOT ({WAITING})"));
         }
         None => {}
+    }
+    if let Some(stage) = f.sla {
+        let now = sql.arg(time::to_micros(time::now()));
+        // a running clock: first response not given; resolution in an open category (a
+        // waiting one pauses it)
+        let running = |tt: &str| {
+            format!(
+                "(({tt}.target = 'first_response' AND tickets.first_response_at IS NULL) \
+                 OR ({tt}.target = 'resolution' AND tickets.category = 'open'))"
+            )
+        };
+        let past = |stage: &str, tt: &str| {
+            format!(
+                "EXISTS (SELECT 1 FROM ticket_timers {tt} WHERE {tt}.tenant_id = tickets.tenant_id AND {tt}.ticket_id = tickets.id \
+                 AND {tt}.stage = '{stage}' AND {tt}.due_at <= {now} AND {})",
+                running(tt)
+            )
+        };
+        match stage {
+            crate::sla::Stage::Breached => sql.push(&format!(" AND {}", past("breached", "tb"))),
+            crate::sla::Stage::AtRisk => sql.push(&format!(
+                " AND {} AND NOT {}",
+                past("at_risk", "ta"),
+                past("breached", "tb")
+            )),
+        };
     }
     if !f.categories.is_empty() {
         let list: Vec<String> = f.categories.iter().map(|c| sql.arg(c.as_str())).collect();

@@ -1,7 +1,7 @@
-//! SLA timers that act. A policy's escalations (at risk, breached; per clock) become timers
-//! — one row per ticket, clock and stage, due when the clock gets there on the business
-//! calendar — rewritten whenever the ticket changes and when the calendar or the policies
-//! change. A due timer fires once: in one transaction it is marked fired, checked against
+//! SLA timers that act. Every running clock of a ticket has two timers — at risk and
+//! breached, one row each, due when the clock gets there on the business calendar (what
+//! the SLA filters of ticket lists read) — rewritten whenever the ticket changes and when
+//! the calendar or the policies change. A policy's escalations act on them. A due timer fires once: in one transaction it is marked fired, checked against
 //! the ticket as it is now (a clock met, paused or moved since does not fire), and its
 //! escalation runs — the `ticket.sla_at_risk` / `ticket.sla_breached` change (which
 //! notification rules and webhooks deliver through their outboxes), a higher priority, a
@@ -53,8 +53,7 @@ impl Context {
         })
     }
 
-    /// When each escalating (clock, stage) of `t` falls due, with the policy's escalations
-    /// for it; clocks done or paused have none.
+    /// When each (clock, stage) of `t` falls due; clocks done or paused have none.
     async fn due(
         &mut self,
         conn: &mut AnyConnection,
@@ -62,10 +61,7 @@ impl Context {
         t: &Ticket,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Target, Stage, DateTime<Utc>)>> {
-        let Some(policy) = self.policies.iter().find(|p| p.applies(t)) else {
-            return Ok(Vec::new());
-        };
-        if policy.escalations.is_empty() || t.category.is_done() {
+        if t.category.is_done() || !self.policies.iter().any(|p| p.applies(t)) {
             return Ok(Vec::new());
         }
         if !self.types.contains_key(&t.type_key) {
@@ -76,15 +72,9 @@ impl Context {
         let entries = records::status_entries_in(conn, tenant, &t.id).await?;
         let clocks = sla::clocks(&self.policies, &self.calendar, ty, t, &entries, now);
         let mut out = Vec::new();
+        // every running clock's instants (the SLA filters read them), escalating or not
         for c in clocks.iter().filter(|c| c.done_at.is_none()) {
             for stage in [Stage::AtRisk, Stage::Breached] {
-                if !policy
-                    .escalations
-                    .iter()
-                    .any(|e| e.when == stage && e.target.is_none_or(|x| x == c.target))
-                {
-                    continue;
-                }
                 let at = match stage {
                     Stage::AtRisk => c.warn_at,
                     Stage::Breached => c.due_at,
@@ -124,7 +114,7 @@ impl Context {
 /// transaction). Fired ones stay fired: an escalation runs once per ticket.
 pub async fn arm_in(conn: &mut AnyConnection, tenant: &Tenant, id: &str) -> Result<()> {
     let mut ctx = Context::load(conn, tenant).await?;
-    if ctx.policies.iter().all(|p| p.escalations.is_empty()) {
+    if ctx.policies.is_empty() {
         return clear(conn, &tenant.id, id).await;
     }
     let Some(t) = records::ticket_in(conn, &tenant.id, id).await? else {
@@ -330,6 +320,12 @@ async fn fire(
             return Ok(false);
         }
     }
+    let escalations = ctx.escalations(&t, target, stage);
+    if escalations.is_empty() {
+        // a deadline without an escalation: marked, nothing to do
+        tx.commit().await?;
+        return Ok(false);
+    }
     let actor = Actor::system(tenant, "sla");
     let policy = ctx.policy_name(&t).unwrap_or_default();
     let what = format!(
@@ -348,7 +344,7 @@ async fn fire(
     let mut watchers = t.watchers.clone();
     let mut notify = false;
     let mut transfer = None;
-    for e in ctx.escalations(&t, target, stage) {
+    for e in escalations {
         notify |= e.notify;
         if let Some(p) = e.raise_priority_to
             && p < priority
