@@ -717,8 +717,59 @@ async fn duplicates_merge_and_unmerge(s: &TestServer) {
     assert_eq!(fields(&e), ["id"]);
 }
 
+/// Files attached to replies and notes by reference: kept in the entry's detail, checked
+/// with their paths.
+async fn attachments_are_kept_by_reference(s: &TestServer) {
+    let id = s
+        .ok_id(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "general", "subject": "屏幕碎了" } }),
+            "openTicket",
+        )
+        .await;
+    const COMMENT: &str = "mutation($id: ID!, $a: [AttachmentInput!]!) { commentOnTicket(id: $id, body: \"照片已收到\", public: false, attachments: $a) { kind detail } }";
+    let e = s
+        .err(
+            ALPHA,
+            COMMENT,
+            json!({ "id": id, "a": [
+                { "name": "", "url": "ftp://files.example.com/a.jpg" },
+                { "name": "b.jpg", "url": "https:///nohost", "contentType": "jpeg" }
+            ] }),
+        )
+        .await;
+    assert_eq!(
+        fields(&e),
+        [
+            "attachments[0].name",
+            "attachments[0].url",
+            "attachments[1].url",
+            "attachments[1].contentType"
+        ]
+    );
+    let photo = json!({ "name": "屏幕.jpg", "url": "https://files.example.com/t/屏幕.jpg",
+        "contentType": "image/jpeg", "size": 482113 });
+    let note = s
+        .ok(ALPHA, COMMENT, json!({ "id": id, "a": [photo.clone()] }))
+        .await;
+    assert_eq!(
+        note["commentOnTicket"],
+        json!({ "kind": "note", "detail": { "attachments": [photo.clone()] } })
+    );
+    let t = s.ok(ALPHA, READ, json!({ "id": id })).await;
+    let kept = t["ticket"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "note")
+        .unwrap();
+    assert_eq!(kept["detail"]["attachments"][0], photo);
+}
+
 crate::on_both_backends_with!(
     start,
+    attachments_are_kept_by_reference,
     duplicates_merge_and_unmerge,
     assignment_and_priority_changes_are_recorded,
     sla_clocks_run_on_the_business_calendar,

@@ -426,6 +426,16 @@ pub struct Skill {
     pub level: u8,
 }
 
+/// A file attached by reference: where it is kept (the host fetches nothing).
+#[derive(InputObject, Debug)]
+pub struct AttachmentInput {
+    pub name: String,
+    /// An `https://` link to the file.
+    pub url: String,
+    pub content_type: Option<String>,
+    pub size: Option<u64>,
+}
+
 /// One entry of a ticket's history.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketEntry {
@@ -829,19 +839,32 @@ impl TicketMutation {
         ))
     }
 
-    /// A public reply (the customer sees it) or, with `public: false`, an internal note.
+    /// A public reply (the customer sees it) or, with `public: false`, an internal note;
+    /// `attachments` are files kept elsewhere, by reference (at most 20).
     async fn comment_on_ticket(
         &self,
         ctx: &Context<'_>,
         id: ID,
         body: String,
         #[graphql(default = true)] public: bool,
+        #[graphql(default)] attachments: Vec<AttachmentInput>,
     ) -> async_graphql::Result<TicketEntry> {
         let actor = actor(ctx).gql()?;
-        Ok(store::comment(db(ctx), actor, &id, &body, public)
-            .await
-            .gql()?
-            .into())
+        let attachments: Vec<store::Attachment> = attachments
+            .into_iter()
+            .map(|a| store::Attachment {
+                name: a.name,
+                url: a.url,
+                content_type: a.content_type,
+                size: a.size,
+            })
+            .collect();
+        Ok(
+            store::comment(db(ctx), actor, &id, &body, public, &attachments)
+                .await
+                .gql()?
+                .into(),
+        )
     }
 
     /// Merges ticket `from` into ticket `into` (permission `update`): `from` is closed and

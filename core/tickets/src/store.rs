@@ -115,6 +115,57 @@ pub async fn type_of(db: &Db, tenant: &str, key: &str, field: &str) -> Result<Ti
 
 // ---- tickets ----
 
+/// Most attachments of one reply or note.
+pub const MAX_ATTACHMENTS: usize = 20;
+
+/// A file attached to a reply or note by reference: where it is kept (the host stores and
+/// fetches nothing), its name, type and size as the uploader gave them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub name: String,
+    /// An `https://` (or `http://`) link to the file.
+    pub url: String,
+    pub content_type: Option<String>,
+    pub size: Option<u64>,
+}
+
+fn check_attachments(p: &mut Problems, list: &[Attachment]) {
+    if list.len() > MAX_ATTACHMENTS {
+        p.push("attachments", format!("at most {MAX_ATTACHMENTS}"));
+    }
+    for (i, a) in list.iter().enumerate() {
+        let at = format!("attachments[{i}]");
+        let n = a.name.trim().chars().count();
+        if n == 0 || n > 200 || a.name.chars().any(char::is_control) {
+            p.push(format!("{at}.name"), "1–200 characters on one line");
+        }
+        let rest = a
+            .url
+            .strip_prefix("https://")
+            .or_else(|| a.url.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        if a.url.len() > 2048
+            || a.url.chars().any(|c| c.is_control() || c.is_whitespace())
+            || host.is_none_or(str::is_empty)
+        {
+            p.push(
+                format!("{at}.url"),
+                "an http(s) link with a host, at most 2048 characters, no spaces",
+            );
+        }
+        if a.content_type
+            .as_ref()
+            .is_some_and(|t| t.len() > 100 || !t.contains('/') || t.chars().any(char::is_control))
+        {
+            p.push(
+                format!("{at}.contentType"),
+                "a media type such as image/jpeg",
+            );
+        }
+    }
+}
+
 /// Checks a reply, note or first message: 1 to [`MAX_BODY_CHARS`] characters, no NUL.
 pub(crate) fn check_body(p: &mut Problems, field: &str, body: &str) {
     let n = body.trim().chars().count();
@@ -738,13 +789,22 @@ async fn record_change(
 }
 
 /// Adds a public reply (the customer sees it; the first one by staff is the first response)
-/// or an internal note.
-pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool) -> Result<Entry> {
+/// or an internal note, with files attached by reference (`attachments` in its detail).
+pub async fn comment(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    body: &str,
+    public: bool,
+    attachments: &[Attachment],
+) -> Result<Entry> {
     actor.require(Action::Update)?;
     let tk = get(db, actor, id).await?;
     let mut p = Problems::default();
     check_body(&mut p, "body", body);
+    check_attachments(&mut p, attachments);
     p.into_result(())?;
+    let detail = (!attachments.is_empty()).then(|| json!({ "attachments": attachments }));
     let now = time::to_micros(time::now());
     let kind = if public { "reply" } else { "note" };
     let mut tx = db.begin_write().await?;
@@ -754,7 +814,7 @@ pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool)
         id,
         (kind, actor.user_id.as_str(), public),
         Some(body),
-        None,
+        detail.clone(),
         now,
     )
     .await?;
@@ -796,7 +856,7 @@ pub async fn comment(db: &Db, actor: &Actor, id: &str, body: &str, public: bool)
         author: actor.user_id.clone(),
         public,
         body: Some(body.to_owned()),
-        detail: None,
+        detail,
         created_at: time::from_micros(now),
     })
 }
