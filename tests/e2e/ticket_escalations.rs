@@ -155,7 +155,7 @@ async fn escalations_act_once_with_their_reasons(s: &TestServer) {
         json!({ "priority": 2, "watchers": ["zhao"], "queue": null })
     );
     // the SLA filters: at risk now (the answered one's clock is done)
-    assert_eq!(sla_filter(s, "AT_RISK").await, [late.clone()]);
+    assert_eq!(sla_filter(s, "AT_RISK").await, [late.as_str()]);
     assert!(sla_filter(s, "BREACHED").await.is_empty());
 
     // 65 minutes on: breached
@@ -171,7 +171,7 @@ async fn escalations_act_once_with_their_reasons(s: &TestServer) {
             "ticket.sla_breached sent"
         ])
     );
-    assert_eq!(sla_filter(s, "BREACHED").await, [late.clone()]);
+    assert_eq!(sla_filter(s, "BREACHED").await, [late.as_str()]);
     assert!(sla_filter(s, "AT_RISK").await.is_empty());
     let t = s.ok(ALPHA, READ, json!({ "id": late })).await["ticket"].clone();
     assert_eq!(

@@ -116,16 +116,30 @@ async fn repairs_reserve_parts_and_settle_once(s: &TestServer) {
         json!([{ "sku": "P-FILTER", "onHand": "3", "reserved": "2", "available": "1" }])
     );
 
-    // billed: tier-1 (上海) +10% on labour and parts, 2×110 + 2×50.05 + 30 transport
-    let bill = s
-        .ok(
-            ALPHA,
-            SETTLE,
-            json!({ "id": repair, "i": { "region": "上海", "currency": "CNY", "participantIds": ["staff-1"],
-                "lines": [{ "kind": "TRANSPORT", "code": "上门费", "quantity": "1", "unitPrice": "30" }] } }),
-        )
-        .await["settleTicket"]
-        .clone();
+    // billed: tier-1 (上海) +10% on labour and parts, 2×110 + 2×50.05 + 30 transport — and
+    // billed once, though asked twice at the same moment
+    let input = json!({ "id": repair, "i": { "region": "上海", "currency": "CNY", "participantIds": ["staff-1"],
+        "lines": [{ "kind": "TRANSPORT", "code": "上门费", "quantity": "1", "unitPrice": "30" }] } });
+    let (a, b) = tokio::join!(
+        s.gql(ALPHA, SETTLE, input.clone()),
+        s.gql(ALPHA, SETTLE, input.clone())
+    );
+    let (won, lost) = if a["errors"].is_null() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(won["errors"].is_null(), "{won}");
+    assert_eq!(fields(&lost["errors"][0]), ["id"], "{lost}");
+    let bill = won["data"]["settleTicket"].clone();
+    let bills: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM bills WHERE tenant_id = 'alpha' AND reference = $1",
+    )
+    .bind(format!("ticket:{repair}"))
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(bills, 1);
     assert_eq!(
         bill["total"],
         json!({ "amount": "350.10", "currency": "CNY" })
@@ -165,12 +179,41 @@ async fn repairs_reserve_parts_and_settle_once(s: &TestServer) {
         .err(ALPHA, ADD, json!({ "id": repair, "i": { "kind": "SERVICE", "code": "SVC-CLEAN", "quantity": "1" } }))
         .await;
     assert_eq!(fields(&e), ["id"]);
+    // `ticket:` references are settleTicket's own
+    let e = s
+        .err(
+            ALPHA,
+            "mutation($i: SettleBillInput!) { settleBill(input: $i) { id } }",
+            json!({ "i": { "reference": format!("ticket:{other}"), "region": "上海", "currency": "CNY", "participantIds": [],
+                "lines": [{ "kind": "SERVICE", "code": "SVC-CLEAN", "quantity": "1" }] } }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["input.reference"]);
+    // closed without a bill: the reserved parts go back
+    s.ok(
+        ALPHA,
+        ADD,
+        json!({ "id": other, "i": { "kind": "PART", "code": "P-FILTER", "quantity": "1" } }),
+    )
+    .await;
+    assert_eq!(stock(s).await[0]["available"], "0");
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { moveTicket(id: $id, to: \"closed\") { status } }",
+        json!({ "id": other }),
+    )
+    .await;
+    assert_eq!(
+        stock(s).await,
+        json!([{ "sku": "P-FILTER", "onHand": "1", "reserved": "0", "available": "1" }])
+    );
     // nothing recorded: nothing to bill
+    let empty = open(s, &c, "只是咨询").await;
     let e = s
         .err(
             ALPHA,
             SETTLE,
-            json!({ "id": other, "i": { "region": "上海", "currency": "CNY" } }),
+            json!({ "id": empty, "i": { "region": "上海", "currency": "CNY" } }),
         )
         .await;
     assert_eq!(code(&e), "BAD_USER_INPUT");

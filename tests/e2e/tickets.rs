@@ -652,6 +652,20 @@ async fn duplicates_merge_and_unmerge(s: &TestServer) {
         .err(ALPHA, MERGE, json!({ "into": keep, "from": keep }))
         .await;
     assert_eq!(fields(&e), ["from"]);
+    // a ticket without a customer cannot absorb one about a customer (its readers would
+    // read that customer's history)
+    let nobody = s
+        .ok_id(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "general", "subject": "无客户" } }),
+            "openTicket",
+        )
+        .await;
+    let e = s
+        .err(ALPHA, MERGE, json!({ "into": nobody, "from": dup }))
+        .await;
+    assert_eq!(fields(&e), ["from"]);
     let merged = s
         .ok(ALPHA, MERGE, json!({ "into": keep, "from": dup }))
         .await;
@@ -767,8 +781,119 @@ async fn attachments_are_kept_by_reference(s: &TestServer) {
     assert_eq!(kept["detail"]["attachments"][0], photo);
 }
 
+/// Satisfaction surveys: checked with the type; sent once when a ticket is first resolved
+/// (a token, the `ticket.survey_ready` change); answered once through the customer's link,
+/// each answer checked; the rating reported.
+async fn resolved_tickets_get_one_satisfaction_survey(s: &TestServer) {
+    let bad = json!({ "i": { "key": "repair", "name": "维修", "survey": [
+        { "key": "comment", "label": "建议", "kind": "TEXT" } ] } });
+    let e = s.err(ALPHA, SAVE_TYPE, bad).await;
+    assert_eq!(fields(&e), ["input.survey.questions"]);
+    s.ok(ALPHA, SAVE_TYPE, json!({ "i": { "key": "repair", "name": "维修", "survey": [
+        { "key": "overall", "label": "总体满意度", "kind": "RATING", "required": true },
+        { "key": "speed", "label": "响应速度", "kind": "RATING" },
+        { "key": "comment", "label": "建议", "kind": "TEXT" },
+        { "key": "again", "label": "还会选择我们吗", "kind": "CHOICE", "choices": ["会", "不会"] } ] } }))
+        .await;
+    let id = s
+        .ok_id(
+            ALPHA,
+            OPEN,
+            json!({ "i": { "type": "repair", "subject": "热水器不出热水" } }),
+            "openTicket",
+        )
+        .await;
+    const SURVEY: &str = "query($id: ID!) { ticket(id: $id) { survey { token path answeredAt rating questions { key } } } }";
+    assert!(s.ok(ALPHA, SURVEY, json!({ "id": id })).await["ticket"]["survey"].is_null());
+    s.ok(ALPHA, MOVE, json!({ "id": id, "to": "resolved" }))
+        .await;
+    let survey = s.ok(ALPHA, SURVEY, json!({ "id": id })).await["ticket"]["survey"].clone();
+    let token = survey["token"].as_str().unwrap().to_owned();
+    let path = survey["path"].as_str().unwrap().to_owned();
+    assert_eq!(path, format!("/surveys/alpha/{token}"));
+    // reopened and resolved again: still the one survey
+    s.ok(ALPHA, MOVE, json!({ "id": id, "to": "in_progress" }))
+        .await;
+    s.ok(ALPHA, MOVE, json!({ "id": id, "to": "resolved" }))
+        .await;
+    assert_eq!(
+        s.ok(ALPHA, SURVEY, json!({ "id": id })).await["ticket"]["survey"]["token"],
+        token.as_str()
+    );
+    let ready: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM internal_events WHERE tenant_id = 'alpha' AND kind = 'ticket.survey_ready'",
+    )
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(ready, 1);
+
+    // the customer's link
+    let (status, page) = crate::harness::http(s.addr, "GET", &path, "", "").await;
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(page["answered"], false);
+    assert_eq!(page["questions"][0]["label"], "总体满意度");
+    let post = |body: Value| {
+        let (addr, path) = (s.addr, path.clone());
+        async move {
+            let (status, answer) = crate::harness::http(
+                addr,
+                "POST",
+                &path,
+                "Content-Type: application/json\r\n",
+                &body.to_string(),
+            )
+            .await;
+            (
+                status,
+                serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, answer) =
+        post(json!({ "answers": { "speed": 7, "again": "也许", "extra": 1 } })).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer.to_string();
+    for field in [
+        "answers.extra",
+        "answers.overall",
+        "answers.speed",
+        "answers.again",
+    ] {
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    let (status, answer) = post(
+        json!({ "answers": { "overall": 4, "speed": 5, "comment": "师傅很专业", "again": "会" } }),
+    )
+    .await;
+    assert_eq!((status, &answer["rating"]), (200, &json!(4)), "{answer}");
+    let (status, _) = post(json!({ "answers": { "overall": 1 } })).await;
+    assert_eq!(status, 400, "answered once");
+    let (status, _) =
+        crate::harness::http(s.addr, "GET", "/surveys/alpha/not-a-token", "", "").await;
+    assert_eq!(status, 404);
+
+    let survey = s.ok(ALPHA, SURVEY, json!({ "id": id })).await["ticket"]["survey"].clone();
+    assert_eq!(survey["rating"], 4);
+    assert!(survey["answeredAt"].is_string());
+    let now = chrono::Utc::now();
+    let csat = s
+        .ok(
+            ALPHA,
+            "query($f: DateTime!, $t: DateTime!) { ticketCsat(from: $f, to: $t) { sent answered average distribution satisfiedPercent } }",
+            json!({ "f": (now - chrono::Duration::days(1)).to_rfc3339(), "t": (now + chrono::Duration::days(1)).to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(
+        csat["ticketCsat"],
+        json!({ "sent": 1, "answered": 1, "average": "4", "distribution": [0, 0, 0, 1, 0], "satisfiedPercent": "100" })
+    );
+}
+
 crate::on_both_backends_with!(
     start,
+    resolved_tickets_get_one_satisfaction_survey,
     attachments_are_kept_by_reference,
     duplicates_merge_and_unmerge,
     assignment_and_priority_changes_are_recorded,
@@ -812,7 +937,7 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
         .await
         .unwrap();
     }
-    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19, 20, 21]);
+    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19, 20, 21, 22]);
     let rows = sqlx::query(
         "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",
     )

@@ -47,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/statements/{file}", get(statement_csv))
         .route("/channels/{tenant}/sms/receipts", post(sms_receipt))
         .route("/tickets/{tenant}/inbound", post(inbound_ticket))
+        .route(
+            "/surveys/{tenant}/{token}",
+            get(survey_questions).post(survey_answers),
+        )
         .route("/t/{tenant}/{message}/open.gif", get(email_opened))
         .route("/t/{tenant}/{message}/click/{link}", get(email_clicked))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -461,6 +465,90 @@ async fn inbound_ticket(
             refuse(status, code, message)
         }
     }
+}
+
+/// A customer's satisfaction survey (`GET /surveys/<tenant>/<token>`, the link the
+/// `ticket.survey_ready` change carries): its questions, and whether it was answered.
+async fn survey_questions(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, token)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return failure(
+            &state.metrics,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such survey",
+        );
+    };
+    match shoal_tickets::surveys::by_token(&state.db, &tenant.id, &token).await {
+        Ok(s) => Json(serde_json::json!({
+            "questions": s.survey.questions,
+            "answered": s.answered_at.is_some(),
+        }))
+        .into_response(),
+        Err(e) => survey_failure(&state, e),
+    }
+}
+
+/// Answers a satisfaction survey (`POST /surveys/<tenant>/<token>`, body
+/// `{"answers": {"<question>": …}}`), once: 200; 400 naming each wrong answer (or `token`
+/// when it was answered already); 404 for an unknown token.
+async fn survey_answers(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, token)): axum::extract::Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return failure(
+            &state.metrics,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such survey",
+        );
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        answers: serde_json::Map<String, serde_json::Value>,
+    }
+    let answers = match serde_json::from_slice::<Body>(&body) {
+        Ok(b) => b.answers,
+        Err(e) => {
+            return failure(
+                &state.metrics,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                format!("the body is not {{\"answers\": {{…}}}}: {e}"),
+            );
+        }
+    };
+    let actor = shoal_crm::tenancy::Actor::system(tenant, "customer");
+    match shoal_tickets::surveys::answer(&state.db, &actor, &token, &answers).await {
+        Ok(s) => Json(serde_json::json!({ "answered": true, "rating": s.rating })).into_response(),
+        Err(e) => survey_failure(&state, e),
+    }
+}
+
+fn survey_failure(state: &AppState, e: shoal_base::error::Error) -> Response {
+    let code = e.code();
+    let status = match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let message = match (&e, code) {
+        (_, ErrorCode::Internal) => "internal error".to_owned(),
+        (_, ErrorCode::NotFound) => "no such survey".to_owned(),
+        // every wrong answer, each by its question
+        (shoal_base::error::Error::Invalid(list), _) => list
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => e.to_string(),
+    };
+    failure(&state.metrics, status, code, message)
 }
 
 async fn statement_csv(

@@ -558,6 +558,13 @@ impl SettlementMutation {
         input: SettleBillInput,
     ) -> async_graphql::Result<BillValue> {
         let actor = actor(ctx).gql()?;
+        if input.reference.starts_with("ticket:") {
+            return Err(shoal_base::error::Error::invalid(
+                "input.reference",
+                "`ticket:` references are written by settleTicket",
+            ))
+            .gql();
+        }
         let input = settlement::SettleInput {
             module: input.module,
             reference: input.reference,

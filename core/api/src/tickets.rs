@@ -115,6 +115,68 @@ pub struct TicketTransition {
     pub to: String,
 }
 
+/// What a survey question takes.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SurveyQuestionKind {
+    /// 1 (very dissatisfied) to 5 (very satisfied); the first is the CSAT score.
+    Rating,
+    /// Free text, at most 1,000 characters.
+    Text,
+    /// One of the question's choices.
+    Choice,
+}
+
+/// One question of a type's satisfaction survey.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "TicketSurveyQuestionInput")]
+pub struct TicketSurveyQuestion {
+    pub key: String,
+    pub label: String,
+    pub kind: SurveyQuestionKind,
+    #[graphql(default)]
+    pub choices: Vec<String>,
+    #[graphql(default)]
+    pub required: bool,
+}
+
+fn questions_of(s: shoal_tickets::types::Survey) -> Vec<TicketSurveyQuestion> {
+    use shoal_tickets::types::QuestionKind as K;
+    s.questions
+        .into_iter()
+        .map(|q| TicketSurveyQuestion {
+            key: q.key,
+            label: q.label,
+            kind: match q.kind {
+                K::Rating => SurveyQuestionKind::Rating,
+                K::Text => SurveyQuestionKind::Text,
+                K::Choice => SurveyQuestionKind::Choice,
+            },
+            choices: q.choices,
+            required: q.required,
+        })
+        .collect()
+}
+
+fn survey_of(list: Vec<TicketSurveyQuestion>) -> shoal_tickets::types::Survey {
+    use shoal_tickets::types::QuestionKind as K;
+    shoal_tickets::types::Survey {
+        questions: list
+            .into_iter()
+            .map(|q| shoal_tickets::types::Question {
+                key: q.key,
+                label: q.label,
+                kind: match q.kind {
+                    SurveyQuestionKind::Rating => K::Rating,
+                    SurveyQuestionKind::Text => K::Text,
+                    SurveyQuestionKind::Choice => K::Choice,
+                },
+                choices: q.choices,
+                required: q.required,
+            })
+            .collect(),
+    }
+}
+
 /// A ticket type: its fields and workflow.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketType {
@@ -125,6 +187,8 @@ pub struct TicketType {
     pub statuses: Vec<TicketStatus>,
     /// Empty: any status may follow any other.
     pub transitions: Vec<TicketTransition>,
+    /// The satisfaction survey sent when a ticket is resolved (null: none).
+    pub survey: Option<Vec<TicketSurveyQuestion>>,
 }
 
 fn status_of(s: &StatusDef) -> TicketStatus {
@@ -152,6 +216,7 @@ impl From<TypeDomain> for TicketType {
                     attribute: f.attribute,
                 })
                 .collect(),
+            survey: t.survey.clone().map(questions_of),
             statuses: t.statuses.iter().map(status_of).collect(),
             transitions: t
                 .transitions
@@ -177,11 +242,15 @@ pub struct TicketTypeInput {
     pub statuses: Option<Vec<TicketStatus>>,
     #[graphql(default)]
     pub transitions: Vec<TicketTransition>,
+    /// A satisfaction survey sent when a ticket is resolved (1–10 questions, at least one
+    /// `RATING`).
+    pub survey: Option<Vec<TicketSurveyQuestion>>,
 }
 
 impl TicketTypeInput {
     fn domain(self) -> TypeDomain {
         TypeDomain {
+            survey: self.survey.map(survey_of),
             key: self.key,
             name: self.name,
             fields: self
@@ -436,6 +505,47 @@ pub struct AttachmentInput {
     pub size: Option<u64>,
 }
 
+/// A ticket's satisfaction survey.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketSurvey {
+    /// The customer's link is `path` on this host; the token is its capability.
+    pub token: String,
+    pub path: String,
+    pub questions: Vec<TicketSurveyQuestion>,
+    pub sent_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub answers: Option<Json<Map<String, Value>>>,
+    /// The first rating question's answer (1–5).
+    pub rating: Option<i64>,
+}
+
+impl TicketSurvey {
+    fn of(tenant: &str, s: shoal_tickets::surveys::Sent) -> Self {
+        TicketSurvey {
+            path: shoal_tickets::surveys::path(tenant, &s.token),
+            token: s.token,
+            questions: questions_of(s.survey),
+            sent_at: s.sent_at,
+            answered_at: s.answered_at,
+            answers: s.answers.map(Json),
+            rating: s.rating,
+        }
+    }
+}
+
+/// Satisfaction over surveys sent in a period.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketCsat {
+    pub sent: i64,
+    pub answered: i64,
+    /// Mean rating (1–5), two decimals; null without answers.
+    pub average: Option<rust_decimal::Decimal>,
+    /// How many rated 1, 2, 3, 4 and 5.
+    pub distribution: Vec<i64>,
+    /// Share (percent) rating 4 or 5: the CSAT score.
+    pub satisfied_percent: Option<rust_decimal::Decimal>,
+}
+
 /// One entry of a ticket's history.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketEntry {
@@ -511,6 +621,16 @@ impl Ticket {
     }
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()
+    }
+    /// Its satisfaction survey, once resolved (if its type has one).
+    async fn survey(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TicketSurvey>> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            shoal_tickets::surveys::of_ticket(db(ctx), actor.tenant_id(), &self.0.id)
+                .await
+                .gql()?
+                .map(|s| TicketSurvey::of(actor.tenant_id(), s)),
+        )
     }
     /// The bill of its repair (`settleTicket`; the bill's reference is `ticket:<id>`).
     async fn bill_id(&self) -> Option<ID> {
@@ -672,6 +792,28 @@ impl TicketQuery {
             .into_iter()
             .map(SlaPolicy::from)
             .collect())
+    }
+
+    /// Satisfaction (CSAT) over the surveys sent in `[from, to)` for tickets the caller
+    /// reaches, of one type when given.
+    async fn ticket_csat(
+        &self,
+        ctx: &Context<'_>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        #[graphql(name = "type")] type_key: Option<String>,
+    ) -> async_graphql::Result<TicketCsat> {
+        let actor = actor(ctx).gql()?;
+        let r = shoal_tickets::surveys::report(db(ctx), actor, from, to, type_key.as_deref())
+            .await
+            .gql()?;
+        Ok(TicketCsat {
+            sent: r.sent,
+            answered: r.answered,
+            average: r.average,
+            distribution: r.distribution.to_vec(),
+            satisfied_percent: r.satisfied_percent,
+        })
     }
 
     /// A ticket the caller reaches (through its customer, `tickets` scope).
@@ -865,6 +1007,23 @@ impl TicketMutation {
                 .gql()?
                 .into(),
         )
+    }
+
+    /// Records a customer's answers to a satisfaction survey, relayed by an integration
+    /// (permission `update`; the customer's own link is `POST /surveys/<tenant>/<token>`).
+    /// Once; each answer checked against its question.
+    async fn answer_ticket_survey(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        answers: Json<Map<String, Value>>,
+    ) -> async_graphql::Result<TicketSurvey> {
+        let actor = actor(ctx).gql()?;
+        actor.require(shoal_base::kinds::Action::Update).gql()?;
+        let s = shoal_tickets::surveys::answer(db(ctx), actor, &token, &answers.0)
+            .await
+            .gql()?;
+        Ok(TicketSurvey::of(actor.tenant_id(), s))
     }
 
     /// Merges ticket `from` into ticket `into` (permission `update`): `from` is closed and

@@ -44,6 +44,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "a ticket's SLA clock passed its policy's warning share: `ticketId`, `target` (first_response, resolution), `policy`, `assignee`, `queue`, `watchers`",
     ),
     (
+        "ticket.survey_ready",
+        "a resolved ticket's satisfaction survey is ready: `ticketId`, `type`, `token`, `path` (the customer's link on this host)",
+    ),
+    (
         "ticket.sla_breached",
         "a ticket's SLA clock passed its target: `ticketId`, `target`, `policy`, `assignee`, `queue`, `watchers`",
     ),

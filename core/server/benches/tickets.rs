@@ -92,6 +92,7 @@ fn clocks_in_memory() -> Duration {
         fields: Vec::new(),
         statuses: TicketType::standard_statuses(),
         transitions: Vec::new(),
+        survey: None,
     };
     let entry = |h: u32, to: &str| shoal_tickets::records::Entry {
         id: "e".into(),

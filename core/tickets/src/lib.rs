@@ -3,10 +3,13 @@
 //! - [`types`]: ticket types — custom-field schemas and workflows (statuses in categories,
 //!   allowed transitions), checked with field paths;
 //! - [`repairs`]: service items and spare parts on a ticket (stock reserved), billed once;
+//! - [`reach`]: which tickets a caller reaches (customer, assignee, queue);
 //! - [`records`]: tickets, history entries and types as stored, read raw;
+//! - [`surveys`]: satisfaction surveys (CSAT) sent on resolve, answered once, reported;
 //! - [`store`]: tickets opened, moved, answered and annotated, each change with its history
 //!   and audit entry; reached through their customer (`tickets` scope);
 //! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
+//! - [`lines`]: a repair's lines as stored, and giving their reservations back;
 //! - [`merge`]: merging a duplicate into the ticket that carries on, and undoing it;
 //! - [`queues`]: queues (teams) and agents — availability, shifts, capacity, skills;
 //! - [`routing`]: routing rules (which queue), assignment inside a queue (round robin,
@@ -23,14 +26,17 @@
 pub mod calendar;
 pub mod entries;
 pub mod inbound;
+pub mod lines;
 pub mod merge;
 pub mod queues;
+pub mod reach;
 pub mod records;
 pub mod repairs;
 pub mod routing;
 pub mod settings;
 pub mod sla;
 pub mod store;
+pub mod surveys;
 pub mod timers;
 pub mod types;
 pub mod upkeep;

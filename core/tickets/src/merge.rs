@@ -48,9 +48,8 @@ pub async fn merge(
             format!("ticket {from} is merged into {other} already"),
         );
     }
-    if let (Some(a), Some(b)) = (&target.customer_id, &absorbed.customer_id)
-        && a != b
-    {
+    // its history will read as part of the other's: the same customer, or neither has one
+    if target.customer_id != absorbed.customer_id {
         p.push("from", "the two tickets are about different customers");
     }
     let children: i64 = sqlx::query_scalar(
@@ -80,6 +79,26 @@ pub async fn merge(
     let now = time::to_micros(time::now());
     let mut tx = db.begin_write().await?;
     crate::routing::lock(&mut tx, db, tenant).await?;
+    // again under the lock: merges at once make neither chains nor cycles
+    let into_merged: Option<String> =
+        sqlx::query_scalar("SELECT merged_into FROM tickets WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(into)
+            .fetch_one(&mut *tx)
+            .await?;
+    let children: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tickets WHERE tenant_id = $1 AND merged_into = $2",
+    )
+    .bind(tenant)
+    .bind(from)
+    .fetch_one(&mut *tx)
+    .await?;
+    if into_merged.is_some() || children > 0 {
+        return Err(Error::invalid(
+            if children > 0 { "from" } else { "into" },
+            "another merge of these tickets came first; read them again",
+        ));
+    }
     let moved = sqlx::query(
         "UPDATE tickets SET merged_into = $3, status = $4, category = 'closed', closed_at = $5, updated_at = $5 \
          WHERE tenant_id = $1 AND id = $2 AND merged_into IS NULL AND status = $6",
@@ -124,6 +143,10 @@ pub async fn merge(
     .await?;
     audit::record(&mut tx, actor, "ticket.merged", "ticket", from, merged).await?;
     crate::timers::arm_in(&mut tx, &actor.tenant, from).await?;
+    if absorbed.bill_id.is_none() {
+        // closed unbilled: its repair's reserved parts go back to stock
+        crate::lines::release_all_in(&mut tx, tenant, from).await?;
+    }
     if !absorbed.category.is_done()
         && let Some(a) = &absorbed.assignee
     {

@@ -156,6 +156,7 @@ pub fn general() -> TicketType {
         fields: Vec::new(),
         statuses: TicketType::standard_statuses(),
         transitions: Vec::new(),
+        survey: None,
     }
 }
 

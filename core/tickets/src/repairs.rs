@@ -5,10 +5,8 @@
 //! reserved parts, and links the two both ways: the ticket holds the bill's id, the bill's
 //! reference is `ticket:<id>`.
 
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use sqlx::Row;
 
 use shoal_base::{
     error::{Error, Problems, Result},
@@ -19,87 +17,46 @@ use shoal_crm::{audit, tenancy::Actor};
 use shoal_plugin_host::PluginHost;
 use shoal_settlement::{self as settlement, Bill, LineInput, LineKind, PriceKind, stock};
 
-use crate::store;
+pub use crate::lines::{Kind, NewLine, RepairLine};
+use crate::{lines::lines_in, store};
 
 /// Most lines on one ticket.
 pub const MAX_LINES: usize = 200;
 
-/// A service item (labour) or a spare part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Service,
-    Part,
-}
+/// How long a billing in progress holds a ticket before another may take it over (a host
+/// that stopped mid-way).
+const CLAIM_SECONDS: i64 = 300;
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Service => "service",
-            Kind::Part => "part",
-        }
-    }
-}
-
-/// One line of a repair.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RepairLine {
-    pub id: String,
-    pub kind: Kind,
-    /// The service-item code or the part's SKU.
-    pub code: String,
-    pub quantity: Decimal,
-    pub note: Option<String>,
-    /// Whether stock is reserved for it (a part whose SKU is counted).
-    pub reserved: bool,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A line to record.
-#[derive(Debug, Clone)]
-pub struct NewLine {
-    pub kind: Kind,
-    pub code: String,
-    pub quantity: Decimal,
-    pub note: Option<String>,
-}
-
-fn from_row(r: &sqlx::any::AnyRow) -> Result<RepairLine> {
-    let kind: String = r.try_get("kind")?;
-    let quantity: String = r.try_get("quantity")?;
-    Ok(RepairLine {
-        id: r.try_get("id")?,
-        kind: if kind == "part" {
-            Kind::Part
-        } else {
-            Kind::Service
-        },
-        code: r.try_get("code")?,
-        quantity: quantity
-            .parse()
-            .map_err(|e| Error::Internal(format!("a stored quantity: {e}")))?,
-        note: r.try_get("note")?,
-        reserved: r.try_get::<i64, _>("reserved")? != 0,
-        created_by: r.try_get("created_by")?,
-        created_at: time::from_micros(r.try_get("created_at")?),
-    })
-}
-
-async fn lines_in(
+/// The ticket's `bill_id` as stored, read under the write lock (the row locked on
+/// PostgreSQL): what lines may change against, and what billing claims.
+async fn bill_of(
     conn: &mut sqlx::AnyConnection,
+    db: &Db,
     tenant: &str,
-    ticket: &str,
-) -> Result<Vec<RepairLine>> {
-    sqlx::query(
-        "SELECT * FROM ticket_lines WHERE tenant_id = $1 AND ticket_id = $2 ORDER BY created_at, id",
-    )
+    id: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT bill_id FROM tickets WHERE tenant_id = $1 AND id = $2{}",
+        shoal_base::storage::dialect::for_update(db.backend)
+    ))
     .bind(tenant)
-    .bind(ticket)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Refuses a change of ticket `id`'s lines once it is billed or being billed.
+fn unbilled(id: &str, bill: &Option<String>) -> Result<()> {
+    match bill {
+        None => Ok(()),
+        Some(b) if b.starts_with("pending:") => {
+            Err(Error::invalid("id", format!("ticket {id} is being billed")))
+        }
+        Some(b) => Err(Error::invalid(
+            "id",
+            format!("ticket {id} is billed already (bill {b})"),
+        )),
+    }
 }
 
 /// The repair lines of ticket `id` (NOT_FOUND out of reach).
@@ -114,12 +71,9 @@ pub async fn lines(db: &Db, actor: &Actor, id: &str) -> Result<Vec<RepairLine>> 
 /// `input.quantity`, when not enough is available). Not once the ticket is billed.
 pub async fn add_line(db: &Db, actor: &Actor, id: &str, line: NewLine) -> Result<RepairLine> {
     actor.require(Action::Update)?;
-    let t = store::get(db, actor, id).await?;
+    store::get(db, actor, id).await?;
     let tenant = actor.tenant_id();
     let mut p = Problems::default();
-    if let Some(b) = &t.bill_id {
-        p.push("id", format!("ticket {id} is billed already (bill {b})"));
-    }
     if line.quantity <= Decimal::ZERO
         || line.quantity.scale() > 4
         || line.quantity > Decimal::from(100_000)
@@ -136,6 +90,9 @@ pub async fn add_line(db: &Db, actor: &Actor, id: &str, line: NewLine) -> Result
         }
     }
     let mut tx = db.begin_write().await?;
+    if let Err(Error::Invalid(errors)) = unbilled(id, &bill_of(&mut tx, db, tenant, id).await?) {
+        p.extend(errors);
+    }
     let kind = match line.kind {
         Kind::Service => PriceKind::Service,
         Kind::Part => PriceKind::Part,
@@ -199,15 +156,10 @@ pub async fn add_line(db: &Db, actor: &Actor, id: &str, line: NewLine) -> Result
 /// once the ticket is billed.
 pub async fn remove_line(db: &Db, actor: &Actor, id: &str, line_id: &str) -> Result<()> {
     actor.require(Action::Update)?;
-    let t = store::get(db, actor, id).await?;
-    if let Some(b) = &t.bill_id {
-        return Err(Error::invalid(
-            "id",
-            format!("ticket {id} is billed already (bill {b})"),
-        ));
-    }
+    store::get(db, actor, id).await?;
     let tenant = actor.tenant_id();
     let mut tx = db.begin_write().await?;
+    unbilled(id, &bill_of(&mut tx, db, tenant, id).await?)?;
     let Some(line) = lines_in(&mut tx, tenant, id)
         .await?
         .into_iter()
@@ -275,9 +227,10 @@ pub fn reference(id: &str) -> String {
 
 /// Bills the repair of ticket `id` (permission `settle`, the customer within the caller's
 /// reach in `bills`): its lines and `input.extra`, settled by the tenant's module; then, in
-/// one transaction, the ticket holds the bill's id, its reserved parts leave stock, and its
-/// history says so. Once: a ticket billed already is refused; a bill settled for it whose
-/// link was not written (a host stopped in between) is linked instead of settled again.
+/// one transaction, the ticket holds the bill's id, the billed lines' reserved parts leave
+/// stock, and its history says so. Once: the ticket is claimed first (lines cannot change
+/// while it is billed; a second call is refused), and a bill settled for it whose link was
+/// not written (a host stopped in between) is linked instead of settled again.
 pub async fn settle(
     db: &Db,
     host: &PluginHost,
@@ -288,31 +241,65 @@ pub async fn settle(
     actor.require(Action::Settle)?;
     let t = store::get(db, actor, id).await?;
     let tenant = actor.tenant_id();
-    if let Some(b) = &t.bill_id {
-        return Err(Error::invalid(
-            "id",
-            format!("ticket {id} is billed already (bill {b})"),
-        ));
+    // the claim
+    let now = time::to_micros(time::now());
+    let claim = format!("pending:{now}:{}", uuid::Uuid::now_v7());
+    let mut tx = db.begin_write().await?;
+    match bill_of(&mut tx, db, tenant, id).await? {
+        None => {}
+        Some(b) if b.starts_with("pending:") => {
+            let since: i64 = b
+                .split(':')
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            if now - since < CLAIM_SECONDS * 1_000_000 {
+                return Err(Error::invalid("id", format!("ticket {id} is being billed")));
+            }
+        }
+        Some(b) => {
+            return Err(Error::invalid(
+                "id",
+                format!("ticket {id} is billed already (bill {b})"),
+            ));
+        }
     }
+    sqlx::query("UPDATE tickets SET bill_id = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .bind(&claim)
+        .execute(&mut *tx)
+        .await?;
+    let recorded = lines_in(&mut tx, tenant, id).await?;
+    tx.commit().await?;
+    let release = || async {
+        sqlx::query(
+            "UPDATE tickets SET bill_id = NULL WHERE tenant_id = $1 AND id = $2 AND bill_id = $3",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(&claim)
+        .execute(&db.pool)
+        .await
+    };
+    // a bill an earlier attempt settled for this ticket (and its customer) but did not link
     let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM bills WHERE tenant_id = $1 AND reference = $2 AND kind = 'sale' ORDER BY created_at LIMIT 1",
+        "SELECT id FROM bills WHERE tenant_id = $1 AND reference = $2 AND kind = 'sale' \
+         AND (customer_id = $3 OR (customer_id IS NULL AND $4 = 1)) ORDER BY created_at LIMIT 1",
     )
     .bind(tenant)
     .bind(reference(id))
+    .bind(t.customer_id.clone().unwrap_or_default())
+    .bind(i64::from(t.customer_id.is_none()))
     .fetch_optional(&db.pool)
     .await?;
-    let bill = match existing {
-        Some(b) => settlement::get(db, tenant, &b).await?,
+    let settled = match existing {
+        Some(b) => settlement::get(db, tenant, &b).await,
+        None if recorded.is_empty() => Err(Error::invalid(
+            "id",
+            "nothing to bill: record the repair's service items and parts first",
+        )),
         None => {
-            let mut conn = db.pool.acquire().await?;
-            let recorded = lines_in(&mut conn, tenant, id).await?;
-            drop(conn);
-            if recorded.is_empty() {
-                return Err(Error::invalid(
-                    "id",
-                    "nothing to bill: record the repair's service items and parts first",
-                ));
-            }
             let mut lines: Vec<LineInput> = recorded
                 .iter()
                 .map(|l| LineInput {
@@ -327,15 +314,6 @@ pub async fn settle(
                 })
                 .collect();
             lines.extend(input.extra);
-            let customer = match &t.customer_id {
-                Some(c) => Some(
-                    actor
-                        .access
-                        .scope_customer(db, Resource::Bills, c.clone())
-                        .await?,
-                ),
-                None => None,
-            };
             let settle_input = settlement::SettleInput {
                 module: input.module,
                 reference: reference(id),
@@ -347,35 +325,59 @@ pub async fn settle(
                 participant_ids: input.participant_ids,
                 facts: input.facts,
             };
-            settlement::settle(db, host, actor, customer.as_ref(), &settle_input).await?
+            match &t.customer_id {
+                Some(c) => match actor
+                    .access
+                    .scope_customer(db, Resource::Bills, c.clone())
+                    .await
+                {
+                    Ok(scoped) => {
+                        settlement::settle(db, host, actor, Some(&scoped), &settle_input).await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => settlement::settle(db, host, actor, None, &settle_input).await,
+            }
+        }
+    };
+    let bill = match settled {
+        Ok(b) => b,
+        Err(e) => {
+            release().await?;
+            return Err(e);
         }
     };
     let now = time::to_micros(time::now());
     let mut tx = db.begin_write().await?;
     let linked = sqlx::query(
-        "UPDATE tickets SET bill_id = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND bill_id IS NULL",
+        "UPDATE tickets SET bill_id = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND bill_id = $5",
     )
     .bind(tenant)
     .bind(id)
     .bind(&bill.id)
     .bind(now)
+    .bind(&claim)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if linked == 1 {
-        for l in lines_in(&mut tx, tenant, id).await? {
-            if l.reserved {
-                stock::consume_in(&mut tx, tenant, &l.code, l.quantity).await?;
-            }
-        }
-        sqlx::query("UPDATE ticket_lines SET reserved = 0 WHERE tenant_id = $1 AND ticket_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let detail = json!({ "billId": bill.id, "total": bill.total.to_string(), "currency": bill.currency });
-        record(&mut tx, actor, id, "billed", detail, now).await?;
+    if linked == 0 {
+        return Err(Error::Internal(format!(
+            "ticket {id}: its billing was taken over; bill {} is linked by the next settleTicket",
+            bill.id
+        )));
     }
+    // the lines billed (read under the claim: none changed since)
+    for l in recorded.iter().filter(|l| l.reserved) {
+        stock::consume_in(&mut tx, tenant, &l.code, l.quantity).await?;
+    }
+    sqlx::query("UPDATE ticket_lines SET reserved = 0 WHERE tenant_id = $1 AND ticket_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let detail =
+        json!({ "billId": bill.id, "total": bill.total.to_string(), "currency": bill.currency });
+    record(&mut tx, actor, id, "billed", detail, now).await?;
     tx.commit().await?;
     Ok(bill)
 }

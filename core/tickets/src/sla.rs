@@ -525,6 +525,7 @@ mod tests {
             fields: vec![],
             statuses: TicketType::standard_statuses(),
             transitions: vec![],
+            survey: None,
         }
     }
 

@@ -380,7 +380,13 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Ticket> {
     let t = sql.arg(actor.tenant_id());
     let i = sql.arg(id);
     sql.push(&format!("{t} AND id = {i}"));
-    push_scope(actor, db, &mut sql, &t, &my_queues(db, actor).await?);
+    crate::reach::push_scope(
+        actor,
+        db,
+        &mut sql,
+        &t,
+        &crate::reach::my_queues(db, actor).await?,
+    );
     match sql.query().fetch_optional(&db.pool).await? {
         Some(r) => {
             let mut tk = [from_row(&r)?];
@@ -427,47 +433,6 @@ fn masked_attribute(actor: &Actor, attribute: &str, v: &Value) -> Value {
     attrs.get(attribute).cloned().unwrap_or(Value::Null)
 }
 
-/// Keeps tickets the caller reaches in `tickets`: those of customers in reach, those
-/// assigned to users in reach (themselves, for scope `own`), and those waiting in one of
-/// `queues` (the caller's). With scope `all`, every ticket.
-fn push_scope(actor: &Actor, db: &Db, sql: &mut Sql, t: &str, queues: &[String]) {
-    if actor.access.reaches_all(Resource::Tickets) {
-        return;
-    }
-    let also = if queues.is_empty() {
-        Vec::new()
-    } else {
-        let list: Vec<String> = queues.iter().map(|q| sql.arg(q.clone())).collect();
-        vec![format!(
-            "tickets.assignee IS NULL AND tickets.queue IN ({})",
-            list.join(", ")
-        )]
-    };
-    actor.access.push_linked_or_assigned_scope(
-        sql,
-        db.backend,
-        Resource::Tickets,
-        t,
-        "tickets.customer_id",
-        "tickets.assignee",
-        &also,
-    );
-}
-
-/// The queues the caller is a member of (none when they reach every ticket anyway).
-async fn my_queues(db: &Db, actor: &Actor) -> Result<Vec<String>> {
-    if actor.access.reaches_all(Resource::Tickets) {
-        return Ok(Vec::new());
-    }
-    let mut conn = db.pool.acquire().await?;
-    Ok(crate::queues::queues(&mut conn, actor.tenant_id())
-        .await?
-        .into_iter()
-        .filter(|q| q.members.contains(&actor.user_id))
-        .map(|q| q.key)
-        .collect())
-}
-
 /// What a list of tickets is narrowed to.
 #[derive(Debug, Clone, Default)]
 pub struct TicketFilter {
@@ -495,7 +460,13 @@ pub async fn list(
     let mut sql = Sql::new("SELECT * FROM tickets WHERE tenant_id = ");
     let t = sql.arg(tenant);
     sql.push(&t);
-    push_scope(actor, db, &mut sql, &t, &my_queues(db, actor).await?);
+    crate::reach::push_scope(
+        actor,
+        db,
+        &mut sql,
+        &t,
+        &crate::reach::my_queues(db, actor).await?,
+    );
     for (col, v) in [
         ("type_key", &f.type_key),
         ("status", &f.status),
@@ -527,7 +498,8 @@ pub async fn list(
         // waiting one pauses it)
         let running = |tt: &str| {
             format!(
-                "(({tt}.target = 'first_response' AND tickets.first_response_at IS NULL) \
+                "(({tt}.target = 'first_response' AND tickets.first_response_at IS NULL \
+                 AND tickets.category NOT IN ('resolved', 'closed')) \
                  OR ({tt}.target = 'resolution' AND tickets.category = 'open'))"
             )
         };
@@ -714,7 +686,7 @@ pub async fn transition(
     crate::routing::lock(&mut tx, db, actor.tenant_id()).await?;
     let moved = sqlx::query(&format!(
         "UPDATE tickets SET status = $3, category = $4, updated_at = $5, resolved_at = {resolved}, closed_at = {closed} \
-         WHERE tenant_id = $1 AND id = $2 AND status = $6"
+         WHERE tenant_id = $1 AND id = $2 AND status = $6 AND merged_into IS NULL"
     ))
     .bind(actor.tenant_id())
     .bind(id)
@@ -742,6 +714,17 @@ pub async fn transition(
         now,
     )
     .await?;
+    if target.category == Category::Resolved
+        && !tk.category.is_done()
+        && let Some(survey) = &ty.survey
+    {
+        // the satisfaction survey, once per ticket
+        crate::surveys::send_in(&mut tx, actor.tenant_id(), &tk, survey, now).await?;
+    }
+    if target.category == Category::Closed && tk.bill_id.is_none() {
+        // closed unbilled: the repair's reserved parts go back to stock
+        crate::lines::release_all_in(&mut tx, actor.tenant_id(), id).await?;
+    }
     if target.category.is_done() && !tk.category.is_done() {
         // the agent's capacity freed: their queues offer what waits
         if let Some(a) = &tk.assignee {
@@ -954,6 +937,16 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
     let now = time::to_micros(time::now());
     let mut tx = db.begin_write().await?;
     crate::routing::lock(&mut tx, db, tenant).await?;
+    // the assignee as it is under the lock (routing may have assigned it meanwhile)
+    let before: Option<String> =
+        sqlx::query_scalar("SELECT assignee FROM tickets WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if before.as_deref() == assignee {
+        return Ok(tk);
+    }
     sqlx::query(
         "UPDATE tickets SET assignee = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
     )
@@ -963,7 +956,7 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let change = json!({ "from": tk.assignee, "to": assignee });
+    let change = json!({ "from": before, "to": assignee });
     record_change(
         &mut tx,
         actor,
@@ -975,7 +968,7 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
     )
     .await?;
     if !tk.category.is_done() {
-        if let Some(before) = &tk.assignee {
+        if let Some(before) = &before {
             crate::routing::drain_of(&mut tx, db, actor, before).await?;
         } else if assignee.is_none()
             && let Some(q) = &tk.queue
@@ -984,7 +977,24 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
         }
     }
     tx.commit().await?;
-    get(db, actor, id).await
+    after_change(db, actor, tk, |t| t.assignee = assignee.map(str::to_owned)).await
+}
+
+/// The ticket after a change the caller made: read again, or — when the change took it out
+/// of the caller's reach (an agent who gave it up) — as they had it, with the change.
+async fn after_change(
+    db: &Db,
+    actor: &Actor,
+    mut before: Ticket,
+    change: impl FnOnce(&mut Ticket),
+) -> Result<Ticket> {
+    match get(db, actor, &before.id).await {
+        Err(Error::NotFound { .. }) => {
+            change(&mut before);
+            Ok(before)
+        }
+        other => other,
+    }
 }
 
 /// Moves a ticket to another queue (a transfer, with an optional internal note): its
@@ -997,7 +1007,7 @@ pub async fn set_queue(
     note: Option<&str>,
 ) -> Result<Ticket> {
     actor.require(Action::Update)?;
-    get(db, actor, id).await?;
+    let tk = get(db, actor, id).await?;
     let mut p = Problems::default();
     if let Some(n) = note {
         check_body(&mut p, "note", n);
@@ -1006,7 +1016,7 @@ pub async fn set_queue(
     let mut tx = db.begin_write().await?;
     crate::routing::transfer_in(&mut tx, db, actor, id, queue, note).await?;
     tx.commit().await?;
-    get(db, actor, id).await
+    after_change(db, actor, tk, |t| t.queue = Some(queue.to_owned())).await
 }
 
 /// Changes a ticket's priority (1, most urgent, to 4), with an optional internal note.
@@ -1095,7 +1105,10 @@ pub async fn clocks_of(db: &Db, actor: &Actor, id: &str) -> Result<Vec<crate::sl
         return Ok(Vec::new());
     }
     let ty = type_of(db, actor.tenant_id(), &t.type_key, "id").await?;
-    let entries = history(db, actor, &t, Some(&ty), false).await?;
+    // its own status changes (a merged ticket's do not pause it)
+    let mut conn = db.pool.acquire().await?;
+    let entries = crate::records::status_entries_in(&mut conn, actor.tenant_id(), id).await?;
+    drop(conn);
     let calendar = crate::sla::calendar(db, actor).await?;
     Ok(crate::sla::clocks(
         &policies,

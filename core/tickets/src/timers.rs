@@ -267,6 +267,17 @@ async fn fire(
 ) -> Result<bool> {
     let at = time::to_micros(now);
     let mut tx = db.begin_write().await?;
+    // locks in the order ticket changes take them (routing lock, ticket row, timers), so
+    // an escalation and an agent's change never wait on each other in a circle
+    crate::routing::lock(&mut tx, db, &tenant.id).await?;
+    sqlx::query(&format!(
+        "SELECT id FROM tickets WHERE tenant_id = $1 AND id = $2{}",
+        shoal_base::storage::dialect::for_update(db.backend)
+    ))
+    .bind(&tenant.id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     // the claim: a second host blocks here until the first commits, then finds it fired
     let claimed = sqlx::query(
         "UPDATE ticket_timers SET fired_at = $5 WHERE tenant_id = $1 AND ticket_id = $2 AND target = $3 AND stage = $4 \

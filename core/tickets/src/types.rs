@@ -151,6 +151,139 @@ pub struct TicketType {
     /// The moves allowed; empty means any status may follow any other.
     #[serde(default)]
     pub transitions: Vec<Transition>,
+    /// The satisfaction survey (CSAT) sent when a ticket of this type is resolved; none
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survey: Option<Survey>,
+}
+
+/// Most questions of a survey.
+pub const MAX_QUESTIONS: usize = 10;
+
+/// What a survey question takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionKind {
+    /// 1 (very dissatisfied) to 5 (very satisfied).
+    Rating,
+    /// Free text, at most 1,000 characters.
+    Text,
+    /// One of the question's choices.
+    Choice,
+}
+
+/// One question of a survey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    pub key: String,
+    pub label: String,
+    pub kind: QuestionKind,
+    #[serde(default)]
+    pub choices: Vec<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A satisfaction survey: its first rating question is the ticket's CSAT score.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Survey {
+    pub questions: Vec<Question>,
+}
+
+impl Survey {
+    /// Checks the survey; problems under `at` (`input.survey.`).
+    pub fn check(&self, p: &mut Problems, at: &str) {
+        if self.questions.is_empty() || self.questions.len() > MAX_QUESTIONS {
+            p.push(
+                format!("{at}questions"),
+                format!("1–{MAX_QUESTIONS} questions"),
+            );
+        }
+        if !self
+            .questions
+            .iter()
+            .any(|q| q.kind == QuestionKind::Rating)
+        {
+            p.push(
+                format!("{at}questions"),
+                "at least one RATING question (the first is the CSAT score)",
+            );
+        }
+        let mut keys = BTreeSet::new();
+        for (i, q) in self.questions.iter().enumerate() {
+            let qp = format!("{at}questions[{i}]");
+            if !key_ok(&q.key) {
+                p.push(format!("{qp}.key"), "1–40 of a–z, 0–9 and _");
+            } else if !keys.insert(q.key.as_str()) {
+                p.push(format!("{qp}.key"), format!("`{}` is used twice", q.key));
+            }
+            if !label_ok(&q.label) {
+                p.push(format!("{qp}.label"), "1–100 characters on one line");
+            }
+            match q.kind {
+                QuestionKind::Choice
+                    if q.choices.is_empty()
+                        || q.choices.len() > 20
+                        || q.choices.iter().any(|c| !label_ok(c)) =>
+                {
+                    p.push(format!("{qp}.choices"), "1–20 choices of 1–100 characters");
+                }
+                QuestionKind::Rating | QuestionKind::Text if !q.choices.is_empty() => {
+                    p.push(
+                        format!("{qp}.choices"),
+                        "only CHOICE questions have choices",
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Checks `answers` (question key → value) against the questions; problems under
+    /// `answers.<key>`.
+    pub fn check_answers(&self, answers: &serde_json::Map<String, Value>, p: &mut Problems) {
+        for k in answers.keys() {
+            if !self.questions.iter().any(|q| &q.key == k) {
+                p.push(format!("answers.{k}"), "not a question of this survey");
+            }
+        }
+        for q in &self.questions {
+            let at = format!("answers.{}", q.key);
+            match (answers.get(&q.key), q.kind) {
+                (None | Some(Value::Null), _) if q.required => p.push(at, "required"),
+                (None | Some(Value::Null), _) => {}
+                (Some(v), QuestionKind::Rating) => {
+                    if !v.as_i64().is_some_and(|n| (1..=5).contains(&n)) {
+                        p.push(at, "a whole number from 1 to 5");
+                    }
+                }
+                (Some(v), QuestionKind::Text) => {
+                    if !v
+                        .as_str()
+                        .is_some_and(|t| t.chars().count() <= 1000 && !t.contains('\0'))
+                    {
+                        p.push(at, "text of at most 1000 characters");
+                    }
+                }
+                (Some(v), QuestionKind::Choice) => {
+                    if !v.as_str().is_some_and(|c| q.choices.iter().any(|x| x == c)) {
+                        p.push(at, format!("one of: {}", q.choices.join(", ")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The CSAT score of `answers`: the first rating question's value.
+    pub fn score(&self, answers: &serde_json::Map<String, Value>) -> Option<i64> {
+        self.questions
+            .iter()
+            .find(|q| q.kind == QuestionKind::Rating)
+            .and_then(|q| answers.get(&q.key))
+            .and_then(Value::as_i64)
+    }
 }
 
 fn key_ok(key: &str) -> bool {
@@ -313,6 +446,9 @@ impl TicketType {
                     "a transition goes to another status",
                 );
             }
+        }
+        if let Some(survey) = &self.survey {
+            survey.check(p, &format!("{at}survey."));
         }
     }
 

@@ -139,6 +139,11 @@ const MIGRATIONS: &[Migration] = &[
         "repairs: spare-part stock, ticket lines, a ticket's bill",
         include_str!("../../migrations/shared/0021_repairs.sql"),
     ),
+    Migration::shared(
+        22,
+        "ticket satisfaction surveys",
+        include_str!("../../migrations/shared/0022_ticket_surveys.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
