@@ -123,7 +123,7 @@ async fn set_up_routing(db: &Db, actor: &Actor) {
             actor,
             AgentInput {
                 user_id: u.clone(),
-                capacity: Some(1_000_000),
+                capacity: Some(queues::MAX_CAPACITY),
                 ..Default::default()
             },
         )
