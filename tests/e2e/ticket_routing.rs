@@ -614,8 +614,47 @@ async fn concurrent_openings_respect_capacity(s: &TestServer) {
     assert_eq!(opened.iter().filter(|t| t["assignee"].is_null()).count(), 6);
 }
 
+/// Offering waiting tickets looks past those nobody free can take: 250 urgent tickets
+/// needing a skill no one holds do not hold up an ordinary one behind them.
+async fn tickets_nobody_can_take_do_not_hold_up_the_rest(s: &TestServer) {
+    queue(s, "desk", "ROUND_ROBIN", &["li"]).await;
+    s.ok(
+        ALPHA,
+        SET_RULES,
+        json!({ "r": [{ "name": "全部", "queue": "desk" }] }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        SET_AGENT,
+        json!({ "i": { "userId": "li", "availability": "AWAY" } }),
+    )
+    .await;
+    let plain = open(s, "普通问题", json!({})).await;
+    assert!(plain["assignee"].is_null());
+    // 250 urgent ones ahead of it in the queue, each needing a skill nobody has
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250) \
+         INSERT INTO tickets (tenant_id, id, type_key, subject, status, category, priority, impact, channel, fields, \
+         created_by, created_at, updated_at, queue, skills, watchers) \
+         SELECT 'alpha', 'rare-' || i, 'general', '需要专家', 'new', 'open', 1, 'high', 'api', '{}', 'boss', i, i, 'desk', \
+         '{\"德语\":5}', '[]' FROM n",
+    )
+    .execute(&s.db().pool)
+    .await
+    .unwrap();
+    s.ok(
+        ALPHA,
+        SET_AGENT,
+        json!({ "i": { "userId": "li", "availability": "ONLINE" } }),
+    )
+    .await;
+    assert_eq!(read(s, &id(&plain)).await["assignee"], "li");
+}
+
 crate::on_both_backends_with!(
     start,
+    tickets_nobody_can_take_do_not_hold_up_the_rest,
     rules_decide_the_queue,
     capacity_fills_and_the_waiting_queue_drains,
     least_loaded_weighs_priority,

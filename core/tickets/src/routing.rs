@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, Row};
 use shoal_base::{
     error::{Error, Problems, Result},
     kinds::{Action, RfmCell},
-    storage::{Backend, Db, time},
+    storage::{Backend, Db, sql::Sql, time},
 };
 use shoal_crm::{audit, tenancy::Actor};
 
@@ -27,8 +27,10 @@ use crate::queues::{self, Agent, Load, Queue, Strategy};
 pub const MAX_RULES: usize = 100;
 /// Most keywords of one rule.
 pub const MAX_KEYWORDS: usize = 50;
-/// Most waiting tickets one offer round looks at per queue.
+/// Waiting tickets read at once while offering.
 pub const DRAIN_BATCH: i64 = 200;
+/// Most waiting tickets one offer round looks at per queue.
+pub const DRAIN_EXAMINED: usize = 2000;
 
 /// One routing rule: conditions (all that are given must hold) and where a matching ticket
 /// goes.
@@ -534,30 +536,46 @@ pub async fn drain_in(
         let Some(queue) = queues::queue(conn, tenant, key).await? else {
             continue;
         };
-        let rows = sqlx::query(
-            "SELECT id, priority, skills FROM tickets WHERE tenant_id = $1 AND queue = $2 AND assignee IS NULL \
-             AND category NOT IN ('resolved', 'closed') ORDER BY priority, created_at, id LIMIT $3",
-        )
-        .bind(tenant)
-        .bind(key)
-        .bind(DRAIN_BATCH)
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() {
-            continue;
-        }
         let mut pool = Pool::load(conn, tenant, queue).await?;
-        for r in rows {
-            let skills: String = r.try_get("skills")?;
-            let w = Waiting {
-                id: r.try_get("id")?,
-                priority: r.try_get("priority")?,
-                skills: serde_json::from_str(&skills).unwrap_or_default(),
-            };
-            match offer(conn, actor, &mut pool, &w, false).await? {
-                Offer::Assigned => assigned += 1,
-                Offer::Waits { anyone_free: false } => break,
-                Offer::Waits { anyone_free: true } => {}
+        // pages in (priority, age) order, past tickets nobody free can take (skills), so
+        // those do not hold up the ones after them; at most DRAIN_EXAMINED per call
+        let mut after: Option<(i64, i64, String)> = None;
+        let mut examined = 0;
+        'pages: while examined < DRAIN_EXAMINED {
+            let mut sql =
+                Sql::new("SELECT id, priority, skills, created_at FROM tickets WHERE tenant_id = ");
+            let t = sql.arg(tenant);
+            let q = sql.arg(key.clone());
+            sql.push(&format!(
+                "{t} AND queue = {q} AND assignee IS NULL AND category NOT IN ('resolved', 'closed')"
+            ));
+            if let Some((p, c, i)) = &after {
+                let (p, c, i) = (sql.arg(*p), sql.arg(*c), sql.arg(i.clone()));
+                sql.push(&format!(
+                    " AND (priority > {p} OR (priority = {p} AND (created_at > {c} OR (created_at = {c} AND id > {i}))))"
+                ));
+            }
+            let limit = sql.arg(DRAIN_BATCH);
+            sql.push(&format!(" ORDER BY priority, created_at, id LIMIT {limit}"));
+            let rows = sql.query().fetch_all(&mut *conn).await?;
+            let full = rows.len() as i64 == DRAIN_BATCH;
+            for r in rows {
+                examined += 1;
+                let skills: String = r.try_get("skills")?;
+                let w = Waiting {
+                    id: r.try_get("id")?,
+                    priority: r.try_get("priority")?,
+                    skills: serde_json::from_str(&skills).unwrap_or_default(),
+                };
+                after = Some((w.priority, r.try_get("created_at")?, w.id.clone()));
+                match offer(conn, actor, &mut pool, &w, false).await? {
+                    Offer::Assigned => assigned += 1,
+                    Offer::Waits { anyone_free: false } => break 'pages,
+                    Offer::Waits { anyone_free: true } => {}
+                }
+            }
+            if !full {
+                break;
             }
         }
     }
