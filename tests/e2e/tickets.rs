@@ -891,8 +891,57 @@ async fn resolved_tickets_get_one_satisfaction_survey(s: &TestServer) {
     );
 }
 
+/// Tickets narrowed by custom field values, each exactly; a field copying a customer
+/// attribute is not filterable by a reader who sees it masked.
+async fn tickets_filter_by_field_values(s: &TestServer) {
+    s.ok(ALPHA, SAVE_TYPE, json!({ "i": refund_type() })).await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "严同学", "sourceChannel": "WEB", "attributes": { "会员等级": "金卡会员" } }),
+        )
+        .await;
+    for (reason, left) in [("搬家", 12), ("其他", 3), ("搬家", 3)] {
+        s.ok(ALPHA, OPEN, json!({ "i": { "type": "refund_request", "subject": format!("退费 {reason}"), "customerId": c,
+            "fields": { "amount": { "amount": "100", "currency": "CNY" }, "reason": reason, "lessons_left": left } } }))
+            .await;
+    }
+    const LIST: &str =
+        "query($f: JSON!) { tickets(filter: { fields: $f }) { edges { node { subject } } } }";
+    let count = |v: &Value| v["tickets"]["edges"].as_array().unwrap().len();
+    let moved = s
+        .ok(ALPHA, LIST, json!({ "f": { "reason": "搬家" } }))
+        .await;
+    assert_eq!(count(&moved), 2);
+    let both = s
+        .ok(
+            ALPHA,
+            LIST,
+            json!({ "f": { "reason": "搬家", "lessons_left": 12 } }),
+        )
+        .await;
+    assert_eq!(count(&both), 1);
+    assert_eq!(
+        s.ok(ALPHA, LIST, json!({ "f": { "level": "金卡会员" } }))
+            .await["tickets"]["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let e = s
+        .err(MASKED, LIST, json!({ "f": { "level": "金卡会员" } }))
+        .await;
+    assert_eq!(fields(&e), ["filter.fields.level"]);
+    let e = s
+        .err(ALPHA, LIST, json!({ "f": { "reason": ["搬家"] } }))
+        .await;
+    assert_eq!(fields(&e), ["filter.fields.reason"]);
+}
+
 crate::on_both_backends_with!(
     start,
+    tickets_filter_by_field_values,
     resolved_tickets_get_one_satisfaction_survey,
     attachments_are_kept_by_reference,
     duplicates_merge_and_unmerge,

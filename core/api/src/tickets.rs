@@ -508,9 +508,10 @@ pub struct AttachmentInput {
 /// A ticket's satisfaction survey.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TicketSurvey {
-    /// The customer's link is `path` on this host; the token is its capability.
-    pub token: String,
-    pub path: String,
+    /// The customer's link is `path` on this host; the token is its capability (shown to
+    /// those who may relay answers, permission `configure`; null for others).
+    pub token: Option<String>,
+    pub path: Option<String>,
     pub questions: Vec<TicketSurveyQuestion>,
     pub sent_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -520,10 +521,10 @@ pub struct TicketSurvey {
 }
 
 impl TicketSurvey {
-    fn of(tenant: &str, s: shoal_tickets::surveys::Sent) -> Self {
+    fn of(tenant: &str, s: shoal_tickets::surveys::Sent, relays: bool) -> Self {
         TicketSurvey {
-            path: shoal_tickets::surveys::path(tenant, &s.token),
-            token: s.token,
+            path: relays.then(|| shoal_tickets::surveys::path(tenant, &s.token)),
+            token: relays.then_some(s.token),
             questions: questions_of(s.survey),
             sent_at: s.sent_at,
             answered_at: s.answered_at,
@@ -625,16 +626,24 @@ impl Ticket {
     /// Its satisfaction survey, once resolved (if its type has one).
     async fn survey(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TicketSurvey>> {
         let actor = actor(ctx).gql()?;
+        // within reach now (the ticket may have left it with the caller's own change)
+        store::get(db(ctx), actor, &self.0.id).await.gql()?;
+        let relays = actor.access.can(shoal_base::kinds::Action::Configure);
         Ok(
             shoal_tickets::surveys::of_ticket(db(ctx), actor.tenant_id(), &self.0.id)
                 .await
                 .gql()?
-                .map(|s| TicketSurvey::of(actor.tenant_id(), s)),
+                .map(|s| TicketSurvey::of(actor.tenant_id(), s, relays)),
         )
     }
     /// The bill of its repair (`settleTicket`; the bill's reference is `ticket:<id>`).
     async fn bill_id(&self) -> Option<ID> {
-        self.0.bill_id.clone().map(ID)
+        // a billing in progress holds a claim, not a bill
+        self.0
+            .bill_id
+            .clone()
+            .filter(|b| !b.starts_with("pending:"))
+            .map(ID)
     }
     /// The service items and spare parts of its repair.
     async fn repair_lines(
@@ -736,6 +745,8 @@ pub struct TicketFilterInput {
     /// Only tickets with a running SLA clock past its deadline (`BREACHED`), or past its
     /// policy's warning share but not yet its deadline (`AT_RISK`).
     pub sla: Option<SlaStage>,
+    /// Only tickets whose custom fields hold these values, each exactly: `{"reason": "搬家"}`.
+    pub fields: Option<Json<Map<String, Value>>>,
 }
 
 /// A ticket to open.
@@ -858,6 +869,7 @@ impl TicketQuery {
             queue: filter.queue,
             waiting: filter.waiting,
             sla: filter.sla.map(SlaStage::domain),
+            fields: filter.fields.map(|j| j.0),
         };
         Ok(TicketConnection::from_paged(
             store::list(db(ctx), actor, &f, &page).await.gql()?,
@@ -1010,7 +1022,7 @@ impl TicketMutation {
     }
 
     /// Records a customer's answers to a satisfaction survey, relayed by an integration
-    /// (permission `update`; the customer's own link is `POST /surveys/<tenant>/<token>`).
+    /// (permission `configure`; the customer's own link is `POST /surveys/<tenant>/<token>`).
     /// Once; each answer checked against its question.
     async fn answer_ticket_survey(
         &self,
@@ -1019,11 +1031,11 @@ impl TicketMutation {
         answers: Json<Map<String, Value>>,
     ) -> async_graphql::Result<TicketSurvey> {
         let actor = actor(ctx).gql()?;
-        actor.require(shoal_base::kinds::Action::Update).gql()?;
+        actor.require(shoal_base::kinds::Action::Configure).gql()?;
         let s = shoal_tickets::surveys::answer(db(ctx), actor, &token, &answers.0)
             .await
             .gql()?;
-        Ok(TicketSurvey::of(actor.tenant_id(), s))
+        Ok(TicketSurvey::of(actor.tenant_id(), s, true))
     }
 
     /// Merges ticket `from` into ticket `into` (permission `update`): `from` is closed and

@@ -157,7 +157,29 @@ pub async fn release_in(
 ) -> Result<()> {
     let q = units("quantity", quantity)?;
     sqlx::query(
-        "UPDATE spare_part_stock SET reserved_units = reserved_units - $3, updated_at = $4 WHERE tenant_id = $1 AND sku = $2",
+        "UPDATE spare_part_stock SET reserved_units = CASE WHEN reserved_units >= $3 THEN reserved_units - $3 ELSE 0 END, \
+         updated_at = $4 WHERE tenant_id = $1 AND sku = $2",
+    )
+    .bind(tenant)
+    .bind(sku)
+    .bind(q)
+    .bind(time::to_micros(time::now()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes `quantity` of `sku` out of stock without a reservation (parts used by a repair
+/// whose reservation was given back before it was billed); a SKU not counted is left alone.
+pub async fn take_in(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    sku: &str,
+    quantity: Decimal,
+) -> Result<()> {
+    let q = units("quantity", quantity)?;
+    sqlx::query(
+        "UPDATE spare_part_stock SET on_hand_units = on_hand_units - $3, updated_at = $4 WHERE tenant_id = $1 AND sku = $2",
     )
     .bind(tenant)
     .bind(sku)
@@ -177,7 +199,8 @@ pub async fn consume_in(
 ) -> Result<()> {
     let q = units("quantity", quantity)?;
     sqlx::query(
-        "UPDATE spare_part_stock SET reserved_units = reserved_units - $3, on_hand_units = on_hand_units - $3, updated_at = $4 \
+        "UPDATE spare_part_stock SET reserved_units = CASE WHEN reserved_units >= $3 THEN reserved_units - $3 ELSE 0 END, \
+         on_hand_units = on_hand_units - $3, updated_at = $4 \
          WHERE tenant_id = $1 AND sku = $2",
     )
     .bind(tenant)

@@ -93,13 +93,23 @@ pub async fn lines_in(
     .collect()
 }
 
-/// Gives back every reservation of ticket `ticket`'s lines (an unbilled ticket closed or
-/// merged); answers how many lines held one. Caller's transaction.
+/// Gives back every reservation of ticket `ticket`'s lines when it is not billed nor
+/// being billed (it was just closed or merged: the caller holds its row); answers how many
+/// lines held one. Caller's transaction.
 pub async fn release_all_in(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
     ticket: &str,
 ) -> Result<usize> {
+    let bill: Option<String> =
+        sqlx::query_scalar("SELECT bill_id FROM tickets WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(ticket)
+            .fetch_one(&mut *conn)
+            .await?;
+    if bill.is_some() {
+        return Ok(0);
+    }
     let held: Vec<RepairLine> = lines_in(conn, tenant, ticket)
         .await?
         .into_iter()

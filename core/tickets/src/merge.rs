@@ -143,10 +143,8 @@ pub async fn merge(
     .await?;
     audit::record(&mut tx, actor, "ticket.merged", "ticket", from, merged).await?;
     crate::timers::arm_in(&mut tx, &actor.tenant, from).await?;
-    if absorbed.bill_id.is_none() {
-        // closed unbilled: its repair's reserved parts go back to stock
-        crate::lines::release_all_in(&mut tx, tenant, from).await?;
-    }
+    // closed unbilled: its repair's reserved parts go back to stock
+    crate::lines::release_all_in(&mut tx, tenant, from).await?;
     if !absorbed.category.is_done()
         && let Some(a) = &absorbed.assignee
     {

@@ -241,6 +241,16 @@ pub async fn settle(
     actor.require(Action::Settle)?;
     let t = store::get(db, actor, id).await?;
     let tenant = actor.tenant_id();
+    // the customer within the caller's reach in bills, before anything is claimed
+    let scoped = match &t.customer_id {
+        Some(c) => Some(
+            actor
+                .access
+                .scope_customer(db, Resource::Bills, c.clone())
+                .await?,
+        ),
+        None => None,
+    };
     // the claim
     let now = time::to_micros(time::now());
     let claim = format!("pending:{now}:{}", uuid::Uuid::now_v7());
@@ -325,26 +335,27 @@ pub async fn settle(
                 participant_ids: input.participant_ids,
                 facts: input.facts,
             };
-            match &t.customer_id {
-                Some(c) => match actor
-                    .access
-                    .scope_customer(db, Resource::Bills, c.clone())
-                    .await
-                {
-                    Ok(scoped) => {
-                        settlement::settle(db, host, actor, Some(&scoped), &settle_input).await
-                    }
-                    Err(e) => Err(e),
-                },
-                None => settlement::settle(db, host, actor, None, &settle_input).await,
-            }
+            settlement::settle(db, host, actor, scoped.as_ref(), &settle_input).await
         }
     };
     let bill = match settled {
         Ok(b) => b,
         Err(e) => {
+            // one bill per ticket (a unique index): another host's billing won the race
+            let other: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM bills WHERE tenant_id = $1 AND reference = $2 AND kind = 'sale'",
+            )
+            .bind(tenant)
+            .bind(reference(id))
+            .fetch_optional(&db.pool)
+            .await?;
             release().await?;
-            return Err(e);
+            return Err(match other {
+                Some(b) => {
+                    Error::invalid("id", format!("ticket {id} is billed already (bill {b})"))
+                }
+                None => e,
+            });
         }
     };
     let now = time::to_micros(time::now());
@@ -366,9 +377,19 @@ pub async fn settle(
             bill.id
         )));
     }
-    // the lines billed (read under the claim: none changed since)
-    for l in recorded.iter().filter(|l| l.reserved) {
-        stock::consume_in(&mut tx, tenant, &l.code, l.quantity).await?;
+    // the lines billed (none added or removed under the claim), as they are now: a
+    // reservation given back meanwhile (the ticket closed) is taken from stock directly
+    let billed: Vec<&str> = recorded.iter().map(|l| l.id.as_str()).collect();
+    for l in lines_in(&mut tx, tenant, id)
+        .await?
+        .iter()
+        .filter(|l| billed.contains(&l.id.as_str()) && l.kind == Kind::Part)
+    {
+        if l.reserved {
+            stock::consume_in(&mut tx, tenant, &l.code, l.quantity).await?;
+        } else {
+            stock::take_in(&mut tx, tenant, &l.code, l.quantity).await?;
+        }
     }
     sqlx::query("UPDATE ticket_lines SET reserved = 0 WHERE tenant_id = $1 AND ticket_id = $2")
         .bind(tenant)

@@ -447,6 +447,44 @@ pub struct TicketFilter {
     pub waiting: Option<bool>,
     /// Only tickets with a running SLA clock in this stage now.
     pub sla: Option<crate::sla::Stage>,
+    /// Only tickets whose custom fields hold these values (each exactly).
+    pub fields: Option<Map<String, Value>>,
+}
+
+/// Checks a filter on field values: 1–10 keys, scalar values; a field that copies a
+/// customer attribute is filterable only by readers who see customers in full (else the
+/// filter would tell a masked value).
+async fn check_field_filter(
+    db: &Db,
+    actor: &Actor,
+    type_key: Option<&str>,
+    fields: &Map<String, Value>,
+) -> Result<()> {
+    let mut p = Problems::default();
+    if fields.is_empty() || fields.len() > 10 {
+        p.push("filter.fields", "1–10 fields");
+    }
+    let types = types(db, actor.tenant_id()).await?;
+    for (k, v) in fields {
+        if !(v.is_string() || v.is_number() || v.is_boolean()) {
+            p.push(
+                format!("filter.fields.{k}"),
+                "a text, number or boolean value",
+            );
+        }
+        let copies = types
+            .iter()
+            .filter(|t| type_key.is_none_or(|k| k == t.key))
+            .flat_map(|t| t.fields.iter())
+            .any(|d| &d.key == k && d.attribute.is_some());
+        if copies && !actor.access.sees_customers_in_full() {
+            p.push(
+                format!("filter.fields.{k}"),
+                "copies a customer attribute: not filterable for your role",
+            );
+        }
+    }
+    p.into_result(())
 }
 
 /// Tickets the caller reaches, newest first.
@@ -457,9 +495,23 @@ pub async fn list(
     page: &Page,
 ) -> Result<Paged<(Ticket, Cursor)>> {
     let tenant = actor.tenant_id();
+    if let Some(fields) = &f.fields {
+        check_field_filter(db, actor, f.type_key.as_deref(), fields).await?;
+    }
     let mut sql = Sql::new("SELECT * FROM tickets WHERE tenant_id = ");
     let t = sql.arg(tenant);
     sql.push(&t);
+    if let Some(fields) = &f.fields {
+        let o = sql.arg(Value::Object(fields.clone()).to_string());
+        let column = match db.backend {
+            shoal_base::storage::Backend::Postgres => "CAST(tickets.fields AS jsonb)",
+            shoal_base::storage::Backend::Sqlite => "tickets.fields",
+        };
+        sql.push(&format!(
+            " AND {}",
+            dialect::json_key_equals(db.backend, column, &o)
+        ));
+    }
     crate::reach::push_scope(
         actor,
         db,
@@ -721,7 +773,7 @@ pub async fn transition(
         // the satisfaction survey, once per ticket
         crate::surveys::send_in(&mut tx, actor.tenant_id(), &tk, survey, now).await?;
     }
-    if target.category == Category::Closed && tk.bill_id.is_none() {
+    if target.category == Category::Closed {
         // closed unbilled: the repair's reserved parts go back to stock
         crate::lines::release_all_in(&mut tx, actor.tenant_id(), id).await?;
     }
@@ -945,7 +997,8 @@ pub async fn assign(db: &Db, actor: &Actor, id: &str, assignee: Option<&str>) ->
             .fetch_one(&mut *tx)
             .await?;
     if before.as_deref() == assignee {
-        return Ok(tk);
+        drop(tx);
+        return after_change(db, actor, tk, |t| t.assignee = assignee.map(str::to_owned)).await;
     }
     sqlx::query(
         "UPDATE tickets SET assignee = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",

@@ -29,3 +29,7 @@ CREATE TABLE ticket_lines (
 CREATE INDEX ticket_lines_by_ticket ON ticket_lines (tenant_id, ticket_id, created_at);
 
 ALTER TABLE tickets ADD COLUMN bill_id TEXT;
+
+-- one sale bill per ticket, whatever hosts race to bill it
+CREATE UNIQUE INDEX bills_one_per_ticket ON bills (tenant_id, reference)
+    WHERE kind = 'sale' AND substr(reference, 1, 7) = 'ticket:';
