@@ -450,20 +450,7 @@ async fn inbound_ticket(
             Json(serde_json::json!({ "id": ticket })),
         )
             .into_response(),
-        Err(e) => {
-            let code = e.code();
-            let status = match code {
-                ErrorCode::NotFound => StatusCode::NOT_FOUND,
-                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let message = if code == ErrorCode::Internal {
-                "internal error".to_owned()
-            } else {
-                e.to_string()
-            };
-            refuse(status, code, message)
-        }
+        Err(e) => domain_failure(&state, e, None),
     }
 }
 
@@ -487,7 +474,7 @@ async fn survey_questions(
             "answered": s.answered_at.is_some(),
         }))
         .into_response(),
-        Err(e) => survey_failure(&state, e),
+        Err(e) => domain_failure(&state, e, Some("no such survey")),
     }
 }
 
@@ -526,22 +513,27 @@ async fn survey_answers(
     let actor = shoal_crm::tenancy::Actor::system(tenant, "customer");
     match shoal_tickets::surveys::answer(&state.db, &actor, &token, &answers).await {
         Ok(s) => Json(serde_json::json!({ "answered": true, "rating": s.rating })).into_response(),
-        Err(e) => survey_failure(&state, e),
+        Err(e) => domain_failure(&state, e, Some("no such survey")),
     }
 }
 
-fn survey_failure(state: &AppState, e: shoal_base::error::Error) -> Response {
+/// A domain error as an HTTP answer: 404, 500 (its detail in the log only) or 400 naming
+/// every wrong field; `not_found` replaces a NOT_FOUND's message (not to tell what exists).
+fn domain_failure(
+    state: &AppState,
+    e: shoal_base::error::Error,
+    not_found: Option<&str>,
+) -> Response {
     let code = e.code();
     let status = match code {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
-    let message = match (&e, code) {
-        (_, ErrorCode::Internal) => "internal error".to_owned(),
-        (_, ErrorCode::NotFound) => "no such survey".to_owned(),
-        // every wrong answer, each by its question
-        (shoal_base::error::Error::Invalid(list), _) => list
+    let message = match (&e, code, not_found) {
+        (_, ErrorCode::Internal, _) => "internal error".to_owned(),
+        (_, ErrorCode::NotFound, Some(m)) => m.to_owned(),
+        (shoal_base::error::Error::Invalid(list), ..) => list
             .iter()
             .map(|f| format!("{}: {}", f.field, f.message))
             .collect::<Vec<_>>()

@@ -13,7 +13,7 @@ use shoal_base::{
     kinds::{Action, Resource},
     storage::{Db, time},
 };
-use shoal_crm::{audit, tenancy::Actor};
+use shoal_crm::tenancy::Actor;
 use shoal_plugin_host::PluginHost;
 use shoal_settlement::{self as settlement, Bill, LineInput, LineKind, PriceKind, stock};
 
@@ -194,18 +194,7 @@ async fn record(
     detail: Value,
     at: i64,
 ) -> Result<()> {
-    crate::entries::add(
-        &mut *conn,
-        actor.tenant_id(),
-        id,
-        (kind, &actor.user_id, false),
-        None,
-        Some(detail.clone()),
-        at,
-    )
-    .await?;
-    audit::record(conn, actor, &format!("ticket.{kind}"), "ticket", id, detail).await?;
-    Ok(())
+    store::record_change(conn, actor, id, kind, None, (detail.clone(), detail), at).await
 }
 
 /// What billing a repair takes beside its lines.

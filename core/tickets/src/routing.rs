@@ -432,12 +432,7 @@ pub(crate) async fn transfer_in(
     if keeps || matches!(category.as_str(), "resolved" | "closed") {
         return Ok(());
     }
-    let skills: String = row.try_get("skills")?;
-    let waiting = Waiting {
-        id: id.to_owned(),
-        priority: row.try_get("priority")?,
-        skills: serde_json::from_str(&skills).unwrap_or_default(),
-    };
+    let waiting = Waiting::from_row(id, &row)?;
     let mut pool = Pool::load(conn, tenant, queue).await?;
     offer(conn, actor, &mut pool, &waiting, true).await?;
     if let Some(a) = assignee {
@@ -491,12 +486,7 @@ pub(crate) async fn reopened_in(
     let Some(queue) = queues::queue(conn, tenant, &key).await? else {
         return Ok(());
     };
-    let skills: String = row.try_get("skills")?;
-    let waiting = Waiting {
-        id: id.to_owned(),
-        priority: row.try_get("priority")?,
-        skills: serde_json::from_str(&skills).unwrap_or_default(),
-    };
+    let waiting = Waiting::from_row(id, &row)?;
     let mut pool = Pool::load(conn, tenant, queue).await?;
     offer(conn, actor, &mut pool, &waiting, true).await?;
     Ok(())
@@ -561,12 +551,7 @@ pub async fn drain_in(
             let full = rows.len() as i64 == DRAIN_BATCH;
             for r in rows {
                 examined += 1;
-                let skills: String = r.try_get("skills")?;
-                let w = Waiting {
-                    id: r.try_get("id")?,
-                    priority: r.try_get("priority")?,
-                    skills: serde_json::from_str(&skills).unwrap_or_default(),
-                };
+                let w = Waiting::from_row(&r.try_get::<String, _>("id")?, &r)?;
                 after = Some((w.priority, r.try_get("created_at")?, w.id.clone()));
                 match offer(conn, actor, &mut pool, &w, false).await? {
                     Offer::Assigned => assigned += 1,
@@ -601,6 +586,18 @@ struct Waiting {
     id: String,
     priority: i64,
     skills: BTreeMap<String, u8>,
+}
+
+impl Waiting {
+    /// Ticket `id` from a row with its `priority` and `skills`.
+    fn from_row(id: &str, r: &sqlx::any::AnyRow) -> Result<Waiting> {
+        let skills: String = r.try_get("skills")?;
+        Ok(Waiting {
+            id: id.to_owned(),
+            priority: r.try_get("priority")?,
+            skills: serde_json::from_str(&skills).unwrap_or_default(),
+        })
+    }
 }
 
 /// A queue with its members as agents and their loads, kept current while offering.

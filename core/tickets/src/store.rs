@@ -792,7 +792,7 @@ pub async fn transition(
 
 /// A change's history entry (`kind`, with `note` as its body) and audit entry
 /// (`ticket.<kind>`, recording `audited`), in the caller's transaction.
-async fn record_change(
+pub(crate) async fn record_change(
     conn: &mut sqlx::AnyConnection,
     actor: &Actor,
     id: &str,
