@@ -155,7 +155,7 @@ async fn set_up_routing(db: &Db, actor: &Actor) {
     routing::set_rules(db, actor, rules).await.unwrap();
     let policies: Vec<sla::Policy> = serde_json::from_value(json!([
         { "name": "all", "firstResponseMinutes": 240, "resolutionMinutes": 2880,
-          "escalations": [{ "when": "AT_RISK" }, { "when": "BREACHED", "raisePriorityTo": 2 }] }
+          "escalations": [{ "when": "at_risk" }, { "when": "breached", "raisePriorityTo": 2 }] }
     ]))
     .unwrap();
     sla::set_policies(db, actor, policies).await.unwrap();
