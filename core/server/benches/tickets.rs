@@ -200,7 +200,7 @@ async fn floor_open(db: &Db, i: usize, customer: &str) {
             .bind(&id)
             .bind(target)
             .bind(stage)
-            .bind(now + 1_000_000)
+            .bind(now + 365 * 86_400_000_000)
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -302,6 +302,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // failures inside the host's loops are logged: show them
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let dir = std::env::temp_dir().join(format!("shoal-tickets-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let per_clock = clocks_in_memory();
