@@ -303,7 +303,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     // failures inside the host's loops are logged: show them
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let dir = std::env::temp_dir().join(format!("shoal-tickets-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let per_clock = clocks_in_memory();
