@@ -155,18 +155,7 @@ pub async fn release_in(
     sku: &str,
     quantity: Decimal,
 ) -> Result<()> {
-    let q = units("quantity", quantity)?;
-    sqlx::query(
-        "UPDATE spare_part_stock SET reserved_units = CASE WHEN reserved_units >= $3 THEN reserved_units - $3 ELSE 0 END, \
-         updated_at = $4 WHERE tenant_id = $1 AND sku = $2",
-    )
-    .bind(tenant)
-    .bind(sku)
-    .bind(q)
-    .bind(time::to_micros(time::now()))
-    .execute(conn)
-    .await?;
-    Ok(())
+    adjust(conn, tenant, sku, quantity, (true, false)).await
 }
 
 /// Takes `quantity` of `sku` out of stock without a reservation (parts used by a repair
@@ -177,17 +166,7 @@ pub async fn take_in(
     sku: &str,
     quantity: Decimal,
 ) -> Result<()> {
-    let q = units("quantity", quantity)?;
-    sqlx::query(
-        "UPDATE spare_part_stock SET on_hand_units = on_hand_units - $3, updated_at = $4 WHERE tenant_id = $1 AND sku = $2",
-    )
-    .bind(tenant)
-    .bind(sku)
-    .bind(q)
-    .bind(time::to_micros(time::now()))
-    .execute(conn)
-    .await?;
-    Ok(())
+    adjust(conn, tenant, sku, quantity, (false, true)).await
 }
 
 /// Takes a reservation of `quantity` of `sku` out of stock: used (caller's transaction).
@@ -197,12 +176,32 @@ pub async fn consume_in(
     sku: &str,
     quantity: Decimal,
 ) -> Result<()> {
+    adjust(conn, tenant, sku, quantity, (true, true)).await
+}
+
+/// Lowers the reserved count (never below zero) and/or the count on hand of `sku` by
+/// `quantity`; a SKU not counted is left alone.
+async fn adjust(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    sku: &str,
+    quantity: Decimal,
+    (reserved, on_hand): (bool, bool),
+) -> Result<()> {
     let q = units("quantity", quantity)?;
-    sqlx::query(
-        "UPDATE spare_part_stock SET reserved_units = CASE WHEN reserved_units >= $3 THEN reserved_units - $3 ELSE 0 END, \
-         on_hand_units = on_hand_units - $3, updated_at = $4 \
-         WHERE tenant_id = $1 AND sku = $2",
-    )
+    let mut set = Vec::new();
+    if reserved {
+        set.push(
+            "reserved_units = CASE WHEN reserved_units >= $3 THEN reserved_units - $3 ELSE 0 END",
+        );
+    }
+    if on_hand {
+        set.push("on_hand_units = on_hand_units - $3");
+    }
+    sqlx::query(&format!(
+        "UPDATE spare_part_stock SET {}, updated_at = $4 WHERE tenant_id = $1 AND sku = $2",
+        set.join(", ")
+    ))
     .bind(tenant)
     .bind(sku)
     .bind(q)
