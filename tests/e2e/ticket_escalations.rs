@@ -249,8 +249,9 @@ async fn concurrent_deciders_escalate_each_ticket_once(s: &TestServer) {
     let tenant = directory.tenant("alpha").unwrap().clone();
     age(s, None, 11).await;
     let now = chrono::Utc::now();
+    let supervision = shoal_base::supervise::Supervision::default();
     let fired = futures_util::future::join_all(
-        (0..3).map(|_| shoal_tickets::timers::fire_due(s.db(), &tenant, now)),
+        (0..3).map(|_| shoal_tickets::timers::fire_due(s.db(), &tenant, now, &supervision)),
     )
     .await;
     for f in &fired {

@@ -427,7 +427,9 @@ async fn main() {
         let t = Instant::now();
         let mut fired = 0;
         while fired < DUE {
-            let k = timers::fire_due(&db, &tenant, time::now()).await.unwrap();
+            let k = timers::fire_due(&db, &tenant, time::now(), &Default::default())
+                .await
+                .unwrap();
             assert!(k > 0, "every due timer fires");
             fired += k;
         }

@@ -220,12 +220,14 @@ pub async fn rearm_if_changed(db: &Db, tenant: &Tenant) -> Result<usize> {
     }
 }
 
-/// Fires the tenant's due timers (up to [`BATCH`]), each in a transaction of its own;
-/// answers how many escalated. One that fails is logged and left due; the others go on.
+/// Fires the tenant's due timers (up to [`BATCH`]), each in a transaction of its own and
+/// supervised on its own: one that fails or panics is logged, counted and left due; the
+/// others go on. Answers how many escalated.
 pub async fn fire_due(
     db: &Db,
     tenant: &std::sync::Arc<Tenant>,
     now: DateTime<Utc>,
+    supervision: &shoal_base::supervise::Supervision,
 ) -> Result<usize> {
     let due = sqlx::query(
         "SELECT ticket_id, target, stage FROM ticket_timers WHERE tenant_id = $1 AND fired_at IS NULL AND due_at <= $2 \
@@ -245,7 +247,13 @@ pub async fn fire_due(
         ) else {
             continue;
         };
-        match fire(db, tenant, &ticket, target, stage, now).await {
+        match supervision
+            .guard(
+                "tickets.escalation",
+                fire(db, tenant, &ticket, target, stage, now),
+            )
+            .await
+        {
             Ok(true) => fired += 1,
             Ok(false) => {}
             Err(e) => {

@@ -27,7 +27,7 @@ async fn tenant_loop(db: Db, supervision: Arc<Supervision>, tick: Duration, t: A
         match supervision
             .guard(
                 "tickets.timers",
-                crate::timers::fire_due(&db, &t, time::now()),
+                crate::timers::fire_due(&db, &t, time::now(), &supervision),
             )
             .await
         {
