@@ -2,7 +2,7 @@
 
 use crate::{
     Capability, Industry, PluginError, PluginInfo, SopAction, SopStep, SopTemplate, SopTrigger,
-    TagTemplate, TemplateParam,
+    TagTemplate, TemplateParam, TicketField, TicketFieldKind, TicketProposal, TicketTemplate,
 };
 
 impl PluginInfo {
@@ -198,6 +198,88 @@ impl PluginError {
         PluginError {
             code: code.to_owned(),
             message: message.to_owned(),
+        }
+    }
+}
+
+impl TicketTemplate {
+    /// ```
+    /// use shoal_sdk::{TicketFieldKind, TicketTemplate};
+    /// let t = TicketTemplate::new("refund", "退费申请")
+    ///     .field("reason", "退费原因", TicketFieldKind::Text, true)
+    ///     .attribute_field("lessons_total", "购买课时", "lessons_total")
+    ///     .proposes();
+    /// assert_eq!(t.fields.len(), 2);
+    /// assert!(t.proposes);
+    /// ```
+    pub fn new(id: &str, name: &str) -> TicketTemplate {
+        TicketTemplate {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            fields: Vec::new(),
+            proposes: false,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Adds a field of `kind` (`Choice` fields take their values with [`Self::choice`]).
+    pub fn field(mut self, key: &str, label: &str, kind: TicketFieldKind, required: bool) -> Self {
+        self.fields.push(TicketField {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            kind,
+            required,
+            choices: Vec::new(),
+            attribute: None,
+        });
+        self
+    }
+
+    /// Adds a required choice field: `.choice("issue", "问题类型", &["质量", "物流"])`.
+    pub fn choice(mut self, key: &str, label: &str, choices: &[&str]) -> Self {
+        self.fields.push(TicketField {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            kind: TicketFieldKind::Choice,
+            required: true,
+            choices: choices.iter().map(|c| (*c).to_owned()).collect(),
+            attribute: None,
+        });
+        self
+    }
+
+    /// Adds a field copied from the customer's attribute `attribute` on opening.
+    pub fn attribute_field(mut self, key: &str, label: &str, attribute: &str) -> Self {
+        self.fields.push(TicketField {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            kind: TicketFieldKind::CustomerAttribute,
+            required: false,
+            choices: Vec::new(),
+            attribute: Some(attribute.to_owned()),
+        });
+        self
+    }
+
+    /// Declares that `propose_ticket` fills in fields for tickets of this template.
+    pub fn proposes(mut self) -> Self {
+        self.proposes = true;
+        self
+    }
+}
+
+impl TicketProposal {
+    /// A proposal of `fields` (a JSON object) with the notes that explain it.
+    pub fn new(fields: &serde_json::Value, notes: Vec<String>) -> TicketProposal {
+        TicketProposal {
+            fields: fields.to_string(),
+            notes,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! # shoal-sdk
 //!
 //! Build Shoal industry modules: WebAssembly components that supply tag templates, SOP
-//! templates and settlement rules to the Shoal host, for the tenants that enable them.
+//! templates, settlement rules and ticket templates to the Shoal host, for the tenants that
+//! enable them.
 //!
 //! A module is one type implementing [`Module`], registered with [`register_module!`]:
 //!
@@ -32,8 +33,9 @@
 //! their tenant's parameters ([`params`]), nothing else. Money is exact: use [`Decimal`]
 //! and [`money`], never floats.
 //!
-//! The SDK's version is the plugin ABI it targets: `shoal-sdk` 1.0 builds modules for
-//! `shoal:plugin@1.0.0` (`schema/wit/v1.0.0`).
+//! The SDK's version is the plugin ABI it targets: `shoal-sdk` 1.1 builds modules for
+//! `shoal:plugin@1.1.0` (`schema/wit/v1.1.0`), which hosts supporting 1.1 load; modules
+//! built with `shoal-sdk` 1.0 keep loading there too.
 
 mod builders;
 mod decimal;
@@ -45,7 +47,7 @@ pub mod tiers;
 #[allow(unsafe_code)] // wit-bindgen's generated canonical-ABI glue
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../schema/wit/v1.0.0",
+        path: "../schema/wit/v1.1.0",
         world: "industry-module",
         pub_export_macro: true,
         export_macro_name: "__export_industry_module",
@@ -58,12 +60,13 @@ pub use bindings::shoal::plugin::types::{
     BillLine, Capability, CustomerProfile, EventStat, Industry, LineKind, MessageAction, Money,
     Participant, PluginError, PluginInfo, SettleRequest, SettledLine, Settlement, SopAction,
     SopStep, SopTemplate, SopTrigger, Split, TagDecision, TagTemplate, TaskAction, TemplateParam,
+    TicketField, TicketFieldKind, TicketProposal, TicketRequest, TicketTemplate,
 };
 pub use decimal::{decimal, decimal_of, money, split_exactly};
 pub use rust_decimal::{Decimal, RoundingStrategy};
 
 /// The ABI (WIT package version) this SDK builds modules for.
-pub const ABI_VERSION: &str = "1.0.0";
+pub const ABI_VERSION: &str = "1.1.0";
 
 /// An industry module. Only [`describe`](Module::describe) is required; every other method
 /// has a default that supplies nothing. Declare in `describe` the capabilities you
@@ -96,6 +99,25 @@ pub trait Module {
     fn evaluate_tags(profile: CustomerProfile) -> Result<Vec<TagDecision>, PluginError> {
         let _ = profile;
         Ok(Vec::new())
+    }
+
+    /// Ticket templates tenants can instantiate as ticket types (capability
+    /// `TICKET_TEMPLATES`, since 1.1).
+    fn ticket_templates() -> Vec<TicketTemplate> {
+        Vec::new()
+    }
+
+    /// Field values for a ticket of a template that `proposes` (capability
+    /// `TICKET_TEMPLATES`, since 1.1): staff see them and may apply them. Pure, like
+    /// [`settle`](Module::settle).
+    fn propose_ticket(request: TicketRequest) -> Result<TicketProposal, PluginError> {
+        Err(PluginError::new(
+            "unsupported",
+            &format!(
+                "no proposals for tickets of template `{}`",
+                request.template
+            ),
+        ))
     }
 }
 
@@ -134,6 +156,14 @@ macro_rules! register_module {
             ) -> ::std::result::Result<::std::vec::Vec<$crate::TagDecision>, $crate::PluginError>
             {
                 <$module as $crate::Module>::evaluate_tags(profile)
+            }
+            fn ticket_templates() -> ::std::vec::Vec<$crate::TicketTemplate> {
+                <$module as $crate::Module>::ticket_templates()
+            }
+            fn propose_ticket(
+                request: $crate::TicketRequest,
+            ) -> ::std::result::Result<$crate::TicketProposal, $crate::PluginError> {
+                <$module as $crate::Module>::propose_ticket(request)
             }
         }
 

@@ -277,7 +277,7 @@ fn plugin_inspect_describes_a_module_and_refuses_a_future_abi() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for expected in [
-        "abi           shoal:plugin@1.0.0",
+        "abi           shoal:plugin@1.1.0",
         "id            sample",
         "repeat-buyer",
         "welcome",
@@ -289,7 +289,7 @@ fn plugin_inspect_describes_a_module_and_refuses_a_future_abi() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr.contains("built with SDK 2.0 (plugin ABI 2.0.0); this host supports 1.0–1.0"),
+        stderr.contains("built with SDK 2.0 (plugin ABI 2.0.0); this host supports 1.0–1.1"),
         "{stderr}"
     );
 }

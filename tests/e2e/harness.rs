@@ -632,6 +632,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
             "shoal-plugin-misbehave",
             "shoal-plugin-future-abi",
             "shoal-plugin-networked",
+            "shoal-plugin-legacy",
             "shoal-plugin-retail",
             "shoal-plugin-education",
             "shoal-plugin-finance",
@@ -734,7 +735,7 @@ impl Install<'_> {
         Install {
             id: "sample",
             version: "1.0.0",
-            abi: "1.0.0",
+            abi: "1.1.0",
             capabilities: &[
                 "tag-templates",
                 "sop-templates",
@@ -749,7 +750,7 @@ impl Install<'_> {
         Install {
             id: "misbehave",
             version: "1.0.0",
-            abi: "1.0.0",
+            abi: "1.1.0",
             capabilities: &["settlement"],
             sha256: None,
         }

@@ -27,9 +27,15 @@ async fn with_module(id: &'static str, params: &str) -> TestServer {
             "sop-templates",
             "settlement",
             "evaluate-tags",
+            "ticket-templates",
         ]
     } else {
-        &["tag-templates", "sop-templates", "settlement"]
+        &[
+            "tag-templates",
+            "sop-templates",
+            "settlement",
+            "ticket-templates",
+        ]
     };
     install_plugin(
         &s.plugins_dir,

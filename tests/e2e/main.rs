@@ -29,6 +29,7 @@ mod tags;
 mod ticket_escalations;
 mod ticket_repairs;
 mod ticket_routing;
+mod ticket_templates;
 mod tickets;
 mod trust;
 mod webhooks;

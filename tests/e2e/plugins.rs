@@ -342,7 +342,7 @@ async fn modules_that_do_not_match_their_manifest_or_this_host_are_refused() {
     assert!(error_of("a-wrong-hash").contains("cargo xtask plugins"));
     let future = error_of("b-future");
     assert!(
-        future.contains("built with SDK 2.0") && future.contains("supports 1.0–1.0"),
+        future.contains("built with SDK 2.0") && future.contains("supports 1.0–1.1"),
         "{future}"
     );
     assert!(
@@ -486,7 +486,7 @@ async fn graphql_shows_modules_per_tenant_and_plugins_to_admins() {
         .iter()
         .find(|p| p["id"] == "sample")
         .unwrap();
-    assert_eq!(sample["abiVersion"], "1.0.0");
+    assert_eq!(sample["abiVersion"], "1.1.0");
     assert_eq!(sample["tenants"], json!(["alpha"]));
     assert_eq!(sample["sha256"].as_str().unwrap().len(), 64);
     let forbidden = s.err(ALPHA_READONLY, "{ plugins { id } }", json!({})).await;

@@ -32,6 +32,15 @@ fn plugin_crates() -> Result<Vec<PluginCrate>> {
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
     let plugins_dir = root().join("plugins");
+    // a module's ABI is its SDK's version (shoal-sdk 1.1 builds `shoal:plugin@1.1.0`)
+    let sdk_abi = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "shoal-sdk")
+        .and_then(|p| p["version"].as_str())
+        .ok_or("cargo metadata: no shoal-sdk package in the workspace")?
+        .to_owned();
     let mut crates = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
         let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
@@ -46,7 +55,7 @@ fn plugin_crates() -> Result<Vec<PluginCrate>> {
         crates.push(PluginCrate {
             id: id.to_owned(),
             version: package["version"].as_str().unwrap_or("0.0.0").to_owned(),
-            abi: shoal["abi"].as_str().unwrap_or("1.0.0").to_owned(),
+            abi: shoal["abi"].as_str().unwrap_or(&sdk_abi).to_owned(),
             capabilities: shoal["capabilities"]
                 .as_array()
                 .into_iter()

@@ -21,6 +21,7 @@ mod sops;
 mod tags;
 mod ticket_repairs;
 mod ticket_routing;
+mod ticket_templates;
 mod tickets;
 mod viewer;
 mod work;
@@ -61,6 +62,7 @@ pub struct Query(
     campaigns::CampaignQuery,
     tickets::TicketQuery,
     ticket_routing::RoutingQuery,
+    ticket_templates::TicketTemplateQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -81,6 +83,7 @@ pub struct Mutation(
     tickets::TicketMutation,
     ticket_routing::RoutingMutation,
     ticket_repairs::RepairMutation,
+    ticket_templates::TicketTemplateMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -177,6 +177,8 @@ pub struct Module {
     pub params: Json<Value>,
     pub tag_templates: Vec<TagTemplate>,
     pub sop_templates: Vec<SopTemplate>,
+    /// Ticket types the module supplies (plugin ABI 1.1; none from a 1.0 module).
+    pub ticket_templates: Vec<TicketTemplate>,
 }
 
 fn param(p: types::TemplateParam) -> TemplateParam {
@@ -191,6 +193,7 @@ fn param(p: types::TemplateParam) -> TemplateParam {
 
 impl From<ModuleView> for Module {
     fn from(m: ModuleView) -> Self {
+        let module_id = m.info.id.clone();
         Module {
             id: m.info.id,
             name: m.info.name,
@@ -220,7 +223,39 @@ impl From<ModuleView> for Module {
                     description: s.description,
                 })
                 .collect(),
+            ticket_templates: m
+                .ticket_templates
+                .into_iter()
+                .map(|t| template_of(&module_id, t))
+                .collect(),
         }
+    }
+}
+
+/// A kind of ticket a module supplies, which a tenant makes into one of its ticket types
+/// (`instantiateTicketTemplate`).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketTemplate {
+    /// Also the suggested ticket type key.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub fields: Vec<super::tickets::TicketField>,
+    /// Whether the module proposes field values for its tickets (`ticketProposal`).
+    pub proposes: bool,
+}
+
+/// A module's template as GraphQL shows it.
+fn template_of(module: &str, t: types::TicketTemplate) -> TicketTemplate {
+    let ty = super::tickets::TicketType::from(shoal_tickets::proposals::type_from_template(
+        module, &t, None, None,
+    ));
+    TicketTemplate {
+        id: t.id,
+        name: t.name,
+        description: t.description,
+        fields: ty.fields,
+        proposes: t.proposes,
     }
 }
 

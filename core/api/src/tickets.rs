@@ -189,6 +189,17 @@ pub struct TicketType {
     pub transitions: Vec<TicketTransition>,
     /// The satisfaction survey sent when a ticket is resolved (null: none).
     pub survey: Option<Vec<TicketSurveyQuestion>>,
+    /// The module template it was made from (`instantiateTicketTemplate`), if any.
+    pub template: Option<TicketTypeOrigin>,
+}
+
+/// Which module template a ticket type was made from.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketTypeOrigin {
+    pub module: String,
+    pub template: String,
+    /// Whether the module proposes field values for its tickets (`ticketProposal`).
+    pub proposes: bool,
 }
 
 fn status_of(s: &StatusDef) -> TicketStatus {
@@ -217,6 +228,11 @@ impl From<TypeDomain> for TicketType {
                 })
                 .collect(),
             survey: t.survey.clone().map(questions_of),
+            template: t.template.map(|o| TicketTypeOrigin {
+                module: o.module,
+                template: o.template,
+                proposes: o.proposes,
+            }),
             statuses: t.statuses.iter().map(status_of).collect(),
             transitions: t
                 .transitions
@@ -251,6 +267,8 @@ impl TicketTypeInput {
     fn domain(self) -> TypeDomain {
         TypeDomain {
             survey: self.survey.map(survey_of),
+            // kept from the stored type by `save_type`
+            template: None,
             key: self.key,
             name: self.name,
             fields: self

@@ -14,9 +14,13 @@ use wasmtime_wasi::{
     p2::pipe::MemoryOutputPipe,
 };
 
-use super::abi::v1_0::{
-    self,
-    shoal::plugin::host::{self, LogLevel},
+use super::abi::{
+    guest::{Guest, Pre},
+    v1_0::{
+        self,
+        shoal::plugin::host::{self, LogLevel},
+    },
+    v1_1,
 };
 use shoal_base::config::PluginsConfig;
 
@@ -206,6 +210,30 @@ impl host::Host for CallState {
 
 impl v1_0::shoal::plugin::types::Host for CallState {}
 
+/// 1.1's host interface is 1.0's, under the new package version.
+impl v1_1::shoal::plugin::host::Host for CallState {
+    fn log(&mut self, level: v1_1::shoal::plugin::host::LogLevel, message: String) {
+        use v1_1::shoal::plugin::host::LogLevel as L;
+        let level = match level {
+            L::Debug => LogLevel::Debug,
+            L::Info => LogLevel::Info,
+            L::Warn => LogLevel::Warn,
+            L::Error => LogLevel::Error,
+        };
+        host::Host::log(self, level, message)
+    }
+
+    fn param(&mut self, name: String) -> Option<String> {
+        host::Host::param(self, name)
+    }
+
+    fn params(&mut self) -> String {
+        host::Host::params(self)
+    }
+}
+
+impl v1_1::shoal::plugin::types::Host for CallState {}
+
 /// Time stands still inside a module: the clock reads the epoch, always.
 struct FrozenClock;
 
@@ -275,10 +303,10 @@ fn wasi(output: &MemoryOutputPipe) -> WasiCtx {
 /// Instantiates a fresh copy of the module and runs `f` on it within the limits.
 pub fn run<R>(
     engine: &Engine,
-    pre: &v1_0::IndustryModulePre<CallState>,
+    pre: &Pre<CallState>,
     limits: &PluginsConfig,
     params: Arc<Params>,
-    f: impl FnOnce(&v1_0::IndustryModule, &mut Store<CallState>) -> wasmtime::Result<R>,
+    f: impl FnOnce(&Guest, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> (Result<R, CallError>, CallReport) {
     let started = Instant::now();
     let output = MemoryOutputPipe::new(limits.max_log_bytes);

@@ -15,7 +15,7 @@ use wasmtime::{
 };
 
 use super::{
-    abi::v1_0,
+    abi::{v1_0, v1_1},
     call::{CallState, EPOCH_TICK},
 };
 use shoal_base::config::PluginsConfig;
@@ -50,11 +50,12 @@ pub fn engine(limits: &PluginsConfig) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Every import a v1.0 module may use, bound to [`CallState`].
-pub fn linker_v1_0(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+/// Every import a module of a supported ABI may use, bound to [`CallState`].
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     v1_0::IndustryModule::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    v1_1::IndustryModule::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
 

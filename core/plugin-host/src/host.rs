@@ -67,6 +67,15 @@ pub struct ModuleView {
     pub params: serde_json::Value,
     pub tag_templates: Vec<types::TagTemplate>,
     pub sop_templates: Vec<types::SopTemplate>,
+    /// Since ABI 1.1 (none from a 1.0 module).
+    pub ticket_templates: Vec<types::TicketTemplate>,
+}
+
+/// A module's proposal for a ticket, with the version that made it.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    pub result: Result<types::TicketProposal, types::PluginError>,
+    pub module_version: String,
 }
 
 /// A settlement with the exact module and parameters that produced it, for the record.
@@ -446,7 +455,7 @@ impl PluginHost {
         overrides: Option<&serde_json::Map<String, serde_json::Value>>,
         input: &I,
         f: impl FnOnce(
-            &super::abi::v1_0::IndustryModule,
+            &super::abi::guest::Guest,
             &mut wasmtime::Store<super::call::CallState>,
         ) -> wasmtime::Result<R>
         + Send
@@ -569,7 +578,7 @@ impl PluginHost {
             types::Capability::Settlement,
             None,
             &input,
-            move |m, store| m.shoal_plugin_module().call_settle(store, &request),
+            move |m, store| m.settle(store, &request),
         )
         .await
         .map(|(r, ..)| r)
@@ -592,7 +601,7 @@ impl PluginHost {
                 types::Capability::Settlement,
                 Some(overrides),
                 &input,
-                move |m, store| m.shoal_plugin_module().call_settle(store, &request),
+                move |m, store| m.settle(store, &request),
             )
             .await?;
         Ok(Settled {
@@ -646,7 +655,7 @@ impl PluginHost {
         let (result, _) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             runtime.call(&loaded, Arc::new(Params::from_json(params)), |m, s| {
-                m.shoal_plugin_module().call_settle(s, &request)
+                m.settle(s, &request)
             })
         })
         .await
@@ -705,6 +714,31 @@ impl PluginHost {
         Ok(Some(loaded))
     }
 
+    /// Field values a module proposes for a ticket of one of its templates (capability
+    /// `ticket-templates`, ABI 1.1). Fails closed, like settling.
+    pub async fn propose_ticket(
+        &self,
+        tenant: &str,
+        module: &str,
+        request: types::TicketRequest,
+    ) -> Result<Proposed, CallError> {
+        let input = request.clone();
+        let (result, _, loaded, _) = self
+            .call(
+                tenant,
+                module,
+                types::Capability::TicketTemplates,
+                None,
+                &input,
+                move |m, store| m.propose_ticket(store, &request),
+            )
+            .await?;
+        Ok(Proposed {
+            result,
+            module_version: loaded.manifest.version.clone(),
+        })
+    }
+
     /// Tags decided by a module for one customer. Fails open: on any failure (host or
     /// module) it logs and returns no decisions, so tag evaluation goes on without it.
     pub async fn evaluate_tags(
@@ -721,7 +755,7 @@ impl PluginHost {
                 types::Capability::EvaluateTags,
                 None,
                 &input,
-                move |m, store| m.shoal_plugin_module().call_evaluate_tags(store, &profile),
+                move |m, store| m.evaluate_tags(store, &profile),
             )
             .await;
         match outcome {
@@ -751,6 +785,7 @@ impl PluginHost {
                     params: params.clone(),
                     tag_templates: loaded.tag_templates.clone(),
                     sop_templates: loaded.sop_templates.clone(),
+                    ticket_templates: loaded.ticket_templates.clone(),
                 })
             })
             .collect()

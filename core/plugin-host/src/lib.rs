@@ -26,7 +26,8 @@ mod versions;
 pub use abi::latest as types;
 pub use call::{CallError, CallReport, LogLine, Params};
 pub use host::{
-    LoadFailure, ModuleView, PluginHost, PluginStatus, ReloadReport, ReplayError, Settled, Withdraw,
+    LoadFailure, ModuleView, PluginHost, PluginStatus, Proposed, ReloadReport, ReplayError,
+    Settled, Withdraw,
 };
 pub use manifest::{Manifest, ManifestFile, capability_name, capability_names, industry_name};
 pub use reload::{ConfigProvider, Reloader};

@@ -41,11 +41,12 @@ pub struct Manifest {
     pub sensitive_fields: Vec<String>,
 }
 
-pub const CAPABILITIES: [(&str, Capability); 4] = [
+pub const CAPABILITIES: [(&str, Capability); 5] = [
     ("tag-templates", Capability::TagTemplates),
     ("sop-templates", Capability::SopTemplates),
     ("settlement", Capability::Settlement),
     ("evaluate-tags", Capability::EvaluateTags),
+    ("ticket-templates", Capability::TicketTemplates),
 ];
 
 /// The name of a capability, as manifests and the API write it.
@@ -171,7 +172,7 @@ impl Manifest {
         for name in &self.capabilities {
             let (_, flag) = CAPABILITIES.iter().find(|(n, _)| n == name).ok_or_else(|| {
                 format!(
-                    "unknown capability `{name}` in the manifest (known: tag-templates, sop-templates, settlement, evaluate-tags)"
+                    "unknown capability `{name}` in the manifest (known: tag-templates, sop-templates, settlement, evaluate-tags, ticket-templates)"
                 )
             })?;
             set.push(*flag);

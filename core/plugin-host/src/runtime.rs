@@ -11,7 +11,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Store, component::Linker};
 
 use super::{
-    abi::{self, AbiVersion, latest as types, v1_0},
+    abi::{
+        self, AbiVersion,
+        guest::{Guest, Pre},
+        latest as types,
+    },
     cache,
     call::{self, CallError, CallReport, CallState, Params},
     engine::{self, EpochTicker},
@@ -26,12 +30,14 @@ pub struct Loaded {
     pub info: types::PluginInfo,
     pub tag_templates: Vec<types::TagTemplate>,
     pub sop_templates: Vec<types::SopTemplate>,
+    /// Since ABI 1.1 (none from a 1.0 module).
+    pub ticket_templates: Vec<types::TicketTemplate>,
     pub source: PathBuf,
     /// The component's imports, e.g. `wasi:cli/stderr@0.2.6`.
     pub imports: Vec<String>,
     pub load_time: Duration,
     pub from_cache: bool,
-    pre: v1_0::IndustryModulePre<CallState>,
+    pre: Pre<CallState>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -71,8 +77,8 @@ impl Runtime {
     pub fn new(limits: &PluginsConfig) -> Result<Runtime, String> {
         let engine =
             engine::engine(limits).map_err(|e| format!("cannot create the wasm engine: {e:#}"))?;
-        let linker = engine::linker_v1_0(&engine)
-            .map_err(|e| format!("cannot link host functions: {e:#}"))?;
+        let linker =
+            engine::linker(&engine).map_err(|e| format!("cannot link host functions: {e:#}"))?;
         Ok(Runtime {
             _ticker: EpochTicker::start(&engine),
             engine,
@@ -245,30 +251,34 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| format!("cannot link the module: {e:#}"))?;
-        let pre = v1_0::IndustryModulePre::new(instance_pre)
-            .map_err(|e| format!("not a v1.0 module: {e:#}"))?;
+        let pre = Pre::new(abi, instance_pre)?;
         let (described, report) = call::run(
             &self.engine,
             &pre,
             &self.limits,
             Arc::new(Params::default()),
             |m, store| {
-                let g = m.shoal_plugin_module();
-                let info = g.call_describe(&mut *store)?;
-                let tags = if info.capabilities.contains(&types::Capability::TagTemplates) {
-                    g.call_tag_templates(&mut *store)?
+                let info = m.describe(&mut *store)?;
+                let has = |c| info.capabilities.contains(&c);
+                let tags = if has(types::Capability::TagTemplates) {
+                    m.tag_templates(&mut *store)?
                 } else {
                     Vec::new()
                 };
-                let sops = if info.capabilities.contains(&types::Capability::SopTemplates) {
-                    g.call_sop_templates(&mut *store)?
+                let sops = if has(types::Capability::SopTemplates) {
+                    m.sop_templates(&mut *store)?
                 } else {
                     Vec::new()
                 };
-                Ok((info, tags, sops))
+                let tickets = if has(types::Capability::TicketTemplates) {
+                    m.ticket_templates(&mut *store)?
+                } else {
+                    Vec::new()
+                };
+                Ok((info, tags, sops, tickets))
             },
         );
-        let (info, tag_templates, sop_templates) =
+        let (info, tag_templates, sop_templates, ticket_templates) =
             described.map_err(|e| format!("describe() failed: {e} {}", stderr_of(&report)))?;
         if !manifest.id.is_empty() && info.id != manifest.id {
             return Err(format!(
@@ -291,6 +301,7 @@ impl Runtime {
             info,
             tag_templates,
             sop_templates,
+            ticket_templates,
             source,
             imports,
             load_time: started.elapsed(),
@@ -304,7 +315,7 @@ impl Runtime {
         &self,
         module: &Loaded,
         params: Arc<Params>,
-        f: impl FnOnce(&v1_0::IndustryModule, &mut Store<CallState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Guest, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> (Result<R, CallError>, CallReport) {
         call::run(&self.engine, &module.pre, &self.limits, params, f)
     }

@@ -228,42 +228,42 @@ fn run_fixture(
         |e: serde_json::Error| format!("`input` does not fit the {} export: {e}", f.export);
     let (value, mut report) = match f.export.as_str() {
         "describe" => {
-            let (r, rep) = runtime.call(module, params, |m, s| {
-                m.shoal_plugin_module().call_describe(s)
-            });
+            let (r, rep) = runtime.call(module, params, |m, s| m.describe(s));
             (outcome(r.map(Ok)), rep)
         }
         "tag-templates" => {
-            let (r, rep) = runtime.call(module, params, |m, s| {
-                m.shoal_plugin_module().call_tag_templates(s)
-            });
+            let (r, rep) = runtime.call(module, params, |m, s| m.tag_templates(s));
             (outcome(r.map(Ok)), rep)
         }
         "sop-templates" => {
-            let (r, rep) = runtime.call(module, params, |m, s| {
-                m.shoal_plugin_module().call_sop_templates(s)
-            });
+            let (r, rep) = runtime.call(module, params, |m, s| m.sop_templates(s));
             (outcome(r.map(Ok)), rep)
         }
         "settle" => {
             let request: types::SettleRequest =
                 serde_json::from_value(f.input.clone()).map_err(input_err)?;
-            let (r, rep) = runtime.call(module, params, |m, s| {
-                m.shoal_plugin_module().call_settle(s, &request)
-            });
+            let (r, rep) = runtime.call(module, params, |m, s| m.settle(s, &request));
             (outcome(r), rep)
         }
         "evaluate-tags" => {
             let profile: types::CustomerProfile =
                 serde_json::from_value(f.input.clone()).map_err(input_err)?;
-            let (r, rep) = runtime.call(module, params, |m, s| {
-                m.shoal_plugin_module().call_evaluate_tags(s, &profile)
-            });
+            let (r, rep) = runtime.call(module, params, |m, s| m.evaluate_tags(s, &profile));
+            (outcome(r), rep)
+        }
+        "ticket-templates" => {
+            let (r, rep) = runtime.call(module, params, |m, s| m.ticket_templates(s));
+            (outcome(r.map(Ok)), rep)
+        }
+        "propose-ticket" => {
+            let request: types::TicketRequest =
+                serde_json::from_value(f.input.clone()).map_err(input_err)?;
+            let (r, rep) = runtime.call(module, params, |m, s| m.propose_ticket(s, &request));
             (outcome(r), rep)
         }
         other => {
             return Err(format!(
-                "unknown export `{other}` (describe, tag-templates, sop-templates, settle, evaluate-tags)"
+                "unknown export `{other}` (describe, tag-templates, sop-templates, settle, evaluate-tags, ticket-templates, propose-ticket)"
             ));
         }
     };

@@ -149,9 +149,7 @@ fn main() {
     let mut totals = (String::new(), String::new());
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        let (r, _) = runtime.call(&sample, host_params.clone(), |m, s| {
-            m.shoal_plugin_module().call_settle(s, &request)
-        });
+        let (r, _) = runtime.call(&sample, host_params.clone(), |m, s| m.settle(s, &request));
         wasm.push(t.elapsed());
         totals.0 = r.unwrap().unwrap().total.amount;
         let t = Instant::now();
@@ -165,9 +163,7 @@ fn main() {
     let fresh_noop: Vec<Duration> = (0..ROUNDS)
         .map(|_| {
             let t = Instant::now();
-            let (r, _) = runtime.call(&sample, empty.clone(), |m, s| {
-                m.shoal_plugin_module().call_tag_templates(s)
-            });
+            let (r, _) = runtime.call(&sample, empty.clone(), |m, s| m.tag_templates(s));
             let elapsed = t.elapsed();
             r.unwrap();
             elapsed
@@ -186,12 +182,11 @@ fn main() {
         .load_dir(&limits.dir.join("misbehave"))
         .unwrap();
     let (samples, _) = warm_runtime.call(&misbehave, Arc::new(Params::default()), |m, s| {
-        let g = m.shoal_plugin_module();
-        g.call_tag_templates(&mut *s)?;
+        m.tag_templates(&mut *s)?;
         let mut samples = Vec::with_capacity(ROUNDS * 4);
         for _ in 0..ROUNDS * 4 {
             let t = Instant::now();
-            g.call_tag_templates(&mut *s)?;
+            m.tag_templates(&mut *s)?;
             samples.push(t.elapsed());
         }
         Ok(samples)

@@ -93,6 +93,7 @@ fn clocks_in_memory() -> Duration {
         statuses: TicketType::standard_statuses(),
         transitions: Vec::new(),
         survey: None,
+        template: None,
     };
     let entry = |h: u32, to: &str| shoal_tickets::records::Entry {
         id: "e".into(),

@@ -457,6 +457,33 @@ fn profile(id: &str, l: &Loaded, now: i64, tags: &[Tag]) -> types::CustomerProfi
     }
 }
 
+/// What a module sees of a customer on a reader's behalf (for a ticket proposal): the
+/// profile `evaluate-tags` gets, keeping only the attributes the reader sees in full (a
+/// module cannot pass on what the reader may not read); `None` when there is no such live
+/// customer. The caller has checked that the reader reaches the customer.
+pub async fn profile_for(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+) -> Result<Option<types::CustomerProfile>> {
+    let mut conn = db.pool.acquire().await?;
+    let Some(mut loaded) = load(&mut conn, db, actor.tenant_id(), id).await? else {
+        return Ok(None);
+    };
+    let tags = store::all(&mut conn, actor.tenant_id()).await?;
+    drop(conn);
+    loaded.attributes.retain(|key, _| {
+        actor.access.visibility(&format!("attributes.{key}"))
+            == shoal_base::kinds::Visibility::Visible
+    });
+    Ok(Some(profile(
+        id,
+        &loaded,
+        time::to_micros(time::now()),
+        &tags,
+    )))
+}
+
 /// Re-evaluates the tags of some customers (after their events or profile changed): every
 /// dynamic tag in memory, then each enabled module's `evaluate-tags` (fail open; decisions
 /// apply to manual tags of the names they give).

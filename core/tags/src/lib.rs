@@ -14,7 +14,7 @@ pub use apply::{
     Held, HistoryEntry, MAX_BULK, Recomputed, Target, apply_manual, delete, evaluate_customers,
     history, recompute, system, tags_of, write_changes,
 };
-pub use apply::{Loaded, load};
+pub use apply::{Loaded, load, profile_for};
 pub use store::all as store_all;
 pub use store::{
     Tag, TagInput, TagKind, TemplateRef, create, get, groups, instantiate_rule, parse_rule, update,

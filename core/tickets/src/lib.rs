@@ -11,6 +11,8 @@
 //! - [`inbound`]: tickets other systems open with a signed request, once per delivery;
 //! - [`lines`]: a repair's lines as stored, and giving their reservations back;
 //! - [`merge`]: merging a duplicate into the ticket that carries on, and undoing it;
+//! - [`proposals`]: types made from a module's ticket templates, and the field values the
+//!   module proposes for their tickets (a refund amount), read and applied by staff;
 //! - [`queues`]: queues (teams) and agents — availability, shifts, capacity, skills;
 //! - [`routing`]: routing rules (which queue), assignment inside a queue (round robin,
 //!   least loaded, skill match) and the waiting queue, each decision with its reason;
@@ -28,6 +30,7 @@ pub mod entries;
 pub mod inbound;
 pub mod lines;
 pub mod merge;
+pub mod proposals;
 pub mod queues;
 pub mod reach;
 pub mod records;

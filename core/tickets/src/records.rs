@@ -157,6 +157,7 @@ pub fn general() -> TicketType {
         statuses: TicketType::standard_statuses(),
         transitions: Vec::new(),
         survey: None,
+        template: None,
     }
 }
 

@@ -526,6 +526,7 @@ mod tests {
             statuses: TicketType::standard_statuses(),
             transitions: vec![],
             survey: None,
+            template: None,
         }
     }
 

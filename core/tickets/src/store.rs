@@ -60,8 +60,16 @@ pub async fn save_type(db: &Db, actor: &Actor, t: &TicketType) -> Result<TicketT
     t.check(&mut p, "input.");
     p.into_result(())?;
     let now = time::to_micros(time::now());
-    let definition = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
     let mut tx = db.begin_write().await?;
+    // a new version of a type made from a module template stays made from it
+    let mut t = t.clone();
+    if t.template.is_none()
+        && let Ok(before) = type_in(&mut tx, actor.tenant_id(), &t.key, "key").await
+    {
+        t.template = before.template;
+    }
+    let t = &t;
+    let definition = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
     sqlx::query(
         "INSERT INTO ticket_types (tenant_id, key, name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
          ON CONFLICT (tenant_id, key) DO UPDATE SET name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at",
@@ -904,6 +912,17 @@ pub async fn set_fields(
     id: &str,
     values: &Map<String, Value>,
 ) -> Result<Ticket> {
+    set_fields_noted(db, actor, id, values, None).await
+}
+
+/// [`set_fields`], with a note on the history entry saying where the values came from.
+pub async fn set_fields_noted(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    values: &Map<String, Value>,
+    note: Option<&str>,
+) -> Result<Ticket> {
     actor.require(Action::Update)?;
     let tk = get(db, actor, id).await?;
     let ty = type_of(db, actor.tenant_id(), &tk.type_key, "id").await?;
@@ -947,7 +966,7 @@ pub async fn set_fields(
         .await?;
     let audited = without_copies(&ty, &changed);
     let change = Value::Object(changed);
-    record_change(&mut tx, actor, id, "fields", None, (change, audited), now).await?;
+    record_change(&mut tx, actor, id, "fields", note, (change, audited), now).await?;
     tx.commit().await?;
     get(db, actor, id).await
 }

@@ -155,6 +155,20 @@ pub struct TicketType {
     /// when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub survey: Option<Survey>,
+    /// The industry module's template it was made from, if any (its proposals apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateOrigin>,
+}
+
+/// Which module template a ticket type was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateOrigin {
+    pub module: String,
+    pub template: String,
+    /// Whether the module proposes field values for its tickets.
+    #[serde(default)]
+    pub proposes: bool,
 }
 
 /// Most questions of a survey.

@@ -6,8 +6,8 @@
 
 use shoal_sdk::{
     Capability, Decimal, Industry, LineKind, Module, PluginError, PluginInfo, SettleRequest,
-    SettledLine, Settlement, SopAction, SopTemplate, Split, TagTemplate, decimal, decimal_of,
-    money, params, split_exactly, tiers,
+    SettledLine, Settlement, SopAction, SopTemplate, Split, TagTemplate, TicketFieldKind,
+    TicketTemplate, decimal, decimal_of, money, params, split_exactly, tiers,
 };
 
 pub struct Clinic;
@@ -28,6 +28,7 @@ impl Module for Clinic {
             Capability::TagTemplates,
             Capability::SopTemplates,
             Capability::Settlement,
+            Capability::TicketTemplates,
         ])
     }
 
@@ -67,6 +68,20 @@ impl Module for Clinic {
                 .exit_on("visit")
                 .step("rebook", 0, SopAction::message("sms", "{{customer.name}}，您今天的预约未能到诊，点击链接重新预约"))
                 .step("reception", 2 * HOUR, SopAction::task("爽约改约: 致电 {{customer.name}}", "role:reception", 4 * HOUR)),
+        ]
+    }
+
+    fn ticket_templates() -> Vec<TicketTemplate> {
+        vec![
+            TicketTemplate::new("adverse_reaction", "术后不良反应 Adverse reaction")
+                .description("A patient reports a reaction after a treatment; severe ones are P1 for the doctor on duty")
+                .field("treatment", "项目", TicketFieldKind::Text, true)
+                .field("treated_on", "治疗日期", TicketFieldKind::Date, false)
+                .choice("severity", "程度", &["轻度", "中度", "重度"]),
+            TicketTemplate::new("reschedule", "改约 Reschedule")
+                .description("A patient asks to move an appointment")
+                .field("appointment_on", "原预约日期", TicketFieldKind::Date, true)
+                .field("wanted_on", "期望日期", TicketFieldKind::Date, false),
         ]
     }
 

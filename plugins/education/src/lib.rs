@@ -1,13 +1,15 @@
 //! Education (training schools, online courses): learner tags (deep interest, trial not
 //! enrolled, renewal due, at risk), the consult-to-enrolment SOP and the trial-link SOP,
-//! and tuition settlement (installments, pro-rata refunds by lessons consumed, advisor and
-//! teacher commissions). See README.md.
+//! tuition settlement (installments, pro-rata refunds by lessons consumed, advisor and
+//! teacher commissions), and ticket templates: a refund request whose amount the module
+//! proposes from the learner's lessons and payments, and a class complaint. See README.md.
 
 use serde::Deserialize;
+use serde_json::{Value, json};
 use shoal_sdk::{
     Capability, Decimal, Industry, Module, PluginError, PluginInfo, SettleRequest, SettledLine,
-    Settlement, SopAction, SopTemplate, Split, TagTemplate, decimal, decimal_of, money, params,
-    split_exactly,
+    Settlement, SopAction, SopTemplate, Split, TagTemplate, TicketFieldKind, TicketProposal,
+    TicketRequest, TicketTemplate, decimal, decimal_of, money, params, split_exactly,
 };
 
 pub struct Education;
@@ -23,11 +25,12 @@ impl Module for Education {
             env!("CARGO_PKG_VERSION"),
             Industry::Education,
         )
-        .description("Learner tags, enrolment SOPs and tuition settlement")
+        .description("Learner tags, enrolment SOPs, tuition settlement and refund tickets")
         .capabilities(&[
             Capability::TagTemplates,
             Capability::SopTemplates,
             Capability::Settlement,
+            Capability::TicketTemplates,
         ])
     }
 
@@ -83,6 +86,111 @@ impl Module for Education {
     fn settle(request: SettleRequest) -> Result<Settlement, PluginError> {
         settle_bill(&request)
     }
+
+    fn ticket_templates() -> Vec<TicketTemplate> {
+        vec![
+            TicketTemplate::new("refund", "退费申请 Refund")
+                .description("A learner asks for a refund: the module proposes the amount, pro-rata to the lessons not yet taken (as the refund bill settles it), from the lessons bought and used and the tuition paid")
+                .field("course", "课程", TicketFieldKind::Text, true)
+                .attribute_field("lessons_total", "购买课时", "lessons_total")
+                .attribute_field("lessons_left", "剩余课时", "lessons_left")
+                .field("lessons_used", "已上课时", TicketFieldKind::Number, false)
+                .field("paid", "已缴学费", TicketFieldKind::Money, false)
+                .field("refund_amount", "建议退费金额", TicketFieldKind::Money, false)
+                .field("reason", "退费原因", TicketFieldKind::Text, false)
+                .proposes(),
+            TicketTemplate::new("class_complaint", "课程投诉 Class complaint")
+                .description("About teaching, scheduling or a teacher; goes to the academic team")
+                .field("course", "课程", TicketFieldKind::Text, true)
+                .choice("issue", "问题", &["教学质量", "排课", "老师态度", "其他"])
+                .field("teacher", "老师", TicketFieldKind::Text, false),
+        ]
+    }
+
+    fn propose_ticket(request: TicketRequest) -> Result<TicketProposal, PluginError> {
+        match request.template.as_str() {
+            "refund" => propose_refund(&request),
+            other => Err(PluginError::new(
+                "unsupported",
+                &format!("no proposals for `{other}` tickets"),
+            )),
+        }
+    }
+}
+
+/// The refund a `refund` ticket proposes: tuition paid × lessons not taken ÷ lessons
+/// bought, rounded half-even to the cent (as [`settle_bill`]'s refund line). Each fact comes
+/// from the ticket's fields when staff filled them in, else from the learner: lessons bought
+/// from attribute `lessons_total`, lessons used as bought − `lessons_left`, tuition paid as
+/// the learner's orders (`order` events' amounts).
+pub fn propose_refund(request: &TicketRequest) -> Result<TicketProposal, PluginError> {
+    let fields: Value = serde_json::from_str(&request.fields).unwrap_or_default();
+    let (attributes, paid_in_orders) = match &request.customer {
+        Some(c) => (
+            serde_json::from_str::<Value>(&c.attributes).unwrap_or_default(),
+            c.stats
+                .iter()
+                .find(|s| s.event_type == "order")
+                .and_then(|s| s.amount_total.parse::<Decimal>().ok()),
+        ),
+        None => (Value::Null, None),
+    };
+    let fact = |key: &str| decimal_of(&fields[key]).or_else(|| decimal_of(&attributes[key]));
+    let missing = |what: &str| {
+        PluginError::new(
+            "missing-facts",
+            &format!("{what}: fill in the ticket's field or the learner's attribute"),
+        )
+    };
+    let total = fact("lessons_total").ok_or_else(|| missing("lessons_total (lessons bought)"))?;
+    let used = match decimal_of(&fields["lessons_used"]) {
+        Some(used) => used,
+        None => {
+            let left = fact("lessons_left")
+                .ok_or_else(|| missing("lessons_used, or lessons_left (lessons left)"))?;
+            total - left
+        }
+    };
+    if total <= Decimal::ZERO || used < Decimal::ZERO || used > total {
+        return Err(PluginError::new(
+            "bad-lessons",
+            &format!("lessons used ({used}) must be between 0 and lessons bought ({total})"),
+        ));
+    }
+    let currency = &request.currency;
+    let (paid, from) = match fields["paid"]["amount"].as_str() {
+        Some(amount) => (decimal("paid.amount", amount)?, "the ticket"),
+        None => (
+            paid_in_orders.ok_or_else(|| missing("paid (no orders on the learner)"))?,
+            "the learner's orders",
+        ),
+    };
+    let unused = total - used;
+    let refund = money(paid * unused / total, currency);
+    let paid = money(paid, currency);
+    Ok(TicketProposal::new(
+        &json!({
+            "lessons_used": used.to_string(),
+            "paid": { "amount": paid.amount, "currency": currency },
+            "refund_amount": { "amount": refund.amount, "currency": currency },
+        }),
+        vec![
+            format!("已上 {used}/{total} 课时，未上 {unused} 课时"),
+            format!(
+                "已缴 {} {currency}（来自{}）",
+                paid.amount,
+                if from == "the ticket" {
+                    "工单"
+                } else {
+                    "订单"
+                }
+            ),
+            format!(
+                "建议退费 {} × {unused}/{total} = {} {currency}",
+                paid.amount, refund.amount
+            ),
+        ],
+    ))
 }
 
 /// Commission rates in percent of the tuition (the `commissions` parameter; advisor 8,
@@ -288,8 +396,74 @@ mod tests {
         assert_eq!(s.splits[1].amount.amount, "100.00");
     }
 
+    fn refund(fields: Value, attributes: Value, orders: &str) -> TicketRequest {
+        TicketRequest {
+            template: "refund".into(),
+            currency: "CNY".into(),
+            fields: fields.to_string(),
+            customer: Some(shoal_sdk::CustomerProfile {
+                id: "c1".into(),
+                lifecycle_stage: "customer".into(),
+                attributes: attributes.to_string(),
+                tags: Vec::new(),
+                stats: vec![shoal_sdk::EventStat {
+                    event_type: "order".into(),
+                    count_30d: 1,
+                    count_90d: 1,
+                    count_total: 1,
+                    seconds_since_last: Some(60),
+                    amount_total: orders.into(),
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_refund_is_proposed_from_the_learners_lessons_and_orders() {
+        let p = propose_refund(&refund(
+            json!({ "course": "雅思" }),
+            json!({ "lessons_total": 20, "lessons_left": 13 }),
+            "3000",
+        ))
+        .unwrap();
+        let fields: Value = serde_json::from_str(&p.fields).unwrap();
+        // 3000 × 13 / 20 = 1950
+        assert_eq!(
+            fields["refund_amount"],
+            json!({"amount": "1950.00", "currency": "CNY"})
+        );
+        assert_eq!(fields["lessons_used"], "7");
+        assert_eq!(p.notes[2], "建议退费 3000.00 × 13/20 = 1950.00 CNY");
+    }
+
+    #[test]
+    fn the_tickets_own_facts_win_and_cents_round_half_even() {
+        // 1000.00 × 2 / 3 = 666.666… → 666.67
+        let p = propose_refund(&refund(
+            json!({ "lessons_total": 3, "lessons_used": 1, "paid": {"amount": "1000.00", "currency": "CNY"} }),
+            json!({ "lessons_total": 20, "lessons_left": 13 }),
+            "3000",
+        ))
+        .unwrap();
+        let fields: Value = serde_json::from_str(&p.fields).unwrap();
+        assert_eq!(fields["refund_amount"]["amount"], "666.67");
+        let e = propose_refund(&refund(json!({}), json!({}), "3000")).unwrap_err();
+        assert_eq!(e.code, "missing-facts");
+        assert!(e.message.contains("lessons_total"), "{}", e.message);
+        let e = propose_refund(&refund(
+            json!({"lessons_used": 30}),
+            json!({"lessons_total": 20}),
+            "1",
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, "bad-lessons");
+    }
+
     #[test]
     fn templates_are_complete() {
+        let tickets = Education::ticket_templates();
+        assert_eq!(tickets.len(), 2);
+        assert!(tickets[0].proposes && !tickets[1].proposes);
         assert_eq!(Education::tag_templates().len(), 4);
         let sops = Education::sop_templates();
         assert_eq!(sops[0].steps.len(), 5);

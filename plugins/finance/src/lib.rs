@@ -6,7 +6,8 @@
 
 use shoal_sdk::{
     Capability, Decimal, Industry, Module, PluginError, PluginInfo, SettleRequest, SettledLine,
-    Settlement, SopAction, SopTemplate, Split, TagTemplate, decimal, decimal_of, money, params,
+    Settlement, SopAction, SopTemplate, Split, TagTemplate, TicketFieldKind, TicketTemplate,
+    decimal, decimal_of, money, params,
 };
 
 pub struct Finance;
@@ -21,7 +22,12 @@ impl Module for Finance {
     fn describe() -> PluginInfo {
         PluginInfo::new("finance", "金融 Finance", env!("CARGO_PKG_VERSION"), Industry::Finance)
             .description("Client tags, service SOPs and compliant advisor commissions. Sensitive fields: id_number, aum, income, bank_account, risk_level")
-            .capabilities(&[Capability::TagTemplates, Capability::SopTemplates, Capability::Settlement])
+            .capabilities(&[
+                Capability::TagTemplates,
+                Capability::SopTemplates,
+                Capability::Settlement,
+                Capability::TicketTemplates,
+            ])
     }
 
     fn tag_templates() -> Vec<TagTemplate> {
@@ -64,6 +70,20 @@ impl Module for Finance {
                 .exit_on("custom:kyc_updated")
                 .step("request", 0, SopAction::message("sms", "{{customer.name}}，您的身份证件即将过期，请在30天内更新以免影响交易"))
                 .step("follow-up", 7 * DAY, SopAction::task("KYC待更新: {{customer.name}}", "owner", 2 * DAY)),
+        ]
+    }
+
+    fn ticket_templates() -> Vec<TicketTemplate> {
+        vec![
+            TicketTemplate::new("complaint", "金融消费投诉 Complaint")
+                .description("A consumer complaint, to be answered within the regulator's 15 days (set an SLA policy)")
+                .field("product", "产品", TicketFieldKind::Text, true)
+                .field("amount", "涉及金额", TicketFieldKind::Money, false)
+                .choice("issue", "问题类型", &["销售误导", "收益争议", "费用", "服务", "其他"]),
+            TicketTemplate::new("risk_review", "风险测评复核 Risk review")
+                .description("The client disputes their risk level; copies it (masked for roles that may not see it)")
+                .attribute_field("risk_level", "当前风险等级", "risk_level")
+                .choice("requested_level", "申请等级", &["C1", "C2", "C3", "C4", "C5"]),
         ]
     }
 

@@ -6,7 +6,8 @@
 use shoal_sdk::{
     Capability, CustomerProfile, Decimal, Industry, LineKind, Module, PluginError, PluginInfo,
     SettleRequest, SettledLine, Settlement, SopAction, SopTemplate, Split, TagDecision,
-    TagTemplate, decimal, decimal_of, money, params, split_exactly, tiers,
+    TagTemplate, TicketFieldKind, TicketTemplate, decimal, decimal_of, money, params,
+    split_exactly, tiers,
 };
 
 pub struct Retail;
@@ -28,6 +29,7 @@ impl Module for Retail {
             Capability::SopTemplates,
             Capability::Settlement,
             Capability::EvaluateTags,
+            Capability::TicketTemplates,
         ])
     }
 
@@ -85,6 +87,33 @@ impl Module for Retail {
                     SopAction::task("沉睡客户回访: {{customer.name}}", "owner", 2 * DAY),
                 )
                 .param("discount", "the offer", "\"八折\""),
+        ]
+    }
+
+    fn ticket_templates() -> Vec<TicketTemplate> {
+        vec![
+            TicketTemplate::new("after_sales", "售后 After-sales")
+                .description(
+                    "A product question or fault after purchase; goes to the technical team",
+                )
+                .field("order_no", "订单号", TicketFieldKind::Text, true)
+                .field("product", "商品", TicketFieldKind::Text, false)
+                .choice(
+                    "issue",
+                    "问题类型",
+                    &["质量问题", "功能故障", "安装", "其他"],
+                ),
+            TicketTemplate::new("logistics_complaint", "物流投诉 Logistics complaint")
+                .description("A late, damaged, lost or wrong parcel; goes to supply chain")
+                .field("order_no", "订单号", TicketFieldKind::Text, true)
+                .field("tracking_no", "运单号", TicketFieldKind::Text, false)
+                .choice("issue", "问题类型", &["延迟", "破损", "丢件", "错发"]),
+            TicketTemplate::new("repair", "维修 Repair")
+                .description("A repair that consumes spare parts and settles as an itemised bill")
+                .field("device", "设备", TicketFieldKind::Text, true)
+                .field("serial_no", "序列号", TicketFieldKind::Text, false)
+                .choice("warranty", "保修", &["在保", "过保"])
+                .field("fault", "故障描述", TicketFieldKind::Text, false),
         ]
     }
 

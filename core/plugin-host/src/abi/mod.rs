@@ -1,11 +1,13 @@
 //! The plugin ABIs this host accepts, one module per frozen WIT version (as Zed keeps
-//! `since_vX_Y_Z`). A new minor version (1.1) is added beside `v1_0` with conversions into
-//! the newest types, so modules built with older SDKs keep loading.
+//! `since_vX_Y_Z`), and [`guest`], which calls a module of any of them through the newest
+//! types (a 1.0 module's answers converted), so modules built with older SDKs keep loading.
 
+pub mod guest;
 pub mod v1_0;
+pub mod v1_1;
 
 /// The newest types: what the host's engines consume.
-pub use v1_0::shoal::plugin::types as latest;
+pub use v1_1::shoal::plugin::types as latest;
 
 /// A parsed `major.minor.patch` ABI version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,7 +43,7 @@ pub const OLDEST: AbiVersion = AbiVersion {
 };
 pub const NEWEST: AbiVersion = AbiVersion {
     major: 1,
-    minor: 0,
+    minor: 1,
     patch: 0,
 };
 
@@ -84,6 +86,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn v1_1_is_frozen() {
+        let wit = include_bytes!("../../../../schema/wit/v1.1.0/plugin.wit");
+        assert_eq!(
+            crate::sha256_hex(wit),
+            "b652d6000205be6630fe3aa6294f19ab725e911b84af5827dff0f362fefed265",
+            "schema/wit/v1.1.0 is frozen: put the change in a new version folder and PENDING_CHANGES.md (see schema/wit/README.md)"
+        );
+    }
+
+    /// 1.1 only adds to 1.0: every line of 1.0 (but the version) is in 1.1, in order, so a
+    /// 1.0 value converts into the same 1.1 value (`guest::upgrade`).
+    #[test]
+    fn v1_1_only_adds_to_v1_0() {
+        let old = include_str!("../../../../schema/wit/v1.0.0/plugin.wit");
+        let new = include_str!("../../../../schema/wit/v1.1.0/plugin.wit");
+        let mut rest = new
+            .lines()
+            .filter(|l| !l.contains("1.1.0") && !l.contains("(frozen)"));
+        for line in old.lines().filter(|l| !l.contains("1.0.0")) {
+            let line = line.replace(
+                ", tag-decision}",
+                ", tag-decision, ticket-template, ticket-request, ticket-proposal}",
+            );
+            assert!(
+                rest.any(|l| l == line),
+                "schema/wit/v1.1.0 changes or reorders this line of 1.0: {line}"
+            );
+        }
+    }
+
     /// The SDK is what vendors depend on: it must never pull in the host.
     #[test]
     fn the_sdk_does_not_depend_on_the_host() {
@@ -113,9 +146,10 @@ mod tests {
         assert_eq!(AbiVersion::parse("1"), Some(OLDEST));
         assert_eq!(AbiVersion::parse("1.x"), None);
         assert!(check_supported(AbiVersion::parse("1.0.3").unwrap()).is_ok());
+        assert!(check_supported(AbiVersion::parse("1.1.0").unwrap()).is_ok());
         let newer = check_supported(AbiVersion::parse("1.3.0").unwrap()).unwrap_err();
         assert!(
-            newer.contains("built with SDK 1.3") && newer.contains("supports 1.0–1.0"),
+            newer.contains("built with SDK 1.3") && newer.contains("supports 1.0–1.1"),
             "{newer}"
         );
         assert!(check_supported(AbiVersion::parse("2.0.0").unwrap()).is_err());

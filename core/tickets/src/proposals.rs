@@ -1,0 +1,211 @@
+//! Ticket types made from an industry module's ticket templates (plugin ABI 1.1), and the
+//! field values the module proposes for their tickets — a refund amount from the course's
+//! progress and payments — which staff read and may apply.
+//!
+//! A proposal is a pure function of the ticket and its customer *as the asking staff member
+//! sees them*: fields that copy a masked attribute arrive masked and the customer's
+//! attributes only where the reader sees them in full, so a module cannot pass on what the
+//! reader may not read. Applying one re-asks the module and writes the values as any field
+//! change is written (checked against the type, history and audit in one transaction).
+
+use serde_json::{Map, Value};
+use shoal_base::{
+    error::{Error, Problems, Result},
+    storage::Db,
+};
+use shoal_crm::tenancy::Actor;
+use shoal_plugin_host::{CallError, PluginHost, types as plugin};
+
+use crate::{
+    records::Ticket,
+    store,
+    types::{FieldDef, FieldKind, TemplateOrigin, TicketType},
+};
+
+/// A ticket type from module `module`'s template `t`: its fields, the standard workflow,
+/// and the origin (so its tickets can be proposed for). `key` and `name` default to the
+/// template's.
+pub fn type_from_template(
+    module: &str,
+    t: &plugin::TicketTemplate,
+    key: Option<String>,
+    name: Option<String>,
+) -> TicketType {
+    let kind = |k: plugin::TicketFieldKind| match k {
+        plugin::TicketFieldKind::Text => FieldKind::Text,
+        plugin::TicketFieldKind::Number => FieldKind::Number,
+        plugin::TicketFieldKind::Money => FieldKind::Money,
+        plugin::TicketFieldKind::Date => FieldKind::Date,
+        plugin::TicketFieldKind::Choice => FieldKind::Choice,
+        plugin::TicketFieldKind::CustomerAttribute => FieldKind::CustomerAttribute,
+    };
+    TicketType {
+        key: key.unwrap_or_else(|| t.id.clone()),
+        name: name.unwrap_or_else(|| t.name.clone()),
+        fields: t
+            .fields
+            .iter()
+            .map(|f| FieldDef {
+                key: f.key.clone(),
+                label: f.label.clone(),
+                kind: kind(f.kind),
+                required: f.required,
+                choices: f.choices.clone(),
+                attribute: f.attribute.clone(),
+            })
+            .collect(),
+        statuses: TicketType::standard_statuses(),
+        transitions: Vec::new(),
+        survey: None,
+        template: Some(TemplateOrigin {
+            module: module.to_owned(),
+            template: t.id.clone(),
+            proposes: t.proposes,
+        }),
+    }
+}
+
+/// What a module proposes for a ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub module: String,
+    pub module_version: String,
+    /// Values by field key, checked against the ticket's type.
+    pub fields: Map<String, Value>,
+    pub notes: Vec<String>,
+}
+
+/// Why no proposal could be made, beyond the usual errors: the module refused (its own
+/// code and message) or could not be called.
+fn refused(module: &str, e: plugin::PluginError) -> Error {
+    Error::invalid(
+        "id",
+        format!(
+            "module `{module}` made no proposal ({}): {}",
+            e.code, e.message
+        ),
+    )
+}
+
+fn unavailable(module: &str, e: CallError) -> Error {
+    match e {
+        CallError::NotEnabled { .. } | CallError::NotLoaded { .. } => Error::invalid(
+            "id",
+            format!(
+                "the ticket's type comes from module `{module}`, which this tenant cannot run now: {e}"
+            ),
+        ),
+        other => Error::Internal(format!("module `{module}`: {other}")),
+    }
+}
+
+/// The module's proposal for ticket `id` (which the caller must reach), in `currency`.
+pub async fn propose(
+    db: &Db,
+    host: &PluginHost,
+    actor: &Actor,
+    id: &str,
+    currency: &str,
+) -> Result<Proposal> {
+    let tk = store::get(db, actor, id).await?;
+    let ty = store::type_of(db, actor.tenant_id(), &tk.type_key, "id").await?;
+    let origin = match &ty.template {
+        Some(o) if o.proposes => o.clone(),
+        _ => {
+            return Err(Error::invalid(
+                "id",
+                format!(
+                    "tickets of type `{}` get no proposals: it was not made from a module template that proposes",
+                    ty.key
+                ),
+            ));
+        }
+    };
+    ask(db, host, actor, &tk, &ty, &origin, currency).await
+}
+
+async fn ask(
+    db: &Db,
+    host: &PluginHost,
+    actor: &Actor,
+    tk: &Ticket,
+    ty: &TicketType,
+    origin: &TemplateOrigin,
+    currency: &str,
+) -> Result<Proposal> {
+    let mut p = Problems::default();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        p.push("currency", "an ISO 4217 code such as CNY");
+    }
+    p.into_result(())?;
+    let customer = match &tk.customer_id {
+        Some(c) => shoal_tags::profile_for(db, actor, c).await?,
+        None => None,
+    };
+    let request = plugin::TicketRequest {
+        template: origin.template.clone(),
+        currency: currency.to_owned(),
+        fields: Value::Object(tk.fields.clone()).to_string(),
+        customer,
+    };
+    let module = &origin.module;
+    let proposed = host
+        .propose_ticket(actor.tenant_id(), module, request)
+        .await
+        .map_err(|e| unavailable(module, e))?;
+    let answer = proposed.result.map_err(|e| refused(module, e))?;
+    let fields = match serde_json::from_str::<Value>(&answer.fields) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(Error::Internal(format!(
+                "module `{module}` proposed fields that are not a JSON object"
+            )));
+        }
+    };
+    // the module's values must fit the type like any staff member's
+    let mut p = Problems::default();
+    for key in fields.keys() {
+        if ty
+            .fields
+            .iter()
+            .any(|f| &f.key == key && f.attribute.is_some())
+        {
+            p.push(
+                format!("proposal.fields.{key}"),
+                format!("module `{module}` proposed a value for a field that copies a customer attribute"),
+            );
+        }
+    }
+    ty.check_values(&fields, false, &mut p, "proposal.fields");
+    p.into_result(())?;
+    Ok(Proposal {
+        module: module.clone(),
+        module_version: proposed.module_version,
+        fields,
+        notes: answer.notes,
+    })
+}
+
+/// Asks the module again and writes its proposal into the ticket's fields (permission
+/// `update`), noting on the history entry which module version proposed them and why.
+pub async fn apply(
+    db: &Db,
+    host: &PluginHost,
+    actor: &Actor,
+    id: &str,
+    currency: &str,
+) -> Result<(Ticket, Proposal)> {
+    actor.require(shoal_base::kinds::Action::Update)?;
+    let proposal = propose(db, host, actor, id, currency).await?;
+    let mut note = format!(
+        "proposed by module {} {}",
+        proposal.module, proposal.module_version
+    );
+    for line in &proposal.notes {
+        note.push('\n');
+        note.push_str(line);
+    }
+    let note: String = note.chars().take(2000).collect();
+    let tk = store::set_fields_noted(db, actor, id, &proposal.fields, Some(&note)).await?;
+    Ok((tk, proposal))
+}
