@@ -939,8 +939,91 @@ async fn tickets_filter_by_field_values(s: &TestServer) {
     assert_eq!(fields(&e), ["filter.fields.reason"]);
 }
 
+/// SLA policies chosen by customer tier: a `VIP` policy (a rule-language condition on the
+/// customer) applies to tickets of VIP customers only; the tier is read when a ticket opens,
+/// and read again for open tickets when the policies are saved.
+async fn sla_policies_choose_by_customer_tier(s: &TestServer) {
+    let vip_tag = s
+        .ok(
+            ALPHA,
+            r#"mutation { createTag(input: { name: "VIP" }) { id } }"#,
+            json!({}),
+        )
+        .await["createTag"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let set = "mutation($p: [SlaPolicyInput!]!) { setSlaPolicies(policies: $p) { name customer } }";
+    let policies = json!([
+        { "name": "VIP", "customer": "has_tag(\"VIP\")", "firstResponseMinutes": 30 },
+        { "name": "标准", "firstResponseMinutes": 240 }
+    ]);
+    // a condition that does not parse, or a name used twice, is named by its path
+    let bad = json!([
+        { "name": "VIP", "customer": "has_tag(\"VIPP\")", "firstResponseMinutes": 30 },
+        { "name": "VIP", "firstResponseMinutes": 240 }
+    ]);
+    let e = s.err(ALPHA, set, json!({ "p": bad })).await;
+    assert_eq!(
+        fields(&e),
+        ["policies[0].customer", "policies[1].name"],
+        "{e}"
+    );
+    s.ok(ALPHA, set, json!({ "p": policies })).await;
+
+    let vip = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "王总", "sourceChannel": "WECOM" }),
+        )
+        .await;
+    let plain = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "小李", "sourceChannel": "WECOM" }),
+        )
+        .await;
+    let tag = "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }";
+    s.ok(ALPHA, tag, json!({ "t": vip_tag, "c": [vip] })).await;
+    let open = |c: &str| json!({ "i": { "type": "general", "subject": "咨询", "customerId": c } });
+    let vip_ticket = s.ok_id(ALPHA, OPEN, open(&vip), "openTicket").await;
+    let plain_ticket = s.ok_id(ALPHA, OPEN, open(&plain), "openTicket").await;
+    let clock = |id: String| async move {
+        let d = s
+            .ok(
+                ALPHA,
+                "query($id: ID!) { ticket(id: $id) { sla { policy target targetSeconds } } }",
+                json!({ "id": id }),
+            )
+            .await;
+        d["ticket"]["sla"][0].clone()
+    };
+    assert_eq!(
+        clock(vip_ticket.clone()).await,
+        json!({ "policy": "VIP", "target": "FIRST_RESPONSE", "targetSeconds": 1800 })
+    );
+    assert_eq!(clock(plain_ticket.clone()).await["policy"], "标准");
+
+    // 小李 becomes a VIP: once the policies are saved again, the hosts' upkeep reads the
+    // tiers of open tickets again and the ticket gets the VIP policy (before that, it may
+    // or may not have: the first save's reading may come after the tag)
+    s.ok(ALPHA, tag, json!({ "t": vip_tag, "c": [plain] }))
+        .await;
+    s.ok(ALPHA, set, json!({ "p": policies })).await;
+    let mut policy = Value::Null;
+    for _ in 0..100 {
+        policy = clock(plain_ticket.clone()).await["policy"].clone();
+        if policy == "VIP" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(policy, "VIP");
+}
+
 crate::on_both_backends_with!(
     start,
+    sla_policies_choose_by_customer_tier,
     tickets_filter_by_field_values,
     resolved_tickets_get_one_satisfaction_survey,
     attachments_are_kept_by_reference,
@@ -986,7 +1069,10 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
         .await
         .unwrap();
     }
-    assert_eq!(migrate(&db).await.unwrap(), [16, 17, 18, 19, 20, 21, 22]);
+    assert_eq!(
+        migrate(&db).await.unwrap(),
+        [16, 17, 18, 19, 20, 21, 22, 23]
+    );
     let rows = sqlx::query(
         "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",
     )

@@ -463,6 +463,10 @@ pub struct SlaPolicy {
     /// Priorities 1–4 (any when empty).
     #[graphql(default)]
     pub priorities: Vec<i64>,
+    /// The customers (a tier) it applies to, as a rule-language condition: `has_tag("VIP")`,
+    /// `attr.会员等级 == "金卡"`. Read when a ticket opens, and again for open tickets when
+    /// the policies are saved.
+    pub customer: Option<String>,
     pub first_response_minutes: Option<u32>,
     pub resolution_minutes: Option<u32>,
     /// The share of a target (percent) past which a clock is at risk.
@@ -479,6 +483,7 @@ impl From<sla::Policy> for SlaPolicy {
             name: p.name,
             types: p.types,
             priorities: p.priorities,
+            customer: p.customer,
             first_response_minutes: p.first_response_minutes,
             resolution_minutes: p.resolution_minutes,
             warn_at_percent: p.warn_at_percent,
@@ -493,6 +498,7 @@ impl SlaPolicy {
             name: self.name,
             types: self.types,
             priorities: self.priorities,
+            customer: self.customer,
             first_response_minutes: self.first_response_minutes,
             resolution_minutes: self.resolution_minutes,
             warn_at_percent: self.warn_at_percent,

@@ -79,6 +79,7 @@ fn clocks_in_memory() -> Duration {
         watchers: Vec::new(),
         merged_into: None,
         bill_id: None,
+        sla_customer: Vec::new(),
         created_by: "u".into(),
         created_at: created,
         updated_at: created,

@@ -39,6 +39,8 @@ pub struct Ticket {
     pub merged_into: Option<String>,
     /// The bill of its repair (whose reference is `ticket:<id>`).
     pub bill_id: Option<String>,
+    /// The SLA policies whose customer condition (tier) held for its customer, by name.
+    pub sla_customer: Vec<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -89,6 +91,8 @@ pub fn from_row(r: &AnyRow) -> Result<Ticket> {
         merged_into: r.try_get("merged_into")?,
         bill_id: r.try_get("bill_id")?,
         watchers: serde_json::from_str(&r.try_get::<String, _>("watchers")?).unwrap_or_default(),
+        sla_customer: serde_json::from_str(&r.try_get::<String, _>("sla_customer")?)
+            .unwrap_or_default(),
         created_by: r.try_get("created_by")?,
         created_at: time::from_micros(r.try_get("created_at")?),
         updated_at: time::from_micros(r.try_get("updated_at")?),

@@ -1,5 +1,6 @@
 //! SLA clocks: a tenant's policies (first response and resolution targets in business
-//! minutes, chosen by ticket type and priority, first match wins) measured on its business
+//! minutes, chosen by ticket type, priority and customer tier, first match wins) measured
+//! on its business
 //! calendar. The resolution clock pauses while a ticket waits on the customer or a third
 //! party; the first-response clock does not (a ticket awaiting its first answer waits on
 //! nobody but the team). Clocks are computed from the ticket and its history on every read,
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use shoal_base::{
     error::{Error, Problems, Result},
     kinds::Action,
-    storage::Db,
+    storage::{Db, time},
 };
 use shoal_crm::tenancy::Actor;
 
@@ -37,6 +38,12 @@ pub struct Policy {
     /// Priorities (1–4) it applies to (any when empty).
     #[serde(default)]
     pub priorities: Vec<i64>,
+    /// The customers it applies to — a tier — as a condition in the rule language
+    /// (`has_tag("VIP")`, `attr.会员等级 == "金卡"`, `stage == "customer"`); any customer
+    /// when unset, none for a ticket without a customer. Read when the ticket opens and
+    /// again for open tickets whenever the policies are saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     /// Business minutes to the first public reply.
     #[serde(default)]
     pub first_response_minutes: Option<u32>,
@@ -180,10 +187,11 @@ impl Policy {
         }
     }
 
-    /// Whether it applies to `t`.
+    /// Whether it applies to `t` (its customer condition as read into `t.sla_customer`).
     pub fn applies(&self, t: &Ticket) -> bool {
         (self.types.is_empty() || self.types.contains(&t.type_key))
             && (self.priorities.is_empty() || self.priorities.contains(&t.priority))
+            && (self.customer.is_none() || t.sla_customer.contains(&self.name))
     }
 }
 
@@ -364,6 +372,63 @@ fn clock(
     }
 }
 
+// ---- customer tiers ----
+
+/// The names of `policies` whose customer condition holds for `customer` now (policies
+/// without one are not named: they apply to every customer).
+pub async fn customer_tiers(
+    conn: &mut sqlx::AnyConnection,
+    db: &Db,
+    tenant: &str,
+    policies: &[Policy],
+    customer: Option<&str>,
+) -> Result<Vec<String>> {
+    let conditional: Vec<(&str, &str)> = policies
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.customer.as_deref()?)))
+        .collect();
+    let Some(customer) = customer.filter(|_| !conditional.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let tags = shoal_tags::store_all(conn, tenant).await?;
+    let lookup = |n: &str| tags.iter().find(|t| t.name == n).map(|t| t.id.clone());
+    let Some(loaded) = shoal_tags::load(conn, db, tenant, customer).await? else {
+        return Ok(Vec::new());
+    };
+    let facts = loaded.facts(time::to_micros(time::now()));
+    Ok(conditional
+        .into_iter()
+        // a tag deleted since the policy was saved: the condition cannot hold
+        .filter(|(_, text)| {
+            shoal_rules::parse(text, &lookup)
+                .is_ok_and(|rule| shoal_rules::eval::holds(&rule.cond, &facts))
+        })
+        .map(|(name, _)| name.to_owned())
+        .collect())
+}
+
+/// Reads ticket `t`'s customer tiers again and stores them when they changed (in the
+/// caller's transaction); `t` is updated to match.
+pub async fn read_tiers_in(
+    conn: &mut sqlx::AnyConnection,
+    db: &Db,
+    tenant: &str,
+    policies: &[Policy],
+    t: &mut Ticket,
+) -> Result<()> {
+    let tiers = customer_tiers(conn, db, tenant, policies, t.customer_id.as_deref()).await?;
+    if tiers != t.sla_customer {
+        sqlx::query("UPDATE tickets SET sla_customer = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(&t.id)
+            .bind(serde_json::to_string(&tiers).map_err(|e| Error::Internal(e.to_string()))?)
+            .execute(&mut *conn)
+            .await?;
+        t.sla_customer = tiers;
+    }
+    Ok(())
+}
+
 // ---- settings ----
 
 /// The tenant's business calendar: the one saved, else every hour of every day in the
@@ -427,8 +492,21 @@ pub async fn set_policies(db: &Db, actor: &Actor, list: Vec<Policy>) -> Result<V
         p.push("policies", format!("at most {MAX_POLICIES} policies"));
     }
     let queues = crate::queues::all(db, actor.tenant_id()).await?;
+    let tags = shoal_tags::list(db, actor.tenant_id()).await?;
+    let lookup = |n: &str| tags.iter().find(|t| t.name == n).map(|t| t.id.clone());
     for (i, policy) in list.iter().enumerate() {
         policy.check(&mut p, &format!("policies[{i}]."));
+        if list[..i].iter().any(|other| other.name == policy.name) {
+            p.push(
+                format!("policies[{i}].name"),
+                format!("`{}` names an earlier policy too", policy.name),
+            );
+        }
+        if let Some(text) = &policy.customer
+            && let Err(e) = shoal_rules::parse(text, &lookup)
+        {
+            p.push(format!("policies[{i}].customer"), e.to_string());
+        }
         for (j, e) in policy.escalations.iter().enumerate() {
             let at = format!("policies[{i}].escalations[{j}].");
             if let Some(q) = &e.transfer_to
@@ -496,6 +574,7 @@ mod tests {
             watchers: Vec::new(),
             merged_into: None,
             bill_id: None,
+            sla_customer: Vec::new(),
             created_by: "u".into(),
             created_at: created,
             updated_at: created,
@@ -536,6 +615,7 @@ mod tests {
                 name: "P1".into(),
                 types: vec![],
                 priorities: vec![1],
+                customer: None,
                 first_response_minutes: Some(15),
                 resolution_minutes: None,
                 warn_at_percent: 80,
@@ -545,12 +625,37 @@ mod tests {
                 name: "P2 一般".into(),
                 types: vec!["general".into()],
                 priorities: vec![2],
+                customer: None,
                 first_response_minutes: Some(60),
                 resolution_minutes: Some(8 * 60),
                 warn_at_percent: 80,
                 escalations: Vec::new(),
             },
         ]
+    }
+
+    #[test]
+    fn a_tier_policy_applies_only_to_the_customers_read_into_it() {
+        let mut policies = p2();
+        policies.insert(
+            0,
+            Policy {
+                name: "VIP".into(),
+                types: vec![],
+                priorities: vec![],
+                customer: Some("has_tag(\"VIP\")".into()),
+                first_response_minutes: Some(30),
+                resolution_minutes: None,
+                warn_at_percent: 80,
+                escalations: Vec::new(),
+            },
+        );
+        let mut t = ticket(at(7, 9, 0));
+        let c = clocks(&policies, &calendar(), &ty(), &t, &[], at(7, 9, 10));
+        assert_eq!(c[0].policy, "P2 一般");
+        t.sla_customer = vec!["VIP".into()];
+        let c = clocks(&policies, &calendar(), &ty(), &t, &[], at(7, 9, 10));
+        assert_eq!((c[0].policy.as_str(), c[0].target_seconds), ("VIP", 1800));
     }
 
     #[test]
@@ -617,6 +722,7 @@ mod tests {
             name: String::new(),
             types: vec![],
             priorities: vec![5],
+            customer: None,
             first_response_minutes: None,
             resolution_minutes: None,
             warn_at_percent: 0,

@@ -378,6 +378,24 @@ pub async fn open_in(
         },
     )
     .await?;
+    // the customer's tier, for SLA policies that choose by it
+    let policies = crate::sla::policies_in(conn, actor.tenant_id()).await?;
+    if policies.iter().any(|p| p.customer.is_some()) {
+        let tiers = crate::sla::customer_tiers(
+            conn,
+            db,
+            actor.tenant_id(),
+            &policies,
+            customer_id.as_deref(),
+        )
+        .await?;
+        sqlx::query("UPDATE tickets SET sla_customer = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(actor.tenant_id())
+            .bind(&id)
+            .bind(serde_json::to_string(&tiers).map_err(|e| Error::Internal(e.to_string()))?)
+            .execute(&mut *conn)
+            .await?;
+    }
     crate::timers::arm_in(conn, &actor.tenant, &id).await?;
     Ok(id)
 }

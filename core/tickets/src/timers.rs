@@ -192,11 +192,13 @@ pub async fn rearm_if_changed(db: &Db, tenant: &Tenant) -> Result<usize> {
         .bind(REARM_BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        let tickets = rows
+        let mut tickets = rows
             .iter()
             .map(records::from_row)
             .collect::<Result<Vec<_>>>()?;
-        for t in &tickets {
+        for t in &mut tickets {
+            // the policies changed: so may the customer tiers they choose by
+            sla::read_tiers_in(&mut tx, db, &tenant.id, &ctx.policies, t).await?;
             arm_with(&mut tx, &tenant.id, &mut ctx, t).await?;
         }
         n += tickets.len();

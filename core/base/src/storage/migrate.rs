@@ -144,6 +144,11 @@ const MIGRATIONS: &[Migration] = &[
         "ticket satisfaction surveys",
         include_str!("../../migrations/shared/0022_ticket_surveys.sql"),
     ),
+    Migration::shared(
+        23,
+        "SLA policies by customer tier",
+        include_str!("../../migrations/shared/0023_sla_customer_tiers.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
