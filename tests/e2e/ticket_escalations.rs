@@ -25,7 +25,8 @@ async fn age(s: &TestServer, id: Option<&str>, minutes: i64) {
     };
     for sql in [
         format!(
-            "UPDATE tickets SET created_at = created_at - $1, updated_at = updated_at - $1 WHERE tenant_id = 'alpha'{}",
+            "UPDATE tickets SET created_at = created_at - $1, updated_at = updated_at - $1, \
+             first_response_at = first_response_at - $1 WHERE tenant_id = 'alpha'{}",
             only.replace("ticket_id", "id")
         ),
         format!(
@@ -273,8 +274,90 @@ async fn concurrent_deciders_escalate_each_ticket_once(s: &TestServer) {
     assert_eq!(events, 20);
 }
 
+/// The next-response target: after the first response, a customer's message owes a reply
+/// within the policy's minutes; it escalates once per message that waits too long, a reply
+/// stops it, and a later message starts a new wait.
+async fn a_customer_message_owes_a_next_response(s: &TestServer) {
+    s.ok(
+        ALPHA,
+        SET_POLICIES,
+        json!({ "p": [
+            { "name": "标准", "firstResponseMinutes": 60, "nextResponseMinutes": 30, "escalations": [
+                { "when": "BREACHED", "target": "NEXT_RESPONSE", "notify": false, "raisePriorityTo": 1 }
+            ] }
+        ] }),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "周女士", "sourceChannel": "WECOM" }),
+        )
+        .await;
+    let t = id(&open(s, "退货进度", json!({ "priority": 3, "customerId": c })).await);
+    let clocks = |t: String| async move {
+        s.ok(
+            ALPHA,
+            "query($id: ID!) { ticket(id: $id) { priority sla { target state targetSeconds } } }",
+            json!({ "id": t }),
+        )
+        .await["ticket"]
+            .clone()
+    };
+    let say = "mutation($id: ID!, $b: String!) { addCustomerMessage(id: $id, body: $b, channel: \"wecom\") { kind author public } }";
+    let reply = "mutation($id: ID!, $b: String!) { commentOnTicket(id: $id, body: $b) { id } }";
+    // before the first response, a message is part of the first wait: no next-response clock
+    let m = s
+        .ok(ALPHA, say, json!({ "id": t, "b": "请问到哪了？" }))
+        .await;
+    assert_eq!(
+        m["addCustomerMessage"],
+        json!({ "kind": "customer_message", "author": "customer", "public": true })
+    );
+    assert_eq!(clocks(t.clone()).await["sla"].as_array().unwrap().len(), 1);
+    s.ok(ALPHA, reply, json!({ "id": t, "b": "已寄出" })).await;
+    age(s, Some(&t), 10).await;
+
+    // the customer writes again: 30 minutes to answer
+    s.ok(ALPHA, say, json!({ "id": t, "b": "还没收到" })).await;
+    let now = clocks(t.clone()).await;
+    assert_eq!(
+        now["sla"][1],
+        json!({ "target": "NEXT_RESPONSE", "state": "ON_TRACK", "targetSeconds": 1800 })
+    );
+    // a second message 20 minutes later, while a reply is owed, does not restart the wait:
+    // 35 minutes after the first, it is late
+    age(s, Some(&t), 20).await;
+    s.ok(ALPHA, say, json!({ "id": t, "b": "？？" })).await;
+    age(s, Some(&t), 15).await;
+    let first = escalations(s, &t, 1).await;
+    assert_eq!(first[0]["target"], "next_response");
+    assert_eq!(first[0]["stage"], "breached");
+    assert_eq!(sla_filter(s, "BREACHED").await, [t.as_str()]);
+    let now = clocks(t.clone()).await;
+    assert_eq!(now["priority"], 1);
+    assert_eq!(now["sla"][1]["state"], "BREACHED");
+
+    // answered (late): the clock is done and the filter lets the ticket go
+    s.ok(ALPHA, reply, json!({ "id": t, "b": "抱歉，已催物流" }))
+        .await;
+    assert_eq!(clocks(t.clone()).await["sla"][1]["state"], "BREACHED");
+    assert!(sla_filter(s, "BREACHED").await.is_empty());
+
+    // a new message, a new wait, escalating afresh once it is late
+    age(s, Some(&t), 5).await;
+    s.ok(ALPHA, say, json!({ "id": t, "b": "收到了，但少一件" }))
+        .await;
+    assert_eq!(clocks(t.clone()).await["sla"][1]["state"], "ON_TRACK");
+    age(s, Some(&t), 31).await;
+    let both = escalations(s, &t, 2).await;
+    assert_eq!(both[1]["target"], "next_response");
+    assert_eq!(both.len(), 2, "once per wait");
+}
+
 crate::on_both_backends_with!(
     start,
+    a_customer_message_owes_a_next_response,
     escalations_act_once_with_their_reasons,
     concurrent_deciders_escalate_each_ticket_once,
 );

@@ -321,6 +321,8 @@ impl From<Domain> for Ticket {
 pub enum SlaTarget {
     /// The first public reply.
     FirstResponse,
+    /// The next public reply after a customer's message (`addCustomerMessage`).
+    NextResponse,
     /// Resolved (paused while waiting on the customer or a third party).
     Resolution,
 }
@@ -375,12 +377,14 @@ impl SlaTarget {
     fn of(t: sla::Target) -> Self {
         match t {
             sla::Target::FirstResponse => Self::FirstResponse,
+            sla::Target::NextResponse => Self::NextResponse,
             sla::Target::Resolution => Self::Resolution,
         }
     }
     fn domain(self) -> sla::Target {
         match self {
             Self::FirstResponse => sla::Target::FirstResponse,
+            Self::NextResponse => sla::Target::NextResponse,
             Self::Resolution => sla::Target::Resolution,
         }
     }
@@ -468,6 +472,9 @@ pub struct SlaPolicy {
     /// the policies are saved.
     pub customer: Option<String>,
     pub first_response_minutes: Option<u32>,
+    /// Business minutes from a customer's message (after the first response) to the next
+    /// public reply.
+    pub next_response_minutes: Option<u32>,
     pub resolution_minutes: Option<u32>,
     /// The share of a target (percent) past which a clock is at risk.
     #[graphql(default = 80)]
@@ -485,6 +492,7 @@ impl From<sla::Policy> for SlaPolicy {
             priorities: p.priorities,
             customer: p.customer,
             first_response_minutes: p.first_response_minutes,
+            next_response_minutes: p.next_response_minutes,
             resolution_minutes: p.resolution_minutes,
             warn_at_percent: p.warn_at_percent,
             escalations: p.escalations.into_iter().map(SlaEscalation::from).collect(),
@@ -500,6 +508,7 @@ impl SlaPolicy {
             priorities: self.priorities,
             customer: self.customer,
             first_response_minutes: self.first_response_minutes,
+            next_response_minutes: self.next_response_minutes,
             resolution_minutes: self.resolution_minutes,
             warn_at_percent: self.warn_at_percent,
             escalations: self
@@ -1039,6 +1048,26 @@ impl TicketMutation {
             .collect();
         Ok(
             store::comment(db(ctx), actor, &id, &body, public, &attachments)
+                .await
+                .gql()?
+                .into(),
+        )
+    }
+
+    /// Records a message the customer sent about the ticket (on WeCom, by phone, by mail:
+    /// `channel`), as an integration or a staff member passes it on (permission `update`):
+    /// a public entry by `customer`. After the first response it starts the next-response
+    /// clock, unless a reply is already owed.
+    async fn add_customer_message(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        body: String,
+        channel: Option<String>,
+    ) -> async_graphql::Result<TicketEntry> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            store::customer_message(db(ctx), actor, &id, &body, channel.as_deref())
                 .await
                 .gql()?
                 .into(),

@@ -130,14 +130,16 @@ pub async fn ticket_in(conn: &mut AnyConnection, tenant: &str, id: &str) -> Resu
         .transpose()
 }
 
-/// The status changes of ticket `id`, oldest first (what SLA pauses are read from).
-pub async fn status_entries_in(
+/// The status changes, public replies and customer messages of ticket `id`, oldest first
+/// (what SLA clocks are read from: pauses, replies owed and given).
+pub async fn clock_entries_in(
     conn: &mut AnyConnection,
     tenant: &str,
     id: &str,
 ) -> Result<Vec<Entry>> {
     sqlx::query(
-        "SELECT * FROM ticket_entries WHERE tenant_id = $1 AND ticket_id = $2 AND kind = 'status' ORDER BY created_at, id",
+        "SELECT * FROM ticket_entries WHERE tenant_id = $1 AND ticket_id = $2 \
+         AND kind IN ('status', 'reply', 'customer_message') ORDER BY created_at, id",
     )
     .bind(tenant)
     .bind(id)

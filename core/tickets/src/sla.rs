@@ -1,8 +1,7 @@
-//! SLA clocks: a tenant's policies (first response and resolution targets in business
-//! minutes, chosen by ticket type, priority and customer tier, first match wins) measured
-//! on its business
-//! calendar. The resolution clock pauses while a ticket waits on the customer or a third
-//! party; the first-response clock does not (a ticket awaiting its first answer waits on
+//! SLA clocks: a tenant's policies (first response, next response and resolution targets in
+//! business minutes, chosen by ticket type, priority and customer tier, first match wins)
+//! measured on its business calendar. The resolution clock pauses while a ticket waits on
+//! the customer or a third party; the response clocks do not (a customer's message waits on
 //! nobody but the team). Clocks are computed from the ticket and its history on every read,
 //! so they are exact whatever happened in between.
 
@@ -47,6 +46,10 @@ pub struct Policy {
     /// Business minutes to the first public reply.
     #[serde(default)]
     pub first_response_minutes: Option<u32>,
+    /// Business minutes from a customer's message (after the first response) to the team's
+    /// next public reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_response_minutes: Option<u32>,
     /// Business minutes to resolution, paused while waiting.
     #[serde(default)]
     pub resolution_minutes: Option<u32>,
@@ -135,14 +138,18 @@ impl Policy {
         if let Some(i) = self.priorities.iter().position(|x| !(1..=4).contains(x)) {
             p.push(format!("{at}priorities[{i}]"), "1 (P1) to 4");
         }
-        if self.first_response_minutes.is_none() && self.resolution_minutes.is_none() {
+        if self.first_response_minutes.is_none()
+            && self.next_response_minutes.is_none()
+            && self.resolution_minutes.is_none()
+        {
             p.push(
                 format!("{at}firstResponseMinutes"),
-                "a policy sets a first-response or a resolution target",
+                "a policy sets a first-response, next-response or resolution target",
             );
         }
         for (field, m) in [
             ("firstResponseMinutes", self.first_response_minutes),
+            ("nextResponseMinutes", self.next_response_minutes),
             ("resolutionMinutes", self.resolution_minutes),
         ] {
             if m.is_some_and(|m| m == 0 || m > 525_600) {
@@ -169,11 +176,16 @@ impl Policy {
             let watches = |t: Target| e.target.is_none_or(|x| x == t);
             let has = |t: Target| match t {
                 Target::FirstResponse => self.first_response_minutes.is_some(),
+                Target::NextResponse => self.next_response_minutes.is_some(),
                 Target::Resolution => self.resolution_minutes.is_some(),
             };
-            if ![Target::FirstResponse, Target::Resolution]
-                .into_iter()
-                .any(|t| watches(t) && has(t))
+            if ![
+                Target::FirstResponse,
+                Target::NextResponse,
+                Target::Resolution,
+            ]
+            .into_iter()
+            .any(|t| watches(t) && has(t))
             {
                 p.push(format!("{at}target"), "the policy sets no such target");
             }
@@ -200,6 +212,8 @@ impl Policy {
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     FirstResponse,
+    /// The team's next public reply after a customer's message.
+    NextResponse,
     Resolution,
 }
 
@@ -208,6 +222,7 @@ impl Target {
     pub fn as_str(self) -> &'static str {
         match self {
             Target::FirstResponse => "first_response",
+            Target::NextResponse => "next_response",
             Target::Resolution => "resolution",
         }
     }
@@ -216,6 +231,7 @@ impl Target {
     pub fn parse(s: &str) -> Option<Target> {
         match s {
             "first_response" => Some(Target::FirstResponse),
+            "next_response" => Some(Target::NextResponse),
             "resolution" => Some(Target::Resolution),
             _ => None,
         }
@@ -308,6 +324,23 @@ pub fn clocks(
             now,
         ));
     }
+    if let (Some(m), Some((start, answered))) =
+        (policy.next_response_minutes, awaiting_reply(t, entries))
+    {
+        // resolving or closing the ticket answers what was waiting
+        let done = answered.or(match t.category {
+            Category::Resolved | Category::Closed => t.resolved_at.or(t.closed_at),
+            _ => None,
+        });
+        out.push(clock(
+            policy,
+            calendar,
+            Target::NextResponse,
+            (start, done, m),
+            &[],
+            now,
+        ));
+    }
     if let Some(m) = policy.resolution_minutes {
         let done = match t.category {
             Category::Resolved | Category::Closed => t.resolved_at.or(t.closed_at),
@@ -325,6 +358,32 @@ pub fn clocks(
     }
     out
 }
+
+/// The latest customer message the team owes a reply to, after the first response: when
+/// it came (the first of a run of messages) and when the next public reply answered it, if
+/// one did. `None` before the first response or when the customer has not written since.
+pub fn awaiting_reply(
+    t: &Ticket,
+    entries: &[Entry],
+) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let first = t.first_response_at?;
+    let mut cycle: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> = None;
+    for e in entries {
+        match (e.kind.as_str(), cycle) {
+            (CUSTOMER_MESSAGE, None | Some((_, Some(_)))) if e.created_at >= first => {
+                cycle = Some((e.created_at, None));
+            }
+            ("reply", Some((start, None))) if e.public && e.created_at >= start => {
+                cycle = Some((start, Some(e.created_at)));
+            }
+            _ => {}
+        }
+    }
+    cycle
+}
+
+/// The history entry of a message from the customer.
+pub const CUSTOMER_MESSAGE: &str = "customer_message";
 
 fn clock(
     policy: &Policy,
@@ -616,6 +675,7 @@ mod tests {
                 types: vec![],
                 priorities: vec![1],
                 customer: None,
+                next_response_minutes: None,
                 first_response_minutes: Some(15),
                 resolution_minutes: None,
                 warn_at_percent: 80,
@@ -626,6 +686,7 @@ mod tests {
                 types: vec!["general".into()],
                 priorities: vec![2],
                 customer: None,
+                next_response_minutes: None,
                 first_response_minutes: Some(60),
                 resolution_minutes: Some(8 * 60),
                 warn_at_percent: 80,
@@ -644,6 +705,7 @@ mod tests {
                 types: vec![],
                 priorities: vec![],
                 customer: Some("has_tag(\"VIP\")".into()),
+                next_response_minutes: None,
                 first_response_minutes: Some(30),
                 resolution_minutes: None,
                 warn_at_percent: 80,
@@ -723,6 +785,7 @@ mod tests {
             types: vec![],
             priorities: vec![5],
             customer: None,
+            next_response_minutes: None,
             first_response_minutes: None,
             resolution_minutes: None,
             warn_at_percent: 0,

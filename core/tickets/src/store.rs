@@ -572,12 +572,13 @@ pub async fn list(
     }
     if let Some(stage) = f.sla {
         let now = sql.arg(time::to_micros(time::now()));
-        // a running clock: first response not given; resolution in an open category (a
-        // waiting one pauses it)
+        // a running clock: first response not given; a next response owed (its timers exist
+        // only while it is); resolution in an open category (a waiting one pauses it)
         let running = |tt: &str| {
             format!(
                 "(({tt}.target = 'first_response' AND tickets.first_response_at IS NULL \
                  AND tickets.category NOT IN ('resolved', 'closed')) \
+                 OR ({tt}.target = 'next_response' AND tickets.category NOT IN ('resolved', 'closed')) \
                  OR ({tt}.target = 'resolution' AND tickets.category = 'open'))"
             )
         };
@@ -849,6 +850,88 @@ pub(crate) async fn record_change(
     Ok(())
 }
 
+/// Records a message the customer sent about ticket `id` (on WeCom, by phone, by mail —
+/// `channel`), as an integration or a staff member passes it on (permission `update`): a
+/// public entry by `customer` whose detail names the channel and who recorded it. After
+/// the first response it starts the next-response clock, unless one is already waiting.
+pub async fn customer_message(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    body: &str,
+    channel: Option<&str>,
+) -> Result<Entry> {
+    actor.require(Action::Update)?;
+    let tk = get(db, actor, id).await?;
+    let mut p = Problems::default();
+    check_body(&mut p, "body", body);
+    if let Some(c) = channel
+        && (c.is_empty() || c.chars().count() > 40 || c.chars().any(char::is_control))
+    {
+        p.push("channel", "1–40 characters on one line");
+    }
+    p.into_result(())?;
+    let now = time::to_micros(time::now());
+    let detail = json!({ "channel": channel, "recordedBy": actor.user_id });
+    let mut tx = db.begin_write().await?;
+    // under the ticket's row lock: is a reply already owed?
+    sqlx::query(&format!(
+        "SELECT id FROM tickets WHERE tenant_id = $1 AND id = $2{}",
+        dialect::for_update(db.backend)
+    ))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let locked = crate::records::ticket_in(&mut tx, actor.tenant_id(), id)
+        .await?
+        .unwrap_or(tk);
+    let entries = crate::records::clock_entries_in(&mut tx, actor.tenant_id(), id).await?;
+    let owed = crate::sla::awaiting_reply(&locked, &entries)
+        .is_some_and(|(_, answered)| answered.is_none());
+    let entry = crate::entries::add(
+        &mut tx,
+        actor.tenant_id(),
+        id,
+        (crate::sla::CUSTOMER_MESSAGE, "customer", true),
+        Some(body),
+        Some(detail.clone()),
+        now,
+    )
+    .await?;
+    sqlx::query("UPDATE tickets SET updated_at = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(actor.tenant_id())
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    if !owed {
+        // a new wait: its escalations run afresh
+        crate::timers::forget_next_response(&mut tx, actor.tenant_id(), id).await?;
+        crate::timers::arm_in(&mut tx, &actor.tenant, id).await?;
+    }
+    audit::record(
+        &mut tx,
+        actor,
+        "ticket.customer_message",
+        "ticket",
+        id,
+        json!({ "entry": entry, "channel": channel }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Entry {
+        id: entry,
+        ticket_id: id.to_owned(),
+        kind: crate::sla::CUSTOMER_MESSAGE.into(),
+        author: "customer".into(),
+        public: true,
+        body: Some(body.to_owned()),
+        detail: Some(detail),
+        created_at: time::from_micros(now),
+    })
+}
+
 /// Adds a public reply (the customer sees it; the first one by staff is the first response)
 /// or an internal note, with files attached by reference (`attachments` in its detail).
 pub async fn comment(
@@ -892,8 +975,9 @@ pub async fn comment(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    if public && tk.first_response_at.is_none() {
-        // the first-response clock is done: its timers go
+    if public {
+        // the first-response or next-response clock is done: its timers go
+        crate::timers::forget_next_response(&mut tx, actor.tenant_id(), id).await?;
         crate::timers::arm_in(&mut tx, &actor.tenant, id).await?;
     }
     audit::record(
@@ -1197,7 +1281,7 @@ pub async fn clocks_of(db: &Db, actor: &Actor, id: &str) -> Result<Vec<crate::sl
     let ty = type_of(db, actor.tenant_id(), &t.type_key, "id").await?;
     // its own status changes (a merged ticket's do not pause it)
     let mut conn = db.pool.acquire().await?;
-    let entries = crate::records::status_entries_in(&mut conn, actor.tenant_id(), id).await?;
+    let entries = crate::records::clock_entries_in(&mut conn, actor.tenant_id(), id).await?;
     drop(conn);
     let calendar = crate::sla::calendar(db, actor).await?;
     Ok(crate::sla::clocks(

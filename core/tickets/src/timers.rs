@@ -69,7 +69,7 @@ impl Context {
             self.types.insert(t.type_key.clone(), ty);
         }
         let ty = &self.types[&t.type_key];
-        let entries = records::status_entries_in(conn, tenant, &t.id).await?;
+        let entries = records::clock_entries_in(conn, tenant, &t.id).await?;
         let clocks = sla::clocks(&self.policies, &self.calendar, ty, t, &entries, now);
         let mut out = Vec::new();
         // every running clock's instants (the SLA filters read them), escalating or not
@@ -121,6 +121,23 @@ pub async fn arm_in(conn: &mut AnyConnection, tenant: &Tenant, id: &str) -> Resu
         return Ok(());
     };
     arm_with(conn, &tenant.id, &mut ctx, &t).await
+}
+
+/// Forgets ticket `id`'s next-response timers, fired or not: the reply they waited for came,
+/// or a new message starts a new wait whose escalations run afresh.
+pub(crate) async fn forget_next_response(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM ticket_timers WHERE tenant_id = $1 AND ticket_id = $2 AND target = 'next_response'",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn clear(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<()> {
@@ -353,6 +370,7 @@ async fn fire(
         "{policy}: {} {}",
         match target {
             Target::FirstResponse => "first response",
+            Target::NextResponse => "next response",
             Target::Resolution => "resolution",
         },
         match stage {
