@@ -19,6 +19,8 @@ const READ: &str = "query($id: ID!) { ticket(id: $id) { id subject status fields
 /// Keys for `agent-a` (own customers) and `masked` (every customer; `attributes.会员等级`
 /// masked).
 fn keys(config: &mut Config) {
+    // survey links go out with the host's public address
+    config.server.public_url = Some("https://crm.example.com".into());
     let alpha = config.tenants.get_mut("alpha").expect("alpha");
     alpha.roles.insert(
         "masked".into(),
@@ -1021,8 +1023,123 @@ async fn sla_policies_choose_by_customer_tier(s: &TestServer) {
     assert_eq!(policy, "VIP");
 }
 
+/// A type's survey may name a channel: the customer's link then goes out as a service
+/// message through the contact policy and the outbox, once per ticket, with what became of
+/// it in the ticket's history; a customer who opted out of the channel gets none.
+async fn surveys_go_out_on_the_types_channel(s: &TestServer) {
+    let survey = json!([{ "key": "overall", "label": "总体满意度", "kind": "RATING" }]);
+    let e = s
+        .err(
+            ALPHA,
+            SAVE_TYPE,
+            json!({ "i": { "key": "install", "name": "安装", "survey": survey,
+            "surveyChannel": "SMS!", "surveyMessage": "请评价" } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&e),
+        ["input.surveyChannel", "input.surveyMessage"],
+        "{e}"
+    );
+    s.ok(ALPHA, SAVE_TYPE, json!({ "i": { "key": "install", "name": "安装", "survey": survey,
+        "surveyChannel": "sms", "surveyMessage": "{{customer.name}}您好，安装已完成，请评价：{{survey.url}}" } }))
+        .await;
+    let zhang = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "张三", "sourceChannel": "WECOM", "phones": ["13800138000"] }),
+        )
+        .await;
+    let wang = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "王五", "sourceChannel": "WECOM", "phones": ["13900139000"] }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!) { setContactOptOut(customerId: $c, channel: \"sms\", optedOut: true) }",
+        json!({ "c": wang }),
+    )
+    .await;
+    let mut tickets = Vec::new();
+    for c in [&zhang, &wang] {
+        let id = s
+            .ok_id(
+                ALPHA,
+                OPEN,
+                json!({ "i": { "type": "install", "subject": "空调安装", "customerId": c } }),
+                "openTicket",
+            )
+            .await;
+        s.ok(ALPHA, MOVE, json!({ "id": id, "to": "resolved" }))
+            .await;
+        tickets.push(id);
+    }
+    // the dispatcher turns each `ticket.survey_ready` into its outcome, in the history
+    let outcome = |id: String| async move {
+        for _ in 0..100 {
+            let t = s
+                .ok(ALPHA, "query($id: ID!) { ticket(id: $id) { survey { token } entries { kind body detail } } }", json!({ "id": id }))
+                .await;
+            if let Some(e) = t["ticket"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == "survey")
+            {
+                return (
+                    t["ticket"]["survey"]["token"].as_str().unwrap().to_owned(),
+                    e.clone(),
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no survey outcome on {id}");
+    };
+    let (token, sent) = outcome(tickets[0].clone()).await;
+    assert_eq!(sent["body"], "survey queued on sms");
+    let key = format!("ticket-survey:{}", tickets[0]);
+    assert_eq!(
+        sent["detail"],
+        json!({ "channel": "sms", "idempotencyKey": key })
+    );
+    let outbox = "query($c: ID) { outboxMessages(filter: {customerId: $c}, first: 10) { edges { node { channel purpose body idempotencyKey } } } }";
+    let messages =
+        s.ok(ALPHA, outbox, json!({ "c": zhang })).await["outboxMessages"]["edges"].clone();
+    assert_eq!(
+        messages,
+        json!([{ "node": { "channel": "sms", "purpose": "service", "idempotencyKey": key,
+            "body": format!("张三您好，安装已完成，请评价：https://crm.example.com/surveys/alpha/{token}") } }])
+    );
+    let (_, refused) = outcome(tickets[1].clone()).await;
+    assert_eq!(
+        refused["body"],
+        "survey not sent by sms: the customer opted out of sms messages"
+    );
+    let none = s.ok(ALPHA, outbox, json!({ "c": wang })).await;
+    assert_eq!(none["outboxMessages"]["edges"], json!([]));
+
+    // reopened and resolved again: no second message
+    s.ok(
+        ALPHA,
+        MOVE,
+        json!({ "id": tickets[0], "to": "in_progress" }),
+    )
+    .await;
+    s.ok(ALPHA, MOVE, json!({ "id": tickets[0], "to": "resolved" }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let again = s.ok(ALPHA, outbox, json!({ "c": zhang })).await;
+    assert_eq!(
+        again["outboxMessages"]["edges"].as_array().unwrap().len(),
+        1
+    );
+}
+
 crate::on_both_backends_with!(
     start,
+    surveys_go_out_on_the_types_channel,
     sla_policies_choose_by_customer_tier,
     tickets_filter_by_field_values,
     resolved_tickets_get_one_satisfaction_survey,

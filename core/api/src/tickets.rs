@@ -157,9 +157,15 @@ fn questions_of(s: shoal_tickets::types::Survey) -> Vec<TicketSurveyQuestion> {
         .collect()
 }
 
-fn survey_of(list: Vec<TicketSurveyQuestion>) -> shoal_tickets::types::Survey {
+fn survey_of(
+    list: Vec<TicketSurveyQuestion>,
+    channel: Option<String>,
+    message: Option<String>,
+) -> shoal_tickets::types::Survey {
     use shoal_tickets::types::QuestionKind as K;
     shoal_tickets::types::Survey {
+        channel,
+        message,
         questions: list
             .into_iter()
             .map(|q| shoal_tickets::types::Question {
@@ -189,6 +195,10 @@ pub struct TicketType {
     pub transitions: Vec<TicketTransition>,
     /// The satisfaction survey sent when a ticket is resolved (null: none).
     pub survey: Option<Vec<TicketSurveyQuestion>>,
+    /// The channel the survey's link goes out on (null: webhooks only).
+    pub survey_channel: Option<String>,
+    /// The survey message's text (`{{survey.url}}` is the link).
+    pub survey_message: Option<String>,
     /// The module template it was made from (`instantiateTicketTemplate`), if any.
     pub template: Option<TicketTypeOrigin>,
 }
@@ -227,6 +237,8 @@ impl From<TypeDomain> for TicketType {
                     attribute: f.attribute,
                 })
                 .collect(),
+            survey_channel: t.survey.as_ref().and_then(|s| s.channel.clone()),
+            survey_message: t.survey.as_ref().and_then(|s| s.message.clone()),
             survey: t.survey.clone().map(questions_of),
             template: t.template.map(|o| TicketTypeOrigin {
                 module: o.module,
@@ -261,12 +273,27 @@ pub struct TicketTypeInput {
     /// A satisfaction survey sent when a ticket is resolved (1–10 questions, at least one
     /// `RATING`).
     pub survey: Option<Vec<TicketSurveyQuestion>>,
+    /// The channel the survey's link goes out on to the customer (`sms`, `wecom`, `email`,
+    /// …: a service message through the contact policy and the outbox); left out, the
+    /// `ticket.survey_ready` change alone tells integrations.
+    pub survey_channel: Option<String>,
+    /// The message's text, `{{survey.url}}` being the link and `{{customer.name}}` etc. as
+    /// in SOP messages (default: `{{customer.name}}，您的工单已处理完毕，请为本次服务评分：{{survey.url}}`).
+    pub survey_message: Option<String>,
 }
 
 impl TicketTypeInput {
     fn domain(self) -> TypeDomain {
         TypeDomain {
-            survey: self.survey.map(survey_of),
+            survey: match (self.survey, &self.survey_channel, &self.survey_message) {
+                (None, None, None) => None,
+                // a channel or message without questions: checked (and refused) as a survey
+                (list, channel, message) => Some(survey_of(
+                    list.unwrap_or_default(),
+                    channel.clone(),
+                    message.clone(),
+                )),
+            },
             // kept from the stored type by `save_type`
             template: None,
             key: self.key,

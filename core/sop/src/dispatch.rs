@@ -56,6 +56,9 @@ async fn handle(
     facts: &mut HashMap<String, Option<shoal_tags::Loaded>>,
 ) -> Result<()> {
     let at = time::to_micros(now);
+    if ev.kind == "ticket.survey_ready" {
+        return crate::survey_messages::deliver(conn, db, tenant, ev, now).await;
+    }
     if ev.kind == "event.recorded" {
         let (ty, name) = (
             text(&ev.payload, "type").unwrap_or(""),

@@ -2,7 +2,8 @@
 //!
 //! - [`definition`]: triggers, steps, exit conditions, and their checks;
 //! - [`store`]: SOPs and versions; [`enrolments`]: customers going through them;
-//! - [`dispatch`]: internal events and scans → enrolments;
+//! - [`dispatch`]: internal events and scans → enrolments (and a resolved ticket's
+//!   survey → its message on the survey's channel, `survey_messages`);
 //! - [`machine`]: the step machine, shared by [`runner`] (the real thing, in the database)
 //!   and [`simulate`] (the dry run);
 //! - [`channels`]: the adapters every message goes out through (log, gateway, SMS, WeCom);
@@ -25,6 +26,7 @@ pub mod outbox;
 pub mod runner;
 pub mod simulate;
 pub mod store;
+mod survey_messages;
 pub mod tasks;
 pub mod templates;
 pub mod transport;

@@ -1,7 +1,8 @@
 //! Satisfaction surveys (CSAT): a ticket whose type has a survey gets one when it is first
 //! resolved — a token (the customer's link, `/surveys/<tenant>/<token>`) and the
 //! `ticket.survey_ready` change, which webhooks deliver to the system that talks to the
-//! customer. Answered once, checked against the questions; the first rating question's
+//! customer, and which the SOP dispatcher turns into a message on the survey's channel
+//! when it names one (`shoal-sop`'s `survey_messages`). Answered once, checked against the questions; the first rating question's
 //! answer is the ticket's score, which [`report`] averages.
 
 use chrono::{DateTime, Utc};
@@ -94,10 +95,20 @@ pub(crate) async fn send_in(
 /// Ticket `id`'s survey, if it has one (the caller reaches the ticket: checked by the
 /// caller of this function).
 pub async fn of_ticket(db: &Db, tenant: &str, id: &str) -> Result<Option<Sent>> {
+    let mut conn = db.pool.acquire().await?;
+    of_ticket_in(&mut conn, tenant, id).await
+}
+
+/// [`of_ticket`] on the caller's connection (inside its transaction).
+pub async fn of_ticket_in(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Sent>> {
     sqlx::query("SELECT * FROM ticket_surveys WHERE tenant_id = $1 AND ticket_id = $2")
         .bind(tenant)
         .bind(id)
-        .fetch_optional(&db.pool)
+        .fetch_optional(conn)
         .await?
         .as_ref()
         .map(from_row)

@@ -204,11 +204,59 @@ pub struct Question {
 #[serde(deny_unknown_fields)]
 pub struct Survey {
     pub questions: Vec<Question>,
+    /// The channel the customer's link goes out on (`sms`, `wecom`, `email`, …), as a
+    /// service message through the contact policy and the outbox; none: the
+    /// `ticket.survey_ready` change only (webhooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The message's text, with the link as `{{survey.url}}` and the customer's fields as
+    /// in SOP messages ([`DEFAULT_SURVEY_MESSAGE`] when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
+/// The survey message when a type sets a channel but no text.
+pub const DEFAULT_SURVEY_MESSAGE: &str =
+    "{{customer.name}}，您的工单已处理完毕，请为本次服务评分：{{survey.url}}";
+
+/// Most characters of a survey message.
+pub const MAX_SURVEY_MESSAGE_CHARS: usize = 500;
+
 impl Survey {
-    /// Checks the survey; problems under `at` (`input.survey.`).
+    /// Checks the survey; problems under `at` (`input.survey.`), its channel and message as
+    /// `input.surveyChannel` and `input.surveyMessage`.
     pub fn check(&self, p: &mut Problems, at: &str) {
+        let base = at.trim_end_matches('.');
+        if let Some(c) = &self.channel
+            && !key_ok(c)
+        {
+            p.push(
+                format!("{base}Channel"),
+                "a channel name: 1–40 of a–z, 0–9 and _",
+            );
+        }
+        if let Some(m) = &self.message {
+            if self.channel.is_none() {
+                p.push(format!("{base}Message"), "give the channel it goes out on");
+            }
+            let n = m.chars().count();
+            if n == 0 || n > MAX_SURVEY_MESSAGE_CHARS {
+                p.push(
+                    format!("{base}Message"),
+                    format!("1–{MAX_SURVEY_MESSAGE_CHARS} characters"),
+                );
+            } else if !m.contains("{{survey.url}}") {
+                p.push(
+                    format!("{base}Message"),
+                    "put the link in it: {{survey.url}}",
+                );
+            } else if m.chars().any(|c| c.is_control() && c != '\n') {
+                p.push(
+                    format!("{base}Message"),
+                    "no control characters but line breaks",
+                );
+            }
+        }
         if self.questions.is_empty() || self.questions.len() > MAX_QUESTIONS {
             p.push(
                 format!("{at}questions"),
