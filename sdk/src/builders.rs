@@ -2,7 +2,8 @@
 
 use crate::{
     Capability, Industry, PluginError, PluginInfo, SopAction, SopStep, SopTemplate, SopTrigger,
-    TagTemplate, TemplateParam, TicketField, TicketFieldKind, TicketProposal, TicketTemplate,
+    TagTemplate, TemplateParam, TicketField, TicketFieldKind, TicketProposal, TicketRouting,
+    TicketSkill, TicketSla, TicketTemplate,
 };
 
 impl PluginInfo {
@@ -219,6 +220,8 @@ impl TicketTemplate {
             description: String::new(),
             fields: Vec::new(),
             proposes: false,
+            sla: None,
+            routing: None,
         }
     }
 
@@ -270,6 +273,35 @@ impl TicketTemplate {
     /// Declares that `propose_ticket` fills in fields for tickets of this template.
     pub fn proposes(mut self) -> Self {
         self.proposes = true;
+        self
+    }
+
+    /// Suggests SLA targets in business minutes (first response, next response,
+    /// resolution): `.sla(Some(120), None, Some(4320))`.
+    pub fn sla(mut self, first: Option<u32>, next: Option<u32>, resolution: Option<u32>) -> Self {
+        self.sla = Some(TicketSla {
+            first_response_minutes: first,
+            next_response_minutes: next,
+            resolution_minutes: resolution,
+        });
+        self
+    }
+
+    /// Suggests routing: the queue (by key), the skills the agent needs (name, least level
+    /// 1–5), and words that make a ticket P1:
+    /// `.routing("tech", &[("维修", 2)], &["着急", "投诉"])`.
+    pub fn routing(mut self, queue: &str, skills: &[(&str, u8)], urgent_keywords: &[&str]) -> Self {
+        self.routing = Some(TicketRouting {
+            queue: queue.to_owned(),
+            skills: skills
+                .iter()
+                .map(|(name, level)| TicketSkill {
+                    name: (*name).to_owned(),
+                    level: *level,
+                })
+                .collect(),
+            urgent_keywords: urgent_keywords.iter().map(|k| (*k).to_owned()).collect(),
+        });
         self
     }
 }

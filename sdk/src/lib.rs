@@ -60,7 +60,8 @@ pub use bindings::shoal::plugin::types::{
     BillLine, Capability, CustomerProfile, EventStat, Industry, LineKind, MessageAction, Money,
     Participant, PluginError, PluginInfo, SettleRequest, SettledLine, Settlement, SopAction,
     SopStep, SopTemplate, SopTrigger, Split, TagDecision, TagTemplate, TaskAction, TemplateParam,
-    TicketField, TicketFieldKind, TicketProposal, TicketRequest, TicketTemplate,
+    TicketField, TicketFieldKind, TicketProposal, TicketRequest, TicketRouting, TicketSkill,
+    TicketSla, TicketTemplate,
 };
 pub use decimal::{decimal, decimal_of, money, split_exactly};
 pub use rust_decimal::{Decimal, RoundingStrategy};

@@ -3,7 +3,7 @@
 //! template becomes a ticket type, and the module proposes a refund from the learner's
 //! lessons and orders — from what the asking staff member may see — which staff apply.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use shoal_base::config::{self, ApiKeyConfig, Config, ModuleConfig, RoleSpec};
 use shoal_plugin_host::{CallError, types};
 
@@ -183,7 +183,7 @@ async fn a_1_0_module_works_beside_1_1_modules(s: &TestServer) {
     let e = s
         .err(
             ALPHA,
-            r#"mutation { instantiateTicketTemplate(module: "legacy", template: "refund") { key } }"#,
+            r#"mutation { instantiateTicketTemplate(module: "legacy", template: "refund") { type { key } } }"#,
             json!({}),
         )
         .await;
@@ -214,11 +214,22 @@ async fn a_refund_ticket_gets_its_amount_proposed(s: &TestServer) {
         .ok(
             ALPHA,
             r#"mutation { instantiateTicketTemplate(module: "education", template: "refund", name: "退费") {
-                key name template { module template proposes } fields { key kind attribute } } }"#,
+                type { key name template { module template proposes } fields { key kind attribute } }
+                slaPolicy routingRules skipped } }"#,
             json!({}),
         )
         .await;
-    let ty = &ty["instantiateTicketTemplate"];
+    let made = &ty["instantiateTicketTemplate"];
+    // the suggested SLA is set up; the suggested queue does not exist here, so its rules wait
+    assert_eq!(made["slaPolicy"], "退费");
+    assert_eq!(made["routingRules"], json!([]));
+    assert_eq!(
+        made["skipped"],
+        json!([
+            "routing: queue `advisors` does not exist; create it (saveTicketQueue) and add the rules"
+        ])
+    );
+    let ty = &made["type"];
     assert_eq!(ty["key"], "refund");
     assert_eq!(ty["name"], "退费");
     assert_eq!(
@@ -343,8 +354,115 @@ async fn a_refund_ticket_gets_its_amount_proposed(s: &TestServer) {
     );
 }
 
+/// A template's suggestions: its SLA policy goes before the tenant's catch-all, its routing
+/// rules (an urgent one at P1 for its keywords, then the type's) before the catch-all rule,
+/// and tickets of the type are routed and timed by them.
+async fn a_template_brings_its_sla_and_routing(s: &TestServer) {
+    s.ok(
+        ALPHA,
+        r#"mutation {
+            saveTicketQueue(input: { key: "academic", name: "教务", strategy: ROUND_ROBIN, members: ["boss"] }) { key }
+        }"#,
+        json!({}),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        r#"mutation { saveTicketQueue(input: { key: "front", name: "前台", strategy: ROUND_ROBIN, members: ["boss"] }) { key } }"#,
+        json!({}),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        r#"mutation { setSlaPolicies(policies: [{ name: "其他", firstResponseMinutes: 480 }]) { name } }"#,
+        json!({}),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        r#"mutation { setRoutingRules(rules: [{ name: "兜底", queue: "front" }]) { name } }"#,
+        json!({}),
+    )
+    .await;
+    let made = s
+        .ok(
+            ALPHA,
+            r#"mutation { instantiateTicketTemplate(module: "education", template: "class_complaint") {
+                type { key } slaPolicy routingRules skipped } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        made["instantiateTicketTemplate"],
+        json!({ "type": { "key": "class_complaint" }, "slaPolicy": "课程投诉 Class complaint",
+            "routingRules": ["课程投诉 Class complaint: 紧急", "课程投诉 Class complaint"], "skipped": [] })
+    );
+    let lists = s
+        .ok(
+            ALPHA,
+            "{ slaPolicies { name types firstResponseMinutes resolutionMinutes } routingRules { name queue priority keywords } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        lists["slaPolicies"],
+        json!([
+            { "name": "课程投诉 Class complaint", "types": ["class_complaint"], "firstResponseMinutes": 120, "resolutionMinutes": 1620 },
+            { "name": "其他", "types": [], "firstResponseMinutes": 480, "resolutionMinutes": null }
+        ])
+    );
+    let names: Vec<&str> = lists["routingRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "课程投诉 Class complaint: 紧急",
+            "课程投诉 Class complaint",
+            "兜底"
+        ]
+    );
+    // a complaint with 投诉 in it is P1 in the academic queue, timed by the template's SLA
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "家长", "sourceChannel": "WECOM" }),
+        )
+        .await;
+    let t = s
+        .ok(
+            ALPHA,
+            "mutation($i: TicketInput!) { openTicket(input: $i) { id priority queue } }",
+            json!({ "i": { "type": "class_complaint", "subject": "投诉：老师连续两次迟到", "customerId": c,
+                "fields": { "course": "钢琴", "issue": "老师态度" } } }),
+        )
+        .await;
+    assert_eq!(t["openTicket"]["priority"], 1);
+    assert_eq!(t["openTicket"]["queue"], "academic");
+    // instantiated again: the type is re-saved, the suggestions already there are skipped
+    let again = s
+        .ok(
+            ALPHA,
+            r#"mutation { instantiateTicketTemplate(module: "education", template: "class_complaint") { slaPolicy skipped } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(again["instantiateTicketTemplate"]["slaPolicy"], Value::Null);
+    assert_eq!(
+        again["instantiateTicketTemplate"]["skipped"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 crate::on_both_backends_with!(
     start,
+    a_template_brings_its_sla_and_routing,
     a_1_0_module_works_beside_1_1_modules,
     a_refund_ticket_gets_its_amount_proposed
 );

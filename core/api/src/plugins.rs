@@ -243,6 +243,11 @@ pub struct TicketTemplate {
     pub fields: Vec<super::tickets::TicketField>,
     /// Whether the module proposes field values for its tickets (`ticketProposal`).
     pub proposes: bool,
+    /// The SLA targets it suggests (business minutes): `{firstResponseMinutes,
+    /// nextResponseMinutes, resolutionMinutes}`.
+    pub sla: Option<Json<Value>>,
+    /// The routing it suggests: `{queue, skills: [{name, level}], urgentKeywords}`.
+    pub routing: Option<Json<Value>>,
 }
 
 /// A module's template as GraphQL shows it.
@@ -251,6 +256,20 @@ fn template_of(module: &str, t: types::TicketTemplate) -> TicketTemplate {
         module, &t, None, None,
     ));
     TicketTemplate {
+        sla: t.sla.map(|s| {
+            Json(serde_json::json!({
+                "firstResponseMinutes": s.first_response_minutes,
+                "nextResponseMinutes": s.next_response_minutes,
+                "resolutionMinutes": s.resolution_minutes,
+            }))
+        }),
+        routing: t.routing.map(|r| {
+            Json(serde_json::json!({
+                "queue": r.queue,
+                "skills": r.skills.iter().map(|s| serde_json::json!({ "name": s.name, "level": s.level })).collect::<Vec<_>>(),
+                "urgentKeywords": r.urgent_keywords,
+            }))
+        }),
         id: t.id,
         name: t.name,
         description: t.description,

@@ -10,7 +10,7 @@ use super::{
     tickets::{Ticket, TicketType},
 };
 use shoal_base::error::Error;
-use shoal_tickets::{proposals, store};
+use shoal_tickets::proposals;
 
 /// Field values a module proposes for a ticket, for staff to review (and apply with
 /// `applyTicketProposal`).
@@ -33,6 +33,19 @@ impl From<proposals::Proposal> for TicketProposal {
             notes: p.notes,
         }
     }
+}
+
+/// A template made into a ticket type, and what of its suggestions was set up.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TicketTemplateInstance {
+    #[graphql(name = "type")]
+    pub ticket_type: TicketType,
+    /// The SLA policy added for the type.
+    pub sla_policy: Option<String>,
+    /// The routing rules added for the type.
+    pub routing_rules: Vec<String>,
+    /// Suggestions not set up, and why.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Default)]
@@ -67,7 +80,10 @@ impl TicketTemplateMutation {
     /// Makes a module's ticket template one of the tenant's ticket types (permission
     /// `configure`): its fields and the standard workflow, under `key` (the template's id
     /// when left out); the type may then be re-saved with `saveTicketType` and stays linked
-    /// to the template.
+    /// to the template. With `withDefaults` (the default), the SLA policy the template
+    /// suggests is added (named after the type) and its routing rules too (when the queue
+    /// exists), each before the first catch-all of its list; what could not be set up is
+    /// listed in `skipped`.
     async fn instantiate_ticket_template(
         &self,
         ctx: &Context<'_>,
@@ -75,7 +91,8 @@ impl TicketTemplateMutation {
         template: String,
         key: Option<String>,
         name: Option<String>,
-    ) -> async_graphql::Result<TicketType> {
+        #[graphql(default = true)] with_defaults: bool,
+    ) -> async_graphql::Result<TicketTemplateInstance> {
         let actor = actor(ctx).gql()?;
         let found = super::plugins::enabled_module(ctx, actor, &module)
             .gql()?
@@ -89,8 +106,16 @@ impl TicketTemplateMutation {
                 )
             })
             .gql()?;
-        let ty = proposals::type_from_template(&module, &found, key, name);
-        Ok(store::save_type(db(ctx), actor, &ty).await.gql()?.into())
+        let made =
+            proposals::instantiate(db(ctx), actor, &module, &found, key, name, with_defaults)
+                .await
+                .gql()?;
+        Ok(TicketTemplateInstance {
+            ticket_type: made.ticket_type.into(),
+            sla_policy: made.sla_policy,
+            routing_rules: made.routing_rules,
+            skipped: made.skipped,
+        })
     }
 
     /// Asks the module again and writes its proposal into the ticket's fields (permission

@@ -1,6 +1,7 @@
-//! Ticket types made from an industry module's ticket templates (plugin ABI 1.1), and the
-//! field values the module proposes for their tickets — a refund amount from the course's
-//! progress and payments — which staff read and may apply.
+//! Ticket types made from an industry module's ticket templates (plugin ABI 1.1) — with the
+//! SLA policy and routing rules the template suggests — and the field values the module
+//! proposes for their tickets — a refund amount from the course's progress and payments —
+//! which staff read and may apply.
 //!
 //! A proposal is a pure function of the ticket and its customer *as the asking staff member
 //! sees them*: fields that copy a masked attribute arrive masked and the customer's
@@ -18,7 +19,7 @@ use shoal_plugin_host::{CallError, PluginHost, types as plugin};
 
 use crate::{
     records::Ticket,
-    store,
+    routing, sla, store,
     types::{FieldDef, FieldKind, TemplateOrigin, TicketType},
 };
 
@@ -63,6 +64,132 @@ pub fn type_from_template(
             proposes: t.proposes,
         }),
     }
+}
+
+/// A template made into a ticket type, and what of its suggestions was set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instantiated {
+    pub ticket_type: TicketType,
+    /// The SLA policy added for the type, by name.
+    pub sla_policy: Option<String>,
+    /// The routing rules added for the type, by name.
+    pub routing_rules: Vec<String>,
+    /// Suggestions not set up, and why (`queue `tech` does not exist: …`).
+    pub skipped: Vec<String>,
+}
+
+/// Where a type-specific entry goes in a first-match list: before the first one that
+/// applies to every type (so a catch-all does not shadow it), else at the end.
+fn before_catch_all<T>(list: &[T], for_every_type: impl Fn(&T) -> bool) -> usize {
+    list.iter().position(for_every_type).unwrap_or(list.len())
+}
+
+/// Makes module `module`'s template `t` a ticket type (permission `configure`); with
+/// `defaults`, also adds the SLA policy it suggests (named after the type) and its routing
+/// rules (an urgent rule for its keywords at P1, then one for the type), each placed
+/// before the first catch-all of its list. A suggestion that cannot be set up — a name
+/// already taken, a queue the tenant lacks — is skipped and said so, the rest stands.
+pub async fn instantiate(
+    db: &Db,
+    actor: &Actor,
+    module: &str,
+    t: &plugin::TicketTemplate,
+    key: Option<String>,
+    name: Option<String>,
+    defaults: bool,
+) -> Result<Instantiated> {
+    let ty = store::save_type(db, actor, &type_from_template(module, t, key, name)).await?;
+    let mut out = Instantiated {
+        ticket_type: ty.clone(),
+        sla_policy: None,
+        routing_rules: Vec::new(),
+        skipped: Vec::new(),
+    };
+    if !defaults {
+        return Ok(out);
+    }
+    if let Some(s) = &t.sla {
+        let mut policies = sla::policies(db, actor.tenant_id()).await?;
+        let policy_name = ty.name.clone();
+        if policies.iter().any(|p| p.name == policy_name) {
+            out.skipped.push(format!(
+                "SLA policy: one named `{policy_name}` exists already"
+            ));
+        } else {
+            let at = before_catch_all(&policies, |p| p.types.is_empty());
+            policies.insert(
+                at,
+                sla::Policy {
+                    name: policy_name.clone(),
+                    types: vec![ty.key.clone()],
+                    priorities: Vec::new(),
+                    customer: None,
+                    first_response_minutes: s.first_response_minutes,
+                    next_response_minutes: s.next_response_minutes,
+                    resolution_minutes: s.resolution_minutes,
+                    warn_at_percent: 80,
+                    escalations: Vec::new(),
+                },
+            );
+            sla::set_policies(db, actor, policies).await?;
+            out.sla_policy = Some(policy_name);
+        }
+    }
+    if let Some(r) = &t.routing {
+        let queues = crate::queues::all(db, actor.tenant_id()).await?;
+        let mut rules = routing::rules(db, actor.tenant_id()).await?;
+        let skills: std::collections::BTreeMap<String, u8> =
+            r.skills.iter().map(|s| (s.name.clone(), s.level)).collect();
+        let mut added = Vec::new();
+        if !r.urgent_keywords.is_empty() {
+            added.push(routing::Rule {
+                name: format!("{}: 紧急", ty.name),
+                types: vec![ty.key.clone()],
+                channels: Vec::new(),
+                priorities: Vec::new(),
+                keywords: r.urgent_keywords.clone(),
+                fields: Map::new(),
+                customer: None,
+                rfm_cells: Vec::new(),
+                queue: r.queue.clone(),
+                priority: Some(1),
+                skills: skills.clone(),
+            });
+        }
+        added.push(routing::Rule {
+            name: ty.name.clone(),
+            types: vec![ty.key.clone()],
+            channels: Vec::new(),
+            priorities: Vec::new(),
+            keywords: Vec::new(),
+            fields: Map::new(),
+            customer: None,
+            rfm_cells: Vec::new(),
+            queue: r.queue.clone(),
+            priority: None,
+            skills,
+        });
+        if !queues.iter().any(|q| q.key == r.queue) {
+            out.skipped.push(format!(
+                "routing: queue `{}` does not exist; create it (saveTicketQueue) and add the rules",
+                r.queue
+            ));
+        } else if let Some(taken) = added
+            .iter()
+            .find(|a| rules.iter().any(|x| x.name == a.name))
+        {
+            out.skipped.push(format!(
+                "routing: a rule named `{}` exists already",
+                taken.name
+            ));
+        } else {
+            let at = before_catch_all(&rules, |x| x.types.is_empty());
+            out.routing_rules = added.iter().map(|a| a.name.clone()).collect();
+            rules.splice(at..at, added);
+            routing::set_rules(db, actor, rules).await?;
+        }
+    }
+    Ok(out)
 }
 
 /// What a module proposes for a ticket.

@@ -74,14 +74,24 @@ impl Module for Clinic {
     fn ticket_templates() -> Vec<TicketTemplate> {
         vec![
             TicketTemplate::new("adverse_reaction", "术后不良反应 Adverse reaction")
-                .description("A patient reports a reaction after a treatment; severe ones are P1 for the doctor on duty")
+                .description("A patient reports a reaction after a treatment; severe ones are P1 for the doctors")
                 .field("treatment", "项目", TicketFieldKind::Text, true)
                 .field("treated_on", "治疗日期", TicketFieldKind::Date, false)
-                .choice("severity", "程度", &["轻度", "中度", "重度"]),
+                .choice("severity", "程度", &["轻度", "中度", "重度"])
+                .sla(Some(30), Some(60), Some(24 * 60))
+                .routing("doctors", &[], &["重度", "过敏", "出血"]),
+            TicketTemplate::new("no_show", "爽约回访 No-show follow-up")
+                .description("The clinic's system opens one for each missed appointment; the front desk calls back")
+                .field("appointment_on", "预约日期", TicketFieldKind::Date, true)
+                .field("doctor", "医生", TicketFieldKind::Text, false)
+                .choice("outcome", "回访结果", &["已改约", "不再就诊", "未接通"])
+                .sla(Some(240), None, Some(24 * 60))
+                .routing("front_desk", &[], &[]),
             TicketTemplate::new("reschedule", "改约 Reschedule")
                 .description("A patient asks to move an appointment")
                 .field("appointment_on", "原预约日期", TicketFieldKind::Date, true)
-                .field("wanted_on", "期望日期", TicketFieldKind::Date, false),
+                .field("wanted_on", "期望日期", TicketFieldKind::Date, false)
+                .routing("front_desk", &[], &[]),
         ]
     }
 

@@ -98,12 +98,17 @@ impl Module for Education {
                 .field("paid", "已缴学费", TicketFieldKind::Money, false)
                 .field("refund_amount", "建议退费金额", TicketFieldKind::Money, false)
                 .field("reason", "退费原因", TicketFieldKind::Text, false)
-                .proposes(),
+                .proposes()
+                // five working days of nine hours
+                .sla(Some(240), None, Some(5 * 9 * 60))
+                .routing("advisors", &[("退费", 2)], &[]),
             TicketTemplate::new("class_complaint", "课程投诉 Class complaint")
                 .description("About teaching, scheduling or a teacher; goes to the academic team")
                 .field("course", "课程", TicketFieldKind::Text, true)
                 .choice("issue", "问题", &["教学质量", "排课", "老师态度", "其他"])
-                .field("teacher", "老师", TicketFieldKind::Text, false),
+                .field("teacher", "老师", TicketFieldKind::Text, false)
+                .sla(Some(120), None, Some(3 * 9 * 60))
+                .routing("academic", &[], &["投诉"]),
         ]
     }
 

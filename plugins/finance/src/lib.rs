@@ -76,14 +76,18 @@ impl Module for Finance {
     fn ticket_templates() -> Vec<TicketTemplate> {
         vec![
             TicketTemplate::new("complaint", "金融消费投诉 Complaint")
-                .description("A consumer complaint, to be answered within the regulator's 15 days (set an SLA policy)")
+                .description("A consumer complaint, resolved within the regulator's 15 days (calendar days: keep the 24×7 business calendar)")
                 .field("product", "产品", TicketFieldKind::Text, true)
                 .field("amount", "涉及金额", TicketFieldKind::Money, false)
-                .choice("issue", "问题类型", &["销售误导", "收益争议", "费用", "服务", "其他"]),
+                .choice("issue", "问题类型", &["销售误导", "收益争议", "费用", "服务", "其他"])
+                .sla(Some(24 * 60), Some(24 * 60), Some(15 * 24 * 60))
+                .routing("compliance", &[], &["监管", "12378", "媒体"]),
             TicketTemplate::new("risk_review", "风险测评复核 Risk review")
                 .description("The client disputes their risk level; copies it (masked for roles that may not see it)")
                 .attribute_field("risk_level", "当前风险等级", "risk_level")
-                .choice("requested_level", "申请等级", &["C1", "C2", "C3", "C4", "C5"]),
+                .choice("requested_level", "申请等级", &["C1", "C2", "C3", "C4", "C5"])
+                .sla(None, None, Some(2 * 24 * 60))
+                .routing("compliance", &[("风险测评", 2)], &[]),
         ]
     }
 

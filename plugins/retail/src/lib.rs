@@ -102,18 +102,24 @@ impl Module for Retail {
                     "issue",
                     "问题类型",
                     &["质量问题", "功能故障", "安装", "其他"],
-                ),
+                )
+                .sla(Some(120), Some(240), Some(3 * 24 * 60))
+                .routing("tech", &[], &["着急", "投诉"]),
             TicketTemplate::new("logistics_complaint", "物流投诉 Logistics complaint")
                 .description("A late, damaged, lost or wrong parcel; goes to supply chain")
                 .field("order_no", "订单号", TicketFieldKind::Text, true)
                 .field("tracking_no", "运单号", TicketFieldKind::Text, false)
-                .choice("issue", "问题类型", &["延迟", "破损", "丢件", "错发"]),
+                .choice("issue", "问题类型", &["延迟", "破损", "丢件", "错发"])
+                .sla(Some(120), None, Some(2 * 24 * 60))
+                .routing("supply_chain", &[], &["投诉"]),
             TicketTemplate::new("repair", "维修 Repair")
                 .description("A repair that consumes spare parts and settles as an itemised bill")
                 .field("device", "设备", TicketFieldKind::Text, true)
                 .field("serial_no", "序列号", TicketFieldKind::Text, false)
                 .choice("warranty", "保修", &["在保", "过保"])
-                .field("fault", "故障描述", TicketFieldKind::Text, false),
+                .field("fault", "故障描述", TicketFieldKind::Text, false)
+                .sla(Some(240), None, Some(2 * 24 * 60))
+                .routing("tech", &[("维修", 2)], &[]),
         ]
     }
 
