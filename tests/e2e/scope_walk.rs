@@ -64,6 +64,8 @@ struct Target {
     segment: String,
     sop: String,
     tag: String,
+    /// A ticket of the target.
+    ticket: String,
 }
 
 /// How to call each field as the agent: `(field, query, variables)`.
@@ -191,6 +193,11 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "c": id }),
         ),
         (
+            "addCustomerMessage",
+            "mutation($t: ID!) { addCustomerMessage(id: $t, body: \"x\") { id body } }",
+            json!({ "t": t.ticket }),
+        ),
+        (
             "campaignPreview",
             "query($c: ID!) { campaignPreview(input: { name: \"x\", channel: \"log\", audience: { customers: [$c] }, variants: [{ key: \"a\", template: \"{{customer.name}}\" }] }) { audience recipients } }",
             json!({ "c": id }),
@@ -304,7 +311,7 @@ async fn target(s: &TestServer) -> Target {
         json!({}),
     )
     .await;
-    s.ok(ALPHA, "mutation($c: ID!) { openTicket(input: { type: \"after_sales\", subject: \"钱七 13912345678 退货\", customerId: $c }) { id } }", json!({ "c": id })).await;
+    let ticket = s.ok_id(ALPHA, "mutation($c: ID!) { openTicket(input: { type: \"after_sales\", subject: \"钱七 13912345678 退货\", customerId: $c }) { id } }", json!({ "c": id }), "openTicket").await;
     let segment = s.ok_id(ALPHA, "mutation { createSegment(input: { name: \"web\", definition: { channels: [WEB] } }) { id } }", json!({}), "createSegment").await;
     // the message is rendered into the outbox by the workers
     let sop = s.greeted(ALPHA, &[&id]).await;
@@ -313,6 +320,7 @@ async fn target(s: &TestServer) -> Target {
         segment,
         sop,
         tag,
+        ticket,
     }
 }
 

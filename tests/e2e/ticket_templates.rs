@@ -10,6 +10,8 @@ use shoal_plugin_host::{CallError, types};
 use crate::harness::{ALPHA, Backend, Install, TestServer, code, install_plugin, plugin_wasm};
 
 const MASKED: &str = "alpha-masked-key-0000000005";
+/// A help-desk user who reaches every ticket but only their own customers.
+const DESK: &str = "alpha-desk-key-000000000006";
 
 /// Alpha enables `education` (built with the SDK, ABI 1.1) and `legacy` (ABI 1.0); the
 /// `masked` user's role masks `attributes.lessons_left`.
@@ -46,6 +48,28 @@ fn config(c: &mut Config) {
         ApiKeyConfig {
             user: "masked".into(),
             sha256: Some(config::sha256_hex(MASKED)),
+            env: None,
+        },
+    );
+    alpha.roles.insert(
+        "desk".into(),
+        toml::from_str::<RoleSpec>(
+            r#"
+            name = "Desk"
+            scopes = { "*" = "own", tickets = "all" }
+            actions = ["update"]
+            "#,
+        )
+        .expect("role"),
+    );
+    alpha
+        .users
+        .insert("desk".into(), config::UserConfig::new("Help desk", "desk"));
+    alpha.api_keys.insert(
+        "desk-key".into(),
+        ApiKeyConfig {
+            user: "desk".into(),
+            sha256: Some(config::sha256_hex(DESK)),
             env: None,
         },
     );
@@ -294,6 +318,12 @@ async fn a_refund_ticket_gets_its_amount_proposed(s: &TestServer) {
     assert_eq!(code(&e), "BAD_USER_INPUT", "{e}");
     assert!(e.to_string().contains("missing-facts"), "{e}");
 
+    // a reader who reaches the ticket but not its customer: the module sees no customer
+    // (the learner's orders stay out of the proposal)
+    let e = s.err(DESK, PROPOSAL, json!({ "id": id })).await;
+    assert_eq!(code(&e), "BAD_USER_INPUT", "{e}");
+    assert!(e.to_string().contains("no orders on the learner"), "{e}");
+
     // applying writes the values, and the history says who proposed them
     let applied = s
         .ok(
@@ -442,21 +472,48 @@ async fn a_template_brings_its_sla_and_routing(s: &TestServer) {
         .await;
     assert_eq!(t["openTicket"]["priority"], 1);
     assert_eq!(t["openTicket"]["queue"], "academic");
-    // instantiated again: the type is re-saved, the suggestions already there are skipped
+    // a key in use is refused, naming it; under another key the suggestions already there
+    // (by name) are skipped and said so
+    let e = s
+        .err(
+            ALPHA,
+            r#"mutation { instantiateTicketTemplate(module: "education", template: "class_complaint") { slaPolicy } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(crate::harness::fields(&e), ["key"], "{e}");
     let again = s
         .ok(
             ALPHA,
-            r#"mutation { instantiateTicketTemplate(module: "education", template: "class_complaint") { slaPolicy skipped } }"#,
+            r#"mutation { instantiateTicketTemplate(module: "education", template: "class_complaint", key: "class_complaint_2") { slaPolicy skipped } }"#,
             json!({}),
         )
         .await;
     assert_eq!(again["instantiateTicketTemplate"]["slaPolicy"], Value::Null);
     assert_eq!(
-        again["instantiateTicketTemplate"]["skipped"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+        again["instantiateTicketTemplate"]["skipped"],
+        json!([
+            "SLA policy: one named `课程投诉 Class complaint` exists already",
+            "routing: a rule named `课程投诉 Class complaint: 紧急` exists already"
+        ])
+    );
+    // a priority-only policy is not a catch-all: a template's policy goes after it
+    s.ok(
+        ALPHA,
+        r#"mutation { setSlaPolicies(policies: [{ name: "P1", priorities: [1], firstResponseMinutes: 15 }, { name: "其他", firstResponseMinutes: 480 }]) { name } }"#,
+        json!({}),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        r#"mutation { instantiateTicketTemplate(module: "education", template: "refund", name: "退费") { slaPolicy } }"#,
+        json!({}),
+    )
+    .await;
+    let order = s.ok(ALPHA, "{ slaPolicies { name } }", json!({})).await;
+    assert_eq!(
+        order["slaPolicies"],
+        json!([{ "name": "P1" }, { "name": "退费" }, { "name": "其他" }])
     );
 }
 

@@ -1028,19 +1028,22 @@ async fn sla_policies_choose_by_customer_tier(s: &TestServer) {
 /// it in the ticket's history; a customer who opted out of the channel gets none.
 async fn surveys_go_out_on_the_types_channel(s: &TestServer) {
     let survey = json!([{ "key": "overall", "label": "总体满意度", "kind": "RATING" }]);
-    let e = s
-        .err(
-            ALPHA,
-            SAVE_TYPE,
-            json!({ "i": { "key": "install", "name": "安装", "survey": survey,
-            "surveyChannel": "SMS!", "surveyMessage": "请评价" } }),
-        )
-        .await;
-    assert_eq!(
-        fields(&e),
-        ["input.surveyChannel", "input.surveyMessage"],
-        "{e}"
-    );
+    // a channel that reaches customers (not a staff group robot), a message with the link
+    for (channel, message, field) in [
+        ("SMS!", "{{survey.url}}", "input.surveyChannel"),
+        ("robot", "{{survey.url}}", "input.surveyChannel"),
+        ("sms", "请评价", "input.surveyMessage"),
+    ] {
+        let e = s
+            .err(
+                ALPHA,
+                SAVE_TYPE,
+                json!({ "i": { "key": "install", "name": "安装", "survey": survey,
+                "surveyChannel": channel, "surveyMessage": message } }),
+            )
+            .await;
+        assert_eq!(fields(&e), [field], "{e}");
+    }
     s.ok(ALPHA, SAVE_TYPE, json!({ "i": { "key": "install", "name": "安装", "survey": survey,
         "surveyChannel": "sms", "surveyMessage": "{{customer.name}}您好，安装已完成，请评价：{{survey.url}}" } }))
         .await;

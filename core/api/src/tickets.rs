@@ -949,6 +949,25 @@ impl TicketMutation {
         input: TicketTypeInput,
     ) -> async_graphql::Result<TicketType> {
         let actor = actor(ctx).gql()?;
+        // the survey goes to the customer: a channel SOPs send on that reaches customers
+        if let Some(c) = &input.survey_channel
+            && (!shoal_sop::definition::CHANNELS.contains(&c.as_str())
+                || shoal_sop::definition::staff_facing(c))
+        {
+            let customer_facing: Vec<&str> = shoal_sop::definition::CHANNELS
+                .iter()
+                .copied()
+                .filter(|c| !shoal_sop::definition::staff_facing(c))
+                .collect();
+            return Err(shoal_base::error::Error::invalid(
+                "input.surveyChannel",
+                format!(
+                    "`{c}` is not a channel that reaches customers ({})",
+                    customer_facing.join(", ")
+                ),
+            ))
+            .gql();
+        }
         Ok(store::save_type(db(ctx), actor, &input.domain())
             .await
             .gql()?

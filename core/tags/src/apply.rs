@@ -460,13 +460,31 @@ fn profile(id: &str, l: &Loaded, now: i64, tags: &[Tag]) -> types::CustomerProfi
 /// What a module sees of a customer on a reader's behalf (for a ticket proposal): the
 /// profile `evaluate-tags` gets, keeping only the attributes the reader sees in full (a
 /// module cannot pass on what the reader may not read); `None` when there is no such live
-/// customer. The caller has checked that the reader reaches the customer.
+/// customer or it is outside the reader's `customers` scope (a ticket may reach an agent
+/// through its queue while its customer does not).
 pub async fn profile_for(
     db: &Db,
     actor: &Actor,
     id: &str,
 ) -> Result<Option<types::CustomerProfile>> {
     let mut conn = db.pool.acquire().await?;
+    let reached = actor
+        .access
+        .scope_customers_in(
+            &mut conn,
+            db.backend,
+            shoal_base::kinds::Resource::Customers,
+            [id.to_owned()],
+        )
+        .await;
+    let reached = match reached {
+        Ok(ids) => ids.into_ids(),
+        Err(Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if reached.is_empty() {
+        return Ok(None);
+    }
     let Some(mut loaded) = load(&mut conn, db, actor.tenant_id(), id).await? else {
         return Ok(None);
     };

@@ -78,17 +78,33 @@ pub struct Instantiated {
     pub skipped: Vec<String>,
 }
 
-/// Where a type-specific entry goes in a first-match list: before the first one that
-/// applies to every type (so a catch-all does not shadow it), else at the end.
-fn before_catch_all<T>(list: &[T], for_every_type: impl Fn(&T) -> bool) -> usize {
-    list.iter().position(for_every_type).unwrap_or(list.len())
+/// Where a new entry goes in a first-match list: before the first catch-all (an entry with
+/// no condition at all, which would shadow it), else at the end.
+fn before_catch_all<T>(list: &[T], catch_all: impl Fn(&T) -> bool) -> usize {
+    list.iter().position(catch_all).unwrap_or(list.len())
 }
 
-/// Makes module `module`'s template `t` a ticket type (permission `configure`); with
-/// `defaults`, also adds the SLA policy it suggests (named after the type) and its routing
-/// rules (an urgent rule for its keywords at P1, then one for the type), each placed
-/// before the first catch-all of its list. A suggestion that cannot be set up — a name
-/// already taken, a queue the tenant lacks — is skipped and said so, the rest stands.
+fn policy_catches_all(p: &sla::Policy) -> bool {
+    p.types.is_empty() && p.priorities.is_empty() && p.customer.is_none()
+}
+
+fn rule_catches_all(r: &routing::Rule) -> bool {
+    r.types.is_empty()
+        && r.channels.is_empty()
+        && r.priorities.is_empty()
+        && r.keywords.is_empty()
+        && r.fields.is_empty()
+        && r.customer.is_none()
+        && r.rfm_cells.is_empty()
+}
+
+/// Makes module `module`'s template `t` a new ticket type (permission `configure`; a key
+/// in use is refused, naming `key`); with `defaults`, also adds the SLA policy it suggests
+/// (named after the type) and its routing rules (an urgent rule for its keywords at P1,
+/// then one for the type), each before the first catch-all of its list. All in one
+/// transaction under the tenant's ticket lock; a suggestion that cannot be set up — a name
+/// already taken, a queue the tenant lacks, a value out of bounds — is skipped and said so,
+/// the rest stands.
 pub async fn instantiate(
     db: &Db,
     actor: &Actor,
@@ -98,97 +114,126 @@ pub async fn instantiate(
     name: Option<String>,
     defaults: bool,
 ) -> Result<Instantiated> {
-    let ty = store::save_type(db, actor, &type_from_template(module, t, key, name)).await?;
+    actor.require(shoal_base::kinds::Action::Configure)?;
+    let tenant = actor.tenant_id();
+    let mut tx = db.begin_write().await?;
+    crate::settings::lock(&mut tx, db, tenant).await?;
+    let wanted = type_from_template(module, t, key, name);
+    let taken: Option<String> =
+        sqlx::query_scalar("SELECT key FROM ticket_types WHERE tenant_id = $1 AND key = $2")
+            .bind(tenant)
+            .bind(&wanted.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if taken.is_some() || wanted.key == crate::records::GENERAL {
+        return Err(Error::invalid(
+            "key",
+            format!(
+                "`{}` is a ticket type already: give another key (or edit that type with saveTicketType)",
+                wanted.key
+            ),
+        ));
+    }
+    let ty = store::save_type_in(&mut tx, actor, &wanted).await?;
     let mut out = Instantiated {
         ticket_type: ty.clone(),
         sla_policy: None,
         routing_rules: Vec::new(),
         skipped: Vec::new(),
     };
-    if !defaults {
-        return Ok(out);
-    }
-    if let Some(s) = &t.sla {
-        let mut policies = sla::policies(db, actor.tenant_id()).await?;
-        let policy_name = ty.name.clone();
-        if policies.iter().any(|p| p.name == policy_name) {
+    if defaults && let Some(s) = &t.sla {
+        let mut policies = sla::policies_in(&mut tx, tenant).await?;
+        let policy = sla::Policy {
+            name: ty.name.clone(),
+            types: vec![ty.key.clone()],
+            priorities: Vec::new(),
+            customer: None,
+            first_response_minutes: s.first_response_minutes,
+            next_response_minutes: s.next_response_minutes,
+            resolution_minutes: s.resolution_minutes,
+            warn_at_percent: 80,
+            escalations: Vec::new(),
+        };
+        let mut p = Problems::default();
+        policy.check(&mut p, "");
+        if policies.iter().any(|x| x.name == policy.name) {
             out.skipped.push(format!(
-                "SLA policy: one named `{policy_name}` exists already"
+                "SLA policy: one named `{}` exists already",
+                policy.name
+            ));
+        } else if let Err(e) = p.into_result(()) {
+            out.skipped.push(format!("SLA policy: {e}"));
+        } else if policies.len() >= sla::MAX_POLICIES {
+            out.skipped.push(format!(
+                "SLA policy: the tenant has {} already",
+                sla::MAX_POLICIES
             ));
         } else {
-            let at = before_catch_all(&policies, |p| p.types.is_empty());
-            policies.insert(
-                at,
-                sla::Policy {
-                    name: policy_name.clone(),
-                    types: vec![ty.key.clone()],
-                    priorities: Vec::new(),
-                    customer: None,
-                    first_response_minutes: s.first_response_minutes,
-                    next_response_minutes: s.next_response_minutes,
-                    resolution_minutes: s.resolution_minutes,
-                    warn_at_percent: 80,
-                    escalations: Vec::new(),
-                },
-            );
-            sla::set_policies(db, actor, policies).await?;
-            out.sla_policy = Some(policy_name);
+            let at = before_catch_all(&policies, policy_catches_all);
+            out.sla_policy = Some(policy.name.clone());
+            policies.insert(at, policy);
+            let value =
+                serde_json::to_value(&policies).map_err(|e| Error::Internal(e.to_string()))?;
+            crate::settings::save_in(&mut tx, actor, "sla_policies", value).await?;
         }
     }
-    if let Some(r) = &t.routing {
-        let queues = crate::queues::all(db, actor.tenant_id()).await?;
-        let mut rules = routing::rules(db, actor.tenant_id()).await?;
+    if defaults && let Some(r) = &t.routing {
+        let queues = crate::queues::queues(&mut tx, tenant).await?;
+        let tags = shoal_tags::store_all(&mut tx, tenant).await?;
+        let mut rules = routing::rules_in(&mut tx, tenant).await?;
         let skills: std::collections::BTreeMap<String, u8> =
             r.skills.iter().map(|s| (s.name.clone(), s.level)).collect();
-        let mut added = Vec::new();
-        if !r.urgent_keywords.is_empty() {
-            added.push(routing::Rule {
-                name: format!("{}: 紧急", ty.name),
-                types: vec![ty.key.clone()],
-                channels: Vec::new(),
-                priorities: Vec::new(),
-                keywords: r.urgent_keywords.clone(),
-                fields: Map::new(),
-                customer: None,
-                rfm_cells: Vec::new(),
-                queue: r.queue.clone(),
-                priority: Some(1),
-                skills: skills.clone(),
-            });
-        }
-        added.push(routing::Rule {
-            name: ty.name.clone(),
+        let rule = |name: String, keywords: Vec<String>, priority: Option<i64>| routing::Rule {
+            name,
             types: vec![ty.key.clone()],
             channels: Vec::new(),
             priorities: Vec::new(),
-            keywords: Vec::new(),
+            keywords,
             fields: Map::new(),
             customer: None,
             rfm_cells: Vec::new(),
             queue: r.queue.clone(),
-            priority: None,
-            skills,
-        });
+            priority,
+            skills: skills.clone(),
+        };
+        let mut added = Vec::new();
+        if !r.urgent_keywords.is_empty() {
+            added.push(rule(
+                format!("{}: 紧急", ty.name),
+                r.urgent_keywords.clone(),
+                Some(1),
+            ));
+        }
+        added.push(rule(ty.name.clone(), Vec::new(), None));
+        let mut p = Problems::default();
+        for (i, a) in added.iter().enumerate() {
+            a.check(&mut p, &format!("rules[{i}]."), &queues, &tags);
+        }
         if !queues.iter().any(|q| q.key == r.queue) {
             out.skipped.push(format!(
                 "routing: queue `{}` does not exist; create it (saveTicketQueue) and add the rules",
                 r.queue
             ));
-        } else if let Some(taken) = added
+        } else if let Some(a) = added
             .iter()
             .find(|a| rules.iter().any(|x| x.name == a.name))
         {
-            out.skipped.push(format!(
-                "routing: a rule named `{}` exists already",
-                taken.name
-            ));
+            out.skipped
+                .push(format!("routing: a rule named `{}` exists already", a.name));
+        } else if let Err(e) = p.into_result(()) {
+            out.skipped.push(format!("routing: {e}"));
+        } else if rules.len() + added.len() > routing::MAX_RULES {
+            out.skipped
+                .push(format!("routing: at most {} rules", routing::MAX_RULES));
         } else {
-            let at = before_catch_all(&rules, |x| x.types.is_empty());
+            let at = before_catch_all(&rules, rule_catches_all);
             out.routing_rules = added.iter().map(|a| a.name.clone()).collect();
             rules.splice(at..at, added);
-            routing::set_rules(db, actor, rules).await?;
+            let value = serde_json::to_value(&rules).map_err(|e| Error::Internal(e.to_string()))?;
+            crate::settings::save_in(&mut tx, actor, "routing_rules", value).await?;
         }
     }
+    tx.commit().await?;
     Ok(out)
 }
 
@@ -216,13 +261,14 @@ fn refused(module: &str, e: plugin::PluginError) -> Error {
 
 fn unavailable(module: &str, e: CallError) -> Error {
     match e {
-        CallError::NotEnabled { .. } | CallError::NotLoaded { .. } => Error::invalid(
+        CallError::Host(e) => Error::Internal(format!("module `{module}`: {e}")),
+        // not enabled, not loaded, too large, out of fuel, trapped: the module, not the host
+        other => Error::invalid(
             "id",
             format!(
-                "the ticket's type comes from module `{module}`, which this tenant cannot run now: {e}"
+                "the ticket's type comes from module `{module}`, which could not propose: {other}"
             ),
         ),
-        other => Error::Internal(format!("module `{module}`: {other}")),
     }
 }
 

@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, Row};
 use shoal_base::{
     error::{Error, Problems, Result},
     kinds::{Action, RfmCell},
-    storage::{Backend, Db, sql::Sql, time},
+    storage::{Db, sql::Sql, time},
 };
 use shoal_crm::{audit, tenancy::Actor};
 
@@ -78,7 +78,13 @@ fn tag_lookup(tags: &[shoal_tags::Tag]) -> impl Fn(&str) -> Option<String> + '_ 
 
 impl Rule {
     /// Checks one rule against the queues and tags there are; problems under `at`.
-    fn check(&self, p: &mut Problems, at: &str, queues: &[Queue], tags: &[shoal_tags::Tag]) {
+    pub(crate) fn check(
+        &self,
+        p: &mut Problems,
+        at: &str,
+        queues: &[Queue],
+        tags: &[shoal_tags::Tag],
+    ) {
         let n = self.name.trim().chars().count();
         if n == 0 || n > 100 || self.name.chars().any(char::is_control) {
             p.push(format!("{at}name"), "1–100 characters on one line");
@@ -137,7 +143,7 @@ pub async fn rules(db: &Db, tenant: &str) -> Result<Vec<Rule>> {
     rules_in(&mut conn, tenant).await
 }
 
-async fn rules_in(conn: &mut AnyConnection, tenant: &str) -> Result<Vec<Rule>> {
+pub(crate) async fn rules_in(conn: &mut AnyConnection, tenant: &str) -> Result<Vec<Rule>> {
     match crate::settings::get_in(conn, tenant, "routing_rules").await? {
         Some(v) => serde_json::from_str(&v)
             .map_err(|e| Error::Internal(format!("the stored routing rules: {e}"))),
@@ -189,13 +195,7 @@ pub async fn set_agent(db: &Db, actor: &Actor, input: queues::AgentInput) -> Res
 
 /// Takes the tenant's routing lock for the rest of the transaction.
 pub async fn lock(conn: &mut AnyConnection, db: &Db, tenant: &str) -> Result<()> {
-    if db.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("shoal:tickets:routing:{tenant}"))
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+    crate::settings::lock(conn, db, tenant).await
 }
 
 /// What routing reads of a new ticket.

@@ -26,9 +26,36 @@ pub async fn get_in(conn: &mut AnyConnection, tenant: &str, key: &str) -> Result
     )
 }
 
-/// Saves setting `key` (checked by the caller), with its audit entry (`tickets.<key>`).
+/// The tenant's ticket lock, held to the end of the caller's transaction: routing
+/// decisions and read-modify-writes of the settings take it (on SQLite the write
+/// transaction already excludes every other writer).
+pub async fn lock(conn: &mut AnyConnection, db: &Db, tenant: &str) -> Result<()> {
+    if db.backend == shoal_base::storage::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("shoal:tickets:routing:{tenant}"))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Saves setting `key` (checked by the caller), with its audit entry (`tickets.<key>`),
+/// under the tenant's ticket lock.
 pub async fn save(db: &Db, actor: &Actor, key: &str, value: serde_json::Value) -> Result<()> {
     let mut tx = db.begin_write().await?;
+    lock(&mut tx, db, actor.tenant_id()).await?;
+    save_in(&mut tx, actor, key, value).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`save`] in the caller's transaction (which holds the lock).
+pub async fn save_in(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    key: &str,
+    value: serde_json::Value,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO ticket_settings (tenant_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -37,10 +64,10 @@ pub async fn save(db: &Db, actor: &Actor, key: &str, value: serde_json::Value) -
     .bind(key)
     .bind(value.to_string())
     .bind(time::to_micros(time::now()))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     audit::record(
-        &mut tx,
+        conn,
         actor,
         &format!("tickets.{key}"),
         "ticket_settings",
@@ -48,6 +75,5 @@ pub async fn save(db: &Db, actor: &Actor, key: &str, value: serde_json::Value) -
         value,
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -325,7 +325,7 @@ pub fn clocks(
         ));
     }
     if let (Some(m), Some((start, answered))) =
-        (policy.next_response_minutes, awaiting_reply(t, entries))
+        (policy.next_response_minutes, awaiting_reply(ty, t, entries))
     {
         // resolving or closing the ticket answers what was waiting
         let done = answered.or(match t.category {
@@ -360,13 +360,23 @@ pub fn clocks(
 }
 
 /// The latest customer message the team owes a reply to, after the first response: when
-/// it came (the first of a run of messages) and when the next public reply answered it, if
-/// one did. `None` before the first response or when the customer has not written since.
+/// it came (the first of a run of messages) and when the next public reply — or a move to a
+/// resolved or closed status — answered it, if one did. `None` before the first response
+/// or when the customer has not written since.
 pub fn awaiting_reply(
+    ty: &TicketType,
     t: &Ticket,
     entries: &[Entry],
 ) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
     let first = t.first_response_at?;
+    let done = |e: &Entry| {
+        e.detail
+            .as_ref()
+            .and_then(|d| d.get("to"))
+            .and_then(|v| v.as_str())
+            .and_then(|to| ty.status(to))
+            .is_some_and(|s| s.category.is_done())
+    };
     let mut cycle: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> = None;
     for e in entries {
         match (e.kind.as_str(), cycle) {
@@ -374,6 +384,9 @@ pub fn awaiting_reply(
                 cycle = Some((e.created_at, None));
             }
             ("reply", Some((start, None))) if e.public && e.created_at >= start => {
+                cycle = Some((start, Some(e.created_at)));
+            }
+            ("status", Some((start, None))) if e.created_at >= start && done(e) => {
                 cycle = Some((start, Some(e.created_at)));
             }
             _ => {}
@@ -693,6 +706,51 @@ mod tests {
                 escalations: Vec::new(),
             },
         ]
+    }
+
+    fn said(at: DateTime<Utc>, kind: &str) -> Entry {
+        Entry {
+            kind: kind.into(),
+            public: true,
+            detail: None,
+            ..status(at, "", "")
+        }
+    }
+
+    #[test]
+    fn a_customer_message_waits_until_a_reply_or_a_resolve_and_a_reopen_does_not_revive_it() {
+        let mut t = ticket(at(7, 9, 0));
+        t.first_response_at = Some(at(7, 9, 10));
+        // before the first response: part of the first wait
+        let early = [said(at(7, 9, 5), CUSTOMER_MESSAGE)];
+        assert_eq!(awaiting_reply(&ty(), &t, &early), None);
+        let waits = [
+            said(at(7, 10, 0), CUSTOMER_MESSAGE),
+            said(at(7, 10, 5), CUSTOMER_MESSAGE),
+        ];
+        assert_eq!(
+            awaiting_reply(&ty(), &t, &waits),
+            Some((at(7, 10, 0), None))
+        );
+        let answered = [
+            waits[0].clone(),
+            waits[1].clone(),
+            said(at(7, 11, 0), "reply"),
+        ];
+        assert_eq!(
+            awaiting_reply(&ty(), &t, &answered),
+            Some((at(7, 10, 0), Some(at(7, 11, 0))))
+        );
+        // resolved without a reply, then reopened: the wait ended at the resolve
+        let reopened = [
+            waits[0].clone(),
+            status(at(7, 12, 0), "in_progress", "resolved"),
+            status(at(8, 9, 0), "resolved", "in_progress"),
+        ];
+        assert_eq!(
+            awaiting_reply(&ty(), &t, &reopened),
+            Some((at(7, 10, 0), Some(at(7, 12, 0))))
+        );
     }
 
     #[test]

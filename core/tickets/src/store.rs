@@ -55,21 +55,31 @@ pub struct NewTicket {
 /// Saves a ticket type (a new one, or a new version of one: tickets already in a status the
 /// new workflow lacks keep it, and may move only to the new workflow's statuses).
 pub async fn save_type(db: &Db, actor: &Actor, t: &TicketType) -> Result<TicketType> {
+    let mut tx = db.begin_write().await?;
+    let saved = save_type_in(&mut tx, actor, t).await?;
+    tx.commit().await?;
+    Ok(saved)
+}
+
+/// [`save_type`] in the caller's transaction.
+pub async fn save_type_in(
+    conn: &mut sqlx::AnyConnection,
+    actor: &Actor,
+    t: &TicketType,
+) -> Result<TicketType> {
     actor.require(Action::Configure)?;
     let mut p = Problems::default();
     t.check(&mut p, "input.");
     p.into_result(())?;
     let now = time::to_micros(time::now());
-    let mut tx = db.begin_write().await?;
     // a new version of a type made from a module template stays made from it
     let mut t = t.clone();
     if t.template.is_none()
-        && let Ok(before) = type_in(&mut tx, actor.tenant_id(), &t.key, "key").await
+        && let Ok(before) = type_in(conn, actor.tenant_id(), &t.key, "key").await
     {
         t.template = before.template;
     }
-    let t = &t;
-    let definition = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let definition = serde_json::to_string(&t).map_err(|e| Error::Internal(e.to_string()))?;
     sqlx::query(
         "INSERT INTO ticket_types (tenant_id, key, name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
          ON CONFLICT (tenant_id, key) DO UPDATE SET name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at",
@@ -79,19 +89,18 @@ pub async fn save_type(db: &Db, actor: &Actor, t: &TicketType) -> Result<TicketT
     .bind(&t.name)
     .bind(&definition)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     audit::record(
-        &mut tx,
+        conn,
         actor,
         "ticket_type.saved",
         "ticket_type",
         &t.key,
-        serde_json::to_value(t).unwrap_or(Value::Null),
+        serde_json::to_value(&t).unwrap_or(Value::Null),
     )
     .await?;
-    tx.commit().await?;
-    Ok(t.clone())
+    Ok(t)
 }
 
 /// The tenant's ticket types, by key (with the built-in [`GENERAL`] unless replaced).
@@ -871,8 +880,8 @@ pub async fn customer_message(
         p.push("channel", "1–40 characters on one line");
     }
     p.into_result(())?;
-    let now = time::to_micros(time::now());
     let detail = json!({ "channel": channel, "recordedBy": actor.user_id });
+    let ty = type_of(db, actor.tenant_id(), &tk.type_key, "id").await?;
     let mut tx = db.begin_write().await?;
     // under the ticket's row lock: is a reply already owed?
     sqlx::query(&format!(
@@ -886,8 +895,10 @@ pub async fn customer_message(
     let locked = crate::records::ticket_in(&mut tx, actor.tenant_id(), id)
         .await?
         .unwrap_or(tk);
+    // stamped under the lock: a reply committed meanwhile comes before it
+    let now = time::to_micros(time::now());
     let entries = crate::records::clock_entries_in(&mut tx, actor.tenant_id(), id).await?;
-    let owed = crate::sla::awaiting_reply(&locked, &entries)
+    let owed = crate::sla::awaiting_reply(&ty, &locked, &entries)
         .is_some_and(|(_, answered)| answered.is_none());
     let entry = crate::entries::add(
         &mut tx,

@@ -164,6 +164,12 @@ pub fn propose_refund(request: &TicketRequest) -> Result<TicketProposal, PluginE
     }
     let currency = &request.currency;
     let (paid, from) = match fields["paid"]["amount"].as_str() {
+        Some(_) if fields["paid"]["currency"].as_str() != Some(currency) => {
+            return Err(PluginError::new(
+                "currency-mismatch",
+                &format!("paid is not in {currency}: ask for the proposal in its currency"),
+            ));
+        }
         Some(amount) => (decimal("paid.amount", amount)?, "the ticket"),
         None => (
             paid_in_orders.ok_or_else(|| missing("paid (no orders on the learner)"))?,
@@ -171,7 +177,11 @@ pub fn propose_refund(request: &TicketRequest) -> Result<TicketProposal, PluginE
         ),
     };
     let unused = total - used;
-    let refund = money(paid * unused / total, currency);
+    let refund = paid
+        .checked_mul(unused)
+        .and_then(|x| x.checked_div(total))
+        .ok_or_else(|| PluginError::new("bad-amount", "paid × lessons left is out of range"))?;
+    let refund = money(refund, currency);
     let paid = money(paid, currency);
     Ok(TicketProposal::new(
         &json!({
