@@ -92,16 +92,16 @@ impl Module for Retail {
 
     fn ticket_templates() -> Vec<TicketTemplate> {
         vec![
-            TicketTemplate::new("after_sales", "售后 After-sales")
+            TicketTemplate::new("after_sales", "售后/退货 After-sales and returns")
                 .description(
-                    "A product question or fault after purchase; goes to the technical team",
+                    "A return, a product question or a fault after purchase; goes to the technical team",
                 )
                 .field("order_no", "订单号", TicketFieldKind::Text, true)
                 .field("product", "商品", TicketFieldKind::Text, false)
                 .choice(
                     "issue",
                     "问题类型",
-                    &["质量问题", "功能故障", "安装", "其他"],
+                    &["退货", "质量问题", "功能故障", "安装", "其他"],
                 )
                 .sla(Some(120), Some(240), Some(3 * 24 * 60))
                 .routing("tech", &[], &["着急", "投诉"]),
