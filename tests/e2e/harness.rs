@@ -757,6 +757,31 @@ impl Install<'_> {
     }
 }
 
+/// Gives tenant `alpha` a role named like `user` (`spec`: the role in TOML), the user
+/// holding it, and `key` as that user's API key.
+pub fn add_user(config: &mut Config, user: &str, spec: &str, key: &str) {
+    let alpha = config.tenants.get_mut("alpha").expect("alpha");
+    let role: shoal_base::config::RoleSpec = toml::from_str(spec).expect("role");
+    alpha.roles.insert(user.into(), role);
+    alpha
+        .users
+        .insert(user.into(), UserConfig::new(format!("User {user}"), user));
+    add_key(config, user, key);
+}
+
+/// Gives user `user` of tenant `alpha` the API key `key`.
+pub fn add_key(config: &mut Config, user: &str, key: &str) {
+    let alpha = config.tenants.get_mut("alpha").expect("alpha");
+    alpha.api_keys.insert(
+        format!("{user}-key"),
+        ApiKeyConfig {
+            user: user.into(),
+            sha256: Some(config::sha256_hex(key)),
+            env: None,
+        },
+    );
+}
+
 /// Installs `wasm` into `plugins_dir/<folder>/` with a manifest.
 pub fn install_plugin(plugins_dir: &Path, folder: &str, wasm: &Path, spec: &Install<'_>) {
     let dir = plugins_dir.join(folder);

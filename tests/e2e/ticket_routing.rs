@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::{ALPHA, Backend, TestServer, code, fields};
-use shoal_base::config::{self, ApiKeyConfig, Config};
+use shoal_base::config::{self, Config};
 
 pub(crate) const LI: &str = "alpha-li-key-000000000000001";
 const AGENT_A: &str = "alpha-agent-a-key-0000000001";
@@ -31,14 +31,7 @@ pub(crate) fn agents(config: &mut Config) {
             .insert(user.into(), config::UserConfig::new(user, "agent"));
     }
     for (user, key) in [("li", LI), ("agent-a", AGENT_A)] {
-        alpha.api_keys.insert(
-            format!("{user}-key"),
-            ApiKeyConfig {
-                user: user.into(),
-                sha256: Some(config::sha256_hex(key)),
-                env: None,
-            },
-        );
+        crate::harness::add_key(config, user, key);
     }
 }
 

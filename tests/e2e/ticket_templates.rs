@@ -4,17 +4,20 @@
 //! lessons and orders — from what the asking staff member may see — which staff apply.
 
 use serde_json::{Value, json};
-use shoal_base::config::{self, ApiKeyConfig, Config, ModuleConfig, RoleSpec};
+use shoal_base::config::{Config, ModuleConfig};
 use shoal_plugin_host::{CallError, types};
 
-use crate::harness::{ALPHA, Backend, Install, TestServer, code, install_plugin, plugin_wasm};
+use crate::harness::{
+    ALPHA, Backend, Install, TestServer, add_user, code, install_plugin, plugin_wasm,
+};
 
 const MASKED: &str = "alpha-masked-key-0000000005";
 /// A help-desk user who reaches every ticket but only their own customers.
 const DESK: &str = "alpha-desk-key-000000000006";
 
 /// Alpha enables `education` (built with the SDK, ABI 1.1) and `legacy` (ABI 1.0); the
-/// `masked` user's role masks `attributes.lessons_left`.
+/// `masked` user's role masks `attributes.lessons_left`; `desk` reaches every ticket and
+/// only its own customers.
 fn config(c: &mut Config) {
     let alpha = c.tenants.get_mut("alpha").expect("alpha");
     for id in ["education", "legacy"] {
@@ -27,51 +30,26 @@ fn config(c: &mut Config) {
             },
         );
     }
-    alpha.roles.insert(
-        "masked".into(),
-        toml::from_str::<RoleSpec>(
-            r#"
-            name = "Masked"
-            scopes = { "*" = "all" }
-            fields = { "attributes.lessons_left" = "masked" }
-            actions = ["create", "update"]
-            "#,
-        )
-        .expect("role"),
+    add_user(
+        c,
+        "masked",
+        r#"
+        name = "Masked"
+        scopes = { "*" = "all" }
+        fields = { "attributes.lessons_left" = "masked" }
+        actions = ["create", "update"]
+        "#,
+        MASKED,
     );
-    alpha.users.insert(
-        "masked".into(),
-        config::UserConfig::new("Masked Reader", "masked"),
-    );
-    alpha.api_keys.insert(
-        "masked-key".into(),
-        ApiKeyConfig {
-            user: "masked".into(),
-            sha256: Some(config::sha256_hex(MASKED)),
-            env: None,
-        },
-    );
-    alpha.roles.insert(
-        "desk".into(),
-        toml::from_str::<RoleSpec>(
-            r#"
-            name = "Desk"
-            scopes = { "*" = "own", tickets = "all" }
-            actions = ["update"]
-            "#,
-        )
-        .expect("role"),
-    );
-    alpha
-        .users
-        .insert("desk".into(), config::UserConfig::new("Help desk", "desk"));
-    alpha.api_keys.insert(
-        "desk-key".into(),
-        ApiKeyConfig {
-            user: "desk".into(),
-            sha256: Some(config::sha256_hex(DESK)),
-            env: None,
-        },
+    add_user(
+        c,
+        "desk",
+        r#"
+        name = "Desk"
+        scopes = { "*" = "own", tickets = "all" }
+        actions = ["update"]
+        "#,
+        DESK,
     );
 }
 

@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{ALPHA, Backend, TestServer, code, fields};
-use shoal_base::config::{self, ApiKeyConfig, Config, RoleSpec};
+use crate::harness::{ALPHA, Backend, TestServer, add_key, add_user, code, fields};
+use shoal_base::config::Config;
 
 const AGENT: &str = "alpha-agent-key-00000000004";
 const MASKED: &str = "alpha-masked-key-0000000005";
@@ -21,33 +21,18 @@ const READ: &str = "query($id: ID!) { ticket(id: $id) { id subject status fields
 fn keys(config: &mut Config) {
     // survey links go out with the host's public address
     config.server.public_url = Some("https://crm.example.com".into());
-    let alpha = config.tenants.get_mut("alpha").expect("alpha");
-    alpha.roles.insert(
-        "masked".into(),
-        toml::from_str::<RoleSpec>(
-            r#"
-            name = "Masked"
-            scopes = { "*" = "all" }
-            fields = { "attributes.会员等级" = "masked" }
-            actions = ["create", "update"]
-            "#,
-        )
-        .expect("role"),
+    add_user(
+        config,
+        "masked",
+        r#"
+        name = "Masked"
+        scopes = { "*" = "all" }
+        fields = { "attributes.会员等级" = "masked" }
+        actions = ["create", "update"]
+        "#,
+        MASKED,
     );
-    alpha.users.insert(
-        "masked".into(),
-        config::UserConfig::new("Masked Reader", "masked"),
-    );
-    for (user, key) in [("agent-a", AGENT), ("masked", MASKED)] {
-        alpha.api_keys.insert(
-            format!("{user}-key"),
-            ApiKeyConfig {
-                user: user.into(),
-                sha256: Some(config::sha256_hex(key)),
-                env: None,
-            },
-        );
-    }
+    add_key(config, "agent-a", AGENT);
 }
 
 async fn start(backend: Backend) -> Option<TestServer> {

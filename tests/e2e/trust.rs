@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_base::config::{self, ApiKeyConfig, Config, RoleSpec};
+use shoal_base::config::Config;
 
-use crate::harness::{ALPHA, BETA, Backend, TestServer, code, fields};
+use crate::harness::{ALPHA, BETA, Backend, TestServer, add_key, add_user, code, fields};
 
 const AGENT: &str = "alpha-agent-key-00000000004";
 const MASKED: &str = "alpha-masked-key-0000000005";
@@ -17,33 +17,18 @@ const MASKED: &str = "alpha-masked-key-0000000005";
 /// Alpha gets a key for `agent-a` (scope: own customers) and for `masked`, who reaches every
 /// customer but sees names and phones masked and `attributes.income` hidden.
 fn keys(config: &mut Config) {
-    let alpha = config.tenants.get_mut("alpha").expect("alpha");
-    alpha.roles.insert(
-        "masked".into(),
-        toml::from_str::<RoleSpec>(
-            r#"
-            name = "Masked"
-            scopes = { "*" = "all" }
-            fields = { displayName = "masked", phones = "masked", "attributes.income" = "hidden" }
-            actions = ["create", "update"]
-            "#,
-        )
-        .expect("role"),
+    add_user(
+        config,
+        "masked",
+        r#"
+        name = "Masked"
+        scopes = { "*" = "all" }
+        fields = { displayName = "masked", phones = "masked", "attributes.income" = "hidden" }
+        actions = ["create", "update"]
+        "#,
+        MASKED,
     );
-    alpha.users.insert(
-        "masked".into(),
-        config::UserConfig::new("Masked Reader", "masked"),
-    );
-    for (user, key) in [("agent-a", AGENT), ("masked", MASKED)] {
-        alpha.api_keys.insert(
-            format!("{user}-key"),
-            ApiKeyConfig {
-                user: user.into(),
-                sha256: Some(config::sha256_hex(key)),
-                env: None,
-            },
-        );
-    }
+    add_key(config, "agent-a", AGENT);
 }
 
 async fn start(backend: Backend) -> Option<TestServer> {
