@@ -2,6 +2,8 @@
 //! - a fresh instance + `settle` on a 20-line bill through the `sample` module;
 //! - the same rule compiled natively into the host (the module's own Rust code);
 //! - a warm no-op call (an export that returns nothing, on an existing instance);
+//! - what a call to a plugin ABI 1.0 module adds: its request converted to 1.0 and its
+//!   20-line settlement converted to 1.1 (`abi::guest::{downgrade, upgrade}`);
 //! - loading a precompiled module from the disk cache;
 //! - the trust store's verdict on it (read `manifest.sig`, verify Ed25519 over the
 //!   manifest), which every load in production adds.
@@ -44,13 +46,14 @@ fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// Installs a module built with the workspace's SDK (plugin ABI 1.1).
 fn install(dir: &std::path::Path, id: &str, wasm: &std::path::Path, caps: &str) {
     let bytes = std::fs::read(wasm).unwrap();
     std::fs::create_dir_all(dir.join(id)).unwrap();
     std::fs::write(dir.join(id).join(format!("{id}.wasm")), &bytes).unwrap();
     std::fs::write(
         dir.join(id).join("manifest.toml"),
-        format!("id = \"{id}\"\nversion = \"1.0.0\"\nabi_version = \"1.0.0\"\nsha256 = \"{}\"\ncapabilities = [{caps}]\n", sha256_hex(&bytes)),
+        format!("id = \"{id}\"\nversion = \"1.0.0\"\nabi_version = \"1.1.0\"\nsha256 = \"{}\"\ncapabilities = [{caps}]\n", sha256_hex(&bytes)),
     )
     .unwrap();
 }
@@ -172,6 +175,26 @@ fn main() {
     stats("fresh instance + tag-templates (1 template)", fresh_noop);
     let n = stats("same rule compiled natively", native);
 
+    // a 1.0 module's settle: the request down to 1.0, the settlement up to 1.1
+    use shoal_plugin_host::abi::{guest, v1_0::shoal::plugin::types as v1_0};
+    let answer: types::Settlement = runtime
+        .call(&sample, host_params.clone(), |m, s| m.settle(s, &request))
+        .0
+        .unwrap()
+        .unwrap();
+    let old_answer: v1_0::Settlement = guest::downgrade(&answer).unwrap();
+    let conversions: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let down: v1_0::SettleRequest = guest::downgrade(&request).unwrap();
+            let up: types::Settlement = guest::upgrade(old_answer.clone()).unwrap();
+            let elapsed = t.elapsed();
+            std::hint::black_box((down, up));
+            elapsed
+        })
+        .collect();
+    let c = stats("ABI 1.0 conversions of a 20-line settle", conversions);
+
     // warm no-op: one instance, many calls of an export that does nothing
     let mut warm_limits = limits.clone();
     warm_limits.fuel = u64::MAX / 4;
@@ -197,6 +220,10 @@ fn main() {
     println!(
         "ratio wasm / native settle:          {:>8.1}x",
         w.as_secs_f64() / n.as_secs_f64()
+    );
+    println!(
+        "ratio 1.0 conversions / 1.1 settle:  {:>8.3}x",
+        c.as_secs_f64() / w.as_secs_f64()
     );
     println!(
         "ratio trust verdict / cached load:   {:>8.3}x",

@@ -28,7 +28,7 @@ fn main() {
         std::fs::write(dir.join("plugins/sample/sample.wasm"), &bytes).unwrap();
         std::fs::write(
             dir.join("plugins/sample/manifest.toml"),
-            format!("id = \"sample\"\nversion = \"1.0.0\"\nabi_version = \"1.0.0\"\nsha256 = \"{}\"\ncapabilities = [\"tag-templates\", \"sop-templates\", \"settlement\", \"evaluate-tags\"]\n", sha256_hex(&bytes)),
+            format!("id = \"sample\"\nversion = \"1.0.0\"\nabi_version = \"1.1.0\"\nsha256 = \"{}\"\ncapabilities = [\"tag-templates\", \"sop-templates\", \"settlement\", \"evaluate-tags\"]\n", sha256_hex(&bytes)),
         )
         .unwrap();
         println!("{BILLS} bills of 10 lines each, settled one after another");

@@ -44,13 +44,14 @@ pub enum Guest {
 }
 
 /// A 1.0 value as the same 1.1 value: every 1.0 type reads unchanged in 1.1 (names and
-/// shapes are the same; 1.1 only adds), so the serde forms agree.
-fn upgrade<A: Serialize, B: DeserializeOwned>(value: A) -> wasmtime::Result<B> {
+/// shapes are the same; 1.1 only adds), so the serde forms agree. What a call to a 1.0
+/// module pays, with [`downgrade`] (the plugins benchmark measures it).
+pub fn upgrade<A: Serialize, B: DeserializeOwned>(value: A) -> wasmtime::Result<B> {
     Ok(serde_json::from_value(serde_json::to_value(value)?)?)
 }
 
 /// A 1.1 value passed to a 1.0 module; the types a 1.0 module takes exist in 1.0 unchanged.
-fn downgrade<A: Serialize, B: DeserializeOwned>(value: &A) -> wasmtime::Result<B> {
+pub fn downgrade<A: Serialize, B: DeserializeOwned>(value: &A) -> wasmtime::Result<B> {
     Ok(serde_json::from_value(serde_json::to_value(value)?)?)
 }
 
