@@ -3,7 +3,8 @@
 //! - the same rule compiled natively into the host (the module's own Rust code);
 //! - a warm no-op call (an export that returns nothing, on an existing instance);
 //! - what a call to a plugin ABI 1.0 module adds: its request converted to 1.0 and its
-//!   20-line settlement converted to 1.1 (`abi::guest::{downgrade, upgrade}`);
+//!   20-line settlement converted to 1.1, field by field (`abi::calls_v1_0`, what calls use)
+//!   and through serde (`abi::guest::{downgrade, upgrade}`, what loads use);
 //! - loading a precompiled module from the disk cache;
 //! - the trust store's verdict on it (read `manifest.sig`, verify Ed25519 over the
 //!   manifest), which every load in production adds.
@@ -176,7 +177,7 @@ fn main() {
     let n = stats("same rule compiled natively", native);
 
     // a 1.0 module's settle: the request down to 1.0, the settlement up to 1.1
-    use shoal_plugin_host::abi::{guest, v1_0::shoal::plugin::types as v1_0};
+    use shoal_plugin_host::abi::{calls_v1_0, guest, v1_0::shoal::plugin::types as v1_0};
     let answer: types::Settlement = runtime
         .call(&sample, host_params.clone(), |m, s| m.settle(s, &request))
         .0
@@ -193,7 +194,18 @@ fn main() {
             elapsed
         })
         .collect();
-    let c = stats("ABI 1.0 conversions of a 20-line settle", conversions);
+    let serde = stats("ABI 1.0 conversions, through serde", conversions);
+    let conversions: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let down = calls_v1_0::settle_request(&request);
+            let up = calls_v1_0::settlement(old_answer.clone());
+            let elapsed = t.elapsed();
+            std::hint::black_box((down, up));
+            elapsed
+        })
+        .collect();
+    let c = stats("ABI 1.0 conversions, field by field", conversions);
 
     // warm no-op: one instance, many calls of an export that does nothing
     let mut warm_limits = limits.clone();
@@ -222,8 +234,9 @@ fn main() {
         w.as_secs_f64() / n.as_secs_f64()
     );
     println!(
-        "ratio 1.0 conversions / 1.1 settle:  {:>8.3}x",
-        c.as_secs_f64() / w.as_secs_f64()
+        "ratio 1.0 conversions / 1.1 settle:  {:>8.3}x (through serde {:.3}x)",
+        c.as_secs_f64() / w.as_secs_f64(),
+        serde.as_secs_f64() / w.as_secs_f64()
     );
     println!(
         "ratio trust verdict / cached load:   {:>8.3}x",

@@ -5,7 +5,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 use wasmtime::{Store, component::InstancePre};
 
-use super::{AbiVersion, latest as types, v1_0, v1_1};
+use super::{AbiVersion, calls_v1_0, latest as types, v1_0, v1_1};
 
 /// A component linked and checked against the world of its ABI, ready to instantiate in a
 /// store holding `T` (the host's call state).
@@ -44,8 +44,8 @@ pub enum Guest {
 }
 
 /// A 1.0 value as the same 1.1 value: every 1.0 type reads unchanged in 1.1 (names and
-/// shapes are the same; 1.1 only adds), so the serde forms agree. What a call to a 1.0
-/// module pays, with [`downgrade`] (the plugins benchmark measures it).
+/// shapes are the same; 1.1 only adds), so the serde forms agree. For what a module says at
+/// load; calls convert field by field (`calls_v1_0`).
 pub fn upgrade<A: Serialize, B: DeserializeOwned>(value: A) -> wasmtime::Result<B> {
     Ok(serde_json::from_value(serde_json::to_value(value)?)?)
 }
@@ -92,8 +92,11 @@ impl Guest {
     ) -> Refusable<types::Settlement> {
         match self {
             Guest::V1_0(m) => {
-                let request = downgrade(request)?;
-                upgrade(m.shoal_plugin_module().call_settle(store, &request)?)
+                let request = calls_v1_0::settle_request(request);
+                Ok(m.shoal_plugin_module()
+                    .call_settle(store, &request)?
+                    .map(calls_v1_0::settlement)
+                    .map_err(calls_v1_0::plugin_error))
             }
             Guest::V1_1(m) => m.shoal_plugin_module().call_settle(store, request),
         }
@@ -106,11 +109,11 @@ impl Guest {
     ) -> Refusable<Vec<types::TagDecision>> {
         match self {
             Guest::V1_0(m) => {
-                let profile = downgrade(profile)?;
-                upgrade(
-                    m.shoal_plugin_module()
-                        .call_evaluate_tags(store, &profile)?,
-                )
+                let profile = calls_v1_0::profile(profile);
+                Ok(m.shoal_plugin_module()
+                    .call_evaluate_tags(store, &profile)?
+                    .map(calls_v1_0::decisions)
+                    .map_err(calls_v1_0::plugin_error))
             }
             Guest::V1_1(m) => m.shoal_plugin_module().call_evaluate_tags(store, profile),
         }

@@ -2,6 +2,7 @@
 //! `since_vX_Y_Z`), and [`guest`], which calls a module of any of them through the newest
 //! types (a 1.0 module's answers converted), so modules built with older SDKs keep loading.
 
+pub mod calls_v1_0;
 pub mod guest;
 pub mod v1_0;
 pub mod v1_1;
