@@ -14,9 +14,33 @@ use crate::ticket_routing::{LI, READ, agents, id, open, queue, start};
 
 const SET_POLICIES: &str = "mutation($p: [SlaPolicyInput!]!) { setSlaPolicies(policies: $p) { name escalations { when target } } }";
 
+/// Waits (up to 10 s) for the host to have re-armed the tenant's timers after the last change
+/// of policies or calendar, so that re-arming cannot interleave with [`age`].
+async fn settled(s: &TestServer) {
+    for _ in 0..100 {
+        let (changed, armed): (Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT MAX(updated_at) FROM ticket_settings WHERE tenant_id = 'alpha' AND key IN ('calendar', 'sla_policies')), \
+             (SELECT value FROM ticket_settings WHERE tenant_id = 'alpha' AND key = 'timers_armed')",
+        )
+        .fetch_one(&s.db().pool)
+        .await
+        .unwrap();
+        let armed = armed.and_then(|v| v.parse::<i64>().ok());
+        if changed.is_none() || armed >= changed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the timers were not re-armed after the policies changed");
+}
+
 /// Moves ticket `id` (every ticket when `None`) `minutes` into the past: its opening, its
-/// history and its unfired timers — as if that much time had gone by.
+/// history and its unfired timers — as if that much time had gone by, in one transaction
+/// once the host has re-armed the timers (a re-arming between the statements would move
+/// the timers twice).
 async fn age(s: &TestServer, id: Option<&str>, minutes: i64) {
+    settled(s).await;
+    let mut tx = s.db().begin_write().await.unwrap();
     let d = minutes * 60_000_000;
     let only = if id.is_some() {
         " AND ticket_id = $2"
@@ -40,8 +64,9 @@ async fn age(s: &TestServer, id: Option<&str>, minutes: i64) {
         if let Some(id) = id {
             q = q.bind(id.to_owned());
         }
-        q.execute(&s.db().pool).await.unwrap();
+        q.execute(&mut *tx).await.unwrap();
     }
+    tx.commit().await.unwrap();
 }
 
 /// The ids of the tickets `tickets(filter: { sla: stage })` lists.
