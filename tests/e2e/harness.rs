@@ -93,6 +93,7 @@ fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantCo
         channels: Default::default(),
         campaigns: Default::default(),
         tickets: Default::default(),
+        connectors: Default::default(),
     }
 }
 

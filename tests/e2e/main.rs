@@ -6,6 +6,7 @@ mod harness;
 
 mod campaigns;
 mod cli;
+mod connectors;
 mod crash;
 mod customers;
 mod dedupe;

@@ -96,6 +96,20 @@ pub(crate) fn ensure_wasm_target() -> Result {
     status(cmd)
 }
 
+/// Python 3 with the `cryptography` package: the connector tests encrypt WeCom callbacks
+/// with it (`tests/fixtures/wecom/encrypt.py`), independently of Shoal's own code.
+fn ensure_python_cryptography() -> Result {
+    let has = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+    if has(Command::new("python3").args(["-c", "import cryptography"])) {
+        return Ok(());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "install", "--user", "--quiet", "cryptography"]);
+    status(cmd).map_err(|e| {
+        format!("{e}: the WeCom connector tests need python3 with the `cryptography` package")
+    })
+}
+
 fn run(extra: &[String]) -> Result {
     let modules = plugins::build_for_run()?;
     let mut cmd = cargo();
@@ -139,6 +153,7 @@ fn postgres_reachable(url: &str) -> bool {
 
 fn test(extra: &[String]) -> Result {
     ensure_wasm_target()?;
+    ensure_python_cryptography()?;
     let url = env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
     let ci = env::var("CI").is_ok_and(|v| v == "true");
     if !postgres_reachable(&url) {

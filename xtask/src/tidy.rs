@@ -72,8 +72,19 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["shoal-base", "shoal-crm", "shoal-tags", "shoal-sop"],
     ),
     (
+        "shoal-connectors",
+        &[
+            "shoal-base",
+            "shoal-crm",
+            "shoal-data",
+            "shoal-sop",
+            "shoal-tags",
+        ],
+    ),
+    (
         "shoal-api",
         &[
+            "shoal-connectors",
             "shoal-campaigns",
             "shoal-tickets",
             "shoal-base",
@@ -101,6 +112,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-notify",
             "shoal-campaigns",
             "shoal-tickets",
+            "shoal-connectors",
             "shoal-plugin-host",
             "shoal-api",
         ],

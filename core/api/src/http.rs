@@ -1,5 +1,6 @@
 //! HTTP: `/graphql` (POST queries, GET GraphiQL, WebSocket subscriptions at `/graphql/ws`),
-//! `/healthz`, `/readyz`, `/metrics`. Authentication, body size and timeout are enforced
+//! `/healthz`, `/readyz`, `/metrics`, and the endpoints other systems call (inbound
+//! tickets, SMS receipts, surveys, e-mail tracking, connectors). Authentication, body size and timeout are enforced
 //! here, before a request reaches the schema.
 
 use std::{
@@ -21,6 +22,7 @@ use axum::{
 
 use super::{ShoalSchema, classify, errors::request_error, metrics::Metrics};
 use shoal_base::{config::Limits, error::ErrorCode, storage::Db};
+use shoal_connectors::{ReceiveError, receive};
 use shoal_crm::tenancy::{Actor, Directory, Principal};
 
 /// What every handler shares.
@@ -47,6 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/statements/{file}", get(statement_csv))
         .route("/channels/{tenant}/sms/receipts", post(sms_receipt))
         .route("/tickets/{tenant}/inbound", post(inbound_ticket))
+        .route(
+            "/connectors/{tenant}/wecom/{app}",
+            get(connector_wecom_check).post(connector_wecom_event),
+        )
+        .route("/connectors/{tenant}/hooks/{name}", post(connector_hook))
         .route(
             "/surveys/{tenant}/{token}",
             get(survey_questions).post(survey_answers),
@@ -683,5 +690,120 @@ mod tests {
         );
         let fine = app.oneshot(request("/fine")).await.unwrap();
         assert_eq!(fine.status(), StatusCode::OK, "the server goes on");
+    }
+}
+
+// Inbound connectors (`shoal-connectors`): each endpoint checks the signature, stores the
+// delivery and answers at once; the connector intake does the work.
+//
+// - `GET /connectors/<tenant>/wecom/<app>` — WeCom's URL check: the decrypted `echostr`;
+// - `POST /connectors/<tenant>/wecom/<app>` — a WeCom event: `success` (200), also for a
+//   delivery seen before;
+// - `POST /connectors/<tenant>/hooks/<name>` — a signed JSON webhook: 202, also for a
+//   `webhook-id` seen before (`{"duplicate": true}`).
+//
+// A bad signature is 401 and counted (`shoal_background_work_total{work="connectors.wecom",
+// outcome="bad_signature"}`); an unknown tenant, app or webhook 404.
+
+fn connector_refused(state: &AppState, work: &str, e: ReceiveError) -> Response {
+    let (status, code, message) = match e {
+        ReceiveError::NotFound => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such connector".to_owned(),
+        ),
+        ReceiveError::Unauthenticated(why) => {
+            state.supervision.count(work, "bad_signature");
+            (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, why)
+        }
+        ReceiveError::BadRequest(why) => {
+            state.supervision.count(work, "bad_request");
+            (StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, why)
+        }
+        ReceiveError::Storage(e) => {
+            let reference = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(%reference, error = %e, work, "storing a connector delivery failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("internal error (reference {reference})"),
+            )
+        }
+    };
+    failure(&state.metrics, status, code, message)
+}
+
+/// WeCom's URL check.
+async fn connector_wecom_check(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, app)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<receive::WecomQuery>,
+) -> Response {
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return connector_refused(&state, "connectors.wecom", ReceiveError::NotFound);
+    };
+    match receive::wecom_check(tenant, &app, &q) {
+        Ok(echo) => echo.into_response(),
+        Err(e) => connector_refused(&state, "connectors.wecom", e),
+    }
+}
+
+/// A WeCom event delivery.
+async fn connector_wecom_event(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, app)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<receive::WecomQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return connector_refused(&state, "connectors.wecom", ReceiveError::NotFound);
+    };
+    match receive::wecom_event(&state.db, tenant, &app, &q, &body).await {
+        Ok(fresh) => {
+            state.supervision.count(
+                "connectors.wecom",
+                if fresh { "received" } else { "duplicate" },
+            );
+            "success".into_response()
+        }
+        Err(e) => connector_refused(&state, "connectors.wecom", e),
+    }
+}
+
+/// A signed JSON webhook.
+async fn connector_hook(
+    State(state): State<AppState>,
+    axum::extract::Path((tenant, name)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(tenant) = state.directory.tenant(&tenant) else {
+        return connector_refused(&state, "connectors.hooks", ReceiveError::NotFound);
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let signed = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let now = shoal_base::storage::time::now().timestamp();
+    match receive::hook(&state.db, tenant, &name, signed, &body, now).await {
+        Ok(fresh) => {
+            state.supervision.count(
+                "connectors.hooks",
+                if fresh { "received" } else { "duplicate" },
+            );
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "duplicate": !fresh })),
+            )
+                .into_response()
+        }
+        Err(e) => connector_refused(&state, "connectors.hooks", e),
     }
 }

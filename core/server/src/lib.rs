@@ -15,6 +15,7 @@ pub const CONFIG_CHECKS: &[TenantCheck] = &[
     shoal_sop::channels::check_config,
     shoal_campaigns::check_config,
     shoal_tickets::check_config,
+    shoal_connectors::check_config,
 ];
 
 /// Loads the configuration with every engine's checks (see [`CONFIG_CHECKS`]).

@@ -160,8 +160,17 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         });
         background.push(shoal_campaigns::rounds::spawn(
             db.clone(),
-            tenants,
+            tenants.clone(),
             &config.sop,
+            transport.clone(),
+            supervision.clone(),
+        ));
+        // what inbound connectors received becomes customers and events
+        background.push(shoal_connectors::intake::spawn(
+            db.clone(),
+            tenants,
+            std::time::Duration::from_millis(config.sop.poll_ms.max(20)),
+            std::time::Duration::from_millis(config.sop.webhook_timeout_ms),
             transport,
             supervision.clone(),
         ));

@@ -19,9 +19,10 @@ pub use load::{
 pub use redact::url as redact_url;
 pub use roles::{GrantSpec, RoleSpec};
 pub use tenants::{
-    ApiKeyConfig, CampaignsConfig, CapConfig, ChannelsConfig, ConflictRule, ContactConfig,
-    DedupeConfig, DepartmentConfig, EmailChannelConfig, MatchKey, ModuleConfig, QualityConfig,
-    QuietHoursConfig, RobotConfig, SmsConfig, TenantConfig, TicketsConfig, UserConfig, WecomConfig,
+    ApiKeyConfig, CampaignsConfig, CapConfig, ChannelsConfig, ConflictRule, ConnectorsConfig,
+    ContactConfig, DedupeConfig, DepartmentConfig, EmailChannelConfig, HookConfig, MatchKey,
+    ModuleConfig, QualityConfig, QuietHoursConfig, RobotConfig, SmsConfig, TenantConfig,
+    TicketsConfig, UserConfig, WecomCallbackConfig, WecomConfig,
 };
 pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 

@@ -51,6 +51,52 @@ pub struct TenantConfig {
     /// Tickets (工单): the key other systems sign the tickets they open with.
     #[serde(default)]
     pub tickets: TicketsConfig,
+    /// Inbound connectors: WeCom callbacks and signed JSON webhooks (docs/connectors.md).
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+}
+
+/// The inbound connectors a tenant enables.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// WeCom apps by a name of the tenant's choosing; each receives its callbacks at
+    /// `/connectors/<tenant>/wecom/<name>`.
+    #[serde(default)]
+    pub wecom: BTreeMap<String, WecomCallbackConfig>,
+    /// Signed JSON webhooks by name, at `/connectors/<tenant>/hooks/<name>`.
+    #[serde(default)]
+    pub hooks: BTreeMap<String, HookConfig>,
+}
+
+/// A WeCom app's callback settings (the admin console's 「接收事件服务器」).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomCallbackConfig {
+    /// The receiver id WeCom writes into every message: the corp id (`ww…`) for a
+    /// self-built app or customer contact, the suite id for a third-party app.
+    pub receiver_id: String,
+    /// Environment variable holding the callback Token.
+    pub token_env: String,
+    /// Environment variable holding the EncodingAESKey (43 characters).
+    pub aes_key_env: String,
+}
+
+/// A signed JSON webhook: another system (a mini-program, a shop ISV relay) posts a JSON
+/// document, signed as Standard Webhooks says; mappings (the import mapping language, with
+/// JSON pointers for columns) turn it into a customer and an event.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// Environment variable holding the signing key (at least 16 characters, or `whsec_`
+    /// and its base64).
+    pub secret_env: String,
+    /// A customers mapping file, applied first (find or create the customer).
+    #[serde(default)]
+    pub customers: Option<std::path::PathBuf>,
+    /// An events mapping file (the event on the customer's timeline).
+    #[serde(default)]
+    pub events: Option<std::path::PathBuf>,
 }
 
 /// Tickets of a tenant.
@@ -402,6 +448,7 @@ impl TenantConfig {
             channels: ChannelsConfig::default(),
             campaigns: CampaignsConfig::default(),
             tickets: TicketsConfig::default(),
+            connectors: ConnectorsConfig::default(),
         }
     }
 }

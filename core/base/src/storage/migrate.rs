@@ -149,6 +149,11 @@ const MIGRATIONS: &[Migration] = &[
         "SLA policies by customer tier",
         include_str!("../../migrations/shared/0023_sla_customer_tiers.sql"),
     ),
+    Migration::shared(
+        24,
+        "inbound connector deliveries",
+        include_str!("../../migrations/shared/0024_inbound_deliveries.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

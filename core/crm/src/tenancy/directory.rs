@@ -41,6 +41,7 @@ impl Directory {
                 channels: tc.channels.clone(),
                 campaigns: tc.campaigns.clone(),
                 tickets: tc.tickets.clone(),
+                connectors: tc.connectors.clone(),
                 host: HostChannels {
                     smtp_url: config.notify.smtp_url.clone(),
                     smtp_timeout_ms: config.notify.timeout_ms,

@@ -36,6 +36,8 @@ pub struct Tenant {
     pub campaigns: shoal_base::config::CampaignsConfig,
     /// Tickets: the inbound key's variable.
     pub tickets: shoal_base::config::TicketsConfig,
+    /// Inbound connectors (`shoal-connectors` reads them).
+    pub connectors: shoal_base::config::ConnectorsConfig,
     /// What the tenant's channels take from the host's configuration.
     pub host: HostChannels,
     /// What engines derive from this tenant's configuration once and keep (see [`Derived`]).

@@ -6,12 +6,15 @@
 //! - `customers` / `events`: one batch of rows into the database (dedupe and merges for
 //!   customers, customer look-up and idempotency for events);
 //! - `job`: the job row, its checkpoint (resume) and rejected rows;
-//! - `run`: the driver the CLI and the API share.
+//! - `run`: the driver the CLI and the API share;
+//! - `document`: JSON documents (what inbound connectors receive) through the same
+//!   mapping, its columns JSON pointers.
 //!
 //! See docs/import.md.
 
 pub mod convert;
 mod customers;
+pub mod document;
 mod events;
 pub mod job;
 pub mod mapping;

@@ -14,6 +14,9 @@
 //! - `cancel_groupmsg_send` — stops a message the staff member has not sent yet. None of
 //!   WeCom's customer APIs recalls a message once sent.
 //!
+//! - `GET /cgi-bin/externalcontact/get` — a customer's details, for the inbound connector
+//!   (`shoal-connectors`), through [`Wecom::get`] and the same cached token.
+//!
 //! Every call goes to `base_url` (configurable, for a proxy or a test server).
 
 use std::time::{Duration, Instant};
@@ -171,15 +174,41 @@ impl Wecom {
     /// POSTs `body` to an API `path` with the access token; a refused token is fetched again
     /// once. Answers the JSON of a successful call (errcode 0).
     pub async fn api(&self, ctx: Ctx<'_>, path: &str, body: &Value) -> Result<Value, Handed> {
+        self.call(ctx, "POST", path, &[], Some(body)).await
+    }
+
+    /// GETs an API `path` with the access token and `query` (percent-encoded here), like
+    /// [`Wecom::api`]: `externalcontact/get` reads a customer's details this way.
+    pub async fn get(
+        &self,
+        ctx: Ctx<'_>,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Value, Handed> {
+        self.call(ctx, "GET", path, query, None).await
+    }
+
+    async fn call(
+        &self,
+        ctx: Ctx<'_>,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, Handed> {
+        let extra: String = query
+            .iter()
+            .map(|(k, v)| format!("&{}={}", encode(k), encode(v)))
+            .collect();
         let mut refresh = false;
         loop {
             let token = self.token(ctx, refresh).await?;
             let answer = self
                 .exchange(
                     ctx,
-                    "POST",
-                    &format!("{path}?access_token={}", encode(&token)),
-                    Some(body.to_string()),
+                    method,
+                    &format!("{path}?access_token={}{extra}", encode(&token)),
+                    body.map(Value::to_string),
                 )
                 .await?;
             let errcode = answer.get("errcode").and_then(Value::as_i64).unwrap_or(0);
