@@ -324,6 +324,23 @@ async fn wecom_callbacks_become_customers_and_events(backend: Backend) {
     .await;
     assert_eq!(status, 404);
 
+    // the seed's "scan → service agreement + repair ticket": an SOP on the contact event,
+    // for customers who scanned the repair QR code (its state is `repair-qr`)
+    s.active_sop(
+        ALPHA,
+        "扫码报修",
+        json!({
+            "triggers": [{ "event": {
+                "event": { "type": "CUSTOM", "name": "wecom.add_external_contact" },
+                "condition": "attr.wecomState = \"repair-qr\""
+            } }],
+            "steps": [
+                { "id": "agreement", "action": { "createTask": { "title": "发送服务协议给 {{customer.name}}", "assignee": "agent-a", "dueInSeconds": 3600 } } },
+                { "id": "repair", "action": { "createTicket": { "title": "上门维修：{{customer.name}}", "priority": "high" } } }
+            ]
+        }),
+    )
+    .await;
     // a customer adds a store assistant, who later edits the contact; they part ways
     let t0 = 1_764_900_000;
     let sealed = seal(
@@ -403,6 +420,27 @@ async fn wecom_callbacks_become_customers_and_events(backend: Backend) {
         .find(|e| e["name"] == "wecom.group_join")
         .unwrap();
     assert_eq!(joined["payload"]["chatId"], "wrGROUP1");
+    assert_eq!(li["attributes"]["wecomState"], "repair-qr");
+    // the SOP opened the repair ticket (once: the edit is another event) and the task
+    let id = li["id"].as_str().unwrap();
+    let mut tickets = Value::Null;
+    for _ in 0..200 {
+        tickets = s
+            .ok(
+                ALPHA,
+                "query($c: ID) { tickets(filter: {customerId: $c}) { edges { node { subject priority channel } } } }",
+                json!({ "c": id }),
+            )
+            .await;
+        if !tickets["tickets"]["edges"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        tickets["tickets"]["edges"],
+        json!([{ "node": { "subject": "上门维修：李*", "priority": 2, "channel": "sop" } }])
+    );
     // contact details fetched twice (add, edit) with one token: it is cached
     assert_eq!(*wecom.fetched.lock().unwrap(), ["wmLI", "wmLI"]);
     assert_eq!(*wecom.tokens_issued.lock().unwrap(), 1);
@@ -448,6 +486,53 @@ async fn wecom_callbacks_become_customers_and_events(backend: Backend) {
     assert_eq!(last.1, "failed");
     assert!(last.2.contains("84061"), "{last:?}");
     assert!(by_identity(&s, "WECOM", "wmGONE").await.is_empty());
+    // staff see why, and try it again once WeCom knows the contact
+    let failed = s
+        .ok(
+            ALPHA,
+            "{ connectorDeliveries(status: \"failed\") { id source status attempts outcome } }",
+            json!({}),
+        )
+        .await;
+    let failed = failed["connectorDeliveries"].as_array().unwrap().clone();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["source"], "wecom:sales");
+    assert_eq!(
+        failed[0]["attempts"], 1,
+        "WeCom's refusal is final: not retried"
+    );
+    wecom.contacts.lock().unwrap().insert(
+        "wmGONE".into(),
+        ("回来了".into(), String::new(), Vec::new()),
+    );
+    let retried = s
+        .ok(
+            ALPHA,
+            "mutation($id: ID!) { retryConnectorDelivery(id: $id) { status attempts } }",
+            json!({ "id": failed[0]["id"] }),
+        )
+        .await;
+    assert_eq!(
+        retried["retryConnectorDelivery"],
+        json!({ "status": "pending", "attempts": 0 })
+    );
+    assert!(settled(&s).await.iter().all(|(_, st, _)| st == "done"));
+    assert_eq!(
+        by_identity(&s, "WECOM", "wmGONE").await[0]["displayName"],
+        "回来了"
+    );
+    let again = s
+        .err(
+            ALPHA,
+            "mutation($id: ID!) { retryConnectorDelivery(id: $id) { status } }",
+            json!({ "id": failed[0]["id"] }),
+        )
+        .await;
+    assert_eq!(
+        crate::harness::fields(&again),
+        ["id"],
+        "only a failed delivery is retried"
+    );
     s.stop().await;
 }
 

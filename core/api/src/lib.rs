@@ -3,6 +3,7 @@
 
 mod access;
 mod campaigns;
+mod connector_deliveries;
 mod customers;
 mod dedupe;
 mod errors;
@@ -63,6 +64,7 @@ pub struct Query(
     tickets::TicketQuery,
     ticket_routing::RoutingQuery,
     ticket_templates::TicketTemplateQuery,
+    connector_deliveries::ConnectorQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -84,6 +86,7 @@ pub struct Mutation(
     ticket_routing::RoutingMutation,
     ticket_repairs::RepairMutation,
     ticket_templates::TicketTemplateMutation,
+    connector_deliveries::ConnectorMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -11,9 +11,11 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::{AnyConnection, Row};
 
 use shoal_base::{
-    error::Result,
+    error::{Error, Result},
+    kinds::{Action, Resource},
     storage::{Db, time},
 };
+use shoal_crm::tenancy::Actor;
 
 /// Tries before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
@@ -120,6 +122,24 @@ pub async fn done(
     Ok(marked.rows_affected() == 1)
 }
 
+/// How long a processed delivery keeps its body (the raw contact data it carried); its
+/// key, outcome and times stay, so a replay is still recognised.
+pub const KEEP_BODIES: Duration = Duration::days(7);
+
+/// Empties the bodies of deliveries processed more than [`KEEP_BODIES`] ago (failed ones
+/// keep theirs, to be tried again). Answers how many.
+pub async fn forget_bodies(db: &Db, tenant: &str, now: DateTime<Utc>) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE inbound_deliveries SET body = '' \
+         WHERE tenant_id = $1 AND status = 'done' AND processed_at < $2 AND body <> ''",
+    )
+    .bind(tenant)
+    .bind(time::to_micros(now - KEEP_BODIES))
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Backoff before try `attempts + 1`: 2 s, 4 s, 8 s, … capped at 10 minutes.
 pub fn backoff(attempts: i64) -> Duration {
     Duration::seconds((1i64 << attempts.clamp(1, 20)).min(600))
@@ -144,6 +164,141 @@ pub async fn failed(db: &Db, tenant: &str, d: &Delivery, why: &str, final_: bool
     .execute(&db.pool)
     .await?;
     Ok(give_up)
+}
+
+/// A delivery as staff see it: where it came from and what became of it, never its body
+/// (the raw contact data it carried).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub id: String,
+    pub source: String,
+    pub key: String,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    /// What the delivery became, or why it failed.
+    pub outcome: Option<String>,
+}
+
+/// Statuses a delivery can be in.
+pub const STATUSES: [&str; 3] = ["pending", "done", "failed"];
+
+/// Reading deliveries shows what connectors received about any customer: it needs a role
+/// whose customers scope is `all` (as import jobs do).
+pub fn require_reader(actor: &Actor) -> Result<()> {
+    if actor.access.reaches_all(Resource::Customers) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "connector deliveries concern every customer: they need a role whose customers scope is `all`"
+                .into(),
+        ))
+    }
+}
+
+fn summary(row: &sqlx::any::AnyRow) -> Result<Summary> {
+    Ok(Summary {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        key: row.try_get("dedupe_key")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        received_at: time::from_micros(row.try_get("received_at")?),
+        processed_at: row
+            .try_get::<Option<i64>, _>("processed_at")?
+            .map(time::from_micros),
+        outcome: row.try_get("outcome")?,
+    })
+}
+
+const SUMMARY: &str = "SELECT id, source, dedupe_key, status, attempts, received_at, processed_at, outcome FROM inbound_deliveries";
+
+/// The tenant's deliveries, newest first: of one `status` and one `source` when given, at
+/// most `limit` (1–500).
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    status: Option<&str>,
+    source: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Summary>> {
+    require_reader(actor)?;
+    if let Some(s) = status
+        && !STATUSES.contains(&s)
+    {
+        return Err(Error::invalid(
+            "status",
+            format!("`{s}` is not one of {}", STATUSES.join(", ")),
+        ));
+    }
+    if !(1..=500).contains(&limit) {
+        return Err(Error::invalid("limit", "from 1 to 500"));
+    }
+    let rows = sqlx::query(&format!(
+        "{SUMMARY} WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR source = $3) \
+         ORDER BY received_at DESC, id DESC LIMIT $4"
+    ))
+    .bind(actor.tenant_id())
+    .bind(status)
+    .bind(source)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(summary).collect()
+}
+
+/// Puts a failed delivery back in the queue, due now, with its tries counted afresh (after
+/// the cause was mended: the WeCom client configured, a mapping corrected).
+pub async fn retry(db: &Db, actor: &Actor, id: &str) -> Result<Summary> {
+    require_reader(actor)?;
+    actor.require(Action::Update)?;
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(&format!("{SUMMARY} WHERE tenant_id = $1 AND id = $2"))
+        .bind(actor.tenant_id())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: "connector delivery",
+            id: id.to_owned(),
+        })?;
+    let found = summary(&row)?;
+    if found.status != "failed" {
+        return Err(Error::invalid(
+            "id",
+            format!(
+                "the delivery is {}: only a failed one is tried again",
+                found.status
+            ),
+        ));
+    }
+    sqlx::query(
+        "UPDATE inbound_deliveries SET status = 'pending', attempts = 0, next_at = $1, processed_at = NULL \
+         WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(time::to_micros(time::now()))
+    .bind(actor.tenant_id())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    shoal_crm::audit::record(
+        &mut tx,
+        actor,
+        "connector.retry",
+        "connector_delivery",
+        id,
+        serde_json::json!({ "source": found.source, "outcome": found.outcome }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Summary {
+        status: "pending".into(),
+        attempts: 0,
+        processed_at: None,
+        ..found
+    })
 }
 
 #[cfg(test)]

@@ -291,7 +291,22 @@ async fn round(s: &Shared, t: &Arc<Tenant>, connectors: &Connectors) -> Result<b
 
 async fn tenant_loop(s: Arc<Shared>, t: Arc<Tenant>) {
     let connectors = Connectors::of(&t);
+    let mut forgot_at: Option<tokio::time::Instant> = None;
     loop {
+        // once an hour: processed deliveries older than a week lose their bodies
+        if forgot_at.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
+            forgot_at = Some(tokio::time::Instant::now());
+            if let Err(e) = s
+                .supervision
+                .guard(
+                    "connectors.forget",
+                    inbox::forget_bodies(&s.db, &t.id, time::now()),
+                )
+                .await
+            {
+                tracing::error!(tenant = %t.id, error = %e, "emptying old connector deliveries failed");
+            }
+        }
         let busy = match s
             .supervision
             .guard("connectors.round", round(&s, &t, &connectors))

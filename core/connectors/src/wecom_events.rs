@@ -12,6 +12,9 @@
 //! Every event is `custom`, on channel `wecom`, at the callback's `CreateTime`, with the
 //! staff member (`UserID`), the contact way's `State`, the group (`ChatId`) and the scene in
 //! its payload, and `trigger_automations` on: SOPs trigger on it like on any live event.
+//! The contact way's `State` (the parameter of a 「联系我」 QR code) is also kept as the
+//! customer's attribute `wecomState`, so an SOP can tell which code a customer scanned
+//! (`attr.wecomState = "repair-qr"`).
 
 use std::sync::LazyLock;
 
@@ -31,6 +34,8 @@ source_channel = "/channel"
 [identities]
 wecom = "/external_userid"
 wechat = "/unionid"
+[attributes]
+wecomState = "/state"
 "#;
 
 /// The events mapping of WeCom events.
