@@ -203,6 +203,7 @@ fn schema() -> Result {
 }
 
 fn bench(extra: &[String]) -> Result {
+    ensure_wasm_target()?;
     // the plugin benchmark runs the test modules, built as components
     for package in ["shoal-plugin-sample", "shoal-plugin-misbehave"] {
         let mut build = plugins::wasm_build(package);

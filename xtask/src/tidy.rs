@@ -79,6 +79,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-data",
             "shoal-sop",
             "shoal-tags",
+            "shoal-plugin-host",
         ],
     ),
     (

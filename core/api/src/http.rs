@@ -646,53 +646,6 @@ async fn subscriptions(
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tower::ServiceExt;
-
-    #[tokio::test]
-    async fn a_panicking_handler_answers_internal_with_a_reference() {
-        let guard = PanicGuard {
-            metrics: Arc::default(),
-            supervision: Arc::default(),
-        };
-        let app = Router::new()
-            .route(
-                "/boom",
-                get(|| async {
-                    let items: Vec<u8> = Vec::new();
-                    items[3].to_string() // an index out of bounds, as a bug would
-                }),
-            )
-            .route("/fine", get(|| async { "ok" }))
-            .layer(middleware::from_fn_with_state(guard.clone(), catch_panic));
-        let request = |path: &str| Request::get(path).body(Body::empty()).unwrap();
-        let response = app.clone().oneshot(request("/boom")).await.unwrap();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
-        let message = body["errors"][0]["message"].as_str().unwrap();
-        assert!(
-            message.starts_with("internal error (reference "),
-            "{message}"
-        );
-        assert!(
-            !message.contains("index out of bounds"),
-            "the cause stays in the log"
-        );
-        assert!(
-            guard
-                .supervision
-                .render()
-                .contains(r#"work="http.request",outcome="panicked"} 1"#)
-        );
-        let fine = app.oneshot(request("/fine")).await.unwrap();
-        assert_eq!(fine.status(), StatusCode::OK, "the server goes on");
-    }
-}
-
 // Inbound connectors (`shoal-connectors`): each endpoint checks the signature, stores the
 // delivery and answers at once; the connector intake does the work.
 //
@@ -805,5 +758,52 @@ async fn connector_hook(
                 .into_response()
         }
         Err(e) => connector_refused(&state, "connectors.hooks", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_with_a_reference() {
+        let guard = PanicGuard {
+            metrics: Arc::default(),
+            supervision: Arc::default(),
+        };
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let items: Vec<u8> = Vec::new();
+                    items[3].to_string() // an index out of bounds, as a bug would
+                }),
+            )
+            .route("/fine", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(guard.clone(), catch_panic));
+        let request = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request("/boom")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("internal error (reference "),
+            "{message}"
+        );
+        assert!(
+            !message.contains("index out of bounds"),
+            "the cause stays in the log"
+        );
+        assert!(
+            guard
+                .supervision
+                .render()
+                .contains(r#"work="http.request",outcome="panicked"} 1"#)
+        );
+        let fine = app.oneshot(request("/fine")).await.unwrap();
+        assert_eq!(fine.status(), StatusCode::OK, "the server goes on");
     }
 }

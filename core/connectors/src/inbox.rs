@@ -126,18 +126,45 @@ pub async fn done(
 /// key, outcome and times stay, so a replay is still recognised.
 pub const KEEP_BODIES: Duration = Duration::days(7);
 
-/// Empties the bodies of deliveries processed more than [`KEEP_BODIES`] ago (failed ones
-/// keep theirs, to be tried again). Answers how many.
+/// How long a failed delivery keeps its body, to be tried again.
+pub const KEEP_FAILED_BODIES: Duration = Duration::days(30);
+
+/// Empties the bodies of deliveries processed more than [`KEEP_BODIES`] ago, and of failed
+/// ones after [`KEEP_FAILED_BODIES`] (they can no longer be tried again). Answers how many.
 pub async fn forget_bodies(db: &Db, tenant: &str, now: DateTime<Utc>) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE inbound_deliveries SET body = '' \
-         WHERE tenant_id = $1 AND status = 'done' AND processed_at < $2 AND body <> ''",
+         WHERE tenant_id = $1 AND body <> '' \
+         AND ((status = 'done' AND processed_at < $2) OR (status = 'failed' AND processed_at < $3))",
     )
     .bind(tenant)
     .bind(time::to_micros(now - KEEP_BODIES))
+    .bind(time::to_micros(now - KEEP_FAILED_BODIES))
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Renews the claim on `d` as its turn comes: a fresh lease from `now`. `None` when another
+/// worker took it over meanwhile.
+pub async fn renew(
+    db: &Db,
+    tenant: &str,
+    d: &Delivery,
+    now: DateTime<Utc>,
+) -> Result<Option<Delivery>> {
+    let lease = time::to_micros(now + LEASE);
+    let renewed = sqlx::query(
+        "UPDATE inbound_deliveries SET next_at = $1 \
+         WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND next_at = $4",
+    )
+    .bind(lease)
+    .bind(tenant)
+    .bind(&d.id)
+    .bind(d.lease)
+    .execute(&db.pool)
+    .await?;
+    Ok((renewed.rows_affected() == 1).then(|| Delivery { lease, ..d.clone() }))
 }
 
 /// Backoff before try `attempts + 1`: 2 s, 4 s, 8 s, … capped at 10 minutes.
@@ -146,11 +173,18 @@ pub fn backoff(attempts: i64) -> Duration {
 }
 
 /// Records a failed try: again after [`backoff`], or `failed` for good when `final_` or
-/// after [`MAX_ATTEMPTS`]. Answers whether the delivery was given up.
-pub async fn failed(db: &Db, tenant: &str, d: &Delivery, why: &str, final_: bool) -> Result<bool> {
+/// after [`MAX_ATTEMPTS`]. Answers whether the delivery was given up; `None` when the lease
+/// was lost (another worker holds the delivery, nothing recorded).
+pub async fn failed(
+    db: &Db,
+    tenant: &str,
+    d: &Delivery,
+    why: &str,
+    final_: bool,
+) -> Result<Option<bool>> {
     let give_up = final_ || d.attempts >= MAX_ATTEMPTS;
     let now = time::now();
-    sqlx::query(
+    let marked = sqlx::query(
         "UPDATE inbound_deliveries SET status = $1, outcome = $2, next_at = $3, processed_at = $4 \
          WHERE tenant_id = $5 AND id = $6 AND status = 'pending' AND next_at = $7",
     )
@@ -163,7 +197,7 @@ pub async fn failed(db: &Db, tenant: &str, d: &Delivery, why: &str, final_: bool
     .bind(d.lease)
     .execute(&db.pool)
     .await?;
-    Ok(give_up)
+    Ok((marked.rows_affected() == 1).then_some(give_up))
 }
 
 /// A delivery as staff see it: where it came from and what became of it, never its body
@@ -255,16 +289,26 @@ pub async fn retry(db: &Db, actor: &Actor, id: &str) -> Result<Summary> {
     require_reader(actor)?;
     actor.require(Action::Update)?;
     let mut tx = db.begin_write().await?;
-    let row = sqlx::query(&format!("{SUMMARY} WHERE tenant_id = $1 AND id = $2"))
-        .bind(actor.tenant_id())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: "connector delivery",
-            id: id.to_owned(),
-        })?;
+    let row = sqlx::query(
+        "SELECT id, source, dedupe_key, status, attempts, received_at, processed_at, outcome, body \
+         FROM inbound_deliveries WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(actor.tenant_id())
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::NotFound {
+        what: "connector delivery",
+        id: id.to_owned(),
+    })?;
     let found = summary(&row)?;
+    let body: String = row.try_get("body")?;
+    if found.status == "failed" && body.is_empty() {
+        return Err(Error::invalid(
+            "id",
+            "the delivery's body was emptied (30 days after it failed): it cannot be tried again",
+        ));
+    }
     if found.status != "failed" {
         return Err(Error::invalid(
             "id",
@@ -274,15 +318,22 @@ pub async fn retry(db: &Db, actor: &Actor, id: &str) -> Result<Summary> {
             ),
         ));
     }
-    sqlx::query(
+    let moved = sqlx::query(
         "UPDATE inbound_deliveries SET status = 'pending', attempts = 0, next_at = $1, processed_at = NULL \
-         WHERE tenant_id = $2 AND id = $3",
+         WHERE tenant_id = $2 AND id = $3 AND status = 'failed'",
     )
     .bind(time::to_micros(time::now()))
     .bind(actor.tenant_id())
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    if moved.rows_affected() != 1 {
+        // another call put it back first
+        return Err(Error::invalid(
+            "id",
+            "the delivery is being tried again already",
+        ));
+    }
     shoal_crm::audit::record(
         &mut tx,
         actor,

@@ -20,16 +20,19 @@ use shoal_base::{
 };
 use shoal_crm::tenancy::{Actor, Tenant};
 use shoal_data::import::document::{self, Applied, Origin};
+use shoal_plugin_host::PluginHost;
 use shoal_sop::{
     channels::{Adapters, Ctx, Handed},
     transport::Transport,
 };
 
 /// Deliveries claimed per round.
-const CLAIM: i64 = 100;
+const CLAIM: i64 = 20;
 
 struct Shared {
     db: Db,
+    /// For the modules' tags of the customers a delivery touched.
+    host: Arc<PluginHost>,
     transport: Transport,
     timeout: Duration,
     poll: Duration,
@@ -71,10 +74,28 @@ fn outcome(what: &str, a: &Applied) -> String {
             a.events.created, a.events.duplicates
         ));
     }
+    if !a.errors.is_empty() {
+        parts.push(format!("{} refused", a.errors.len()));
+    }
+    // the row, the column and why — never the value (staff who list deliveries may not see
+    // the customer's data), and values quoted in a reason are left out too
     for e in a.errors.iter().take(5) {
-        parts.push(format!("refused {} `{}`: {}", e.column, e.value, e.reason));
+        parts.push(format!(
+            "row {} {}: {}",
+            e.row,
+            e.column,
+            without_quoted(&e.reason)
+        ));
     }
     parts.join("; ")
+}
+
+/// `text` with what it quotes in backticks left out.
+fn without_quoted(text: &str) -> String {
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "…" } else { part })
+        .collect()
 }
 
 /// Imports `doc` and marks the delivery done, in one transaction; tags are evaluated for
@@ -112,7 +133,8 @@ async fn import(
     tx.commit().await?;
     if !applied.touched.is_empty()
         && let Err(e) =
-            shoal_tags::evaluate_customers(&s.db, None, &actor.tenant, &applied.touched).await
+            shoal_tags::evaluate_customers(&s.db, Some(&s.host), &actor.tenant, &applied.touched)
+                .await
     {
         tracing::error!(tenant = actor.tenant_id(), error = %e, "tag evaluation after a connector delivery failed");
     }
@@ -185,6 +207,10 @@ async fn wecom(
                     ),
                 ),
             };
+            if details.is_none() && change == "edit_external_contact" {
+                // a placeholder name must not replace the one the customer has
+                return import(s, actor, d, None, Some(events), &event, &what).await;
+            }
             let mut doc = wecom_events::contact_document(&external_userid, details.as_ref());
             // one document for both mappings: the event's fields beside the contact's
             if let (Some(doc), Value::Object(fields)) = (doc.as_object_mut(), event) {
@@ -259,13 +285,19 @@ async fn process(
             return Ok(());
         }
         Ok(Err(f)) => f,
-        Err(e) => Failure::Retry(e.to_string()),
+        Err(e) => {
+            tracing::error!(tenant = %tenant.id, delivery = %d.id, error = %e, "connector delivery panicked");
+            Failure::Retry("the work failed unexpectedly (see the server log)".into())
+        }
     };
     let (why, final_) = match failure {
         Failure::Retry(w) => (w, false),
         Failure::Final(w) => (w, true),
     };
-    let given_up = inbox::failed(&s.db, &tenant.id, d, &why, final_).await?;
+    let Some(given_up) = inbox::failed(&s.db, &tenant.id, d, &why, final_).await? else {
+        // another worker holds the delivery now: its try counts, not this one
+        return Ok(());
+    };
     s.supervision.count(
         "connectors.delivery",
         if given_up { "failed" } else { "retried" },
@@ -278,6 +310,12 @@ async fn process(
 async fn round(s: &Shared, t: &Arc<Tenant>, connectors: &Connectors) -> Result<bool> {
     let claimed = inbox::claim(&s.db, &t.id, time::now(), CLAIM).await?;
     for d in &claimed {
+        // each delivery's lease starts when its turn comes (the ones before may have waited
+        // on WeCom); one taken over meanwhile is left to its new holder
+        let Some(d) = inbox::renew(&s.db, &t.id, d, time::now()).await? else {
+            continue;
+        };
+        let d = &d;
         if let Err(e) = s
             .supervision
             .guard("connectors.process", process(s, t, connectors, d))
@@ -319,15 +357,22 @@ async fn tenant_loop(s: Arc<Shared>, t: Arc<Tenant>) {
             }
         };
         if !busy {
-            tokio::time::sleep(s.poll).await;
+            // a tenant without connectors may still hold deliveries from before they were
+            // removed (they fail as unconfigured): looked at now and then
+            let idle = if connectors.any() {
+                s.poll
+            } else {
+                Duration::from_secs(30)
+            };
+            tokio::time::sleep(idle).await;
         }
     }
 }
 
-/// Starts one supervised loop per tenant that has connectors; the returned task runs until
-/// aborted.
+/// Starts one supervised loop per tenant; the returned task runs until aborted.
 pub fn spawn(
     db: Db,
+    host: Arc<PluginHost>,
     tenants: Vec<Arc<Tenant>>,
     poll: Duration,
     timeout: Duration,
@@ -336,15 +381,12 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     let shared = Arc::new(Shared {
         db,
+        host,
         transport,
         timeout,
         poll,
         supervision,
     });
-    let tenants = tenants
-        .into_iter()
-        .filter(|t| Connectors::of(t).any())
-        .collect();
     shoal_base::supervise::each_forever(
         tenants,
         "connectors.worker",

@@ -57,9 +57,18 @@ pub fn wecom_check(tenant: &Tenant, app: &str, q: &WecomQuery) -> Result<String,
         .echostr
         .as_deref()
         .ok_or_else(|| ReceiveError::BadRequest("echostr is missing".into()))?;
+    // base64 holds no spaces: a `+` some proxy left unescaped was decoded as one
+    let echostr = echostr.replace(' ', "+");
     let plain = crypt
-        .open(&q.msg_signature, &q.timestamp, &q.nonce, echostr)
+        .open(&q.msg_signature, &q.timestamp, &q.nonce, &echostr)
         .map_err(crypto_error)?;
+    // WeCom's echostr is a short random number; anything else is an encrypted message
+    // replayed to have it decrypted (its signature covers the same fields)
+    if plain.is_empty() || plain.len() > 64 || !plain.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(ReceiveError::BadRequest(
+            "echostr is not a URL check's".into(),
+        ));
+    }
     String::from_utf8(plain).map_err(|_| ReceiveError::BadRequest("echostr is not UTF-8".into()))
 }
 
@@ -93,6 +102,9 @@ pub async fn wecom_event(
     Ok(inbox::receive(db, &tenant.id, &format!("wecom:{app}"), &key, &xml).await?)
 }
 
+/// Rows one webhook delivery may hold (a list of objects): each delivery is one transaction.
+pub const MAX_DOCUMENTS: usize = 1000;
+
 /// A signed JSON webhook: checked as Standard Webhooks says (`webhook-id`,
 /// `webhook-timestamp` within five minutes of `now_unix`, `webhook-signature`), its body
 /// JSON, stored by its `webhook-id`. `true` when it was new.
@@ -111,6 +123,12 @@ pub async fn hook(
     let text = std::str::from_utf8(body)
         .map_err(|_| ReceiveError::BadRequest("the body is not UTF-8".into()))?;
     match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) if items.len() > MAX_DOCUMENTS => {
+            return Err(ReceiveError::BadRequest(format!(
+                "at most {MAX_DOCUMENTS} documents per delivery (this one holds {})",
+                items.len()
+            )));
+        }
         Ok(serde_json::Value::Object(_) | serde_json::Value::Array(_)) => {}
         Ok(_) => {
             return Err(ReceiveError::BadRequest(

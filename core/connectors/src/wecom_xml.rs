@@ -73,6 +73,9 @@ pub fn parse(xml: &[u8]) -> Result<Message, String> {
             }
             Event::Empty(e) => {
                 elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(format!("more than {MAX_ELEMENTS} elements"));
+                }
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                 if open.is_empty() && name != "xml" {
                     return Err(format!("the root element is <{name}>, not <xml>"));

@@ -168,6 +168,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         // what inbound connectors received becomes customers and events
         background.push(shoal_connectors::intake::spawn(
             db.clone(),
+            reloader.host.clone(),
             tenants,
             std::time::Duration::from_millis(config.sop.poll_ms.max(20)),
             std::time::Duration::from_millis(config.sop.webhook_timeout_ms),
