@@ -355,17 +355,7 @@ async fn sms_receipt(
             "no such tenant",
         );
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    };
-    let signed = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
+    let signed = standard_webhook(&headers);
     match shoal_campaigns::track::sms_receipt(&state.db, tenant, signed, &body).await {
         Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(shoal_campaigns::track::ReportRefused::NoChannel)) => failure(
@@ -387,6 +377,22 @@ async fn sms_receipt(
             e.to_string(),
         ),
     }
+}
+
+/// The Standard Webhooks headers of a signed request: `webhook-id`, `webhook-timestamp`,
+/// `webhook-signature` (empty when absent: the check then refuses).
+fn standard_webhook(headers: &HeaderMap) -> (&str, &str, &str) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    )
 }
 
 /// A ticket another system opens (`POST /tickets/<tenant>/inbound`), signed with the key of
@@ -424,14 +430,8 @@ async fn inbound_ticket(
             );
         }
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    };
-    let id = header("webhook-id");
-    let signed = (id, header("webhook-timestamp"), header("webhook-signature"));
+    let signed = standard_webhook(&headers);
+    let id = signed.0;
     let now = shoal_base::storage::time::now().timestamp();
     if let Err(why) = shoal_sop::channels::gateway::verify_standard(&secret, signed, &body, now) {
         state.supervision.count("tickets.inbound", "refused");
@@ -733,17 +733,7 @@ async fn connector_hook(
     let Some(tenant) = state.directory.tenant(&tenant) else {
         return connector_refused(&state, "connectors.hooks", ReceiveError::NotFound);
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    };
-    let signed = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
+    let signed = standard_webhook(&headers);
     let now = shoal_base::storage::time::now().timestamp();
     match receive::hook(&state.db, tenant, &name, signed, &body, now).await {
         Ok(fresh) => {

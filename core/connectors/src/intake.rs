@@ -211,13 +211,10 @@ async fn wecom(
                 // a placeholder name must not replace the one the customer has
                 return import(s, actor, d, None, Some(events), &event, &what).await;
             }
-            let mut doc = wecom_events::contact_document(&external_userid, details.as_ref());
-            // one document for both mappings: the event's fields beside the contact's
-            if let (Some(doc), Value::Object(fields)) = (doc.as_object_mut(), event) {
-                for (k, v) in fields {
-                    doc.entry(k).or_insert(v);
-                }
-            }
+            let doc = wecom_events::contact_with_event(
+                wecom_events::contact_document(&external_userid, details.as_ref()),
+                event,
+            );
             import(s, actor, d, Some(customers), Some(events), &doc, &what).await
         }
         Plan::Members {

@@ -186,6 +186,16 @@ pub fn contact_document(external_userid: &str, details: Option<&Value>) -> Value
     })
 }
 
+/// One document for both mappings: the event's fields beside the contact's.
+pub fn contact_with_event(mut contact: Value, event: Value) -> Value {
+    if let (Some(doc), Value::Object(fields)) = (contact.as_object_mut(), event) {
+        for (k, v) in fields {
+            doc.entry(k).or_insert(v);
+        }
+    }
+    contact
+}
+
 /// The event document of a contact's change (or of a group member's).
 pub fn event_document(
     m: &Message,

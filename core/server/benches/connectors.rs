@@ -134,7 +134,6 @@ async fn main() {
         for i in 0..50 {
             let d = claimed(&db, &format!("seed{i}"), "").await;
             let doc = wecom_events::contact_document(&format!("wmB{i}"), None);
-            let mut doc = doc;
             let m = wecom_xml::parse(group_join("x", i).as_bytes()).unwrap();
             let ev = wecom_events::event_document(
                 &m,
@@ -143,12 +142,7 @@ async fn main() {
                 &format!("seed{i}"),
                 time::now(),
             );
-            for (k, v) in ev.as_object().unwrap() {
-                doc.as_object_mut()
-                    .unwrap()
-                    .entry(k.clone())
-                    .or_insert(v.clone());
-            }
+            let doc = wecom_events::contact_with_event(doc, ev);
             process(&db, &actor, &d, &doc, true).await;
         }
 
@@ -181,7 +175,7 @@ async fn main() {
 
             let new = format!("wmNEW{i}");
             let d = claimed(&db, &format!("c{i}"), &xml).await;
-            let mut doc = wecom_events::contact_document(&new, None);
+            let doc = wecom_events::contact_document(&new, None);
             let ev = wecom_events::event_document(
                 &m,
                 &new,
@@ -189,12 +183,7 @@ async fn main() {
                 &format!("c{i}"),
                 time::now(),
             );
-            for (k, v) in ev.as_object().unwrap() {
-                doc.as_object_mut()
-                    .unwrap()
-                    .entry(k.clone())
-                    .or_insert(v.clone());
-            }
+            let doc = wecom_events::contact_with_event(doc, ev);
             contact.push(process(&db, &actor, &d, &doc, true).await);
 
             let d = claimed(&db, &format!("f{i}"), &xml).await;
