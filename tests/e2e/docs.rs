@@ -450,6 +450,10 @@ impl Demo {
                 &dir.join("plugin-cache").display().to_string(),
             ),
             ("SHOAL_LOG__LEVEL", "warn"),
+            (
+                "SHOAL_KEYS__MASTER__LOCAL__FILE",
+                &dir.join("master.key").display().to_string(),
+            ),
             ("SHOAL_DEMO_API_KEY", DEMO_KEY),
         ]
         .into_iter()

@@ -31,6 +31,10 @@ pub const ALPHA: &str = "alpha-admin-key-0000000001";
 pub const ALPHA_READONLY: &str = "alpha-readonly-key-000000002";
 pub const BETA: &str = "beta-admin-key-00000000003";
 
+/// The master key file of every test host (generated on first use).
+pub const TEST_MASTER_KEY: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/test-master.key");
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn postgres_url() -> String {
@@ -94,6 +98,7 @@ fn tenant(name: &str, users: &[(&str, &str)], keys: &[(&str, &str)]) -> TenantCo
         campaigns: Default::default(),
         tickets: Default::default(),
         connectors: Default::default(),
+        retention: Default::default(),
     }
 }
 
@@ -146,6 +151,15 @@ pub fn base_config() -> Config {
     config.tenants.insert(
         "beta".into(),
         tenant("Beta Clinic", &[("boss", "admin")], &[("boss", BETA)]),
+    );
+    // every host of a test shares one master key, wherever it runs from
+    config.keys.master.insert(
+        "local".into(),
+        config::MasterKeyConfig {
+            env: None,
+            file: Some(TEST_MASTER_KEY.into()),
+            generate: true,
+        },
     );
     config
 }
@@ -257,6 +271,7 @@ impl TestServer {
             .env("SHOAL_SERVER__BIND", "127.0.0.1:0")
             .env("SHOAL_STORAGE__URL", &self.storage_url)
             .env("SHOAL_LOG__LEVEL", "error")
+            .env("SHOAL_KEYS__MASTER__LOCAL__FILE", TEST_MASTER_KEY)
             .env("SHOAL_TENANTS__ALPHA__NAME", "Alpha Retail")
             .env("SHOAL_TENANTS__ALPHA__TIME_ZONE", "Asia/Shanghai")
             .env(

@@ -271,7 +271,7 @@ async fn concurrent_deciders_escalate_each_ticket_once(s: &TestServer) {
     }
     let mut config = crate::harness::base_config();
     agents(&mut config);
-    let directory = shoal_crm::tenancy::Directory::from_config(&config);
+    let directory = shoal_crm::tenancy::Directory::from_config(&config, &s.db().vault);
     let tenant = directory.tenant("alpha").unwrap().clone();
     age(s, None, 11).await;
     let now = chrono::Utc::now();

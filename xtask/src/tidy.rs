@@ -82,9 +82,11 @@ const FLOORS: &[(&str, &[&str])] = &[
             "shoal-plugin-host",
         ],
     ),
+    ("shoal-privacy", &["shoal-base", "shoal-crm"]),
     (
         "shoal-api",
         &[
+            "shoal-privacy",
             "shoal-connectors",
             "shoal-campaigns",
             "shoal-tickets",
@@ -102,6 +104,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "shoal-server",
         &[
+            "shoal-privacy",
             "shoal-signing",
             "shoal-base",
             "shoal-rules",

@@ -169,6 +169,22 @@ impl CustomerNode {
         Ok(EventConnection::new(paged))
     }
 
+    /// The customer's consent ledger, newest first (see `recordConsent`).
+    async fn consents(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::privacy::Consent>> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            shoal_crm::consent::ledger(db(ctx), actor.tenant_id(), &self.customer.id)
+                .await
+                .gql()?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
     /// The tags the customer holds.
     async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CustomerTag>> {
         let actor = actor(ctx).gql()?;
@@ -242,6 +258,7 @@ impl CustomerNode {
         let mut conn = db(ctx).pool.acquire().await.map_err(Error::from).gql()?;
         let entries = audit::for_entity(
             &mut conn,
+            &db(ctx).vault,
             actor.tenant_id(),
             "customer",
             &self.customer.id,

@@ -386,7 +386,7 @@ impl DedupeQuery {
             .await
             .map_err(shoal_base::error::Error::from)
             .gql()?;
-        let m = dedupe::get_merge(&mut conn, actor.tenant_id(), &id)
+        let m = dedupe::get_merge(&mut conn, &db(ctx).vault, actor.tenant_id(), &id)
             .await
             .gql()?;
         actor

@@ -16,6 +16,7 @@ pub mod metrics;
 mod notify;
 mod page;
 mod plugins;
+mod privacy;
 mod segments;
 mod settlement;
 mod sops;
@@ -65,6 +66,7 @@ pub struct Query(
     ticket_routing::RoutingQuery,
     ticket_templates::TicketTemplateQuery,
     connector_deliveries::ConnectorQuery,
+    privacy::PrivacyQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -87,6 +89,7 @@ pub struct Mutation(
     ticket_repairs::RepairMutation,
     ticket_templates::TicketTemplateMutation,
     connector_deliveries::ConnectorMutation,
+    privacy::PrivacyMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -6,7 +6,8 @@
 //!   sections);
 //! - [`storage`]: the pool, migrations, dialects, the SQL builder, time and money encodings;
 //! - [`pagination`]: Relay page arguments and keyset cursors;
-//! - [`supervise`]: background work whose panics become errors, counted for `/metrics`.
+//! - [`supervise`]: background work whose panics become errors, counted for `/metrics`;
+//! - [`vault`]: each tenant's keys; personal fields sealed at rest and their blind indexes.
 //!
 //! Invariant: this crate names no domain concept beyond the vocabularies and knows nothing
 //! of HTTP; async-graphql appears only behind the `graphql` feature, to derive enums.
@@ -18,3 +19,4 @@ pub mod kinds;
 pub mod pagination;
 pub mod storage;
 pub mod supervise;
+pub mod vault;

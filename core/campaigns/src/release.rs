@@ -80,11 +80,16 @@ pub async fn release(
     let adapters = Adapters::of(tenant);
     let address = adapters.get(&c.channel).map(|a| a.address());
     let addresses = match address {
-        Some(kind) => channels::addresses(&mut conn, &tenant.id, kind, &ids).await?,
+        Some(kind) => channels::addresses(&mut conn, &tenant.vault, &tenant.id, kind, &ids).await?,
         None => HashMap::new(),
     };
     let policy = Policy::of(tenant);
     let opted_out = opt_outs::of_customers(&mut conn, &tenant.id, &ids).await?;
+    let mut marketing = if policy.marketing_requires_consent {
+        shoal_crm::consent::marketing(&mut conn, &tenant.id, &ids).await?
+    } else {
+        HashMap::new()
+    };
     let history = match policy.caps.iter().map(|c| c.window).max() {
         Some(longest) => sent_since(&mut conn, &tenant.id, &ids, now - longest).await?,
         None => HashMap::new(),
@@ -134,6 +139,7 @@ pub async fn release(
             sent: history.get(id).cloned().unwrap_or_default(),
             last_human_follow_up: humans.get(id).copied(),
             opted_out: opted_out.get(id).cloned().unwrap_or_default(),
+            marketing: marketing.remove(id.as_str()).unwrap_or_default(),
         };
         let fate = match contact::judge(&policy, tz, &c.channel, purpose, now, &h, on_cap) {
             Verdict::Drop { reason } => Fate::Skip(reason),

@@ -66,11 +66,46 @@ pub async fn record(
     .bind(action)
     .bind(entity_type)
     .bind(entity_id)
-    .bind(changes.to_string())
+    .bind(seal_changes(actor, &changes)?)
     .bind(&actor.request_id)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The field audit details are sealed as.
+pub const SEALED_FIELD: &str = "audit_log.changes";
+
+/// An entry's details as stored: sealed under the tenant's data key (they hold the personal
+/// values a change carried), so the log at rest reveals who did what to which entity, never
+/// the values.
+fn seal_changes(actor: &Actor, changes: &serde_json::Value) -> Result<String, sqlx::Error> {
+    actor
+        .tenant
+        .vault
+        .seal(actor.tenant_id(), SEALED_FIELD, &changes.to_string())
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// An entry's details from their stored form: sealed, an erasure's or retention's tombstone
+/// (plain JSON without personal values), or an entry written before sealing existed.
+pub fn open_changes(
+    vault: &shoal_base::vault::Vault,
+    tenant: &str,
+    stored: &str,
+) -> serde_json::Value {
+    let text = if shoal_base::vault::is_sealed(stored) {
+        match vault.unseal(tenant, SEALED_FIELD, stored) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "audit details do not open");
+                return serde_json::json!({ "unreadable": true });
+            }
+        }
+    } else {
+        stored.to_owned()
+    };
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
 /// Records one entry in a transaction of its own, for a change that writes no other row
@@ -157,7 +192,7 @@ pub async fn record_many(
                 sql.arg(action),
                 sql.arg(entity_type),
                 sql.arg(entity_id.as_str()),
-                sql.arg(changes.to_string()),
+                sql.arg(seal_changes(actor, changes)?),
                 sql.arg(actor.request_id.as_str()),
             ];
             sql.push(if i == 0 { "(" } else { ", (" })
@@ -243,7 +278,10 @@ pub async fn list(
     page.push_conditions(&mut sql, "a.at", "a.id", true);
     page.push_order_limit(&mut sql, "a.at", "a.id", true);
     let rows = sql.query().fetch_all(&db.pool).await?;
-    let mut entries = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut entries = rows
+        .iter()
+        .map(|r| from_row(&db.vault, actor.tenant_id(), r))
+        .collect::<Result<Vec<_>, _>>()?;
     for e in &mut entries {
         masked_for(actor, e);
     }
@@ -262,7 +300,11 @@ pub fn masked_for(actor: &Actor, entry: &mut AuditEntry) {
     }
 }
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
+fn from_row(
+    vault: &shoal_base::vault::Vault,
+    tenant: &str,
+    r: &sqlx::any::AnyRow,
+) -> Result<AuditEntry, sqlx::Error> {
     let changes: String = r.try_get("changes")?;
     Ok(AuditEntry {
         id: r.try_get("id")?,
@@ -271,7 +313,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
         action: r.try_get("action")?,
         entity_type: r.try_get("entity_type")?,
         entity_id: r.try_get("entity_id")?,
-        changes: serde_json::from_str(&changes).unwrap_or(serde_json::Value::Null),
+        changes: open_changes(vault, tenant, &changes),
         request_id: r.try_get("request_id")?,
     })
 }
@@ -279,6 +321,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
 /// The newest `limit` entries about one entity, newest first (unmasked: callers mask).
 pub async fn for_entity(
     conn: &mut AnyConnection,
+    vault: &shoal_base::vault::Vault,
     tenant_id: &str,
     entity_type: &str,
     entity_id: &str,
@@ -295,5 +338,5 @@ pub async fn for_entity(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(|r| from_row(vault, tenant_id, r)).collect()
 }

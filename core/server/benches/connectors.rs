@@ -127,7 +127,7 @@ async fn main() {
             "PostgreSQL"
         };
         let db = common::open(&target.url, &config).await;
-        let directory = Directory::from_config(&config);
+        let directory = Directory::from_config(&config, &db.vault);
         let actor = common::actor(&db, &directory).await;
         common::seed_customers(&db, 1000, 7).await;
         // the known group members: customers with a WeCom identity

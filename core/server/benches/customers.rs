@@ -109,7 +109,7 @@ async fn bench_backend(url: &str, n: usize) {
         seeding.elapsed()
     );
 
-    let directory = Directory::from_config(&config);
+    let directory = Directory::from_config(&config, &db.vault);
     let actor = common::actor(&db, &directory).await;
     let (bus, _) = tokio::sync::broadcast::channel(16);
     let (plugins, _) = shoal_plugin_host::PluginHost::start(&config).unwrap();

@@ -253,7 +253,7 @@ fn count_rows(csv: &Path) -> usize {
 async fn import(url: &str, csv: &Path) -> f64 {
     let config = common::config();
     let db = common::open(url, &config).await;
-    let directory = Directory::from_config(&config);
+    let directory = Directory::from_config(&config, &db.vault);
     let actor = common::actor(&db, &directory).await;
     let request = Request {
         input: Input::File(csv.to_path_buf()),

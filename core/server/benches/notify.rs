@@ -64,7 +64,7 @@ async fn main() {
     for target in common::targets(&dir, "notify").await {
         let db = common::open(&target.url, &config).await;
         let backend = db.backend.name();
-        let directory = Directory::from_config(&config);
+        let directory = Directory::from_config(&config, &db.vault);
         let tenant = directory.tenant(common::TENANT).unwrap().clone();
         let actor = common::actor(&db, &directory).await;
         let transport = Transport::new(None).unwrap();

@@ -72,7 +72,7 @@ async fn bench(url: &str, dir: &std::path::Path) {
         false,
         reloader,
     );
-    let actor = common::actor(&db, &Directory::from_config(&config)).await;
+    let actor = common::actor(&db, &Directory::from_config(&config, &db.vault)).await;
     let run = |query: &str, vars: serde_json::Value| {
         let request = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(vars))

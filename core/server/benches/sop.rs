@@ -36,7 +36,7 @@ async fn main() {
     let config = common::config();
     for target in common::targets(&dir, "sop").await {
         let db = common::open(&target.url, &config).await;
-        let directory = Directory::from_config(&config);
+        let directory = Directory::from_config(&config, &db.vault);
         let actor = common::actor(&db, &directory).await;
         common::seed_customers(&db, n, 11).await;
         let segment = segments::save(

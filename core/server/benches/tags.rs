@@ -158,7 +158,7 @@ async fn bench(url: &str, n: usize) {
     let config = common::config();
     let db = common::open(url, &config).await;
     let backend = db.backend;
-    let actor = common::actor(&db, &Directory::from_config(&config)).await;
+    let actor = common::actor(&db, &Directory::from_config(&config, &db.vault)).await;
 
     let started = Instant::now();
     let mut events_total = 0;

@@ -46,7 +46,8 @@ async fn open(
     let db = Db::connect(&config.storage.url, 4).await?;
     storage::migrate(&db).await?;
     tenancy::sync_to_db(&db, config).await?;
-    let directory = Directory::from_config(config);
+    shoal_server::server::open_vault(&db, config).await?;
+    let directory = Directory::from_config(config, &db.vault);
     if demo && let Some(t) = directory.tenant(shoal_server::demo::TENANT_ID) {
         let seeded = shoal_server::demo::seed(&db, t).await?;
         if seeded > 0 {
@@ -337,5 +338,48 @@ pub async fn dedupe_scan(config: &Config, demo: bool, tenant: &str) -> Result<()
         thousands(r.customers as i64),
         thousands(r.new_suggestions as i64)
     );
+    Ok(())
+}
+
+/// `shoal keys rotate [--reencrypt] [--tenant T]`: every tenant key wrapped under the
+/// current master key; with `--reencrypt`, a new data key per tenant and every sealed value
+/// sealed again under it, with progress on stderr.
+pub async fn keys_rotate(
+    config: &Config,
+    reencrypt: bool,
+    tenant: Option<String>,
+) -> Result<(), BoxError> {
+    let db = Db::connect(&config.storage.url, 4).await?;
+    storage::migrate(&db).await?;
+    tenancy::sync_to_db(&db, config).await?;
+    let done = shoal_base::vault::Vault::rewrap(&db, &config.keys).await?;
+    eprintln!(
+        "tenant keys: {} wrapped again under master key `{}`, {} already were",
+        done.rewrapped, config.keys.current, done.current
+    );
+    if !reencrypt {
+        return Ok(());
+    }
+    shoal_server::server::open_vault(&db, config).await?;
+    let tenants: Vec<String> = match tenant {
+        Some(t) if config.tenants.contains_key(&t) => vec![t],
+        Some(t) => return Err(format!("no tenant `{t}` in the configuration").into()),
+        None => config.tenants.keys().cloned().collect(),
+    };
+    for t in tenants {
+        eprintln!(
+            "{t}: new data key; waiting {} s for running hosts to load it",
+            shoal_privacy::rekey::REFRESH.as_secs() * 2
+        );
+        let (version, n) = shoal_privacy::rekey::reencrypt(
+            &db,
+            &config.keys,
+            &t,
+            shoal_privacy::rekey::REFRESH * 2,
+            |column, done, total| eprintln!("{t}: {column} {done}/{total}"),
+        )
+        .await?;
+        eprintln!("{t}: {n} values sealed again under data key v{version}");
+    }
     Ok(())
 }

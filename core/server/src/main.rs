@@ -68,6 +68,25 @@ enum Command {
         #[command(subcommand)]
         command: DedupeCommand,
     },
+    /// The keys that seal customer data at rest (docs/data-protection.md).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Wrap every tenant key under the master key `keys.current` (after adding a new master
+    /// key); with --reencrypt, also give each tenant a new data key and seal every sealed
+    /// value again under it (resumable: run it again after an interruption).
+    Rotate {
+        #[arg(long)]
+        reencrypt: bool,
+        /// Only this tenant's data key (with --reencrypt); default: every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -243,6 +262,9 @@ fn main() -> ExitCode {
         Command::Dedupe {
             command: DedupeCommand::Scan { tenant },
         } => run(&config, data_cli::dedupe_scan(&config, demo, &tenant)),
+        Command::Keys {
+            command: KeysCommand::Rotate { reencrypt, tenant },
+        } => run(&config, data_cli::keys_rotate(&config, reencrypt, tenant)),
         Command::Serve => {
             let source = ConfigSource { file: config_file };
             let key = demo_key.clone();

@@ -28,6 +28,8 @@ pub enum StartError {
     Migrate(#[from] storage::MigrateError),
     #[error("cannot mirror tenants into the database: {0}")]
     Tenants(sqlx::Error),
+    #[error("cannot open the tenants' keys: {0}")]
+    Keys(shoal_base::error::Error),
     #[error("cannot seed the demo tenant: {0}")]
     Demo(shoal_base::error::Error),
     #[error("cannot start the plugin runtime: {0}")]
@@ -108,6 +110,24 @@ fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Ve
     jobs
 }
 
+/// Opens every configured tenant's keys (creating those of new tenants) and seals what an
+/// earlier version stored in clear (see `shoal_crm::customers::sealed`).
+pub async fn open_vault(db: &Db, config: &Config) -> Result<(), shoal_base::error::Error> {
+    let tenants: Vec<String> = config.tenants.keys().cloned().collect();
+    db.vault.open(db, &config.keys, &tenants).await?;
+    for tenant in &tenants {
+        let sealed = shoal_crm::customers::sealed::seal_legacy(db, tenant).await?;
+        if sealed > 0 {
+            tracing::info!(
+                tenant,
+                rows = sealed,
+                "sealed contacts and identities stored in clear by an earlier version"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Opens storage, applies migrations, mirrors tenants, seeds the demo tenant if asked and
 /// starts serving HTTP on `config.server.bind`.
 pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, StartError> {
@@ -119,7 +139,8 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
     tenancy::sync_to_db(&db, config)
         .await
         .map_err(StartError::Tenants)?;
-    let directory = Directory::from_config(config);
+    open_vault(&db, config).await.map_err(StartError::Keys)?;
+    let directory = Directory::from_config(config, &db.vault);
     if options.demo
         && let Some(tenant) = directory.tenant(demo::TENANT_ID)
     {
@@ -173,6 +194,27 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             std::time::Duration::from_millis(config.sop.poll_ms.max(20)),
             std::time::Duration::from_millis(config.sop.webhook_timeout_ms),
             transport,
+            supervision.clone(),
+        ));
+    }
+    // another host's (or `shoal keys rotate`'s) new data key versions are loaded here
+    {
+        let (db, keys) = (db.clone(), config.keys.clone());
+        background.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(shoal_privacy::rekey::REFRESH).await;
+                if let Err(e) = db.vault.refresh(&db, &keys).await {
+                    tracing::error!(error = %e, "cannot reload the tenants' keys");
+                }
+            }
+        }));
+    }
+    if config.sop.workers {
+        // old bodies, payloads and details pruned per the tenants' retention
+        background.push(shoal_privacy::retention::spawn(
+            db.clone(),
+            directory.tenants().cloned().collect(),
+            std::time::Duration::from_secs(3600),
             supervision.clone(),
         ));
     }

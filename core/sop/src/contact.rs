@@ -46,6 +46,8 @@ pub struct Policy {
     pub no_follow_up_hours: u32,
     /// Non-public networks the tenant's step webhooks may reach.
     pub outbound_allow: Allowed,
+    /// Marketing messages need a standing grant in the consent ledger.
+    pub marketing_requires_consent: bool,
 }
 
 fn weekday(name: &str) -> Option<Weekday> {
@@ -169,6 +171,7 @@ impl Policy {
             no_follow_up_hours: c.no_follow_up_hours,
             outbound_allow: Allowed::parse(&c.outbound_allow)
                 .map_err(|(i, m)| (format!("outbound_allow[{i}]"), m))?,
+            marketing_requires_consent: c.marketing_requires_consent,
         })
     }
 }
@@ -223,6 +226,8 @@ pub struct History {
     pub last_human_follow_up: Option<DateTime<Utc>>,
     /// Channels opted out of (`*`: every automated message).
     pub opted_out: HashSet<String>,
+    /// The customer's standing marketing consent (read only where the policy requires it).
+    pub marketing: shoal_crm::consent::Marketing,
 }
 
 /// The answer for one message.
@@ -251,6 +256,14 @@ pub fn judge(
     if history.opted_out.contains("*") || history.opted_out.contains(channel) {
         return Verdict::Drop {
             reason: format!("the customer opted out of {channel} messages"),
+        };
+    }
+    if purpose == Purpose::Marketing
+        && policy.marketing_requires_consent
+        && !history.marketing.allows(channel)
+    {
+        return Verdict::Drop {
+            reason: format!("no marketing consent on {channel} in the customer's consent ledger"),
         };
     }
     if let Some(q) = &policy.quiet_hours
@@ -341,6 +354,7 @@ mod tests {
             webhook_secret_env: None,
             no_follow_up_hours: 72,
             outbound_allow: Vec::new(),
+            marketing_requires_consent: false,
         })
         .unwrap()
     }

@@ -64,6 +64,17 @@ pub async fn set(
             ))
             .execute(&mut *tx)
             .await?;
+        // the same decision, as a withdrawal (or grant) in the consent ledger
+        shoal_crm::consent::append(
+            &mut tx,
+            actor,
+            customer_id,
+            "marketing",
+            channel,
+            !opted_out,
+            if opted_out { "opt_out" } else { "opt_in" },
+        )
+        .await?;
         shoal_crm::audit::record(
             &mut tx,
             actor,

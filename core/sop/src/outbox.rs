@@ -395,8 +395,14 @@ impl Deliverer {
             (_, Address::None) => None,
             (Some(a), _) => Some(a.clone()),
             (None, kind) => {
-                match channels::addresses(&mut conn, &tenant.id, kind, &[m.customer_id.as_str()])
-                    .await
+                match channels::addresses(
+                    &mut conn,
+                    &tenant.vault,
+                    &tenant.id,
+                    kind,
+                    &[m.customer_id.as_str()],
+                )
+                .await
                 {
                     Ok(mut found) => found.remove(&m.customer_id),
                     Err(e) => return Err(Outcome::Retry(e.to_string())),

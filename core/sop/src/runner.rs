@@ -185,6 +185,8 @@ struct Shared<'a> {
     tags: Vec<Tag>,
     customers: HashMap<String, Customer>,
     opted_out: HashMap<String, HashSet<String>>,
+    /// Standing marketing consent, read when the tenant requires it.
+    marketing: HashMap<String, shoal_crm::consent::Marketing>,
 }
 
 async fn advance_all(
@@ -207,6 +209,11 @@ async fn advance_all(
     let ids: Vec<&str> = claimed.iter().map(|c| c.customer_id.as_str()).collect();
     let customers = shoal_crm::customers::get_many(conn, db, &tenant.id, &ids).await?;
     let opted_out = opt_outs::of_customers(conn, &tenant.id, &ids).await?;
+    let marketing = if crate::contact::Policy::of(tenant).marketing_requires_consent {
+        shoal_crm::consent::marketing(conn, &tenant.id, &ids).await?
+    } else {
+        HashMap::new()
+    };
     let shared = Shared {
         db,
         tenant,
@@ -215,6 +222,7 @@ async fn advance_all(
         tags,
         customers,
         opted_out,
+        marketing,
     };
     let mut runs: Vec<(Who, i64, usize, Record)> = Vec::new();
     let mut queued: Vec<Queued> = Vec::new();
@@ -844,6 +852,12 @@ impl World for DbWorld<'_, '_> {
             opted_out: self
                 .shared
                 .opted_out
+                .get(&self.customer.id)
+                .cloned()
+                .unwrap_or_default(),
+            marketing: self
+                .shared
+                .marketing
                 .get(&self.customer.id)
                 .cloned()
                 .unwrap_or_default(),

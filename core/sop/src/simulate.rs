@@ -221,6 +221,7 @@ pub async fn simulate(
     }
     p.into_result(())?;
     let opted = opt_outs::of_customers(&mut conn, &tenant.id, &refs).await?;
+    let mut consents = shoal_crm::consent::marketing(&mut conn, &tenant.id, &refs).await?;
     let longest = Policy::of(tenant)
         .caps
         .iter()
@@ -236,6 +237,7 @@ pub async fn simulate(
             sent: sent_since(&mut conn, &tenant.id, id, from - longest).await?,
             last_human_follow_up: crate::follow_ups::last_human(&mut conn, &tenant.id, id).await?,
             opted_out: opted.get(id).cloned().unwrap_or_default(),
+            marketing: consents.remove(id.as_str()).unwrap_or_default(),
         };
         let mut shown = customers[id].clone();
         actor.access.mask_customer(&mut shown);

@@ -79,7 +79,12 @@ pub async fn open(
             )
             .bind(&tenant.id)
             .bind(&i.channel)
-            .bind(&i.external_id)
+            .bind(shoal_crm::customers::sealed::identity_index_named(
+                &db.vault,
+                &tenant.id,
+                &i.channel,
+                &i.external_id,
+            )?)
             .fetch_optional(&db.pool)
             .await?
             .ok_or_else(|| Error::NotFound {

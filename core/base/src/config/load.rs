@@ -165,6 +165,9 @@ impl Validator<'_> {
         if let Some((key, message)) = config.notify.problems().into_iter().next() {
             return Err(self.invalid(key, message));
         }
+        if let Some((key, message)) = config.keys.problems().into_iter().next() {
+            return Err(self.invalid(key, message));
+        }
         for (tenant_id, tenant) in &mut config.tenants {
             self.check_tenant(tenant_id, tenant)?;
         }

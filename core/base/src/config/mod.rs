@@ -21,8 +21,8 @@ pub use roles::{GrantSpec, RoleSpec};
 pub use tenants::{
     ApiKeyConfig, CampaignsConfig, CapConfig, ChannelsConfig, ConflictRule, ConnectorsConfig,
     ContactConfig, DedupeConfig, DepartmentConfig, EmailChannelConfig, HookConfig, MatchKey,
-    ModuleConfig, QualityConfig, QuietHoursConfig, RobotConfig, SmsConfig, TenantConfig,
-    TicketsConfig, UserConfig, WecomCallbackConfig, WecomConfig,
+    ModuleConfig, QualityConfig, QuietHoursConfig, RetentionConfig, RobotConfig, SmsConfig,
+    TenantConfig, TicketsConfig, UserConfig, WecomCallbackConfig, WecomConfig,
 };
 pub use trust::{TrustConfig, TrustMode, TrustedKey, id_matches};
 
@@ -40,8 +40,37 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub sop: SopConfig,
     pub notify: NotifyConfig,
+    pub keys: KeysConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// The master keys that wrap each tenant's data keys (see `docs/data-protection.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The master key new and re-wrapped tenant keys are wrapped with (a name in `master`).
+    pub current: String,
+    /// Every master key that may still wrap a tenant key, by name; a key may be dropped once
+    /// `shoal keys rotate` has re-wrapped everything under `current`.
+    pub master: BTreeMap<String, MasterKeyConfig>,
+}
+
+/// Where one master key (32 random bytes, base64) is read from: exactly one of `env` and
+/// `file`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterKeyConfig {
+    /// An environment variable holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A file holding the key (one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Create `file` with a fresh random key when it does not exist (development; production
+    /// keeps the master key away from the database and its backups).
+    #[serde(default)]
+    pub generate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -166,6 +195,35 @@ pub struct NotifyConfig {
     pub smtp_url: Option<String>,
     /// The `From` of notification e-mails.
     pub email_from: String,
+}
+
+impl KeysConfig {
+    /// What is wrong, as `(key, message)`: `current` names a configured key, and each key
+    /// says where it is read from, once.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !self.master.contains_key(&self.current) {
+            out.push((
+                "keys.current".into(),
+                format!("names no key of `keys.master` ({:?})", self.current),
+            ));
+        }
+        for (name, key) in &self.master {
+            if key.env.is_some() == key.file.is_some() {
+                out.push((
+                    format!("keys.master.{name}"),
+                    "give exactly one of `env` (a variable holding the key) or `file`".into(),
+                ));
+            }
+            if key.generate && key.file.is_none() {
+                out.push((
+                    format!("keys.master.{name}.generate"),
+                    "only a key read from a `file` can be generated".into(),
+                ));
+            }
+        }
+        out
+    }
 }
 
 impl NotifyConfig {

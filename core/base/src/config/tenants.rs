@@ -54,6 +54,39 @@ pub struct TenantConfig {
     /// Inbound connectors: WeCom callbacks and signed JSON webhooks (docs/connectors.md).
     #[serde(default)]
     pub connectors: ConnectorsConfig,
+    /// How long personal data outside the profiles is kept (docs/data-protection.md).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// Days after which the retention job prunes or redacts what holds personal data beyond
+/// the profiles; 0 keeps it for ever.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Bodies and addresses of sent or failed outbox messages (the rows stay, for caps and
+    /// statistics).
+    pub outbox_bodies_days: u32,
+    /// Payloads of dispatched internal events.
+    pub internal_events_days: u32,
+    /// Payloads of delivered webhook messages.
+    pub delivered_webhooks_days: u32,
+    /// Rejected import rows' values (the error files).
+    pub import_errors_days: u32,
+    /// Audit details (replaced by tombstones that keep who did what to which entity, when).
+    pub audit_details_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            outbox_bodies_days: 180,
+            internal_events_days: 90,
+            delivered_webhooks_days: 90,
+            import_errors_days: 90,
+            audit_details_days: 0,
+        }
+    }
 }
 
 /// The inbound connectors a tenant enables.
@@ -370,6 +403,10 @@ pub struct ContactConfig {
     /// other loopback, private, link-local or metadata address is refused.
     #[serde(default)]
     pub outbound_allow: Vec<String>,
+    /// Marketing messages (SOP steps and campaigns of purpose `marketing`) go only to
+    /// customers whose consent ledger holds a standing marketing grant on the channel.
+    #[serde(default)]
+    pub marketing_requires_consent: bool,
 }
 
 fn default_no_follow_up_hours() -> u32 {
@@ -386,6 +423,7 @@ impl Default for ContactConfig {
             webhook_secret_env: None,
             no_follow_up_hours: default_no_follow_up_hours(),
             outbound_allow: Vec::new(),
+            marketing_requires_consent: false,
         }
     }
 }
@@ -449,6 +487,7 @@ impl TenantConfig {
             campaigns: CampaignsConfig::default(),
             tickets: TicketsConfig::default(),
             connectors: ConnectorsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

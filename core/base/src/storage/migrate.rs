@@ -154,6 +154,17 @@ const MIGRATIONS: &[Migration] = &[
         "inbound connector deliveries",
         include_str!("../../migrations/shared/0024_inbound_deliveries.sql"),
     ),
+    Migration::shared(
+        25,
+        "tenant keys, sealed identities, erasures, consent ledger",
+        include_str!("../../migrations/shared/0025_vault.sql"),
+    ),
+    Migration {
+        version: 26,
+        description: "audit tombstones",
+        sqlite: include_str!("../../migrations/sqlite/0026_audit_tombstones.sql"),
+        postgres: include_str!("../../migrations/postgres/0026_audit_tombstones.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

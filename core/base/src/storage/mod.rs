@@ -60,6 +60,9 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The tenants' keys: what is sealed in this database is opened with them (empty until
+    /// [`crate::vault::Vault::open`]).
+    pub vault: crate::vault::Vault,
 }
 
 /// Why the database could not be opened.
@@ -122,7 +125,11 @@ impl Db {
                     source,
                 })?;
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            vault: Default::default(),
+        })
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock at once

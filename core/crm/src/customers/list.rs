@@ -138,21 +138,25 @@ fn push_conditions(
             let hi = sql.arg(format!("{key}\u{10FFFF}"));
             alternatives.push(format!("(c.name_key >= {lo} AND c.name_key < {hi})"));
         }
-        let mut contact = |kind: &str, value: String| {
+        // contacts are found by their blind index: exact matches only (see `sealed`)
+        let mut contact = |kind: &str, value: String| -> Result<()> {
             let k = sql.arg(kind);
-            let v = sql.arg(value);
+            let v = sql.arg(super::sealed::contact_index(
+                &db.vault, &tenant.id, kind, &value,
+            )?);
             alternatives.push(format!(
                 "c.id IN (SELECT customer_id FROM customer_contacts WHERE tenant_id = {t} AND kind = {k} AND value = {v})"
             ));
+            Ok(())
         };
         if let (true, Ok(phone)) = (
             sees("phones"),
             validate::phone(search, tenant.default_region),
         ) {
-            contact("phone", phone);
+            contact("phone", phone)?;
         }
         if let (true, Ok(email)) = (sees("emails"), validate::email(search)) {
-            contact("email", email);
+            contact("email", email)?;
         }
         if alternatives.is_empty() {
             return Err(Error::Forbidden(
@@ -206,7 +210,12 @@ fn push_conditions(
     if let Some(identity) = &filter.identity {
         access.require_visible("identities", "filter.identity")?;
         let ch = sql.arg(identity.channel.as_str());
-        let ext = sql.arg(identity.external_id.trim());
+        let ext = sql.arg(super::sealed::identity_index(
+            &db.vault,
+            &tenant.id,
+            identity.channel,
+            identity.external_id.trim(),
+        )?);
         sql.push(&format!(
             " AND c.id IN (SELECT customer_id FROM customer_identities WHERE tenant_id = {t} \
              AND channel = {ch} AND external_id = {ext} AND deleted_at IS NULL)"
@@ -325,7 +334,7 @@ pub async fn list(
     let rows = sql.query().fetch_all(&db.pool).await?;
     let customers = rows
         .iter()
-        .map(store::from_row)
+        .map(|r| store::from_row(&db.vault, actor.tenant_id(), r))
         .collect::<Result<Vec<_>>>()?;
     let tenant = &actor.tenant;
     Ok(page.finish(customers).with_cursors(|c| Cursor {
@@ -390,7 +399,7 @@ pub async fn export(
         "id,displayName,phones,emails,lifecycleStage,ownerId,sourceChannel,createdAt,attributes\n",
     );
     for row in &rows {
-        let mut c = store::from_row(row)?;
+        let mut c = store::from_row(&db.vault, actor.tenant_id(), row)?;
         actor.access.mask_customer(&mut c);
         let fields = [
             c.id.clone(),

@@ -6,6 +6,7 @@
 
 mod list;
 mod mask;
+pub mod sealed;
 mod store;
 pub mod validate;
 

@@ -4,13 +4,14 @@
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Attributes, Customer, CustomerPatch, Identity, NewCustomer, validate};
+use super::{Attributes, Customer, CustomerPatch, Identity, NewCustomer, sealed, validate};
 use crate::access::ScopedId;
 use crate::{audit, tenancy::Actor};
 use shoal_base::{
     error::{Error, Problems, Result},
     kinds::{Channel, LifecycleStage},
     storage::{Db, dialect, sql::Sql, time},
+    vault::Vault,
 };
 
 const ENTITY: &str = "customer";
@@ -27,22 +28,23 @@ pub(super) fn columns(db: &Db) -> String {
     )
 }
 
-pub(super) fn from_row(row: &AnyRow) -> Result<Customer> {
+/// A customer from a row of [`columns`]; its sealed fields are opened with `vault`.
+pub(super) fn from_row(vault: &Vault, tenant: &str, row: &AnyRow) -> Result<Customer> {
     let text = |col: &str| -> Result<String> { Ok(row.try_get::<String, _>(col)?) };
     let json = |col: &str| -> Result<Value> {
         serde_json::from_str(&text(col)?)
             .map_err(|e| Error::Internal(format!("customers.{col} holds bad JSON: {e}")))
     };
-    let list = |col: &str| -> Result<Vec<String>> {
-        Ok(serde_json::from_value(json(col)?).unwrap_or_default())
+    let list = |col: &str, field: &str| -> Result<Vec<String>> {
+        sealed::open_list(vault, tenant, field, &text(col)?)
     };
     let stage = text("lifecycle_stage")?;
     let channel = text("source_channel")?;
     Ok(Customer {
         id: text("id")?,
         display_name: text("display_name")?,
-        phones: list("phones")?,
-        emails: list("emails")?,
+        phones: list("phones", sealed::PHONES)?,
+        emails: list("emails", sealed::EMAILS)?,
         attributes: match json("attributes")? {
             Value::Object(map) => map,
             _ => Attributes::new(),
@@ -123,6 +125,7 @@ pub async fn create(db: &Db, actor: &Actor, input: &NewCustomer) -> Result<Custo
     let mut tx = db.begin_write().await?;
     check_identities_free(
         &mut tx,
+        &db.vault,
         actor.tenant_id(),
         None,
         &prepared.1,
@@ -166,7 +169,7 @@ pub async fn insert_many(
         let mut contacts =
             Sql::new("INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ");
         let mut identities = Sql::new(
-            "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) VALUES ",
+            "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, external_id_sealed, created_at) VALUES ",
         );
         let (mut n_contacts, mut n_identities) = (0, 0);
         for (i, (c, ids)) in chunk.iter().enumerate() {
@@ -175,8 +178,18 @@ pub async fn insert_many(
                 sql.arg(c.id.clone()),
                 sql.arg(c.display_name.clone()),
                 sql.arg(validate::name_key(&c.display_name)),
-                sql.arg(json!(c.phones).to_string()),
-                sql.arg(json!(c.emails).to_string()),
+                sql.arg(sealed::seal_list(
+                    &db.vault,
+                    tenant_id,
+                    sealed::PHONES,
+                    &c.phones,
+                )?),
+                sql.arg(sealed::seal_list(
+                    &db.vault,
+                    tenant_id,
+                    sealed::EMAILS,
+                    &c.emails,
+                )?),
                 {
                     let a = sql.arg(Value::Object(c.attributes.clone()).to_string());
                     dialect::json_cast(db.backend, &a)
@@ -200,7 +213,7 @@ pub async fn insert_many(
                 values.join(", "),
                 rest.join(", ")
             ));
-            for (kind, value) in contact_rows(c) {
+            for (kind, value) in sealed::contact_rows(&db.vault, tenant_id, &c.phones, &c.emails)? {
                 let row = [
                     contacts.arg(tenant_id),
                     contacts.arg(c.id.clone()),
@@ -219,7 +232,17 @@ pub async fn insert_many(
                     identities.arg(tenant_id),
                     identities.arg(c.id.clone()),
                     identities.arg(identity.channel.as_str()),
-                    identities.arg(identity.external_id.clone()),
+                    identities.arg(sealed::identity_index(
+                        &db.vault,
+                        tenant_id,
+                        identity.channel,
+                        &identity.external_id,
+                    )?),
+                    identities.arg(sealed::seal_identity(
+                        &db.vault,
+                        tenant_id,
+                        &identity.external_id,
+                    )?),
                     identities.arg(time::to_micros(c.created_at)),
                 ];
                 identities.push(&format!(
@@ -260,6 +283,7 @@ pub fn identity_conflict(e: sqlx::Error) -> Error {
 /// Refuses identities already linked to a customer other than `owner`.
 async fn check_identities_free(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant_id: &str,
     owner: Option<&str>,
     identities: &[Identity],
@@ -273,7 +297,12 @@ async fn check_identities_free(
         )
         .bind(tenant_id)
         .bind(identity.channel.as_str())
-        .bind(&identity.external_id)
+        .bind(sealed::identity_index(
+            vault,
+            tenant_id,
+            identity.channel,
+            &identity.external_id,
+        )?)
         .fetch_optional(&mut *conn)
         .await?
         .map(|r| r.try_get("customer_id"))
@@ -323,7 +352,7 @@ pub async fn get_many(
             if row.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
                 continue;
             }
-            let c = from_row(&row)?;
+            let c = from_row(&db.vault, tenant_id, &row)?;
             out.insert(c.id.clone(), c);
         }
     }
@@ -353,7 +382,7 @@ pub async fn fetch(
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| Error::not_found("customer", id))?;
-    from_row(&row)
+    from_row(&db.vault, tenant_id, &row)
 }
 
 /// The live identities of several customers, in one query.
@@ -366,7 +395,7 @@ pub async fn identities_of(
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(
-        "SELECT customer_id, channel, external_id FROM customer_identities WHERE tenant_id = ",
+        "SELECT customer_id, channel, external_id, external_id_sealed FROM customer_identities WHERE tenant_id = ",
     );
     let t = sql.arg(tenant_id);
     sql.push(&t)
@@ -375,7 +404,7 @@ pub async fn identities_of(
         let p = sql.arg(*id);
         sql.push(if i == 0 { "" } else { ", " }).push(&p);
     }
-    sql.push(") ORDER BY created_at, channel, external_id");
+    sql.push(") ORDER BY created_at, channel");
     let rows = sql.query().fetch_all(&db.pool).await?;
     rows.iter()
         .map(|r| {
@@ -385,7 +414,13 @@ pub async fn identities_of(
                 Identity {
                     channel: Channel::parse(&channel)
                         .ok_or_else(|| Error::Internal(format!("unknown channel `{channel}`")))?,
-                    external_id: r.try_get("external_id")?,
+                    external_id: sealed::open_identity(
+                        &db.vault,
+                        tenant_id,
+                        &r.try_get::<String, _>("external_id")?,
+                        r.try_get::<Option<String>, _>("external_id_sealed")?
+                            .as_deref(),
+                    )?,
                 },
             ))
         })
@@ -481,9 +516,9 @@ pub async fn update(
             continue; // changed by someone else since we read it: read again
         }
         if phones.is_some() || emails.is_some() {
-            replace_contacts(&mut tx, actor.tenant_id(), &after).await?;
+            replace_contacts(&mut tx, db, actor.tenant_id(), &after).await?;
         }
-        change_identities(&mut tx, actor.tenant_id(), id, &add, &remove).await?;
+        change_identities(&mut tx, &db.vault, actor.tenant_id(), id, &add, &remove).await?;
         let mut changes = diff(&before, &after);
         if !add.is_empty() {
             changes.insert("identitiesAdded".into(), identities_json(&add));
@@ -526,8 +561,18 @@ pub async fn store_row(
     ))
     .bind(&c.display_name)
     .bind(validate::name_key(&c.display_name))
-    .bind(json!(c.phones).to_string())
-    .bind(json!(c.emails).to_string())
+    .bind(sealed::seal_list(
+        &db.vault,
+        tenant_id,
+        sealed::PHONES,
+        &c.phones,
+    )?)
+    .bind(sealed::seal_list(
+        &db.vault,
+        tenant_id,
+        sealed::EMAILS,
+        &c.emails,
+    )?)
     .bind(Value::Object(c.attributes.clone()).to_string())
     .bind(c.lifecycle_stage.as_str())
     .bind(&c.owner_id)
@@ -544,48 +589,19 @@ pub async fn store_row(
     Ok(updated.rows_affected() > 0)
 }
 
-/// The rows of `customer_contacts` for a customer: phones, emails, and each email's local
-/// part (`email_local`, looked up by fuzzy duplicate detection).
-fn contact_rows(c: &Customer) -> Vec<(&'static str, String)> {
-    let mut rows: Vec<(&'static str, String)> = Vec::new();
-    rows.extend(c.phones.iter().map(|p| ("phone", p.clone())));
-    rows.extend(c.emails.iter().map(|e| ("email", e.clone())));
-    for e in &c.emails {
-        if let Some((local, _)) = e.split_once('@')
-            && !local.is_empty()
-            && !rows.iter().any(|(k, v)| *k == "email_local" && v == local)
-        {
-            rows.push(("email_local", local.to_owned()));
-        }
-    }
-    rows
-}
-
-/// Rewrites a customer's contact rows from its phones and emails.
+/// Rewrites a customer's contact rows (blind indexes) from its phones and emails.
 pub async fn replace_contacts(
     conn: &mut AnyConnection,
+    db: &Db,
     tenant_id: &str,
     c: &Customer,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM customer_contacts WHERE tenant_id = $1 AND customer_id = $2")
-        .bind(tenant_id)
-        .bind(&c.id)
-        .execute(&mut *conn)
-        .await?;
-    for (kind, value) in contact_rows(c) {
-        sqlx::query("INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ($1, $2, $3, $4)")
-            .bind(tenant_id)
-            .bind(&c.id)
-            .bind(kind)
-            .bind(value)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    sealed::rewrite_contacts(conn, &db.vault, tenant_id, &c.id, &c.phones, &c.emails).await
 }
 
 async fn change_identities(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant_id: &str,
     customer_id: &str,
     add: &[Identity],
@@ -601,12 +617,13 @@ async fn change_identities(
         .bind(tenant_id)
         .bind(customer_id)
         .bind(identity.channel.as_str())
-        .bind(&identity.external_id)
+        .bind(sealed::identity_index(vault, tenant_id, identity.channel, &identity.external_id)?)
         .execute(&mut *conn)
         .await?;
     }
     check_identities_free(
         conn,
+        vault,
         tenant_id,
         Some(customer_id),
         add,
@@ -615,15 +632,16 @@ async fn change_identities(
     .await?;
     for identity in add {
         sqlx::query(
-            "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) \
-             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM customer_identities \
+            "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, external_id_sealed, created_at) \
+             SELECT $1, $2, $3, $4, $6, $5 WHERE NOT EXISTS (SELECT 1 FROM customer_identities \
              WHERE tenant_id = $1 AND channel = $3 AND external_id = $4 AND deleted_at IS NULL)",
         )
         .bind(tenant_id)
         .bind(customer_id)
         .bind(identity.channel.as_str())
-        .bind(&identity.external_id)
+        .bind(sealed::identity_index(vault, tenant_id, identity.channel, &identity.external_id)?)
         .bind(now)
+        .bind(sealed::seal_identity(vault, tenant_id, &identity.external_id)?)
         .execute(&mut *conn)
         .await
         .map_err(identity_conflict)?;

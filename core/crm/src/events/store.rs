@@ -152,7 +152,7 @@ pub async fn record_in(
     emit: bool,
 ) -> Result<Vec<(Outcome, Event)>> {
     let tenant_id = actor.tenant_id();
-    let customer_ids = resolve_customers(&mut *tx, tenant_id, inputs).await?;
+    let customer_ids = resolve_customers(&mut *tx, &db.vault, tenant_id, inputs).await?;
     actor
         .access
         .ensure_customers_in(
@@ -255,6 +255,7 @@ fn bind_event<'q>(
 /// The customer id of every input, or every reference that names no live customer.
 async fn resolve_customers(
     conn: &mut AnyConnection,
+    vault: &shoal_base::vault::Vault,
     tenant_id: &str,
     inputs: &[NewEvent],
 ) -> Result<Vec<String>> {
@@ -299,7 +300,9 @@ async fn resolve_customers(
                         )
                         .bind(tenant_id)
                         .bind(key.0.as_str())
-                        .bind(&key.1)
+                        .bind(crate::customers::sealed::identity_index(
+                            vault, tenant_id, key.0, &key.1,
+                        )?)
                         .fetch_optional(&mut *conn)
                         .await?
                         .map(|r| r.try_get("customer_id"))

@@ -12,6 +12,7 @@ use crate::access::Access;
 use shoal_base::{
     config::{Config, sha256_hex},
     storage::{Db, time},
+    vault::Vault,
 };
 
 /// Everything needed to authenticate a request, built once from config.
@@ -23,7 +24,9 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn from_config(config: &Config) -> Directory {
+    /// The tenants and keys of `config`; each tenant shares `vault` (its keys, see
+    /// [`shoal_base::vault`]).
+    pub fn from_config(config: &Config, vault: &Vault) -> Directory {
         let mut directory = Directory::default();
         for (id, tc) in &config.tenants {
             let tenant = Arc::new(Tenant {
@@ -42,6 +45,7 @@ impl Directory {
                 campaigns: tc.campaigns.clone(),
                 tickets: tc.tickets.clone(),
                 connectors: tc.connectors.clone(),
+                retention: tc.retention.clone(),
                 host: HostChannels {
                     smtp_url: config.notify.smtp_url.clone(),
                     smtp_timeout_ms: config.notify.timeout_ms,
@@ -52,6 +56,7 @@ impl Directory {
                         .map(|u| u.trim_end_matches('/').to_owned()),
                 },
                 derived: Derived::default(),
+                vault: vault.clone(),
             });
             for key in tc.api_keys.values() {
                 let (Some(hash), true) = (&key.sha256, tc.users.contains_key(&key.user)) else {

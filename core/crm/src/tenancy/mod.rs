@@ -38,10 +38,15 @@ pub struct Tenant {
     pub tickets: shoal_base::config::TicketsConfig,
     /// Inbound connectors (`shoal-connectors` reads them).
     pub connectors: shoal_base::config::ConnectorsConfig,
+    /// How long personal data beyond the profiles is kept (`shoal-privacy` reads it).
+    pub retention: shoal_base::config::RetentionConfig,
     /// What the tenant's channels take from the host's configuration.
     pub host: HostChannels,
     /// What engines derive from this tenant's configuration once and keep (see [`Derived`]).
     pub derived: Derived,
+    /// The keys of every tenant on this host (the same as the database's): what an engine
+    /// seals for this tenant, such as audit details, it seals with these.
+    pub vault: shoal_base::vault::Vault,
 }
 
 /// The host's settings a tenant's channels use, copied into each tenant: the SMTP relay

@@ -11,8 +11,9 @@ use shoal_base::{
     error::Result,
     kinds::Channel,
     storage::{Backend, sql::Sql},
+    vault::Vault,
 };
-use shoal_crm::customers::Identity;
+use shoal_crm::customers::{Identity, sealed};
 
 const CHUNK: usize = 500;
 
@@ -55,6 +56,7 @@ impl Holders {
 /// The live holders of any of the given identities, phones and emails.
 pub async fn holders(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant: &str,
     identities: &[Identity],
     phones: &[&str],
@@ -70,7 +72,13 @@ pub async fn holders(
             .push(i.external_id.as_str());
     }
     for (channel, ext) in by_channel {
-        for chunk in ext.chunks(CHUNK) {
+        // looked up by blind index, mapped back to the value asked for
+        let mut asked: HashMap<String, &str> = HashMap::with_capacity(ext.len());
+        for e in &ext {
+            asked.insert(sealed::identity_index(vault, tenant, channel, e)?, e);
+        }
+        let keys: Vec<&str> = asked.keys().map(String::as_str).collect();
+        for chunk in keys.chunks(CHUNK) {
             let mut sql = Sql::new(
                 "SELECT external_id, customer_id FROM customer_identities WHERE tenant_id = ",
             );
@@ -86,10 +94,11 @@ pub async fn holders(
                 .fetch_all(&mut *conn)
                 .await?
             {
-                out.identities.insert(
-                    (channel, r.try_get("external_id")?),
-                    r.try_get("customer_id")?,
-                );
+                let index: String = r.try_get("external_id")?;
+                if let Some(value) = asked.get(&index) {
+                    out.identities
+                        .insert((channel, (*value).to_owned()), r.try_get("customer_id")?);
+                }
             }
         }
     }
@@ -97,7 +106,7 @@ pub async fn holders(
         ("phone", phones, &mut out.phones),
         ("email", emails, &mut out.emails),
     ] {
-        for (value, id) in contacts(conn, tenant, kind, values).await? {
+        for (value, id) in contacts(conn, vault, tenant, kind, values).await? {
             // the oldest holder (ids are time-ordered uuids)
             match map.get(&value) {
                 Some(held) if *held <= id => {}
@@ -113,12 +122,19 @@ pub async fn holders(
 /// `(value, customer id)` of the contacts of `kind` holding any of `values`.
 async fn contacts(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant: &str,
     kind: &str,
     values: &[&str],
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for chunk in values.chunks(CHUNK) {
+    // looked up by blind index, mapped back to the value asked for
+    let mut asked: HashMap<String, &str> = HashMap::with_capacity(values.len());
+    for v in values {
+        asked.insert(sealed::contact_index(vault, tenant, kind, v)?, v);
+    }
+    let keys: Vec<&str> = asked.keys().map(String::as_str).collect();
+    for chunk in keys.chunks(CHUNK) {
         let mut sql =
             Sql::new("SELECT value, customer_id FROM customer_contacts WHERE tenant_id = ");
         let t = sql.arg(tenant);
@@ -131,37 +147,42 @@ async fn contacts(
             .fetch_all(&mut *conn)
             .await?
         {
-            out.push((r.try_get("value")?, r.try_get("customer_id")?));
+            let index: String = r.try_get("value")?;
+            if let Some(value) = asked.get(&index) {
+                out.push(((*value).to_owned(), r.try_get("customer_id")?));
+            }
         }
     }
     Ok(out)
 }
 
-fn profile_of(r: &sqlx::any::AnyRow) -> Result<Profile> {
-    let list = |col: &str| -> Result<Vec<String>> {
+fn profile_of(vault: &Vault, tenant: &str, r: &sqlx::any::AnyRow) -> Result<Profile> {
+    let list = |col: &str, field: &str| -> Result<Vec<String>> {
         let text: String = r.try_get(col)?;
-        Ok(serde_json::from_str(&text).unwrap_or_default())
+        sealed::open_list(vault, tenant, field, &text)
     };
     Ok(Profile {
         id: r.try_get("id")?,
         name_key: r.try_get("name_key")?,
-        phones: list("phones")?,
-        emails: list("emails")?,
+        phones: list("phones", sealed::PHONES)?,
+        emails: list("emails", sealed::EMAILS)?,
     })
 }
 
 /// The live profiles with the given ids.
 pub async fn profiles(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant: &str,
     ids: &[&str],
 ) -> Result<Vec<Profile>> {
-    profiles_where(conn, tenant, "id", ids).await
+    profiles_where(conn, vault, tenant, "id", ids).await
 }
 
 /// The live profiles whose `column` (`id`, `name_key`) holds one of `values`.
 async fn profiles_where(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant: &str,
     column: &str,
     values: &[&str],
@@ -180,7 +201,7 @@ async fn profiles_where(
             .fetch_all(&mut *conn)
             .await?
         {
-            out.push(profile_of(&r)?);
+            out.push(profile_of(vault, tenant, &r)?);
         }
     }
     Ok(out)
@@ -188,14 +209,19 @@ async fn profiles_where(
 
 /// Live profiles that share a (meaningful) name, an email local part, a phone or an email
 /// with one of `of`; `of` themselves may be among them.
-pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Result<Vec<Profile>> {
+pub async fn fuzzy(
+    conn: &mut AnyConnection,
+    vault: &Vault,
+    tenant: &str,
+    of: &[Profile],
+) -> Result<Vec<Profile>> {
     let names: HashSet<&str> = of
         .iter()
         .map(|p| p.name_key.as_str())
         .filter(|n| !is_placeholder_name(n))
         .collect();
     let names: Vec<&str> = names.into_iter().collect();
-    let mut out: HashMap<String, Profile> = profiles_where(conn, tenant, "name_key", &names)
+    let mut out: HashMap<String, Profile> = profiles_where(conn, vault, tenant, "name_key", &names)
         .await?
         .into_iter()
         .map(|p| (p.id.clone(), p))
@@ -219,14 +245,14 @@ pub async fn fuzzy(conn: &mut AnyConnection, tenant: &str, of: &[Profile]) -> Re
             .map(|(_, v)| v.as_str())
             .collect();
         let values: Vec<&str> = values.into_iter().collect();
-        for (_, id) in contacts(conn, tenant, kind, &values).await? {
+        for (_, id) in contacts(conn, vault, tenant, kind, &values).await? {
             if !out.contains_key(&id) {
                 ids.insert(id);
             }
         }
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    for p in profiles(conn, tenant, &ids).await? {
+    for p in profiles(conn, vault, tenant, &ids).await? {
         out.insert(p.id.clone(), p);
     }
     Ok(out.into_values().collect())

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use shoal_base::vault::Vault;
 use sqlx::{AnyConnection, Row};
 
 use super::{
@@ -158,12 +159,13 @@ pub(super) fn identities_from(v: &Value) -> Vec<Identity> {
 
 pub(super) async fn live_identities(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant: &str,
     id: &str,
 ) -> Result<Vec<Identity>> {
     let rows = sqlx::query(
-        "SELECT channel, external_id FROM customer_identities \
-         WHERE tenant_id = $1 AND customer_id = $2 AND deleted_at IS NULL ORDER BY created_at, channel, external_id",
+        "SELECT channel, external_id, external_id_sealed FROM customer_identities \
+         WHERE tenant_id = $1 AND customer_id = $2 AND deleted_at IS NULL ORDER BY created_at, channel",
     )
     .bind(tenant)
     .bind(id)
@@ -174,7 +176,15 @@ pub(super) async fn live_identities(
         .filter_map(|r| {
             Some(Identity {
                 channel: Channel::parse(&r.try_get::<String, _>("channel").ok()?)?,
-                external_id: r.try_get("external_id").ok()?,
+                external_id: customers::sealed::open_identity(
+                    vault,
+                    tenant,
+                    &r.try_get::<String, _>("external_id").ok()?,
+                    r.try_get::<Option<String>, _>("external_id_sealed")
+                        .ok()?
+                        .as_deref(),
+                )
+                .ok()?,
             })
         })
         .collect())
@@ -257,7 +267,7 @@ pub async fn merge(
     };
     let survivor = customers::fetch(&mut tx, db, actor.tenant_id(), &req.survivor_id, true).await?;
     let absorbed = customers::fetch(&mut tx, db, actor.tenant_id(), &req.absorbed_id, true).await?;
-    let absorbed_ids = live_identities(&mut tx, actor.tenant_id(), &absorbed.id).await?;
+    let absorbed_ids = live_identities(&mut tx, &db.vault, actor.tenant_id(), &absorbed.id).await?;
     let rule = req.rule.unwrap_or(actor.tenant.dedupe.conflict_rule);
     let (mut merged, mut conflicts) = settle(actor, &survivor, &absorbed, rule, &req.prefer);
     let mut moved = Moved::default();
@@ -300,7 +310,7 @@ pub async fn merge(
         .execute(&mut *tx)
         .await?;
     suggestions::decide(&mut tx, actor, &survivor.id, &absorbed.id, "merged").await?;
-    let survivor_ids = live_identities(&mut tx, t, &survivor.id).await?;
+    let survivor_ids = live_identities(&mut tx, &db.vault, t, &survivor.id).await?;
     let m = Merge {
         id: uuid::Uuid::now_v7().to_string(),
         survivor_id: survivor.id.clone(),
@@ -349,7 +359,7 @@ pub(crate) async fn absorb_incoming(
         )
         .bind(t)
         .bind(identity.channel.as_str())
-        .bind(&identity.external_id)
+        .bind(customers::sealed::identity_index(&db.vault, t, identity.channel, &identity.external_id)?)
         .fetch_optional(&mut *conn)
         .await?
         .map(|r| r.try_get("customer_id"))
@@ -365,13 +375,14 @@ pub(crate) async fn absorb_incoming(
             }),
             None => {
                 sqlx::query(
-                    "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, external_id_sealed, created_at) VALUES ($1, $2, $3, $4, $6, $5)",
                 )
                 .bind(t)
                 .bind(&survivor.id)
                 .bind(identity.channel.as_str())
-                .bind(&identity.external_id)
+                .bind(customers::sealed::identity_index(&db.vault, t, identity.channel, &identity.external_id)?)
                 .bind(now)
+                .bind(customers::sealed::seal_identity(&db.vault, t, &identity.external_id)?)
                 .execute(&mut *conn)
                 .await
                 .map_err(customers::identity_conflict)?;
@@ -381,7 +392,7 @@ pub(crate) async fn absorb_incoming(
     }
     let tag_ids: Vec<String> = tags.iter().map(|t| t.id.clone()).collect();
     moved.tags = give_tags(conn, actor, &survivor.id, &tag_ids, &mut conflicts).await?;
-    let survivor_ids = live_identities(conn, t, &survivor.id).await?;
+    let survivor_ids = live_identities(conn, &db.vault, t, &survivor.id).await?;
     let mut absorbed_before = stored_json(absorbed, identities);
     absorbed_before["tags"] = json!(tag_ids);
     let m = Merge {
@@ -437,7 +448,7 @@ async fn write_survivor(
             before.id
         )));
     }
-    customers::replace_contacts(conn, actor.tenant_id(), merged).await
+    customers::replace_contacts(conn, db, actor.tenant_id(), merged).await
 }
 
 /// Writes the merge row and an audit entry on each profile.
@@ -459,13 +470,13 @@ pub(super) async fn record(
     .bind(&m.absorbed_id)
     .bind(i64::from(m.absorbed_stored))
     .bind(&m.origin)
-    .bind(&m.reason)
+    .bind(seal(actor, "reason", &m.reason)?)
     .bind(&m.rule)
-    .bind(m.survivor_before.to_string())
-    .bind(m.absorbed_before.to_string())
-    .bind(m.survivor_after.to_string())
-    .bind(json!(m.conflicts).to_string())
-    .bind(json!(m.moved).to_string())
+    .bind(seal(actor, "survivor_before", &m.survivor_before.to_string())?)
+    .bind(seal(actor, "absorbed_before", &m.absorbed_before.to_string())?)
+    .bind(seal(actor, "survivor_after", &m.survivor_after.to_string())?)
+    .bind(seal(actor, "conflicts", &json!(m.conflicts).to_string())?)
+    .bind(seal(actor, "moved", &json!(m.moved).to_string())?)
     .bind(&m.actor_id)
     .bind(time::to_micros(m.merged_at))
     .execute(&mut *conn)
@@ -664,9 +675,23 @@ async fn give_opt_outs(
     Ok(added)
 }
 
-pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Merge> {
-    let json = |col: &str| -> Result<Value> {
+/// A column of `customer_merges` as stored: the merge's reason and snapshots carry the
+/// profiles' personal values, so they are sealed like the profiles themselves.
+fn seal(actor: &Actor, column: &str, text: &str) -> Result<String> {
+    Ok(actor.tenant.vault.seal(
+        actor.tenant_id(),
+        &format!("customer_merges.{column}"),
+        text,
+    )?)
+}
+
+pub(super) fn from_row(vault: &Vault, tenant: &str, r: &sqlx::any::AnyRow) -> Result<Merge> {
+    let open = |col: &str| -> Result<String> {
         let text: String = r.try_get(col)?;
+        Ok(vault.open_or_plain(tenant, &format!("customer_merges.{col}"), &text)?)
+    };
+    let json = |col: &str| -> Result<Value> {
+        let text = open(col)?;
         serde_json::from_str(&text)
             .map_err(|e| Error::Internal(format!("customer_merges.{col}: {e}")))
     };
@@ -676,7 +701,7 @@ pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Merge> {
         absorbed_id: r.try_get("absorbed_id")?,
         absorbed_stored: r.try_get::<i64, _>("absorbed_stored")? == 1,
         origin: r.try_get("origin")?,
-        reason: r.try_get("reason")?,
+        reason: open("reason")?,
         rule: r.try_get("rule")?,
         conflicts: serde_json::from_value(json("conflicts")?).unwrap_or_default(),
         moved: serde_json::from_value(json("moved")?).unwrap_or_default(),
@@ -693,14 +718,14 @@ pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Merge> {
 }
 
 /// One merge of the actor's tenant.
-pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Merge> {
+pub async fn get(conn: &mut AnyConnection, vault: &Vault, tenant: &str, id: &str) -> Result<Merge> {
     let row = sqlx::query("SELECT * FROM customer_merges WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| Error::not_found("merge", id))?;
-    from_row(&row)
+    from_row(vault, tenant, &row)
 }
 
 /// Merges newest first; with `customer_id`, those it took part in.
@@ -729,7 +754,10 @@ pub async fn history(
     page.push_conditions(&mut sql, "m.merged_at", "m.id", true);
     page.push_order_limit(&mut sql, "m.merged_at", "m.id", true);
     let rows = sql.query().fetch_all(&db.pool).await?;
-    let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(|r| from_row(&db.vault, actor.tenant_id(), r))
+        .collect::<Result<Vec<_>>>()?;
     Ok(page.finish(items).with_cursors(|m| Cursor {
         tenant: actor.tenant_id().to_owned(),
         order: HISTORY_ORDER.to_owned(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use shoal_base::vault::Vault;
 use sqlx::{AnyConnection, Row};
 
 use super::{
@@ -42,8 +43,13 @@ pub struct Suggestion {
 /// The cursor ordering of [`list`].
 pub const ORDER: &str = "suggestions:score:desc";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Suggestion> {
+/// The field suggestion reasons are sealed as: their details name the shared phone or
+/// e-mail.
+const REASONS: &str = "merge_suggestions.reasons";
+
+fn from_row(vault: &Vault, tenant: &str, r: &sqlx::any::AnyRow) -> Result<Suggestion> {
     let reasons: String = r.try_get("reasons")?;
+    let reasons = vault.open_or_plain(tenant, REASONS, &reasons)?;
     Ok(Suggestion {
         id: r.try_get("id")?,
         customer_a: r.try_get("customer_a")?,
@@ -61,6 +67,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Suggestion> {
 /// Returns whether it is new.
 pub async fn upsert(
     conn: &mut AnyConnection,
+    vault: &Vault,
     tenant: &str,
     x: &str,
     y: &str,
@@ -69,7 +76,11 @@ pub async fn upsert(
 ) -> Result<bool> {
     let (a, b) = if x < y { (x, y) } else { (y, x) };
     let now = time::to_micros(time::now());
-    let reasons = serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into());
+    let reasons = vault.seal(
+        tenant,
+        REASONS,
+        &serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into()),
+    )?;
     let refreshed = sqlx::query(
         "UPDATE merge_suggestions SET score = $1, reasons = $2, updated_at = $3 \
          WHERE tenant_id = $4 AND customer_a = $5 AND customer_b = $6 AND status = 'pending' AND score <= $1",
@@ -109,7 +120,7 @@ pub async fn suggest_for(conn: &mut AnyConnection, tenant: &Tenant, ids: &[&str]
     if ids.is_empty() {
         return Ok(0);
     }
-    let of = candidates::profiles(conn, &tenant.id, ids).await?;
+    let of = candidates::profiles(conn, &tenant.vault, &tenant.id, ids).await?;
     suggest_among(conn, tenant, &of).await
 }
 
@@ -122,7 +133,7 @@ pub async fn suggest_among(
     if of.is_empty() {
         return Ok(0);
     }
-    let others = candidates::fuzzy(conn, &tenant.id, of).await?;
+    let others = candidates::fuzzy(conn, &tenant.vault, &tenant.id, of).await?;
     // compare only profiles sharing a blocking key (a name, an email local part, a phone or
     // an email), not every pair: a batch of 1000 meets thousands of candidates
     let mut blocks: HashMap<String, Vec<usize>> = HashMap::new();
@@ -158,7 +169,7 @@ pub async fn suggest_among(
     }
     let mut new = 0;
     for ((a, b), (score, reasons)) in pairs {
-        if upsert(conn, &tenant.id, &a, &b, score, &reasons).await? {
+        if upsert(conn, &tenant.vault, &tenant.id, &a, &b, score, &reasons).await? {
             new += 1;
         }
     }
@@ -263,7 +274,10 @@ pub async fn list(
     page.push_conditions(&mut sql, "s.score", "s.id", true);
     page.push_order_limit(&mut sql, "s.score", "s.id", true);
     let rows = sql.query().fetch_all(&db.pool).await?;
-    let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(|r| from_row(&db.vault, actor.tenant_id(), r))
+        .collect::<Result<Vec<_>>>()?;
     Ok(page.finish(items).with_cursors(|s| Cursor {
         tenant: actor.tenant_id().to_owned(),
         order: ORDER.to_owned(),
@@ -280,7 +294,7 @@ pub async fn get(conn: &mut AnyConnection, actor: &Actor, id: &str) -> Result<Su
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| Error::not_found("merge suggestion", id))?;
-    from_row(&row)
+    from_row(&actor.tenant.vault, actor.tenant_id(), &row)
 }
 
 /// Records a decision on the pair (`merged` or `dismissed`), whether or not it was

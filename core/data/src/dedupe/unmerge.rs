@@ -37,11 +37,28 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
     actor.require(Action::Delete)?;
     let t = actor.tenant_id();
     let mut tx = db.begin_write().await?;
-    let m = get(&mut tx, t, merge_id).await?;
+    let m = get(&mut tx, &db.vault, t, merge_id).await?;
     if let Some(at) = m.undone_at {
         return Err(Error::invalid(
             "mergeId",
             format!("the merge was already undone at {}", at.to_rfc3339()),
+        ));
+    }
+    // an erased person's merge snapshots are tombstones: nothing is left to bring back
+    let erased: Option<String> = sqlx::query(
+        "SELECT id FROM customers WHERE tenant_id = $1 AND id IN ($2, $3) AND erased_at IS NOT NULL",
+    )
+    .bind(t)
+    .bind(&m.survivor_id)
+    .bind(&m.absorbed_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| r.try_get("id"))
+    .transpose()?;
+    if let Some(id) = erased {
+        return Err(Error::invalid(
+            "mergeId",
+            format!("customer {id} was erased; its merges cannot be undone"),
         ));
     }
     let state: Option<(Option<i64>, Option<String>)> = sqlx::query(
@@ -92,7 +109,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
             m.survivor_id
         )));
     }
-    customers::replace_contacts(&mut tx, t, &restored).await?;
+    customers::replace_contacts(&mut tx, db, t, &restored).await?;
 
     // the absorbed profile: back from the dead, or stored for the first time
     let mut absorbed = from_stored(&m.absorbed_id, &m.absorbed_before, 0)?;
@@ -116,7 +133,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         absorbed.version = version + 1;
         absorbed.updated_at = time::now();
         customers::store_row(&mut tx, db, t, &absorbed, version).await?;
-        customers::replace_contacts(&mut tx, t, &absorbed).await?;
+        customers::replace_contacts(&mut tx, db, t, &absorbed).await?;
     } else {
         absorbed.version = 1;
         absorbed.updated_at = time::now();
@@ -131,7 +148,9 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         .bind(t)
         .bind(&m.survivor_id)
         .bind(channel)
-        .bind(external_id)
+        .bind(shoal_crm::customers::sealed::identity_index_named(
+            &db.vault, t, channel, external_id,
+        )?)
         .execute(&mut *tx)
         .await?;
     }
@@ -218,7 +237,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         json!({"mergeId": m.id, "restored": customers::snapshot(&absorbed, &identities_from(&m.absorbed_before))}),
     )
     .await?;
-    let merge = get(&mut tx, t, &m.id).await?;
+    let merge = get(&mut tx, &db.vault, t, &m.id).await?;
     tx.commit().await?;
     Ok(Unmerged { merge, kept })
 }

@@ -323,7 +323,15 @@ pub async fn batch(
         .iter()
         .flat_map(|i| i.prepared.0.emails.iter().map(String::as_str))
         .collect();
-    let mut holders = candidates::holders(&mut *conn, t, &all_ids, &phones, &emails).await?;
+    let mut holders = candidates::holders(
+        &mut *conn,
+        &ctx.actor.tenant.vault,
+        t,
+        &all_ids,
+        &phones,
+        &emails,
+    )
+    .await?;
 
     let auto = &tenant.dedupe.auto_merge;
     let mut new: Vec<Incoming> = Vec::new();
@@ -422,7 +430,17 @@ pub async fn batch(
     }
     counts.updated += touched.len() as i64;
     for (a, b, reason) in exact_pairs {
-        if suggestions::upsert(&mut *conn, t, &a, &b, dedupe::matching::EXACT, &[reason]).await? {
+        if suggestions::upsert(
+            &mut *conn,
+            &tenant.vault,
+            t,
+            &a,
+            &b,
+            dedupe::matching::EXACT,
+            &[reason],
+        )
+        .await?
+        {
             counts.suggested += 1;
         }
     }
@@ -431,7 +449,7 @@ pub async fn batch(
         .map(|i| suggestions::profile_of(&i.prepared.0))
         .collect();
     let changed: Vec<&str> = touched.iter().map(String::as_str).collect();
-    profiles.extend(candidates::profiles(&mut *conn, t, &changed).await?);
+    profiles.extend(candidates::profiles(&mut *conn, &ctx.actor.tenant.vault, t, &changed).await?);
     counts.suggested += suggestions::suggest_among(&mut *conn, tenant, &profiles).await? as i64;
     Ok(touched)
 }

@@ -312,7 +312,15 @@ pub async fn batch(
             }
         }
     }
-    let holders = candidates::holders(&mut *conn, t, &identities, &phones, &emails).await?;
+    let holders = candidates::holders(
+        &mut *conn,
+        &ctx.actor.tenant.vault,
+        t,
+        &identities,
+        &phones,
+        &emails,
+    )
+    .await?;
     let live = live_ids(&mut *conn, t, &ids).await?;
     let mut ready = Vec::with_capacity(drafts.len());
     for mut d in drafts {

@@ -48,6 +48,7 @@ pub async fn open(url: &str, config: &Config) -> Db {
     let db = Db::connect(url, 4).await.unwrap();
     storage::migrate(&db).await.unwrap();
     tenancy::sync_to_db(&db, config).await.unwrap();
+    shoal_server::server::open_vault(&db, config).await.unwrap();
     db
 }
 

@@ -312,41 +312,80 @@ pub fn release_per_second(tenant: &Tenant, channel: &str) -> usize {
         .min(10_000)
 }
 
-/// Each customer's address for `address` (customers without one are absent).
+/// Each customer's address for `address` (customers without one are absent): the first
+/// phone or e-mail of the profile, or the identity on the channel, opened from their sealed
+/// form with the tenant's keys.
 pub async fn addresses(
     conn: &mut AnyConnection,
+    vault: &shoal_base::vault::Vault,
     tenant: &str,
     address: Address,
     ids: &[&str],
 ) -> Result<HashMap<String, String>> {
+    use shoal_crm::customers::sealed;
     let mut out = HashMap::new();
-    let (table, cond) = match address {
+    let (select, cond) = match address {
         Address::None => return Ok(out),
-        Address::Phone => ("customer_contacts", "kind = 'phone'".to_owned()),
-        Address::Email => ("customer_contacts", "kind = 'email'".to_owned()),
+        Address::Phone => (
+            "id AS customer_id, phones AS sealed",
+            "phones <> '[]' AND id".to_owned(),
+        ),
+        Address::Email => (
+            "id AS customer_id, emails AS sealed",
+            "emails <> '[]' AND id".to_owned(),
+        ),
         Address::Identity(channel) => (
-            "customer_identities",
-            format!("channel = '{channel}' AND deleted_at IS NULL"),
+            "customer_id, external_id, external_id_sealed AS sealed",
+            format!("channel = '{channel}' AND deleted_at IS NULL AND customer_id"),
         ),
     };
-    let column = if table == "customer_contacts" {
-        "value"
-    } else {
-        "external_id"
+    let table = match address {
+        Address::Identity(_) => "customer_identities",
+        _ => "customers",
     };
     for chunk in ids.chunks(500) {
         let mut sql = shoal_base::storage::sql::Sql::new(&format!(
-            "SELECT customer_id, {column} AS address FROM {table} WHERE tenant_id = "
+            "SELECT {select} FROM {table} WHERE tenant_id = "
         ));
         let t = sql.arg(tenant);
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
-        sql.push(&format!(
-            "{t} AND {cond} AND customer_id IN ({}) ORDER BY customer_id, {column}",
-            list.join(", ")
-        ));
+        sql.push(&format!("{t} AND {cond} IN ({})", list.join(", ")));
+        let mut found: Vec<(String, String)> = Vec::new();
         for r in sql.query_once().fetch_all(&mut *conn).await? {
             let id: String = r.try_get("customer_id")?;
-            out.entry(id).or_insert(r.try_get("address")?);
+            let stored: Option<String> = r.try_get("sealed")?;
+            let value = match address {
+                Address::Phone => sealed::open_list(
+                    vault,
+                    tenant,
+                    sealed::PHONES,
+                    stored.as_deref().unwrap_or("[]"),
+                )?
+                .into_iter()
+                .next(),
+                Address::Email => sealed::open_list(
+                    vault,
+                    tenant,
+                    sealed::EMAILS,
+                    stored.as_deref().unwrap_or("[]"),
+                )?
+                .into_iter()
+                .next(),
+                _ => Some(sealed::open_identity(
+                    vault,
+                    tenant,
+                    &r.try_get::<String, _>("external_id")?,
+                    stored.as_deref(),
+                )?),
+            };
+            if let Some(v) = value {
+                found.push((id, v));
+            }
+        }
+        // one address per customer, the same one every time
+        found.sort();
+        for (id, v) in found {
+            out.entry(id).or_insert(v);
         }
     }
     Ok(out)
