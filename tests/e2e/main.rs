@@ -9,6 +9,7 @@ mod cli;
 mod connectors;
 mod crash;
 mod customers;
+mod data_protection;
 mod dedupe;
 mod docs;
 mod events;

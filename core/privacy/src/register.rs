@@ -140,11 +140,6 @@ pub const TABLES: &[Table] = &[
         Link::Column("customer_id"),
         OnErase::Redact(&[("title", ":erased")]),
     ),
-    table(
-        "ticket_requests",
-        Link::Column("customer_id"),
-        OnErase::Delete,
-    ),
     table("follow_ups", Link::Column("customer_id"), OnErase::Delete),
     table(
         "notifications",

@@ -1,0 +1,1056 @@
+//! Customer data protection (docs/data-protection.md), on both backends: phones, e-mails
+//! and identities unreadable in the database files (checked by grepping the SQLite files and
+//! a `pg_dump`) while exact look-ups still work; formats opened by Python's `cryptography`;
+//! the register of personal tables compared with the live schema; a data-subject export
+//! holding every linked row; an erasure that leaves nothing personal and the books balanced;
+//! the consent ledger governing marketing; retention; key rotation under load.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use sqlx::Row as _;
+
+use crate::harness::{ALPHA, ALPHA_READONLY, Backend, TEST_MASTER_KEY, TestServer, code, fields};
+
+const PHONE: &str = "13812345678";
+const PHONE_E164: &str = "+8613812345678";
+const EMAIL: &str = "li.lei.pipl@example.com";
+const UNIONID: &str = "wx-unionid-pipl-7788";
+const NAME: &str = "李雷隐私";
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+async fn person(s: &TestServer) -> String {
+    s.create_customer(
+        ALPHA,
+        json!({ "displayName": NAME, "phones": [PHONE], "emails": [EMAIL], "sourceChannel": "WECOM",
+                "identities": [{ "channel": "WECHAT", "externalId": UNIONID }],
+                "attributes": { "会员等级": "金卡" } }),
+    )
+    .await
+}
+
+async fn scalar_i64(s: &TestServer, sql: &str, binds: &[&str]) -> i64 {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.fetch_one(&s.db().pool).await.unwrap().try_get(0).unwrap()
+}
+
+async fn texts(s: &TestServer, sql: &str, binds: &[&str]) -> Vec<String> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.fetch_all(&s.db().pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.try_get::<Option<String>, _>(0)
+                .unwrap()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Everything the database keeps on disk, as text: the SQLite file and its WAL, or a
+/// `pg_dump` of the PostgreSQL database.
+fn database_bytes(s: &TestServer) -> String {
+    if let Some(path) = s.storage_url.strip_prefix("sqlite://") {
+        let mut all = std::fs::read(path).unwrap();
+        all.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+        String::from_utf8_lossy(&all).into_owned()
+    } else {
+        let out = std::process::Command::new("pg_dump")
+            .arg("--data-only")
+            .arg(&s.storage_url)
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+async fn personal_fields_are_unreadable_at_rest_and_exact_lookups_still_work(s: &TestServer) {
+    let id = person(s).await;
+    // a change, a merge and an event: the audit log, the merge record and the contacts
+    // hold the values too
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $i: UpdateCustomerInput!) { updateCustomer(id: $id, input: $i) { id } }",
+        json!({ "id": id, "i": { "emails": [EMAIL, "second.pipl@example.com"] } }),
+    )
+    .await;
+    let twin = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "李雷副本", "phones": [PHONE], "sourceChannel": "WEB" }),
+        )
+        .await;
+    let merge = s
+        .ok(
+            ALPHA,
+            "mutation($input: MergeCustomersInput!) { mergeCustomers(input: $input) { id reason } }",
+            json!({ "input": { "survivorId": id, "absorbedId": twin } }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) { createdCount } }",
+        json!({ "input": [{ "identity": { "channel": "WECHAT", "externalId": UNIONID }, "type": "CUSTOM",
+                "name": "store_visit", "occurredAt": "2026-11-01T00:00:00Z" }] }),
+    )
+    .await;
+
+    // exact look-ups: search by phone and e-mail, filter by identity, all find the person
+    for search in [PHONE, PHONE_E164, EMAIL, "LI.LEI.PIPL@EXAMPLE.COM"] {
+        let found = s
+            .ok(
+                ALPHA,
+                "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id phones emails } } } }",
+                json!({ "f": { "search": search } }),
+            )
+            .await;
+        let edges = found["customers"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), 1, "search {search}: {found}");
+        assert_eq!(edges[0]["node"]["id"], id.as_str());
+        assert_eq!(edges[0]["node"]["phones"], json!([PHONE_E164]));
+    }
+    let by_identity = s
+        .ok(
+            ALPHA,
+            "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id timeline(first: 5) { edges { node { name } } } identities { channel externalId } } } } }",
+            json!({ "f": { "identity": { "channel": "WECHAT", "externalId": UNIONID } } }),
+        )
+        .await;
+    let node = &by_identity["customers"]["edges"][0]["node"];
+    assert_eq!(node["id"], id.as_str());
+    assert_eq!(node["timeline"]["edges"][0]["node"]["name"], "store_visit");
+    assert_eq!(
+        node["identities"],
+        json!([{ "channel": "WECHAT", "externalId": UNIONID }])
+    );
+    // the merge's reason names the shared phone, read back opened
+    let history = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { history(first: 10) { action changes } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(
+        history.to_string().contains(EMAIL),
+        "audit details open: {history}"
+    );
+    let _ = merge;
+
+    // nothing readable at rest: not the phone, the e-mail nor the identity
+    let bytes = database_bytes(s);
+    for secret in [PHONE, EMAIL, UNIONID, "second.pipl@example.com"] {
+        assert!(
+            !bytes.contains(secret),
+            "`{secret}` is readable in the database"
+        );
+    }
+    assert!(
+        bytes.contains("李雷"),
+        "names are not sealed (they are searched by prefix)"
+    );
+
+    // the formats, opened by Python's `cryptography` with the master key alone
+    let wrapped = |purpose: &'static str| async move {
+        texts(
+            s,
+            "SELECT wrapped FROM tenant_keys WHERE tenant_id = 'alpha' AND purpose = $1 AND version = 1",
+            &[purpose],
+        )
+        .await
+        .remove(0)
+    };
+    let phones = texts(
+        s,
+        "SELECT phones FROM customers WHERE tenant_id = 'alpha' AND id = $1",
+        &[&id],
+    )
+    .await;
+    let identity = texts(
+        s,
+        "SELECT external_id_sealed FROM customer_identities WHERE tenant_id = 'alpha' AND customer_id = $1",
+        &[&id],
+    )
+    .await;
+    let indexes = texts(
+        s,
+        "SELECT value FROM customer_contacts WHERE tenant_id = 'alpha' AND customer_id = $1 AND kind = 'phone'",
+        &[&id],
+    )
+    .await;
+    let external = texts(
+        s,
+        "SELECT external_id FROM customer_identities WHERE tenant_id = 'alpha' AND customer_id = $1",
+        &[&id],
+    )
+    .await;
+    let request = json!({
+        "master": std::fs::read_to_string(TEST_MASTER_KEY).unwrap().trim(),
+        "tenant": "alpha",
+        "data_key": wrapped("data").await,
+        "index_key": wrapped("index").await,
+        "sealed": { "customers.phones": phones[0], "customer_identities.external_id": identity[0] },
+        "index": [["phone", PHONE_E164], ["identity:wechat", UNIONID]],
+    });
+    let opened = python_open(&request);
+    assert_eq!(
+        opened["opened"]["customers.phones"],
+        json!([PHONE_E164]).to_string()
+    );
+    assert_eq!(opened["opened"]["customer_identities.external_id"], UNIONID);
+    assert_eq!(
+        opened["index"][0],
+        indexes[0].as_str(),
+        "the blind index of the phone"
+    );
+    assert_eq!(
+        opened["index"][1],
+        external[0].as_str(),
+        "the blind index of the identity"
+    );
+}
+
+fn python_open(request: &Value) -> Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .arg(fixture("vault/open.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (cargo xtask test installs `cryptography`)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Columns that name a customer: a table with one holds personal data.
+const CUSTOMER_COLUMNS: &[&str] = &[
+    "customer_id",
+    "customer_a",
+    "customer_b",
+    "survivor_id",
+    "absorbed_id",
+];
+
+/// Every (table, column) of the live schema.
+async fn schema(s: &TestServer) -> Vec<(String, String)> {
+    let sql = if s.storage_url.starts_with("sqlite://") {
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'"
+    } else {
+        "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = current_schema()"
+    };
+    sqlx::query(sql)
+        .fetch_all(&s.db().pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap()))
+        .collect()
+}
+
+async fn the_register_covers_every_table_naming_a_customer(s: &TestServer) {
+    use shoal_privacy::register::{TABLES, UNLINKED};
+    let columns = schema(s).await;
+    let tables: std::collections::BTreeSet<&str> =
+        columns.iter().map(|(t, _)| t.as_str()).collect();
+    let naming: std::collections::BTreeSet<&str> = columns
+        .iter()
+        .filter(|(_, c)| CUSTOMER_COLUMNS.contains(&c.as_str()))
+        .map(|(t, _)| t.as_str())
+        .chain(["customers", "audit_log"])
+        .collect();
+    let registered: std::collections::BTreeSet<&str> = TABLES
+        .iter()
+        .map(|t| t.name)
+        .chain(UNLINKED.iter().map(|(t, _)| *t))
+        .collect();
+    let missing: Vec<&&str> = naming.difference(&registered).collect();
+    assert!(
+        missing.is_empty(),
+        "tables naming a customer but missing from shoal_privacy::register: {missing:?}"
+    );
+    for t in &registered {
+        assert!(
+            tables.contains(t),
+            "the register names `{t}`, which the schema does not have"
+        );
+    }
+    // every column a register entry uses exists
+    for t in TABLES {
+        let has = |c: &str| columns.iter().any(|(tt, cc)| tt == t.name && cc == c);
+        for (c, _) in t.sealed {
+            assert!(has(c), "{}.{c}", t.name);
+        }
+        for c in t.hidden {
+            assert!(has(c), "{}.{c}", t.name);
+        }
+        if let shoal_privacy::register::OnErase::Redact(sets) = t.on_erase {
+            for (c, _) in sets {
+                assert!(has(c), "{}.{c}", t.name);
+            }
+        }
+    }
+}
+
+/// A person with a row in as many register tables as the API reaches: events, a tag, a
+/// task, a follow-up, an opt-out, a consent, a ticket, a merged-in twin, a bill.
+async fn busy_person(s: &TestServer) -> (String, String) {
+    let id = person(s).await;
+    let twin = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "李雷副本", "phones": [PHONE], "sourceChannel": "WEB" }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) { createdCount } }",
+        json!({ "input": [
+            { "customerId": twin, "type": "CUSTOM", "name": "twin_visit", "occurredAt": "2026-10-01T00:00:00Z" },
+            { "customerId": id, "type": "ORDER", "occurredAt": "2026-11-01T00:00:00Z", "amount": { "amount": "99.00", "currency": "CNY" } } ] }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($input: MergeCustomersInput!) { mergeCustomers(input: $input) { id } }",
+        json!({ "input": { "survivorId": id, "absorbedId": twin } }),
+    )
+    .await;
+    let tag = s.manual_tag(ALPHA, "隐私测试").await;
+    s.ok(
+        ALPHA,
+        "mutation($t: ID!, $c: [ID!]!) { applyTag(tagId: $t, customerIds: $c) }",
+        json!({ "t": tag, "c": [id] }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($i: NewTaskInput!) { createTask(input: $i) { id } }",
+        json!({ "i": { "customerId": id, "title": format!("回访{NAME}") } }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($i: FollowUpInput!) { recordFollowUp(input: $i) { id } }",
+        json!({ "i": { "customerId": id, "kind": "call", "note": format!("{NAME}说周末来") } }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!) { setContactOptOut(customerId: $c, channel: \"sms\", optedOut: true) }",
+        json!({ "c": id }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!) { recordConsent(customerId: $c, purpose: \"marketing\", channel: \"wecom\", granted: true, source: \"门店表单\") { id } }",
+        json!({ "c": id }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($i: TicketInput!) { openTicket(input: $i) { id } }",
+        json!({ "i": { "type": "general", "subject": format!("{NAME}投诉"), "customerId": id } }),
+    )
+    .await;
+    (id, twin)
+}
+
+async fn an_export_holds_every_linked_row_opened(s: &TestServer) {
+    let (id, twin) = busy_person(s).await;
+    let doc = s
+        .ok(
+            ALPHA,
+            "query($c: ID!) { exportCustomerData(customerId: $c) }",
+            json!({ "c": id }),
+        )
+        .await["exportCustomerData"]
+        .clone();
+    assert_eq!(doc["format"], "shoal.customer-data/1");
+    assert_eq!(
+        doc["profiles"],
+        json!([id, twin]),
+        "the person and the profile merged into them"
+    );
+    let tables = doc["tables"].as_object().unwrap();
+    for t in shoal_privacy::register::TABLES {
+        assert!(tables.contains_key(t.name), "the export lists {}", t.name);
+    }
+    let rows = |t: &str| tables[t].as_array().unwrap().clone();
+    let me = rows("customers")
+        .into_iter()
+        .find(|c| c["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        me["phones"],
+        json!([PHONE_E164]),
+        "sealed lists opened: {me}"
+    );
+    assert_eq!(me["display_name"], NAME);
+    assert!(
+        me.get("name_key").is_none(),
+        "blind and derived columns are left out"
+    );
+    assert_eq!(
+        rows("customer_identities")[0]["external_id_sealed"],
+        UNIONID
+    );
+    assert!(rows("customer_identities")[0].get("external_id").is_none());
+    assert_eq!(rows("events").len(), 2, "events of both profiles");
+    for t in [
+        "customer_tags",
+        "tasks",
+        "follow_ups",
+        "contact_opt_outs",
+        "tickets",
+        "customer_merges",
+    ] {
+        assert!(!rows(t).is_empty(), "{t} in the export");
+    }
+    assert_eq!(
+        rows("consents").len(),
+        2,
+        "the opt-out's withdrawal and the grant"
+    );
+    assert!(doc.to_string().contains(EMAIL));
+    // audited; masked readers are refused rather than shown masked values
+    let audit = texts(
+        s,
+        "SELECT action FROM audit_log WHERE tenant_id = 'alpha' AND entity_id = $1 AND action = 'customer.export_data'",
+        &[&id],
+    )
+    .await;
+    assert_eq!(audit.len(), 1);
+    let e = s
+        .err(
+            ALPHA_READONLY,
+            "query($c: ID!) { exportCustomerData(customerId: $c) }",
+            json!({ "c": id }),
+        )
+        .await;
+    assert_eq!(code(&e), "FORBIDDEN", "{e}");
+    let e = s
+        .err(
+            ALPHA,
+            "query { exportCustomerData(customerId: \"nobody\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&e), "NOT_FOUND");
+}
+
+async fn an_erasure_leaves_nothing_personal_and_the_books_balanced(s: &TestServer) {
+    crate::settlement::with_sample(s).await;
+    crate::settlement::reference_data(s).await;
+    let (id, twin) = busy_person(s).await;
+    let merge_id = texts(
+        s,
+        "SELECT id FROM customer_merges WHERE tenant_id = 'alpha' AND survivor_id = $1",
+        &[&id],
+    )
+    .await
+    .remove(0);
+    let bill = s
+        .ok(
+            ALPHA,
+            "mutation($input: SettleBillInput!) { settleBill(input: $input) { id total { amount } } }",
+            json!({ "input": { "reference": "ORDER-PIPL", "region": "上海", "currency": "CNY", "customerId": id,
+                    "participantIds": ["staff-1"], "lines": [{ "kind": "SERVICE", "code": "SVC-INSTALL", "quantity": "1" }] } }),
+        )
+        .await["settleBill"]
+        .clone();
+    let bill_id = bill["id"].as_str().unwrap().to_owned();
+    let books_sql = "SELECT CAST(COALESCE(SUM(amount_units), 0) AS BIGINT) FROM ledger_postings WHERE tenant_id = 'alpha' AND bill_id = $1";
+    let before = scalar_i64(s, books_sql, &[&bill_id]).await;
+    let postings = scalar_i64(
+        s,
+        "SELECT COUNT(*) FROM ledger_postings WHERE tenant_id = 'alpha' AND bill_id = $1",
+        &[&bill_id],
+    )
+    .await;
+    assert!(postings > 0);
+
+    // refused: without a reason, without the right, for nobody
+    let erase = "mutation($c: ID!, $r: String!) { eraseCustomer(customerId: $c, reason: $r) { id customerId profiles reason actorId at tables } }";
+    assert_eq!(
+        fields(&s.err(ALPHA, erase, json!({ "c": id, "r": " " })).await),
+        ["reason"]
+    );
+    assert_eq!(
+        code(
+            &s.err(
+                ALPHA_READONLY,
+                erase,
+                json!({ "c": id, "r": "本人申请删除" })
+            )
+            .await
+        ),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(
+            &s.err(ALPHA, erase, json!({ "c": "nobody", "r": "x" }))
+                .await
+        ),
+        "NOT_FOUND"
+    );
+
+    let cert = s
+        .ok(
+            ALPHA,
+            erase,
+            json!({ "c": id, "r": "本人依《个人信息保护法》申请删除" }),
+        )
+        .await["eraseCustomer"]
+        .clone();
+    assert_eq!(cert["profiles"], json!([id, twin]));
+    assert_eq!(cert["actorId"], "boss");
+    assert_eq!(cert["tables"]["events"]["deleted"], 2);
+    assert_eq!(cert["tables"]["bills"]["kept"], 1);
+    assert!(
+        !cert.to_string().contains(PHONE) && !cert.to_string().contains(NAME),
+        "{cert}"
+    );
+
+    // nothing linked is left but tombstones: every register table checked by its rule
+    let ids = [id.clone(), twin.clone()];
+    let mut conn = s.db().pool.acquire().await.unwrap();
+    let doc_after = shoal_privacy::register::TABLES.len();
+    assert!(doc_after > 20);
+    for t in shoal_privacy::register::TABLES {
+        let link = match t.link {
+            shoal_privacy::register::Link::Column(c) => format!("{c} IN ($1, $2)"),
+            shoal_privacy::register::Link::Either(a, b) => {
+                format!("({a} IN ($1, $2) OR {b} IN ($1, $2))")
+            }
+            shoal_privacy::register::Link::Through {
+                column,
+                parent,
+                parent_column,
+            } => format!(
+                "{column} IN (SELECT id FROM {parent} WHERE tenant_id = 'alpha' AND {parent_column} IN ($1, $2))"
+            ),
+            shoal_privacy::register::Link::AuditEntity => {
+                "entity_type = 'customer' AND entity_id IN ($1, $2) AND action <> 'customer.erase'"
+                    .into()
+            }
+            shoal_privacy::register::Link::Mentions(_) => continue,
+        };
+        let n: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM {} WHERE tenant_id = 'alpha' AND {link}",
+            t.name
+        ))
+        .bind(&ids[0])
+        .bind(&ids[1])
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+        if let shoal_privacy::register::OnErase::Delete = t.on_erase {
+            assert_eq!(n, 0, "{} rows left", t.name);
+        }
+    }
+    drop(conn);
+    let profile = texts(
+        s,
+        "SELECT display_name || '|' || phones || '|' || emails || '|' || name_key FROM customers WHERE tenant_id = 'alpha' AND id IN ($1, $2)",
+        &[&id, &twin],
+    )
+    .await;
+    assert_eq!(profile, ["(erased)|[]|[]|", "(erased)|[]|[]|"]);
+    let details = texts(
+        s,
+        "SELECT changes FROM audit_log WHERE tenant_id = 'alpha' AND entity_type = 'customer' AND entity_id = $1 AND action <> 'customer.erase'",
+        &[&id],
+    )
+    .await;
+    assert!(details.len() >= 4);
+    for d in &details {
+        assert!(
+            d.starts_with("{\"redacted\":\"erasure\""),
+            "audit details tombstoned: {d}"
+        );
+    }
+    for t in ["tasks", "tickets"] {
+        let col = if t == "tasks" { "title" } else { "subject" };
+        assert_eq!(
+            texts(
+                s,
+                &format!("SELECT {col} FROM {t} WHERE tenant_id = 'alpha' AND customer_id = $1"),
+                &[&id]
+            )
+            .await,
+            ["(erased)"]
+        );
+    }
+    // the audit log still refuses any other change
+    let refused = sqlx::query(
+        "UPDATE audit_log SET changes = '{}' WHERE tenant_id = 'alpha' AND entity_id = $1",
+    )
+    .bind(&id)
+    .execute(&s.db().pool)
+    .await;
+    assert!(refused.is_err(), "the audit log stays append-only");
+
+    // the books: the bill and its postings unchanged, under the pseudonymous id
+    assert_eq!(scalar_i64(s, books_sql, &[&bill_id]).await, before);
+    assert_eq!(
+        scalar_i64(
+            s,
+            "SELECT COUNT(*) FROM ledger_postings WHERE tenant_id = 'alpha' AND bill_id = $1",
+            &[&bill_id]
+        )
+        .await,
+        postings
+    );
+    assert_eq!(
+        texts(
+            s,
+            "SELECT customer_id FROM bills WHERE tenant_id = 'alpha' AND id = $1",
+            &[&bill_id]
+        )
+        .await,
+        [id.as_str()]
+    );
+    // the person is gone from the API; the merge cannot be undone; a second erasure is refused
+    let gone = s
+        .err(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(code(&gone), "NOT_FOUND");
+    let e = s
+        .err(
+            ALPHA,
+            "mutation($m: ID!) { unmergeCustomers(mergeId: $m) { keptFields } }",
+            json!({ "m": merge_id }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["mergeId"], "{e}");
+    assert_eq!(
+        code(&s.err(ALPHA, erase, json!({ "c": id, "r": "again" })).await),
+        "NOT_FOUND"
+    );
+    let certs = s
+        .ok(
+            ALPHA,
+            "query($c: ID) { erasures(customerId: $c) }",
+            json!({ "c": id }),
+        )
+        .await;
+    assert_eq!(certs["erasures"][0]["id"], cert["id"]);
+    // nothing of the phone or identity can be found any more
+    let found = s
+        .ok(ALPHA, "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id } } } }",
+            json!({ "f": { "identity": { "channel": "WECHAT", "externalId": UNIONID } } }))
+        .await;
+    assert_eq!(found["customers"]["edges"], json!([]));
+}
+
+async fn consent_governs_marketing_and_opt_outs_are_withdrawals(s: &TestServer) {
+    let id = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "同意测试", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let dry_run = |c: String| async move {
+        s.ok(
+            ALPHA,
+            "query($d: SopDefinitionInput, $c: [ID!], $to: DateTime!) { simulateSop(definition: $d, customerIds: $c, from: \"2026-12-01T04:00:00Z\", to: $to) { stepId outcome detail } }",
+            json!({ "d": { "steps": [
+                { "id": "promo", "action": { "sendMessage": { "channel": "log", "template": "新品上市" } } } ] },
+                "c": [c], "to": "2026-12-02T00:00:00Z" }),
+        )
+        .await["simulateSop"][0]
+            .clone()
+    };
+    let first = dry_run(id.clone()).await;
+    assert_ne!(first["outcome"], "done", "no grant, no marketing: {first}");
+    assert!(
+        first["detail"].as_str().unwrap().contains("consent"),
+        "{first}"
+    );
+    let grant = "mutation($c: ID!, $g: Boolean!, $ch: String) { recordConsent(customerId: $c, purpose: \"marketing\", channel: $ch, granted: $g, source: \"小程序授权\") { purpose channel granted source actorId } }";
+    let g = s
+        .ok(ALPHA, grant, json!({ "c": id, "g": true, "ch": "*" }))
+        .await;
+    assert_eq!(
+        g["recordConsent"],
+        json!({ "purpose": "marketing", "channel": "*", "granted": true, "source": "小程序授权", "actorId": "boss" })
+    );
+    assert_eq!(dry_run(id.clone()).await["outcome"], "done");
+    // an opt-out on the channel is a withdrawal in the same ledger, and it stands
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!) { setContactOptOut(customerId: $c, channel: \"log\", optedOut: true) }",
+        json!({ "c": id }),
+    )
+    .await;
+    let ledger = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { consents { purpose channel granted source } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        ledger["customer"]["consents"],
+        json!([
+            { "purpose": "marketing", "channel": "log", "granted": false, "source": "opt_out" },
+            { "purpose": "marketing", "channel": "*", "granted": true, "source": "小程序授权" },
+        ])
+    );
+    assert_ne!(dry_run(id.clone()).await["outcome"], "done");
+    // bad input names the field
+    let e = s
+        .err(ALPHA, "mutation($c: ID!) { recordConsent(customerId: $c, purpose: \"spam\", granted: true, source: \"x\") { id } }", json!({ "c": id }))
+        .await;
+    assert_eq!(fields(&e), ["purpose"]);
+}
+
+async fn retention_prunes_old_bodies_and_tombstones_old_audit_details(s: &TestServer) {
+    let id = person(s).await;
+    let before = texts(
+        s,
+        "SELECT changes FROM audit_log WHERE tenant_id = 'alpha' AND entity_id = $1",
+        &[&id],
+    )
+    .await;
+    assert!(
+        before.iter().all(|c| c.starts_with("s1:")),
+        "audit details sealed: {before:?}"
+    );
+    let mut config = crate::harness::base_config();
+    config
+        .tenants
+        .get_mut("alpha")
+        .unwrap()
+        .retention
+        .audit_details_days = 30;
+    let directory = shoal_crm::tenancy::Directory::from_config(&config, &s.db().vault);
+    let tenant = directory.tenant("alpha").unwrap().clone();
+    // today nothing is old enough
+    let now = chrono::Utc::now();
+    let pruned = shoal_privacy::retention::run_once(s.db(), &tenant, now)
+        .await
+        .unwrap();
+    assert_eq!(pruned.audit_details, 0);
+    // in a year, every entry is
+    let later = now + chrono::Duration::days(365);
+    let pruned = shoal_privacy::retention::run_once(s.db(), &tenant, later)
+        .await
+        .unwrap();
+    assert!(pruned.audit_details >= 1, "{pruned:?}");
+    let after = texts(
+        s,
+        "SELECT changes FROM audit_log WHERE tenant_id = 'alpha' AND entity_id = $1",
+        &[&id],
+    )
+    .await;
+    assert!(
+        after.iter().all(|c| c == "{\"redacted\":\"retention\"}"),
+        "{after:?}"
+    );
+    // the history still says who did what, when
+    let history = s
+        .ok(ALPHA, "query($id: ID!) { customer(id: $id) { history(first: 5) { action actorId changes } } }", json!({ "id": id }))
+        .await;
+    assert_eq!(
+        history["customer"]["history"][0]["action"],
+        "customer.create"
+    );
+    assert_eq!(history["customer"]["history"][0]["actorId"], "boss");
+    // a second pass finds nothing more
+    let again = shoal_privacy::retention::run_once(s.db(), &tenant, later)
+        .await
+        .unwrap();
+    assert_eq!(again, shoal_privacy::retention::Pruned::default());
+}
+
+async fn keys_rotate_under_load_and_everything_still_opens(s: &TestServer) {
+    let id = person(s).await;
+    // writers keep creating customers while every value is sealed again
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (addr, stop) = (s.addr, stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let body = json!({
+                    "query": "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }",
+                    "variables": { "input": { "displayName": format!("轮换{n}"), "phones": [format!("139{:08}", n)], "sourceChannel": "WEB" } },
+                });
+                let headers =
+                    format!("Content-Type: application/json\r\nAuthorization: Bearer {ALPHA}\r\n");
+                let (status, r) =
+                    crate::harness::http(addr, "POST", "/graphql", &headers, &body.to_string())
+                        .await;
+                assert!(status == 200 && !r.contains("\"errors\""), "{r}");
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let config = crate::harness::base_config();
+    let (version, resealed) = shoal_privacy::rekey::reencrypt(
+        s.db(),
+        &config.keys,
+        "alpha",
+        Duration::ZERO,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert_eq!(version, 2);
+    assert!(
+        resealed >= 3 && written > 0,
+        "resealed {resealed}, written {written}"
+    );
+    let old = scalar_i64(
+        s,
+        "SELECT COUNT(*) FROM customers WHERE tenant_id = 'alpha' AND phones LIKE 's1:1:%'",
+        &[],
+    )
+    .await;
+    assert_eq!(old, 0, "nothing is left under data key v1");
+    let found = s
+        .ok(ALPHA, "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id phones } } } }",
+            json!({ "f": { "search": PHONE } }))
+        .await;
+    assert_eq!(found["customers"]["edges"][0]["node"]["id"], id.as_str());
+    assert_eq!(
+        found["customers"]["edges"][0]["node"]["phones"],
+        json!([PHONE_E164])
+    );
+    let history = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { history(first: 5) { changes } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(
+        history.to_string().contains(EMAIL),
+        "audit details re-sealed and open: {history}"
+    );
+    let count = s
+        .ok(
+            ALPHA,
+            "query { customers(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(count["customers"]["totalCount"], json!(1 + written));
+
+    // a new master key: every tenant key wrapped again; a host with only the new key opens all
+    let new_key = dir_key(s);
+    let mut next = crate::harness::base_config();
+    next.keys.master.insert(
+        "k2".into(),
+        shoal_base::config::MasterKeyConfig {
+            env: None,
+            file: Some(new_key.clone()),
+            generate: true,
+        },
+    );
+    next.keys.current = "k2".into();
+    let done = shoal_base::vault::Vault::rewrap(s.db(), &next.keys)
+        .await
+        .unwrap();
+    assert!(done.rewrapped >= 3, "{done:?}");
+    let masters = texts(s, "SELECT DISTINCT master_id FROM tenant_keys", &[]).await;
+    assert_eq!(masters, ["k2"]);
+    let only_new = s
+        .start_beside(|c| {
+            c.keys.master.clear();
+            c.keys.master.insert(
+                "k2".into(),
+                shoal_base::config::MasterKeyConfig {
+                    env: None,
+                    file: Some(new_key.clone()),
+                    generate: false,
+                },
+            );
+            c.keys.current = "k2".into();
+            c.sop.workers = false;
+            c.notify.workers = false;
+        })
+        .await;
+    let seen = only_new
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { phones identities { externalId } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(seen["customer"]["phones"], json!([PHONE_E164]));
+    assert_eq!(seen["customer"]["identities"][0]["externalId"], UNIONID);
+    only_new.stop().await;
+}
+
+fn dir_key(s: &TestServer) -> std::path::PathBuf {
+    let base = s
+        .storage_url
+        .strip_prefix("sqlite://")
+        .map(|p| std::path::Path::new(p).parent().unwrap().to_path_buf())
+        .unwrap_or_else(std::env::temp_dir);
+    base.join(format!("k2-{}.key", uuid::Uuid::now_v7()))
+}
+
+crate::on_both_backends!(
+    personal_fields_are_unreadable_at_rest_and_exact_lookups_still_work,
+    the_register_covers_every_table_naming_a_customer,
+    an_export_holds_every_linked_row_opened,
+    an_erasure_leaves_nothing_personal_and_the_books_balanced,
+    retention_prunes_old_bodies_and_tombstones_old_audit_details,
+    keys_rotate_under_load_and_everything_still_opens,
+);
+
+async fn consent_server(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, |c| {
+        c.tenants
+            .get_mut("alpha")
+            .unwrap()
+            .contact
+            .marketing_requires_consent = true;
+    })
+    .await
+}
+
+mod consent {
+    use super::{consent_governs_marketing_and_opt_outs_are_withdrawals, consent_server};
+    crate::on_both_backends_with!(
+        consent_server,
+        consent_governs_marketing_and_opt_outs_are_withdrawals
+    );
+}
+
+/// An upgrade: customers, contacts and identities an earlier version stored in clear are
+/// sealed when the host starts, and every look-up finds them as before.
+async fn plain_rows_of_an_earlier_version_are_sealed_at_start(backend: Backend) {
+    use shoal_base::storage::{Db, migrate_up_to};
+    let dir = std::env::temp_dir().join(format!("shoal-seal-upgrade-{}", std::process::id()));
+    let (url, pg) = match backend {
+        Backend::Sqlite => {
+            let _ = std::fs::remove_dir_all(&dir);
+            (format!("sqlite://{}/shoal.db", dir.display()), None)
+        }
+        Backend::Postgres => {
+            let tag = format!("{}_seal_upgrade", std::process::id());
+            match crate::harness::fresh_postgres_database(&tag).await {
+                Some((url, name)) => (url, Some(name)),
+                None => return,
+            }
+        }
+    };
+    let db = Db::connect(&url, 2).await.unwrap();
+    migrate_up_to(&db, 24).await.unwrap();
+    for sql in [
+        "INSERT INTO tenants (tenant_id, name, time_zone, updated_at) VALUES ('alpha', 'Alpha Retail', 'Asia/Shanghai', 0)",
+        "INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, lifecycle_stage, owner_id, \
+         source_channel, created_at, updated_at, version, stage_manual) VALUES ('alpha', 'old-1', '老客户', '老客户', \
+         '[\"+8613812345678\"]', '[\"li.lei.pipl@example.com\"]', '{}', 'lead', NULL, 'web', 1, 1, 1, 0)",
+        "INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ('alpha', 'old-1', 'phone', '+8613812345678')",
+        "INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ('alpha', 'old-1', 'email', 'li.lei.pipl@example.com')",
+        "INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) VALUES ('alpha', 'old-1', 'wechat', 'wx-unionid-pipl-7788', 1)",
+    ] {
+        sqlx::query(sql).execute(&db.pool).await.unwrap();
+    }
+    db.pool.close().await;
+    let s = TestServer::start_with(backend, |c| c.storage.url = url.clone())
+        .await
+        .unwrap();
+    let phones = texts(&s, "SELECT phones FROM customers WHERE id = 'old-1'", &[]).await;
+    assert!(phones[0].starts_with("s1:1:"), "{phones:?}");
+    let contacts = texts(
+        &s,
+        "SELECT value FROM customer_contacts WHERE customer_id = 'old-1' ORDER BY kind",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        contacts.len(),
+        3,
+        "phone, e-mail and its local part: {contacts:?}"
+    );
+    assert!(
+        contacts
+            .iter()
+            .all(|v| v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit()))
+    );
+    for search in [PHONE, EMAIL] {
+        let found = s
+            .ok(ALPHA, "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id phones emails } } } }",
+                json!({ "f": { "search": search } }))
+            .await;
+        assert_eq!(
+            found["customers"]["edges"][0]["node"]["id"], "old-1",
+            "{search}"
+        );
+        assert_eq!(
+            found["customers"]["edges"][0]["node"]["emails"],
+            json!([EMAIL])
+        );
+    }
+    let found = s
+        .ok(ALPHA, "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id identities { externalId } } } } }",
+            json!({ "f": { "identity": { "channel": "WECHAT", "externalId": UNIONID } } }))
+        .await;
+    assert_eq!(
+        found["customers"]["edges"][0]["node"]["identities"][0]["externalId"],
+        UNIONID
+    );
+    s.stop().await;
+    match pg {
+        Some(name) => crate::harness::drop_postgres_database(&name).await,
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_plain_rows_of_an_earlier_version_are_sealed_at_start() {
+    plain_rows_of_an_earlier_version_are_sealed_at_start(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_plain_rows_of_an_earlier_version_are_sealed_at_start() {
+    plain_rows_of_an_earlier_version_are_sealed_at_start(Backend::Postgres).await;
+}
