@@ -743,6 +743,27 @@ async fn consent_governs_marketing_and_opt_outs_are_withdrawals(s: &TestServer) 
 
 async fn retention_prunes_old_bodies_and_tombstones_old_audit_details(s: &TestServer) {
     let id = person(s).await;
+    // a message that carries the phone in its body, sent
+    s.greeted(ALPHA, &[&id]).await;
+    for _ in 0..200 {
+        let sent = scalar_i64(
+            s,
+            "SELECT COUNT(*) FROM outbox_messages WHERE customer_id = $1 AND status = 'sent'",
+            &[&id],
+        )
+        .await;
+        if sent == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = texts(
+        s,
+        "SELECT body FROM outbox_messages WHERE customer_id = $1",
+        &[&id],
+    )
+    .await;
+    assert!(body[0].contains(PHONE_E164), "{body:?}");
     let before = texts(
         s,
         "SELECT changes FROM audit_log WHERE tenant_id = 'alpha' AND entity_id = $1",
@@ -767,13 +788,21 @@ async fn retention_prunes_old_bodies_and_tombstones_old_audit_details(s: &TestSe
     let pruned = shoal_privacy::retention::run_once(s.db(), &tenant, now)
         .await
         .unwrap();
-    assert_eq!(pruned.audit_details, 0);
+    assert_eq!(pruned, shoal_privacy::retention::Pruned::default());
     // in a year, every entry is
     let later = now + chrono::Duration::days(365);
     let pruned = shoal_privacy::retention::run_once(s.db(), &tenant, later)
         .await
         .unwrap();
     assert!(pruned.audit_details >= 1, "{pruned:?}");
+    assert_eq!(pruned.outbox_bodies, 1, "{pruned:?}");
+    let body = texts(
+        s,
+        "SELECT body FROM outbox_messages WHERE customer_id = $1",
+        &[&id],
+    )
+    .await;
+    assert_eq!(body, ["{}"]);
     let after = texts(
         s,
         "SELECT changes FROM audit_log WHERE tenant_id = 'alpha' AND entity_id = $1",
@@ -890,7 +919,7 @@ async fn keys_rotate_under_load_and_everything_still_opens(s: &TestServer) {
         },
     );
     next.keys.current = "k2".into();
-    let done = shoal_base::vault::Vault::rewrap(s.db(), &next.keys)
+    let done = shoal_base::vault::Vault::rewrap(&s.db().pool, &next.keys)
         .await
         .unwrap();
     assert!(done.rewrapped >= 3, "{done:?}");

@@ -252,6 +252,26 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             "mutation($c: ID!) { setContactOptOut(customerId: $c, channel: \"*\", optedOut: false) }",
             json!({ "c": id }),
         ),
+        (
+            "exportCustomerData",
+            "query($c: ID!) { exportCustomerData(customerId: $c) }",
+            json!({ "c": id }),
+        ),
+        (
+            "erasures",
+            "query($c: ID) { erasures(customerId: $c) }",
+            json!({ "c": id }),
+        ),
+        (
+            "recordConsent",
+            "mutation($c: ID!) { recordConsent(customerId: $c, purpose: \"marketing\", granted: true, source: \"walk\") { id } }",
+            json!({ "c": id }),
+        ),
+        (
+            "eraseCustomer",
+            "mutation($c: ID!) { eraseCustomer(customerId: $c, reason: \"walk\") { id } }",
+            json!({ "c": id }),
+        ),
     ]
 }
 

@@ -38,10 +38,8 @@ use ring::{
 };
 use sqlx::Row as _;
 
-use crate::{
-    config::{KeysConfig, MasterKeyConfig},
-    storage::{Db, time},
-};
+use crate::config::{KeysConfig, MasterKeyConfig};
+use sqlx::AnyPool;
 
 /// Bytes of every key (master, data, index).
 pub const KEY_LEN: usize = 32;
@@ -122,7 +120,7 @@ impl Vault {
     /// every tenant's keys unwrapped.
     pub async fn open(
         &self,
-        db: &Db,
+        pool: &AnyPool,
         keys: &KeysConfig,
         tenants: &[String],
     ) -> Result<(), VaultError> {
@@ -133,7 +131,7 @@ impl Vault {
                 name: keys.current.clone(),
                 message: "is `keys.current` but not configured".into(),
             })?;
-        let now = time::to_micros(time::now());
+        let now = now_micros();
         for tenant in tenants {
             for purpose in ["data", "index"] {
                 let fresh = random_key();
@@ -148,27 +146,27 @@ impl Vault {
                 .bind(&keys.current)
                 .bind(wrap(current, tenant, purpose, 1, &fresh))
                 .bind(now)
-                .execute(&db.pool)
+                .execute(pool)
                 .await?;
             }
         }
-        self.load(db, &masters).await
+        self.load(pool, &masters).await
     }
 
     /// Reads every tenant's keys again (a data key version another host added).
-    pub async fn refresh(&self, db: &Db, keys: &KeysConfig) -> Result<(), VaultError> {
-        self.load(db, &read_masters(keys)?).await
+    pub async fn refresh(&self, pool: &AnyPool, keys: &KeysConfig) -> Result<(), VaultError> {
+        self.load(pool, &read_masters(keys)?).await
     }
 
     async fn load(
         &self,
-        db: &Db,
+        pool: &AnyPool,
         masters: &HashMap<String, LessSafeKey>,
     ) -> Result<(), VaultError> {
         let rows = sqlx::query(
             "SELECT tenant_id, purpose, version, master_id, wrapped FROM tenant_keys ORDER BY tenant_id, purpose, version",
         )
-        .fetch_all(&db.pool)
+        .fetch_all(pool)
         .await?;
         let mut data: HashMap<String, BTreeMap<u32, LessSafeKey>> = HashMap::new();
         let mut index: HashMap<String, hmac::Key> = HashMap::new();
@@ -295,7 +293,7 @@ impl Vault {
     /// sealed under it (`shoal keys rotate --reencrypt` waits for that, see its docs).
     pub async fn add_data_version(
         &self,
-        db: &Db,
+        pool: &AnyPool,
         keys: &KeysConfig,
         tenant: &str,
     ) -> Result<u32, VaultError> {
@@ -303,7 +301,7 @@ impl Vault {
         let current = &masters[&keys.current];
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM tenant_keys WHERE tenant_id = $1 AND purpose = 'data'")
             .bind(tenant)
-            .fetch_one(&db.pool)
+            .fetch_one(pool)
             .await?;
         let next: i64 = row.try_get::<i64, _>(0)? + 1;
         sqlx::query(
@@ -313,21 +311,21 @@ impl Vault {
         .bind(next)
         .bind(&keys.current)
         .bind(wrap(current, tenant, "data", next, &random_key()))
-        .bind(time::to_micros(time::now()))
-        .execute(&db.pool)
+        .bind(now_micros())
+        .execute(pool)
         .await?;
-        self.load(db, &masters).await?;
+        self.load(pool, &masters).await?;
         Ok(next as u32)
     }
 
     /// Wraps every tenant key that is not under the current master key again under it
     /// (`shoal keys rotate`); the values they seal are untouched.
-    pub async fn rewrap(db: &Db, keys: &KeysConfig) -> Result<Rewrapped, VaultError> {
+    pub async fn rewrap(pool: &AnyPool, keys: &KeysConfig) -> Result<Rewrapped, VaultError> {
         let masters = read_masters(keys)?;
         let current = &masters[&keys.current];
         let rows =
             sqlx::query("SELECT tenant_id, purpose, version, master_id, wrapped FROM tenant_keys")
-                .fetch_all(&db.pool)
+                .fetch_all(pool)
                 .await?;
         let mut done = Rewrapped::default();
         for row in rows {
@@ -363,7 +361,7 @@ impl Vault {
             .bind(&purpose)
             .bind(version)
             .bind(&master)
-            .execute(&db.pool)
+            .execute(pool)
             .await?;
             done.rewrapped += 1;
         }
@@ -514,6 +512,12 @@ fn generate(file: &Path) -> std::io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Microseconds since the epoch, UTC (the storage convention; this module sits below
+/// `storage`, whose `Db` carries the vault).
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -149,6 +149,14 @@ pub async fn certificates(
     limit: i64,
 ) -> Result<Vec<Value>> {
     actor.require(Action::Audit)?;
+    if !actor
+        .access
+        .reaches_all(shoal_base::kinds::Resource::Customers)
+    {
+        return Err(Error::Forbidden(
+            "erasure certificates are read by those who reach every customer".into(),
+        ));
+    }
     let mut sql = Sql::new("SELECT certificate FROM erasures WHERE tenant_id = ");
     let t = sql.arg(actor.tenant_id());
     sql.push(&t);

@@ -27,7 +27,7 @@ pub async fn reencrypt(
     wait: Duration,
     mut progress: impl FnMut(&str, u64, u64),
 ) -> Result<(u32, u64)> {
-    let version = db.vault.add_data_version(db, keys, tenant).await?;
+    let version = db.vault.add_data_version(&db.pool, keys, tenant).await?;
     tokio::time::sleep(wait).await;
     let current = format!("s1:{version}:%");
     let mut all = 0;

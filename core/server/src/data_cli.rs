@@ -352,7 +352,7 @@ pub async fn keys_rotate(
     let db = Db::connect(&config.storage.url, 4).await?;
     storage::migrate(&db).await?;
     tenancy::sync_to_db(&db, config).await?;
-    let done = shoal_base::vault::Vault::rewrap(&db, &config.keys).await?;
+    let done = shoal_base::vault::Vault::rewrap(&db.pool, &config.keys).await?;
     eprintln!(
         "tenant keys: {} wrapped again under master key `{}`, {} already were",
         done.rewrapped, config.keys.current, done.current

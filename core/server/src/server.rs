@@ -114,7 +114,7 @@ fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Ve
 /// earlier version stored in clear (see `shoal_crm::customers::sealed`).
 pub async fn open_vault(db: &Db, config: &Config) -> Result<(), shoal_base::error::Error> {
     let tenants: Vec<String> = config.tenants.keys().cloned().collect();
-    db.vault.open(db, &config.keys, &tenants).await?;
+    db.vault.open(&db.pool, &config.keys, &tenants).await?;
     for tenant in &tenants {
         let sealed = shoal_crm::customers::sealed::seal_legacy(db, tenant).await?;
         if sealed > 0 {
@@ -203,7 +203,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         background.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(shoal_privacy::rekey::REFRESH).await;
-                if let Err(e) = db.vault.refresh(&db, &keys).await {
+                if let Err(e) = db.vault.refresh(&db.pool, &keys).await {
                     tracing::error!(error = %e, "cannot reload the tenants' keys");
                 }
             }

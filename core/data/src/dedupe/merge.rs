@@ -46,6 +46,10 @@ pub struct Moved {
     pub tags: Vec<String>,
     /// Opt-out channels the survivor gained.
     pub opt_outs: Vec<String>,
+    /// Rows of the absorbed profile's consent ledger (the same person's grants and
+    /// withdrawals), by id.
+    #[serde(default)]
+    pub consents: Vec<String>,
 }
 
 /// A recorded merge.
@@ -289,6 +293,7 @@ pub async fn merge(
     moved.events = repoint_all(&mut tx, "events", t, &absorbed.id, &survivor.id).await?;
     moved.tasks = repoint_all(&mut tx, "tasks", t, &absorbed.id, &survivor.id).await?;
     moved.follow_ups = repoint_all(&mut tx, "follow_ups", t, &absorbed.id, &survivor.id).await?;
+    moved.consents = repoint_all(&mut tx, "consents", t, &absorbed.id, &survivor.id).await?;
     let absorbed_tags = held_tags(&mut tx, t, &absorbed.id).await?;
     moved.tags = give_tags(&mut tx, actor, &survivor.id, &absorbed_tags, &mut conflicts).await?;
     moved.opt_outs = give_opt_outs(&mut tx, t, &absorbed.id, &survivor.id).await?;

@@ -158,6 +158,7 @@ pub async fn unmerge(db: &Db, actor: &Actor, merge_id: &str) -> Result<Unmerged>
         ("events", &m.moved.events),
         ("tasks", &m.moved.tasks),
         ("follow_ups", &m.moved.follow_ups),
+        ("consents", &m.moved.consents),
     ] {
         repoint_listed(&mut tx, table, t, ids, &m.survivor_id, &m.absorbed_id).await?;
     }

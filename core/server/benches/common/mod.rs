@@ -31,6 +31,15 @@ pub fn config() -> Config {
         },
     );
     config.tenants.insert(TENANT.into(), tenant);
+    // one master key for every bench run, outside the source tree
+    config.keys.master.insert(
+        "local".into(),
+        config::MasterKeyConfig {
+            env: None,
+            file: Some(std::env::temp_dir().join("shoal-bench-master.key")),
+            generate: true,
+        },
+    );
     config
 }
 
