@@ -734,6 +734,56 @@ async fn consent_governs_marketing_and_opt_outs_are_withdrawals(s: &TestServer) 
         ])
     );
     assert_ne!(dry_run(id.clone()).await["outcome"], "done");
+    // a campaign reaches only the customer who consented
+    let other = s
+        .create_customer(ALPHA, json!({ "displayName": "未同意", "sourceChannel": "WEB" }))
+        .await;
+    let agreed = s
+        .create_customer(ALPHA, json!({ "displayName": "已同意", "sourceChannel": "WEB" }))
+        .await;
+    s.ok(ALPHA, grant, json!({ "c": agreed, "g": true, "ch": "log" })).await;
+    let campaign = s
+        .ok(
+            ALPHA,
+            "mutation($i: CampaignInput!) { createCampaign(input: $i) { id } }",
+            json!({ "i": { "name": "同意才发", "channel": "log", "audience": { "customers": [other, agreed] },
+                "variants": [{ "key": "a", "template": "新品上市" }] } }),
+        )
+        .await["createCampaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(ALPHA, "mutation($id: ID!) { submitCampaign(id: $id) { id } }", json!({ "id": campaign }))
+        .await;
+    let mut recipients = Value::Null;
+    for _ in 0..200 {
+        recipients = s
+            .ok(ALPHA, "query($id: ID!) { campaign(id: $id) { recipients(first: 10) { customerId status reason } } }",
+                json!({ "id": campaign }))
+            .await["campaign"]["recipients"]
+            .clone();
+        let settled = recipients
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "queued" && r["status"] != "due");
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let of = |c: &str| {
+        recipients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["customerId"] == c)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of(&agreed)["status"], "sent", "{recipients}");
+    assert_ne!(of(&other)["status"], "sent", "{recipients}");
+    assert!(of(&other)["reason"].as_str().unwrap().contains("consent"), "{recipients}");
     // bad input names the field
     let e = s
         .err(ALPHA, "mutation($c: ID!) { recordConsent(customerId: $c, purpose: \"spam\", granted: true, source: \"x\") { id } }", json!({ "c": id }))

@@ -5,6 +5,9 @@
 //! `SHOAL_BENCH_CUSTOMERS` changes the data size; PostgreSQL comes from
 //! `SHOAL_TEST_POSTGRES_URL` and is skipped, with a note, when unreachable.
 
+// building the whole schema in one async fn: its layout is deeper than the default 128
+#![recursion_limit = "256"]
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
