@@ -736,12 +736,19 @@ async fn consent_governs_marketing_and_opt_outs_are_withdrawals(s: &TestServer) 
     assert_ne!(dry_run(id.clone()).await["outcome"], "done");
     // a campaign reaches only the customer who consented
     let other = s
-        .create_customer(ALPHA, json!({ "displayName": "未同意", "sourceChannel": "WEB" }))
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "未同意", "sourceChannel": "WEB" }),
+        )
         .await;
     let agreed = s
-        .create_customer(ALPHA, json!({ "displayName": "已同意", "sourceChannel": "WEB" }))
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "已同意", "sourceChannel": "WEB" }),
+        )
         .await;
-    s.ok(ALPHA, grant, json!({ "c": agreed, "g": true, "ch": "log" })).await;
+    s.ok(ALPHA, grant, json!({ "c": agreed, "g": true, "ch": "log" }))
+        .await;
     let campaign = s
         .ok(
             ALPHA,
@@ -753,8 +760,12 @@ async fn consent_governs_marketing_and_opt_outs_are_withdrawals(s: &TestServer) 
         .as_str()
         .unwrap()
         .to_owned();
-    s.ok(ALPHA, "mutation($id: ID!) { submitCampaign(id: $id) { id } }", json!({ "id": campaign }))
-        .await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { submitCampaign(id: $id) { id } }",
+        json!({ "id": campaign }),
+    )
+    .await;
     let mut recipients = Value::Null;
     for _ in 0..200 {
         recipients = s
@@ -783,7 +794,10 @@ async fn consent_governs_marketing_and_opt_outs_are_withdrawals(s: &TestServer) 
     };
     assert_eq!(of(&agreed)["status"], "sent", "{recipients}");
     assert_ne!(of(&other)["status"], "sent", "{recipients}");
-    assert!(of(&other)["reason"].as_str().unwrap().contains("consent"), "{recipients}");
+    assert!(
+        of(&other)["reason"].as_str().unwrap().contains("consent"),
+        "{recipients}"
+    );
     // bad input names the field
     let e = s
         .err(ALPHA, "mutation($c: ID!) { recordConsent(customerId: $c, purpose: \"spam\", granted: true, source: \"x\") { id } }", json!({ "c": id }))
