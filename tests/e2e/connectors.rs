@@ -142,33 +142,15 @@ fn urlencode(s: &str) -> String {
 
 /// Encrypts each plaintext for `receiver` with the test app's keys, in one Python run.
 fn seal(receiver: &str, plaintexts: &[String]) -> Vec<Sealed> {
-    use std::io::Write;
     let request = json!({
         "token": TOKEN, "aes_key": AES_KEY, "receiver_id": receiver,
         "messages": plaintexts.iter().enumerate().map(|(i, xml)| json!({
             "xml": xml, "timestamp": 1_760_000_000 + i as i64, "nonce": format!("n{i}")
         })).collect::<Vec<_>>(),
     });
-    let mut child = std::process::Command::new("python3")
-        .arg(fixture("wecom/encrypt.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (cargo xtask test installs `cryptography`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sealed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = crate::harness::python_json("wecom/encrypt.py", &request);
+    let sealed = sealed.as_array().unwrap();
+
     sealed
         .iter()
         .map(|m| Sealed {

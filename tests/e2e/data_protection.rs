@@ -18,12 +18,6 @@ const EMAIL: &str = "li.lei.pipl@example.com";
 const UNIONID: &str = "wx-unionid-pipl-7788";
 const NAME: &str = "李雷隐私";
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
 async fn person(s: &TestServer) -> String {
     s.create_customer(
         ALPHA,
@@ -209,7 +203,7 @@ async fn personal_fields_are_unreadable_at_rest_and_exact_lookups_still_work(s: 
         "sealed": { "customers.phones": phones[0], "customer_identities.external_id": identity[0] },
         "index": [["phone", PHONE_E164], ["identity:wechat", UNIONID]],
     });
-    let opened = python_open(&request);
+    let opened = crate::harness::python_json("vault/open.py", &request);
     assert_eq!(
         opened["opened"]["customers.phones"],
         json!([PHONE_E164]).to_string()
@@ -225,30 +219,6 @@ async fn personal_fields_are_unreadable_at_rest_and_exact_lookups_still_work(s: 
         external[0].as_str(),
         "the blind index of the identity"
     );
-}
-
-fn python_open(request: &Value) -> Value {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .arg(fixture("vault/open.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (cargo xtask test installs `cryptography`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Columns that name a customer: a table with one holds personal data.
@@ -886,11 +856,16 @@ async fn retention_prunes_old_bodies_and_tombstones_old_audit_details(s: &TestSe
         "customer.create"
     );
     assert_eq!(history["customer"]["history"][0]["actorId"], "boss");
-    // a second pass finds nothing more
+    // a second pass finds nothing more of what the first took (the workers may have
+    // dispatched internal events in between, which it then takes too)
     let again = shoal_privacy::retention::run_once(s.db(), &tenant, later)
         .await
         .unwrap();
-    assert_eq!(again, shoal_privacy::retention::Pruned::default());
+    assert_eq!(
+        (again.outbox_bodies, again.audit_details),
+        (0, 0),
+        "{again:?}"
+    );
 }
 
 async fn keys_rotate_under_load_and_everything_still_opens(s: &TestServer) {

@@ -821,3 +821,33 @@ pub fn install_plugin(plugins_dir: &Path, folder: &str, wasm: &Path, spec: &Inst
     );
     std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
 }
+
+/// Runs a Python script of `tests/fixtures/` with `request` as JSON on stdin and returns its
+/// stdout as JSON: the independent implementations (Python's `cryptography`) the tests check
+/// our formats against. `cargo xtask test` installs the package.
+pub fn python_json(script: &str, request: &Value) -> Value {
+    use std::io::Write;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(script);
+    let mut child = std::process::Command::new("python3")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (cargo xtask test installs `cryptography`)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -163,38 +163,20 @@ impl Vault {
         pool: &AnyPool,
         masters: &HashMap<String, LessSafeKey>,
     ) -> Result<(), VaultError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, purpose, version, master_id, wrapped FROM tenant_keys ORDER BY tenant_id, purpose, version",
-        )
-        .fetch_all(pool)
-        .await?;
         let mut data: HashMap<String, BTreeMap<u32, LessSafeKey>> = HashMap::new();
         let mut index: HashMap<String, hmac::Key> = HashMap::new();
-        for row in rows {
-            let (tenant, purpose, version, master, wrapped): (String, String, i64, String, String) = (
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-            );
-            let fail = |message: String| VaultError::Unwrap {
-                tenant: tenant.clone(),
-                purpose: purpose.clone(),
+        for row in Stored::all(pool).await? {
+            let raw = row.open(masters)?;
+            let Stored {
+                tenant,
+                purpose,
                 version,
-                master: master.clone(),
-                message,
-            };
-            let key = masters
-                .get(&master)
-                .ok_or_else(|| fail("which is not configured in `keys.master`".into()))?;
-            let raw = unwrap(key, &tenant, &purpose, version, &wrapped).ok_or_else(|| {
-                fail("and does not open with it (a different key of that name?)".into())
-            })?;
+                ..
+            } = row;
             match purpose.as_str() {
                 "data" => {
-                    let v =
-                        u32::try_from(version).map_err(|_| fail("version out of range".into()))?;
+                    // versions are counted up from 1 by `add_data_version`
+                    let v = u32::try_from(version).unwrap_or(u32::MAX);
                     data.entry(tenant).or_default().insert(v, aead_key(&raw));
                 }
                 _ => {
@@ -323,35 +305,20 @@ impl Vault {
     pub async fn rewrap(pool: &AnyPool, keys: &KeysConfig) -> Result<Rewrapped, VaultError> {
         let masters = read_masters(keys)?;
         let current = &masters[&keys.current];
-        let rows =
-            sqlx::query("SELECT tenant_id, purpose, version, master_id, wrapped FROM tenant_keys")
-                .fetch_all(pool)
-                .await?;
         let mut done = Rewrapped::default();
-        for row in rows {
-            let (tenant, purpose, version, master, wrapped): (String, String, i64, String, String) = (
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-            );
-            if master == keys.current {
+        for row in Stored::all(pool).await? {
+            if row.master == keys.current {
                 done.current += 1;
                 continue;
             }
-            let fail = |message: &str| VaultError::Unwrap {
-                tenant: tenant.clone(),
-                purpose: purpose.clone(),
+            let raw = row.open(&masters)?;
+            let Stored {
+                tenant,
+                purpose,
                 version,
-                master: master.clone(),
-                message: message.into(),
-            };
-            let old = masters
-                .get(&master)
-                .ok_or_else(|| fail("which is not configured in `keys.master`"))?;
-            let raw = unwrap(old, &tenant, &purpose, version, &wrapped)
-                .ok_or_else(|| fail("and does not open with it"))?;
+                master,
+                ..
+            } = row;
             sqlx::query(
                 "UPDATE tenant_keys SET master_id = $1, wrapped = $2 WHERE tenant_id = $3 AND purpose = $4 AND version = $5 AND master_id = $6",
             )
@@ -366,6 +333,58 @@ impl Vault {
             done.rewrapped += 1;
         }
         Ok(done)
+    }
+}
+
+/// A row of `tenant_keys`.
+struct Stored {
+    tenant: String,
+    purpose: String,
+    version: i64,
+    master: String,
+    wrapped: String,
+}
+
+impl Stored {
+    async fn all(pool: &AnyPool) -> Result<Vec<Stored>, VaultError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, purpose, version, master_id, wrapped FROM tenant_keys ORDER BY tenant_id, purpose, version",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Stored {
+                    tenant: r.try_get(0)?,
+                    purpose: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    master: r.try_get(3)?,
+                    wrapped: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The key, unwrapped by the master key it names.
+    fn open(&self, masters: &HashMap<String, LessSafeKey>) -> Result<Vec<u8>, VaultError> {
+        let fail = |message: &str| VaultError::Unwrap {
+            tenant: self.tenant.clone(),
+            purpose: self.purpose.clone(),
+            version: self.version,
+            master: self.master.clone(),
+            message: message.into(),
+        };
+        let key = masters
+            .get(&self.master)
+            .ok_or_else(|| fail("which is not configured in `keys.master`"))?;
+        unwrap(
+            key,
+            &self.tenant,
+            &self.purpose,
+            self.version,
+            &self.wrapped,
+        )
+        .ok_or_else(|| fail("and does not open with it (a different key of that name?)"))
     }
 }
 
