@@ -515,7 +515,12 @@ fn read_master(name: &str, source: &MasterKeyConfig) -> Result<[u8; KEY_LEN], Va
 /// into place (a host starting at the same time keeps whichever link won).
 fn generate(file: &Path) -> std::io::Result<()> {
     crate::config::ensure_parent_dir(file)?;
-    let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
+    // unique per call: hosts started at once in one process (tests) must not share it
+    let mut nonce = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .expect("the system's random source");
+    let tmp = file.with_extension(format!("tmp-{}-{}", std::process::id(), hex(&nonce)));
     std::fs::write(&tmp, format!("{}\n", B64.encode(random_key())))?;
     #[cfg(unix)]
     {
@@ -596,6 +601,29 @@ mod tests {
         assert_eq!(i.len(), 32);
         assert_eq!(i, vault.index("t", "phone", "+8613800138000").unwrap());
         assert_ne!(i, vault.index("t", "email", "+8613800138000").unwrap());
+    }
+
+    #[test]
+    fn hosts_generating_one_key_file_at_once_all_read_the_same_key() {
+        let dir = std::env::temp_dir().join(format!("shoal-vault-gen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join("data").join("master.key");
+        let source = MasterKeyConfig {
+            env: None,
+            file: Some(file.clone()),
+            generate: true,
+        };
+        let keys: Vec<[u8; KEY_LEN]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| read_master("local", &source).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            keys.windows(2).all(|w| w[0] == w[1]),
+            "one key for every host"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
