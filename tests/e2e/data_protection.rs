@@ -1029,6 +1029,247 @@ mod consent {
     );
 }
 
+const ID_NUMBER: &str = "110101199003077777";
+const BANK: &str = "6222020200112233445";
+const BANK_2: &str = "6222020200199887766";
+
+fn seal_attributes(c: &mut shoal_base::config::Config, keys: &[&str]) {
+    c.tenants
+        .get_mut("alpha")
+        .unwrap()
+        .contact
+        .sealed_attributes = keys.iter().map(|k| (*k).to_owned()).collect();
+}
+
+async fn sealed_attributes_server(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, |c| {
+        seal_attributes(c, &["id_number", "bank_account"])
+    })
+    .await
+}
+
+/// `contact.sealed_attributes`: the values leave the attributes column for a sealed one,
+/// read back opened everywhere (API, export, Python), refused by rules and filters with the
+/// field named, and moved between the columns when the list changes.
+async fn listed_attributes_are_sealed_and_refused_by_rules_and_filters(s: &TestServer) {
+    let id = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": NAME, "sourceChannel": "STORE",
+                    "attributes": { "id_number": ID_NUMBER, "bank_account": BANK, "city": "杭州" } }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!, $i: UpdateCustomerInput!) { updateCustomer(id: $id, input: $i) { id } }",
+        json!({ "id": id, "i": { "attributes": { "bank_account": BANK_2 } } }),
+    )
+    .await;
+    let read = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { attributes } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        read["customer"]["attributes"],
+        json!({ "id_number": ID_NUMBER, "bank_account": BANK_2, "city": "杭州" })
+    );
+    let clear = texts(
+        s,
+        "SELECT CAST(attributes AS TEXT) FROM customers WHERE tenant_id = 'alpha' AND id = $1",
+        &[&id],
+    )
+    .await;
+    let clear: Value = serde_json::from_str(&clear[0]).unwrap();
+    assert_eq!(
+        clear,
+        json!({ "city": "杭州" }),
+        "only unsealed keys in clear"
+    );
+    let bytes = database_bytes(s);
+    for secret in [ID_NUMBER, BANK, BANK_2] {
+        assert!(
+            !bytes.contains(secret),
+            "`{secret}` is readable in the database"
+        );
+    }
+
+    // opened by Python's `cryptography` with the master key alone
+    let sealed = texts(
+        s,
+        "SELECT attributes_sealed FROM customers WHERE tenant_id = 'alpha' AND id = $1",
+        &[&id],
+    )
+    .await;
+    let wrapped = |purpose: &'static str| async move {
+        texts(
+            s,
+            "SELECT wrapped FROM tenant_keys WHERE tenant_id = 'alpha' AND purpose = $1 AND version = 1",
+            &[purpose],
+        )
+        .await
+        .remove(0)
+    };
+    let opened = crate::harness::python_json(
+        "vault/open.py",
+        &json!({
+            "master": std::fs::read_to_string(TEST_MASTER_KEY).unwrap().trim(),
+            "tenant": "alpha",
+            "data_key": wrapped("data").await,
+            "index_key": wrapped("index").await,
+            "sealed": { "customers.attributes_sealed": sealed[0] },
+            "index": [],
+        }),
+    );
+    let inside: Value = serde_json::from_str(
+        opened["opened"]["customers.attributes_sealed"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        inside,
+        json!({ "id_number": ID_NUMBER, "bank_account": BANK_2 })
+    );
+
+    // rules and filters that would read a sealed value are refused, naming the field
+    let tag = s
+        .err(
+            ALPHA,
+            "mutation($i: TagInputValue!) { createTag(input: $i) { id } }",
+            json!({ "i": { "name": "身份证北京", "rule": "attr.city = \"杭州\" and attr.id_number = \"1\"" } }),
+        )
+        .await;
+    assert_eq!(code(&tag), "BAD_USER_INPUT", "{tag}");
+    assert_eq!(fields(&tag), ["input.rule"]);
+    assert!(
+        tag.to_string().contains("attr.id_number is sealed at rest"),
+        "{tag}"
+    );
+    let filter = s
+        .err(
+            ALPHA,
+            "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id } } } }",
+            json!({ "f": { "attributes": { "bank_account": BANK_2 } } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&filter),
+        ["filter.attributes.bank_account"],
+        "{filter}"
+    );
+    let valid = s
+        .ok(
+            ALPHA,
+            "query($t: String!) { validateRule(text: $t) { valid errors { line column message } } }",
+            json!({ "t": "attr.bank_account = \"x\"" }),
+        )
+        .await;
+    assert_eq!(valid["validateRule"]["valid"], false, "{valid}");
+    let found = s
+        .ok(
+            ALPHA,
+            "query($f: CustomerFilterInput) { customers(first: 5, filter: $f) { edges { node { id } } } }",
+            json!({ "f": { "attributes": { "city": "杭州" } } }),
+        )
+        .await;
+    assert_eq!(found["customers"]["edges"][0]["node"]["id"], id.as_str());
+
+    // the export opens them
+    let doc = s
+        .ok(
+            ALPHA,
+            "query($c: ID!) { exportCustomerData(customerId: $c) }",
+            json!({ "c": id }),
+        )
+        .await["exportCustomerData"]
+        .clone();
+    let me = &doc["tables"]["customers"][0];
+    assert_eq!(me["attributes_sealed"]["id_number"], ID_NUMBER, "{me}");
+
+    // a host on a changed list moves values at start: bank_account back to clear, city in
+    let next = s
+        .start_beside(|c| {
+            seal_attributes(c, &["id_number", "city"]);
+            c.sop.workers = false;
+            c.notify.workers = false;
+        })
+        .await;
+    let clear = texts(
+        s,
+        "SELECT CAST(attributes AS TEXT) FROM customers WHERE tenant_id = 'alpha' AND id = $1",
+        &[&id],
+    )
+    .await;
+    let clear: Value = serde_json::from_str(&clear[0]).unwrap();
+    assert_eq!(clear, json!({ "bank_account": BANK_2 }));
+    let read = next
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { attributes } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        read["customer"]["attributes"],
+        json!({ "id_number": ID_NUMBER, "bank_account": BANK_2, "city": "杭州" })
+    );
+    let keys = texts(
+        s,
+        "SELECT attribute FROM sealed_attribute_keys WHERE tenant_id = 'alpha' ORDER BY attribute",
+        &[],
+    )
+    .await;
+    assert_eq!(keys, ["city", "id_number"]);
+    next.stop().await;
+
+    // re-encryption re-seals them; an erasure removes them
+    let (version, _) = shoal_privacy::rekey::reencrypt(
+        s.db(),
+        &crate::harness::base_config().keys,
+        "alpha",
+        Duration::ZERO,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    let sealed = texts(
+        s,
+        "SELECT attributes_sealed FROM customers WHERE tenant_id = 'alpha' AND id = $1",
+        &[&id],
+    )
+    .await;
+    assert!(
+        sealed[0].starts_with(&format!("s1:{version}:")),
+        "{sealed:?}"
+    );
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!, $r: String!) { eraseCustomer(customerId: $c, reason: $r) { id } }",
+        json!({ "c": id, "r": "本人申请删除" }),
+    )
+    .await;
+    let left = scalar_i64(
+        s,
+        "SELECT COUNT(*) FROM customers WHERE tenant_id = 'alpha' AND id = $1 AND attributes_sealed IS NULL",
+        &[&id],
+    )
+    .await;
+    assert_eq!(left, 1, "the erased profile holds no sealed attributes");
+}
+
+mod sealed_attributes {
+    use super::{
+        listed_attributes_are_sealed_and_refused_by_rules_and_filters, sealed_attributes_server,
+    };
+    crate::on_both_backends_with!(
+        sealed_attributes_server,
+        listed_attributes_are_sealed_and_refused_by_rules_and_filters
+    );
+}
+
 /// An upgrade: customers, contacts and identities an earlier version stored in clear are
 /// sealed when the host starts, and every look-up finds them as before.
 async fn plain_rows_of_an_earlier_version_are_sealed_at_start(backend: Backend) {

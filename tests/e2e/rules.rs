@@ -178,7 +178,7 @@ async fn sql_and_memory_evaluators_agree(s: &TestServer) {
     let mut checked = 0;
     let mut nonempty = 0;
     for text in RULES.iter().map(|r| r.to_string()).chain(composed()) {
-        let rule = rules::parse(&text, &tag_lookup).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let rule = rules::parse(&text, &tag_lookup, &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
         let expected: BTreeSet<String> = generated
             .iter()
             .filter(|(c, _)| {

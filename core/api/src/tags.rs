@@ -214,26 +214,28 @@ impl TagQuery {
         let actor = actor(ctx).gql()?;
         let all = tags::list(db(ctx), actor.tenant_id()).await.gql()?;
         let lookup = |name: &str| all.iter().find(|t| t.name == name).map(|t| t.id.clone());
-        Ok(match rules::parse(&text, &lookup) {
-            Ok(rule) => {
-                let mut summary = RuleSummary::default();
-                summarize(&rule.cond, &mut summary);
-                RuleValidation {
-                    valid: true,
-                    errors: Vec::new(),
-                    summary: Some(summary),
+        Ok(
+            match rules::parse(&text, &lookup, &actor.tenant.contact.sealed_attributes) {
+                Ok(rule) => {
+                    let mut summary = RuleSummary::default();
+                    summarize(&rule.cond, &mut summary);
+                    RuleValidation {
+                        valid: true,
+                        errors: Vec::new(),
+                        summary: Some(summary),
+                    }
                 }
-            }
-            Err(e) => RuleValidation {
-                valid: false,
-                errors: vec![RuleErrorValue {
-                    line: e.line as i32,
-                    column: e.column as i32,
-                    message: e.message,
-                }],
-                summary: None,
+                Err(e) => RuleValidation {
+                    valid: false,
+                    errors: vec![RuleErrorValue {
+                        line: e.line as i32,
+                        column: e.column as i32,
+                        message: e.message,
+                    }],
+                    summary: None,
+                },
             },
-        })
+        )
     }
 }
 

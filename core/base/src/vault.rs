@@ -92,10 +92,12 @@ struct TenantKeys {
     index: hmac::Key,
 }
 
-/// The keys of every tenant this host serves; cheap to clone (shared).
+/// The keys of every tenant this host serves, and the attributes each seals; cheap to
+/// clone (shared).
 #[derive(Clone, Default)]
 pub struct Vault {
     tenants: Arc<RwLock<HashMap<String, TenantKeys>>>,
+    sealed_attributes: Arc<RwLock<HashMap<String, Arc<[String]>>>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -262,6 +264,25 @@ impl Vault {
         ctx.update(&[0]);
         ctx.update(value.as_bytes());
         Ok(hex(&ctx.sign().as_ref()[..16]))
+    }
+
+    /// Sets the attribute keys `tenant` seals (`contact.sealed_attributes`), as the host
+    /// starts.
+    pub fn set_sealed_attributes(&self, tenant: &str, keys: &[String]) {
+        self.sealed_attributes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_owned(), keys.into());
+    }
+
+    /// The attribute keys `tenant` seals, sorted (empty unless configured).
+    pub fn sealed_attributes(&self, tenant: &str) -> Arc<[String]> {
+        self.sealed_attributes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     /// The newest data key version of a tenant (what [`Vault::seal`] uses).

@@ -221,7 +221,13 @@ pub async fn put_role(db: &Db, actor: &Actor, id: &str, spec: &RoleSpec) -> Resu
     actor.require(Action::Administer)?;
     let mut tx = db.begin_write().await?;
     let tree = Departments::load(&mut tx, actor.tenant_id()).await?;
-    let def = role::RoleDef::from_spec(spec, id, "input", &tree.ids())?;
+    let def = role::RoleDef::from_spec(
+        spec,
+        id,
+        "input",
+        &tree.ids(),
+        &db.vault.sealed_attributes(actor.tenant_id()),
+    )?;
     let held_by_caller = actor.access.roles.iter().any(|r| r.id == id);
     let others_administer = actor
         .access

@@ -12,15 +12,15 @@ use shoal_base::{
 use shoal_rules::ast::Rule;
 
 /// Parses a rule on the customer given at `field` (a filter, a condition) against the
-/// tenant's tags; errors name the field, line and column.
+/// tenant's tags and the attributes it seals; errors name the field, line and column.
 pub async fn parse_rule(
     conn: &mut AnyConnection,
-    tenant: &str,
+    tenant: &shoal_crm::tenancy::Tenant,
     text: &str,
     field: &str,
 ) -> Result<Rule> {
-    let tags = shoal_tags::store_all(conn, tenant).await?;
-    shoal_tags::parse_rule(text, &tags, field)
+    let tags = shoal_tags::store_all(conn, &tenant.id).await?;
+    shoal_tags::parse_rule(text, &tags, &tenant.contact.sealed_attributes, field)
 }
 
 /// The stored rules of a relay batch (endpoints' filters, staff rules' conditions), parsed
@@ -33,7 +33,7 @@ pub async fn parse_stored<'a>(
 ) -> Result<Vec<Option<Option<Rule>>>> {
     let tags = shoal_tags::store_all(conn, tenant).await?;
     Ok(texts
-        .map(|t| t.map(|t| shoal_tags::parse_rule(t, &tags, "rule").ok()))
+        .map(|t| t.map(|t| shoal_tags::parse_rule(t, &tags, &[], "rule").ok()))
         .collect())
 }
 

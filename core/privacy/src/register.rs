@@ -261,6 +261,7 @@ pub const TABLES: &[Table] = &[
         sealed: &[
             ("phones", "customers.phones"),
             ("emails", "customers.emails"),
+            ("attributes_sealed", "customers.attributes_sealed"),
         ],
         hidden: &["name_key"],
         ..table(
@@ -272,6 +273,7 @@ pub const TABLES: &[Table] = &[
                 ("phones", "'[]'"),
                 ("emails", "'[]'"),
                 ("attributes", "'{}'"),
+                ("attributes_sealed", "NULL"),
                 ("deleted_at", "COALESCE(deleted_at, :now)"),
                 ("erased_at", ":now"),
                 ("version", "version + 1"),

@@ -208,13 +208,16 @@ struct Parser<'a> {
     at: usize,
     depth: usize,
     tags: TagLookup<'a>,
+    sealed: &'a [String],
     tag_refs: Vec<String>,
 }
 
 const FUNCTIONS: &str = "count, sum, days_since, days_since_created, exists, has_tag";
 
-/// Parses and checks a rule.
-pub fn parse(text: &str, tags: TagLookup<'_>) -> Result<Rule, RuleError> {
+/// Parses and checks a rule against the tenant's tags and the attribute keys it seals at
+/// rest (`contact.sealed_attributes`): their values are not in the database in a form SQL
+/// can read, so a rule that reads one is refused rather than never holding.
+pub fn parse<'a>(text: &str, tags: TagLookup<'a>, sealed: &'a [String]) -> Result<Rule, RuleError> {
     if text.chars().count() > MAX_RULE_CHARS {
         return Err(RuleError {
             line: 1,
@@ -228,6 +231,7 @@ pub fn parse(text: &str, tags: TagLookup<'_>) -> Result<Rule, RuleError> {
         at: 0,
         depth: 0,
         tags,
+        sealed,
         tag_refs: Vec::new(),
     };
     let cond = p.or()?;
@@ -384,6 +388,11 @@ impl Parser<'_> {
                             )));
                         }
                     };
+                    if self.sealed.contains(&key) {
+                        return Err(at(format!(
+                            "attr.{key} is sealed at rest (contact.sealed_attributes): rules cannot read it"
+                        )));
+                    }
                     self.attr_test(key)
                 }
                 "stage" => {
@@ -670,6 +679,7 @@ impl Parser<'_> {
         if let Err(message) = shoal_base::kinds::attribute_key(&key) {
             return Err(self.error(message));
         }
+
         if self.keyword("in") || self.keyword("not") {
             let negated = self.keyword("not");
             self.next();

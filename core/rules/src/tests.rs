@@ -15,13 +15,13 @@ fn tags(name: &str) -> Option<String> {
 }
 
 fn ok(text: &str) -> Cond {
-    parse(text, &tags)
+    parse(text, &tags, &[])
         .unwrap_or_else(|e| panic!("`{text}` should parse: {e}"))
         .cond
 }
 
 fn err(text: &str) -> String {
-    parse(text, &tags).expect_err(text).to_string()
+    parse(text, &tags, &[]).expect_err(text).to_string()
 }
 
 #[test]
@@ -77,6 +77,23 @@ fn errors_say_where_and_what() {
     assert!(err("attr.city = \"北京").contains("not closed"));
     assert!(err("sum(order) > count(order)").contains("compare sum"));
     assert!(err(&"(".repeat(100)).contains("deeper than"));
+}
+
+#[test]
+fn a_rule_cannot_read_an_attribute_the_tenant_seals() {
+    let sealed = ["id_number".to_owned()];
+    let e = parse(
+        "attr.city = \"北京\" or\n attr.id_number = \"1\"",
+        &tags,
+        &sealed,
+    )
+    .expect_err("a sealed attribute is refused")
+    .to_string();
+    assert!(
+        e.starts_with("2:2: attr.id_number is sealed at rest"),
+        "{e}"
+    );
+    assert!(parse("attr.id_numbers = \"1\"", &tags, &sealed).is_ok());
 }
 
 struct Fixture {
@@ -155,7 +172,7 @@ proptest! {
     /// Nothing panics, whatever the text.
     #[test]
     fn the_parser_never_panics_on_any_text(text in "\\PC{0,200}") {
-        let _ = parse(&text, &tags);
+        let _ = parse(&text, &tags, &[]);
     }
 
     /// Nor on text made of the language's own pieces in random order.
@@ -165,7 +182,7 @@ proptest! {
         "[", "]", ">=", "=", "!", "and", "or", "not", "in", "3", "-1", "1.5", "\"", "stage", "channel", "true", "\n",
     ]), 0..40)) {
         let text = pieces.join(" ");
-        let _ = parse(&text, &tags);
-        let _ = parse(&pieces.concat(), &tags);
+        let _ = parse(&text, &tags, &[]);
+        let _ = parse(&pieces.concat(), &tags, &[]);
     }
 }

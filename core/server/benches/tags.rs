@@ -183,7 +183,7 @@ async fn bench(url: &str, n: usize) {
     let mut shoal_total = Duration::ZERO;
     let mut hand_total = Duration::ZERO;
     for (i, (rule_text, hand)) in rules(backend).iter().enumerate() {
-        let rule = rules::parse(rule_text, &|_| None).unwrap();
+        let rule = rules::parse(rule_text, &|_| None, &[]).unwrap();
         let mut sql = Sql::new("SELECT c.id FROM customers c WHERE c.tenant_id = ");
         let t = sql.arg("bench");
         sql.push(&t).push(" AND c.deleted_at IS NULL AND ");

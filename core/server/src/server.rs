@@ -115,6 +115,19 @@ fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Ve
 pub async fn open_vault(db: &Db, config: &Config) -> Result<(), shoal_base::error::Error> {
     let tenants: Vec<String> = config.tenants.keys().cloned().collect();
     db.vault.open(&db.pool, &config.keys, &tenants).await?;
+    for (id, tenant) in &config.tenants {
+        db.vault
+            .set_sealed_attributes(id, &tenant.contact.sealed_attributes);
+        let moved = shoal_crm::customers::sealed::apply_sealed_attributes(db, id).await?;
+        if moved > 0 {
+            tracing::info!(
+                tenant = id,
+                rows = moved,
+                sealed = ?tenant.contact.sealed_attributes,
+                "moved attributes between clear and sealed storage (contact.sealed_attributes changed)"
+            );
+        }
+    }
     for tenant in &tenants {
         let sealed = shoal_crm::customers::sealed::seal_legacy(db, tenant).await?;
         if sealed > 0 {

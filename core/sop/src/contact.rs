@@ -355,6 +355,7 @@ mod tests {
             no_follow_up_hours: 72,
             outbound_allow: Vec::new(),
             marketing_requires_consent: false,
+            sealed_attributes: Vec::new(),
         })
         .unwrap()
     }

@@ -316,8 +316,13 @@ impl Compiled {
     }
 }
 
-fn parse_rule(p: &mut Problems, field: &str, text: &str, tags: &[Tag]) -> Option<Rule> {
-    match shoal_tags::parse_rule(text, tags, field) {
+fn parse_rule(
+    p: &mut Problems,
+    field: &str,
+    text: &str,
+    (tags, sealed): (&[Tag], &[String]),
+) -> Option<Rule> {
+    match shoal_tags::parse_rule(text, tags, sealed, field) {
         Ok(r) => Some(r),
         Err(shoal_base::error::Error::Invalid(errors)) => {
             p.extend(errors);
@@ -410,11 +415,13 @@ pub fn check_template(p: &mut Problems, field: &str, text: &str) {
     }
 }
 
-/// Checks a definition against the tenant's tags (conditions, tag actions) and known
-/// segments; every problem is reported with its path under `field`.
+/// Checks a definition against the tenant's tags (conditions, tag actions), the attributes
+/// it seals (which conditions may not read) and known segments; every problem is reported
+/// with its path under `field`.
 pub fn compile(
     definition: &Definition,
     tags: &[Tag],
+    sealed: &[String],
     segments: &HashSet<String>,
     allowed: &Allowed,
     field: &str,
@@ -430,7 +437,7 @@ pub fn compile(
             Trigger::Event { event, condition } => {
                 event.check(&mut p, &format!("{f}.event"));
                 if let Some(c) = condition {
-                    cond = parse_rule(&mut p, &format!("{f}.condition"), c, tags);
+                    cond = parse_rule(&mut p, &format!("{f}.condition"), c, (tags, sealed));
                 }
             }
             Trigger::TagAdded { tag } | Trigger::TagRemoved { tag } => {
@@ -496,7 +503,7 @@ pub fn compile(
         let step_cond = s
             .condition
             .as_deref()
-            .and_then(|c| parse_rule(&mut p, &format!("{f}.when"), c, tags));
+            .and_then(|c| parse_rule(&mut p, &format!("{f}.when"), c, (tags, sealed)));
         let mut branch_cond = None;
         match &s.action {
             Action::Wait { seconds } => {
@@ -555,7 +562,8 @@ pub fn compile(
                 then,
                 otherwise,
             } => {
-                branch_cond = parse_rule(&mut p, &format!("{f}.condition"), condition, tags);
+                branch_cond =
+                    parse_rule(&mut p, &format!("{f}.condition"), condition, (tags, sealed));
                 for (name, t) in [("then", Some(then)), ("otherwise", otherwise.as_ref())] {
                     if let Some(t) = t
                         && !later(i, t)
@@ -661,7 +669,7 @@ pub fn compile(
     let exit_condition = d
         .exit_condition
         .as_deref()
-        .and_then(|c| parse_rule(&mut p, &at("exitCondition"), c, tags));
+        .and_then(|c| parse_rule(&mut p, &at("exitCondition"), c, (tags, sealed)));
     p.into_result(Compiled {
         definition: definition.clone(),
         conditions,
@@ -675,9 +683,12 @@ pub fn compile(
 pub fn compile_stored(definition: &Definition, tags: &[Tag]) -> Compiled {
     let rule = |text: &Option<String>| {
         text.as_deref().and_then(|t| {
-            rules::parse(t, &|n: &str| {
-                tags.iter().find(|t| t.name == n).map(|t| t.id.clone())
-            })
+            // a condition reading an attribute sealed since cannot hold: it reads SQL
+            rules::parse(
+                t,
+                &|n: &str| tags.iter().find(|t| t.name == n).map(|t| t.id.clone()),
+                &[],
+            )
             .ok()
         })
     };
@@ -789,7 +800,7 @@ mod tests {
             ..Definition::default()
         };
         let Err(shoal_base::error::Error::Invalid(errors)) =
-            compile(&d, &[], &HashSet::new(), &Allowed::default(), "input")
+            compile(&d, &[], &[], &HashSet::new(), &Allowed::default(), "input")
         else {
             panic!("accepted")
         };

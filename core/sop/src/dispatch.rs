@@ -271,20 +271,27 @@ pub async fn scan(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<usize>
     Ok(enrolled)
 }
 
-/// Every live customer's attributes.
+/// Every live customer's attributes, sealed ones opened (a birthday may be sealed).
 async fn all_attributes(
     conn: &mut sqlx::AnyConnection,
     db: &Db,
     tenant: &str,
 ) -> Result<Vec<(String, serde_json::Map<String, Value>)>> {
     let sql = format!(
-        "SELECT id, {} AS attributes FROM customers WHERE tenant_id = $1 AND deleted_at IS NULL",
+        "SELECT id, {} AS attributes, attributes_sealed FROM customers WHERE tenant_id = $1 AND deleted_at IS NULL",
         dialect::json_text(db.backend, "attributes")
     );
     let mut out = Vec::new();
     for r in sqlx::query(&sql).bind(tenant).fetch_all(conn).await? {
         let text: String = r.try_get("attributes")?;
         if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+            let sealed: Option<String> = r.try_get("attributes_sealed")?;
+            let map = shoal_crm::customers::sealed::join_attributes(
+                &db.vault,
+                tenant,
+                map,
+                sealed.as_deref(),
+            )?;
             out.push((r.try_get("id")?, map));
         }
     }

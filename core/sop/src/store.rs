@@ -145,7 +145,14 @@ pub async fn check(db: &Db, tenant: &Tenant, d: &Definition, field: &str) -> Res
         .into_iter()
         .map(|s| s.id)
         .collect();
-    definition::compile(d, &tags, &segments, &allowed, field)
+    definition::compile(
+        d,
+        &tags,
+        &db.vault.sealed_attributes(tenant),
+        &segments,
+        &allowed,
+        field,
+    )
 }
 
 fn check_name(p: &mut Problems, name: &str, description: &str) {

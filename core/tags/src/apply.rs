@@ -244,7 +244,9 @@ fn ordered_rules(tags: &[Tag]) -> Vec<(Tag, rules::Rule)> {
         .iter()
         .filter(|t| t.kind == TagKind::Dynamic)
         .filter_map(|t| {
-            store::parse_rule(t.rule.as_deref().unwrap_or(""), tags, "")
+            // a stored rule reading a key sealed since holds for nobody: the value
+            // is no longer in the column it reads
+            store::parse_rule(t.rule.as_deref().unwrap_or(""), tags, &[], "")
                 .ok()
                 .map(|r| (t.clone(), r))
         })

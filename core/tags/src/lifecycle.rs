@@ -34,7 +34,8 @@ fn parsed() -> &'static [(LifecycleStage, Rule)] {
                 .map(|(stage, text)| {
                     (
                         *stage,
-                        rules::parse(text, &no_tags).expect("the built-in lifecycle rules parse"),
+                        rules::parse(text, &no_tags, &[])
+                            .expect("the built-in lifecycle rules parse"),
                     )
                 })
                 .collect()

@@ -97,10 +97,11 @@ pub async fn get(db: &Db, tenant: &str, id: &str) -> Result<Tag> {
         .ok_or_else(|| Error::not_found("tag", id))
 }
 
-/// Parses a rule against the tenant's tags; errors carry line and column.
-pub fn parse_rule(text: &str, tags: &[Tag], field: &str) -> Result<Rule> {
+/// Parses a rule against the tenant's tags and the attributes it seals (which no rule may
+/// read: `Db::vault`'s `sealed_attributes`); errors carry line and column.
+pub fn parse_rule(text: &str, tags: &[Tag], sealed: &[String], field: &str) -> Result<Rule> {
     let lookup = |name: &str| tags.iter().find(|t| t.name == name).map(|t| t.id.clone());
-    rules::parse(text, &lookup)
+    rules::parse(text, &lookup, sealed)
         .map_err(|e| Error::invalid(field, format!("{}:{}: {}", e.line, e.column, e.message)))
 }
 
@@ -121,7 +122,7 @@ fn check_no_cycle(tags: &[Tag], id: &str, rule: &Rule) -> Result<()> {
         seen.push(next.clone());
         if let Some(t) = tags.iter().find(|t| t.id == next)
             && let Some(text) = &t.rule
-            && let Ok(r) = parse_rule(text, tags, "")
+            && let Ok(r) = parse_rule(text, tags, &[], "")
         {
             stack.extend(r.tag_refs);
         }
@@ -176,7 +177,12 @@ pub async fn create(
     }
     let id = uuid::Uuid::now_v7().to_string();
     if let Some(text) = &input.rule {
-        let rule = parse_rule(text, &tags, "input.rule")?;
+        let rule = parse_rule(
+            text,
+            &tags,
+            &db.vault.sealed_attributes(tenant),
+            "input.rule",
+        )?;
         check_no_cycle(&tags, &id, &rule)?;
     }
     let group = input.group.clone().flatten();
@@ -261,7 +267,12 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: &TagInput) -> Resul
                 "a manual tag has no rule; create a dynamic tag instead",
             ));
         }
-        let rule = parse_rule(text, &tags, "input.rule")?;
+        let rule = parse_rule(
+            text,
+            &tags,
+            &db.vault.sealed_attributes(tenant),
+            "input.rule",
+        )?;
         check_no_cycle(&tags, id, &rule)?;
         if before.rule.as_deref() != Some(text.as_str()) {
             after.rule = Some(text.clone());

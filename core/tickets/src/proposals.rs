@@ -207,7 +207,8 @@ pub async fn instantiate(
         added.push(rule(ty.name.clone(), Vec::new(), None));
         let mut p = Problems::default();
         for (i, a) in added.iter().enumerate() {
-            a.check(&mut p, &format!("rules[{i}]."), &queues, &tags);
+            // proposed rules hold no customer condition
+            a.check(&mut p, &format!("rules[{i}]."), &queues, &tags, &[]);
         }
         if !queues.iter().any(|q| q.key == r.queue) {
             out.skipped.push(format!(

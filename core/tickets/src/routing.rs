@@ -77,13 +77,15 @@ fn tag_lookup(tags: &[shoal_tags::Tag]) -> impl Fn(&str) -> Option<String> + '_ 
 }
 
 impl Rule {
-    /// Checks one rule against the queues and tags there are; problems under `at`.
+    /// Checks one rule against the queues and tags there are and the attributes the tenant
+    /// seals (which a customer condition may not read); problems under `at`.
     pub(crate) fn check(
         &self,
         p: &mut Problems,
         at: &str,
         queues: &[Queue],
         tags: &[shoal_tags::Tag],
+        sealed: &[String],
     ) {
         let n = self.name.trim().chars().count();
         if n == 0 || n > 100 || self.name.chars().any(char::is_control) {
@@ -124,7 +126,7 @@ impl Rule {
             }
         }
         if let Some(text) = &self.customer
-            && let Err(e) = shoal_rules::parse(text, &tag_lookup(tags))
+            && let Err(e) = shoal_rules::parse(text, &tag_lookup(tags), sealed)
         {
             p.push(format!("{at}customer"), e.to_string());
         }
@@ -164,7 +166,13 @@ pub async fn set_rules(db: &Db, actor: &Actor, list: Vec<Rule>) -> Result<Vec<Ru
         p.push("rules", format!("at most {MAX_RULES} rules"));
     }
     for (i, rule) in list.iter().enumerate() {
-        rule.check(&mut p, &format!("rules[{i}]."), &queues, &tags);
+        rule.check(
+            &mut p,
+            &format!("rules[{i}]."),
+            &queues,
+            &tags,
+            &db.vault.sealed_attributes(actor.tenant_id()),
+        );
     }
     p.into_result(())?;
     let value = serde_json::to_value(&list).map_err(|e| Error::Internal(e.to_string()))?;
@@ -268,8 +276,9 @@ async fn matches(
             return Ok(None);
         };
         if let Some(text) = &rule.customer {
-            // a tag deleted since the rule was saved: the condition cannot hold
-            let Ok(parsed) = shoal_rules::parse(text, &tag_lookup(tags)) else {
+            // a tag deleted since the rule was saved: the condition cannot hold (nor can
+            // one reading an attribute sealed since: it is not among the facts)
+            let Ok(parsed) = shoal_rules::parse(text, &tag_lookup(tags), &[]) else {
                 return Ok(None);
             };
             let Some(facts) = shoal_tags::load(conn, db, tenant, customer).await? else {

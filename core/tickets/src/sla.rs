@@ -472,7 +472,8 @@ pub async fn customer_tiers(
         .into_iter()
         // a tag deleted since the policy was saved: the condition cannot hold
         .filter(|(_, text)| {
-            shoal_rules::parse(text, &lookup)
+            // a condition reading an attribute sealed since cannot hold: not among the facts
+            shoal_rules::parse(text, &lookup, &[])
                 .is_ok_and(|rule| shoal_rules::eval::holds(&rule.cond, &facts))
         })
         .map(|(name, _)| name.to_owned())
@@ -575,7 +576,11 @@ pub async fn set_policies(db: &Db, actor: &Actor, list: Vec<Policy>) -> Result<V
             );
         }
         if let Some(text) = &policy.customer
-            && let Err(e) = shoal_rules::parse(text, &lookup)
+            && let Err(e) = shoal_rules::parse(
+                text,
+                &lookup,
+                &db.vault.sealed_attributes(actor.tenant_id()),
+            )
         {
             p.push(format!("policies[{i}].customer"), e.to_string());
         }

@@ -249,6 +249,17 @@ impl Validator<'_> {
                 ));
             }
         }
+        // `attributes.id_number` (as modules declare sensitive fields) or `id_number`
+        for (i, key) in tenant.contact.sealed_attributes.iter_mut().enumerate() {
+            if let Some(bare) = key.strip_prefix("attributes.") {
+                *key = bare.to_owned();
+            }
+            if let Err(message) = crate::kinds::attribute_key(key) {
+                return Err(self.invalid(at(&format!("contact.sealed_attributes[{i}]")), message));
+            }
+        }
+        tenant.contact.sealed_attributes.sort();
+        tenant.contact.sealed_attributes.dedup();
         for check in self.checks {
             if let Err(Invalid { key, message }) = check(tenant) {
                 return Err(self.invalid(at(&key), message));

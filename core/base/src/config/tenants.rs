@@ -407,6 +407,11 @@ pub struct ContactConfig {
     /// customers whose consent ledger holds a standing marketing grant on the channel.
     #[serde(default)]
     pub marketing_requires_consent: bool,
+    /// Attribute keys sealed at rest like phones and e-mails (`["id_number",
+    /// "bank_account"]`): opened for whoever may see them, never readable in the database,
+    /// and therefore refused by rules, filters and reports, which read attributes in SQL.
+    #[serde(default)]
+    pub sealed_attributes: Vec<String>,
 }
 
 fn default_no_follow_up_hours() -> u32 {
@@ -424,6 +429,7 @@ impl Default for ContactConfig {
             no_follow_up_hours: default_no_follow_up_hours(),
             outbound_allow: Vec::new(),
             marketing_requires_consent: false,
+            sealed_attributes: Vec::new(),
         }
     }
 }

@@ -290,3 +290,27 @@ fn duplicate_policy_and_quality_thresholds_are_checked() {
         Ok(())
     });
 }
+
+#[test]
+fn sealed_attributes_take_module_field_names_and_refuse_bad_keys() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ACME_KEY", "0123456789abcdef0123");
+        let config = load_file(
+            jail,
+            &format!(
+                "{TENANT}[tenants.acme.contact]\nsealed_attributes = [\"attributes.id_number\", \"bank_account\", \"id_number\"]\n"
+            ),
+        )
+        .expect("loads");
+        assert_eq!(
+            config.tenants["acme"].contact.sealed_attributes,
+            ["bank_account", "id_number"]
+        );
+        Ok(())
+    });
+    expect_error(
+        &format!("{TENANT}[tenants.acme.contact]\nsealed_attributes = [\"a\\\"b\"]\n"),
+        &[("ACME_KEY", "0123456789abcdef0123")],
+        &["tenants.acme.contact.sealed_attributes[0]", "quotes"],
+    );
+}

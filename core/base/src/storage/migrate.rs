@@ -165,6 +165,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0026_audit_tombstones.sql"),
         postgres: include_str!("../../migrations/postgres/0026_audit_tombstones.sql"),
     },
+    Migration::shared(
+        27,
+        "sealed attributes",
+        include_str!("../../migrations/shared/0027_sealed_attributes.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -68,9 +68,13 @@ pub fn check_config(tenant: &TenantConfig) -> Result<(), Invalid> {
     let mut known = tree.ids();
     known.extend(tenant.users.values().filter_map(|u| u.department.clone()));
     for (role_id, spec) in &tenant.roles {
-        if let Err(Error::Invalid(problems)) =
-            RoleDef::from_spec(spec, role_id, &format!("roles.{role_id}"), &known)
-        {
+        if let Err(Error::Invalid(problems)) = RoleDef::from_spec(
+            spec,
+            role_id,
+            &format!("roles.{role_id}"),
+            &known,
+            &tenant.contact.sealed_attributes,
+        ) {
             let first = &problems[0];
             return Err(invalid(first.field.clone(), first.message.clone()));
         }

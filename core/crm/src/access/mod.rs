@@ -180,13 +180,14 @@ impl Access {
         .fetch_all(&mut *conn)
         .await?;
         let known = tree.ids();
+        let sealed = db.vault.sealed_attributes(tenant_id);
         let mut roles = Vec::new();
         for row in rows {
             let id: String = row.try_get("id")?;
             let definition: String = row.try_get("definition")?;
             let checked = serde_json::from_str::<role::RoleSpec>(&definition)
                 .map_err(|e| Error::Internal(format!("role `{id}` is stored unreadable: {e}")))
-                .and_then(|spec| role::RoleDef::from_spec(&spec, &id, "role", &known));
+                .and_then(|spec| role::RoleDef::from_spec(&spec, &id, "role", &known, &sealed));
             match checked {
                 Ok(def) => roles.push(def),
                 // a role naming a department since deleted: skip it rather than lock out
@@ -305,7 +306,7 @@ mod tests {
 
     fn role(id: &str, toml_text: &str) -> RoleDef {
         let spec: role::RoleSpec = toml::from_str(toml_text).expect("spec");
-        role::RoleDef::from_spec(&spec, id, "role", &HashSet::new()).expect("valid role")
+        role::RoleDef::from_spec(&spec, id, "role", &HashSet::new(), &[]).expect("valid role")
     }
 
     fn access(roles: Vec<RoleDef>) -> Access {

@@ -125,12 +125,14 @@ fn parse_resource(p: &mut Problems, at: String, text: &str) -> Option<Resource> 
 
 impl RoleDef {
     /// Checks the spec; `at` prefixes problem paths (`roles.store_manager`, `input`);
-    /// `departments` are the tenant's departments.
+    /// `departments` are the tenant's departments, `sealed` the attributes it seals (which a
+    /// grant's `when` may not read).
     pub fn from_spec(
         spec: &RoleSpec,
         id: &str,
         at: &str,
         departments: &HashSet<String>,
+        sealed: &[String],
     ) -> Result<RoleDef> {
         let mut p = Problems::default();
         if let Err(m) = check_id(id) {
@@ -216,16 +218,15 @@ impl RoleDef {
                     ),
                 }
             }
-            let when =
-                g.when
-                    .as_deref()
-                    .and_then(|text| match rules::parse(text, &|_: &str| None) {
-                        Ok(rule) => Some(rule),
-                        Err(e) => {
-                            p.push(format!("{path}.when"), e.to_string());
-                            None
-                        }
-                    });
+            let when = g.when.as_deref().and_then(|text| {
+                match rules::parse(text, &|_: &str| None, sealed) {
+                    Ok(rule) => Some(rule),
+                    Err(e) => {
+                        p.push(format!("{path}.when"), e.to_string());
+                        None
+                    }
+                }
+            });
             if g.stages.is_empty() && g.when.is_none() {
                 p.push(path.clone(), "a grant needs `stages` or `when`");
             }

@@ -194,10 +194,23 @@ fn push_conditions(
         let b = sql.arg(time::to_micros(before));
         sql.push(&format!(" AND c.created_at < {b}"));
     }
+    let sealed = db.vault.sealed_attributes(&tenant.id);
+    let refuse_sealed = |key: &str, field: String| -> Result<()> {
+        if sealed.iter().any(|k| k == key) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "attributes.{key} is sealed at rest (contact.sealed_attributes): filters cannot match it"
+                ),
+            ));
+        }
+        Ok(())
+    };
     if let Some(attributes) = filter.attributes.as_ref().filter(|a| !a.is_empty()) {
         for key in attributes.keys() {
             shoal_base::kinds::attribute_key(key)
                 .map_err(|m| Error::invalid(format!("filter.attributes.{key}"), m))?;
+            refuse_sealed(key, format!("filter.attributes.{key}"))?;
             access.require_visible(
                 &format!("attributes.{key}"),
                 &format!("filter.attributes.{key}"),
@@ -254,6 +267,8 @@ fn push_conditions(
     if let Some(rule) = &filter.rule {
         for key in rule.cond.attributes_read() {
             access.require_visible(&format!("attributes.{key}"), "filter.rule")?;
+            // a rule parsed before the key was sealed (a stored segment) would never hold
+            refuse_sealed(key, "filter.rule".into())?;
         }
         sql.push(" AND ");
         shoal_rules::sql::push_cond(

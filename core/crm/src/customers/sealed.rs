@@ -5,7 +5,10 @@
 //! - `customer_contacts.value`: the blind index of each normalised phone, e-mail and e-mail
 //!   local part (exact look-ups: search, dedupe, import matching);
 //! - `customer_identities.external_id`: the blind index of the identity (kind
-//!   `identity:<channel>`), with the value sealed in `external_id_sealed`.
+//!   `identity:<channel>`), with the value sealed in `external_id_sealed`;
+//! - `customers.attributes_sealed`: the attributes the tenant lists under
+//!   `contact.sealed_attributes`, as one sealed JSON object (NULL when the customer has
+//!   none); `customers.attributes` keeps the others, which rules and filters read in SQL.
 //!
 //! Rows written before sealing existed (plain lists, plain identities with no sealed column)
 //! are still read; the host seals them at start (see [`seal_legacy`]).
@@ -25,6 +28,58 @@ pub const PHONES: &str = "customers.phones";
 pub const EMAILS: &str = "customers.emails";
 /// See [`PHONES`].
 pub const IDENTITY: &str = "customer_identities.external_id";
+/// See [`PHONES`].
+pub const ATTRIBUTES: &str = "customers.attributes_sealed";
+
+/// What `customers.attributes` and `customers.attributes_sealed` store for a customer's
+/// attributes: the JSON object of those the tenant does not seal, and the sealed object of
+/// those it does (`None` when there are none).
+pub fn split_attributes(
+    vault: &Vault,
+    tenant: &str,
+    attributes: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(String, Option<String>)> {
+    let sealed_keys = vault.sealed_attributes(tenant);
+    if sealed_keys.is_empty() {
+        return Ok((
+            serde_json::Value::Object(attributes.clone()).to_string(),
+            None,
+        ));
+    }
+    let (hidden, clear): (serde_json::Map<_, _>, serde_json::Map<_, _>) = attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| sealed_keys.contains(k));
+    let sealed = if hidden.is_empty() {
+        None
+    } else {
+        Some(vault.seal(
+            tenant,
+            ATTRIBUTES,
+            &serde_json::Value::Object(hidden).to_string(),
+        )?)
+    };
+    Ok((serde_json::Value::Object(clear).to_string(), sealed))
+}
+
+/// A customer's attributes from its two columns: the clear ones with the sealed ones opened
+/// (whether or not the tenant still seals them: a host reads what any host wrote).
+pub fn join_attributes(
+    vault: &Vault,
+    tenant: &str,
+    clear: serde_json::Map<String, serde_json::Value>,
+    sealed: Option<&str>,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut all = clear;
+    if let Some(sealed) = sealed {
+        let text = vault.unseal(tenant, ATTRIBUTES, sealed)?;
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(hidden)) => all.extend(hidden),
+            _ => return Err(Error::Internal(format!("{ATTRIBUTES} holds bad JSON"))),
+        }
+    }
+    Ok(all)
+}
 
 /// What `customers.phones` or `customers.emails` stores for a list.
 pub fn seal_list(vault: &Vault, tenant: &str, field: &str, list: &[String]) -> Result<String> {
@@ -173,6 +228,101 @@ pub async fn seal_legacy(db: &shoal_base::storage::Db, tenant: &str) -> Result<u
         if n == 0 {
             return Ok(sealed);
         }
+    }
+}
+
+/// Moves attribute values between `customers.attributes` and `attributes_sealed` where the
+/// tenant's `contact.sealed_attributes` changed since a host last started (values of keys
+/// it now seals that are still in clear — also those a host on the earlier list wrote —
+/// and values of keys it no longer seals), in batches of 500 rows per transaction, then
+/// records the list. Returns how many rows it rewrote.
+pub async fn apply_sealed_attributes(db: &shoal_base::storage::Db, tenant: &str) -> Result<u64> {
+    use shoal_base::storage::Backend;
+    let now: Vec<String> = db.vault.sealed_attributes(tenant).to_vec();
+    let before: Vec<String> = sqlx::query(
+        "SELECT attribute FROM sealed_attribute_keys WHERE tenant_id = $1 ORDER BY attribute",
+    )
+    .bind(tenant)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<std::result::Result<_, _>>()?;
+    let released = before.iter().any(|k| !now.contains(k));
+    if now.is_empty() && !released {
+        return Ok(0);
+    }
+    // rows holding a sealed key in clear, or (when keys were released) any sealed object
+    let mut sql = shoal_base::storage::sql::Sql::new("SELECT id, attributes_sealed, ");
+    sql.push(&format!(
+        "{} AS attributes FROM customers WHERE tenant_id = ",
+        shoal_base::storage::dialect::json_text(db.backend, "attributes")
+    ));
+    let t = sql.arg(tenant);
+    sql.push(&t);
+    let mut any: Vec<String> = now
+        .iter()
+        .map(|k| match db.backend {
+            Backend::Sqlite => format!(
+                "json_type(attributes, {}) IS NOT NULL",
+                sql.arg(format!("$.\"{k}\""))
+            ),
+            Backend::Postgres => format!("(attributes -> {}) IS NOT NULL", sql.arg(k.clone())),
+        })
+        .collect();
+    if released {
+        any.push("attributes_sealed IS NOT NULL".into());
+    }
+    sql.push(&format!(" AND ({})", any.join(" OR ")));
+    let mut rewritten = 0u64;
+    let mut after = String::new();
+    loop {
+        let mut page = sql.clone();
+        let a = page.arg(after.clone());
+        let limit = page.arg(LEGACY_BATCH);
+        page.push(&format!(" AND id > {a} ORDER BY id LIMIT {limit}"));
+        let mut tx = db.begin_write().await?;
+        let rows = page.on(db.backend).query().fetch_all(&mut *tx).await?;
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let clear = match serde_json::from_str(&row.try_get::<String, _>("attributes")?) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            let sealed: Option<String> = row.try_get("attributes_sealed")?;
+            let all = join_attributes(&db.vault, tenant, clear, sealed.as_deref())?;
+            let (clear, sealed) = split_attributes(&db.vault, tenant, &all)?;
+            sqlx::query(&format!(
+                "UPDATE customers SET attributes = {}, attributes_sealed = $2 WHERE tenant_id = $3 AND id = $4",
+                shoal_base::storage::dialect::json_cast(db.backend, "$1")
+            ))
+            .bind(clear)
+            .bind(sealed)
+            .bind(tenant)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            after = id;
+        }
+        if rows.is_empty() {
+            sqlx::query("DELETE FROM sealed_attribute_keys WHERE tenant_id = $1")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+            for key in &now {
+                sqlx::query(
+                    "INSERT INTO sealed_attribute_keys (tenant_id, attribute) VALUES ($1, $2)",
+                )
+                .bind(tenant)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(rewritten);
+        }
+        tx.commit().await?;
+        rewritten += rows.len() as u64;
     }
 }
 

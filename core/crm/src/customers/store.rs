@@ -22,8 +22,8 @@ const UPDATE_ATTEMPTS: usize = 5;
 
 pub(super) fn columns(db: &Db) -> String {
     format!(
-        "c.id, c.display_name, c.phones, c.emails, {} AS attributes, c.lifecycle_stage, c.stage_manual, \
-         c.owner_id, c.source_channel, c.created_at, c.updated_at, c.version",
+        "c.id, c.display_name, c.phones, c.emails, {} AS attributes, c.attributes_sealed, \
+         c.lifecycle_stage, c.stage_manual, c.owner_id, c.source_channel, c.created_at, c.updated_at, c.version",
         dialect::json_text(db.backend, "c.attributes")
     )
 }
@@ -45,10 +45,16 @@ pub(super) fn from_row(vault: &Vault, tenant: &str, row: &AnyRow) -> Result<Cust
         display_name: text("display_name")?,
         phones: list("phones", sealed::PHONES)?,
         emails: list("emails", sealed::EMAILS)?,
-        attributes: match json("attributes")? {
-            Value::Object(map) => map,
-            _ => Attributes::new(),
-        },
+        attributes: sealed::join_attributes(
+            vault,
+            tenant,
+            match json("attributes")? {
+                Value::Object(map) => map,
+                _ => Attributes::new(),
+            },
+            row.try_get::<Option<String>, _>("attributes_sealed")?
+                .as_deref(),
+        )?,
         lifecycle_stage: LifecycleStage::parse(&stage)
             .ok_or_else(|| Error::Internal(format!("unknown lifecycle stage `{stage}`")))?,
         stage_manual: row.try_get::<i64, _>("stage_manual")? == 1,
@@ -164,7 +170,7 @@ pub async fn insert_many(
     for chunk in customers.chunks(CHUNK) {
         let mut sql = Sql::new(
             "INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, \
-             lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual) VALUES ",
+             attributes_sealed, lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual) VALUES ",
         );
         let mut contacts =
             Sql::new("INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ");
@@ -191,8 +197,14 @@ pub async fn insert_many(
                     &c.emails,
                 )?),
                 {
-                    let a = sql.arg(Value::Object(c.attributes.clone()).to_string());
-                    dialect::json_cast(db.backend, &a)
+                    let (clear, hidden) =
+                        sealed::split_attributes(&db.vault, tenant_id, &c.attributes)?;
+                    let a = sql.arg(clear);
+                    let h = match hidden {
+                        Some(h) => sql.arg(h),
+                        None => "NULL".to_owned(),
+                    };
+                    format!("{}, {h}", dialect::json_cast(db.backend, &a))
                 },
                 sql.arg(c.lifecycle_stage.as_str()),
             ];
@@ -552,11 +564,13 @@ pub async fn store_row(
     c: &Customer,
     expected_version: i64,
 ) -> Result<bool> {
+    let (attributes, attributes_sealed) =
+        sealed::split_attributes(&db.vault, tenant_id, &c.attributes)?;
     let updated = sqlx::query(&format!(
         "UPDATE customers SET display_name = $1, name_key = $2, phones = $3, emails = $4, \
          attributes = {}, lifecycle_stage = $6, owner_id = $7, source_channel = $8, \
-         updated_at = $9, version = $10, stage_manual = $14, created_at = $15 \
-         WHERE tenant_id = $11 AND id = $12 AND version = $13 AND deleted_at IS NULL",
+         updated_at = $9, version = $10, stage_manual = $14, created_at = $15, \
+         attributes_sealed = $16 WHERE tenant_id = $11 AND id = $12 AND version = $13 AND deleted_at IS NULL",
         dialect::json_cast(db.backend, "$5")
     ))
     .bind(&c.display_name)
@@ -573,7 +587,7 @@ pub async fn store_row(
         sealed::EMAILS,
         &c.emails,
     )?)
-    .bind(Value::Object(c.attributes.clone()).to_string())
+    .bind(attributes)
     .bind(c.lifecycle_stage.as_str())
     .bind(&c.owner_id)
     .bind(c.source_channel.as_str())
@@ -584,6 +598,7 @@ pub async fn store_row(
     .bind(expected_version)
     .bind(i64::from(c.stage_manual))
     .bind(time::to_micros(c.created_at))
+    .bind(attributes_sealed)
     .execute(&mut *conn)
     .await?;
     Ok(updated.rows_affected() > 0)

@@ -131,7 +131,7 @@ async fn check(
         event_types::check(types, "input.eventTypes")?;
     }
     if let Some(text) = filter {
-        crate::facts::parse_rule(conn, &tenant.id, text, "input.filter").await?;
+        crate::facts::parse_rule(conn, tenant, text, "input.filter").await?;
     }
     if let Some(d) = description
         && d.chars().count() > 200

@@ -186,7 +186,7 @@ async fn check(
     }
     event_types::check(&r.event_types, "input.eventTypes")?;
     if let Some(text) = &r.condition {
-        crate::facts::parse_rule(conn, &tenant.id, text, "input.condition").await?;
+        crate::facts::parse_rule(conn, tenant, text, "input.condition").await?;
     }
     let p = &r.recipients;
     if !p.owner

@@ -103,7 +103,12 @@ pub(crate) async fn resolve_in(
         filter.tags_any = tag_ids(&all_tags, &spec.tags.any, &paths.tags_any, &mut p);
         filter.tags_none = tag_ids(&all_tags, &spec.tags.none, &paths.tags_none, &mut p);
         if let Some(text) = &spec.rule {
-            match crate::parse_rule(text, &all_tags, &paths.rule) {
+            match crate::parse_rule(
+                text,
+                &all_tags,
+                &db.vault.sealed_attributes(tenant),
+                &paths.rule,
+            ) {
                 Ok(rule) => filter.rule = Some(rule),
                 Err(Error::Invalid(errors)) => p.extend(errors),
                 Err(e) => return Err(e),
