@@ -992,6 +992,122 @@ async fn keys_rotate_under_load_and_everything_still_opens(s: &TestServer) {
     only_new.stop().await;
 }
 
+const REENCRYPTIONS: &str =
+    "{ reencryptions { id state version requestedBy resealed remaining step error } }";
+
+/// The newest re-encryption once `done` says so (the workers poll every 2 s).
+async fn newest_reencryption(s: &TestServer, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..120 {
+        let jobs = s.ok(ALPHA, REENCRYPTIONS, json!({})).await;
+        let newest = jobs["reencryptions"][0].clone();
+        if done(&newest) {
+            return newest;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the re-encryption did not get there in 30 s");
+}
+
+/// `reencryptCustomerData`: a background job makes a new data key, waits for the hosts to
+/// load it, re-seals every value in batches with its progress visible, and is resumed by
+/// another worker when the host holding it stops renewing its lease.
+async fn reencryption_runs_in_the_background_and_survives_a_lost_host(s: &TestServer) {
+    let id = person(s).await;
+    for i in 0..20 {
+        s.create_customer(
+            ALPHA,
+            json!({ "displayName": format!("批量{i}"), "phones": [format!("1390000{i:04}")], "sourceChannel": "WEB" }),
+        )
+        .await;
+    }
+    let ask = "mutation { reencryptCustomerData { id state requestedBy } }";
+    let denied = s.err(ALPHA_READONLY, ask, json!({})).await;
+    assert_eq!(code(&denied), "FORBIDDEN", "{denied}");
+    let job = s.ok(ALPHA, ask, json!({})).await["reencryptCustomerData"].clone();
+    assert_eq!(job["state"], "requested");
+    let again = s.err(ALPHA, ask, json!({})).await;
+    assert_eq!(fields(&again), ["tenant"], "one at a time: {again}");
+
+    // a worker makes data key v2, then waits for every host to load it
+    let waiting = newest_reencryption(s, |j| j["state"] == "waiting").await;
+    assert_eq!(waiting["version"], 2);
+    assert_eq!(waiting["resealed"], 0);
+    let old = "SELECT COUNT(*) FROM customers WHERE tenant_id = 'alpha' AND phones LIKE 's1:1:%'";
+    assert_eq!(
+        scalar_i64(s, old, &[]).await,
+        21,
+        "nothing re-sealed while hosts load the key"
+    );
+    // the wait (two key refreshes, 20 s) elapses
+    sqlx::query("UPDATE reencryptions SET not_before = 0 WHERE tenant_id = 'alpha'")
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    let done = newest_reencryption(s, |j| j["state"] == "done").await;
+    assert_eq!(done["id"], job["id"]);
+    assert_eq!(done["remaining"], 0);
+    assert!(done["resealed"].as_i64().unwrap() >= 22, "21 phone lists and more: {done}");
+    assert_eq!(scalar_i64(s, old, &[]).await, 0);
+    let seen = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { phones } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(seen["customer"]["phones"], json!([PHONE_E164]));
+    let audited = scalar_i64(
+        s,
+        "SELECT COUNT(*) FROM audit_log WHERE tenant_id = 'alpha' AND action = 'keys.reencrypt'",
+        &[],
+    )
+    .await;
+    assert_eq!(audited, 1);
+
+    // a host that took the next job and died: its lease holds the job until it runs out,
+    // then a live worker takes it over and finishes
+    let next = s.ok(ALPHA, ask, json!({})).await["reencryptCustomerData"].clone();
+    let next_id = next["id"].as_str().unwrap();
+    let held = format!(
+        "UPDATE reencryptions SET lease_owner = 'dead-host', lease_until = {} WHERE tenant_id = 'alpha' AND id = $1",
+        (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp_micros()
+    );
+    sqlx::query(&held)
+        .bind(next_id)
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = s.ok(ALPHA, REENCRYPTIONS, json!({})).await["reencryptions"][0].clone();
+    assert_eq!(
+        still["state"], "requested",
+        "a live lease is left alone: {still}"
+    );
+    sqlx::query("UPDATE reencryptions SET lease_until = 1 WHERE tenant_id = 'alpha' AND id = $1")
+        .bind(next_id)
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    let waiting = newest_reencryption(s, |j| j["state"] == "waiting").await;
+    assert_eq!(waiting["version"], 3);
+    sqlx::query("UPDATE reencryptions SET not_before = 0 WHERE tenant_id = 'alpha'")
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    let resumed = newest_reencryption(s, |j| j["state"] == "done").await;
+    assert_eq!(resumed["id"], next["id"]);
+    assert!(resumed["resealed"].as_i64().unwrap() >= 22, "{resumed}");
+    let owner = texts(
+        s,
+        "SELECT lease_owner FROM reencryptions WHERE tenant_id = 'alpha' AND id = $1",
+        &[next_id],
+    )
+    .await;
+    assert!(owner[0].starts_with("host-"), "taken over: {owner:?}");
+    let v2 = "SELECT COUNT(*) FROM customers WHERE tenant_id = 'alpha' AND phones LIKE 's1:2:%'";
+    assert_eq!(scalar_i64(s, v2, &[]).await, 0);
+}
+
 fn dir_key(s: &TestServer) -> std::path::PathBuf {
     let base = s
         .storage_url
@@ -1008,6 +1124,7 @@ crate::on_both_backends!(
     an_erasure_leaves_nothing_personal_and_the_books_balanced,
     retention_prunes_old_bodies_and_tombstones_old_audit_details,
     keys_rotate_under_load_and_everything_still_opens,
+    reencryption_runs_in_the_background_and_survives_a_lost_host,
 );
 
 async fn consent_server(backend: Backend) -> Option<TestServer> {

@@ -51,6 +51,47 @@ pub struct ErasureCertificate {
     pub tables: Json<Value>,
 }
 
+/// A re-encryption of the tenant's sealed values under a new data key, and its progress.
+#[derive(SimpleObject)]
+pub struct Reencryption {
+    pub id: ID,
+    /// `requested`, `waiting` (the new data key exists; hosts are loading it), `running`,
+    /// `done` or `failed`.
+    pub state: String,
+    /// The data key version values are sealed under, once made.
+    pub version: Option<i32>,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Values sealed again so far.
+    pub resealed: i64,
+    /// Values still under an older data key, as of the last batch.
+    pub remaining: Option<i64>,
+    /// The `table.column` of the last batch.
+    pub step: Option<String>,
+    /// Why it failed (asking again resumes where it stopped).
+    pub error: Option<String>,
+}
+
+impl From<shoal_privacy::reencryption::Reencryption> for Reencryption {
+    fn from(r: shoal_privacy::reencryption::Reencryption) -> Self {
+        Reencryption {
+            id: ID(r.id),
+            state: r.state,
+            version: r.version.map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            resealed: i64::try_from(r.resealed).unwrap_or(i64::MAX),
+            remaining: r.remaining.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            step: r.step,
+            error: r.error,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PrivacyQuery;
 
@@ -93,6 +134,18 @@ impl PrivacyQuery {
         .map(Json)
         .collect())
     }
+
+    /// The tenant's re-encryptions, newest first, with their progress (action
+    /// `administer`).
+    async fn reencryptions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Reencryption>> {
+        let actor = actor(ctx).gql()?;
+        Ok(shoal_privacy::reencryption::list(db(ctx), actor)
+            .await
+            .gql()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
 }
 
 #[derive(Default)]
@@ -124,6 +177,21 @@ impl PrivacyMutation {
             at: c.at,
             tables: Json(Value::Object(c.tables)),
         })
+    }
+
+    /// Seals every sealed value of the tenant again under a new data key, in the background
+    /// (a host's worker makes the key, waits until every host has loaded it, then works in
+    /// batches; a host that stops hands the job to another). Follow it with
+    /// `reencryptions`. Action `administer`; audited; refused while one is under way.
+    async fn reencrypt_customer_data(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Reencryption> {
+        let actor = actor(ctx).gql()?;
+        Ok(shoal_privacy::reencryption::request(db(ctx), actor)
+            .await
+            .gql()?
+            .into())
     }
 
     /// Records a grant or withdrawal of a customer's consent (`marketing` on a channel or

@@ -14,6 +14,7 @@
 
 pub mod erase;
 pub mod export;
+pub mod reencryption;
 pub mod register;
 pub mod rekey;
 pub mod retention;

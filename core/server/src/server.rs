@@ -230,6 +230,14 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             std::time::Duration::from_secs(3600),
             supervision.clone(),
         ));
+        // requested re-encryptions (`reencryptCustomerData`), leased to one host at a time
+        background.push(shoal_privacy::reencryption::spawn(
+            db.clone(),
+            config.keys.clone(),
+            directory.tenants().cloned().collect(),
+            format!("host-{}", uuid::Uuid::now_v7()),
+            supervision.clone(),
+        ));
     }
     let feed = shoal_notify::bus::Bus::new();
     if db.backend == storage::Backend::Postgres {

@@ -167,7 +167,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration::shared(
         27,
-        "sealed attributes",
+        "sealed attributes, re-encryption jobs",
         include_str!("../../migrations/shared/0027_sealed_attributes.sql"),
     ),
 ];
