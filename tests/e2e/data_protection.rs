@@ -162,15 +162,6 @@ async fn personal_fields_are_unreadable_at_rest_and_exact_lookups_still_work(s: 
     );
 
     // the formats, opened by Python's `cryptography` with the master key alone
-    let wrapped = |purpose: &'static str| async move {
-        texts(
-            s,
-            "SELECT wrapped FROM tenant_keys WHERE tenant_id = 'alpha' AND purpose = $1 AND version = 1",
-            &[purpose],
-        )
-        .await
-        .remove(0)
-    };
     let phones = texts(
         s,
         "SELECT phones FROM customers WHERE tenant_id = 'alpha' AND id = $1",
@@ -198,8 +189,8 @@ async fn personal_fields_are_unreadable_at_rest_and_exact_lookups_still_work(s: 
     let request = json!({
         "master": std::fs::read_to_string(TEST_MASTER_KEY).unwrap().trim(),
         "tenant": "alpha",
-        "data_key": wrapped("data").await,
-        "index_key": wrapped("index").await,
+        "data_key": wrapped_key(s, "data").await,
+        "index_key": wrapped_key(s, "index").await,
         "sealed": { "customers.phones": phones[0], "customer_identities.external_id": identity[0] },
         "index": [["phone", PHONE_E164], ["identity:wechat", UNIONID]],
     });
@@ -1046,7 +1037,10 @@ async fn reencryption_runs_in_the_background_and_survives_a_lost_host(s: &TestSe
     let done = newest_reencryption(s, |j| j["state"] == "done").await;
     assert_eq!(done["id"], job["id"]);
     assert_eq!(done["remaining"], 0);
-    assert!(done["resealed"].as_i64().unwrap() >= 22, "21 phone lists and more: {done}");
+    assert!(
+        done["resealed"].as_i64().unwrap() >= 22,
+        "21 phone lists and more: {done}"
+    );
     assert_eq!(scalar_i64(s, old, &[]).await, 0);
     let seen = s
         .ok(
@@ -1165,6 +1159,39 @@ async fn sealed_attributes_server(backend: Backend) -> Option<TestServer> {
     .await
 }
 
+/// A customer's attributes as the API answers them.
+async fn attributes_via_api(s: &TestServer, id: &str) -> Value {
+    s.ok(
+        ALPHA,
+        "query($id: ID!) { customer(id: $id) { attributes } }",
+        json!({ "id": id }),
+    )
+    .await["customer"]["attributes"]
+        .clone()
+}
+
+/// What `customers.attributes` holds in clear for a customer.
+async fn attributes_in_clear(s: &TestServer, id: &str) -> Value {
+    let text = texts(
+        s,
+        "SELECT CAST(attributes AS TEXT) FROM customers WHERE tenant_id = 'alpha' AND id = $1",
+        &[id],
+    )
+    .await;
+    serde_json::from_str(&text[0]).unwrap()
+}
+
+/// A tenant key of `alpha` as `tenant_keys` holds it (wrapped), version 1.
+async fn wrapped_key(s: &TestServer, purpose: &str) -> String {
+    texts(
+        s,
+        "SELECT wrapped FROM tenant_keys WHERE tenant_id = 'alpha' AND purpose = $1 AND version = 1",
+        &[purpose],
+    )
+    .await
+    .remove(0)
+}
+
 /// `contact.sealed_attributes`: the values leave the attributes column for a sealed one,
 /// read back opened everywhere (API, export, Python), refused by rules and filters with the
 /// field named, and moved between the columns when the list changes.
@@ -1182,24 +1209,11 @@ async fn listed_attributes_are_sealed_and_refused_by_rules_and_filters(s: &TestS
         json!({ "id": id, "i": { "attributes": { "bank_account": BANK_2 } } }),
     )
     .await;
-    let read = s
-        .ok(
-            ALPHA,
-            "query($id: ID!) { customer(id: $id) { attributes } }",
-            json!({ "id": id }),
-        )
-        .await;
     assert_eq!(
-        read["customer"]["attributes"],
+        attributes_via_api(s, &id).await,
         json!({ "id_number": ID_NUMBER, "bank_account": BANK_2, "city": "杭州" })
     );
-    let clear = texts(
-        s,
-        "SELECT CAST(attributes AS TEXT) FROM customers WHERE tenant_id = 'alpha' AND id = $1",
-        &[&id],
-    )
-    .await;
-    let clear: Value = serde_json::from_str(&clear[0]).unwrap();
+    let clear = attributes_in_clear(s, &id).await;
     assert_eq!(
         clear,
         json!({ "city": "杭州" }),
@@ -1220,22 +1234,13 @@ async fn listed_attributes_are_sealed_and_refused_by_rules_and_filters(s: &TestS
         &[&id],
     )
     .await;
-    let wrapped = |purpose: &'static str| async move {
-        texts(
-            s,
-            "SELECT wrapped FROM tenant_keys WHERE tenant_id = 'alpha' AND purpose = $1 AND version = 1",
-            &[purpose],
-        )
-        .await
-        .remove(0)
-    };
     let opened = crate::harness::python_json(
         "vault/open.py",
         &json!({
             "master": std::fs::read_to_string(TEST_MASTER_KEY).unwrap().trim(),
             "tenant": "alpha",
-            "data_key": wrapped("data").await,
-            "index_key": wrapped("index").await,
+            "data_key": wrapped_key(s, "data").await,
+            "index_key": wrapped_key(s, "index").await,
             "sealed": { "customers.attributes_sealed": sealed[0] },
             "index": [],
         }),
@@ -1314,23 +1319,10 @@ async fn listed_attributes_are_sealed_and_refused_by_rules_and_filters(s: &TestS
             c.notify.workers = false;
         })
         .await;
-    let clear = texts(
-        s,
-        "SELECT CAST(attributes AS TEXT) FROM customers WHERE tenant_id = 'alpha' AND id = $1",
-        &[&id],
-    )
-    .await;
-    let clear: Value = serde_json::from_str(&clear[0]).unwrap();
+    let clear = attributes_in_clear(s, &id).await;
     assert_eq!(clear, json!({ "bank_account": BANK_2 }));
-    let read = next
-        .ok(
-            ALPHA,
-            "query($id: ID!) { customer(id: $id) { attributes } }",
-            json!({ "id": id }),
-        )
-        .await;
     assert_eq!(
-        read["customer"]["attributes"],
+        attributes_via_api(&next, &id).await,
         json!({ "id_number": ID_NUMBER, "bank_account": BANK_2, "city": "杭州" })
     );
     let keys = texts(

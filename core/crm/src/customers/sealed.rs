@@ -113,11 +113,7 @@ pub fn identity_index(
     channel: Channel,
     external_id: &str,
 ) -> Result<String> {
-    Ok(vault.index(
-        tenant,
-        &format!("identity:{}", channel.as_str()),
-        external_id,
-    )?)
+    identity_index_named(vault, tenant, channel.as_str(), external_id)
 }
 
 /// [`identity_index`] for a channel given by name.
