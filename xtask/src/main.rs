@@ -110,6 +110,51 @@ fn ensure_python_cryptography() -> Result {
     })
 }
 
+/// The GraphQL over HTTP reference audit (`tests/fixtures/graphql-http`), installed from its
+/// lockfile with `npm ci` when missing or older than the lockfile.
+fn ensure_graphql_http_audit() -> Result {
+    let dir = root().join("tests/fixtures/graphql-http");
+    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(dir.join("node_modules/.package-lock.json"));
+    if installed.is_some() && installed >= modified(dir.join("package-lock.json")) {
+        return Ok(());
+    }
+    let mut cmd = Command::new("npm");
+    cmd.args(["ci", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(&dir);
+    status(cmd).map_err(|e| format!("{e}: the HTTP tests run graphql-http's audit with node"))
+}
+
+/// A headless browser for the page tests: Debian's `chromium`, installed with apt when absent.
+fn ensure_chromium() -> Result {
+    let has = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has {
+        return Ok(());
+    }
+    let install = || {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["install", "-y", "-q", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        status(cmd)
+    };
+    install()
+        .or_else(|_| {
+            // the package lists may be older than the mirror
+            let mut update = Command::new("apt-get");
+            update.args(["update", "-q"]);
+            status(update)?;
+            install()
+        })
+        .map_err(|e| {
+            format!(
+                "{e}: the page tests need a headless browser (`apt-get install chromium` as root)"
+            )
+        })
+}
+
 fn run(extra: &[String]) -> Result {
     let modules = plugins::build_for_run()?;
     let mut cmd = cargo();
@@ -154,6 +199,8 @@ fn postgres_reachable(url: &str) -> bool {
 fn test(extra: &[String]) -> Result {
     ensure_wasm_target()?;
     ensure_python_cryptography()?;
+    ensure_graphql_http_audit()?;
+    ensure_chromium()?;
     let url = env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
     let ci = env::var("CI").is_ok_and(|v| v == "true");
     if !postgres_reachable(&url) {

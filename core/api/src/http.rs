@@ -1,9 +1,11 @@
-//! HTTP: `/graphql` (POST queries, GET GraphiQL, WebSocket subscriptions at `/graphql/ws`),
+//! HTTP: `/graphql` (GraphQL over HTTP, POST and GET: see [`over_http`]; GraphiQL for a GET
+//! without a query; WebSocket subscriptions at `/graphql/ws`), `/assets/` (embedded files),
 //! `/healthz`, `/readyz`, `/metrics`, and the endpoints other systems call (inbound
 //! tickets, SMS receipts, surveys, e-mail tracking, connectors). Authentication, body size and timeout are enforced
 //! here, before a request reaches the schema.
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -13,14 +15,19 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     Json, Router,
     body::{Body, to_bytes},
-    extract::{MatchedPath, Request, State, WebSocketUpgrade},
+    extract::{MatchedPath, Query, Request, State, WebSocketUpgrade, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 
-use super::{ShoalSchema, classify, errors::request_error, metrics::Metrics};
+use super::{
+    ShoalSchema, assets, classify,
+    errors::request_error,
+    metrics::Metrics,
+    over_http::{self, MediaType, Refusal},
+};
 use shoal_base::{config::Limits, error::ErrorCode, storage::Db};
 use shoal_connectors::{ReceiveError, receive};
 use shoal_crm::tenancy::{Actor, Directory, Principal};
@@ -41,7 +48,8 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/assets/{*path}", get(assets::serve))
         .route("/graphql/ws", get(subscriptions))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -119,10 +127,6 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
-async fn graphiql() -> Html<&'static str> {
-    Html(include_str!("graphiql.html"))
-}
-
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.db.ping().await {
         (StatusCode::OK, "ready")
@@ -147,11 +151,37 @@ fn failure(
 ) -> Response {
     let mut errors = vec![request_error(code, message)];
     classify(&mut errors, metrics);
-    (
-        status,
-        Json(serde_json::json!({ "data": null, "errors": errors })),
+    (status, Json(serde_json::json!({ "errors": errors }))).into_response()
+}
+
+/// [`failure`] for `/graphql`, in the negotiated media type.
+fn refuse(metrics: &Metrics, media: MediaType, refusal: Refusal) -> Response {
+    with_media(
+        failure(
+            metrics,
+            refusal.status,
+            ErrorCode::BadUserInput,
+            refusal.message,
+        ),
+        media,
     )
-        .into_response()
+}
+
+fn with_media(mut response: Response, media: MediaType) -> Response {
+    if let Ok(value) = media.content_type().parse() {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// `406`: the client's `Accept` names no type a GraphQL response is written in.
+fn not_acceptable(metrics: &Metrics) -> Response {
+    failure(
+        metrics,
+        StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::BadUserInput,
+        "`Accept` must allow application/graphql-response+json or application/json",
+    )
 }
 
 /// The API key of a `Bearer` authorization value.
@@ -212,44 +242,100 @@ async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response>
         })
 }
 
-async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// `POST /graphql`.
+async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let Some(media) = MediaType::negotiate(&headers) else {
+        return not_acceptable(&state.metrics);
+    };
     let actor = match actor(&state, &headers).await {
         Ok(actor) => actor,
-        Err(response) => return response,
+        Err(response) => return with_media(response, media),
     };
+    if let Err(refusal) = over_http::check_content_type(&headers) {
+        return refuse(&state.metrics, media, refusal);
+    }
     let limit = state.limits.max_body_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
-        return failure(
-            &state.metrics,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::LimitExceeded,
-            format!("request body exceeds {limit} bytes"),
+        return with_media(
+            failure(
+                &state.metrics,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::LimitExceeded,
+                format!("request body exceeds {limit} bytes"),
+            ),
+            media,
         );
     };
-    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
-        Ok(r) => r,
+    match over_http::from_body(&bytes) {
+        Ok(request) => execute(&state, actor, request, media).await,
+        Err(refusal) => refuse(&state.metrics, media, refusal),
+    }
+}
+
+/// `GET /graphql`: GraphiQL without a `query` parameter, else the query (never a mutation).
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
         Err(e) => {
             return failure(
                 &state.metrics,
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadUserInput,
-                format!(
-                    "the body is not a GraphQL request ({{\"query\": …, \"variables\": …}}): {e}"
-                ),
+                format!("the query string is not valid: {e}"),
             );
         }
     };
+    if !params.contains_key("query") {
+        return assets::graphiql();
+    }
+    let Some(media) = MediaType::negotiate(&headers) else {
+        return not_acceptable(&state.metrics);
+    };
+    let actor = match actor(&state, &headers).await {
+        Ok(actor) => actor,
+        Err(response) => return with_media(response, media),
+    };
+    let mut request = match over_http::from_query_string(&params) {
+        Ok(request) => request,
+        Err(refusal) => return refuse(&state.metrics, media, refusal),
+    };
+    if !over_http::selects_query(&mut request) {
+        let mut response = refuse(
+            &state.metrics,
+            media,
+            Refusal {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "a GET runs queries only: send mutations and subscriptions as a POST"
+                    .into(),
+            },
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, actor, request, media).await
+}
+
+/// Runs a request within the time limit and answers in `media`.
+async fn execute(
+    state: &AppState,
+    actor: Actor,
+    request: async_graphql::Request,
+    media: MediaType,
+) -> Response {
     let timeout = Duration::from_millis(state.limits.request_timeout_ms);
     let request_id = actor.request_id.clone();
     let execution = state.schema.execute(request.data(actor));
-    match tokio::time::timeout(timeout, execution).await {
+    let mut response = match tokio::time::timeout(timeout, execution).await {
         Ok(mut response) => {
             classify(&mut response.errors, &state.metrics);
-            let mut response = Json(response).into_response();
-            if let Ok(value) = request_id.parse() {
-                response.headers_mut().insert("x-request-id", value);
-            }
-            response
+            let (status, body) = over_http::render(&response, media);
+            (status, Json(body)).into_response()
         }
         Err(_) => failure(
             &state.metrics,
@@ -260,7 +346,11 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 state.limits.request_timeout_ms
             ),
         ),
+    };
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert("x-request-id", value);
     }
+    with_media(response, media)
 }
 
 #[derive(serde::Deserialize)]

@@ -2,6 +2,7 @@
 //! into calls on the domain modules with the caller's [`Actor`].
 
 mod access;
+mod assets;
 mod campaigns;
 mod connector_deliveries;
 mod customers;
@@ -14,6 +15,7 @@ mod identities;
 mod imports;
 pub mod metrics;
 mod notify;
+mod over_http;
 mod page;
 mod plugins;
 mod privacy;
