@@ -25,6 +25,7 @@ mod rules;
 mod schema_walk;
 mod scope_walk;
 mod settlement;
+mod sign_in;
 mod sop;
 mod supply_chain;
 mod tags;

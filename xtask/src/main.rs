@@ -96,17 +96,26 @@ pub(crate) fn ensure_wasm_target() -> Result {
     status(cmd)
 }
 
-/// Python 3 with the `cryptography` package: the connector tests encrypt WeCom callbacks
-/// with it (`tests/fixtures/wecom/encrypt.py`), independently of Shoal's own code.
+/// Python 3 with the `cryptography` and `argon2-cffi` packages: the tests check Shoal's
+/// formats with them, independently of Shoal's own code (WeCom callbacks encrypted by
+/// `tests/fixtures/wecom/encrypt.py`, staff password hashes by `tests/fixtures/password_hash.py`).
 fn ensure_python_cryptography() -> Result {
     let has = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
-    if has(Command::new("python3").args(["-c", "import cryptography"])) {
+    if has(Command::new("python3").args(["-c", "import cryptography, argon2"])) {
         return Ok(());
     }
     let mut cmd = Command::new("python3");
-    cmd.args(["-m", "pip", "install", "--user", "--quiet", "cryptography"]);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--user",
+        "--quiet",
+        "cryptography",
+        "argon2-cffi",
+    ]);
     status(cmd).map_err(|e| {
-        format!("{e}: the WeCom connector tests need python3 with the `cryptography` package")
+        format!("{e}: the tests need python3 with the `cryptography` and `argon2-cffi` packages")
     })
 }
 

@@ -22,34 +22,29 @@ use axum::{
     routing::{get, post},
 };
 
+pub use super::state::AppState;
 use super::{
-    ShoalSchema, assets, classify,
+    assets, classify,
     errors::request_error,
     metrics::Metrics,
     over_http::{self, MediaType, Refusal},
+    sign_in,
 };
-use shoal_base::{config::Limits, error::ErrorCode, storage::Db};
+use shoal_base::error::ErrorCode;
 use shoal_connectors::{ReceiveError, receive};
 use shoal_crm::tenancy::{Actor, Directory, Principal};
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub schema: ShoalSchema,
-    pub directory: Arc<Directory>,
-    /// For the sensitive fields of each tenant's modules.
-    pub host: Arc<shoal_plugin_host::PluginHost>,
-    pub db: Db,
-    pub limits: Limits,
-    pub metrics: Arc<Metrics>,
-    /// The background workers' panics, failures and restarts, rendered with the metrics.
-    pub supervision: Arc<shoal_base::supervise::Supervision>,
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/assets/{*path}", get(assets::serve))
+        .route("/auth/sign-in", post(sign_in::sign_in))
+        .route("/auth/session", get(sign_in::session))
+        .route("/auth/sign-out", post(sign_in::sign_out))
+        .route(
+            "/auth/sign-out-everywhere",
+            post(sign_in::sign_out_everywhere),
+        )
         .route("/graphql/ws", get(subscriptions))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -217,16 +212,54 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
-/// The caller, with its permissions loaded, or the response refusing it.
+/// The caller of a request that may change something, with its permissions loaded, or the
+/// response refusing it: an API key, or a session cookie with its CSRF token.
 async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response> {
-    let principal = authenticate(&state.directory, headers).map_err(|why| {
-        failure(
-            &state.metrics,
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthenticated,
-            why,
-        )
-    })?;
+    caller(state, headers, true).await
+}
+
+/// The caller of a request that changes nothing (a `GET`): an API key or a session cookie.
+async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response> {
+    caller(state, headers, false).await
+}
+
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    check_csrf: bool,
+) -> Result<Actor, Response> {
+    let refuse = |status, code, why: &str| failure(&state.metrics, status, code, why);
+    let by_cookie = if headers.contains_key(header::AUTHORIZATION) {
+        None // an API key takes precedence
+    } else {
+        sign_in::from_cookie(state, headers, check_csrf).await
+    };
+    let principal = match by_cookie {
+        None => authenticate(&state.directory, headers)
+            .map_err(|why| refuse(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, why))?,
+        Some(Ok(principal)) => principal,
+        Some(Err(sign_in::Refused::Over)) => {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                "the session is over: sign in again",
+            ));
+        }
+        Some(Err(sign_in::Refused::Csrf)) => {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "a request signed in with a session cookie needs the X-CSRF-Token header its sign-in answered",
+            ));
+        }
+        Some(Err(sign_in::Refused::Internal)) => {
+            return Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error",
+            ));
+        }
+    };
     let sensitive = state.host.sensitive_fields(&principal.tenant.id);
     principal
         .resolve(&state.db, sensitive, request_id(headers))
@@ -295,7 +328,7 @@ async fn graphql_get(
     let Some(media) = MediaType::negotiate(&headers) else {
         return not_acceptable(&state.metrics);
     };
-    let actor = match actor(&state, &headers).await {
+    let actor = match reader(&state, &headers).await {
         Ok(actor) => actor,
         Err(response) => return with_media(response, media),
     };
@@ -646,7 +679,7 @@ async fn statement_csv(
     axum::extract::Path(file): axum::extract::Path<String>,
     period: Result<axum::extract::Query<Period>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let actor = match actor(&state, &headers).await {
+    let actor = match reader(&state, &headers).await {
         Ok(actor) => actor,
         Err(response) => return response,
     };

@@ -21,7 +21,9 @@ mod plugins;
 mod privacy;
 mod segments;
 mod settlement;
+mod sign_in;
 mod sops;
+mod state;
 mod tags;
 mod ticket_repairs;
 mod ticket_routing;
@@ -92,6 +94,7 @@ pub struct Mutation(
     ticket_templates::TicketTemplateMutation,
     connector_deliveries::ConnectorMutation,
     privacy::PrivacyMutation,
+    sign_in::SignInMutation,
 );
 
 #[derive(MergedSubscription, Default)]

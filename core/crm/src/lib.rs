@@ -11,6 +11,7 @@ pub mod access;
 pub mod access_admin;
 pub mod audit;
 pub mod consent;
+pub mod credentials;
 pub mod customers;
 pub mod events;
 pub mod internal_events;

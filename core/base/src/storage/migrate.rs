@@ -170,6 +170,11 @@ const MIGRATIONS: &[Migration] = &[
         "sealed attributes, re-encryption jobs",
         include_str!("../../migrations/shared/0027_sealed_attributes.sql"),
     ),
+    Migration::shared(
+        28,
+        "staff passwords and sessions",
+        include_str!("../../migrations/shared/0028_staff_sign_in.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
