@@ -2,11 +2,13 @@
 //! SQLite file or PostgreSQL database) and speaks GraphQL to it. Storage tests run on both
 //! backends (see `on_both_backends!`); PostgreSQL comes from `SHOAL_TEST_POSTGRES_URL`.
 
+mod browser;
 mod harness;
 
 mod campaigns;
 mod cli;
 mod connectors;
+mod console;
 mod crash;
 mod customers;
 mod data_protection;

@@ -6,7 +6,9 @@
 //! - `cargo xtask plugin new N` scaffold `plugins/N/`, a module that builds and passes tests;
 //! - `cargo xtask test`         set up, then run the whole test suite (SQLite and PostgreSQL);
 //! - `cargo xtask schema`       refresh the checked-in GraphQL SDL;
-//! - `cargo xtask bench`        run the benchmarks (release build; not part of `test`).
+//! - `cargo xtask bench`        run the benchmarks (release build; not part of `test`);
+//! - `cargo xtask screenshots`  save the console's pages, drawn by headless chromium in the
+//!   browser test, under `docs/screenshots/` (the README shows them).
 
 mod plugins;
 mod tidy;
@@ -33,9 +35,10 @@ fn main() -> ExitCode {
             _ => Err("usage: cargo xtask plugin new <name>".into()),
         },
         Some("bench") => bench(&args[1..]),
+        Some("screenshots") => screenshots(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run [ARGS…] | test [ARGS…] | plugins | plugin new <name> | schema | bench [ARGS…]>"
+                "usage: cargo xtask <run [ARGS…] | test [ARGS…] | plugins | plugin new <name> | schema | bench [ARGS…] | screenshots>"
             );
             return ExitCode::from(2);
         }
@@ -134,18 +137,21 @@ fn ensure_graphql_http_audit() -> Result {
     status(cmd).map_err(|e| format!("{e}: the HTTP tests run graphql-http's audit with node"))
 }
 
-/// A headless browser for the page tests: Debian's `chromium`, installed with apt when absent.
+/// A headless browser for the page tests: Debian's `chromium` and `chromedriver` (the tests
+/// drive it over WebDriver), installed with apt when absent.
 fn ensure_chromium() -> Result {
-    let has = Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if has {
+    let has = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has("chromium") && has("chromedriver") {
         return Ok(());
     }
     let install = || {
         let mut cmd = Command::new("apt-get");
-        cmd.args(["install", "-y", "-q", "chromium"])
+        cmd.args(["install", "-y", "-q", "chromium", "chromium-driver"])
             .env("DEBIAN_FRONTEND", "noninteractive");
         status(cmd)
     };
@@ -256,6 +262,40 @@ fn schema() -> Result {
         path.display()
     );
     Ok(())
+}
+
+/// Runs the console's browser test with `SHOAL_SCREENSHOTS`: each page it opens is saved as
+/// a PNG under `docs/screenshots/`.
+fn screenshots() -> Result {
+    ensure_chromium()?;
+    ensure_cjk_fonts()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--package",
+        "shoal-server",
+        "--test",
+        "e2e",
+        "--",
+        "console::",
+    ]);
+    cmd.env("SHOAL_SCREENSHOTS", root().join("docs/screenshots"));
+    status(cmd)
+}
+
+/// A font with Chinese glyphs, so the screenshots show text rather than boxes.
+fn ensure_cjk_fonts() -> Result {
+    let has = Command::new("fc-list")
+        .arg(":lang=zh")
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if has {
+        return Ok(());
+    }
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["install", "-y", "-q", "fonts-noto-cjk"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    status(cmd).map_err(|e| format!("{e}: the screenshots need a Chinese font"))
 }
 
 fn bench(extra: &[String]) -> Result {

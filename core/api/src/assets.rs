@@ -46,6 +46,8 @@ static ASSETS: &[Asset] = &[
     ),
     asset!("shoal/graphiql.js", "text/javascript; charset=utf-8"),
     asset!("shoal/graphiql.css", "text/css; charset=utf-8"),
+    asset!("shoal/console.js", "text/javascript; charset=utf-8"),
+    asset!("shoal/console.css", "text/css; charset=utf-8"),
 ];
 
 /// What a page of Shoal may load: files from this host only, no inline scripts.
@@ -74,17 +76,28 @@ pub async fn serve(Path(path): Path<String>) -> Response {
         .into_response()
 }
 
-/// The GraphiQL page (`GET /graphql` without a `query` parameter).
-pub fn graphiql() -> Response {
+/// A page of Shoal, under [`CONTENT_SECURITY_POLICY`].
+fn page(html: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("graphiql.html"),
+        html,
     )
         .into_response()
+}
+
+/// The GraphiQL page (`GET /graphql` without a `query` parameter).
+pub fn graphiql() -> Response {
+    page(include_str!("graphiql.html"))
+}
+
+/// The staff console (`GET /`): signs in, then draws its pages from `/graphql`.
+pub async fn console() -> Response {
+    page(include_str!("console.html"))
 }
 
 #[cfg(test)]
@@ -131,26 +144,30 @@ mod tests {
     }
 
     #[test]
-    fn the_graphiql_page_loads_only_served_files() {
-        let page = include_str!("graphiql.html");
-        let mut loaded = 0;
-        for attr in ["src=\"", "href=\""] {
-            for piece in page.split(attr).skip(1) {
-                let url = piece.split('"').next().unwrap();
-                let path = url
-                    .strip_prefix("/assets/")
-                    .unwrap_or_else(|| panic!("{url} is not served by the host"));
-                assert!(
-                    ASSETS.iter().any(|a| a.path == path),
-                    "{url} is not embedded"
-                );
-                loaded += 1;
+    fn the_pages_load_only_served_files_and_no_inline_script() {
+        for (page, files) in [
+            (include_str!("graphiql.html"), 6),
+            (include_str!("console.html"), 2),
+        ] {
+            let mut loaded = 0;
+            for attr in ["src=\"", "href=\""] {
+                for piece in page.split(attr).skip(1) {
+                    let url = piece.split('"').next().unwrap();
+                    let path = url
+                        .strip_prefix("/assets/")
+                        .unwrap_or_else(|| panic!("{url} is not served by the host"));
+                    assert!(
+                        ASSETS.iter().any(|a| a.path == path),
+                        "{url} is not embedded"
+                    );
+                    loaded += 1;
+                }
             }
+            assert_eq!(loaded, files);
+            assert!(
+                !page.contains("<script>"),
+                "no inline script (the CSP forbids it)"
+            );
         }
-        assert_eq!(loaded, 6);
-        assert!(
-            !page.contains("<script>"),
-            "no inline script (the CSP forbids it)"
-        );
     }
 }

@@ -37,6 +37,7 @@ use shoal_crm::tenancy::{Actor, Directory, Principal};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/", get(assets::console))
         .route("/assets/{*path}", get(assets::serve))
         .route("/auth/sign-in", post(sign_in::sign_in))
         .route("/auth/session", get(sign_in::session))

@@ -112,13 +112,13 @@ fn session_body(
     csrf: &str,
     expires: chrono::DateTime<chrono::Utc>,
 ) -> serde_json::Value {
-    let name = state
-        .directory
-        .tenant(tenant)
+    let found = state.directory.tenant(tenant);
+    let name = found
         .and_then(|t| t.users.get(session_user))
         .map(|u| u.name.clone());
     json!({
         "tenant": tenant,
+        "timeZone": found.map(|t| t.time_zone.name()),
         "user": { "id": session_user, "name": name },
         "csrfToken": csrf,
         "expiresAt": expires.to_rfc3339(),

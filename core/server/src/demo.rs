@@ -23,6 +23,28 @@ pub const TENANT_ID: &str = "demo";
 /// Environment variable that fixes the demo API key (otherwise a random one is printed).
 pub const API_KEY_ENV: &str = "SHOAL_DEMO_API_KEY";
 pub const CUSTOMERS: usize = 3000;
+/// Environment variable that fixes the demo admin's console password (otherwise a random
+/// one is set at every start and printed).
+pub const PASSWORD_ENV: &str = "SHOAL_DEMO_PASSWORD";
+
+/// The demo admin's console password: `SHOAL_DEMO_PASSWORD` if set (10+ characters), else a
+/// random one.
+pub fn console_password() -> String {
+    std::env::var(PASSWORD_ENV)
+        .ok()
+        .filter(|p| p.chars().count() >= 10)
+        .unwrap_or_else(|| format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+}
+
+/// Sets the demo `admin`'s console password (ending its sessions), as the host itself.
+pub async fn set_console_password(
+    db: &Db,
+    tenant: &std::sync::Arc<Tenant>,
+    password: &str,
+) -> shoal_base::error::Result<()> {
+    let host = shoal_crm::tenancy::Actor::system(tenant, "demo");
+    shoal_crm::credentials::passwords::set(db, &host, "admin", password, None).await
+}
 
 /// The demo API key: `SHOAL_DEMO_API_KEY` if set (16+ characters), else a random one.
 pub fn api_key() -> String {

@@ -383,8 +383,10 @@ async fn serve(
             "no tenants configured: every request will be refused (see docs/config.md, or run with --demo)"
         );
     }
+    let demo_password = demo_key.as_ref().map(|_| demo::console_password());
     let options = ServeOptions {
         demo,
+        demo_password: demo_password.clone(),
         config_provider: Some(config_provider),
     };
     let running = server::start(config, &options).await?;
@@ -392,7 +394,14 @@ async fn serve(
     let url = format!("http://{}", running.addr);
     tracing::info!(storage = %config.storage_url_redacted(), "listening on {url}");
     println!("Shoal is listening on {url}");
+    println!("  console:   {url}/");
     println!("  GraphiQL:  {url}/graphql");
+    if let Some(password) = &demo_password {
+        println!(
+            "  console sign-in: tenant demo, user admin, password {password}   (set {} to fix it)",
+            demo::PASSWORD_ENV
+        );
+    }
     if let Some(key) = demo_key {
         println!(
             "  demo API key: {key}   (set {} to fix it)",

@@ -48,6 +48,8 @@ pub enum StartError {
 pub struct ServeOptions {
     /// Seed the demo tenant on first run.
     pub demo: bool,
+    /// The demo admin's console password, set at start (with `demo`).
+    pub demo_password: Option<String>,
     /// How a reload gets the configuration anew; without one, reloads re-scan the plugins
     /// folder with the configuration the host started with.
     pub config_provider: Option<ConfigProvider>,
@@ -158,6 +160,11 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         && let Some(tenant) = directory.tenant(demo::TENANT_ID)
     {
         let seeded = demo::seed(&db, tenant).await.map_err(StartError::Demo)?;
+        if let Some(password) = &options.demo_password {
+            demo::set_console_password(&db, tenant, password)
+                .await
+                .map_err(StartError::Demo)?;
+        }
         if seeded > 0 {
             tracing::info!(customers = seeded, "seeded the demo tenant");
         }

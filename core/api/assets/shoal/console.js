@@ -1,0 +1,296 @@
+// The staff console (docs/console.md): plain JavaScript, no build step, nothing fetched
+// from the internet. Every figure comes from /graphql with the signed-in user's session
+// (the same door as an API key: scopes and masking apply); text is set as text, never as
+// HTML. Figures carry data-figure="…" so the browser tests compare them with the API.
+'use strict';
+
+const TEXT = {
+  zh: {
+    signIn: '登录', tenant: '租户', login: '用户名或邮箱', password: '密码', signOut: '退出',
+    wrong: '用户名或密码错误', locked: '失败次数过多，请稍后再试', overview: '概览',
+    customers: '客户', tasks: '任务', tickets: '工单', imports: '导入', modules: '模块',
+    audit: '审计日志', search: '搜索', name: '姓名', phones: '电话', stage: '阶段',
+    channel: '来源', created: '创建时间', total: '客户总数', openTasks: '待办任务',
+    overdueTasks: '逾期任务', openTickets: '处理中工单', profile: '资料', tags: '标签',
+    timeline: '时间线', enrolments: 'SOP', history: '变更记录', none: '暂无', more: '更多',
+    title: '标题', assignee: '负责人', due: '截止', status: '状态', subject: '主题',
+    priority: '优先级', source: '文件', rows: '行数', createdN: '新建', mergedN: '合并',
+    rejected: '拒绝', errors: '错误', version: '版本', industry: '行业',
+    capabilities: '能力', at: '时间', actor: '操作人', action: '操作', entity: '对象',
+    owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
+    LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
+    CHURNED: '流失',
+  },
+  en: {
+    signIn: 'Sign in', tenant: 'Tenant', login: 'User id or e-mail', password: 'Password',
+    signOut: 'Sign out', wrong: 'Wrong user or password', locked: 'Too many failed sign-ins: try again later',
+    overview: 'Overview', customers: 'Customers', tasks: 'Tasks', tickets: 'Tickets',
+    imports: 'Imports', modules: 'Modules', audit: 'Audit log', search: 'Search', name: 'Name',
+    phones: 'Phones', stage: 'Stage', channel: 'Source', created: 'Created',
+    total: 'Customers', openTasks: 'Open tasks', overdueTasks: 'Overdue tasks',
+    openTickets: 'Open tickets', profile: 'Profile', tags: 'Tags', timeline: 'Timeline',
+    enrolments: 'SOPs', history: 'Changes', none: 'None', more: 'More', title: 'Title',
+    assignee: 'Assignee', due: 'Due', status: 'Status', subject: 'Subject', priority: 'Priority',
+    source: 'File', rows: 'Rows', createdN: 'Created', mergedN: 'Merged', rejected: 'Rejected',
+    errors: 'Errors', version: 'Version', industry: 'Industry', capabilities: 'Capabilities',
+    at: 'At', actor: 'By', action: 'Action', entity: 'Entity', owner: 'Owner',
+    emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
+    LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
+    DORMANT: 'Dormant', CHURNED: 'Churned',
+  },
+};
+const STAGES = ['LEAD', 'PROSPECT', 'CUSTOMER', 'LOYAL', 'DORMANT', 'CHURNED'];
+
+let lang = localStorage.getItem('shoal.lang') || (navigator.language.startsWith('zh') ? 'zh' : 'en');
+let me = null;
+const t = (key) => TEXT[lang][key] || key;
+
+/** An element: h('td', { class: 'wide' }, 'text', child…); strings become text nodes. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const csrf = () => {
+  const found = document.cookie.split('; ').find((c) => c.startsWith('shoal_csrf='));
+  return found ? decodeURIComponent(found.slice('shoal_csrf='.length)) : '';
+};
+
+class SignedOut extends Error {}
+
+/** Runs a GraphQL operation as the signed-in user; throws on errors. */
+async function api(query, variables) {
+  const res = await fetch('/graphql', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf() },
+    body: JSON.stringify({ query, variables: variables || {} }),
+  });
+  if (res.status === 401) throw new SignedOut();
+  const body = await res.json();
+  if (body.errors && body.errors.length) throw new Error(body.errors.map((e) => e.message).join('; '));
+  return body.data;
+}
+
+// times in the tenant's zone, as every report of Shoal
+const when = (iso) => (iso ? new Date(iso).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { timeZone: (me && me.timeZone) || undefined }) : '');
+const edges = (connection) => connection.edges.map((e) => e.node);
+
+function table(columns, rows, empty) {
+  if (!rows.length) return h('p', { class: 'muted', 'data-empty': '' }, empty || t('none'));
+  return h('div', { class: 'scroll' }, h('table', {},
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { class: c.wide ? 'wide' : null }, t(c.label))))),
+    h('tbody', {}, rows.map((row) => h('tr', {}, columns.map((c) => h('td', { class: c.wide ? 'wide' : null }, c.cell(row))))))));
+}
+
+function card(label, figure, value) {
+  return h('div', { class: 'card' }, h('div', { class: 'figure', 'data-figure': figure }, value), h('div', { class: 'label' }, label));
+}
+
+// ---- pages ---------------------------------------------------------------------------
+
+async function overview() {
+  const stageFields = STAGES.map((s) => `${s.toLowerCase()}: customers(filter: { stages: [${s}] }) { totalCount }`).join(' ');
+  const d = await api(`{ all: customers { totalCount } ${stageFields}
+    openTasks: tasks(filter: { status: "open" }, first: 100) { edges { node { id } } pageInfo { hasNextPage } }
+    overdue: tasks(filter: { overdue: true }, first: 100) { edges { node { id } } pageInfo { hasNextPage } }
+    openTickets: tickets(filter: { categories: [OPEN] }, first: 100) { edges { node { id } } pageInfo { hasNextPage } } }`);
+  const count = (c) => `${c.edges.length}${c.pageInfo.hasNextPage ? '+' : ''}`;
+  return [
+    h('h1', {}, t('overview')),
+    h('div', { class: 'cards' },
+      card(t('total'), 'customers.total', d.all.totalCount),
+      card(t('openTasks'), 'tasks.open', count(d.openTasks)),
+      card(t('overdueTasks'), 'tasks.overdue', count(d.overdue)),
+      card(t('openTickets'), 'tickets.open', count(d.openTickets))),
+    h('h2', {}, t('stage')),
+    h('div', { class: 'cards' }, STAGES.map((s) => card(t(s), `customers.${s}`, d[s.toLowerCase()].totalCount))),
+  ];
+}
+
+async function customers(params) {
+  const q = params.get('q') || '';
+  const d = await api(`query($f: CustomerFilterInput) { customers(first: 50, filter: $f) {
+      totalCount edges { node { id displayName phones lifecycleStage sourceChannel createdAt } } } }`,
+  { f: q ? { search: q } : null });
+  const input = h('input', { name: 'q', value: q, placeholder: t('search'), 'aria-label': t('search') });
+  const search = h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); location.hash = `#/customers?q=${encodeURIComponent(input.value)}`; } },
+    input, h('button', { type: 'submit' }, t('search')));
+  return [
+    h('h1', {}, t('customers'), ' ', h('span', { class: 'muted', 'data-figure': 'customers.count' }, d.customers.totalCount)),
+    search,
+    table([
+      { label: 'name', cell: (c) => h('a', { href: `#/customers/${encodeURIComponent(c.id)}`, 'data-customer': c.id }, c.displayName) },
+      { label: 'phones', cell: (c) => c.phones.join(', ') },
+      { label: 'stage', cell: (c) => t(c.lifecycleStage) },
+      { label: 'channel', wide: true, cell: (c) => c.sourceChannel },
+      { label: 'created', wide: true, cell: (c) => when(c.createdAt) },
+    ], edges(d.customers)),
+  ];
+}
+
+async function customer(id) {
+  const d = await api(`query($id: ID!) {
+    customer(id: $id) { id displayName phones emails lifecycleStage sourceChannel ownerId attributes createdAt
+      tags { tag { name } } timeline(first: 20) { edges { node { type name occurredAt amount { amount currency } } } }
+      history(first: 20) { at actorId action } }
+    enrolments(customerId: $id, first: 20) { edges { node { id sopId status stepIndex enrolledAt } } }
+    tasks(filter: { customerId: $id }, first: 20) { edges { node { title assignee dueAt status } } }
+    tickets(filter: { customerId: $id }, first: 20) { edges { node { id subject status priority createdAt } } } }`, { id });
+  const c = d.customer;
+  const row = (label, value) => [h('dt', {}, t(label)), h('dd', { 'data-field': label }, value)];
+  return [
+    h('h1', { 'data-figure': 'customer.name' }, c.displayName),
+    h('dl', { class: 'profile' },
+      row('phones', c.phones.join(', ')), row('emails', c.emails.join(', ')),
+      row('stage', t(c.lifecycleStage)), row('channel', c.sourceChannel), row('owner', c.ownerId || ''),
+      row('created', when(c.createdAt)), row('attributes', h('pre', {}, JSON.stringify(c.attributes, null, 1)))),
+    h('h2', {}, t('tags')),
+    c.tags.length ? h('div', {}, c.tags.map((x) => h('span', { class: 'tag' }, x.tag.name))) : h('p', { class: 'muted' }, t('none')),
+    h('h2', {}, t('timeline')),
+    table([
+      { label: 'at', cell: (e) => when(e.occurredAt) },
+      { label: 'action', cell: (e) => e.name ? `${e.type} · ${e.name}` : e.type },
+      { label: 'amount', cell: (e) => e.amount ? `${e.amount.amount} ${e.amount.currency}` : '' },
+    ], edges(c.timeline)),
+    h('h2', {}, t('enrolments')),
+    table([
+      { label: 'enrolments', cell: (e) => e.sopId },
+      { label: 'status', cell: (e) => e.status },
+      { label: 'created', cell: (e) => when(e.enrolledAt) },
+    ], edges(d.enrolments)),
+    h('h2', {}, t('tasks')),
+    table([
+      { label: 'title', cell: (x) => x.title }, { label: 'assignee', cell: (x) => x.assignee },
+      { label: 'due', cell: (x) => when(x.dueAt) }, { label: 'status', cell: (x) => x.status },
+    ], edges(d.tasks)),
+    h('h2', {}, t('tickets')),
+    table([
+      { label: 'subject', cell: (x) => x.subject }, { label: 'status', cell: (x) => x.status },
+      { label: 'priority', cell: (x) => x.priority }, { label: 'created', cell: (x) => when(x.createdAt) },
+    ], edges(d.tickets)),
+    h('h2', {}, t('history')),
+    table([
+      { label: 'at', cell: (x) => when(x.at) }, { label: 'actor', cell: (x) => x.actorId },
+      { label: 'action', cell: (x) => x.action },
+    ], c.history),
+  ];
+}
+
+async function tasks() {
+  const d = await api(`{ tasks(first: 100) { edges { node { title assignee dueAt status customerId } } } }`);
+  return [h('h1', {}, t('tasks')), table([
+    { label: 'title', cell: (x) => x.title }, { label: 'assignee', cell: (x) => x.assignee },
+    { label: 'due', cell: (x) => when(x.dueAt) }, { label: 'status', cell: (x) => x.status },
+    { label: 'customers', wide: true, cell: (x) => h('a', { href: `#/customers/${encodeURIComponent(x.customerId)}` }, x.customerId) },
+  ], edges(d.tasks))];
+}
+
+async function tickets() {
+  const d = await api(`{ tickets(first: 100) { edges { node { id subject status priority assignee createdAt } } } }`);
+  return [h('h1', {}, t('tickets')), table([
+    { label: 'subject', cell: (x) => x.subject }, { label: 'status', cell: (x) => x.status },
+    { label: 'priority', cell: (x) => x.priority }, { label: 'assignee', cell: (x) => x.assignee || '' },
+    { label: 'created', wide: true, cell: (x) => when(x.createdAt) },
+  ], edges(d.tickets))];
+}
+
+async function imports() {
+  const d = await api(`{ importJobs(first: 50) { edges { node { id kind source status rowsRead created merged rejected startedAt
+      errors(limit: 5) { row column reason } } } } }`);
+  return [h('h1', {}, t('imports')), table([
+    { label: 'source', cell: (j) => j.source }, { label: 'status', cell: (j) => j.status },
+    { label: 'rows', cell: (j) => j.rowsRead }, { label: 'createdN', cell: (j) => j.created },
+    { label: 'mergedN', cell: (j) => j.merged }, { label: 'rejected', cell: (j) => j.rejected },
+    { label: 'errors', wide: true, cell: (j) => j.errors.map((e) => `#${e.row} ${e.column}: ${e.reason}`).join('\n') },
+  ], edges(d.importJobs))];
+}
+
+async function modules() {
+  const d = await api('{ modules { id name version industry capabilities } }');
+  return [h('h1', {}, t('modules')), table([
+    { label: 'name', cell: (m) => m.name }, { label: 'version', cell: (m) => m.version },
+    { label: 'industry', cell: (m) => m.industry },
+    { label: 'capabilities', wide: true, cell: (m) => m.capabilities.join(', ') },
+  ], d.modules)];
+}
+
+async function audit() {
+  const d = await api('{ auditLog(first: 50) { edges { node { at actorId action entityType entityId } } } }');
+  return [h('h1', {}, t('audit')), table([
+    { label: 'at', cell: (x) => when(x.at) }, { label: 'actor', cell: (x) => x.actorId },
+    { label: 'action', cell: (x) => x.action },
+    { label: 'entity', wide: true, cell: (x) => `${x.entityType} ${x.entityId}` },
+  ], edges(d.auditLog))];
+}
+
+const PAGES = { '': overview, customers, tasks, tickets, imports, modules, audit };
+
+// ---- shell ---------------------------------------------------------------------------
+
+function shell(page) {
+  const nav = ['', 'customers', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
+    h('a', { href: `#/${p}`, class: p === page ? 'current' : null, 'data-page': p || 'overview' }, t(p || 'overview')));
+  const flip = h('button', { class: 'plain', type: 'button', onclick: () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('shoal.lang', lang); route(); } }, t('language'));
+  const out = h('button', { class: 'plain', type: 'button', 'data-action': 'sign-out', onclick: signOut }, t('signOut'));
+  return h('header', {}, h('span', { class: 'brand' }, 'Shoal'), h('nav', {}, nav),
+    h('span', { class: 'who', 'data-user': me.user.id }, `${me.user.name || me.user.id} · ${me.tenant}`), flip, out);
+}
+
+async function route() {
+  const app = document.getElementById('app');
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  if (!me) return signInForm();
+  const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
+  const [page, id] = path.split('/');
+  const params = new URLSearchParams(query || '');
+  const main = h('main', { 'data-loading': '' }, h('p', { class: 'muted' }, '…'));
+  app.replaceChildren(shell(page || ''), main);
+  try {
+    const render = page === 'customers' && id ? () => customer(decodeURIComponent(id)) : () => (PAGES[page] || overview)(params);
+    main.replaceChildren(...(await render()));
+    main.removeAttribute('data-loading');
+    main.setAttribute('data-ready', page === 'customers' && id ? 'customer' : page || 'overview');
+  } catch (e) {
+    if (e instanceof SignedOut) { me = null; return signInForm(); }
+    main.replaceChildren(h('p', { class: 'error', 'data-error': '' }, e.message));
+    main.removeAttribute('data-loading');
+  }
+}
+
+function signInForm(message) {
+  const field = (name, type, label) => h('label', {}, t(label), h('br'), h('input', { name, type, required: true, autocomplete: name === 'password' ? 'current-password' : 'username' }));
+  const form = h('form', { class: 'signin', 'data-form': 'sign-in', onsubmit: async (e) => {
+    e.preventDefault();
+    const body = Object.fromEntries(new FormData(form).entries());
+    const res = await fetch('/auth/sign-in', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (res.ok) { me = await res.json(); location.hash = '#/'; route(); } else signInForm(t(res.status === 429 ? 'locked' : 'wrong'));
+  } },
+  h('h1', {}, 'Shoal · ', t('signIn')), field('tenant', 'text', 'tenant'), field('login', 'text', 'login'),
+  field('password', 'password', 'password'),
+  message ? h('p', { class: 'error', 'data-error': '' }, message) : null,
+  h('button', { type: 'submit' }, t('signIn')),
+  h('button', { class: 'plain', type: 'button', onclick: () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('shoal.lang', lang); signInForm(); } }, t('language')));
+  document.getElementById('app').replaceChildren(form);
+}
+
+async function signOut() {
+  await fetch('/auth/sign-out', { method: 'POST', credentials: 'same-origin', headers: { 'x-csrf-token': csrf() } });
+  me = null;
+  signInForm();
+}
+
+window.addEventListener('hashchange', route);
+fetch('/auth/session', { credentials: 'same-origin' }).then(async (res) => {
+  me = res.ok ? await res.json() : null;
+  route();
+});

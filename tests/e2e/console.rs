@@ -1,0 +1,242 @@
+//! The staff console in a real browser (headless chromium over WebDriver): a staff member
+//! signs in, opens every page, and sees the figures the API gives the same user; masked
+//! fields stay masked on the page; it works in Chinese and English and on a phone's width.
+//!
+//! `cargo xtask screenshots` runs this test with `SHOAL_SCREENSHOTS=docs/screenshots`, and
+//! the pictures in the README are what it saved.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::{
+    browser::Browser,
+    harness::{ALPHA, Backend, TestServer, add_user},
+};
+
+const PASSWORD: &str = "门店-password-2026";
+/// A role that sees customers with phones masked.
+const MASKED_KEY: &str = "alpha-masked-key-000000011";
+
+fn screenshots() -> Option<PathBuf> {
+    std::env::var_os("SHOAL_SCREENSHOTS").map(PathBuf::from)
+}
+
+async fn snap(browser: &Browser, name: &str) {
+    if let Some(dir) = screenshots() {
+        std::fs::create_dir_all(&dir).unwrap();
+        browser.screenshot(&dir.join(format!("{name}.png"))).await;
+    }
+}
+
+async fn sign_in(browser: &Browser, server: &TestServer, login: &str) {
+    browser.goto(&format!("http://{}/", server.addr)).await;
+    browser
+        .type_into("form[data-form=sign-in] input[name=tenant]", "alpha")
+        .await;
+    browser
+        .type_into("form[data-form=sign-in] input[name=login]", login)
+        .await;
+    browser
+        .type_into("form[data-form=sign-in] input[name=password]", PASSWORD)
+        .await;
+    browser
+        .click("form[data-form=sign-in] button[type=submit]")
+        .await;
+    browser.wait_for("main[data-ready=overview]").await;
+}
+
+#[test]
+fn staff_sign_in_and_see_what_the_api_gives_them_on_every_page() {
+    // the whole walk is one deep future: polled on a thread with room for it (a debug
+    // build's poll frames overflow a test thread's 2 MiB)
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(walk_every_page())
+        })
+        .unwrap()
+        .join()
+        .expect("the walk through the console passes");
+}
+
+async fn walk_every_page() {
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        add_user(
+            c,
+            "clerk",
+            "name = \"Clerk\"\nscopes = { \"*\" = \"all\" }\nfields = { phones = \"masked\" }",
+            MASKED_KEY,
+        );
+    })
+    .await
+    .unwrap();
+    let people = [
+        ("王芳", "CUSTOMER", "13800138001"),
+        ("李娜", "LOYAL", "13800138002"),
+        ("张伟", "LEAD", "13800138003"),
+        ("刘洋", "LOYAL", "13800138004"),
+    ];
+    let mut ids = Vec::new();
+    for (name, stage, phone) in people {
+        let id = s
+            .create_customer(
+                ALPHA,
+                json!({ "displayName": name, "sourceChannel": "WECHAT", "phones": [phone],
+                        "lifecycleStage": stage }),
+            )
+            .await;
+        ids.push(id);
+    }
+    s.ok(
+        ALPHA,
+        "mutation($c: ID!) { recordEvents(input: [{ customerId: $c, type: ORDER, occurredAt: \"2026-11-20T10:00:00Z\", amount: { amount: \"268.00\", currency: \"CNY\" } }]) { createdCount } }",
+        json!({ "c": ids[1] }),
+    )
+    .await;
+    for user in ["boss", "clerk"] {
+        s.ok(
+            ALPHA,
+            "mutation($u: ID!, $p: String!) { setUserPassword(userId: $u, password: $p) }",
+            json!({ "u": user, "p": PASSWORD }),
+        )
+        .await;
+    }
+    let api = s
+        .ok(
+            ALPHA,
+            "{ all: customers { totalCount } loyal: customers(filter: { stages: [LOYAL] }) { totalCount } lead: customers(filter: { stages: [LEAD] }) { totalCount } }",
+            json!({}),
+        )
+        .await;
+
+    let browser = Browser::start(1280, 900).await;
+    sign_in(&browser, &s, "boss").await;
+    // the overview's figures are the API's
+    assert_eq!(
+        browser.text("[data-figure='customers.total']").await,
+        api["all"]["totalCount"].to_string()
+    );
+    assert_eq!(
+        browser.text("[data-figure='customers.LOYAL']").await,
+        api["loyal"]["totalCount"].to_string()
+    );
+    assert_eq!(
+        browser.text("[data-figure='customers.LEAD']").await,
+        api["lead"]["totalCount"].to_string()
+    );
+    assert_eq!(
+        browser.text("[data-user]").await.split(" · ").next(),
+        Some("User boss")
+    );
+    snap(&browser, "overview").await;
+
+    // customers: the list, a search, the 360° view
+    browser.click("a[data-page=customers]").await;
+    browser.wait_for("main[data-ready=customers]").await;
+    assert_eq!(browser.text("[data-figure='customers.count']").await, "4");
+    assert!(browser.text("main table").await.contains("13800138002"));
+    snap(&browser, "customers").await;
+    browser
+        .goto(&format!("http://{}/#/customers?q=%E6%9D%8E", s.addr))
+        .await; // 李
+    browser
+        .wait_for("main[data-ready=customers] input[value='李']")
+        .await;
+    assert_eq!(browser.text("[data-figure='customers.count']").await, "1");
+    browser
+        .click(&format!("a[data-customer='{}']", ids[1]))
+        .await;
+    browser.wait_for("main[data-ready=customer]").await;
+    assert_eq!(browser.text("[data-figure='customer.name']").await, "李娜");
+    let page = browser.text("main").await;
+    assert!(
+        page.contains("268.00 CNY"),
+        "the order is on the timeline: {page}"
+    );
+    assert!(
+        page.contains("2026/11/20 18:00:00") || page.contains("20/11/2026, 18:00:00"),
+        "10:00 UTC shown in the tenant's zone (Asia/Shanghai): {page}"
+    );
+    assert!(
+        page.contains("customer.create"),
+        "the change history: {page}"
+    );
+    snap(&browser, "customer").await;
+
+    // every other page opens without an error
+    for page in ["tasks", "tickets", "imports", "modules", "audit"] {
+        browser.click(&format!("a[data-page={page}]")).await;
+        browser.wait_for(&format!("main[data-ready={page}]")).await;
+        let errors = browser
+            .script("return document.querySelectorAll('[data-error]').length")
+            .await;
+        assert_eq!(errors, 0, "{page}");
+        snap(&browser, page).await;
+    }
+    assert!(
+        browser.text("main").await.contains("customer.create"),
+        "the audit log lists the creations"
+    );
+
+    // the other language, and back; a phone's width keeps the names and phones
+    let before = browser.text("a[data-page=customers]").await;
+    browser.click("header button.plain").await;
+    browser.wait_for("main[data-ready]").await;
+    let after = browser.text("a[data-page=customers]").await;
+    let mut both = [before, after];
+    both.sort();
+    assert_eq!(both, ["Customers", "客户"]);
+    browser.resize(390, 844).await;
+    browser.click("a[data-page=customers]").await;
+    browser.wait_for("main[data-ready=customers]").await;
+    let width = browser
+        .script("return document.documentElement.scrollWidth")
+        .await;
+    assert!(
+        width.as_u64().unwrap() <= 400,
+        "no sideways scrolling on a phone: {width}"
+    );
+    snap(&browser, "customers-phone").await;
+    browser.resize(1280, 900).await;
+
+    // signing out shows the sign-in form, and the session is over
+    browser.click("[data-action=sign-out]").await;
+    browser.wait_for("form[data-form=sign-in]").await;
+    let session = browser
+        .script("return fetch('/auth/session').then(r => r.status)")
+        .await;
+    assert_eq!(session, 401);
+
+    // a user whose role masks phones sees them masked on the page, as through the API
+    let masked = s
+        .ok(
+            MASKED_KEY,
+            "{ customers(first: 10) { edges { node { phones } } } }",
+            json!({}),
+        )
+        .await;
+    let shown = masked["customers"]["edges"][0]["node"]["phones"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!shown.contains("13800138"), "the API masks: {shown}");
+    sign_in(&browser, &s, "clerk").await;
+    browser.click("a[data-page=customers]").await;
+    browser.wait_for("main[data-ready=customers]").await;
+    let table = browser.text("main table").await;
+    assert!(table.contains(&shown), "{table}");
+    for (_, _, phone) in people {
+        assert!(
+            !table.contains(phone),
+            "{phone} unmasked on the page: {table}"
+        );
+    }
+    browser.quit().await;
+    s.stop().await;
+}
