@@ -99,6 +99,13 @@ async fn walk_every_page() {
         json!({ "c": ids[1] }),
     )
     .await;
+    let segment = s
+        .ok(
+            ALPHA,
+            "mutation { createSegment(input: { name: \"忠诚会员\", definition: { stages: [LOYAL] } }) { id count } }",
+            json!({}),
+        )
+        .await;
     for user in ["boss", "clerk"] {
         s.ok(
             ALPHA,
@@ -170,13 +177,31 @@ async fn walk_every_page() {
     snap(&browser, "customer").await;
 
     // every other page opens without an error
-    for page in ["tasks", "tickets", "imports", "modules", "audit"] {
+    for page in [
+        "segments",
+        "sops",
+        "campaigns",
+        "tasks",
+        "tickets",
+        "imports",
+        "modules",
+        "audit",
+    ] {
         browser.click(&format!("a[data-page={page}]")).await;
         browser.wait_for(&format!("main[data-ready={page}]")).await;
         let errors = browser
             .script("return document.querySelectorAll('[data-error]').length")
             .await;
         assert_eq!(errors, 0, "{page}");
+        if page == "segments" {
+            let id = segment["createSegment"]["id"].as_str().unwrap();
+            assert_eq!(
+                browser.text(&format!("[data-figure='segment.{id}']")).await,
+                segment["createSegment"]["count"].to_string(),
+                "the live count is the API's"
+            );
+            assert_eq!(segment["createSegment"]["count"], 2);
+        }
         snap(&browser, page).await;
     }
     assert!(

@@ -150,6 +150,17 @@ async fn a_session_acts_as_its_user_through_the_same_door(s: &TestServer) {
         assert_eq!(body["errors"][0]["message"], "wrong user or password");
     }
 
+    // a form posted from another site (text/plain, no preflight) is refused
+    let (status, _, _) = http_with_head(
+        s.addr,
+        "POST",
+        "/auth/sign-in",
+        "Content-Type: text/plain\r\n",
+        &json!({ "tenant": "alpha", "login": "agent-a", "password": PASSWORD }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 415);
+
     let (status, head, body) = sign_in(s, "alpha", "agent-a", PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     let session = set_cookie(&head, "shoal_session");

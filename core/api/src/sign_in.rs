@@ -136,6 +136,10 @@ struct SignIn {
 
 /// `POST /auth/sign-in` with `{"tenant", "login", "password"}`.
 pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    // JSON only: a cross-site form cannot send it without a preflight (no login CSRF)
+    if let Err(refusal) = super::over_http::check_content_type(&headers) {
+        return answer(refusal.status, ErrorCode::BadUserInput, refusal.message);
+    }
     let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
         return answer(
             StatusCode::PAYLOAD_TOO_LARGE,

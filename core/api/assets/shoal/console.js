@@ -18,6 +18,8 @@ const TEXT = {
     rejected: '拒绝', errors: '错误', version: '版本', industry: '行业',
     capabilities: '能力', at: '时间', actor: '操作人', action: '操作', entity: '对象',
     owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
+    named: '名称', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
+    recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
     LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
     CHURNED: '流失',
   },
@@ -35,6 +37,8 @@ const TEXT = {
     errors: 'Errors', version: 'Version', industry: 'Industry', capabilities: 'Capabilities',
     at: 'At', actor: 'By', action: 'Action', entity: 'Entity', owner: 'Owner',
     emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
+    named: 'Name', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
+    recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
     LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
     DORMANT: 'Dormant', CHURNED: 'Churned',
   },
@@ -218,7 +222,7 @@ async function imports() {
 async function modules() {
   const d = await api('{ modules { id name version industry capabilities } }');
   return [h('h1', {}, t('modules')), table([
-    { label: 'name', cell: (m) => m.name }, { label: 'version', cell: (m) => m.version },
+    { label: 'named', cell: (m) => m.name }, { label: 'version', cell: (m) => m.version },
     { label: 'industry', cell: (m) => m.industry },
     { label: 'capabilities', wide: true, cell: (m) => m.capabilities.join(', ') },
   ], d.modules)];
@@ -233,12 +237,41 @@ async function audit() {
   ], edges(d.auditLog))];
 }
 
-const PAGES = { '': overview, customers, tasks, tickets, imports, modules, audit };
+async function segments() {
+  const d = await api('{ segments { id name count } }');
+  return [h('h1', {}, t('segments')), table([
+    { label: 'named', cell: (x) => x.name },
+    { label: 'count', cell: (x) => h('span', { 'data-figure': `segment.${x.id}` }, x.count) },
+  ], d.segments)];
+}
+
+async function sops() {
+  const d = await api('{ sops { id name status version enrolmentCounts { status count } } }');
+  return [h('h1', {}, t('sops')), table([
+    { label: 'named', cell: (x) => x.name }, { label: 'status', cell: (x) => x.status },
+    { label: 'version', wide: true, cell: (x) => x.version },
+    { label: 'enrolled', cell: (x) => x.enrolmentCounts.map((c) => `${c.status} ${c.count}`).join(' · ') },
+  ], d.sops)];
+}
+
+async function campaigns() {
+  const d = await api(`{ campaigns { id name channel status createdAt
+      stats { variants { variant recipients sent delivered opened clicked converted failed } } } }`);
+  const rows = d.campaigns.flatMap((c) => (c.stats.variants.length ? c.stats.variants : [null]).map((v) => ({ c, v })));
+  const n = (key) => ({ label: key, cell: (r) => (r.v ? r.v[key] : '') });
+  return [h('h1', {}, t('campaigns')), table([
+    { label: 'named', cell: (r) => r.c.name }, { label: 'channel', wide: true, cell: (r) => r.c.channel },
+    { label: 'status', cell: (r) => r.c.status }, { label: 'variant', cell: (r) => (r.v ? r.v.variant : '') },
+    n('recipients'), n('sent'), n('delivered'), n('opened'), n('clicked'), n('converted'), n('failed'),
+  ], rows)];
+}
+
+const PAGES = { '': overview, customers, segments, sops, campaigns, tasks, tickets, imports, modules, audit };
 
 // ---- shell ---------------------------------------------------------------------------
 
 function shell(page) {
-  const nav = ['', 'customers', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
+  const nav = ['', 'customers', 'segments', 'sops', 'campaigns', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
     h('a', { href: `#/${p}`, class: p === page ? 'current' : null, 'data-page': p || 'overview' }, t(p || 'overview')));
   const flip = h('button', { class: 'plain', type: 'button', onclick: () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('shoal.lang', lang); route(); } }, t('language'));
   const out = h('button', { class: 'plain', type: 'button', 'data-action': 'sign-out', onclick: signOut }, t('signOut'));
