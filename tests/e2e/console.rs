@@ -262,6 +262,21 @@ async fn walk_every_page() {
             "{phone} unmasked on the page: {table}"
         );
     }
+    // a page the role may not read says so, as the API refuses it
+    let audit = s
+        .gql(
+            MASKED_KEY,
+            "{ auditLog(first: 1) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        crate::harness::code(&audit["errors"][0]),
+        "FORBIDDEN",
+        "{audit}"
+    );
+    browser.click("a[data-page=audit]").await;
+    browser.wait_for("main [data-error=FORBIDDEN]").await;
     browser.quit().await;
     s.stop().await;
 }

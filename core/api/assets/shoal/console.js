@@ -18,7 +18,7 @@ const TEXT = {
     rejected: '拒绝', errors: '错误', version: '版本', industry: '行业',
     capabilities: '能力', at: '时间', actor: '操作人', action: '操作', entity: '对象',
     owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
-    named: '名称', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
+    forbidden: '你的角色不能查看此页', named: '名称', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
     recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
     LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
     CHURNED: '流失',
@@ -37,7 +37,7 @@ const TEXT = {
     errors: 'Errors', version: 'Version', industry: 'Industry', capabilities: 'Capabilities',
     at: 'At', actor: 'By', action: 'Action', entity: 'Entity', owner: 'Owner',
     emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
-    named: 'Name', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
+    forbidden: 'Your role may not see this page', named: 'Name', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
     recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
     LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
     DORMANT: 'Dormant', CHURNED: 'Churned',
@@ -81,7 +81,11 @@ async function api(query, variables) {
   });
   if (res.status === 401) throw new SignedOut();
   const body = await res.json();
-  if (body.errors && body.errors.length) throw new Error(body.errors.map((e) => e.message).join('; '));
+  if (body.errors && body.errors.length) {
+    const error = new Error(body.errors.map((e) => e.message).join('; '));
+    error.code = body.errors[0].extensions && body.errors[0].extensions.code;
+    throw error;
+  }
   return body.data;
 }
 
@@ -295,7 +299,8 @@ async function route() {
     main.setAttribute('data-ready', page === 'customers' && id ? 'customer' : page || 'overview');
   } catch (e) {
     if (e instanceof SignedOut) { me = null; return signInForm(); }
-    main.replaceChildren(h('p', { class: 'error', 'data-error': '' }, e.message));
+    const forbidden = e.code === 'FORBIDDEN';
+    main.replaceChildren(h('p', { class: forbidden ? 'muted' : 'error', 'data-error': e.code || '' }, forbidden ? t('forbidden') : e.message));
     main.removeAttribute('data-loading');
   }
 }
