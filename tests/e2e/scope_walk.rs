@@ -173,6 +173,11 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "c": id }),
         ),
         (
+            "customerBills",
+            "query($c: ID!) { customerBills(customerId: $c) { id reference } }",
+            json!({ "c": id }),
+        ),
+        (
             "customerMerge",
             "query($c: ID!) { customerMerge(id: $c) { id survivorId } }",
             json!({ "c": id }),

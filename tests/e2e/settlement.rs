@@ -185,6 +185,50 @@ async fn a_bill_is_priced_settled_posted_and_refunded(s: &TestServer) {
         )
         .await;
     assert_eq!(code(&hidden), "NOT_FOUND");
+
+    // a customer's bills: theirs only, newest first, refunds included, within the scope
+    let payer = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "付款人", "sourceChannel": "STORE" }),
+        )
+        .await;
+    let mut input = bill_input("上海");
+    input["customerId"] = json!(payer);
+    input["reference"] = json!("ORDER-2001");
+    let paid = s.ok(ALPHA, SETTLE, json!({ "input": input })).await["settleBill"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { refundBill(id: $id, reason: \"退货\") { id } }",
+        json!({ "id": paid }),
+    )
+    .await;
+    let bills = s
+        .ok(
+            ALPHA,
+            "query($c: ID!) { customerBills(customerId: $c) { reference kind customerId total { amount } } }",
+            json!({ "c": payer }),
+        )
+        .await;
+    assert_eq!(
+        bills["customerBills"],
+        json!([
+            { "reference": "ORDER-2001", "kind": "REFUND", "customerId": payer, "total": { "amount": "-290.05" } },
+            { "reference": "ORDER-2001", "kind": "SALE", "customerId": payer, "total": { "amount": "290.05" } },
+        ]),
+        "the first bill (no customer) is not theirs"
+    );
+    let other = s
+        .err(
+            BETA,
+            "query($c: ID!) { customerBills(customerId: $c) { id } }",
+            json!({ "c": payer }),
+        )
+        .await;
+    assert_eq!(code(&other), "NOT_FOUND");
 }
 
 async fn participant_agreements_shape_the_split(s: &TestServer) {

@@ -336,6 +336,30 @@ impl SettlementQuery {
             .collect())
     }
 
+    /// The bills a customer paid (refunds included), newest first (`first` ≤ 100). The
+    /// customer must be in the caller's bills scope (`NOT_FOUND` otherwise).
+    async fn customer_bills(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        #[graphql(default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<BillValue>> {
+        let actor = actor(ctx).gql()?;
+        let customer = actor
+            .access
+            .scope_customer(db(ctx), shoal_base::kinds::Resource::Bills, customer_id.0)
+            .await
+            .gql()?;
+        Ok(
+            settlement::of_customer(db(ctx), &customer, i64::from(first))
+                .await
+                .gql()?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
     /// A bill with every line (base price, adjustment, reason), its splits and postings.
     async fn bill(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<BillValue> {
         let actor = actor(ctx).gql()?;

@@ -748,6 +748,28 @@ pub async fn ensure_visible(db: &Db, actor: &Actor, id: &str) -> Result<()> {
         .await
 }
 
+/// The bills a customer paid (or was refunded), newest first, at most `limit`. The customer
+/// comes as a proof of the bills scope ([`ScopedId`]), so out of scope is `NOT_FOUND` before
+/// any bill is read.
+pub async fn of_customer(db: &Db, customer: &ScopedId, limit: i64) -> Result<Vec<Bill>> {
+    let tenant = customer.tenant_id();
+    let id = customer.for_use(tenant, shoal_base::kinds::Resource::Bills)?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM bills WHERE tenant_id = $1 AND customer_id = $2 \
+         ORDER BY created_at DESC, id DESC LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(limit.clamp(1, 100))
+    .fetch_all(&db.pool)
+    .await?;
+    let mut bills = Vec::with_capacity(ids.len());
+    for id in ids {
+        bills.push(get(db, tenant, &id).await?);
+    }
+    Ok(bills)
+}
+
 /// A bill the actor's scope reaches, with its lines and postings.
 pub async fn get_visible(db: &Db, actor: &Actor, id: &str) -> Result<Bill> {
     ensure_visible(db, actor, id).await?;

@@ -15,7 +15,7 @@ pub mod stock;
 
 pub use bills::{
     Bill, BillKind, BillLine, LineInput, LineKind, SettleInput, Verification, ensure_visible, get,
-    get_visible, refund, settle, verify,
+    get_visible, of_customer, refund, settle, verify,
 };
 pub use ledger::{Posting, Statement, statement, statement_csv};
 

@@ -18,7 +18,7 @@ const TEXT = {
     rejected: '拒绝', errors: '错误', version: '版本', industry: '行业',
     capabilities: '能力', at: '时间', actor: '操作人', action: '操作', entity: '对象',
     owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
-    forbidden: '你的角色不能查看此页', named: '名称', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
+    forbidden: '你的角色不能查看此页', named: '名称', bills: '账单', reference: '单号', kind: '类型', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
     recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
     LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
     CHURNED: '流失',
@@ -37,7 +37,7 @@ const TEXT = {
     errors: 'Errors', version: 'Version', industry: 'Industry', capabilities: 'Capabilities',
     at: 'At', actor: 'By', action: 'Action', entity: 'Entity', owner: 'Owner',
     emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
-    forbidden: 'Your role may not see this page', named: 'Name', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
+    forbidden: 'Your role may not see this page', named: 'Name', bills: 'Bills', reference: 'Reference', kind: 'Kind', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
     recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
     LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
     DORMANT: 'Dormant', CHURNED: 'Churned',
@@ -162,6 +162,9 @@ async function customer(id) {
     enrolments(customerId: $id, first: 20) { edges { node { id sopId status stepIndex enrolledAt } } }
     tasks(filter: { customerId: $id }, first: 20) { edges { node { title assignee dueAt status } } }
     tickets(filter: { customerId: $id }, first: 20) { edges { node { id subject status priority createdAt } } } }`, { id });
+  // bills go by the bills scope: a role without it sees the rest of the page
+  const bills = await api('query($id: ID!) { customerBills(customerId: $id) { reference kind total { amount currency } createdAt } }', { id })
+    .then((b) => b.customerBills, (e) => { if (e instanceof SignedOut) throw e; return null; });
   const c = d.customer;
   const row = (label, value) => [h('dt', {}, t(label)), h('dd', { 'data-field': label }, value)];
   return [
@@ -194,6 +197,11 @@ async function customer(id) {
       { label: 'subject', cell: (x) => x.subject }, { label: 'status', cell: (x) => x.status },
       { label: 'priority', cell: (x) => x.priority }, { label: 'created', cell: (x) => when(x.createdAt) },
     ], edges(d.tickets)),
+    h('h2', {}, t('bills')),
+    bills === null ? h('p', { class: 'muted' }, t('forbidden')) : table([
+      { label: 'at', cell: (b) => when(b.createdAt) }, { label: 'reference', cell: (b) => b.reference },
+      { label: 'kind', cell: (b) => b.kind }, { label: 'amount', cell: (b) => `${b.total.amount} ${b.total.currency}` },
+    ], bills),
     h('h2', {}, t('history')),
     table([
       { label: 'at', cell: (x) => when(x.at) }, { label: 'actor', cell: (x) => x.actorId },
