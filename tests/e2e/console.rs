@@ -106,6 +106,25 @@ async fn walk_every_page() {
             json!({}),
         )
         .await;
+    s.ok(
+        ALPHA,
+        "mutation { createTag(input: { name: \"会员\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let sop = s
+        .ok(
+            ALPHA,
+            r#"mutation { createSop(input: { name: "会员关怀", definition: {
+                triggers: [{ tagAdded: "会员" }],
+                steps: [{ id: "welcome", action: { sendMessage: { channel: "log", template: "{{customer.name}}，欢迎！" } } },
+                        { id: "call", action: { createTask: { title: "回访 {{customer.name}}", assignee: "boss" } } }] } }) { id } }"#,
+            json!({}),
+        )
+        .await["createSop"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for user in ["boss", "clerk"] {
         s.ok(
             ALPHA,
@@ -203,6 +222,34 @@ async fn walk_every_page() {
             assert_eq!(segment["createSegment"]["count"], 2);
         }
         snap(&browser, page).await;
+        if page == "sops" {
+            // the step diagram, and a dry run over a segment: as many planned steps as the API plans
+            browser.click(&format!("a[data-sop='{sop}']")).await;
+            browser.wait_for("main[data-ready=sop]").await;
+            let steps = browser.text("[data-figure='sop.steps']").await;
+            assert!(
+                steps.contains("welcome") && steps.contains("call"),
+                "{steps}"
+            );
+            assert!(
+                steps.contains("sendMessage · log") && steps.contains("createTask · 回访"),
+                "{steps}"
+            );
+            browser.click("form[data-form=dry-run] button").await;
+            let shown = browser.text("[data-figure='plan.count']").await;
+            let to = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+            let planned = s
+                .ok(
+                    ALPHA,
+                    "query($s: ID!, $g: ID!, $to: DateTime!) { simulateSop(sopId: $s, segmentId: $g, to: $to) { stepId } }",
+                    json!({ "s": sop, "g": segment["createSegment"]["id"], "to": to }),
+                )
+                .await;
+            let planned = planned["simulateSop"].as_array().unwrap().len();
+            assert_eq!(shown, planned.to_string());
+            assert!(planned >= 2, "two loyal customers, each planned: {planned}");
+            snap(&browser, "sop").await;
+        }
     }
     assert!(
         browser.text("main").await.contains("customer.create"),

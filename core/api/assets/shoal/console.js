@@ -18,7 +18,7 @@ const TEXT = {
     rejected: '拒绝', errors: '错误', version: '版本', industry: '行业',
     capabilities: '能力', at: '时间', actor: '操作人', action: '操作', entity: '对象',
     owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
-    forbidden: '你的角色不能查看此页', named: '名称', bills: '账单', reference: '单号', kind: '类型', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
+    forbidden: '你的角色不能查看此页', steps: '步骤', dryRun: '试运行（未来 7 天）', dryRunGo: '试运行', step: '步骤', detail: '内容', named: '名称', bills: '账单', reference: '单号', kind: '类型', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
     recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
     LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
     CHURNED: '流失',
@@ -37,7 +37,7 @@ const TEXT = {
     errors: 'Errors', version: 'Version', industry: 'Industry', capabilities: 'Capabilities',
     at: 'At', actor: 'By', action: 'Action', entity: 'Entity', owner: 'Owner',
     emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
-    forbidden: 'Your role may not see this page', named: 'Name', bills: 'Bills', reference: 'Reference', kind: 'Kind', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
+    forbidden: 'Your role may not see this page', steps: 'Steps', dryRun: 'Dry run (next 7 days)', dryRunGo: 'Dry run', step: 'Step', detail: 'Detail', named: 'Name', bills: 'Bills', reference: 'Reference', kind: 'Kind', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
     recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
     LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
     DORMANT: 'Dormant', CHURNED: 'Churned',
@@ -268,10 +268,59 @@ async function segments() {
 async function sops() {
   const d = await api('{ sops { id name status version enrolmentCounts { status count } } }');
   return [h('h1', {}, t('sops')), table([
-    { label: 'named', cell: (x) => x.name }, { label: 'status', cell: (x) => x.status },
+    { label: 'named', cell: (x) => h('a', { href: `#/sops/${encodeURIComponent(x.id)}`, 'data-sop': x.id }, x.name) },
+    { label: 'status', cell: (x) => x.status },
     { label: 'version', wide: true, cell: (x) => x.version },
     { label: 'enrolled', cell: (x) => x.enrolmentCounts.map((c) => `${c.status} ${c.count}`).join(' · ') },
   ], d.sops)];
+}
+
+/** What a step does, in a few words: its kind, the part that tells it apart, its condition. */
+function stepSummary(step) {
+  const detail = step.channel || step.title || step.tag || step.url || step.time
+    || (step.seconds ? `${step.seconds}s` : '');
+  const condition = step.when ? ` (${step.when})` : '';
+  return `${step.kind || '?'}${detail ? ` · ${detail}` : ''}${condition}`;
+}
+
+async function sop(id) {
+  const d = await api(`query($id: ID!) { sop(id: $id) { id name status version definition enrolmentCounts { status count } }
+    segments { id name count } }`, { id });
+  const steps = (d.sop.definition && d.sop.definition.steps) || [];
+  const diagram = h('ol', { class: 'steps', 'data-figure': 'sop.steps' }, steps.map((step) =>
+    h('li', { class: 'step' }, h('strong', {}, step.id), h('span', { class: 'muted' }, ` ${stepSummary(step)}`))));
+  const plan = h('div', { 'data-plan': '' });
+  const segment = h('select', { name: 'segment', 'aria-label': t('segments') },
+    d.segments.map((x) => h('option', { value: x.id }, `${x.name} (${x.count})`)));
+  const run = async (e) => {
+    e.preventDefault();
+    plan.replaceChildren(h('p', { class: 'muted' }, '…'));
+    const to = new Date(Date.now() + 7 * 24 * 3600 * 1000).toISOString();
+    try {
+      const r = await api('query($s: ID!, $g: ID!, $to: DateTime!) { simulateSop(sopId: $s, segmentId: $g, to: $to) { customerId at stepId outcome detail } }',
+        { s: id, g: segment.value, to });
+      plan.replaceChildren(h('p', { class: 'muted', 'data-figure': 'plan.count' }, r.simulateSop.length), table([
+        { label: 'at', cell: (x) => when(x.at) },
+        { label: 'customers', cell: (x) => h('a', { href: `#/customers/${encodeURIComponent(x.customerId)}` }, x.customerId) },
+        { label: 'step', cell: (x) => x.stepId }, { label: 'status', cell: (x) => x.outcome },
+        { label: 'detail', wide: true, cell: (x) => x.detail },
+      ], r.simulateSop.slice(0, 200)));
+    } catch (err) {
+      if (err instanceof SignedOut) throw err;
+      plan.replaceChildren(h('p', { class: 'error', 'data-error': err.code || '' }, err.message));
+    }
+  };
+  return [
+    h('h1', { 'data-figure': 'sop.name' }, d.sop.name),
+    h('p', { class: 'muted' }, `${d.sop.status} · v${d.sop.version} · `,
+      d.sop.enrolmentCounts.map((c) => `${c.status} ${c.count}`).join(' · ')),
+    h('h2', {}, t('steps')), diagram,
+    h('h2', {}, t('dryRun')),
+    d.segments.length
+      ? h('form', { class: 'search', 'data-form': 'dry-run', onsubmit: run }, segment, h('button', { type: 'submit' }, t('dryRunGo')))
+      : h('p', { class: 'muted' }, t('none')),
+    plan,
+  ];
 }
 
 async function campaigns() {
@@ -309,10 +358,11 @@ async function route() {
   const main = h('main', { 'data-loading': '' }, h('p', { class: 'muted' }, '…'));
   app.replaceChildren(shell(page || ''), main);
   try {
-    const render = page === 'customers' && id ? () => customer(decodeURIComponent(id)) : () => (PAGES[page] || overview)(params);
+    const detail = { customers: customer, sops: sop }[page];
+    const render = detail && id ? () => detail(decodeURIComponent(id)) : () => (PAGES[page] || overview)(params);
     main.replaceChildren(...(await render()));
     main.removeAttribute('data-loading');
-    main.setAttribute('data-ready', page === 'customers' && id ? 'customer' : page || 'overview');
+    main.setAttribute('data-ready', detail && id ? page.replace(/s$/, '') : page || 'overview');
   } catch (e) {
     if (e instanceof SignedOut) { me = null; return signInForm(); }
     const forbidden = e.code === 'FORBIDDEN';
