@@ -312,6 +312,15 @@ async fn a_session_acts_as_its_user_through_the_same_door(s: &TestServer) {
         .await
         .unwrap();
     assert_eq!(graphql(s, &late, Some(&late.csrf), VIEWER).await.0, 401);
+    // the next sign-in clears the sessions that are over
+    signed_in(s, "agent-a", "third-password-ok").await;
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sessions WHERE tenant_id = 'alpha' AND user_id = 'agent-a'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 1, "only the live session is kept");
 
     // sign-ins, password changes and ended sessions are in the audit log
     for action in ["user.signed_in", "user.password_set", "user.sessions_ended"] {

@@ -151,6 +151,19 @@ pub async fn sign_in(
         serde_json::json!({ "user_agent": user_agent }),
     )
     .await?;
+    // the user's sessions that are over go now (they are refused anyway; this keeps the
+    // table to the live ones without a job)
+    sqlx::query(
+        "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
+         AND (expires_at <= $3 OR last_seen_at <= $4)",
+    )
+    .bind(&tenant.id)
+    .bind(user)
+    .bind(time::to_micros(now))
+    .bind(time::to_micros(now - IDLE))
+    .execute(&db.pool)
+    .await
+    .map_err(Error::from)?;
     let token = random_token()?;
     let csrf = random_token()?;
     let expires_at = now + LIFETIME;
