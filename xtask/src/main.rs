@@ -149,25 +149,27 @@ fn ensure_chromium() -> Result {
     if has("chromium") && has("chromedriver") {
         return Ok(());
     }
+    apt_install(&["chromium", "chromium-driver"]).map_err(|e| {
+        format!("{e}: the page tests need a headless browser (`apt-get install chromium` as root)")
+    })
+}
+
+/// Installs Debian packages, refreshing the package lists once if they are older than the
+/// mirror.
+fn apt_install(packages: &[&str]) -> Result {
     let install = || {
         let mut cmd = Command::new("apt-get");
-        cmd.args(["install", "-y", "-q", "chromium", "chromium-driver"])
+        cmd.args(["install", "-y", "-q"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive");
         status(cmd)
     };
-    install()
-        .or_else(|_| {
-            // the package lists may be older than the mirror
-            let mut update = Command::new("apt-get");
-            update.args(["update", "-q"]);
-            status(update)?;
-            install()
-        })
-        .map_err(|e| {
-            format!(
-                "{e}: the page tests need a headless browser (`apt-get install chromium` as root)"
-            )
-        })
+    install().or_else(|_| {
+        let mut update = Command::new("apt-get");
+        update.args(["update", "-q"]);
+        status(update)?;
+        install()
+    })
 }
 
 fn run(extra: &[String]) -> Result {
@@ -292,10 +294,8 @@ fn ensure_cjk_fonts() -> Result {
     if has {
         return Ok(());
     }
-    let mut cmd = Command::new("apt-get");
-    cmd.args(["install", "-y", "-q", "fonts-noto-cjk"])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    status(cmd).map_err(|e| format!("{e}: the screenshots need a Chinese font"))
+    apt_install(&["fonts-noto-cjk"])
+        .map_err(|e| format!("{e}: the screenshots need a Chinese font"))
 }
 
 fn bench(extra: &[String]) -> Result {

@@ -229,7 +229,7 @@ async fn caller(
     headers: &HeaderMap,
     check_csrf: bool,
 ) -> Result<Actor, Response> {
-    let refuse = |status, code, why: &str| failure(&state.metrics, status, code, why);
+    let deny = |status, code, why: &str| failure(&state.metrics, status, code, why);
     let by_cookie = if headers.contains_key(header::AUTHORIZATION) {
         None // an API key takes precedence
     } else {
@@ -237,24 +237,24 @@ async fn caller(
     };
     let principal = match by_cookie {
         None => authenticate(&state.directory, headers)
-            .map_err(|why| refuse(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, why))?,
+            .map_err(|why| deny(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, why))?,
         Some(Ok(principal)) => principal,
         Some(Err(sign_in::Refused::Over)) => {
-            return Err(refuse(
+            return Err(deny(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthenticated,
                 "the session is over: sign in again",
             ));
         }
         Some(Err(sign_in::Refused::Csrf)) => {
-            return Err(refuse(
+            return Err(deny(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "a request signed in with a session cookie needs the X-CSRF-Token header its sign-in answered",
             ));
         }
         Some(Err(sign_in::Refused::Internal)) => {
-            return Err(refuse(
+            return Err(deny(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
                 "internal error",

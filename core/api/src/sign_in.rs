@@ -17,8 +17,8 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{ErrorExt, actor, db, state::AppState};
-use shoal_base::{error::ErrorCode, storage::Db};
+use super::{ErrorExt, actor, db, errors::request_error, state::AppState};
+use shoal_base::error::ErrorCode;
 use shoal_crm::{
     credentials::sessions::{self, Session, SignInError},
     tenancy::Principal,
@@ -51,27 +51,16 @@ pub enum Refused {
     Internal,
 }
 
-/// The principal the request's session cookie names, if it carries one: `None` without a
-/// cookie. With `check_csrf`, the request must repeat the session's CSRF token.
-pub async fn from_cookie(
+/// The live session the request's cookie names, with the cookie's value: `None` without a
+/// cookie.
+async fn session_of<'h>(
     state: &AppState,
-    headers: &HeaderMap,
-    check_csrf: bool,
-) -> Option<Result<Principal, Refused>> {
+    headers: &'h HeaderMap,
+) -> Option<Result<(Session, &'h str), Refused>> {
     let value = cookie(headers, SESSION_COOKIE)?;
     Some(
         match sessions::find(&state.db, &state.directory, value).await {
-            Ok(Some(session)) => {
-                let presented = headers
-                    .get(CSRF_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if check_csrf && !sessions::csrf_matches(&session, presented) {
-                    Err(Refused::Csrf)
-                } else {
-                    Ok(session.principal)
-                }
-            }
+            Ok(Some(session)) => Ok((session, value)),
             Ok(None) => Err(Refused::Over),
             Err(e) => {
                 tracing::error!(error = %e, "reading a session failed");
@@ -81,9 +70,34 @@ pub async fn from_cookie(
     )
 }
 
+/// Whether the request repeats the session's CSRF token.
+fn csrf_presented(session: &Session, headers: &HeaderMap) -> bool {
+    let presented = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    sessions::csrf_matches(session, presented)
+}
+
+/// The principal the request's session cookie names, if it carries one: `None` without a
+/// cookie. With `check_csrf`, the request must repeat the session's CSRF token.
+pub async fn from_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    check_csrf: bool,
+) -> Option<Result<Principal, Refused>> {
+    Some(session_of(state, headers).await?.and_then(|(session, _)| {
+        if check_csrf && !csrf_presented(&session, headers) {
+            Err(Refused::Csrf)
+        } else {
+            Ok(session.principal)
+        }
+    }))
+}
+
 fn answer(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
-    let error = json!({ "message": message.into(), "extensions": { "code": code.as_str() } });
-    (status, Json(json!({ "errors": [error] }))).into_response()
+    let errors = [request_error(code, message)];
+    (status, Json(json!({ "errors": errors }))).into_response()
 }
 
 fn secure(state: &AppState, tenant: &str) -> bool {
@@ -103,6 +117,19 @@ fn set_cookie(name: &str, value: &str, max_age: i64, http_only: bool, secure: bo
         cookie.push_str("; Secure");
     }
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Sets (or, with `max_age` 0 and empty values, clears) the session and CSRF cookies.
+fn set_cookies(response: &mut Response, session: &str, csrf: &str, max_age: i64, secure: bool) {
+    let h = response.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, session, max_age, true, secure),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(CSRF_COOKIE, csrf, max_age, false, secure),
+    );
 }
 
 fn session_body(
@@ -184,16 +211,10 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bo
                 opened.expires_at,
             );
             let mut response = (StatusCode::OK, Json(body)).into_response();
-            let h = response.headers_mut();
-            h.append(
-                header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, &opened.cookie, age, true, secure),
-            );
-            h.append(
-                header::SET_COOKIE,
-                set_cookie(CSRF_COOKIE, &opened.csrf, age, false, secure),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            set_cookies(&mut response, &opened.cookie, &opened.csrf, age, secure);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(SignInError::Wrong) => wrong(),
@@ -223,26 +244,22 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bo
     }
 }
 
-async fn current(state: &AppState, headers: &HeaderMap) -> Result<(Session, String), Response> {
-    let over = || {
-        answer(
+async fn current<'h>(
+    state: &AppState,
+    headers: &'h HeaderMap,
+) -> Result<(Session, &'h str), Response> {
+    match session_of(state, headers).await {
+        Some(Ok(found)) => Ok(found),
+        None | Some(Err(Refused::Over | Refused::Csrf)) => Err(answer(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "not signed in (or the session is over)",
-        )
-    };
-    let value = cookie(headers, SESSION_COOKIE).ok_or_else(over)?;
-    match sessions::find(&state.db, &state.directory, value).await {
-        Ok(Some(session)) => Ok((session, value.to_owned())),
-        Ok(None) => Err(over()),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a session failed");
-            Err(answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "internal error",
-            ))
-        }
+        )),
+        Some(Err(Refused::Internal)) => Err(answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error",
+        )),
     }
 }
 
@@ -268,11 +285,7 @@ async fn sign_out_with(state: &AppState, headers: &HeaderMap, everywhere: bool) 
         Ok(found) => found,
         Err(response) => return response,
     };
-    let presented = headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !sessions::csrf_matches(&session, presented) {
+    if !csrf_presented(&session, headers) {
         return answer(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
@@ -283,21 +296,13 @@ async fn sign_out_with(state: &AppState, headers: &HeaderMap, everywhere: bool) 
     let ended = if everywhere {
         sessions::end_all(&state.db, tenant, &session.principal.user_id).await
     } else {
-        sessions::end(&state.db, &value).await.map(|()| 1)
+        sessions::end(&state.db, value).await.map(|()| 1)
     };
     match ended {
         Ok(ended) => {
             let secure = secure(state, tenant);
             let mut response = Json(json!({ "ended": ended })).into_response();
-            let h = response.headers_mut();
-            h.append(
-                header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, "", 0, true, secure),
-            );
-            h.append(
-                header::SET_COOKIE,
-                set_cookie(CSRF_COOKIE, "", 0, false, secure),
-            );
+            set_cookies(&mut response, "", "", 0, secure);
             response
         }
         Err(e) => {
@@ -319,31 +324,6 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Resp
 /// `POST /auth/sign-out-everywhere`: ends every session of the signed-in user.
 pub async fn sign_out_everywhere(State(state): State<AppState>, headers: HeaderMap) -> Response {
     sign_out_with(&state, &headers, true).await
-}
-
-/// Ends sessions: an administrator's, or a user's own.
-async fn end_sessions(
-    db: &Db,
-    actor: &shoal_crm::tenancy::Actor,
-    user_id: &str,
-) -> shoal_base::error::Result<u64> {
-    if actor.user_id != user_id {
-        actor.require(shoal_base::kinds::Action::Administer)?;
-    }
-    if !actor.tenant.users.contains_key(user_id) {
-        return Err(shoal_base::error::Error::not_found("user", user_id));
-    }
-    let ended = sessions::end_all(db, actor.tenant_id(), user_id).await?;
-    shoal_crm::audit::record_alone(
-        db,
-        actor,
-        "user.sessions_ended",
-        "user",
-        user_id,
-        json!({ "ended": ended }),
-    )
-    .await?;
-    Ok(ended)
 }
 
 /// Passwords and sessions of the tenant's staff.
@@ -383,7 +363,7 @@ impl SignInMutation {
         user_id: ID,
     ) -> async_graphql::Result<i64> {
         let actor = actor(ctx).gql()?;
-        let ended = end_sessions(db(ctx), actor, &user_id).await.gql()?;
+        let ended = sessions::end_for(db(ctx), actor, &user_id).await.gql()?;
         Ok(i64::try_from(ended).unwrap_or(i64::MAX))
     }
 }

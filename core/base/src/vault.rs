@@ -437,19 +437,21 @@ fn aead_key(raw: &[u8]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("32-byte AES-256 key"))
 }
 
-fn random_key() -> [u8; KEY_LEN] {
-    let mut key = [0u8; KEY_LEN];
+/// `N` bytes from the system's random source (keys, nonces, salts, session tokens).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     SystemRandom::new()
-        .fill(&mut key)
+        .fill(&mut bytes)
         .expect("the system's random source");
-    key
+    bytes
+}
+
+fn random_key() -> [u8; KEY_LEN] {
+    random_bytes()
 }
 
 fn seal_raw(key: &LessSafeKey, aad: &str, plain: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .expect("the system's random source");
+    let nonce: [u8; NONCE_LEN] = random_bytes();
     let mut body = plain.to_vec();
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
@@ -537,10 +539,7 @@ fn read_master(name: &str, source: &MasterKeyConfig) -> Result<[u8; KEY_LEN], Va
 fn generate(file: &Path) -> std::io::Result<()> {
     crate::config::ensure_parent_dir(file)?;
     // unique per call: hosts started at once in one process (tests) must not share it
-    let mut nonce = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .expect("the system's random source");
+    let nonce: [u8; 8] = random_bytes();
     let tmp = file.with_extension(format!("tmp-{}-{}", std::process::id(), hex(&nonce)));
     std::fs::write(&tmp, format!("{}\n", B64.encode(random_key())))?;
     #[cfg(unix)]

@@ -46,6 +46,8 @@ const TEXT = {
 const STAGES = ['LEAD', 'PROSPECT', 'CUSTOMER', 'LOYAL', 'DORMANT', 'CHURNED'];
 
 let lang = localStorage.getItem('shoal.lang') || (navigator.language.startsWith('zh') ? 'zh' : 'en');
+/** Switches between Chinese and English (kept in this browser), then redraws with `redraw`. */
+const flipLanguage = (redraw) => () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('shoal.lang', lang); redraw(); };
 let me = null;
 const t = (key) => TEXT[lang][key] || key;
 
@@ -342,7 +344,7 @@ const PAGES = { '': overview, customers, segments, sops, campaigns, tasks, ticke
 function shell(page) {
   const nav = ['', 'customers', 'segments', 'sops', 'campaigns', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
     h('a', { href: `#/${p}`, class: p === page ? 'current' : null, 'data-page': p || 'overview' }, t(p || 'overview')));
-  const flip = h('button', { class: 'plain', type: 'button', onclick: () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('shoal.lang', lang); route(); } }, t('language'));
+  const flip = h('button', { class: 'plain', type: 'button', onclick: flipLanguage(route) }, t('language'));
   const out = h('button', { class: 'plain', type: 'button', 'data-action': 'sign-out', onclick: signOut }, t('signOut'));
   return h('header', {}, h('span', { class: 'brand' }, 'Shoal'), h('nav', {}, nav),
     h('span', { class: 'who', 'data-user': me.user.id }, `${me.user.name || me.user.id} · ${me.tenant}`), flip, out);
@@ -383,7 +385,7 @@ function signInForm(message) {
   field('password', 'password', 'password'),
   message ? h('p', { class: 'error', 'data-error': '' }, message) : null,
   h('button', { type: 'submit' }, t('signIn')),
-  h('button', { class: 'plain', type: 'button', onclick: () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('shoal.lang', lang); signInForm(); } }, t('language')));
+  h('button', { class: 'plain', type: 'button', onclick: flipLanguage(() => signInForm()) }, t('language')));
   document.getElementById('app').replaceChildren(form);
 }
 

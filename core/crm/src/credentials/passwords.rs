@@ -35,9 +35,7 @@ fn hasher() -> Argon2<'static> {
 
 /// The argon2id PHC string of `password` with a fresh random salt.
 pub fn hash(password: &str) -> Result<String> {
-    let mut salt = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
-        .map_err(|_| Error::Internal("no randomness for a password salt".into()))?;
+    let salt: [u8; 16] = shoal_base::vault::random_bytes();
     let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Internal(e.to_string()))?;
     hasher()
         .hash_password(password.as_bytes(), &salt)
@@ -94,14 +92,13 @@ pub fn check_policy(password: &str, user_id: &str, field: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub hash: String,
-    pub failures: i64,
     pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// The stored password of a user, if one was set.
 pub async fn stored(db: &Db, tenant: &str, user_id: &str) -> Result<Option<Stored>> {
     let row = sqlx::query(
-        "SELECT hash, failures, locked_until FROM user_passwords WHERE tenant_id = $1 AND user_id = $2",
+        "SELECT hash, locked_until FROM user_passwords WHERE tenant_id = $1 AND user_id = $2",
     )
     .bind(tenant)
     .bind(user_id)
@@ -109,7 +106,6 @@ pub async fn stored(db: &Db, tenant: &str, user_id: &str) -> Result<Option<Store
     .await?;
     Ok(row.map(|r| Stored {
         hash: r.get("hash"),
-        failures: r.get("failures"),
         locked_until: r
             .get::<Option<i64>, _>("locked_until")
             .map(time::from_micros),

@@ -11,13 +11,14 @@ use std::sync::{Arc, LazyLock};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
-use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
 use super::passwords;
 use crate::tenancy::{Actor, Directory, Principal, Tenant};
 use shoal_base::{
+    config::sha256_hex,
     error::{Error, Result},
+    kinds::Action,
     storage::{Db, time},
 };
 
@@ -69,18 +70,33 @@ pub async fn decoy_verify(password: String) {
     let _ = passwords::verify_off_thread(password, DECOY.clone()).await;
 }
 
-fn random_token() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| Error::Internal("no randomness for a session token".into()))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+/// 256 random bits, URL-safe.
+fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(shoal_base::vault::random_bytes::<32>())
 }
 
+/// What the database keeps of a token: its SHA-256, as API keys are kept.
 fn digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(token)
+}
+
+/// Records a sign-in event of `user` in the audit log (as the user; the host acts).
+async fn audit_user(
+    db: &Db,
+    tenant: &Arc<Tenant>,
+    user: &str,
+    action: &str,
+    changes: serde_json::Value,
+) -> Result<()> {
+    crate::audit::record_alone(
+        db,
+        &Actor::system(tenant, user),
+        action,
+        "user",
+        user,
+        changes,
+    )
+    .await
 }
 
 /// The user `login` names: a user id, or the e-mail address of exactly one user.
@@ -129,28 +145,14 @@ pub async fn sign_in(
             && passwords::count_failure(db, &tenant.id, user).await?
         {
             tracing::warn!(tenant = %tenant.id, user, "sign-in locked after repeated failures");
-            crate::audit::record_alone(
-                db,
-                &Actor::system(tenant, user),
-                "user.locked",
-                "user",
-                user,
-                serde_json::json!({ "for_minutes": passwords::LOCKED_FOR.num_minutes() }),
-            )
-            .await?;
+            let changes = serde_json::json!({ "for_minutes": passwords::LOCKED_FOR.num_minutes() });
+            audit_user(db, tenant, user, "user.locked", changes).await?;
         }
         return Err(SignInError::Wrong);
     };
     passwords::clear_failures(db, &tenant.id, user).await?;
-    crate::audit::record_alone(
-        db,
-        &Actor::system(tenant, user),
-        "user.signed_in",
-        "user",
-        user,
-        serde_json::json!({ "user_agent": user_agent }),
-    )
-    .await?;
+    let changes = serde_json::json!({ "user_agent": user_agent });
+    audit_user(db, tenant, user, "user.signed_in", changes).await?;
     // the user's sessions that are over go now (they are refused anyway; this keeps the
     // table to the live ones without a job)
     sqlx::query(
@@ -164,8 +166,8 @@ pub async fn sign_in(
     .execute(&db.pool)
     .await
     .map_err(Error::from)?;
-    let token = random_token()?;
-    let csrf = random_token()?;
+    let token = random_token();
+    let csrf = random_token();
     let expires_at = now + LIFETIME;
     let micros = time::to_micros(now);
     sqlx::query(
@@ -250,6 +252,21 @@ pub async fn end(db: &Db, cookie: &str) -> Result<()> {
 pub async fn end_all(db: &Db, tenant: &str, user_id: &str) -> Result<u64> {
     let mut conn = db.pool.acquire().await?;
     Ok(end_all_in(&mut conn, tenant, user_id).await?)
+}
+
+/// Ends every session of `user_id` on the actor's behalf: one's own, or anyone's with
+/// `administer`; audited. Answers how many ended.
+pub async fn end_for(db: &Db, actor: &Actor, user_id: &str) -> Result<u64> {
+    if actor.user_id != user_id {
+        actor.require(Action::Administer)?;
+    }
+    if !actor.tenant.users.contains_key(user_id) {
+        return Err(Error::not_found("user", user_id));
+    }
+    let ended = end_all(db, actor.tenant_id(), user_id).await?;
+    let changes = serde_json::json!({ "ended": ended });
+    crate::audit::record_alone(db, actor, "user.sessions_ended", "user", user_id, changes).await?;
+    Ok(ended)
 }
 
 /// [`end_all`] in the caller's transaction.
