@@ -2,6 +2,7 @@
 //! SQLite file or PostgreSQL database) and speaks GraphQL to it. Storage tests run on both
 //! backends (see `on_both_backends!`); PostgreSQL comes from `SHOAL_TEST_POSTGRES_URL`.
 
+mod analytics;
 mod browser;
 mod harness;
 

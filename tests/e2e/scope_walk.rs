@@ -173,6 +173,16 @@ fn calls(t: &Target) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "c": id }),
         ),
         (
+            "funnel",
+            "query($s: ID!) { funnel(input: { steps: [{ event: { type: PAGE_VIEW } }, { event: { type: ORDER } }], from: \"2025-01-01T00:00:00Z\", to: \"2027-01-01T00:00:00Z\", filter: { segment: $s }, breakdown: SEGMENT, segments: [$s] }) { overall { entered steps { customers } } groups { key entered } } }",
+            json!({ "s": t.segment }),
+        ),
+        (
+            "retention",
+            "query($s: ID) { retention(input: { starting: { type: PAGE_VIEW }, returning: { type: ORDER }, period: MONTH, periods: 2, from: \"2025-12-01T00:00:00Z\", to: \"2026-03-01T00:00:00Z\", filter: { segment: $s } }) { cohorts { start customers returned } } }",
+            json!({ "s": t.segment }),
+        ),
+        (
             "customerBills",
             "query($c: ID!) { customerBills(customerId: $c) { id reference } }",
             json!({ "c": id }),

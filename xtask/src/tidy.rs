@@ -83,9 +83,11 @@ const FLOORS: &[(&str, &[&str])] = &[
         ],
     ),
     ("shoal-privacy", &["shoal-base", "shoal-crm"]),
+    ("shoal-analytics", &["shoal-base", "shoal-crm"]),
     (
         "shoal-api",
         &[
+            "shoal-analytics",
             "shoal-privacy",
             "shoal-connectors",
             "shoal-campaigns",
@@ -104,6 +106,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "shoal-server",
         &[
+            "shoal-analytics",
             "shoal-privacy",
             "shoal-signing",
             "shoal-base",

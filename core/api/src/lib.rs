@@ -2,6 +2,7 @@
 //! into calls on the domain modules with the caller's [`Actor`].
 
 mod access;
+mod analytics;
 mod assets;
 mod campaigns;
 mod connector_deliveries;
@@ -71,6 +72,7 @@ pub struct Query(
     ticket_templates::TicketTemplateQuery,
     connector_deliveries::ConnectorQuery,
     privacy::PrivacyQuery,
+    analytics::AnalyticsQuery,
 );
 
 #[derive(MergedObject, Default)]

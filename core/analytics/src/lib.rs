@@ -1,0 +1,13 @@
+//! Analytics over the tenant's customers, always within the reader's access (a figure counts
+//! only customers the reader reaches) and in the tenant's time zone: funnels
+//! ([`funnel`]), retention cohorts ([`cohorts`]) and an SOP's figures per step
+//! ([`sop_steps`]). Each figure is also written as a plain SQL query in docs/analytics.md,
+//! and the tests compare the two.
+//!
+//! **Invariant:** reads only; it knows the other domains' tables by SQL (as `shoal-privacy`
+//! does) and depends on no crate above `shoal-crm`.
+
+pub mod cohorts;
+pub mod funnel;
+pub mod period;
+pub mod sop_steps;

@@ -1,0 +1,475 @@
+//! Analytics in GraphQL: funnels, retention cohorts and an SOP's per-step figures
+//! (`shoal_analytics`), within the reader's access, in the tenant's time zone.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+
+use super::{
+    ErrorExt, actor, db,
+    filter::{CustomerFilterInput, filter_of},
+};
+use shoal_analytics::{
+    funnel::{self, Breakdown, EventMatch, Exclusion, FunnelFigures, FunnelSpec, Order, Step},
+    period::Period,
+    cohorts::{self, CohortKind, RetentionSpec},
+    sop_steps::{self, Conversion},
+};
+use shoal_base::{
+    error::{Error, Result},
+    kinds::{Channel, EventType},
+    storage::money,
+};
+
+/// Which events count: a type, and optionally the event's name, channel and least amount.
+#[derive(InputObject, Debug, Clone)]
+pub struct EventMatchInput {
+    #[graphql(name = "type")]
+    pub event_type: EventType,
+    /// The event's name (required for `CUSTOM`).
+    pub name: Option<String>,
+    pub channel: Option<Channel>,
+    /// Only events with at least this amount (any currency).
+    pub min_amount: Option<Decimal>,
+}
+
+impl EventMatchInput {
+    fn into_match(self, field: &str) -> Result<EventMatch> {
+        let min_amount_units = self
+            .min_amount
+            .map(|a| {
+                money::to_units(a)
+                    .map_err(|e| Error::invalid(format!("{field}.minAmount"), e.to_string()))
+            })
+            .transpose()?;
+        Ok(EventMatch {
+            event_type: self.event_type,
+            name: self.name,
+            channel: self.channel,
+            min_amount_units,
+        })
+    }
+}
+
+/// One step of a funnel.
+#[derive(InputObject, Debug, Clone)]
+pub struct FunnelStepInput {
+    /// Defaults to the event's name or type.
+    pub label: Option<String>,
+    pub event: EventMatchInput,
+    /// How many minutes after the previous step this one may come (default: the funnel's
+    /// `windowMinutes`); in-order funnels only, not on the first step.
+    pub within_minutes: Option<i32>,
+}
+
+/// Customers with a matching event between two steps are left out (`excluded`).
+#[derive(InputObject, Debug, Clone)]
+pub struct FunnelExclusionInput {
+    pub event: EventMatchInput,
+    /// The step (numbered from 0) after which the event excludes.
+    pub after_step: i32,
+    /// The step before which it does.
+    pub before_step: i32,
+}
+
+/// Whether a funnel's steps must come in the order given.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FunnelOrder {
+    /// Each step after the previous one, within its window.
+    #[default]
+    InOrder,
+    /// Every step within the window after the entry, in any order; step k counts customers
+    /// who did at least k + 1 of the steps.
+    AnyOrder,
+}
+
+/// How a funnel's customers are split into groups.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FunnelBreakdown {
+    #[default]
+    None,
+    /// By the customer's source channel.
+    Channel,
+    /// By the customer's lifecycle stage now.
+    Stage,
+    /// By the saved segments in `segments` (a customer may be in several).
+    Segment,
+}
+
+/// A funnel to compute (docs/analytics.md).
+#[derive(InputObject, Debug, Clone)]
+pub struct FunnelInput {
+    /// 2 to 10 steps.
+    pub steps: Vec<FunnelStepInput>,
+    pub exclusions: Option<Vec<FunnelExclusionInput>>,
+    #[graphql(default)]
+    pub order: FunnelOrder,
+    /// The conversion window in minutes (default 7 days): per step in order, from the entry
+    /// in any order.
+    #[graphql(default = 10080)]
+    pub window_minutes: i32,
+    /// Customers enter with a first-step event at or after `from`…
+    pub from: DateTime<Utc>,
+    /// …and before `to`; later steps may come after `to`.
+    pub to: DateTime<Utc>,
+    /// Which customers count (always within the reader's scope).
+    pub filter: Option<CustomerFilterInput>,
+    #[graphql(default)]
+    pub breakdown: FunnelBreakdown,
+    /// The segments of a `SEGMENT` breakdown (1 to 10).
+    pub segments: Option<Vec<ID>>,
+}
+
+/// One step of a funnel's answer.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct FunnelStepFigures {
+    pub index: i32,
+    pub label: String,
+    /// Customers who reached the step.
+    pub customers: i64,
+    /// Customers who reached the previous step but not this one (0 for the first).
+    pub drop_off: i64,
+    /// Share of the previous step's customers (null when it had none; 1 for the first).
+    pub conversion_from_previous: Option<f64>,
+    /// Share of the entered customers (null when none entered).
+    pub conversion_from_start: Option<f64>,
+    /// Median whole seconds from the previous step (lower middle of an even count).
+    pub median_seconds_from_previous: Option<i64>,
+}
+
+/// A funnel's figures for a group of customers.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct FunnelGroup {
+    /// The channel, stage or segment id (empty for the whole funnel).
+    pub key: String,
+    /// Customers who entered (the first step's count).
+    pub entered: i64,
+    /// Customers left out by an exclusion.
+    pub excluded: i64,
+    pub steps: Vec<FunnelStepFigures>,
+}
+
+/// A funnel's answer: everyone, then each group of the breakdown.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Funnel {
+    pub overall: FunnelGroup,
+    pub groups: Vec<FunnelGroup>,
+}
+
+fn group(key: String, f: &FunnelFigures) -> FunnelGroup {
+    let entered = f.entered();
+    let share = |n: i64, of: i64| (of > 0).then(|| n as f64 / of as f64);
+    FunnelGroup {
+        key,
+        entered,
+        excluded: f.excluded,
+        steps: f
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let prev = if k == 0 {
+                    s.customers
+                } else {
+                    f.steps[k - 1].customers
+                };
+                FunnelStepFigures {
+                    index: k as i32,
+                    label: s.label.clone(),
+                    customers: s.customers,
+                    drop_off: prev - s.customers,
+                    conversion_from_previous: share(s.customers, prev),
+                    conversion_from_start: share(s.customers, entered),
+                    median_seconds_from_previous: s.median_seconds_from_previous,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn minutes(m: i32) -> Duration {
+    Duration::minutes(i64::from(m))
+}
+
+/// A calendar period in the tenant's time zone.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CohortPeriod {
+    Day,
+    /// Monday to Sunday.
+    Week,
+    Month,
+}
+
+/// Which customers a cohort holds.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CohortKindInput {
+    /// Customers whose first-ever starting event fell in the period.
+    #[default]
+    FirstTime,
+    /// Customers with a starting event in the period (one customer in several cohorts).
+    Recurring,
+}
+
+/// A retention table to compute (docs/analytics.md).
+#[derive(InputObject, Debug, Clone)]
+pub struct RetentionInput {
+    pub starting: EventMatchInput,
+    pub returning: EventMatchInput,
+    pub period: CohortPeriod,
+    #[graphql(default)]
+    pub kind: CohortKindInput,
+    /// Cohorts from the period holding `from`…
+    pub from: DateTime<Utc>,
+    /// …to the period holding the instant before `to`.
+    pub to: DateTime<Utc>,
+    /// How many periods after each cohort's to count (1 to 60).
+    pub periods: i32,
+    pub filter: Option<CustomerFilterInput>,
+}
+
+/// One cohort of a retention table.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Cohort {
+    /// The first local day of the cohort's period (`2026-11-30`).
+    pub start: String,
+    pub customers: i64,
+    /// Customers who came back in period 1, 2, … after the cohort's; null for periods that
+    /// have not begun.
+    pub returned: Vec<Option<i64>>,
+    /// The same as shares of the cohort (null when not begun or the cohort is empty).
+    pub rates: Vec<Option<f64>>,
+}
+
+/// A retention table.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Retention {
+    /// The tenant's time zone, in which the periods are cut.
+    pub time_zone: String,
+    pub cohorts: Vec<Cohort>,
+}
+
+/// A conversion after enrolment: a matching event within the window.
+#[derive(InputObject, Debug, Clone)]
+pub struct SopConversionInput {
+    pub event: EventMatchInput,
+    pub within_minutes: i32,
+}
+
+/// A count under a name.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct NamedCount {
+    pub name: String,
+    pub count: i64,
+}
+
+/// Why enrolments did not get through a step.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StepReason {
+    pub outcome: String,
+    pub reason: String,
+    pub enrolments: i64,
+}
+
+/// One step's figures.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SopStepFigures {
+    pub step_id: String,
+    pub step_index: i64,
+    /// Enrolments with any outcome at the step.
+    pub reached: i64,
+    /// Enrolments by their last outcome at the step.
+    pub outcomes: Vec<NamedCount>,
+    /// Why steps were skipped, dropped, failed or exited, most frequent first.
+    pub reasons: Vec<StepReason>,
+    /// The step's messages by outbox status (opens and clicks are not reported by SOP
+    /// channels; campaigns report them).
+    pub messages: Vec<NamedCount>,
+}
+
+/// An SOP's figures over the enrolments of customers the reader reaches.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SopFigures {
+    pub enrolled: i64,
+    pub by_status: Vec<NamedCount>,
+    /// Steps some enrolment reached, in step order.
+    pub steps: Vec<SopStepFigures>,
+    /// Enrolled customers who converted within the window (when asked).
+    pub converted: Option<i64>,
+}
+
+fn named(m: std::collections::BTreeMap<String, i64>) -> Vec<NamedCount> {
+    m.into_iter()
+        .map(|(name, count)| NamedCount { name, count })
+        .collect()
+}
+
+#[derive(Default)]
+pub struct AnalyticsQuery;
+
+#[Object]
+impl AnalyticsQuery {
+    /// A funnel over the customers the caller reaches (docs/analytics.md).
+    async fn funnel(&self, ctx: &Context<'_>, input: FunnelInput) -> async_graphql::Result<Funnel> {
+        let actor = actor(ctx).gql()?;
+        let db = db(ctx);
+        let filter = filter_of(ctx, actor, input.filter.unwrap_or_default()).await?;
+        let mut steps = Vec::new();
+        for (i, s) in input.steps.into_iter().enumerate() {
+            let event = s
+                .event
+                .into_match(&format!("input.steps[{i}].event"))
+                .gql()?;
+            let label = s.label.unwrap_or_else(|| {
+                event
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| event.event_type.as_str().to_owned())
+            });
+            steps.push(Step {
+                label,
+                event,
+                within: s.within_minutes.map(minutes),
+            });
+        }
+        let mut exclusions = Vec::new();
+        for (i, x) in input.exclusions.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("input.exclusions[{i}]");
+            let step = |v: i32| usize::try_from(v).unwrap_or(usize::MAX);
+            exclusions.push(Exclusion {
+                event: x.event.into_match(&format!("{at}.event")).gql()?,
+                after_step: step(x.after_step),
+                before_step: step(x.before_step),
+            });
+        }
+        let breakdown = match input.breakdown {
+            FunnelBreakdown::None => Breakdown::None,
+            FunnelBreakdown::Channel => Breakdown::Channel,
+            FunnelBreakdown::Stage => Breakdown::Stage,
+            FunnelBreakdown::Segment => {
+                let mut list = Vec::new();
+                for id in input.segments.unwrap_or_default() {
+                    let f = shoal_tags::segments::as_filter(db, &actor.tenant, &id)
+                        .await
+                        .gql()?;
+                    list.push((id.0, f));
+                }
+                Breakdown::Segments(list)
+            }
+        };
+        let spec = FunnelSpec {
+            steps,
+            exclusions,
+            order: match input.order {
+                FunnelOrder::InOrder => Order::InOrder,
+                FunnelOrder::AnyOrder => Order::AnyOrder,
+            },
+            window: minutes(input.window_minutes),
+            from: input.from,
+            to: input.to,
+            filter,
+            breakdown,
+        };
+        let result = funnel::compute(db, actor, &spec).await.gql()?;
+        Ok(Funnel {
+            overall: group(String::new(), &result.overall),
+            groups: result
+                .groups
+                .iter()
+                .map(|(k, f)| group(k.clone(), f))
+                .collect(),
+        })
+    }
+
+    /// A retention table over the customers the caller reaches (docs/analytics.md).
+    async fn retention(
+        &self,
+        ctx: &Context<'_>,
+        input: RetentionInput,
+    ) -> async_graphql::Result<Retention> {
+        let actor = actor(ctx).gql()?;
+        let filter = filter_of(ctx, actor, input.filter.unwrap_or_default()).await?;
+        let spec = RetentionSpec {
+            starting: input.starting.into_match("input.starting").gql()?,
+            returning: input.returning.into_match("input.returning").gql()?,
+            period: match input.period {
+                CohortPeriod::Day => Period::Day,
+                CohortPeriod::Week => Period::Week,
+                CohortPeriod::Month => Period::Month,
+            },
+            kind: match input.kind {
+                CohortKindInput::FirstTime => CohortKind::FirstTime,
+                CohortKindInput::Recurring => CohortKind::Recurring,
+            },
+            from: input.from,
+            to: input.to,
+            periods: u32::try_from(input.periods).unwrap_or(0),
+            filter,
+        };
+        let cohorts = cohorts::compute(db(ctx), actor, &spec).await.gql()?;
+        Ok(Retention {
+            time_zone: actor.tenant.time_zone.name().to_owned(),
+            cohorts: cohorts
+                .into_iter()
+                .map(|c| Cohort {
+                    start: c.start.to_string(),
+                    customers: c.customers,
+                    rates: c
+                        .returned
+                        .iter()
+                        .map(|r| {
+                            r.filter(|_| c.customers > 0)
+                                .map(|n| n as f64 / c.customers as f64)
+                        })
+                        .collect(),
+                    returned: c.returned,
+                })
+                .collect(),
+        })
+    }
+
+    /// An SOP's figures per step, over the enrolments of customers the caller reaches.
+    async fn sop_figures(
+        &self,
+        ctx: &Context<'_>,
+        sop_id: ID,
+        conversion: Option<SopConversionInput>,
+    ) -> async_graphql::Result<SopFigures> {
+        let actor = actor(ctx).gql()?;
+        let db = db(ctx);
+        let conversion = match conversion {
+            Some(c) => Some(Conversion {
+                event: c.event.into_match("conversion.event").gql()?,
+                within: minutes(c.within_minutes),
+            }),
+            None => None,
+        };
+        let f = sop_steps::compute(db, actor, &sop_id, conversion.as_ref())
+            .await
+            .gql()?;
+        Ok(SopFigures {
+            enrolled: f.enrolled,
+            by_status: named(f.by_status),
+            steps: f
+                .steps
+                .into_iter()
+                .map(|s| SopStepFigures {
+                    step_id: s.step_id,
+                    step_index: s.step_index,
+                    reached: s.reached,
+                    outcomes: named(s.outcomes),
+                    reasons: s
+                        .reasons
+                        .into_iter()
+                        .map(|(outcome, reason, enrolments)| StepReason {
+                            outcome,
+                            reason,
+                            enrolments,
+                        })
+                        .collect(),
+                    messages: named(s.messages),
+                })
+                .collect(),
+            converted: f.converted,
+        })
+    }
+}

@@ -1,0 +1,532 @@
+//! Analytics end to end: funnels, retention cohorts and SOP figures through GraphQL,
+//! checked by hand on small cases and against the plain SQL of docs/analytics.md (run on
+//! the same database) on generated customers; scoped to what the reader reaches.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::harness::{ALPHA, Backend, TestServer, code, fields};
+
+const AGENT: &str = "alpha-agent-key-00000000004";
+
+const FUNNEL: &str = "query($input: FunnelInput!) { funnel(input: $input) {
+    overall { key entered excluded steps { index label customers dropOff conversionFromPrevious conversionFromStart medianSecondsFromPrevious } }
+    groups { key entered excluded steps { customers } } } }";
+
+const RETENTION: &str = "query($input: RetentionInput!) { retention(input: $input) {
+    timeZone cohorts { start customers returned rates } } }";
+
+const RECORD: &str =
+    "mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) { createdCount } }";
+
+fn agent(config: &mut shoal_base::config::Config) {
+    crate::harness::add_key(config, "agent-a", AGENT);
+}
+
+async fn start(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, agent).await
+}
+
+/// Day `d` of October 2026 at `h`:`m` UTC.
+fn at(d: i64, h: i64, m: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
+        + Duration::days(d)
+        + Duration::hours(h)
+        + Duration::minutes(m)
+}
+
+fn event(customer: &str, ty: &str, t: DateTime<Utc>) -> Value {
+    let mut e = json!({ "customerId": customer, "type": ty, "occurredAt": t.to_rfc3339() });
+    if ty == "ORDER" || ty == "REFUND" {
+        e["amount"] = json!({ "amount": "120.00", "currency": "CNY" });
+    }
+    e
+}
+
+async fn record(s: &TestServer, events: Vec<Value>) {
+    for chunk in events.chunks(200) {
+        s.ok(ALPHA, RECORD, json!({ "input": chunk })).await;
+    }
+}
+
+fn visit_consult_order() -> Value {
+    json!([
+        { "label": "到店", "event": { "type": "VISIT" } },
+        { "label": "咨询", "event": { "type": "CONSULT" } },
+        { "label": "下单", "event": { "type": "ORDER" } },
+    ])
+}
+
+fn counts(group: &Value) -> Vec<i64> {
+    group["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["customers"].as_i64().unwrap())
+        .collect()
+}
+
+async fn a_funnel_counts_best_attempts_windows_and_exclusions(s: &TestServer) {
+    let c = |name: &'static str, channel: &'static str, owner: Option<&'static str>| async move {
+        s.create_customer(
+            ALPHA,
+            json!({ "displayName": name, "sourceChannel": channel, "ownerId": owner }),
+        )
+        .await
+    };
+    let a = c("甲", "STORE", Some("agent-a")).await;
+    let b = c("乙", "WEB", None).await;
+    let x = c("丙", "STORE", None).await;
+    let d = c("丁", "WEB", None).await;
+    record(
+        s,
+        vec![
+            // 甲: the whole path, a day per step
+            event(&a, "VISIT", at(1, 9, 0)),
+            event(&a, "CONSULT", at(2, 9, 0)),
+            event(&a, "ORDER", at(3, 9, 0)),
+            // 乙: the first visit goes nowhere in 7 days; the second leads to a consult
+            event(&b, "VISIT", at(1, 9, 0)),
+            event(&b, "VISIT", at(12, 9, 0)),
+            event(&b, "CONSULT", at(12, 9, 30)),
+            // 丙: the whole path with a refund between visit and order
+            event(&x, "VISIT", at(2, 9, 0)),
+            event(&x, "REFUND", at(3, 9, 0)),
+            event(&x, "CONSULT", at(4, 9, 0)),
+            event(&x, "ORDER", at(5, 9, 0)),
+            // 丁: consults but never visits; a visit after the range
+            event(&d, "CONSULT", at(2, 9, 0)),
+            event(&d, "VISIT", at(20, 9, 0)),
+        ],
+    )
+    .await;
+    let input = json!({ "steps": visit_consult_order(), "from": at(0, 0, 0).to_rfc3339(), "to": at(15, 0, 0).to_rfc3339() });
+    let f = s.ok(ALPHA, FUNNEL, json!({ "input": input })).await;
+    let overall = &f["funnel"]["overall"];
+    assert_eq!(counts(overall), [3, 3, 2], "{f}");
+    assert_eq!(overall["entered"], 3);
+    let steps = &overall["steps"];
+    assert_eq!(steps[0]["label"], "到店");
+    assert_eq!(steps[0]["conversionFromPrevious"], 1.0);
+    assert_eq!(steps[2]["dropOff"], 1);
+    assert_eq!(steps[2]["conversionFromStart"], 2.0 / 3.0);
+    // consult after a day (甲), 30 minutes (乙), two days (丙)
+    assert_eq!(steps[1]["medianSecondsFromPrevious"], 86_400);
+    assert_eq!(steps[0]["medianSecondsFromPrevious"], Value::Null);
+
+    // a refund between visit and order leaves 丙 out
+    let mut excl = input.clone();
+    excl["exclusions"] =
+        json!([{ "event": { "type": "REFUND" }, "afterStep": 0, "beforeStep": 2 }]);
+    let f = s.ok(ALPHA, FUNNEL, json!({ "input": excl })).await;
+    assert_eq!(counts(&f["funnel"]["overall"]), [2, 2, 1], "{f}");
+    assert_eq!(f["funnel"]["overall"]["excluded"], 1);
+
+    // a one-hour window for the consult keeps only 乙's (30 minutes)
+    let mut tight = input.clone();
+    tight["steps"][1]["withinMinutes"] = json!(60);
+    let f = s.ok(ALPHA, FUNNEL, json!({ "input": tight })).await;
+    assert_eq!(counts(&f["funnel"]["overall"]), [3, 1, 0], "{f}");
+
+    // any order: 丁's consult came before the visit, but the visit is after the range
+    let mut any = input.clone();
+    any["order"] = json!("ANY_ORDER");
+    any["to"] = json!(at(25, 0, 0).to_rfc3339());
+    let f = s.ok(ALPHA, FUNNEL, json!({ "input": any })).await;
+    assert_eq!(counts(&f["funnel"]["overall"]), [4, 3, 2], "{f}");
+
+    // by channel: STORE has 甲 and 丙, WEB has 乙
+    let mut by = input.clone();
+    by["breakdown"] = json!("CHANNEL");
+    let f = s.ok(ALPHA, FUNNEL, json!({ "input": by })).await;
+    let groups: BTreeMap<String, Vec<i64>> = f["funnel"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["key"].as_str().unwrap().to_owned(), counts(g)))
+        .collect();
+    assert_eq!(
+        groups,
+        BTreeMap::from([
+            ("store".into(), vec![2, 2, 2]),
+            ("web".into(), vec![1, 1, 0])
+        ])
+    );
+
+    // by segment: a saved segment of web customers
+    let seg = s
+        .ok_id(
+            ALPHA,
+            "mutation { createSegment(input: { name: \"线上\", definition: { channels: [WEB] } }) { id } }",
+            json!({}),
+            "createSegment",
+        )
+        .await;
+    let mut by = input.clone();
+    by["breakdown"] = json!("SEGMENT");
+    by["segments"] = json!([seg]);
+    let f = s.ok(ALPHA, FUNNEL, json!({ "input": by })).await;
+    assert_eq!(f["funnel"]["groups"][0]["key"], json!(seg));
+    assert_eq!(counts(&f["funnel"]["groups"][0]), [1, 1, 0]);
+
+    // the agent reaches only their own customer (甲)
+    let f = s.ok(AGENT, FUNNEL, json!({ "input": input })).await;
+    assert_eq!(counts(&f["funnel"]["overall"]), [1, 1, 1], "{f}");
+}
+
+async fn bad_funnels_are_refused_by_field(s: &TestServer) {
+    let bad = json!({
+        "steps": [{ "event": { "type": "CUSTOM" } }, { "event": { "type": "ORDER", "minAmount": "-1" }, "withinMinutes": 0 }],
+        "exclusions": [{ "event": { "type": "REFUND" }, "afterStep": 1, "beforeStep": 1 }],
+        "from": at(5, 0, 0).to_rfc3339(), "to": at(1, 0, 0).to_rfc3339()
+    });
+    let e = s.err(ALPHA, FUNNEL, json!({ "input": bad })).await;
+    assert_eq!(code(&e), "BAD_USER_INPUT", "{e}");
+    let f = fields(&e);
+    for field in [
+        "input.steps[0].name",
+        "input.steps[1].minAmount",
+        "input.steps[1].within",
+        "input.exclusions[0].beforeStep",
+        "input.to",
+    ] {
+        assert!(f.contains(&field.to_owned()), "{field} not in {f:?}");
+    }
+    let one = json!({ "steps": [{ "event": { "type": "VISIT" } }], "from": at(0, 0, 0).to_rfc3339(), "to": at(1, 0, 0).to_rfc3339() });
+    let e = s.err(ALPHA, FUNNEL, json!({ "input": one })).await;
+    assert_eq!(fields(&e), ["input.steps"]);
+}
+
+/// A small deterministic generator (the tests need the same data on both backends).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Generated customers with random visits, consults, orders and refunds over 60 days;
+/// some events share a timestamp.
+async fn generated(s: &TestServer, customers: usize) -> Vec<String> {
+    let mut rng = Lcg(7);
+    let mut events = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..customers {
+        let id = s
+            .create_customer(
+                ALPHA,
+                json!({ "displayName": format!("客户{i}"), "sourceChannel": if i % 3 == 0 { "WEB" } else { "STORE" } }),
+            )
+            .await;
+        for _ in 0..rng.below(14) {
+            let ty = ["VISIT", "VISIT", "CONSULT", "ORDER", "REFUND", "PAGE_VIEW"]
+                [rng.below(6) as usize];
+            let t = at(
+                rng.below(60) as i64,
+                rng.below(24) as i64,
+                rng.below(4) as i64 * 15,
+            );
+            events.push(event(&id, ty, t));
+        }
+        ids.push(id);
+    }
+    record(s, events).await;
+    ids
+}
+
+/// The fenced `sql` block of docs/analytics.md whose first line is `first_line`.
+fn reference_sql(first_line: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/analytics.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    crate::docs::blocks("docs/analytics.md", &text)
+        .unwrap()
+        .into_iter()
+        .find(|b| b.lang == "sql" && b.body.lines().next() == Some(first_line))
+        .unwrap_or_else(|| panic!("no sql block starting `{first_line}` in docs/analytics.md"))
+        .body
+}
+
+async fn funnels_agree_with_the_documented_sql(s: &TestServer) {
+    generated(s, 150).await;
+    let (from, to) = (at(5, 0, 0), at(40, 0, 0));
+    let (w2, w3) = (Duration::days(3), Duration::days(5));
+    let mut steps = visit_consult_order();
+    steps[1]["withinMinutes"] = json!(w2.num_minutes());
+    steps[2]["withinMinutes"] = json!(w3.num_minutes());
+    let f = s
+        .ok(
+            ALPHA,
+            FUNNEL,
+            json!({ "input": { "steps": steps, "from": from.to_rfc3339(), "to": to.to_rfc3339() } }),
+        )
+        .await;
+    let overall = &f["funnel"]["overall"];
+
+    let sql =
+        reference_sql("-- funnel: visit → consult → order, in order, best attempt per customer");
+    let row = sqlx::query(&sql)
+        .bind("alpha")
+        .bind(from.timestamp_micros())
+        .bind(to.timestamp_micros())
+        .bind(w2.num_microseconds().unwrap())
+        .bind(w3.num_microseconds().unwrap())
+        .fetch_one(&s.db().pool)
+        .await
+        .unwrap();
+    let n = |c: &str| row.try_get::<i64, _>(c).unwrap();
+    let m = |c: &str| row.try_get::<Option<i64>, _>(c).unwrap();
+    assert!(
+        n("step1") > 30,
+        "the generated data should enter the funnel"
+    );
+    assert!(n("step3") > 0, "the generated data should convert");
+    assert_eq!(counts(overall), [n("step1"), n("step2"), n("step3")], "{f}");
+    let medians: Vec<Option<i64>> = overall["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["medianSecondsFromPrevious"].as_i64())
+        .collect();
+    assert_eq!(medians, [None, m("median2"), m("median3")]);
+
+    // any order can only reach as far as in order, or further
+    let any = s
+        .ok(
+            ALPHA,
+            FUNNEL,
+            json!({ "input": { "steps": visit_consult_order(), "order": "ANY_ORDER", "windowMinutes": w2.num_minutes() + w3.num_minutes(),
+                               "from": from.to_rfc3339(), "to": to.to_rfc3339() } }),
+        )
+        .await;
+    assert!(counts(&any["funnel"]["overall"])[2] >= n("step3"));
+}
+
+async fn retention_agrees_with_the_documented_sql(s: &TestServer, backend: Backend) {
+    generated(s, 120).await;
+    // cohorts: the weeks from Monday 5 October to Sunday 1 November 2026, Shanghai time
+    let shanghai = |d: u32, m: u32| {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(2026, m, d, 0, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let (from, to, horizon) = (shanghai(5, 10), shanghai(2, 11), shanghai(30, 11));
+    let r = s
+        .ok(
+            ALPHA,
+            RETENTION,
+            json!({ "input": { "starting": { "type": "ORDER" }, "returning": { "type": "ORDER" }, "period": "WEEK",
+                               "periods": 4, "from": from.to_rfc3339(), "to": to.to_rfc3339() } }),
+        )
+        .await;
+    let r = &r["retention"];
+    assert_eq!(r["timeZone"], "Asia/Shanghai");
+    let starts: Vec<&str> = r["cohorts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26"]
+    );
+
+    let sql = reference_sql(match backend {
+        Backend::Sqlite => "-- retention: weekly first-time order cohorts (SQLite, UTC+8)",
+        Backend::Postgres => "-- retention: weekly first-time order cohorts (PostgreSQL)",
+    });
+    let rows = sqlx::query(&sql)
+        .bind("alpha")
+        .bind(from.timestamp_micros())
+        .bind(to.timestamp_micros())
+        .bind(horizon.timestamp_micros())
+        .fetch_all(&s.db().pool)
+        .await
+        .unwrap();
+    let mut expected: BTreeMap<String, Vec<i64>> = starts
+        .iter()
+        .map(|s| ((*s).to_owned(), vec![0; 5]))
+        .collect();
+    for row in rows {
+        let cohort: String = row.try_get("cohort").unwrap();
+        let n: i64 = row.try_get("n").unwrap();
+        let customers: i64 = row.try_get("customers").unwrap();
+        if let Some(slot) = expected
+            .get_mut(&cohort)
+            .and_then(|v| v.get_mut(n as usize))
+        {
+            *slot = customers;
+        }
+    }
+    let got: BTreeMap<String, Vec<i64>> = r["cohorts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut row = vec![c["customers"].as_i64().unwrap()];
+            row.extend(
+                c["returned"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap()),
+            );
+            (c["start"].as_str().unwrap().to_owned(), row)
+        })
+        .collect();
+    assert!(got.values().map(|v| v[0]).sum::<i64>() > 10, "{got:?}");
+    assert!(
+        got.values()
+            .map(|v| v[1..].iter().sum::<i64>())
+            .sum::<i64>()
+            > 0,
+        "{got:?}"
+    );
+    assert_eq!(got, expected);
+
+    // a cohort whose later periods have not begun says so
+    let now = Utc::now();
+    let r = s
+        .ok(
+            ALPHA,
+            RETENTION,
+            json!({ "input": { "starting": { "type": "ORDER" }, "returning": { "type": "ORDER" }, "period": "MONTH",
+                               "periods": 3, "from": (now - Duration::days(40)).to_rfc3339(), "to": now.to_rfc3339() } }),
+        )
+        .await;
+    let last = r["retention"]["cohorts"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["returned"], json!([null, null, null]), "{last}");
+}
+
+async fn retention_sqlite(s: &TestServer) {
+    retention_agrees_with_the_documented_sql(s, Backend::Sqlite).await;
+}
+
+async fn retention_postgres(s: &TestServer) {
+    retention_agrees_with_the_documented_sql(s, Backend::Postgres).await;
+}
+
+async fn sop_figures_count_each_enrolments_last_outcome(s: &TestServer) {
+    let a = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "甲", "sourceChannel": "WEB", "ownerId": "agent-a" }),
+        )
+        .await;
+    let b = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "乙", "sourceChannel": "STORE" }),
+        )
+        .await;
+    let sop = s.greeted(ALPHA, &[&a, &b]).await;
+    record(s, vec![event(&a, "ORDER", Utc::now())]).await;
+    let q = "query($s: ID!) { sopFigures(sopId: $s, conversion: { event: { type: ORDER }, withinMinutes: 60 }) {
+        enrolled byStatus { name count } converted
+        steps { stepId reached outcomes { name count } messages { name count } } } }";
+    let f = s.ok(ALPHA, q, json!({ "s": sop })).await;
+    let f = &f["sopFigures"];
+    assert_eq!(f["enrolled"], 2, "{f}");
+    assert_eq!(f["converted"], 1, "{f}");
+    let first = &f["steps"][0];
+    assert_eq!(first["reached"], 2, "{f}");
+    assert_eq!(
+        first["outcomes"],
+        json!([{ "name": "done", "count": 2 }]),
+        "{f}"
+    );
+    let sent: i64 = first["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(sent, 2, "{f}");
+
+    // the same counts by the documented SQL
+    let rows = sqlx::query(&reference_sql(
+        "-- sop figures: enrolments by each one's last outcome per step",
+    ))
+    .bind("alpha")
+    .bind(&sop)
+    .fetch_all(&s.db().pool)
+    .await
+    .unwrap();
+    let by_sql: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get("step_id"), r.get("outcome"), r.get("enrolments")))
+        .collect();
+    let by_api: Vec<(String, String, i64)> = f["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|st| {
+            st["outcomes"].as_array().unwrap().iter().map(|o| {
+                (
+                    st["stepId"].as_str().unwrap().to_owned(),
+                    o["name"].as_str().unwrap().to_owned(),
+                    o["count"].as_i64().unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut by_api_sorted = by_api.clone();
+    by_api_sorted.sort();
+    assert_eq!(by_sql, by_api_sorted);
+
+    // the agent sees the enrolment of their own customer only
+    let f = s.ok(AGENT, q, json!({ "s": sop })).await;
+    assert_eq!(f["sopFigures"]["enrolled"], 1, "{f}");
+    // an unknown SOP is not found
+    let e = s.err(ALPHA, q, json!({ "s": "nope" })).await;
+    assert_eq!(code(&e), "NOT_FOUND");
+}
+
+mod funnels {
+    use super::*;
+    crate::on_both_backends_with!(
+        start,
+        a_funnel_counts_best_attempts_windows_and_exclusions,
+        bad_funnels_are_refused_by_field,
+        funnels_agree_with_the_documented_sql,
+        sop_figures_count_each_enrolments_last_outcome,
+    );
+}
+
+mod cohorts_sqlite {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_agrees_with_the_documented_sql() {
+        let Some(s) = start(Backend::Sqlite).await else {
+            return;
+        };
+        retention_sqlite(&s).await;
+        s.stop().await;
+    }
+}
+
+mod cohorts_postgres {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_agrees_with_the_documented_sql() {
+        let Some(s) = start(Backend::Postgres).await else {
+            return;
+        };
+        retention_postgres(&s).await;
+        s.stop().await;
+    }
+}
