@@ -496,6 +496,166 @@ async fn sop_figures_count_each_enrolments_last_outcome(s: &TestServer) {
     assert_eq!(code(&e), "NOT_FOUND");
 }
 
+async fn revenue_is_net_of_refunds_per_currency_and_key(s: &TestServer) {
+    crate::settlement::with_sample(s).await;
+    crate::settlement::reference_data(s).await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "甲", "sourceChannel": "STORE", "ownerId": "agent-a" }),
+        )
+        .await;
+    let settle = |region: &'static str, customer: Option<String>| {
+        let c = customer.clone();
+        async move {
+            s.ok_id(
+                ALPHA,
+                "mutation($c: ID, $r: String!) { settleBill(input: { reference: \"R\", customerId: $c, region: $r, currency: \"CNY\", participantIds: [\"staff-1\"],
+                    lines: [{ kind: SERVICE, code: \"SVC-INSTALL\", quantity: \"2\" }] }) { id } }",
+                json!({ "c": c, "r": region }),
+                "settleBill",
+            )
+            .await
+        }
+    };
+    let a = settle("上海", Some(c.clone())).await;
+    settle("洛阳", Some(c.clone())).await;
+    settle("上海", None).await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { refundBill(id: $id, reason: \"退货\") { id } }",
+        json!({ "id": a }),
+    )
+    .await;
+    let now = Utc::now();
+    let q = "query($i: RevenueInput!) { revenue(input: $i) { key currency total points { start amount sales refunds } } }";
+    let input = |by: &str| json!({ "i": { "from": (now - Duration::days(70)).to_rfc3339(), "to": (now + Duration::minutes(1)).to_rfc3339(), "period": "MONTH", "by": by } });
+
+    // the total is the bills' sum, as the database has it
+    let total = s.ok(ALPHA, q, input("TOTAL")).await;
+    let row = sqlx::query(
+        "SELECT CAST(SUM(total_units) AS BIGINT) AS u FROM bills WHERE tenant_id = 'alpha'",
+    )
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap();
+    let units: i64 = row.get("u");
+    let series = &total["revenue"];
+    assert_eq!(series.as_array().unwrap().len(), 1, "{series}");
+    assert_eq!(series[0]["currency"], "CNY");
+    let dec = |v: &Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    assert_eq!(
+        dec(&series[0]["total"]),
+        units as f64 / 10_000.0,
+        "{series}"
+    );
+    // every month of the range is there, the empty ones too
+    let points = series[0]["points"].as_array().unwrap();
+    assert!(points.len() >= 3, "{series}");
+    assert!(points.iter().any(|p| dec(&p["amount"]) == 0.0), "{series}");
+    let sales: i64 = points.iter().map(|p| p["sales"].as_i64().unwrap()).sum();
+    let refunds: i64 = points.iter().map(|p| p["refunds"].as_i64().unwrap()).sum();
+    assert_eq!((sales, refunds), (3, 1));
+
+    // by region: each region's net sum, as the database has it
+    let by = s.ok(ALPHA, q, input("REGION")).await;
+    let got: Vec<(String, f64)> = by["revenue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["key"].as_str().unwrap().to_owned(), dec(&x["total"])))
+        .collect();
+    let mut want: Vec<(String, f64)> = sqlx::query(
+        "SELECT region, CAST(SUM(total_units) AS BIGINT) AS u FROM bills WHERE tenant_id = 'alpha' GROUP BY region ORDER BY region",
+    )
+    .fetch_all(&s.db().pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get::<String, _>("region"), r.get::<i64, _>("u") as f64 / 10_000.0))
+    .collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, want, "{by}");
+    assert_eq!(got.len(), 2);
+    // by participant: the splits, which sum to no more than the bills
+    let p = s.ok(ALPHA, q, input("PARTICIPANT")).await;
+    let parts: f64 = p["revenue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| dec(&x["total"]))
+        .sum();
+    assert!(
+        parts > 0.0 && parts <= units as f64 / 10_000.0 + 1e-9,
+        "{p}"
+    );
+
+    // the agent reaches the bills of their own customer only (not the one without a customer)
+    let mine = s.ok(AGENT, q, input("TOTAL")).await;
+    let own: i64 = sqlx::query("SELECT CAST(SUM(total_units) AS BIGINT) AS u FROM bills WHERE tenant_id = 'alpha' AND customer_id IS NOT NULL")
+        .fetch_one(&s.db().pool)
+        .await
+        .unwrap()
+        .get("u");
+    assert_eq!(
+        dec(&mine["revenue"][0]["total"]),
+        own as f64 / 10_000.0,
+        "{mine}"
+    );
+}
+
+async fn a_tag_trend_counts_holders_at_each_periods_end(s: &TestServer) {
+    let tag = s.manual_tag(ALPHA, "会员").await;
+    let a = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "甲", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let b = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "乙", "sourceChannel": "WEB" }),
+        )
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation($t: ID!, $c: [ID!]) { applyTag(tagId: $t, customerIds: $c) }",
+        json!({ "t": tag, "c": [a, b] }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($t: ID!, $c: [ID!]) { removeTag(tagId: $t, customerIds: $c) }",
+        json!({ "t": tag, "c": [b] }),
+    )
+    .await;
+    let now = Utc::now();
+    let r = s
+        .ok(
+            ALPHA,
+            "query($i: TagTrendInput!) { tagTrend(input: $i) { tagId points { start customers } } }",
+            json!({ "i": { "tagIds": [tag], "from": (now - Duration::days(3)).to_rfc3339(), "to": now.to_rfc3339(), "period": "DAY" } }),
+        )
+        .await;
+    let points = r["tagTrend"][0]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4, "{r}");
+    let counts: Vec<i64> = points
+        .iter()
+        .map(|p| p["customers"].as_i64().unwrap())
+        .collect();
+    let held: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM customer_tags WHERE tenant_id = 'alpha' AND tag_id = $1",
+    )
+    .bind(&tag)
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(counts, [0, 0, 0, held], "{r}");
+    assert_eq!(held, 1);
+}
+
 mod funnels {
     use super::*;
     crate::on_both_backends_with!(
@@ -504,6 +664,8 @@ mod funnels {
         bad_funnels_are_refused_by_field,
         funnels_agree_with_the_documented_sql,
         sop_figures_count_each_enrolments_last_outcome,
+        revenue_is_net_of_refunds_per_currency_and_key,
+        a_tag_trend_counts_holders_at_each_periods_end,
     );
 }
 

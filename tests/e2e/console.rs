@@ -99,6 +99,28 @@ async fn walk_every_page() {
         json!({ "c": ids[1] }),
     )
     .await;
+    let recent = |days: i64| (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339();
+    s.ok(
+        ALPHA,
+        "mutation($i: [RecordEventInput!]!) { recordEvents(input: $i) { createdCount } }",
+        json!({ "i": [
+            { "customerId": ids[0], "type": "VISIT", "occurredAt": recent(5) },
+            { "customerId": ids[0], "type": "CONSULT", "occurredAt": recent(4) },
+            { "customerId": ids[0], "type": "ORDER", "occurredAt": recent(3), "amount": { "amount": "99.00", "currency": "CNY" } },
+            { "customerId": ids[2], "type": "VISIT", "occurredAt": recent(2) },
+        ] }),
+    )
+    .await;
+    // a settled bill, for the revenue chart
+    crate::settlement::with_sample(&s).await;
+    crate::settlement::reference_data(&s).await;
+    s.ok(
+        ALPHA,
+        "mutation($c: ID) { settleBill(input: { reference: \"SO-1\", customerId: $c, region: \"上海\", currency: \"CNY\", participantIds: [\"staff-1\"],
+            lines: [{ kind: SERVICE, code: \"SVC-INSTALL\", quantity: \"1\" }] }) { id } }",
+        json!({ "c": ids[0] }),
+    )
+    .await;
     let segment = s
         .ok(
             ALPHA,
@@ -200,6 +222,7 @@ async fn walk_every_page() {
         "segments",
         "sops",
         "campaigns",
+        "analytics",
         "tasks",
         "tickets",
         "imports",
@@ -221,6 +244,44 @@ async fn walk_every_page() {
             );
             assert_eq!(segment["createSegment"]["count"], 2);
         }
+        if page == "analytics" {
+            // the funnel's figures are the API's, and the charts drew (ECharts, from this host)
+            let to = chrono::Utc::now();
+            let funnel = s
+                .ok(
+                    ALPHA,
+                    "query($i: FunnelInput!) { funnel(input: $i) { overall { steps { customers } } } }",
+                    json!({ "i": { "steps": [{ "event": { "type": "VISIT" } }, { "event": { "type": "CONSULT" } }, { "event": { "type": "ORDER" } }],
+                                   "from": (to - chrono::Duration::days(90)).to_rfc3339(), "to": to.to_rfc3339() } }),
+                )
+                .await;
+            for (k, step) in funnel["funnel"]["overall"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                assert_eq!(
+                    browser.text(&format!("[data-figure='funnel.{k}']")).await,
+                    step["customers"].to_string()
+                );
+            }
+            assert_eq!(
+                funnel["funnel"]["overall"]["steps"][2]["customers"], 1,
+                "{funnel}"
+            );
+            browser
+                .wait_for("[data-chart=funnel][data-drawn] svg")
+                .await;
+            browser
+                .wait_for("[data-chart=revenue][data-drawn] svg")
+                .await;
+            let labels = browser.text("[data-chart=funnel]").await;
+            assert!(
+                labels.contains("到店") || labels.contains("Store visit"),
+                "{labels}"
+            );
+        }
         snap(&browser, page).await;
         if page == "sops" {
             // the step diagram, and a dry run over a segment: as many planned steps as the API plans
@@ -234,6 +295,25 @@ async fn walk_every_page() {
             assert!(
                 steps.contains("sendMessage · log") && steps.contains("createTask · 回访"),
                 "{steps}"
+            );
+            let welcome = browser.text("[data-figure='sop.step.welcome']").await;
+            let figures = s
+                .ok(
+                    ALPHA,
+                    "query($s: ID!) { sopFigures(sopId: $s) { steps { stepId reached } } }",
+                    json!({ "s": sop }),
+                )
+                .await;
+            let reached = figures["sopFigures"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["stepId"] == "welcome")
+                .map_or(0, |x| x["reached"].as_i64().unwrap());
+            assert!(
+                welcome.contains(&format!(" {reached} "))
+                    || welcome.ends_with(&format!(" {reached}")),
+                "{welcome} vs {reached}"
             );
             browser.click("form[data-form=dry-run] button").await;
             let shown = browser.text("[data-figure='plan.count']").await;

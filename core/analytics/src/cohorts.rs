@@ -102,12 +102,16 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec
     let range_end = time::to_micros(midnight(spec.period.advance(last, 1), tz));
     let horizon = time::to_micros(midnight(spec.period.advance(last, spec.periods + 1), tz));
 
-    let mut sql = Sql::new(
-        "SELECT e.customer_id, e.event_type, e.name, e.channel, e.amount_units, e.occurred_at \
-         FROM customers c JOIN events e ON e.tenant_id = c.tenant_id AND e.customer_id = c.id",
-    );
+    let columns = EventMatch::columns([&spec.starting, &spec.returning]);
+    let mut sql = Sql::new(&format!(
+        "SELECT e.customer_id, e.event_type, {columns}, e.occurred_at \
+         FROM customers c CROSS JOIN events e"
+    ));
     push_matching(&mut sql, db, actor, &spec.filter)?;
     let t = sql.arg(actor.tenant.id.clone());
+    // customers drive, each one's events found on the (tenant, customer, type, time) index:
+    // SQLite takes a CROSS JOIN's order as written (else it scans every event of the tenant)
+    sql.push(&format!(" AND e.tenant_id = {t} AND e.customer_id = c.id"));
     actor
         .access
         .push_customer_scope(&mut sql, db.backend, Resource::Events, &t);
@@ -116,21 +120,19 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec
         CohortKind::FirstTime => i64::MIN,
         CohortKind::Recurring => range_start,
     };
-    let (s_type, r_type) = (
-        sql.arg(spec.starting.event_type.as_str()),
-        sql.arg(spec.returning.event_type.as_str()),
-    );
-    let (earliest, range_start_p, range_end_p, horizon_p) = (
-        sql.arg(earliest),
-        sql.arg(range_start),
-        sql.arg(range_end),
-        sql.arg(horizon),
-    );
+    // one range over both types (a disjunction of two ranges plans badly on SQLite); the
+    // rows are sorted out below
+    let (lo, hi) = (sql.arg(earliest), sql.arg(horizon.max(range_end)));
     sql.push(&format!(
-        " AND ((e.event_type = {s_type} AND e.occurred_at >= {earliest} AND e.occurred_at < {range_end_p}) \
-         OR (e.event_type = {r_type} AND e.occurred_at >= {range_start_p} AND e.occurred_at < {horizon_p})) \
-         ORDER BY e.customer_id, e.occurred_at, e.id"
+        " AND e.occurred_at >= {lo} AND e.occurred_at < {hi} AND e.event_type"
     ));
+    let mut types = vec![
+        spec.starting.event_type.as_str(),
+        spec.returning.event_type.as_str(),
+    ];
+    types.dedup();
+    sql.push_in(&types);
+    sql.push(" ORDER BY c.id, e.occurred_at, e.id");
 
     let n = starts.len();
     let periods = spec.periods as usize;

@@ -10,10 +10,12 @@ use super::{
     filter::{CustomerFilterInput, filter_of},
 };
 use shoal_analytics::{
+    cohorts::{self, CohortKind, RetentionSpec},
     funnel::{self, Breakdown, EventMatch, Exclusion, FunnelFigures, FunnelSpec, Order, Step},
     period::Period,
-    cohorts::{self, CohortKind, RetentionSpec},
+    revenue::{self, RevenueBy, RevenueSpec},
     sop_steps::{self, Conversion},
+    tag_trend,
 };
 use shoal_base::{
     error::{Error, Result},
@@ -193,7 +195,7 @@ fn minutes(m: i32) -> Duration {
 
 /// A calendar period in the tenant's time zone.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CohortPeriod {
+pub enum CalendarPeriod {
     Day,
     /// Monday to Sunday.
     Week,
@@ -215,7 +217,7 @@ pub enum CohortKindInput {
 pub struct RetentionInput {
     pub starting: EventMatchInput,
     pub returning: EventMatchInput,
-    pub period: CohortPeriod,
+    pub period: CalendarPeriod,
     #[graphql(default)]
     pub kind: CohortKindInput,
     /// Cohorts from the period holding `from`…
@@ -301,6 +303,88 @@ fn named(m: std::collections::BTreeMap<String, i64>) -> Vec<NamedCount> {
     m.into_iter()
         .map(|(name, count)| NamedCount { name, count })
         .collect()
+}
+
+impl From<CalendarPeriod> for Period {
+    fn from(p: CalendarPeriod) -> Period {
+        match p {
+            CalendarPeriod::Day => Period::Day,
+            CalendarPeriod::Week => Period::Week,
+            CalendarPeriod::Month => Period::Month,
+        }
+    }
+}
+
+/// What revenue series are per.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevenueByInput {
+    /// One series per currency.
+    #[default]
+    Total,
+    Region,
+    /// The region's tier now.
+    Tier,
+    /// The settlement module that priced the bill.
+    Module,
+    /// Each participant's split (ledger postings).
+    Participant,
+}
+
+/// Revenue from settled bills (docs/analytics.md).
+#[derive(InputObject, Debug, Clone)]
+pub struct RevenueInput {
+    /// Bills settled at or after…
+    pub from: DateTime<Utc>,
+    /// …and before.
+    pub to: DateTime<Utc>,
+    pub period: CalendarPeriod,
+    #[graphql(default)]
+    pub by: RevenueByInput,
+}
+
+/// One period of a revenue series.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RevenuePoint {
+    /// The period's first local day.
+    pub start: String,
+    /// Net of refunds.
+    pub amount: Decimal,
+    pub sales: i64,
+    pub refunds: i64,
+}
+
+/// Revenue for one key in one currency.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RevenueSeries {
+    /// The region, tier, module or participant id (empty for `TOTAL`).
+    pub key: String,
+    pub currency: String,
+    pub total: Decimal,
+    pub points: Vec<RevenuePoint>,
+}
+
+/// Tag holders over time.
+#[derive(InputObject, Debug, Clone)]
+pub struct TagTrendInput {
+    /// 1 to 20 tags.
+    pub tag_ids: Vec<ID>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub period: CalendarPeriod,
+}
+
+/// Customers holding a tag at the end of a period (now, for the current one).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TagTrendPoint {
+    pub start: String,
+    pub customers: i64,
+}
+
+/// One tag's holders over time.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TagTrend {
+    pub tag_id: ID,
+    pub points: Vec<TagTrendPoint>,
 }
 
 #[derive(Default)]
@@ -391,11 +475,7 @@ impl AnalyticsQuery {
         let spec = RetentionSpec {
             starting: input.starting.into_match("input.starting").gql()?,
             returning: input.returning.into_match("input.returning").gql()?,
-            period: match input.period {
-                CohortPeriod::Day => Period::Day,
-                CohortPeriod::Week => Period::Week,
-                CohortPeriod::Month => Period::Month,
-            },
+            period: input.period.into(),
             kind: match input.kind {
                 CohortKindInput::FirstTime => CohortKind::FirstTime,
                 CohortKindInput::Recurring => CohortKind::Recurring,
@@ -471,5 +551,80 @@ impl AnalyticsQuery {
                 .collect(),
             converted: f.converted,
         })
+    }
+
+    /// Revenue from settled bills as time series, net of refunds, per currency
+    /// (docs/analytics.md); bills without a customer need scope `all` on bills.
+    async fn revenue(
+        &self,
+        ctx: &Context<'_>,
+        input: RevenueInput,
+    ) -> async_graphql::Result<Vec<RevenueSeries>> {
+        let actor = actor(ctx).gql()?;
+        let spec = RevenueSpec {
+            from: input.from,
+            to: input.to,
+            period: input.period.into(),
+            by: match input.by {
+                RevenueByInput::Total => RevenueBy::Total,
+                RevenueByInput::Region => RevenueBy::Region,
+                RevenueByInput::Tier => RevenueBy::Tier,
+                RevenueByInput::Module => RevenueBy::Module,
+                RevenueByInput::Participant => RevenueBy::Participant,
+            },
+        };
+        let series = revenue::compute(db(ctx), actor, &spec).await.gql()?;
+        Ok(series
+            .into_iter()
+            .map(|s| RevenueSeries {
+                key: s.key,
+                currency: s.currency,
+                total: money::from_units(s.total_units),
+                points: s
+                    .points
+                    .into_iter()
+                    .map(|p| RevenuePoint {
+                        start: p.start.to_string(),
+                        amount: money::from_units(p.units),
+                        sales: p.sales,
+                        refunds: p.refunds,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// How many of the customers the caller reaches held each tag at the end of each period.
+    async fn tag_trend(
+        &self,
+        ctx: &Context<'_>,
+        input: TagTrendInput,
+    ) -> async_graphql::Result<Vec<TagTrend>> {
+        let actor = actor(ctx).gql()?;
+        let ids: Vec<String> = input.tag_ids.into_iter().map(|i| i.0).collect();
+        let trends = tag_trend::compute(
+            db(ctx),
+            actor,
+            &ids,
+            input.from,
+            input.to,
+            input.period.into(),
+        )
+        .await
+        .gql()?;
+        Ok(trends
+            .into_iter()
+            .map(|t| TagTrend {
+                tag_id: ID(t.tag_id),
+                points: t
+                    .points
+                    .into_iter()
+                    .map(|(start, customers)| TagTrendPoint {
+                        start: start.to_string(),
+                        customers,
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 }

@@ -32,6 +32,10 @@ macro_rules! asset {
 
 static ASSETS: &[Asset] = &[
     asset!(
+        "echarts-6.1.0/echarts.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
         "graphiql-3.9.0/graphiql.min.js",
         "text/javascript; charset=utf-8"
     ),

@@ -19,6 +19,8 @@ const TEXT = {
     capabilities: '能力', at: '时间', actor: '操作人', action: '操作', entity: '对象',
     owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
     forbidden: '你的角色不能查看此页', steps: '步骤', dryRun: '试运行（未来 7 天）', dryRunGo: '试运行', step: '步骤', detail: '内容', named: '名称', bills: '账单', reference: '单号', kind: '类型', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
+    analytics: '分析', funnel: '漏斗', retention: '留存（按周，首次下单）', revenue: '营收（按月）', entered: '进入', conversion: '转化率', median: '中位用时', days: '天数', apply: '查看', cohort: '周', reached: '到达', done: '完成', skipped: '跳过', exited: '退出', currency: '币种',
+    VISIT: '到店', PAGE_VIEW: '浏览', CONSULT: '咨询', ORDER: '下单', COUPON_USED: '用券', REFUND: '退款', MESSAGE_IN: '客户消息', MESSAGE_OUT: '发出消息',
     recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
     LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
     CHURNED: '流失',
@@ -38,12 +40,15 @@ const TEXT = {
     at: 'At', actor: 'By', action: 'Action', entity: 'Entity', owner: 'Owner',
     emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
     forbidden: 'Your role may not see this page', steps: 'Steps', dryRun: 'Dry run (next 7 days)', dryRunGo: 'Dry run', step: 'Step', detail: 'Detail', named: 'Name', bills: 'Bills', reference: 'Reference', kind: 'Kind', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
+    analytics: 'Analytics', funnel: 'Funnel', retention: 'Retention (weekly, first order)', revenue: 'Revenue (monthly)', entered: 'Entered', conversion: 'Conversion', median: 'Median time', days: 'Days', apply: 'Show', cohort: 'Week', reached: 'Reached', done: 'Done', skipped: 'Skipped', exited: 'Exited', currency: 'Currency',
+    VISIT: 'Store visit', PAGE_VIEW: 'Page view', CONSULT: 'Consult', ORDER: 'Order', COUPON_USED: 'Coupon used', REFUND: 'Refund', MESSAGE_IN: 'Message in', MESSAGE_OUT: 'Message out',
     recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
     LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
     DORMANT: 'Dormant', CHURNED: 'Churned',
   },
 };
 const STAGES = ['LEAD', 'PROSPECT', 'CUSTOMER', 'LOYAL', 'DORMANT', 'CHURNED'];
+const EVENT_TYPES = ['VISIT', 'PAGE_VIEW', 'CONSULT', 'ORDER', 'COUPON_USED', 'REFUND', 'MESSAGE_IN', 'MESSAGE_OUT'];
 
 let lang = localStorage.getItem('shoal.lang') || (navigator.language.startsWith('zh') ? 'zh' : 'en');
 /** Switches between Chinese and English (kept in this browser), then redraws with `redraw`. */
@@ -104,6 +109,42 @@ function table(columns, rows, empty) {
 
 function card(label, figure, value) {
   return h('div', { class: 'card' }, h('div', { class: 'figure', 'data-figure': figure }, value), h('div', { class: 'label' }, label));
+}
+
+// ---- charts: ECharts (core/api/assets/echarts-*), loaded once, on the first page that draws
+
+let echartsLoaded = null;
+function echartsLib() {
+  if (!echartsLoaded) {
+    echartsLoaded = new Promise((resolve, reject) => {
+      document.head.append(h('script', { src: '/assets/echarts-6.1.0/echarts.min.js', onload: () => resolve(window.echarts), onerror: reject }));
+    });
+  }
+  return echartsLoaded;
+}
+
+/** A chart drawn as SVG once ECharts is loaded; `data-drawn` is set when it is. */
+function chart(name, option) {
+  const el = h('div', { class: 'chart', 'data-chart': name });
+  echartsLib().then((echarts) => {
+    const width = Math.max(280, Math.min(window.innerWidth - 48, 760));
+    const c = echarts.init(el, null, { renderer: 'svg', width, height: 300 });
+    c.setOption(Object.assign({ animation: false, textStyle: { fontFamily: 'inherit' } }, option));
+    el.setAttribute('data-drawn', '');
+  }, () => el.replaceChildren(h('p', { class: 'error', 'data-error': 'charts' }, 'charts did not load')));
+  return el;
+}
+
+const percent = (x) => (x === null || x === undefined ? '—' : `${(x * 100).toFixed(1)}%`);
+/** Seconds as the two largest units: `2d 3h`, `45m`, `30s`. */
+function duration(s) {
+  if (s === null || s === undefined) return '—';
+  const units = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]];
+  const parts = [];
+  for (const [u, n] of units) {
+    if (s >= n && parts.length < 2) { parts.push(`${Math.floor(s / n)}${u}`); s %= n; }
+  }
+  return parts.join(' ') || '0s';
 }
 
 // ---- pages ---------------------------------------------------------------------------
@@ -287,10 +328,22 @@ function stepSummary(step) {
 
 async function sop(id) {
   const d = await api(`query($id: ID!) { sop(id: $id) { id name status version definition enrolmentCounts { status count } }
-    segments { id name count } }`, { id });
+    segments { id name count }
+    sopFigures(sopId: $id) { steps { stepId reached outcomes { name count } reasons { outcome reason enrolments } messages { name count } } } }`, { id });
   const steps = (d.sop.definition && d.sop.definition.steps) || [];
+  const figures = Object.fromEntries(d.sopFigures.steps.map((x) => [x.stepId, x]));
+  const stepFigures = (step) => {
+    const x = figures[step.id];
+    if (!x) return h('div', { class: 'muted', 'data-figure': `sop.step.${step.id}` }, `${t('reached')} 0`);
+    const n = (name) => (x.outcomes.find((o) => o.name === name) || { count: 0 }).count;
+    const sent = (x.messages.find((m) => m.name === 'sent') || { count: 0 }).count;
+    return h('div', { class: 'muted', 'data-figure': `sop.step.${step.id}` },
+      `${t('reached')} ${x.reached} · ${t('done')} ${n('done')} · ${t('skipped')} ${n('skipped')} · ${t('exited')} ${n('exited')}`,
+      x.messages.length ? ` · ${t('sent')} ${sent}` : '',
+      x.reasons.length ? h('div', {}, x.reasons.slice(0, 3).map((why) => `${why.outcome}: ${why.reason} (${why.enrolments})`).join(' · ')) : null);
+  };
   const diagram = h('ol', { class: 'steps', 'data-figure': 'sop.steps' }, steps.map((step) =>
-    h('li', { class: 'step' }, h('strong', {}, step.id), h('span', { class: 'muted' }, ` ${stepSummary(step)}`))));
+    h('li', { class: 'step' }, h('strong', {}, step.id), h('span', { class: 'muted' }, ` ${stepSummary(step)}`), stepFigures(step))));
   const plan = h('div', { 'data-plan': '' });
   const segment = h('select', { name: 'segment', 'aria-label': t('segments') },
     d.segments.map((x) => h('option', { value: x.id }, `${x.name} (${x.count})`)));
@@ -337,12 +390,76 @@ async function campaigns() {
   ], rows)];
 }
 
-const PAGES = { '': overview, customers, segments, sops, campaigns, tasks, tickets, imports, modules, audit };
+async function analytics(params) {
+  const days = Number(params.get('days')) || 90;
+  const steps = (params.get('steps') || 'VISIT,CONSULT,ORDER').split(',').filter((x) => EVENT_TYPES.includes(x)).slice(0, 4);
+  const now = new Date();
+  const from = new Date(now.getTime() - days * 86400e3);
+  const weeksAgo = new Date(now.getTime() - 8 * 7 * 86400e3);
+  const yearAgo = new Date(now.getTime() - 365 * 86400e3);
+  const [f, r, rev] = await Promise.all([
+    api(`query($i: FunnelInput!) { funnel(input: $i) { overall { entered excluded
+        steps { label customers dropOff conversionFromPrevious conversionFromStart medianSecondsFromPrevious } } } }`,
+      { i: { steps: steps.map((x) => ({ label: t(x), event: { type: x } })), from: from.toISOString(), to: now.toISOString() } }),
+    api(`query($i: RetentionInput!) { retention(input: $i) { cohorts { start customers returned rates } } }`,
+      { i: { starting: { type: 'ORDER' }, returning: { type: 'ORDER' }, period: 'WEEK', periods: 8, from: weeksAgo.toISOString(), to: now.toISOString() } }),
+    api(`query($i: RevenueInput!) { revenue(input: $i) { key currency total points { start amount } } }`,
+      { i: { period: 'MONTH', from: yearAgo.toISOString(), to: now.toISOString() } }),
+  ]);
+  const funnel = f.funnel.overall;
+  const pick = (i) => h('select', { name: `step${i}`, 'aria-label': `${t('step')} ${i + 1}` },
+    i >= 2 ? h('option', { value: '' }, '—') : null,
+    EVENT_TYPES.map((x) => h('option', { value: x, selected: steps[i] === x ? '' : null }, t(x))));
+  const form = h('form', { class: 'search', 'data-form': 'funnel', onsubmit: (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const chosen = [0, 1, 2, 3].map((i) => data.get(`step${i}`)).filter(Boolean);
+    location.hash = `#/analytics?steps=${chosen.join(',')}&days=${data.get('days')}`;
+  } }, [0, 1, 2, 3].map(pick),
+  h('select', { name: 'days', 'aria-label': t('days') }, [7, 30, 90, 365].map((d) => h('option', { value: d, selected: d === days ? '' : null }, `${d} ${t('days')}`))),
+  h('button', { type: 'submit' }, t('apply')));
+  const cohorts = r.retention.cohorts;
+  const shade = (x) => (x === null ? null : `background: rgba(37, 99, 235, ${Math.min(0.85, 0.08 + x).toFixed(2)}); color: ${x > 0.45 ? '#fff' : 'inherit'}`);
+  return [
+    h('h1', {}, t('analytics')),
+    h('h2', {}, t('funnel')), form,
+    chart('funnel', {
+      tooltip: { trigger: 'item' },
+      series: [{ type: 'funnel', sort: 'none', left: '10%', width: '80%', minSize: '8%', label: { formatter: '{b}: {c}' },
+        data: funnel.steps.map((x) => ({ name: x.label, value: x.customers })) }],
+    }),
+    table([
+      { label: 'step', cell: (x) => x.label },
+      { label: 'count', cell: (x) => h('span', { 'data-figure': `funnel.${funnel.steps.indexOf(x)}` }, x.customers) },
+      { label: 'conversion', cell: (x) => percent(x.conversionFromStart) },
+      { label: 'median', wide: true, cell: (x) => duration(x.medianSecondsFromPrevious) },
+    ], funnel.entered ? funnel.steps : []),
+    h('h2', {}, t('retention')),
+    table([
+      { label: 'cohort', cell: (c) => c.start },
+      { label: 'count', cell: (c) => h('span', { 'data-figure': `cohort.${c.start}` }, c.customers) },
+      ...[0, 1, 2, 3, 4, 5, 6, 7].map((k) => ({ label: `+${k + 1}`, cell: (c) => h('span', { class: 'cell', style: shade(c.rates[k]) }, percent(c.rates[k])) })),
+    ], cohorts),
+    h('h2', {}, t('revenue')),
+    rev.revenue.length
+      ? chart('revenue', {
+        tooltip: { trigger: 'axis' },
+        legend: { top: 0 },
+        xAxis: { type: 'category', data: rev.revenue[0].points.map((p) => p.start.slice(0, 7)) },
+        yAxis: { type: 'value' },
+        series: rev.revenue.map((s) => ({ name: s.currency, type: 'line', data: s.points.map((p) => Number(p.amount)) })),
+      })
+      : h('p', { class: 'muted', 'data-empty': '' }, t('none')),
+    rev.revenue.map((s) => h('p', { class: 'muted', 'data-figure': `revenue.${s.currency}` }, `${s.currency} ${s.total}`)),
+  ];
+}
+
+const PAGES = { '': overview, customers, segments, sops, campaigns, analytics, tasks, tickets, imports, modules, audit };
 
 // ---- shell ---------------------------------------------------------------------------
 
 function shell(page) {
-  const nav = ['', 'customers', 'segments', 'sops', 'campaigns', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
+  const nav = ['', 'customers', 'segments', 'sops', 'campaigns', 'analytics', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
     h('a', { href: `#/${p}`, class: p === page ? 'current' : null, 'data-page': p || 'overview' }, t(p || 'overview')));
   const flip = h('button', { class: 'plain', type: 'button', onclick: flipLanguage(route) }, t('language'));
   const out = h('button', { class: 'plain', type: 'button', 'data-action': 'sign-out', onclick: signOut }, t('signOut'));
