@@ -89,13 +89,15 @@ impl RetentionSpec {
 pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec<Cohort>> {
     spec.check("input")?;
     let tz = actor.tenant.time_zone;
-    let starts = spec.period.starts(spec.from, spec.to, tz);
-    if starts.len() > MAX_COHORTS {
-        return Err(shoal_base::error::Error::invalid(
-            "input.to",
-            format!("at most {MAX_COHORTS} cohorts (periods in the range)"),
-        ));
-    }
+    let starts = spec
+        .period
+        .starts(spec.from, spec.to, tz, MAX_COHORTS)
+        .map_err(|n| {
+            shoal_base::error::Error::invalid(
+                "input.to",
+                format!("at most {MAX_COHORTS} cohorts (periods in the range), not {n}"),
+            )
+        })?;
     let first = starts[0];
     let last = *starts.last().unwrap_or(&first);
     let range_start = time::to_micros(midnight(first, tz));

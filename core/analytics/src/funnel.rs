@@ -258,7 +258,7 @@ impl FunnelSpec {
         }
         if self.to <= self.from {
             p.push(format!("{field}.to"), "must be after `from`");
-        } else if self.to - self.from > Duration::days(MAX_RANGE_DAYS) {
+        } else if self.to.signed_duration_since(self.from) > Duration::days(MAX_RANGE_DAYS) {
             p.push(
                 format!("{field}.to"),
                 format!("the range is at most {MAX_RANGE_DAYS} days"),
@@ -291,7 +291,9 @@ impl FunnelSpec {
                 .map(|k| self.steps[k].within.unwrap_or(self.window))
                 .fold(Duration::zero(), |a, b| a + b),
         };
-        self.to + reach
+        self.to
+            .checked_add_signed(reach)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -495,7 +497,9 @@ fn attempt_best(spec: &FunnelSpec, hits: &[Hit], from: i64, to: i64) -> Outcome 
                     let prev = *at.last().unwrap_or(&start);
                     let next = list.partition_point(|&p| p <= prev);
                     match list.get(next) {
-                        Some(&p) if hits[p].at - hits[prev].at <= spec.within(k) => at.push(p),
+                        Some(&p) if hits[p].at.saturating_sub(hits[prev].at) <= spec.within(k) => {
+                            at.push(p)
+                        }
                         _ => break,
                     }
                 }
@@ -586,7 +590,7 @@ impl Tally {
                 for (k, t) in times.iter().enumerate() {
                     self.reached[k] += 1;
                     if k > 0 {
-                        self.seconds[k].push((t - times[k - 1]) / 1_000_000);
+                        self.seconds[k].push(t.saturating_sub(times[k - 1]) / 1_000_000);
                     }
                 }
             }

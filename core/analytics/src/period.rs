@@ -2,7 +2,7 @@
 //! instant falls in, how many periods lie between two, and the gap-free list of periods of
 //! a range.
 
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A calendar period length.
@@ -19,14 +19,19 @@ impl Period {
     pub fn start_of(self, date: NaiveDate) -> NaiveDate {
         match self {
             Period::Day => date,
-            Period::Week => date - Days::new(u64::from(date.weekday().num_days_from_monday())),
+            Period::Week => date
+                .checked_sub_days(Days::new(u64::from(date.weekday().num_days_from_monday())))
+                .unwrap_or(date),
             Period::Month => date.with_day(1).unwrap_or(date),
         }
     }
 
     /// The first local day of the period holding the instant `t` in `tz`.
     pub fn start_at(self, t: DateTime<Utc>, tz: Tz) -> NaiveDate {
-        self.start_of(t.with_timezone(&tz).date_naive())
+        // not `with_timezone`: it panics where the local time is past chrono's last date
+        let utc = t.naive_utc();
+        let offset = tz.offset_from_utc_datetime(&utc).fix();
+        self.start_of(utc.checked_add_offset(offset).unwrap_or(utc).date())
     }
 
     /// Whole periods from the period starting `a` to the one starting `b` (negative when `b`
@@ -42,24 +47,39 @@ impl Period {
         }
     }
 
-    /// The start of the period `n` periods after the one starting `start`.
+    /// The start of the period `n` periods after the one starting `start` (the last date
+    /// chrono knows, past it).
     pub fn advance(self, start: NaiveDate, n: u32) -> NaiveDate {
-        match self {
-            Period::Day => start + Days::new(u64::from(n)),
-            Period::Week => start + Days::new(u64::from(n) * 7),
-            Period::Month => start + Months::new(n),
-        }
+        let next = match self {
+            Period::Day => start.checked_add_days(Days::new(u64::from(n))),
+            Period::Week => start.checked_add_days(Days::new(u64::from(n) * 7)),
+            Period::Month => start.checked_add_months(Months::new(n)),
+        };
+        next.unwrap_or(NaiveDate::MAX)
     }
 
     /// Every period start from the period holding `from` to the one holding `to` (exclusive
-    /// end instant), in order, none missing.
-    pub fn starts(self, from: DateTime<Utc>, to: DateTime<Utc>, tz: Tz) -> Vec<NaiveDate> {
+    /// end instant), in order, none missing — or, when there would be more than `max`, how
+    /// many there would be (nothing is allocated for a range of ten thousand years).
+    pub fn starts(
+        self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        tz: Tz,
+        max: usize,
+    ) -> Result<Vec<NaiveDate>, i64> {
         let first = self.start_at(from, tz);
-        let last = self.start_at(to - chrono::Duration::microseconds(1), tz);
-        let n = self.between(first, last).max(0);
-        (0..=n)
+        let before_end = to
+            .checked_sub_signed(chrono::Duration::microseconds(1))
+            .unwrap_or(to);
+        let last = self.start_at(before_end, tz);
+        let n = self.between(first, last).max(0) + 1;
+        if n > i64::try_from(max).unwrap_or(i64::MAX) {
+            return Err(n);
+        }
+        Ok((0..n)
             .map(|i| self.advance(first, u32::try_from(i).unwrap_or(u32::MAX)))
-            .collect()
+            .collect())
     }
 }
 
@@ -70,9 +90,9 @@ pub fn midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
     match tz.from_local_datetime(&naive).earliest() {
         Some(t) => t.with_timezone(&Utc),
         // a zone that skips midnight (a DST jump at 00:00) begins the day an hour later
-        None => tz
-            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
-            .earliest()
+        None => naive
+            .checked_add_signed(chrono::Duration::hours(1))
+            .and_then(|later| tz.from_local_datetime(&later).earliest())
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(|| Utc.from_utc_datetime(&naive)),
     }
@@ -117,8 +137,20 @@ mod tests {
         let from = midnight(d(2026, 1, 15), tz);
         let to = midnight(d(2026, 4, 1), tz);
         assert_eq!(
-            Period::Month.starts(from, to, tz),
+            Period::Month.starts(from, to, tz, 10).unwrap(),
             [d(2026, 1, 1), d(2026, 2, 1), d(2026, 3, 1)]
+        );
+        assert_eq!(Period::Month.starts(from, to, tz, 2), Err(3));
+    }
+
+    #[test]
+    fn the_ends_of_time_do_not_panic() {
+        let tz = chrono_tz::Asia::Shanghai;
+        assert_eq!(Period::Month.advance(NaiveDate::MAX, 3), NaiveDate::MAX);
+        assert!(
+            Period::Day
+                .starts(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, tz, 400)
+                .is_err()
         );
     }
 

@@ -72,13 +72,15 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RevenueSpec) -> Result<Vec<S
         return Err(Error::invalid("input.to", "must be after `from`"));
     }
     let tz = actor.tenant.time_zone;
-    let starts = spec.period.starts(spec.from, spec.to, tz);
-    if starts.len() > MAX_POINTS {
-        return Err(Error::invalid(
-            "input.to",
-            format!("at most {MAX_POINTS} periods: choose a longer period"),
-        ));
-    }
+    let starts = spec
+        .period
+        .starts(spec.from, spec.to, tz, MAX_POINTS)
+        .map_err(|n| {
+            Error::invalid(
+                "input.to",
+                format!("at most {MAX_POINTS} periods, not {n}: choose a longer period"),
+            )
+        })?;
     let (select, from) = match spec.by {
         RevenueBy::Participant => (
             "b.created_at, b.kind, p.currency, p.amount_units AS units, SUBSTR(p.account, 13) AS k",

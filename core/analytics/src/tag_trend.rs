@@ -48,13 +48,12 @@ pub async fn compute(
         ));
     }
     let tz = actor.tenant.time_zone;
-    let starts = period.starts(from, to, tz);
-    if starts.len() > MAX_POINTS {
-        return Err(Error::invalid(
+    let starts = period.starts(from, to, tz, MAX_POINTS).map_err(|n| {
+        Error::invalid(
             "input.to",
-            format!("at most {MAX_POINTS} periods: choose a longer period"),
-        ));
-    }
+            format!("at most {MAX_POINTS} periods, not {n}: choose a longer period"),
+        )
+    })?;
     let now = time::to_micros(time::now());
     let ends: Vec<i64> = starts
         .iter()
