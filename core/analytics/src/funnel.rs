@@ -55,6 +55,16 @@ pub struct EventMatch {
 }
 
 impl EventMatch {
+    /// Every event of type `t`.
+    pub fn of(t: EventType) -> EventMatch {
+        EventMatch {
+            event_type: t,
+            name: None,
+            channel: None,
+            min_amount_units: None,
+        }
+    }
+
     /// The event columns a scan must read for `matches` (unread ones as typed NULLs, so the
     /// scan can stay on the `(tenant, customer, type, time)` index).
     pub(crate) fn columns<'a>(all: impl IntoIterator<Item = &'a EventMatch>) -> String {
@@ -629,12 +639,7 @@ mod tests {
     fn step(t: EventType) -> Step {
         Step {
             label: t.as_str().into(),
-            event: EventMatch {
-                event_type: t,
-                name: None,
-                channel: None,
-                min_amount_units: None,
-            },
+            event: EventMatch::of(t),
             within: None,
         }
     }

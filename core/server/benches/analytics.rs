@@ -18,7 +18,7 @@ use shoal_base::{
     kinds::EventType,
     storage::{Backend, time},
 };
-use shoal_crm::{customers, events, tenancy::Directory};
+use shoal_crm::tenancy::Directory;
 use shoal_server::demo;
 use sqlx::Row;
 
@@ -140,12 +140,7 @@ async fn bench(url: &str, n: usize) {
             e
         }));
         events_total += es.len();
-        let mut tx = db.pool.begin().await.unwrap();
-        customers::insert_many(&mut tx, &db, "bench", &cs)
-            .await
-            .unwrap();
-        events::insert_many(&mut tx, "bench", &es).await.unwrap();
-        tx.commit().await.unwrap();
+        common::insert_generated(&db, &cs, &es).await;
     }
     sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
     println!(
@@ -163,12 +158,7 @@ async fn bench(url: &str, n: usize) {
             .iter()
             .map(|&t| Step {
                 label: t.as_str().into(),
-                event: EventMatch {
-                    event_type: t,
-                    name: None,
-                    channel: None,
-                    min_amount_units: None,
-                },
+                event: EventMatch::of(t),
                 within: None,
             })
             .collect(),
@@ -222,18 +212,8 @@ async fn bench(url: &str, n: usize) {
     );
     let horizon = midnight(first + chrono::Days::new(25 * 7), tz);
     let spec = RetentionSpec {
-        starting: EventMatch {
-            event_type: EventType::Order,
-            name: None,
-            channel: None,
-            min_amount_units: None,
-        },
-        returning: EventMatch {
-            event_type: EventType::Order,
-            name: None,
-            channel: None,
-            min_amount_units: None,
-        },
+        starting: EventMatch::of(EventType::Order),
+        returning: EventMatch::of(EventType::Order),
         period: Period::Week,
         kind: CohortKind::FirstTime,
         from: c_from,

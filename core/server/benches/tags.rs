@@ -165,12 +165,7 @@ async fn bench(url: &str, n: usize) {
     for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(20_000).enumerate() {
         let (cs, es) = demo::generate(chunk.len(), chunk[0], 7 + i as u64, true);
         events_total += es.len();
-        let mut tx = db.pool.begin().await.unwrap();
-        customers::insert_many(&mut tx, &db, "bench", &cs)
-            .await
-            .unwrap();
-        events::insert_many(&mut tx, "bench", &es).await.unwrap();
-        tx.commit().await.unwrap();
+        common::insert_generated(&db, &cs, &es).await;
     }
     sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
     println!(

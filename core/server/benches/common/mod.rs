@@ -113,6 +113,22 @@ impl Target {
     }
 }
 
+/// Writes generated customers and their events for tenant `bench` in one transaction.
+pub async fn insert_generated(
+    db: &Db,
+    customers: &[shoal_crm::customers::Prepared],
+    events: &[shoal_crm::events::Event],
+) {
+    let mut tx = db.pool.begin().await.unwrap();
+    shoal_crm::customers::insert_many(&mut tx, db, TENANT, customers)
+        .await
+        .unwrap();
+    shoal_crm::events::insert_many(&mut tx, TENANT, events)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// Writes `n` generated customers (no events) of tenant `bench`, in chunks of 20,000 —
 /// seeded per chunk with `seed + chunk number`.
 pub async fn seed_customers(db: &Db, n: usize, seed: u64) {
