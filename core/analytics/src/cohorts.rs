@@ -18,17 +18,14 @@ use sqlx::Row;
 
 use shoal_base::{
     error::{Problems, Result},
-    kinds::Resource,
-    storage::{Db, sql::Sql, time},
+    storage::{Db, time},
 };
-use shoal_crm::{
-    customers::{CustomerFilter, push_matching},
-    tenancy::Actor,
-};
+use shoal_crm::{customers::CustomerFilter, tenancy::Actor};
 
 use crate::{
-    funnel::{EventMatch, RawEvent},
+    funnel::EventMatch,
     period::{Period, midnight},
+    scan::{self, RawEvent},
 };
 
 /// The most periods after the cohort's that are counted.
@@ -104,37 +101,22 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec
     let range_end = time::to_micros(midnight(spec.period.advance(last, 1), tz));
     let horizon = time::to_micros(midnight(spec.period.advance(last, spec.periods + 1), tz));
 
-    let columns = EventMatch::columns([&spec.starting, &spec.returning]);
-    let mut sql = Sql::new(&format!(
-        "SELECT e.customer_id, e.event_type, {columns}, e.occurred_at \
-         FROM customers c CROSS JOIN events e"
-    ));
-    push_matching(&mut sql, db, actor, &spec.filter)?;
-    let t = sql.arg(actor.tenant.id.clone());
-    // customers drive, each one's events found on the (tenant, customer, type, time) index:
-    // SQLite takes a CROSS JOIN's order as written (else it scans every event of the tenant)
-    sql.push(&format!(" AND e.tenant_id = {t} AND e.customer_id = c.id"));
-    actor
-        .access
-        .push_customer_scope(&mut sql, db.backend, Resource::Events, &t);
-    // first-time cohorts need the starting events before the range too
+    // first-time cohorts need the starting events before the range too; one range over
+    // both types (a disjunction of two ranges plans badly on SQLite), sorted out below
     let earliest = match spec.kind {
         CohortKind::FirstTime => i64::MIN,
         CohortKind::Recurring => range_start,
     };
-    // one range over both types (a disjunction of two ranges plans badly on SQLite); the
-    // rows are sorted out below
-    let (lo, hi) = (sql.arg(earliest), sql.arg(horizon.max(range_end)));
-    sql.push(&format!(
-        " AND e.occurred_at >= {lo} AND e.occurred_at < {hi} AND e.event_type"
-    ));
-    let mut types = vec![
-        spec.starting.event_type.as_str(),
-        spec.returning.event_type.as_str(),
-    ];
-    types.dedup();
-    sql.push_in(&types);
-    sql.push(" ORDER BY c.id, e.occurred_at, e.id");
+    let (columns, types) = EventMatch::scan_parts(&[&spec.starting, &spec.returning]);
+    let sql = scan::events(
+        db,
+        actor,
+        &spec.filter,
+        &columns,
+        &types,
+        (earliest, horizon.max(range_end)),
+        "",
+    )?;
 
     let n = starts.len();
     let periods = spec.periods as usize;
@@ -172,12 +154,7 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec
             current = Some(customer);
             seen_start = false;
         }
-        let raw = RawEvent {
-            event_type: r.try_get("event_type")?,
-            name: r.try_get("name")?,
-            channel: r.try_get("channel")?,
-            amount_units: r.try_get("amount_units")?,
-        };
+        let raw = RawEvent::from_row(&r)?;
         let at: i64 = r.try_get("occurred_at")?;
         if spec.starting.matches(&raw) && at < range_end {
             match spec.kind {

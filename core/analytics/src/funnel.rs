@@ -23,13 +23,12 @@ use sqlx::Row;
 
 use shoal_base::{
     error::{Problems, Result},
-    kinds::{Channel, EventType, Resource},
-    storage::{Db, sql::Sql, time},
+    kinds::{Channel, EventType},
+    storage::{Db, time},
 };
-use shoal_crm::{
-    customers::{CustomerFilter, push_matching},
-    tenancy::Actor,
-};
+use shoal_crm::{customers::CustomerFilter, tenancy::Actor};
+
+use crate::scan::{self, RawEvent};
 
 /// The most steps a funnel has.
 pub const MAX_STEPS: usize = 10;
@@ -67,7 +66,15 @@ impl EventMatch {
 
     /// The event columns a scan must read for `matches` (unread ones as typed NULLs, so the
     /// scan can stay on the `(tenant, customer, type, time)` index).
-    pub(crate) fn columns<'a>(all: impl IntoIterator<Item = &'a EventMatch>) -> String {
+    /// The event columns and types a scan for `matches` reads (see [`crate::scan::events`]).
+    pub(crate) fn scan_parts(matches: &[&EventMatch]) -> (String, Vec<&'static str>) {
+        (
+            Self::columns(matches.iter().copied()),
+            matches.iter().map(|m| m.event_type.as_str()).collect(),
+        )
+    }
+
+    fn columns<'a>(all: impl IntoIterator<Item = &'a EventMatch>) -> String {
         let (mut name, mut channel, mut amount) = (false, false, false);
         for m in all {
             name |= m.name.is_some();
@@ -347,15 +354,6 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &FunnelSpec) -> Result<Funnel
     }
 }
 
-/// An event as read for the funnel.
-#[derive(Debug)]
-pub(crate) struct RawEvent {
-    pub(crate) event_type: String,
-    pub(crate) name: Option<String>,
-    pub(crate) channel: Option<String>,
-    pub(crate) amount_units: Option<i64>,
-}
-
 /// One event of one customer: when, and which steps / exclusions it matches (bit sets).
 #[derive(Debug, Clone, Copy)]
 struct Hit {
@@ -373,41 +371,23 @@ async fn scan(
     filter: &CustomerFilter,
     group: Option<&str>,
 ) -> Result<(FunnelFigures, Vec<(String, FunnelFigures)>)> {
-    let group_col = group.unwrap_or("''");
-    let columns = EventMatch::columns(
-        spec.steps
-            .iter()
-            .map(|s| &s.event)
-            .chain(spec.exclusions.iter().map(|x| &x.event)),
-    );
-    let mut sql = Sql::new(&format!(
-        "SELECT e.customer_id, e.event_type, {columns}, e.occurred_at, {group_col} AS grp \
-         FROM customers c CROSS JOIN events e"
-    ));
-    push_matching(&mut sql, db, actor, filter)?;
-    let t = sql.arg(actor.tenant.id.clone());
-    // customers drive, each one's events found on the (tenant, customer, type, time) index:
-    // SQLite takes a CROSS JOIN's order as written (else it scans every event of the tenant)
-    sql.push(&format!(" AND e.tenant_id = {t} AND e.customer_id = c.id"));
-    actor
-        .access
-        .push_customer_scope(&mut sql, db.backend, Resource::Events, &t);
-    let from = sql.arg(time::to_micros(spec.from));
-    let horizon = sql.arg(time::to_micros(spec.horizon()));
-    sql.push(&format!(
-        " AND e.occurred_at >= {from} AND e.occurred_at < {horizon} AND e.event_type"
-    ));
-    let mut types: Vec<&str> = spec
+    let matches: Vec<&EventMatch> = spec
         .steps
         .iter()
         .map(|s| &s.event)
         .chain(spec.exclusions.iter().map(|x| &x.event))
-        .map(|m| m.event_type.as_str())
         .collect();
-    types.sort_unstable();
-    types.dedup();
-    sql.push_in(&types);
-    sql.push(" ORDER BY c.id, e.occurred_at, e.id");
+    let also = format!(", {} AS grp", group.unwrap_or("''"));
+    let (columns, types) = EventMatch::scan_parts(&matches);
+    let sql = scan::events(
+        db,
+        actor,
+        filter,
+        &columns,
+        &types,
+        (time::to_micros(spec.from), time::to_micros(spec.horizon())),
+        &also,
+    )?;
 
     let (from, to) = (time::to_micros(spec.from), time::to_micros(spec.to));
     let mut overall = Tally::new(spec.steps.len());
@@ -437,12 +417,7 @@ async fn scan(
                 r.try_get::<Option<String>, _>("grp")?.unwrap_or_default(),
             ));
         }
-        let raw = RawEvent {
-            event_type: r.try_get("event_type")?,
-            name: r.try_get("name")?,
-            channel: r.try_get("channel")?,
-            amount_units: r.try_get("amount_units")?,
-        };
+        let raw = RawEvent::from_row(&r)?;
         let mut hit = Hit {
             at: r.try_get("occurred_at")?,
             steps: 0,

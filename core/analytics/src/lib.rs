@@ -12,5 +12,6 @@ pub mod cohorts;
 pub mod funnel;
 pub mod period;
 pub mod revenue;
+mod scan;
 pub mod sop_steps;
 pub mod tag_trend;
