@@ -656,6 +656,181 @@ async fn a_tag_trend_counts_holders_at_each_periods_end(s: &TestServer) {
     assert_eq!(held, 1);
 }
 
+const TICKET_FIGURES: &str = "query($i: TicketFiguresInput!) { ticketFigures(input: $i) {
+    sla { target met breached running attainment } series { start opened resolved backlog }
+    agents { userId name open breached atRisk resolved } backlogNow unassignedNow } }";
+
+/// Ticket service levels: SLA attainment is the count of each ticket's own clocks (the
+/// ticket page's), the series replays status history (a reopened ticket resolved twice
+/// counts twice, and waits in between), agents' load — and an agent counts only the tickets
+/// they reach.
+async fn ticket_figures_count_clocks_history_and_load(s: &TestServer) {
+    const OPEN: &str = "mutation($i: TicketInput!) { openTicket(input: $i) { id } }";
+    const MOVE: &str =
+        "mutation($id: ID!, $to: String!) { moveTicket(id: $id, to: $to) { status } }";
+    const ASSIGN: &str =
+        "mutation($id: ID!, $a: String) { assignTicket(id: $id, assignee: $a) { assignee } }";
+    s.ok(
+        ALPHA,
+        "mutation($p: [SlaPolicyInput!]!) { setSlaPolicies(policies: $p) { name } }",
+        json!({ "p": [{ "name": "P2", "priorities": [2], "firstResponseMinutes": 60, "resolutionMinutes": 480 }] }),
+    )
+    .await;
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "陈先生", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let open = |subject: &str| json!({ "i": { "type": "general", "subject": subject, "priority": 2, "customerId": c } });
+    // t1: answered and resolved; t2: opened two days ago, never answered (both clocks
+    // breached), nobody's; t3: agent-a's, fresh; t4: agent-a's, resolved, reopened, resolved
+    // again and reopened
+    let t1 = s.ok_id(ALPHA, OPEN, open("安装预约"), "openTicket").await;
+    let t2 = s.ok_id(ALPHA, OPEN, open("漏水"), "openTicket").await;
+    let t3 = s.ok_id(ALPHA, OPEN, open("不制冷"), "openTicket").await;
+    let t4 = s.ok_id(ALPHA, OPEN, open("异响"), "openTicket").await;
+    s.ok(
+        ALPHA,
+        "mutation($id: ID!) { commentOnTicket(id: $id, body: \"明天上午上门\") { kind } }",
+        json!({ "id": t1 }),
+    )
+    .await;
+    s.ok(ALPHA, MOVE, json!({ "id": t1, "to": "resolved" }))
+        .await;
+    for t in [&t3, &t4] {
+        s.ok(ALPHA, ASSIGN, json!({ "id": t, "a": "agent-a" }))
+            .await;
+    }
+    for to in ["resolved", "in_progress", "resolved", "in_progress"] {
+        s.ok(ALPHA, MOVE, json!({ "id": t4, "to": to })).await;
+    }
+    let two_days = Duration::days(2).num_microseconds().unwrap();
+    sqlx::query(
+        "UPDATE tickets SET created_at = created_at - $1 WHERE tenant_id = 'alpha' AND id = $2",
+    )
+    .bind(two_days)
+    .bind(&t2)
+    .execute(&s.db().pool)
+    .await
+    .unwrap();
+
+    let now = Utc::now();
+    let input = json!({ "i": { "from": (now - Duration::days(3)).to_rfc3339(), "to": now.to_rfc3339(), "period": "DAY" } });
+    let f = s.ok(ALPHA, TICKET_FIGURES, input.clone()).await["ticketFigures"].clone();
+
+    // attainment: the tickets' own clocks, counted
+    let mut by_target: BTreeMap<String, [i64; 3]> = BTreeMap::new();
+    for t in [&t1, &t2, &t3, &t4] {
+        let clocks = s
+            .ok(
+                ALPHA,
+                "query($id: ID!) { ticket(id: $id) { sla { target state } } }",
+                json!({ "id": t }),
+            )
+            .await;
+        for clock in clocks["ticket"]["sla"].as_array().unwrap() {
+            let n = by_target
+                .entry(clock["target"].as_str().unwrap().to_owned())
+                .or_default();
+            match clock["state"].as_str().unwrap() {
+                "MET" => n[0] += 1,
+                "BREACHED" => n[1] += 1,
+                _ => n[2] += 1,
+            }
+        }
+    }
+    let sla: BTreeMap<String, [i64; 3]> = f["sla"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let n = |k: &str| x[k].as_i64().unwrap();
+            (
+                x["target"].as_str().unwrap().to_owned(),
+                [n("met"), n("breached"), n("running")],
+            )
+        })
+        .collect();
+    assert_eq!(sla, by_target, "{f}");
+    assert_eq!(
+        sla["FIRST_RESPONSE"],
+        [1, 1, 2],
+        "t1 met, t2 breached, t3 and t4 running"
+    );
+    assert_eq!(f["sla"][0]["attainment"], json!(0.5));
+
+    // the series, day by day in the tenant's zone: t2 waits from two days ago
+    let days: Vec<(i64, i64, i64)> = f["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let n = |k: &str| p[k].as_i64().unwrap();
+            (n("opened"), n("resolved"), n("backlog"))
+        })
+        .collect();
+    assert_eq!(days, [(0, 0, 0), (1, 0, 1), (0, 0, 1), (3, 3, 3)], "{f}");
+    // what the tables say now (docs/analytics.md#tickets)
+    let waiting: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM tickets WHERE tenant_id = 'alpha' AND merged_into IS NULL \
+         AND category NOT IN ('resolved', 'closed')",
+    )
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(f["backlogNow"], json!(waiting));
+    assert_eq!(waiting, 3);
+    assert_eq!(f["unassignedNow"], 1);
+    // agents: agent-a holds t3 and t4; boss (the key's user) moved t1 and t4 to resolved
+    let agents: Vec<(String, i64, i64)> = f["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["userId"].as_str().unwrap().to_owned(),
+                a["open"].as_i64().unwrap(),
+                a["resolved"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        agents,
+        [("agent-a".to_owned(), 2, 0), ("boss".to_owned(), 0, 3)],
+        "{f}"
+    );
+
+    // an agent counts the tickets they reach: their own two
+    let mine = s.ok(AGENT, TICKET_FIGURES, input).await["ticketFigures"].clone();
+    let listed = s
+        .ok(
+            AGENT,
+            "{ tickets(first: 100) { edges { node { id category } } } }",
+            json!({}),
+        )
+        .await;
+    let open_listed = listed["tickets"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !matches!(e["node"]["category"].as_str(), Some("RESOLVED" | "CLOSED")))
+        .count();
+    assert_eq!(mine["backlogNow"], json!(open_listed), "{mine} {listed}");
+    assert_eq!(mine["backlogNow"], 2);
+
+    // bad input is named
+    let e = s
+        .err(
+            ALPHA,
+            TICKET_FIGURES,
+            json!({ "i": { "from": now.to_rfc3339(), "to": (now - Duration::days(1)).to_rfc3339(), "period": "DAY" } }),
+        )
+        .await;
+    assert_eq!(fields(&e), ["input.to"], "{e}");
+}
+
 mod funnels {
     use super::*;
     crate::on_both_backends_with!(
@@ -666,6 +841,7 @@ mod funnels {
         sop_figures_count_each_enrolments_last_outcome,
         revenue_is_net_of_refunds_per_currency_and_key,
         a_tag_trend_counts_holders_at_each_periods_end,
+        ticket_figures_count_clocks_history_and_load,
     );
 }
 

@@ -111,6 +111,19 @@ async fn walk_every_page() {
         ] }),
     )
     .await;
+    // a ticket under an SLA policy, for the tickets page's figures
+    s.ok(
+        ALPHA,
+        "mutation($p: [SlaPolicyInput!]!) { setSlaPolicies(policies: $p) { name } }",
+        json!({ "p": [{ "name": "P2", "priorities": [2], "firstResponseMinutes": 60 }] }),
+    )
+    .await;
+    s.ok(
+        ALPHA,
+        "mutation($i: TicketInput!) { openTicket(input: $i) { id } }",
+        json!({ "i": { "type": "general", "subject": "空调不制冷", "priority": 2, "customerId": ids[0] } }),
+    )
+    .await;
     // a settled bill, for the revenue chart
     crate::settlement::with_sample(&s).await;
     crate::settlement::reference_data(&s).await;
@@ -223,6 +236,7 @@ async fn walk_every_page() {
         "sops",
         "campaigns",
         "analytics",
+        "statements",
         "tasks",
         "tickets",
         "imports",
@@ -280,6 +294,59 @@ async fn walk_every_page() {
             assert!(
                 labels.contains("到店") || labels.contains("Store visit"),
                 "{labels}"
+            );
+        }
+        if page == "tickets" {
+            // the backlog is the API's, and the day-by-day chart drew
+            let to = chrono::Utc::now();
+            let f = s
+                .ok(
+                    ALPHA,
+                    "query($i: TicketFiguresInput!) { ticketFigures(input: $i) { backlogNow sla { target running } } }",
+                    json!({ "i": { "from": (to - chrono::Duration::days(30)).to_rfc3339(), "to": to.to_rfc3339(), "period": "DAY" } }),
+                )
+                .await;
+            assert_eq!(
+                browser.text("[data-figure='tickets.backlog']").await,
+                f["ticketFigures"]["backlogNow"].to_string()
+            );
+            assert_eq!(f["ticketFigures"]["backlogNow"], 1, "{f}");
+            assert_eq!(f["ticketFigures"]["sla"][0]["running"], 1, "{f}");
+            browser.wait_for("[data-figure='sla.FIRST_RESPONSE']").await;
+            browser
+                .wait_for("[data-chart=tickets][data-drawn] svg")
+                .await;
+        }
+        if page == "statements" {
+            // this month in the tenant's zone (Asia/Shanghai): staff-1's share of SO-1
+            use chrono::{Datelike, TimeZone};
+            let tz = chrono_tz::Asia::Shanghai;
+            let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+            let first = today.with_day(1).unwrap();
+            let next = first.checked_add_months(chrono::Months::new(1)).unwrap();
+            let at = |d: chrono::NaiveDate| {
+                tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap())
+                    .unwrap()
+                    .to_utc()
+                    .to_rfc3339()
+            };
+            let statement = s
+                .ok(
+                    ALPHA,
+                    "query($f: DateTime!, $t: DateTime!) { statement(participantId: \"staff-1\", from: $f, to: $t) { totals { amount currency } } }",
+                    json!({ "f": at(first), "t": at(next) }),
+                )
+                .await;
+            let total = &statement["statement"]["totals"][0];
+            assert!(total["amount"].is_string(), "{statement}");
+            assert_eq!(
+                browser.text("[data-figure='statement.staff-1']").await,
+                format!(
+                    "{} {}",
+                    total["amount"].as_str().unwrap(),
+                    total["currency"].as_str().unwrap()
+                ),
+                "the month's total is the API's"
             );
         }
         snap(&browser, page).await;

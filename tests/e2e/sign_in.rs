@@ -2,8 +2,10 @@
 //! sessions in httpOnly cookies with a CSRF token, the lockout, signing out here and
 //! everywhere — and a session goes through the same door as an API key.
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use shoal_base::storage::Db;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::harness::{
     ALPHA, ALPHA_READONLY, Backend, TestServer, add_key, code, http_with_head, python_json,
@@ -20,6 +22,9 @@ crate::on_both_backends_with!(
     server,
     a_session_acts_as_its_user_through_the_same_door,
     repeated_failures_lock_the_user_out,
+    failures_from_one_address_refuse_it_whoever_signs_in,
+    behind_a_proxy_its_header_names_the_address_and_ipv6_counts_by_slash_64,
+    a_session_subscribes_with_its_csrf_token_until_it_signs_out,
     hashes_are_argon2id_that_another_implementation_reads,
 );
 
@@ -48,6 +53,29 @@ async fn sign_in(
     (
         status,
         head,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// `(status, Retry-After, body)` of `POST /auth/sign-in` with `extra` headers.
+async fn sign_in_from(
+    s: &TestServer,
+    extra: &str,
+    login: &str,
+    password: &str,
+) -> (u16, Option<i64>, Value) {
+    let body = json!({ "tenant": "alpha", "login": login, "password": password }).to_string();
+    let headers = format!("Content-Type: application/json\r\n{extra}");
+    let (status, head, body) =
+        http_with_head(s.addr, "POST", "/auth/sign-in", &headers, &body).await;
+    let retry = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("retry-after: ")
+            .map(|v| v.trim().parse().unwrap())
+    });
+    (
+        status,
+        retry,
         serde_json::from_str(&body).unwrap_or(Value::Null),
     )
 }
@@ -418,4 +446,174 @@ async fn hashes_are_argon2id_that_another_implementation_reads(s: &TestServer) {
     signed_in(s, "agent-a", "从别处带来的-password").await;
     assert_eq!(sign_in(s, "alpha", "agent-a", PASSWORD).await.0, 401);
     db.pool.close().await;
+}
+
+async fn failures_from_one_address_refuse_it_whoever_signs_in(s: &TestServer) {
+    set_password(s, ALPHA, "agent-a", PASSWORD).await;
+    // twenty wrong guesses at twenty different logins: no user is locked (each failed once,
+    // most do not exist), but the address (this loopback connection's) is
+    for i in 0..20 {
+        let (status, _, body) = sign_in_from(s, "", &format!("guess-{i}"), "Password-123").await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, retry, body) = sign_in_from(s, "", "agent-a", PASSWORD).await;
+    assert_eq!(status, 429, "refused even with the right password: {body}");
+    assert_eq!(code(&body["errors"][0]), "LIMIT_EXCEEDED");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("from this address"), "{message}");
+    let retry = retry.expect("Retry-After");
+    assert!((890..=900).contains(&retry), "{retry}");
+    // the user is not locked: the count is the address's
+    let db = Db::connect(&s.storage_url, 2).await.unwrap();
+    let (failures, locked): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT failures, locked_until FROM user_passwords WHERE tenant_id = 'alpha' AND user_id = 'agent-a'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((failures, locked), (0, None));
+    db.pool.close().await;
+}
+
+async fn behind_a_proxy_its_header_names_the_address_and_ipv6_counts_by_slash_64(s: &TestServer) {
+    let s = s
+        .start_beside(|c| c.server.client_address_header = Some("X-Real-IP".into()))
+        .await;
+    set_password(&s, ALPHA, "agent-a", PASSWORD).await;
+    let from = |ip: &str| format!("X-Real-IP: {ip}\r\n");
+    for i in 0..20 {
+        sign_in_from(
+            &s,
+            &from("203.0.113.7"),
+            &format!("guess-{i}"),
+            "x-123456789",
+        )
+        .await;
+    }
+    assert_eq!(
+        sign_in_from(&s, &from("203.0.113.7"), "agent-a", PASSWORD)
+            .await
+            .0,
+        429
+    );
+    // another client behind the same proxy signs in
+    assert_eq!(
+        sign_in_from(&s, &from("203.0.113.8"), "agent-a", PASSWORD)
+            .await
+            .0,
+        200
+    );
+    // an IPv6 client is one /64: another address in it is refused too, the next /64 is not
+    for i in 0..20 {
+        let ip = format!("2001:db8:1:2::{:x}", i + 1);
+        sign_in_from(&s, &from(&ip), &format!("guess-{i}"), "x-123456789").await;
+    }
+    assert_eq!(
+        sign_in_from(&s, &from("2001:db8:1:2:ffff::9"), "agent-a", PASSWORD)
+            .await
+            .0,
+        429
+    );
+    assert_eq!(
+        sign_in_from(&s, &from("2001:db8:1:3::1"), "agent-a", PASSWORD)
+            .await
+            .0,
+        200
+    );
+    s.stop().await;
+}
+
+/// A `graphql-transport-ws` socket opened with the session cookie, and the first message
+/// after `connection_init` with `payload`.
+async fn socket(
+    s: &TestServer,
+    b: &Browser,
+    payload: Value,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Option<Message>,
+) {
+    let mut request = format!("ws://{}/graphql/ws", s.addr)
+        .into_client_request()
+        .unwrap();
+    let h = request.headers_mut();
+    h.insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    h.insert(
+        "Cookie",
+        format!("shoal_session={}", b.session).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket");
+    let init = json!({ "type": "connection_init", "payload": payload });
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    let first = ws.next().await.and_then(Result::ok);
+    (ws, first)
+}
+
+async fn a_session_subscribes_with_its_csrf_token_until_it_signs_out(s: &TestServer) {
+    set_password(s, ALPHA, "boss", "boss-password-123").await;
+    let b = signed_in(s, "boss", "boss-password-123").await;
+    // the cookie alone does not open it: a page of another site could send that
+    let (_, first) = socket(s, &b, json!({})).await;
+    let text = first.map(|m| m.to_string()).unwrap_or_default();
+    assert!(
+        !text.contains("connection_ack"),
+        "refused without the token: {text}"
+    );
+    let (_, first) = socket(s, &b, json!({ "csrfToken": "not-the-token" })).await;
+    let text = first.map(|m| m.to_string()).unwrap_or_default();
+    assert!(
+        !text.contains("connection_ack"),
+        "refused with another token: {text}"
+    );
+    // with it, the socket acts as the user
+    let (mut ws, first) = socket(s, &b, json!({ "csrfToken": b.csrf })).await;
+    let text = first.map(|m| m.to_string()).unwrap_or_default();
+    assert!(text.contains("connection_ack"), "{text}");
+    let c = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "Live", "sourceChannel": "WEB" }),
+        )
+        .await;
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { eventRecorded { customerId name } }" } });
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    let record = "mutation($c: ID!) { recordEvents(input: [{ customerId: $c, type: CUSTOM, name: \"live\", occurredAt: \"2026-01-01T00:00:00Z\" }]) { createdCount } }";
+    let mut next = None;
+    for _ in 0..50 {
+        s.ok(ALPHA, record, json!({ "c": c })).await;
+        if let Ok(m) = tokio::time::timeout(std::time::Duration::from_millis(200), ws.next()).await
+        {
+            next = m;
+            break;
+        }
+    }
+    let next: Value =
+        serde_json::from_str(next.expect("an event").unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(
+        next["payload"]["data"]["eventRecorded"]["customerId"],
+        json!(c)
+    );
+    // signing out ends the socket too (within the recheck interval)
+    let (status, _, _) = post_auth(s, "/auth/sign-out", &b, &b.csrf).await;
+    assert_eq!(status, 200);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(25), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the socket outlived its session");
 }

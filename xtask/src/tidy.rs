@@ -83,7 +83,10 @@ const FLOORS: &[(&str, &[&str])] = &[
         ],
     ),
     ("shoal-privacy", &["shoal-base", "shoal-crm"]),
-    ("shoal-analytics", &["shoal-base", "shoal-crm"]),
+    (
+        "shoal-analytics",
+        &["shoal-base", "shoal-crm", "shoal-tickets"],
+    ),
     (
         "shoal-api",
         &[

@@ -1,5 +1,6 @@
-//! Analytics in GraphQL: funnels, retention cohorts and an SOP's per-step figures
-//! (`shoal_analytics`), within the reader's access, in the tenant's time zone.
+//! Analytics in GraphQL: funnels, retention cohorts, an SOP's per-step figures, revenue, tag
+//! trends and ticket service levels (`shoal_analytics`), within the reader's access, in the
+//! tenant's time zone.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Duration, Utc};
@@ -14,6 +15,7 @@ use shoal_analytics::{
     funnel::{self, Breakdown, EventMatch, Exclusion, FunnelFigures, FunnelSpec, Order, Step},
     period::Period,
     revenue::{self, RevenueBy, RevenueSpec},
+    service_levels,
     sop_steps::{self, Conversion},
     tag_trend,
 };
@@ -387,6 +389,75 @@ pub struct TagTrend {
     pub points: Vec<TagTrendPoint>,
 }
 
+/// What ticket figures count.
+#[derive(InputObject, Debug, Clone)]
+pub struct TicketFiguresInput {
+    /// SLA attainment counts the tickets opened in `[from, to)`; the series covers its periods.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub period: CalendarPeriod,
+    /// Only tickets of this type.
+    pub type_key: Option<String>,
+    /// Only tickets in this queue.
+    pub queue: Option<String>,
+}
+
+/// One SLA target's clocks over the tickets opened in the range that have it (read now).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SlaTargetFigures {
+    pub target: super::tickets::SlaTarget,
+    /// Done within target.
+    pub met: i64,
+    /// Done late, or not done past the target.
+    pub breached: i64,
+    /// Running within target (on track, at risk or paused).
+    pub running: i64,
+    /// `met / (met + breached)`; null before any clock is decided.
+    pub attainment: Option<f64>,
+}
+
+/// One period of the ticket series (in the tenant's zone).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TicketPeriod {
+    /// The period's first day (`2026-11-30`).
+    pub start: String,
+    /// Tickets opened in it.
+    pub opened: i64,
+    /// Moves from a not-done status into a resolved or closed one in it.
+    pub resolved: i64,
+    /// Tickets not done at its end (now, for the current one).
+    pub backlog: i64,
+}
+
+/// An agent's load.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AgentLoad {
+    pub user_id: ID,
+    /// The user's name (from the configuration).
+    pub name: Option<String>,
+    /// Tickets assigned to them and not done now.
+    pub open: i64,
+    /// Of those, with a clock past its target now.
+    pub breached: i64,
+    /// Of those, with a clock at risk (none breached) now.
+    pub at_risk: i64,
+    /// Tickets they resolved or closed in the range.
+    pub resolved: i64,
+}
+
+/// Ticket service levels over the tickets the caller reaches.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TicketFigures {
+    pub sla: Vec<SlaTargetFigures>,
+    pub series: Vec<TicketPeriod>,
+    /// Agents with open tickets or resolutions in the range, most open first.
+    pub agents: Vec<AgentLoad>,
+    /// Tickets not done now.
+    pub backlog_now: i64,
+    /// Of those, without an assignee.
+    pub unassigned_now: i64,
+}
+
 #[derive(Default)]
 pub struct AnalyticsQuery;
 
@@ -626,5 +697,62 @@ impl AnalyticsQuery {
                     .collect(),
             })
             .collect())
+    }
+
+    /// Ticket service levels (docs/analytics.md#tickets): SLA attainment per target, tickets
+    /// opened, resolved and waiting per period, each agent's load — over the tickets the
+    /// caller reaches.
+    async fn ticket_figures(
+        &self,
+        ctx: &Context<'_>,
+        input: TicketFiguresInput,
+    ) -> async_graphql::Result<TicketFigures> {
+        let actor = actor(ctx).gql()?;
+        let spec = service_levels::Spec {
+            from: input.from,
+            to: input.to,
+            period: input.period.into(),
+            type_key: input.type_key,
+            queue: input.queue,
+        };
+        let f = service_levels::compute(db(ctx), actor, &spec).await.gql()?;
+        let name = |user: &str| actor.tenant.users.get(user).map(|u| u.name.clone());
+        Ok(TicketFigures {
+            sla: f
+                .targets
+                .into_iter()
+                .map(|t| SlaTargetFigures {
+                    target: super::tickets::SlaTarget::of(t.target),
+                    met: t.met,
+                    breached: t.breached,
+                    running: t.running,
+                    attainment: t.attainment,
+                })
+                .collect(),
+            series: f
+                .series
+                .into_iter()
+                .map(|p| TicketPeriod {
+                    start: p.start.to_string(),
+                    opened: p.opened,
+                    resolved: p.resolved,
+                    backlog: p.backlog,
+                })
+                .collect(),
+            agents: f
+                .agents
+                .into_iter()
+                .map(|a| AgentLoad {
+                    name: name(&a.user_id),
+                    user_id: ID(a.user_id),
+                    open: a.open,
+                    breached: a.breached,
+                    at_risk: a.at_risk,
+                    resolved: a.resolved,
+                })
+                .collect(),
+            backlog_now: f.backlog_now,
+            unassigned_now: f.unassigned_now,
+        })
     }
 }

@@ -393,7 +393,6 @@ struct Period {
     to: chrono::DateTime<chrono::Utc>,
 }
 
-/// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key.
 /// An SMS gateway's delivery report (signed with the tenant's SMS key; docs/campaigns.md).
 /// A transparent 1×1 GIF.
 const PIXEL: &[u8] = &[
@@ -674,6 +673,8 @@ fn domain_failure(
     failure(&state.metrics, status, code, message)
 }
 
+/// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key or a
+/// session.
 async fn statement_csv(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -727,7 +728,10 @@ async fn statement_csv(
 
 /// GraphQL over WebSocket (`graphql-ws` and `graphql-transport-ws`). The API key comes in
 /// the `Authorization` header of the upgrade request or in the `connection_init` payload
-/// (`{"Authorization": "Bearer <api key>"}`).
+/// (`{"Authorization": "Bearer <api key>"}`). A signed-in browser sends its session cookie
+/// with the upgrade and repeats its CSRF token in the payload (`{"csrfToken": "…"}`: a page
+/// of another site cannot); the socket closes within [`SESSION_RECHECK`] of the session
+/// ending (signed out, ended everywhere, over).
 async fn subscriptions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -735,24 +739,47 @@ async fn subscriptions(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let from_header = authenticate(&state.directory, &headers).ok();
+    let session = match super::sign_in::session_for_socket(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
     let request = request_id(&headers);
     let state = state.clone();
     let schema = state.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, schema, protocol)
+            let by_session = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let init_state = state.clone();
+            let init_session = session.clone();
+            let init_by_session = by_session.clone();
+            let served = GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
+                    let state = init_state;
                     let key = ["Authorization", "authorization"]
                         .iter()
                         .find_map(|k| payload.get(k).and_then(|v| v.as_str()))
                         .and_then(bearer);
-                    let principal = match key {
-                        Some(key) => state.directory.authenticate(key),
-                        None => from_header,
+                    let principal = match (key, from_header, init_session) {
+                        (Some(key), _, _) => state.directory.authenticate(key),
+                        (None, Some(principal), _) => Some(principal),
+                        (None, None, Some((session, _))) => {
+                            let csrf = payload
+                                .get("csrfToken")
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("");
+                            if !shoal_crm::credentials::sessions::csrf_matches(&session, csrf) {
+                                return Err(async_graphql::Error::new(
+                                    "FORBIDDEN: a session's socket repeats its CSRF token in the payload (csrfToken)",
+                                ));
+                            }
+                            init_by_session.store(true, std::sync::atomic::Ordering::SeqCst);
+                            Some(session.principal)
+                        }
+                        (None, None, None) => None,
                     };
                     let principal = principal.ok_or_else(|| {
-                        async_graphql::Error::new("UNAUTHENTICATED: missing or invalid API key")
+                        async_graphql::Error::new("UNAUTHENTICATED: missing or invalid API key (or session)")
                     })?;
                     let sensitive = state.host.sensitive_fields(&principal.tenant.id);
                     let actor = principal
@@ -765,10 +792,40 @@ async fn subscriptions(
                     data.insert(actor);
                     Ok(data)
                 })
-                .serve()
-                .await;
+                .serve();
+            let Some((_, cookie)) = session else {
+                served.await;
+                return;
+            };
+            // a socket opened by a session lives as long as the session does
+            let ended = async {
+                loop {
+                    tokio::time::sleep(SESSION_RECHECK).await;
+                    if !by_session.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue;
+                    }
+                    match shoal_crm::credentials::sessions::find(
+                        &state.db,
+                        &state.directory,
+                        &cookie,
+                    )
+                    .await
+                    {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return,
+                        Err(e) => tracing::warn!(error = %e, "re-reading a socket's session failed"),
+                    }
+                }
+            };
+            tokio::select! {
+                () = served => {}
+                () = ended => {}
+            }
         })
 }
+
+/// How often a socket opened by a session checks that the session still lives.
+pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 // Inbound connectors (`shoal-connectors`): each endpoint checks the signature, stores the
 // delivery and answers at once; the connector intake does the work.

@@ -317,6 +317,17 @@ pub struct StatementValue {
     pub postings: Vec<PostingValue>,
 }
 
+/// A participant of the tenant's settlement (HQ, an agent, a store, a staff member).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ParticipantValue {
+    pub id: ID,
+    pub name: String,
+    /// `hq`, `agent`, `store`, `staff`, … (the tenant's own words).
+    pub role: String,
+    /// The participant above it in the hierarchy.
+    pub parent_id: Option<ID>,
+}
+
 #[derive(Default)]
 pub struct SettlementQuery;
 
@@ -396,6 +407,26 @@ impl SettlementQuery {
                 detail: Some(d),
             },
         })
+    }
+
+    /// The participants, by id: for those who may read statements (action `export`, scope
+    /// `all` on bills). Their agreements stay in the configuration.
+    async fn participants(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ParticipantValue>> {
+        let actor = actor(ctx).gql()?;
+        Ok(settlement::participants_for(db(ctx), actor)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|p| ParticipantValue {
+                id: ID(p.id),
+                name: p.name,
+                role: p.role,
+                parent_id: p.parent_id.map(ID),
+            })
+            .collect())
     }
 
     /// A participant's postings in `[from, to)` with totals (CSV: `GET /statements/<id>.csv?from=…&to=…`).

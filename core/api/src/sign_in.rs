@@ -10,7 +10,6 @@
 use async_graphql::{Context, ID, Object};
 use axum::{
     Json,
-    body::Body,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -20,7 +19,10 @@ use serde_json::json;
 use super::{ErrorExt, actor, db, errors::request_error, state::AppState};
 use shoal_base::error::ErrorCode;
 use shoal_crm::{
-    credentials::sessions::{self, Session, SignInError},
+    credentials::{
+        addresses,
+        sessions::{self, Session, SignInError},
+    },
     tenancy::Principal,
 };
 
@@ -68,6 +70,25 @@ async fn session_of<'h>(
             }
         },
     )
+}
+
+/// The live session a WebSocket upgrade's cookie names, with the cookie's value: `None`
+/// without a cookie or when it names no live session (the socket may still bring an API key
+/// in its payload).
+pub async fn session_for_socket(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(Session, String)>, Response> {
+    match session_of(state, headers).await {
+        None => Ok(None),
+        Some(Ok((session, cookie))) => Ok(Some((session, cookie.to_owned()))),
+        Some(Err(Refused::Internal)) => Err(answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error",
+        )),
+        Some(Err(_)) => Ok(None),
+    }
 }
 
 /// Whether the request repeats the session's CSRF token.
@@ -161,8 +182,31 @@ struct SignIn {
     password: String,
 }
 
+/// The client's address as sign-in counts it: from `server.client_address_header` when set
+/// (a proxy's header; a value that is no address counts as none), else the connection's.
+fn client_address(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Option<String> {
+    let ip = match &state.client_address_header {
+        Some(name) => headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            // a list (`client, proxy1`): the first is the client's
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok()),
+        None => extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+    };
+    ip.map(addresses::key)
+}
+
 /// `POST /auth/sign-in` with `{"tenant", "login", "password"}`.
-pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn sign_in(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     // JSON only: a cross-site form cannot send it without a preflight (no login CSRF)
     if let Err(refusal) = super::over_http::check_content_type(&headers) {
         return answer(refusal.status, ErrorCode::BadUserInput, refusal.message);
@@ -196,10 +240,14 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bo
         sessions::decoy_verify(input.password).await;
         return wrong();
     };
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    match sessions::sign_in(&state.db, &tenant, &input.login, &input.password, agent).await {
+    let address = client_address(&state, &headers, &parts.extensions);
+    let client = sessions::Client {
+        address: address.as_deref(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
+    match sessions::sign_in(&state.db, &tenant, &input.login, &input.password, client).await {
         Ok(opened) => {
             let secure = secure(&state, &tenant.id);
             let age = sessions::LIFETIME.num_seconds();
@@ -218,13 +266,17 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bo
             response
         }
         Err(SignInError::Wrong) => wrong(),
-        Err(SignInError::Locked { until }) => {
+        Err(e @ (SignInError::Locked { until } | SignInError::AddressLimited { until })) => {
             let wait = (until - chrono::Utc::now()).num_seconds().max(1);
+            let from = match e {
+                SignInError::AddressLimited { .. } => " from this address",
+                _ => "",
+            };
             let mut response = answer(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::LimitExceeded,
                 format!(
-                    "too many failed sign-ins: try again after {}",
+                    "too many failed sign-ins{from}: try again after {}",
                     until.to_rfc3339()
                 ),
             );

@@ -18,4 +18,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The background workers' panics, failures and restarts, rendered with the metrics.
     pub supervision: Arc<shoal_base::supervise::Supervision>,
+    /// The header a reverse proxy puts the client's address in (`server.client_address_header`,
+    /// lower-cased); `None`: the connection's own address.
+    pub client_address_header: Option<String>,
 }

@@ -401,7 +401,7 @@ impl From<sla::Clock> for SlaClock {
 }
 
 impl SlaTarget {
-    fn of(t: sla::Target) -> Self {
+    pub(crate) fn of(t: sla::Target) -> Self {
         match t {
             sla::Target::FirstResponse => Self::FirstResponse,
             sla::Target::NextResponse => Self::NextResponse,

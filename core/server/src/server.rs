@@ -289,6 +289,11 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         limits: config.limits.clone(),
         metrics: Arc::new(Metrics::default()),
         supervision,
+        client_address_header: config
+            .server
+            .client_address_header
+            .as_ref()
+            .map(|h| h.to_ascii_lowercase()),
     };
     let listener = TcpListener::bind(config.server.bind)
         .await
@@ -303,11 +308,14 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
     let (shutdown, stopped) = oneshot::channel::<()>();
     let app = api::router(state);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
     });
     Ok(Running {
         addr,

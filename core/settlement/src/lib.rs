@@ -28,13 +28,33 @@ pub async fn statement_for(
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> shoal_base::error::Result<Statement> {
+    may_read_statements(actor)?;
+    statement(db, actor.tenant_id(), participant, from, to).await
+}
+
+/// Statements need the `export` action and scope `all` on bills.
+fn may_read_statements(actor: &shoal_crm::tenancy::Actor) -> shoal_base::error::Result<()> {
     actor.require(shoal_base::kinds::Action::Export)?;
     if !actor.access.reaches_all(shoal_base::kinds::Resource::Bills) {
         return Err(shoal_base::error::Error::Forbidden(
             "a statement sums bills of every customer: it needs scope `all` on bills".into(),
         ));
     }
-    statement(db, actor.tenant_id(), participant, from, to).await
+    Ok(())
+}
+
+/// The participants whose statements an actor may read (those who may read statements see
+/// every one), by id.
+pub async fn participants_for(
+    db: &shoal_base::storage::Db,
+    actor: &shoal_crm::tenancy::Actor,
+) -> shoal_base::error::Result<Vec<Participant>> {
+    may_read_statements(actor)?;
+    let mut conn = db.pool.acquire().await?;
+    Ok(library::participants(&mut conn, actor.tenant_id())
+        .await?
+        .into_values()
+        .collect())
 }
 pub use library::{
     MAX_LEVELS, Participant, PriceKind, ServiceItem, SparePart, exists, parse_csv, set_region_tier,

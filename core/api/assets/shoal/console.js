@@ -20,6 +20,9 @@ const TEXT = {
     owner: '归属', emails: '邮箱', attributes: '属性', amount: '金额', language: 'English',
     forbidden: '你的角色不能查看此页', steps: '步骤', dryRun: '试运行（未来 7 天）', dryRunGo: '试运行', step: '步骤', detail: '内容', named: '名称', bills: '账单', reference: '单号', kind: '类型', segments: '分群', sops: 'SOP', campaigns: '群发', count: '人数', enrolled: '参与', variant: '版本',
     analytics: '分析', funnel: '漏斗', retention: '留存（按周，首次下单）', revenue: '营收（按月）', entered: '进入', conversion: '转化率', median: '中位用时', days: '天数', apply: '查看', cohort: '周', reached: '到达', done: '完成', skipped: '跳过', exited: '退出', currency: '币种',
+    backlog: '待处理', unassigned: '未分配', attainment: '达成率', target: '指标', met: '达标', breached: '超时', running: '进行中', atRisk: '将超时', newTickets: '新建', resolvedTickets: '已解决', agents: '坐席负载', open: '处理中',
+    FIRST_RESPONSE: '首次响应', NEXT_RESPONSE: '再次响应', RESOLUTION: '解决',
+    statements: '结算', participant: '参与方', role: '角色', month: '月份', account: '账户', reason: '原因', download: '下载 CSV',
     VISIT: '到店', PAGE_VIEW: '浏览', CONSULT: '咨询', ORDER: '下单', COUPON_USED: '用券', REFUND: '退款', MESSAGE_IN: '客户消息', MESSAGE_OUT: '发出消息',
     recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
     LEAD: '线索', PROSPECT: '意向', CUSTOMER: '客户', LOYAL: '忠诚', DORMANT: '沉睡',
@@ -41,6 +44,9 @@ const TEXT = {
     emails: 'E-mails', attributes: 'Attributes', amount: 'Amount', language: '中文',
     forbidden: 'Your role may not see this page', steps: 'Steps', dryRun: 'Dry run (next 7 days)', dryRunGo: 'Dry run', step: 'Step', detail: 'Detail', named: 'Name', bills: 'Bills', reference: 'Reference', kind: 'Kind', segments: 'Segments', sops: 'SOPs', campaigns: 'Campaigns', count: 'Customers', enrolled: 'Enrolments', variant: 'Variant',
     analytics: 'Analytics', funnel: 'Funnel', retention: 'Retention (weekly, first order)', revenue: 'Revenue (monthly)', entered: 'Entered', conversion: 'Conversion', median: 'Median time', days: 'Days', apply: 'Show', cohort: 'Week', reached: 'Reached', done: 'Done', skipped: 'Skipped', exited: 'Exited', currency: 'Currency',
+    backlog: 'Backlog', unassigned: 'Unassigned', attainment: 'attainment', target: 'Target', met: 'Met', breached: 'Breached', running: 'Running', atRisk: 'At risk', newTickets: 'Opened', resolvedTickets: 'Resolved', agents: 'Agents', open: 'Open',
+    FIRST_RESPONSE: 'First response', NEXT_RESPONSE: 'Next response', RESOLUTION: 'Resolution',
+    statements: 'Statements', participant: 'Participant', role: 'Role', month: 'Month', account: 'Account', reason: 'Reason', download: 'Download CSV',
     VISIT: 'Store visit', PAGE_VIEW: 'Page view', CONSULT: 'Consult', ORDER: 'Order', COUPON_USED: 'Coupon used', REFUND: 'Refund', MESSAGE_IN: 'Message in', MESSAGE_OUT: 'Message out',
     recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
     LEAD: 'Lead', PROSPECT: 'Prospect', CUSTOMER: 'Customer', LOYAL: 'Loyal',
@@ -263,12 +269,46 @@ async function tasks() {
 }
 
 async function tickets() {
-  const d = await api(`{ tickets(first: 100) { edges { node { id subject status priority assignee createdAt } } } }`);
-  return [h('h1', {}, t('tickets')), table([
-    { label: 'subject', cell: (x) => x.subject }, { label: 'status', cell: (x) => x.status },
-    { label: 'priority', cell: (x) => x.priority }, { label: 'assignee', cell: (x) => x.assignee || '' },
-    { label: 'created', wide: true, cell: (x) => when(x.createdAt) },
-  ], edges(d.tickets))];
+  const now = new Date();
+  const from = new Date(now.getTime() - 30 * 86400e3);
+  const [d, f] = await Promise.all([
+    api(`{ tickets(first: 100) { edges { node { id subject status priority assignee createdAt } } } }`),
+    api(`query($i: TicketFiguresInput!) { ticketFigures(input: $i) { sla { target met breached running attainment }
+        series { start opened resolved backlog } agents { userId name open breached atRisk resolved } backlogNow unassignedNow } }`,
+    { i: { from: from.toISOString(), to: now.toISOString(), period: 'DAY' } }),
+  ]);
+  const x = f.ticketFigures;
+  return [
+    h('h1', {}, t('tickets')),
+    h('div', { class: 'cards' },
+      card(t('backlog'), 'tickets.backlog', x.backlogNow),
+      card(t('unassigned'), 'tickets.unassigned', x.unassignedNow),
+      x.sla.map((s) => card(`${t(s.target)} · ${t('attainment')}`, `sla.${s.target}`, percent(s.attainment)))),
+    x.sla.length ? table([
+      { label: 'target', cell: (s) => t(s.target) }, { label: 'met', cell: (s) => s.met },
+      { label: 'breached', cell: (s) => s.breached }, { label: 'running', cell: (s) => s.running },
+    ], x.sla) : null,
+    chart('tickets', {
+      tooltip: { trigger: 'axis' },
+      legend: { top: 0 },
+      xAxis: { type: 'category', data: x.series.map((p) => p.start.slice(5)) },
+      yAxis: { type: 'value', minInterval: 1 },
+      series: [['opened', 'newTickets', 'bar'], ['resolved', 'resolvedTickets', 'bar'], ['backlog', 'backlog', 'line']].map(([k, label, type]) => ({ name: t(label), type, data: x.series.map((p) => p[k]) })),
+    }),
+    h('h2', {}, t('agents')),
+    table([
+      { label: 'assignee', cell: (a) => a.name || a.userId },
+      { label: 'open', cell: (a) => h('span', { 'data-figure': `agent.${a.userId}` }, a.open) },
+      { label: 'breached', cell: (a) => a.breached }, { label: 'atRisk', cell: (a) => a.atRisk },
+      { label: 'resolvedTickets', wide: true, cell: (a) => a.resolved },
+    ], x.agents),
+    h('h2', {}, t('tickets')),
+    table([
+      { label: 'subject', cell: (x) => x.subject }, { label: 'status', cell: (x) => x.status },
+      { label: 'priority', cell: (x) => x.priority }, { label: 'assignee', cell: (x) => x.assignee || '' },
+      { label: 'created', wide: true, cell: (x) => when(x.createdAt) },
+    ], edges(d.tickets)),
+  ];
 }
 
 async function imports() {
@@ -454,12 +494,70 @@ async function analytics(params) {
   ];
 }
 
-const PAGES = { '': overview, customers, segments, sops, campaigns, analytics, tasks, tickets, imports, modules, audit };
+/** The instant local midnight of `y-m-d` is in time zone `tz` (Intl gives the zone's offset). */
+function zonedMidnight(y, m, d, tz) {
+  const utc = Date.UTC(y, m - 1, d);
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' })
+    .formatToParts(new Date(utc)).map((p) => [p.type, Number(p.value)]));
+  const local = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
+  return new Date(utc - (local - utc));
+}
+
+/** This month in the tenant's zone, as `YYYY-MM`. */
+function thisMonth() {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', { timeZone: me.timeZone || 'UTC', year: 'numeric', month: 'numeric' })
+    .formatToParts(new Date()).map((p) => [p.type, p.value]));
+  return `${parts.year}-${String(parts.month).padStart(2, '0')}`;
+}
+
+async function statements(params) {
+  const month = /^\d{4}-\d{2}$/.test(params.get('month') || '') ? params.get('month') : thisMonth();
+  const [y, m] = month.split('-').map(Number);
+  const tz = me.timeZone || 'UTC';
+  const from = zonedMidnight(y, m, 1, tz).toISOString();
+  const to = zonedMidnight(m === 12 ? y + 1 : y, m === 12 ? 1 : m + 1, 1, tz).toISOString();
+  const list = (await api('{ participants { id name role parentId } }')).participants.slice(0, 50);
+  // one request: each participant's statement under an alias
+  const fields = list.map((p, i) => `s${i}: statement(participantId: $p${i}, from: $from, to: $to) {
+      totals { amount currency } postings { billId account amount { amount currency } reason postedAt } }`).join('\n');
+  const vars = Object.fromEntries(list.map((p, i) => [`p${i}`, p.id]));
+  const decl = list.map((p, i) => `$p${i}: ID!`).join(', ');
+  const d = list.length ? await api(`query(${decl}, $from: DateTime!, $to: DateTime!) { ${fields} }`, Object.assign(vars, { from, to })) : {};
+  const chosen = params.get('participant') || (list[0] && list[0].id);
+  const at = list.findIndex((p) => p.id === chosen);
+  const picker = h('input', { type: 'month', name: 'month', value: month, 'aria-label': t('month') });
+  const form = h('form', { class: 'search', 'data-form': 'statements', onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/statements?month=${picker.value}${chosen ? `&participant=${encodeURIComponent(chosen)}` : ''}`;
+  } }, picker, h('button', { type: 'submit' }, t('apply')));
+  const totals = (s) => (s.totals.length ? s.totals.map((x) => `${x.amount} ${x.currency}`).join(' · ') : '0');
+  const csv = (id) => `/statements/${encodeURIComponent(id)}.csv?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+  return [
+    h('h1', {}, t('statements')), form,
+    table([
+      { label: 'participant', cell: (p) => h('a', { href: `#/statements?month=${month}&participant=${encodeURIComponent(p.id)}`, 'data-participant': p.id }, p.name) },
+      { label: 'role', cell: (p) => p.role },
+      { label: 'amount', cell: (p) => h('span', { 'data-figure': `statement.${p.id}` }, totals(d[`s${list.indexOf(p)}`])) },
+      { label: 'rows', cell: (p) => d[`s${list.indexOf(p)}`].postings.length },
+      { label: 'download', wide: true, cell: (p) => h('a', { href: csv(p.id), download: `${p.id}-${month}.csv` }, 'CSV') },
+    ], list),
+    at >= 0 ? [
+      h('h2', {}, `${list[at].name} · ${month}`),
+      table([
+        { label: 'at', cell: (x) => when(x.postedAt) }, { label: 'reference', cell: (x) => x.billId },
+        { label: 'amount', cell: (x) => `${x.amount.amount} ${x.amount.currency}` },
+        { label: 'reason', wide: true, cell: (x) => x.reason },
+      ], d[`s${at}`].postings),
+    ] : null,
+  ];
+}
+
+const PAGES = { '': overview, customers, segments, sops, campaigns, analytics, statements, tasks, tickets, imports, modules, audit };
 
 // ---- shell ---------------------------------------------------------------------------
 
 function shell(page) {
-  const nav = ['', 'customers', 'segments', 'sops', 'campaigns', 'analytics', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
+  const nav = ['', 'customers', 'segments', 'sops', 'campaigns', 'analytics', 'statements', 'tasks', 'tickets', 'imports', 'modules', 'audit'].map((p) =>
     h('a', { href: `#/${p}`, class: p === page ? 'current' : null, 'data-page': p || 'overview' }, t(p || 'overview')));
   const flip = h('button', { class: 'plain', type: 'button', onclick: flipLanguage(route) }, t('language'));
   const out = h('button', { class: 'plain', type: 'button', 'data-action': 'sign-out', onclick: signOut }, t('signOut'));

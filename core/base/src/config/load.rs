@@ -119,6 +119,17 @@ impl Validator<'_> {
         if config.storage.max_connections == 0 {
             return Err(self.invalid("storage.max_connections".into(), "must be at least 1"));
         }
+        if let Some(h) = &config.server.client_address_header
+            && (h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(self.invalid(
+                "server.client_address_header".into(),
+                "must be a header name (letters, digits, `-`), like X-Real-IP",
+            ));
+        }
         if let Err(e) = config.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(self.invalid("log.level".into(), format!("not a log filter: {e}")));
         }

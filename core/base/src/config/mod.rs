@@ -81,6 +81,11 @@ pub struct ServerConfig {
     /// and click tracking links start with it. None: e-mails go untracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// The request header a reverse proxy in front of this host puts the client's address in
+    /// (`X-Real-IP`); set it only behind a proxy that overwrites the header. None: the
+    /// address the connection comes from. Sign-in limits failures per client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -175,6 +175,11 @@ const MIGRATIONS: &[Migration] = &[
         "staff passwords and sessions",
         include_str!("../../migrations/shared/0028_staff_sign_in.sql"),
     ),
+    Migration::shared(
+        29,
+        "failed sign-ins per client address",
+        include_str!("../../migrations/shared/0029_sign_in_addresses.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -2,5 +2,6 @@
 //! `tenancy` (a session resolves to a [`crate::tenancy::Principal`]) and `audit` (sign-ins,
 //! lockouts and password changes are recorded).
 
+pub mod addresses;
 pub mod passwords;
 pub mod sessions;

@@ -13,7 +13,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{AnyConnection, Row};
 
-use super::passwords;
+use super::{addresses, passwords};
 use crate::tenancy::{Actor, Directory, Principal, Tenant};
 use shoal_base::{
     config::sha256_hex,
@@ -49,8 +49,22 @@ pub enum SignInError {
     /// Too many failures in a row; the user may try again after `until`.
     #[error("too many failed sign-ins: try again after {until}")]
     Locked { until: DateTime<Utc> },
+    /// Too many failures from the client's address ([`super::addresses`]); it may try again
+    /// after `until`.
+    #[error("too many failed sign-ins from this address: try again after {until}")]
+    AddressLimited { until: DateTime<Utc> },
     #[error(transparent)]
     Other(#[from] Error),
+}
+
+/// Who is signing in, as the request tells.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    /// The client's address as counted ([`addresses::key`]); `None` when unknown (no limit
+    /// per address applies).
+    pub address: Option<&'a str>,
+    /// The browser's `User-Agent`, kept with the session (200 characters at most).
+    pub user_agent: Option<&'a str>,
 }
 
 /// A live session, found from its cookie.
@@ -117,14 +131,21 @@ fn find_user<'t>(tenant: &'t Tenant, login: &str) -> Option<&'t str> {
 }
 
 /// Checks `password` for the user `login` names and opens a session. Failures count towards
-/// the lockout; a locked user is refused before the password is looked at.
+/// the lockout; a locked user is refused before the password is looked at. Failures from
+/// `address` (the client's, as [`super::addresses::key`] counts it) count towards its limit,
+/// and an address over its limit is refused before anything else.
 pub async fn sign_in(
     db: &Db,
     tenant: &Arc<Tenant>,
     login: &str,
     password: &str,
-    user_agent: Option<&str>,
+    client: Client<'_>,
 ) -> Result<Opened, SignInError> {
+    if let Some(address) = client.address
+        && let Some(until) = addresses::refused_until(db, &tenant.id, address).await?
+    {
+        return Err(SignInError::AddressLimited { until });
+    }
     let user = find_user(tenant, login);
     let stored = match user {
         Some(user) => passwords::stored(db, &tenant.id, user).await?,
@@ -141,6 +162,11 @@ pub async fn sign_in(
         .map_or_else(|| DECOY.clone(), |s| s.hash.clone());
     let matches = passwords::verify_off_thread(password.to_owned(), hash).await;
     let (Some(user), Some(_), true) = (user, &stored, matches) else {
+        if let Some(address) = client.address
+            && addresses::count_failure(db, &tenant.id, address).await?
+        {
+            tracing::warn!(tenant = %tenant.id, address, "sign-ins refused from an address after repeated failures");
+        }
         if let (Some(user), Some(_)) = (user, &stored)
             && passwords::count_failure(db, &tenant.id, user).await?
         {
@@ -151,7 +177,8 @@ pub async fn sign_in(
         return Err(SignInError::Wrong);
     };
     passwords::clear_failures(db, &tenant.id, user).await?;
-    let changes = serde_json::json!({ "user_agent": user_agent });
+    let user_agent = client.user_agent;
+    let changes = serde_json::json!({ "user_agent": user_agent, "address": client.address });
     audit_user(db, tenant, user, "user.signed_in", changes).await?;
     // the user's sessions that are over go now (they are refused anyway; this keeps the
     // table to the live ones without a job)
