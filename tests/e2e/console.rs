@@ -471,6 +471,22 @@ async fn walk_every_page() {
     );
     browser.click("a[data-page=audit]").await;
     browser.wait_for("main [data-error=FORBIDDEN]").await;
+    // import jobs quote raw values in their reasons: not for a role that masks phones
+    let jobs = s
+        .gql(
+            MASKED_KEY,
+            "{ importJobs(first: 1) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        crate::harness::code(&jobs["errors"][0]),
+        "FORBIDDEN",
+        "{jobs}"
+    );
+    browser.click("a[data-page=imports]").await;
+    browser.wait_for("a[data-page=imports].current").await;
+    browser.wait_for("main [data-error=FORBIDDEN]").await;
     browser.quit().await;
     s.stop().await;
 }

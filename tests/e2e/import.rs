@@ -153,6 +153,37 @@ async fn customers_import_maps_fields_and_reports_bad_rows(s: &TestServer) {
         .await;
     assert_eq!(again["importJob"]["errors"], json!([{ "row": 4 }]));
     assert_eq!(again["importJobs"]["edges"][0]["node"]["id"], job["id"]);
+
+    // the error file the console links to: the same problems (the reasons quote the values)
+    let path = format!("/imports/{}/errors.csv", job["id"].as_str().unwrap());
+    let bearer = |key: &str| format!("Authorization: Bearer {key}\r\n");
+    let (status, _, csv) =
+        crate::harness::http_with_head(s.addr, "GET", &path, &bearer(ALPHA), "").await;
+    assert_eq!(status, 200, "{csv}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("row,column,reason"));
+    let errors = job["errors"].as_array().unwrap();
+    let mut read = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
+    let rows: Vec<Vec<String>> = read
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let expected: Vec<Vec<String>> = errors
+        .iter()
+        .map(|e| {
+            vec![
+                e["row"].to_string(),
+                e["column"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            ]
+        })
+        .collect();
+    assert_eq!(rows, expected);
+    // another tenant's key finds no such job
+    let (status, _, _) =
+        crate::harness::http_with_head(s.addr, "GET", &path, &bearer(crate::harness::BETA), "")
+            .await;
+    assert_eq!(status, 404);
 }
 
 async fn a_dry_run_reports_what_would_happen_and_keeps_nothing(s: &TestServer) {

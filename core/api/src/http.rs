@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/statements/{file}", get(statement_csv))
+        .route("/imports/{job}/errors.csv", get(import_errors_csv))
         .route("/channels/{tenant}/sms/receipts", post(sms_receipt))
         .route("/tickets/{tenant}/inbound", post(inbound_ticket))
         .route(
@@ -671,6 +672,61 @@ fn domain_failure(
         _ => e.to_string(),
     };
     failure(&state.metrics, status, code, message)
+}
+
+/// `GET /imports/<job>/errors.csv` with the API key or a session: the job's refused rows as
+/// kept (the first 1000, in row order), as `row,column,reason`, for the readers of import
+/// jobs (scope `all` on customers, no field masked: the reasons quote the values).
+async fn import_errors_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(job): axum::extract::Path<String>,
+) -> Response {
+    let actor = match reader(&state, &headers).await {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let found = async {
+        shoal_data::import::job::require_reader(&actor)?;
+        shoal_data::import::job::get(&state.db, actor.tenant_id(), &job).await?;
+        shoal_data::import::job::errors(&state.db, actor.tenant_id(), &job, 1000).await
+    }
+    .await;
+    match found {
+        Ok(errors) => {
+            let mut out = shoal_base::csv_out::line(&["row", "column", "reason"]);
+            for e in &errors {
+                out.push_str(&shoal_base::csv_out::line(&[
+                    e.row.to_string().as_str(),
+                    e.column.as_str(),
+                    e.reason.as_str(),
+                ]));
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                out,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let code = e.code();
+            let status = match code {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let message = if code == ErrorCode::Internal {
+                "internal error".to_owned()
+            } else {
+                e.to_string()
+            };
+            failure(&state.metrics, status, code, message)
+        }
+    }
 }
 
 /// `GET /statements/<participant>.csv?from=<RFC 3339>&to=<RFC 3339>` with the API key or a

@@ -318,7 +318,8 @@ async function imports() {
     { label: 'source', cell: (j) => j.source }, { label: 'status', cell: (j) => j.status },
     { label: 'rows', cell: (j) => j.rowsRead }, { label: 'createdN', cell: (j) => j.created },
     { label: 'mergedN', cell: (j) => j.merged }, { label: 'rejected', cell: (j) => j.rejected },
-    { label: 'errors', wide: true, cell: (j) => j.errors.map((e) => `#${e.row} ${e.column}: ${e.reason}`).join('\n') },
+    { label: 'errors', wide: true, cell: (j) => [j.errors.map((e) => `#${e.row} ${e.column}: ${e.reason}`).join('\n'),
+      j.rejected ? h('div', {}, h('a', { href: `/imports/${encodeURIComponent(j.id)}/errors.csv`, download: `${j.id}-errors.csv`, 'data-errors-file': j.id }, t('download'))) : null] },
   ], edges(d.importJobs))];
 }
 

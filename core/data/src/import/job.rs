@@ -248,20 +248,26 @@ pub async fn errors(db: &Db, tenant: &str, id: &str, limit: i64) -> Result<Vec<R
         .collect()
 }
 
-/// Import jobs and their rejected rows hold raw values of every customer: only a reader who
-/// reaches every customer (as an importer must) may see them.
+/// Import jobs and their rejected rows hold raw values of every customer (a refused row's
+/// reason quotes its value): only a reader who reaches every customer (as an importer must)
+/// and reads every field in full (no field masked or hidden for them) may see them.
 pub fn require_reader(actor: &Actor) -> Result<()> {
-    if actor
+    if !actor
         .access
         .reaches_all(shoal_base::kinds::Resource::Customers)
     {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(
+        return Err(Error::Forbidden(
             "import jobs show raw imported values: they need a role whose customers scope is `all`"
                 .into(),
-        ))
+        ));
     }
+    if !actor.access.sees_customers_in_full() {
+        return Err(Error::Forbidden(
+            "import jobs show raw imported values: they need a role that masks no customer field"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The cursor ordering of [`list`].
