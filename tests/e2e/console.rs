@@ -249,6 +249,11 @@ async fn walk_every_page() {
             .script("return document.querySelectorAll('[data-error]').length")
             .await;
         assert_eq!(errors, 0, "{page}");
+        let text = browser.text("main").await;
+        assert!(
+            !text.contains("[object") && !text.contains("null"),
+            "{page} drew a value as text: {text}"
+        );
         if page == "segments" {
             let id = segment["createSegment"]["id"].as_str().unwrap();
             assert_eq!(

@@ -578,7 +578,8 @@ async function route() {
   try {
     const detail = { customers: customer, sops: sop }[page];
     const render = detail && id ? () => detail(decodeURIComponent(id)) : () => (PAGES[page] || overview)(params);
-    main.replaceChildren(...(await render()));
+    // a page gives nodes, lists of nodes, and null for what it leaves out
+    main.replaceChildren(...(await render()).flat(2).filter((x) => x !== null && x !== undefined));
     main.removeAttribute('data-loading');
     main.setAttribute('data-ready', detail && id ? page.replace(/s$/, '') : page || 'overview');
   } catch (e) {
