@@ -83,6 +83,27 @@ impl Period {
     }
 }
 
+/// The periods of a series over `[from, to)` in `tz`, at most `max` of them; a range that
+/// ends before it begins, or holds too many periods, is refused on `input.to`.
+pub fn series(
+    period: Period,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    tz: Tz,
+    max: usize,
+) -> shoal_base::error::Result<Vec<NaiveDate>> {
+    use shoal_base::error::Error;
+    if to <= from {
+        return Err(Error::invalid("input.to", "must be after `from`"));
+    }
+    period.starts(from, to, tz, max).map_err(|n| {
+        Error::invalid(
+            "input.to",
+            format!("at most {max} periods, not {n}: choose a longer period"),
+        )
+    })
+}
+
 /// The instant local midnight of `date` begins in `tz` (the earliest, when a zone skips or
 /// repeats midnight).
 pub fn midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {

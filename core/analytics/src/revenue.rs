@@ -10,7 +10,7 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use shoal_base::{
-    error::{Error, Result},
+    error::Result,
     kinds::Resource,
     storage::{Db, sql::Sql, time},
 };
@@ -68,19 +68,8 @@ pub struct Series {
 /// Revenue series over the bills the actor reaches (bills without a customer need scope
 /// `all` on bills), keys and currencies in order.
 pub async fn compute(db: &Db, actor: &Actor, spec: &RevenueSpec) -> Result<Vec<Series>> {
-    if spec.to <= spec.from {
-        return Err(Error::invalid("input.to", "must be after `from`"));
-    }
     let tz = actor.tenant.time_zone;
-    let starts = spec
-        .period
-        .starts(spec.from, spec.to, tz, MAX_POINTS)
-        .map_err(|n| {
-            Error::invalid(
-                "input.to",
-                format!("at most {MAX_POINTS} periods, not {n}: choose a longer period"),
-            )
-        })?;
+    let starts = crate::period::series(spec.period, spec.from, spec.to, tz, MAX_POINTS)?;
     let (select, from) = match spec.by {
         RevenueBy::Participant => (
             "b.created_at, b.kind, p.currency, p.amount_units AS units, SUBSTR(p.account, 13) AS k",

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
 use shoal_base::{
-    error::{Error, Result},
+    error::Result,
     storage::{Db, sql::Sql, time},
 };
 use shoal_crm::tenancy::Actor;
@@ -117,19 +117,8 @@ fn done(ty: &TicketType, status: &str) -> bool {
 
 /// The figures of `spec` over the tickets `actor` reaches.
 pub async fn compute(db: &Db, actor: &Actor, spec: &Spec) -> Result<Figures> {
-    if spec.to <= spec.from {
-        return Err(Error::invalid("input.to", "must be after `from`"));
-    }
     let tz = actor.tenant.time_zone;
-    let starts = spec
-        .period
-        .starts(spec.from, spec.to, tz, MAX_POINTS)
-        .map_err(|n| {
-            Error::invalid(
-                "input.to",
-                format!("at most {MAX_POINTS} periods, not {n}: choose a longer period"),
-            )
-        })?;
+    let starts = crate::period::series(spec.period, spec.from, spec.to, tz, MAX_POINTS)?;
     let tickets = read(db, actor, spec).await?;
     let types: HashMap<String, TicketType> = shoal_tickets::store::types(db, actor.tenant_id())
         .await?

@@ -38,22 +38,14 @@ pub async fn compute(
     to: DateTime<Utc>,
     period: Period,
 ) -> Result<Vec<TagTrend>> {
-    if to <= from {
-        return Err(Error::invalid("input.to", "must be after `from`"));
-    }
+    let tz = actor.tenant.time_zone;
+    let starts = crate::period::series(period, from, to, tz, MAX_POINTS)?;
     if !(1..=MAX_TAGS).contains(&tag_ids.len()) {
         return Err(Error::invalid(
             "input.tagIds",
             format!("1 to {MAX_TAGS} tags"),
         ));
     }
-    let tz = actor.tenant.time_zone;
-    let starts = period.starts(from, to, tz, MAX_POINTS).map_err(|n| {
-        Error::invalid(
-            "input.to",
-            format!("at most {MAX_POINTS} periods, not {n}: choose a longer period"),
-        )
-    })?;
     let now = time::to_micros(time::now());
     let ends: Vec<i64> = starts
         .iter()
