@@ -210,6 +210,35 @@ async fn walk_every_page() {
         .wait_for("main[data-ready=customers] input[value='李']")
         .await;
     assert_eq!(browser.text("[data-figure='customers.count']").await, "1");
+    // filtered by stage: the API's count
+    browser
+        .script(
+            "document.querySelector('input[name=q]').value = ''; \
+             document.querySelector('select[name=stage]').value = 'LOYAL'; \
+             document.querySelector('form[data-form=customers] button').click(); return 1",
+        )
+        .await;
+    browser
+        .wait_for("main[data-ready=customers] select[name=stage] option[value=LOYAL][selected]")
+        .await;
+    let loyal = s
+        .ok(
+            ALPHA,
+            "{ customers(filter: { stages: [LOYAL] }) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        browser.text("[data-figure='customers.count']").await,
+        loyal["customers"]["totalCount"].to_string()
+    );
+    assert_eq!(loyal["customers"]["totalCount"], 2);
+    browser
+        .goto(&format!("http://{}/#/customers?q=%E6%9D%8E", s.addr))
+        .await;
+    browser
+        .wait_for("main[data-ready=customers] input[value='李']")
+        .await;
     browser
         .click(&format!("a[data-customer='{}']", ids[1]))
         .await;

@@ -184,12 +184,31 @@ async function overview() {
 
 async function customers(params) {
   const q = params.get('q') || '';
-  const d = await api(`query($f: CustomerFilterInput) { customers(first: 50, filter: $f) {
+  const stage = STAGES.includes(params.get('stage')) ? params.get('stage') : '';
+  const tag = params.get('tag') || '';
+  const filter = {};
+  if (q) filter.search = q;
+  if (stage) filter.stages = [stage];
+  if (tag) filter.tags = { all: [tag] };
+  const [d, tags] = await Promise.all([
+    api(`query($f: CustomerFilterInput) { customers(first: 50, filter: $f) {
       totalCount edges { node { id displayName phones lifecycleStage sourceChannel createdAt } } } }`,
-  { f: q ? { search: q } : null });
+    { f: Object.keys(filter).length ? filter : null }),
+    api('{ tags { id name } }').then((x) => x.tags, (e) => { if (e instanceof SignedOut) throw e; return []; }),
+  ]);
   const input = h('input', { name: 'q', value: q, placeholder: t('search'), 'aria-label': t('search') });
-  const search = h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); location.hash = `#/customers?q=${encodeURIComponent(input.value)}`; } },
-    input, h('button', { type: 'submit' }, t('search')));
+  const stages = h('select', { name: 'stage', 'aria-label': t('stage') }, h('option', { value: '' }, `${t('stage')}: —`),
+    STAGES.map((s) => h('option', { value: s, selected: s === stage ? '' : null }, t(s))));
+  const tagPick = h('select', { name: 'tag', 'aria-label': t('tags') }, h('option', { value: '' }, `${t('tags')}: —`),
+    tags.map((x) => h('option', { value: x.name, selected: x.name === tag ? '' : null }, x.name)));
+  const search = h('form', { class: 'search', 'data-form': 'customers', onsubmit: (e) => {
+    e.preventDefault();
+    const p = new URLSearchParams();
+    if (input.value) p.set('q', input.value);
+    if (stages.value) p.set('stage', stages.value);
+    if (tagPick.value) p.set('tag', tagPick.value);
+    location.hash = `#/customers?${p}`;
+  } }, input, stages, tagPick, h('button', { type: 'submit' }, t('search')));
   return [
     h('h1', {}, t('customers'), ' ', h('span', { class: 'muted', 'data-figure': 'customers.count' }, d.customers.totalCount)),
     search,
