@@ -656,6 +656,213 @@ async fn a_tag_trend_counts_holders_at_each_periods_end(s: &TestServer) {
     assert_eq!(held, 1);
 }
 
+/// Each customer's RFM cell now, as the API shows it.
+async fn rfm_cells(s: &TestServer, ids: &[String]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let r = s
+            .ok(
+                ALPHA,
+                "query($id: ID!) { customer(id: $id) { rfm { cell } } }",
+                json!({ "id": id }),
+            )
+            .await;
+        out.push(r["customer"]["rfm"]["cell"].as_str().map(str::to_owned));
+    }
+    out
+}
+
+/// Stages per period and RFM movement: from the histories the database keeps (a trigger
+/// writes every stage a customer enters; each RFM recompute writes the cells that changed),
+/// checked by hand, against the live tables, and against docs/analytics.md's SQL.
+async fn stages_over_time_and_rfm_movement_replay_their_histories(s: &TestServer) {
+    const TREND: &str = "query($i: StageTrendInput!) { stageTrend(input: $i) { start stages { stage customers } } }";
+    const UPDATE: &str = "mutation($id: ID!, $input: UpdateCustomerInput!) { updateCustomer(id: $id, input: $input) { id } }";
+    let a = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "甲", "sourceChannel": "WEB", "lifecycleStage": "LEAD" }),
+        )
+        .await;
+    let b = s
+        .create_customer(
+            ALPHA,
+            json!({ "displayName": "乙", "sourceChannel": "WEB", "lifecycleStage": "CUSTOMER" }),
+        )
+        .await;
+    let c = s
+        .create_customer(ALPHA, json!({ "displayName": "丙", "sourceChannel": "WEB", "lifecycleStage": "LOYAL", "ownerId": "agent-a" }))
+        .await;
+    s.ok(
+        ALPHA,
+        UPDATE,
+        json!({ "id": a, "input": { "lifecycleStage": "CUSTOMER" } }),
+    )
+    .await;
+    let pool = &s.db().pool;
+    let written: Vec<String> = sqlx::query(
+        "SELECT stage FROM stage_history WHERE tenant_id = 'alpha' AND customer_id = $1 ORDER BY at",
+    )
+    .bind(&a)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get("stage"))
+    .collect();
+    assert_eq!(
+        written,
+        ["lead", "customer"],
+        "the trigger wrote both stages"
+    );
+    // 乙 has been a customer for two days
+    let two_days = Duration::days(2).num_microseconds().unwrap();
+    sqlx::query(
+        "UPDATE stage_history SET at = at - $1 WHERE tenant_id = 'alpha' AND customer_id = $2",
+    )
+    .bind(two_days)
+    .bind(&b)
+    .execute(pool)
+    .await
+    .unwrap();
+    let now = Utc::now();
+    let input = json!({ "i": { "from": (now - Duration::days(3)).to_rfc3339(), "to": now.to_rfc3339(), "period": "DAY" } });
+    let trend = s.ok(ALPHA, TREND, input.clone()).await["stageTrend"].clone();
+    let of = |point: &Value, stage: &str| {
+        point["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["stage"] == stage)
+            .unwrap()["customers"]
+            .as_i64()
+            .unwrap()
+    };
+    let points = trend.as_array().unwrap();
+    assert_eq!(points.len(), 4, "{trend}");
+    let customers: Vec<i64> = points.iter().map(|p| of(p, "CUSTOMER")).collect();
+    assert_eq!(customers, [0, 1, 1, 2], "{trend}");
+    assert_eq!(
+        points[3]["stages"].as_array().unwrap().len(),
+        6,
+        "every stage listed"
+    );
+    // today's point is the live table
+    for stage in ["LEAD", "CUSTOMER", "LOYAL"] {
+        let live = s
+            .ok(
+                ALPHA,
+                "query($s: [LifecycleStage!]) { customers(filter: { stages: $s }) { totalCount } }",
+                json!({ "s": [stage] }),
+            )
+            .await["customers"]["totalCount"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(of(&points[3], stage), live, "{stage}");
+    }
+    // and each point is the documented SQL at that period's end
+    let sql = reference_sql("-- customers per stage at the instant $2");
+    let tz = chrono_tz::Asia::Shanghai;
+    for p in points {
+        let start: chrono::NaiveDate = p["start"].as_str().unwrap().parse().unwrap();
+        let end = tz
+            .from_local_datetime(&(start + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap())
+            .unwrap()
+            .to_utc()
+            .min(now);
+        let rows = sqlx::query(&sql)
+            .bind("alpha")
+            .bind(end.timestamp_micros())
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for r in rows {
+            let stage: String = r.get("stage");
+            let n: i64 = r.get("customers");
+            assert_eq!(of(p, &stage.to_uppercase()), n, "{stage} at {end}: {trend}");
+        }
+    }
+    // the agent counts their own customer only
+    let mine = s.ok(AGENT, TREND, input).await["stageTrend"].clone();
+    assert_eq!(of(&mine[3], "LOYAL"), 1);
+    assert_eq!(of(&mine[3], "CUSTOMER"), 0, "{mine}");
+
+    // RFM: two recomputes with orders between; the movement is the cells read after each
+    let order = |who: &str, day: i64| event(who, "ORDER", now - Duration::days(day));
+    record(s, vec![order(&a, 30), order(&b, 5), order(&b, 4)]).await;
+    let recompute = "mutation { recomputeTags { tag } }";
+    let ids = [a.clone(), b.clone(), c.clone()];
+    s.ok(ALPHA, recompute, json!({})).await;
+    let first = rfm_cells(s, &ids).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let between = Utc::now();
+    record(
+        s,
+        vec![order(&a, 1), order(&a, 0), order(&a, 0), order(&c, 2)],
+    )
+    .await;
+    s.ok(ALPHA, recompute, json!({})).await;
+    let second = rfm_cells(s, &ids).await;
+    let after = Utc::now() + Duration::milliseconds(5);
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let mut expected: BTreeMap<(Option<String>, Option<String>), i64> = BTreeMap::new();
+    for (f, t) in first.iter().zip(&second) {
+        if f.is_some() || t.is_some() {
+            *expected
+                .entry((
+                    f.as_ref().map(|x| x.to_uppercase()),
+                    t.as_ref().map(|x| x.to_uppercase()),
+                ))
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        first[2].is_none() && second[2].is_some(),
+        "丙 scored only the second time"
+    );
+    let moves = s
+        .ok(
+            ALPHA,
+            "query($i: RfmMovementInput!) { rfmMovement(input: $i) { from to customers } }",
+            json!({ "i": { "from": between.to_rfc3339(), "to": after.to_rfc3339() } }),
+        )
+        .await;
+    let got: BTreeMap<(Option<String>, Option<String>), i64> = moves["rfmMovement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                (
+                    m["from"].as_str().map(str::to_owned),
+                    m["to"].as_str().map(str::to_owned),
+                ),
+                m["customers"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{moves}");
+    let sql = reference_sql("-- customers per (cell at $2, cell at $3)");
+    let rows = sqlx::query(&sql)
+        .bind("alpha")
+        .bind(between.timestamp_micros())
+        .bind(after.timestamp_micros())
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let by_sql: BTreeMap<(Option<String>, Option<String>), i64> = rows
+        .iter()
+        .map(|r| {
+            let cell = |k: &str| r.get::<Option<String>, _>(k).map(|x| x.to_uppercase());
+            (
+                (cell("from_cell"), cell("to_cell")),
+                r.get::<i64, _>("customers"),
+            )
+        })
+        .collect();
+    assert_eq!(by_sql, expected);
+}
+
 const TICKET_FIGURES: &str = "query($i: TicketFiguresInput!) { ticketFigures(input: $i) {
     sla { target met breached running attainment } series { start opened resolved backlog }
     agents { userId name open breached atRisk resolved } backlogNow unassignedNow } }";
@@ -842,6 +1049,7 @@ mod funnels {
         revenue_is_net_of_refunds_per_currency_and_key,
         a_tag_trend_counts_holders_at_each_periods_end,
         ticket_figures_count_clocks_history_and_load,
+        stages_over_time_and_rfm_movement_replay_their_histories,
     );
 }
 

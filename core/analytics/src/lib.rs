@@ -2,8 +2,8 @@
 //! only customers the reader reaches) and in the tenant's time zone: funnels
 //! ([`funnel`]), retention cohorts ([`cohorts`]), an SOP's figures per step
 //! ([`sop_steps`]), revenue series from settled bills ([`revenue`]), tag holders over time
-//! ([`tag_trend`]) and ticket service levels ([`service_levels`]: SLA attainment, backlog,
-//! agents' load). Each figure is also written as a plain SQL query in docs/analytics.md,
+//! ([`tag_trend`]), stages over time and RFM movement ([`stage_rfm`]) and ticket service
+//! levels ([`service_levels`]: SLA attainment, backlog, agents' load). Each figure is also written as a plain SQL query in docs/analytics.md,
 //! and the tests compare the two (SLA clocks excepted: they run on business calendars, and
 //! are shoal-tickets' own).
 //!
@@ -18,4 +18,5 @@ pub mod revenue;
 mod scan;
 pub mod service_levels;
 pub mod sop_steps;
+pub mod stage_rfm;
 pub mod tag_trend;

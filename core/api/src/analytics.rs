@@ -17,7 +17,7 @@ use shoal_analytics::{
     revenue::{self, RevenueBy, RevenueSpec},
     service_levels,
     sop_steps::{self, Conversion},
-    tag_trend,
+    stage_rfm, tag_trend,
 };
 use shoal_base::{
     error::{Error, Result},
@@ -389,6 +389,47 @@ pub struct TagTrend {
     pub points: Vec<TagTrendPoint>,
 }
 
+/// Customers per lifecycle stage over time.
+#[derive(InputObject, Debug, Clone)]
+pub struct StageTrendInput {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub period: CalendarPeriod,
+}
+
+/// Customers in one stage.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StageCount {
+    pub stage: shoal_base::kinds::LifecycleStage,
+    pub customers: i64,
+}
+
+/// Customers per stage at the end of a period (now, for the current one).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StageTrendPoint {
+    /// The period's first day (`2026-11-30`).
+    pub start: String,
+    /// Every stage, zeros included.
+    pub stages: Vec<StageCount>,
+}
+
+/// Two instants to compare RFM cells at.
+#[derive(InputObject, Debug, Clone)]
+pub struct RfmMovementInput {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Customers who were in one cell at `from` and in another (or the same) at `to`.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RfmMove {
+    /// Null: not scored then (no orders yet, or not recomputed yet).
+    pub from: Option<shoal_base::kinds::RfmCell>,
+    /// Null: no longer scored.
+    pub to: Option<shoal_base::kinds::RfmCell>,
+    pub customers: i64,
+}
+
 /// What ticket figures count.
 #[derive(InputObject, Debug, Clone)]
 pub struct TicketFiguresInput {
@@ -754,5 +795,52 @@ impl AnalyticsQuery {
             backlog_now: f.backlog_now,
             unassigned_now: f.unassigned_now,
         })
+    }
+
+    /// Customers per lifecycle stage at the end of each period (docs/analytics.md#stages-over-time),
+    /// among the customers the caller reaches.
+    async fn stage_trend(
+        &self,
+        ctx: &Context<'_>,
+        input: StageTrendInput,
+    ) -> async_graphql::Result<Vec<StageTrendPoint>> {
+        let actor = actor(ctx).gql()?;
+        let points =
+            stage_rfm::stage_trend(db(ctx), actor, input.from, input.to, input.period.into())
+                .await
+                .gql()?;
+        Ok(points
+            .into_iter()
+            .map(|p| StageTrendPoint {
+                start: p.start.to_string(),
+                stages: p
+                    .stages
+                    .into_iter()
+                    .map(|(stage, customers)| StageCount { stage, customers })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// How the customers the caller reaches moved between RFM cells from one instant to
+    /// another (docs/analytics.md#rfm-movement), most customers first.
+    async fn rfm_movement(
+        &self,
+        ctx: &Context<'_>,
+        input: RfmMovementInput,
+    ) -> async_graphql::Result<Vec<RfmMove>> {
+        let actor = actor(ctx).gql()?;
+        Ok(
+            stage_rfm::rfm_movement(db(ctx), actor, input.from, input.to)
+                .await
+                .gql()?
+                .into_iter()
+                .map(|m| RfmMove {
+                    from: m.from,
+                    to: m.to,
+                    customers: m.customers,
+                })
+                .collect(),
+        )
     }
 }

@@ -176,6 +176,12 @@ pub const TABLES: &[Table] = &[
     ),
     table("tag_history", Link::Column("customer_id"), OnErase::Delete),
     table("customer_rfm", Link::Column("customer_id"), OnErase::Delete),
+    table("rfm_history", Link::Column("customer_id"), OnErase::Delete),
+    table(
+        "stage_history",
+        Link::Column("customer_id"),
+        OnErase::Delete,
+    ),
     table(
         "segment_members",
         Link::Column("customer_id"),

@@ -1,7 +1,7 @@
 //! RFM: recency (days since the last order), frequency (orders) and monetary (order amounts)
 //! scored 1–5 by quintile among the tenant's buyers, and the standard cell names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -90,6 +90,48 @@ pub async fn recompute(db: &Db, tenant: &str) -> Result<usize> {
         quintiles(&mon, false),
     );
     let mut tx = db.begin_write().await?;
+    // the cells before, for the history of changes (docs/analytics.md#rfm-movement)
+    let before: HashMap<String, String> =
+        sqlx::query("SELECT customer_id, cell FROM customer_rfm WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("customer_id")?, r.try_get("cell")?)))
+            .collect::<Result<_>>()?;
+    let mut changed: Vec<(String, Option<String>)> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let now_cell = cell(rs[&i], fs[&i], ms[&i]).as_str().to_owned();
+        if before.get(id) != Some(&now_cell) {
+            changed.push((id.clone(), Some(now_cell)));
+        }
+    }
+    let scored: HashSet<&String> = ids.iter().collect();
+    changed.extend(
+        before
+            .keys()
+            .filter(|id| !scored.contains(id))
+            .map(|id| (id.clone(), None)),
+    );
+    for chunk in changed.chunks(200) {
+        let mut sql =
+            Sql::new("INSERT INTO rfm_history (tenant_id, customer_id, at, cell) VALUES ");
+        for (k, (id, c)) in chunk.iter().enumerate() {
+            let values = [
+                sql.arg(tenant),
+                sql.arg(id.clone()),
+                sql.arg(now),
+                c.as_ref()
+                    .map_or_else(|| "NULL".to_owned(), |c| sql.arg(c.clone())),
+            ];
+            sql.push(&format!(
+                "{}({})",
+                if k == 0 { "" } else { ", " },
+                values.join(", ")
+            ));
+        }
+        sql.query().execute(&mut *tx).await?;
+    }
     sqlx::query("DELETE FROM customer_rfm WHERE tenant_id = $1")
         .bind(tenant)
         .execute(&mut *tx)

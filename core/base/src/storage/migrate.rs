@@ -180,6 +180,12 @@ const MIGRATIONS: &[Migration] = &[
         "failed sign-ins per client address",
         include_str!("../../migrations/shared/0029_sign_in_addresses.sql"),
     ),
+    Migration {
+        version: 30,
+        description: "stage history (by trigger) and RFM history",
+        sqlite: include_str!("../../migrations/sqlite/0030_stage_rfm_history.sql"),
+        postgres: include_str!("../../migrations/postgres/0030_stage_rfm_history.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -1,0 +1,41 @@
+-- Stage and RFM history (docs/analytics.md#stages-over-time): every lifecycle stage a
+-- customer entered and when, written by the database itself whenever a row of `customers`
+-- is inserted or its stage changes (no writer can forget it); and every RFM cell change,
+-- written by the RFM recompute in its transaction (a NULL cell: no longer scored).
+CREATE TABLE stage_history (
+    tenant_id   TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    at          BIGINT NOT NULL,
+    stage       TEXT NOT NULL
+);
+CREATE INDEX stage_history_by_customer ON stage_history (tenant_id, customer_id, at);
+
+CREATE TABLE rfm_history (
+    tenant_id   TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    at          BIGINT NOT NULL,
+    cell        TEXT
+);
+CREATE INDEX rfm_history_by_customer ON rfm_history (tenant_id, customer_id, at);
+
+-- what is known at upgrade: each customer in its stage since it was created, each scored
+-- customer in its cell since it was scored
+INSERT INTO stage_history (tenant_id, customer_id, at, stage)
+    SELECT tenant_id, id, created_at, lifecycle_stage FROM customers;
+INSERT INTO rfm_history (tenant_id, customer_id, at, cell)
+    SELECT tenant_id, customer_id, computed_at, cell FROM customer_rfm;
+
+CREATE FUNCTION customers_stage_history() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO stage_history (tenant_id, customer_id, at, stage)
+        VALUES (NEW.tenant_id, NEW.id, NEW.created_at, NEW.lifecycle_stage);
+    ELSIF NEW.lifecycle_stage IS DISTINCT FROM OLD.lifecycle_stage THEN
+        INSERT INTO stage_history (tenant_id, customer_id, at, stage)
+        VALUES (NEW.tenant_id, NEW.id, GREATEST(NEW.updated_at, OLD.updated_at), NEW.lifecycle_stage);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER customers_stage_history AFTER INSERT OR UPDATE OF lifecycle_stage ON customers
+    FOR EACH ROW EXECUTE FUNCTION customers_stage_history();
