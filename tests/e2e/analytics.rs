@@ -656,6 +656,95 @@ async fn a_tag_trend_counts_holders_at_each_periods_end(s: &TestServer) {
     assert_eq!(held, 1);
 }
 
+/// The data-quality trend: the host snapshots the tenant-wide report at start (once per
+/// local day, whichever host is first), days without a snapshot are null, figures are the
+/// report's, and only readers of every customer see it.
+async fn data_quality_is_snapshotted_once_a_day_and_read_as_a_trend(s: &TestServer) {
+    const TREND: &str = "query($f: NaiveDate!, $t: NaiveDate!) { dataQualityTrend(from: $f, to: $t) {
+        day snapshot { customers missingPhone missingEmail missingContact missingContactRate missingOwner invalid duplicatesPending } } }";
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let days = |n: i64| (today - Duration::days(n)).to_string();
+    let vars = json!({ "f": days(2), "t": days(0) });
+    // the snapshot the host took at start (it runs beside the server: wait for it)
+    let mut trend = Value::Null;
+    for _ in 0..100 {
+        trend = s.ok(ALPHA, TREND, vars.clone()).await["dataQualityTrend"].clone();
+        if !trend[2]["snapshot"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(trend[2]["day"], json!(days(0)), "{trend}");
+    let report = s
+        .ok(
+            ALPHA,
+            "{ dataQuality { customers duplicatesPending fields { field missing } invalidValues { count } } }",
+            json!({}),
+        )
+        .await["dataQuality"]
+        .clone();
+    let missing = |field: &str| {
+        report["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == field)
+            .unwrap()["missing"]
+            .clone()
+    };
+    let invalid: i64 = report["invalidValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["count"].as_i64().unwrap())
+        .sum();
+    let snap = &trend[2]["snapshot"];
+    assert_eq!(snap["customers"], report["customers"], "{trend} {report}");
+    assert_eq!(snap["missingPhone"], missing("phone"));
+    assert_eq!(snap["missingContact"], missing("contact"));
+    assert_eq!(snap["missingOwner"], missing("owner"));
+    assert_eq!(snap["invalid"], json!(invalid));
+    assert_eq!(snap["duplicatesPending"], report["duplicatesPending"]);
+    // a day without a host is null; yesterday's stored figures come back as stored
+    assert!(trend[0]["snapshot"].is_null(), "{trend}");
+    sqlx::query(
+        "INSERT INTO data_quality_snapshots (tenant_id, day, taken_at, customers, missing_phone, missing_email, \
+         missing_contact, missing_owner, invalid, duplicates_pending) VALUES ('alpha', $1, 0, 200, 40, 120, 30, 50, 7, 3)",
+    )
+    .bind(days(1))
+    .execute(&s.db().pool)
+    .await
+    .unwrap();
+    let trend = s.ok(ALPHA, TREND, vars.clone()).await["dataQualityTrend"].clone();
+    assert_eq!(
+        trend[1]["snapshot"],
+        json!({ "customers": 200, "missingPhone": 40, "missingEmail": 120, "missingContact": 30,
+                "missingContactRate": 0.15, "missingOwner": 50, "invalid": 7, "duplicatesPending": 3 })
+    );
+    // a second host does not take today's again
+    let beside = s.start_beside(|_| {}).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    beside.stop().await;
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM data_quality_snapshots WHERE tenant_id = 'alpha' AND day = $1",
+    )
+    .bind(days(0))
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(n, 1);
+    // tenant-wide figures: not for an agent; a reversed range is named
+    let e = s.err(AGENT, TREND, vars).await;
+    assert_eq!(code(&e), "FORBIDDEN", "{e}");
+    let e = s
+        .err(ALPHA, TREND, json!({ "f": days(0), "t": days(1) }))
+        .await;
+    assert_eq!(fields(&e), ["to"], "{e}");
+}
+
 /// Each customer's RFM cell now, as the API shows it.
 async fn rfm_cells(s: &TestServer, ids: &[String]) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -1050,6 +1139,7 @@ mod funnels {
         a_tag_trend_counts_holders_at_each_periods_end,
         ticket_figures_count_clocks_history_and_load,
         stages_over_time_and_rfm_movement_replay_their_histories,
+        data_quality_is_snapshotted_once_a_day_and_read_as_a_trend,
     );
 }
 

@@ -1176,7 +1176,9 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
     }
     assert_eq!(
         migrate(&db).await.unwrap(),
-        [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30]
+        [
+            16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
+        ]
     );
     let rows = sqlx::query(
         "SELECT id, type_key, status, category, priority, channel, created_by, source_key, customer_id FROM tickets ORDER BY id",

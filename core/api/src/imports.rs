@@ -316,6 +316,66 @@ impl ImportQuery {
         let actor = actor(ctx).gql()?;
         Ok(quality::report(db(ctx), actor).await.gql()?.into())
     }
+
+    /// The tenant-wide data-quality figures of each local day of `[from, to]` (at most 400),
+    /// from the daily snapshots (null for a day without one); needs scope `all` on customers
+    /// (docs/analytics.md#data-quality-over-time).
+    async fn data_quality_trend(
+        &self,
+        ctx: &Context<'_>,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> async_graphql::Result<Vec<DataQualityDay>> {
+        let actor = actor(ctx).gql()?;
+        Ok(shoal_data::quality_trend::trend(db(ctx), actor, from, to)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|(day, s)| DataQualityDay {
+                day,
+                snapshot: s.map(|s| DataQualitySnapshot {
+                    taken_at: s.taken_at,
+                    customers: s.customers,
+                    missing_phone: s.missing_phone,
+                    missing_email: s.missing_email,
+                    missing_contact: s.missing_contact,
+                    missing_contact_rate: if s.customers == 0 {
+                        0.0
+                    } else {
+                        s.missing_contact as f64 / s.customers as f64
+                    },
+                    missing_owner: s.missing_owner,
+                    invalid: s.invalid,
+                    duplicates_pending: s.duplicates_pending,
+                }),
+            })
+            .collect())
+    }
+}
+
+/// One local day of the data-quality trend.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct DataQualityDay {
+    pub day: chrono::NaiveDate,
+    /// Null: no snapshot was taken that day (no host ran).
+    pub snapshot: Option<DataQualitySnapshot>,
+}
+
+/// The tenant-wide figures of one day's snapshot.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct DataQualitySnapshot {
+    pub taken_at: DateTime<Utc>,
+    pub customers: i64,
+    pub missing_phone: i64,
+    pub missing_email: i64,
+    /// Neither a phone nor an e-mail address.
+    pub missing_contact: i64,
+    /// `missingContact / customers` (0 without customers).
+    pub missing_contact_rate: f64,
+    pub missing_owner: i64,
+    /// Placeholder names and cells recent imports refused, as `dataQuality` counts them.
+    pub invalid: i64,
+    pub duplicates_pending: i64,
 }
 
 #[derive(Default)]

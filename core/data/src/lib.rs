@@ -8,3 +8,4 @@
 pub mod dedupe;
 pub mod import;
 pub mod quality;
+pub mod quality_trend;

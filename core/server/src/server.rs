@@ -112,6 +112,29 @@ fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Ve
     jobs
 }
 
+/// Takes each tenant's daily data-quality snapshot: at start, then hourly (a day that has
+/// one is skipped; docs/analytics.md#data-quality-over-time).
+fn schedule_quality_snapshots(db: &Db, directory: &Directory) -> Vec<JoinHandle<()>> {
+    directory
+        .tenants()
+        .cloned()
+        .map(|tenant| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+                loop {
+                    every.tick().await;
+                    match shoal_data::quality_trend::take(&db, &tenant).await {
+                        Ok(true) => tracing::info!(tenant = %tenant.id, "data-quality snapshot taken"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(tenant = %tenant.id, error = %e, "data-quality snapshot failed"),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Opens every configured tenant's keys (creating those of new tenants) and seals what an
 /// earlier version stored in clear (see `shoal_crm::customers::sealed`).
 pub async fn open_vault(db: &Db, config: &Config) -> Result<(), shoal_base::error::Error> {
@@ -178,6 +201,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
     let reloader = Reloader::new(plugins, provider);
     let mut background = schedule_tag_recompute(&db, config, &directory);
+    background.extend(schedule_quality_snapshots(&db, &directory));
     let supervision = Arc::new(Supervision::default());
     if config.sop.workers {
         let tenants: Vec<_> = directory.tenants().cloned().collect();

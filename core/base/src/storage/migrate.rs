@@ -186,6 +186,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0030_stage_rfm_history.sql"),
         postgres: include_str!("../../migrations/postgres/0030_stage_rfm_history.sql"),
     },
+    Migration::shared(
+        31,
+        "data-quality snapshots",
+        include_str!("../../migrations/shared/0031_data_quality_snapshots.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
