@@ -324,6 +324,36 @@ async fn walk_every_page() {
             browser
                 .wait_for("[data-chart=revenue][data-drawn] svg")
                 .await;
+            // stages over time: this week's LOYAL count is the API's; data quality drew
+            browser
+                .wait_for("[data-chart=stages][data-drawn] svg")
+                .await;
+            browser
+                .wait_for("[data-chart=quality][data-drawn] svg")
+                .await;
+            let trend = s
+                .ok(
+                    ALPHA,
+                    "query($i: StageTrendInput!) { stageTrend(input: $i) { stages { stage customers } } }",
+                    json!({ "i": { "from": (to - chrono::Duration::days(7)).to_rfc3339(), "to": chrono::Utc::now().to_rfc3339(), "period": "WEEK" } }),
+                )
+                .await;
+            let last = trend["stageTrend"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .clone();
+            let loyal = last["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["stage"] == "LOYAL")
+                .unwrap()["customers"]
+                .clone();
+            assert_eq!(loyal, 2, "{trend}");
+            let shown = browser.text("[data-figure='stage.LOYAL']").await;
+            assert!(shown.trim().ends_with(&loyal.to_string()), "{shown}");
             let labels = browser.text("[data-chart=funnel]").await;
             assert!(
                 labels.contains("到店") || labels.contains("Store visit"),

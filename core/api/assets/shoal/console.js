@@ -22,6 +22,7 @@ const TEXT = {
     analytics: '分析', funnel: '漏斗', retention: '留存（按周，首次下单）', revenue: '营收（按月）', entered: '进入', conversion: '转化率', median: '中位用时', days: '天数', apply: '查看', cohort: '周', reached: '到达', done: '完成', skipped: '跳过', exited: '退出', currency: '币种',
     backlog: '待处理', unassigned: '未分配', attainment: '达成率', target: '指标', met: '达标', breached: '超时', running: '进行中', atRisk: '将超时', newTickets: '新建', resolvedTickets: '已解决', agents: '坐席负载', open: '处理中',
     FIRST_RESPONSE: '首次响应', NEXT_RESPONSE: '再次响应', RESOLUTION: '解决',
+    stagesOverTime: '客户阶段（按周）', dataQuality: '数据质量（近 30 天）', missingContact: '缺少联系方式',
     statements: '结算', participant: '参与方', role: '角色', month: '月份', account: '账户', reason: '原因', download: '下载 CSV',
     VISIT: '到店', PAGE_VIEW: '浏览', CONSULT: '咨询', ORDER: '下单', COUPON_USED: '用券', REFUND: '退款', MESSAGE_IN: '客户消息', MESSAGE_OUT: '发出消息',
     recipients: '对象', sent: '已发送', delivered: '已送达', opened: '已打开', clicked: '已点击', converted: '已转化', failed: '失败',
@@ -46,6 +47,7 @@ const TEXT = {
     analytics: 'Analytics', funnel: 'Funnel', retention: 'Retention (weekly, first order)', revenue: 'Revenue (monthly)', entered: 'Entered', conversion: 'Conversion', median: 'Median time', days: 'Days', apply: 'Show', cohort: 'Week', reached: 'Reached', done: 'Done', skipped: 'Skipped', exited: 'Exited', currency: 'Currency',
     backlog: 'Backlog', unassigned: 'Unassigned', attainment: 'attainment', target: 'Target', met: 'Met', breached: 'Breached', running: 'Running', atRisk: 'At risk', newTickets: 'Opened', resolvedTickets: 'Resolved', agents: 'Agents', open: 'Open',
     FIRST_RESPONSE: 'First response', NEXT_RESPONSE: 'Next response', RESOLUTION: 'Resolution',
+    stagesOverTime: 'Stages over time (weekly)', dataQuality: 'Data quality (30 days)', missingContact: 'Missing contact',
     statements: 'Statements', participant: 'Participant', role: 'Role', month: 'Month', account: 'Account', reason: 'Reason', download: 'Download CSV',
     VISIT: 'Store visit', PAGE_VIEW: 'Page view', CONSULT: 'Consult', ORDER: 'Order', COUPON_USED: 'Coupon used', REFUND: 'Refund', MESSAGE_IN: 'Message in', MESSAGE_OUT: 'Message out',
     recipients: 'Recipients', sent: 'Sent', delivered: 'Delivered', opened: 'Opened', clicked: 'Clicked', converted: 'Converted', failed: 'Failed',
@@ -466,6 +468,14 @@ async function analytics(params) {
     api(`query($i: RevenueInput!) { revenue(input: $i) { key currency total points { start amount } } }`,
       { i: { period: 'MONTH', from: yearAgo.toISOString(), to: now.toISOString() } }),
   ]);
+  const quarterAgo = new Date(now.getTime() - 12 * 7 * 86400e3);
+  const stagesOverTime = await api(`query($i: StageTrendInput!) { stageTrend(input: $i) { start stages { stage customers } } }`,
+    { i: { from: quarterAgo.toISOString(), to: now.toISOString(), period: 'WEEK' } });
+  // tenant-wide: only for readers of every customer (others see the rest of the page)
+  const day = (d) => d.toLocaleDateString('en-CA', { timeZone: me.timeZone || 'UTC' });
+  const quality = await api(`query($f: NaiveDate!, $t: NaiveDate!) { dataQualityTrend(from: $f, to: $t) { day snapshot { missingContactRate duplicatesPending } } }`,
+    { f: day(new Date(now.getTime() - 29 * 86400e3)), t: day(now) })
+    .then((x) => x.dataQualityTrend, (e) => { if (e instanceof SignedOut) throw e; return null; });
   const funnel = f.funnel.overall;
   const pick = (i) => h('select', { name: `step${i}`, 'aria-label': `${t('step')} ${i + 1}` },
     i >= 2 ? h('option', { value: '' }, '—') : null,
@@ -511,6 +521,30 @@ async function analytics(params) {
       })
       : h('p', { class: 'muted', 'data-empty': '' }, t('none')),
     rev.revenue.map((s) => h('p', { class: 'muted', 'data-figure': `revenue.${s.currency}` }, `${s.currency} ${s.total}`)),
+    h('h2', {}, t('stagesOverTime')),
+    chart('stages', {
+      tooltip: { trigger: 'axis' },
+      legend: { top: 0 },
+      xAxis: { type: 'category', data: stagesOverTime.stageTrend.map((p) => p.start.slice(5)) },
+      yAxis: { type: 'value', minInterval: 1 },
+      series: STAGES.map((stage) => ({ name: t(stage), type: 'line', stack: 'stages', areaStyle: {},
+        data: stagesOverTime.stageTrend.map((p) => (p.stages.find((x) => x.stage === stage) || { customers: 0 }).customers) })),
+    }),
+    h('p', { class: 'muted' }, STAGES.map((stage) => {
+      const last = stagesOverTime.stageTrend[stagesOverTime.stageTrend.length - 1];
+      const n = last ? (last.stages.find((x) => x.stage === stage) || { customers: 0 }).customers : 0;
+      return h('span', { 'data-figure': `stage.${stage}` }, `${t(stage)} ${n}  `);
+    })),
+    quality ? [
+      h('h2', {}, t('dataQuality')),
+      chart('quality', {
+        tooltip: { trigger: 'axis' },
+        xAxis: { type: 'category', data: quality.map((d) => d.day.slice(5)) },
+        yAxis: { type: 'value', min: 0, max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` } },
+        series: [{ name: t('missingContact'), type: 'line', connectNulls: false,
+          data: quality.map((d) => (d.snapshot ? d.snapshot.missingContactRate : null)) }],
+      }),
+    ] : null,
   ];
 }
 
