@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use shoal_base::{
     error::{Problems, Result},
-    storage::{Db, time},
+    storage::{Db, sql::Sql, time},
 };
 use shoal_crm::{customers::CustomerFilter, tenancy::Actor};
 
@@ -107,75 +107,24 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec
         CohortKind::FirstTime => i64::MIN,
         CohortKind::Recurring => range_start,
     };
-    let (columns, types) = EventMatch::scan_parts(&[&spec.starting, &spec.returning]);
-    let sql = scan::events(
-        db,
-        actor,
-        &spec.filter,
-        &columns,
-        &types,
-        (earliest, horizon.max(range_end)),
-        "",
-    )?;
-
     let n = starts.len();
-    let periods = spec.periods as usize;
-    let mut sizes = vec![0_i64; n];
-    let mut returned = vec![vec![0_i64; periods]; n];
-    let index = |at: i64| -> i64 {
-        spec.period
-            .between(first, spec.period.start_at(time::from_micros(at), tz))
+    let mut tally = Tally {
+        sizes: vec![0_i64; n],
+        returned: vec![vec![0_i64; spec.periods as usize]; n],
     };
-    let mut current: Option<String> = None;
-    let mut cohorts: BTreeSet<i64> = BTreeSet::new();
-    let mut backs: BTreeSet<i64> = BTreeSet::new();
-    let mut seen_start = false;
-    let mut finish = |cohorts: &mut BTreeSet<i64>, backs: &mut BTreeSet<i64>| {
-        for &c in cohorts.iter() {
-            let Ok(ci) = usize::try_from(c) else { continue };
-            if ci >= n {
-                continue;
-            }
-            sizes[ci] += 1;
-            for (k, slot) in returned[ci].iter_mut().enumerate() {
-                if backs.contains(&(c + k as i64 + 1)) {
-                    *slot += 1;
-                }
-            }
-        }
-        cohorts.clear();
-        backs.clear();
+    let scope = Scope {
+        earliest,
+        range_start,
+        horizon: horizon.max(range_end),
+        cohorts: n,
     };
-    let mut rows = sql.query().fetch(&db.pool);
-    while let Some(r) = rows.try_next().await? {
-        let customer: String = r.try_get("customer_id")?;
-        if current.as_deref() != Some(customer.as_str()) {
-            finish(&mut cohorts, &mut backs);
-            current = Some(customer);
-            seen_start = false;
-        }
-        let raw = RawEvent::from_row(&r)?;
-        let at: i64 = r.try_get("occurred_at")?;
-        if spec.starting.matches(&raw) && at < range_end {
-            match spec.kind {
-                CohortKind::FirstTime if !seen_start => {
-                    if at >= range_start {
-                        cohorts.insert(index(at));
-                    }
-                }
-                CohortKind::FirstTime => {}
-                CohortKind::Recurring => {
-                    cohorts.insert(index(at));
-                }
-            }
-            seen_start = true;
-        }
-        if spec.returning.matches(&raw) && at >= range_start && at < horizon {
-            backs.insert(index(at));
-        }
+    match uniform_width(spec.period, first, n + spec.periods as usize + 1, tz) {
+        // days and weeks of a zone whose offset holds over the range: periods cut in SQL,
+        // one row per customer and period (a fraction of the events)
+        Some(width) => bucketed(db, actor, spec, &scope, width, &mut tally).await?,
+        None => per_event(db, actor, spec, &scope, first, &mut tally).await?,
     }
-    drop(rows);
-    finish(&mut cohorts, &mut backs);
+    let Tally { sizes, returned } = tally;
 
     let today = spec.period.start_at(time::now(), tz);
     Ok(starts
@@ -190,4 +139,193 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &RetentionSpec) -> Result<Vec
                 .collect(),
         })
         .collect())
+}
+
+/// What a table's scan covers (µs): starting events from `earliest` (before the range only
+/// to find first-timers), cohorts from `range_start`, `cohorts` of them, returns until
+/// `horizon`.
+struct Scope {
+    earliest: i64,
+    range_start: i64,
+    horizon: i64,
+    cohorts: usize,
+}
+
+/// Cohort sizes and returns, counted customer by customer.
+struct Tally {
+    sizes: Vec<i64>,
+    returned: Vec<Vec<i64>>,
+}
+
+impl Tally {
+    /// Counts one customer: the cohorts (period indexes) they belong to and the periods they
+    /// returned in.
+    fn add(&mut self, cohorts: &BTreeSet<i64>, backs: &BTreeSet<i64>) {
+        for &c in cohorts {
+            let Ok(ci) = usize::try_from(c) else { continue };
+            if ci >= self.sizes.len() {
+                continue;
+            }
+            self.sizes[ci] += 1;
+            for (k, slot) in self.returned[ci].iter_mut().enumerate() {
+                if backs.contains(&(c + k as i64 + 1)) {
+                    *slot += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The length (µs) every one of `count` periods from `first` has in `tz`, if they all have
+/// the same: days and weeks of a zone whose offset does not change over them (months never).
+fn uniform_width(period: Period, first: NaiveDate, count: usize, tz: chrono_tz::Tz) -> Option<i64> {
+    if period == Period::Month {
+        return None;
+    }
+    let at = |k: usize| {
+        time::to_micros(midnight(
+            period.advance(first, u32::try_from(k).unwrap_or(u32::MAX)),
+            tz,
+        ))
+    };
+    let width = at(1) - at(0);
+    (1..=count)
+        .all(|k| at(k) - at(k - 1) == width)
+        .then_some(width)
+}
+
+/// Counts with the periods cut in SQL: one row per customer and period, flagged where a
+/// starting or returning event fell (a period before the range is -1).
+async fn bucketed(
+    db: &Db,
+    actor: &Actor,
+    spec: &RetentionSpec,
+    scope: &Scope,
+    width: i64,
+    tally: &mut Tally,
+) -> Result<()> {
+    let mut sql = Sql::new("SELECT c.id AS customer_id, CAST(CASE WHEN e.occurred_at < ");
+    let a = sql.arg(scope.range_start);
+    sql.push(&format!(
+        "{a} THEN -1 ELSE (e.occurred_at - {a}) / {width} END AS BIGINT) AS bucket, CAST(MAX(CASE WHEN "
+    ));
+    spec.starting.push_condition(&mut sql);
+    sql.push(" THEN 1 ELSE 0 END) AS BIGINT) AS s, CAST(MAX(CASE WHEN ");
+    spec.returning.push_condition(&mut sql);
+    sql.push(" THEN 1 ELSE 0 END) AS BIGINT) AS r");
+    let (_, types) = EventMatch::scan_parts(&[&spec.starting, &spec.returning]);
+    scan::push_from(
+        &mut sql,
+        db,
+        actor,
+        &spec.filter,
+        &types,
+        (scope.earliest, scope.horizon),
+    )?;
+    sql.push(" GROUP BY c.id, bucket ORDER BY c.id, bucket");
+    let n = i64::try_from(scope.cohorts).unwrap_or(i64::MAX);
+    let mut current: Option<String> = None;
+    let (mut cohorts, mut backs) = (BTreeSet::new(), BTreeSet::new());
+    let mut seen_start = false;
+    let mut rows = sql.query().fetch(&db.pool);
+    while let Some(r) = rows.try_next().await? {
+        let customer: String = r.try_get("customer_id")?;
+        if current.as_deref() != Some(customer.as_str()) {
+            tally.add(&cohorts, &backs);
+            cohorts.clear();
+            backs.clear();
+            current = Some(customer);
+            seen_start = false;
+        }
+        let bucket: i64 = r.try_get("bucket")?;
+        if r.try_get::<i64, _>("s")? == 1 && bucket < n {
+            match spec.kind {
+                CohortKind::FirstTime if !seen_start => {
+                    if bucket >= 0 {
+                        cohorts.insert(bucket);
+                    }
+                }
+                CohortKind::FirstTime => {}
+                CohortKind::Recurring => {
+                    cohorts.insert(bucket);
+                }
+            }
+            seen_start = true;
+        }
+        if r.try_get::<i64, _>("r")? == 1 && bucket >= 0 {
+            backs.insert(bucket);
+        }
+    }
+    drop(rows);
+    tally.add(&cohorts, &backs);
+    Ok(())
+}
+
+/// Counts event by event, each cut into its period in Rust (months, and zones whose offset
+/// changes over the range).
+async fn per_event(
+    db: &Db,
+    actor: &Actor,
+    spec: &RetentionSpec,
+    scope: &Scope,
+    first: NaiveDate,
+    tally: &mut Tally,
+) -> Result<()> {
+    let tz = actor.tenant.time_zone;
+    let range_end_index = i64::try_from(scope.cohorts).unwrap_or(i64::MAX);
+    let (columns, types) = EventMatch::scan_parts(&[&spec.starting, &spec.returning]);
+    let sql = scan::events(
+        db,
+        actor,
+        &spec.filter,
+        &columns,
+        &types,
+        (scope.earliest, scope.horizon),
+        "",
+    )?;
+    let index = |at: i64| -> i64 {
+        spec.period
+            .between(first, spec.period.start_at(time::from_micros(at), tz))
+    };
+    let mut current: Option<String> = None;
+    let (mut cohorts, mut backs) = (BTreeSet::new(), BTreeSet::new());
+    let mut seen_start = false;
+    let mut rows = sql.query().fetch(&db.pool);
+    while let Some(r) = rows.try_next().await? {
+        let customer: String = r.try_get("customer_id")?;
+        if current.as_deref() != Some(customer.as_str()) {
+            tally.add(&cohorts, &backs);
+            cohorts.clear();
+            backs.clear();
+            current = Some(customer);
+            seen_start = false;
+        }
+        let raw = RawEvent::from_row(&r)?;
+        let at: i64 = r.try_get("occurred_at")?;
+        let i = if at < scope.range_start {
+            -1
+        } else {
+            index(at)
+        };
+        if spec.starting.matches(&raw) && i < range_end_index {
+            match spec.kind {
+                CohortKind::FirstTime if !seen_start => {
+                    if i >= 0 {
+                        cohorts.insert(i);
+                    }
+                }
+                CohortKind::FirstTime => {}
+                CohortKind::Recurring => {
+                    cohorts.insert(i);
+                }
+            }
+            seen_start = true;
+        }
+        if spec.returning.matches(&raw) && i >= 0 {
+            backs.insert(i);
+        }
+    }
+    drop(rows);
+    tally.add(&cohorts, &backs);
+    Ok(())
 }

@@ -24,7 +24,7 @@ use sqlx::Row;
 use shoal_base::{
     error::{Problems, Result},
     kinds::{Channel, EventType},
-    storage::{Db, time},
+    storage::{Db, sql::Sql, time},
 };
 use shoal_crm::{customers::CustomerFilter, tenancy::Actor};
 
@@ -99,6 +99,23 @@ impl EventMatch {
             },
         ]
         .join(", ")
+    }
+
+    /// The SQL condition `matches` tests, on the events alias `e` (the name as an argument of
+    /// `sql`, pushed where the condition is written).
+    pub(crate) fn push_condition(&self, sql: &mut Sql) {
+        sql.push(&format!("(e.event_type = '{}'", self.event_type.as_str()));
+        if let Some(n) = &self.name {
+            let n = sql.arg(n.clone());
+            sql.push(&format!(" AND e.name = {n}"));
+        }
+        if let Some(c) = self.channel {
+            sql.push(&format!(" AND e.channel = '{}'", c.as_str()));
+        }
+        if let Some(m) = self.min_amount_units {
+            sql.push(&format!(" AND e.amount_units >= {m}"));
+        }
+        sql.push(")");
     }
 
     pub(crate) fn matches(&self, e: &RawEvent) -> bool {

@@ -42,21 +42,37 @@ pub(crate) fn events(
     filter: &CustomerFilter,
     columns: &str,
     types: &[&str],
-    (from, to): (i64, i64),
+    range: (i64, i64),
     also: &str,
 ) -> Result<Sql> {
     let mut sql = Sql::new(&format!(
-        "SELECT e.customer_id, e.event_type, {columns}, e.occurred_at{also} \
-         FROM customers c CROSS JOIN events e"
+        "SELECT e.customer_id, e.event_type, {columns}, e.occurred_at{also}"
     ));
-    push_matching(&mut sql, db, actor, filter)?;
+    push_from(&mut sql, db, actor, filter, types, range)?;
+    sql.push(" ORDER BY c.id, e.occurred_at, e.id");
+    Ok(sql)
+}
+
+/// ` FROM customers c CROSS JOIN events e WHERE …`: the events of `types` in `[from, to)`
+/// of the customers matching `filter` whom the actor reaches (customers and events scopes),
+/// after a select list the caller wrote (its arguments pushed first).
+pub(crate) fn push_from(
+    sql: &mut Sql,
+    db: &Db,
+    actor: &Actor,
+    filter: &CustomerFilter,
+    types: &[&str],
+    (from, to): (i64, i64),
+) -> Result<()> {
+    sql.push(" FROM customers c CROSS JOIN events e");
+    push_matching(sql, db, actor, filter)?;
     let t = sql.arg(actor.tenant.id.clone());
     // customers drive, each one's events found on the (tenant, customer, type, time) index:
     // SQLite takes a CROSS JOIN's order as written (else it scans every event of the tenant)
     sql.push(&format!(" AND e.tenant_id = {t} AND e.customer_id = c.id"));
     actor
         .access
-        .push_customer_scope(&mut sql, db.backend, Resource::Events, &t);
+        .push_customer_scope(sql, db.backend, Resource::Events, &t);
     let (from, to) = (sql.arg(from), sql.arg(to));
     sql.push(&format!(
         " AND e.occurred_at >= {from} AND e.occurred_at < {to} AND e.event_type"
@@ -65,6 +81,5 @@ pub(crate) fn events(
     types.sort_unstable();
     types.dedup();
     sql.push_in(&types);
-    sql.push(" ORDER BY c.id, e.occurred_at, e.id");
-    Ok(sql)
+    Ok(())
 }
