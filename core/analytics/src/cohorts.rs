@@ -176,6 +176,75 @@ impl Tally {
     }
 }
 
+/// One customer at a time: the cohorts they belong to and the periods they returned in,
+/// from their periods (or events) in order.
+struct Walk<'s> {
+    kind: CohortKind,
+    cohorts_in_range: i64,
+    current: Option<String>,
+    cohorts: BTreeSet<i64>,
+    backs: BTreeSet<i64>,
+    seen_start: bool,
+    tally: &'s mut Tally,
+}
+
+impl<'s> Walk<'s> {
+    fn new(kind: CohortKind, cohorts_in_range: usize, tally: &'s mut Tally) -> Walk<'s> {
+        Walk {
+            kind,
+            cohorts_in_range: i64::try_from(cohorts_in_range).unwrap_or(i64::MAX),
+            current: None,
+            cohorts: BTreeSet::new(),
+            backs: BTreeSet::new(),
+            seen_start: false,
+            tally,
+        }
+    }
+
+    /// The next row is `customer`'s: counts the one before when it changes.
+    fn customer(&mut self, customer: String) {
+        if self.current.as_deref() != Some(customer.as_str()) {
+            self.finish();
+            self.current = Some(customer);
+        }
+    }
+
+    /// A starting event in period `i` (-1: before the range): a first-timer's first one
+    /// places them, a recurring cohort takes every one in the range.
+    fn start(&mut self, i: i64) {
+        if i >= self.cohorts_in_range {
+            return;
+        }
+        match self.kind {
+            CohortKind::FirstTime if !self.seen_start => {
+                if i >= 0 {
+                    self.cohorts.insert(i);
+                }
+            }
+            CohortKind::FirstTime => {}
+            CohortKind::Recurring => {
+                self.cohorts.insert(i);
+            }
+        }
+        self.seen_start = true;
+    }
+
+    /// A returning event in period `i` (-1: before the range, not counted).
+    fn back(&mut self, i: i64) {
+        if i >= 0 {
+            self.backs.insert(i);
+        }
+    }
+
+    /// Counts the customer being read.
+    fn finish(&mut self) {
+        self.tally.add(&self.cohorts, &self.backs);
+        self.cohorts.clear();
+        self.backs.clear();
+        self.seen_start = false;
+    }
+}
+
 /// The length (µs) every one of `count` periods from `first` has in `tz`, if they all have
 /// the same: days and weeks of a zone whose offset does not change over them (months never).
 fn uniform_width(period: Period, first: NaiveDate, count: usize, tz: chrono_tz::Tz) -> Option<i64> {
@@ -223,41 +292,20 @@ async fn bucketed(
         (scope.earliest, scope.horizon),
     )?;
     sql.push(" GROUP BY c.id, bucket ORDER BY c.id, bucket");
-    let n = i64::try_from(scope.cohorts).unwrap_or(i64::MAX);
-    let mut current: Option<String> = None;
-    let (mut cohorts, mut backs) = (BTreeSet::new(), BTreeSet::new());
-    let mut seen_start = false;
+    let mut walk = Walk::new(spec.kind, scope.cohorts, tally);
     let mut rows = sql.query().fetch(&db.pool);
     while let Some(r) = rows.try_next().await? {
-        let customer: String = r.try_get("customer_id")?;
-        if current.as_deref() != Some(customer.as_str()) {
-            tally.add(&cohorts, &backs);
-            cohorts.clear();
-            backs.clear();
-            current = Some(customer);
-            seen_start = false;
-        }
+        walk.customer(r.try_get("customer_id")?);
         let bucket: i64 = r.try_get("bucket")?;
-        if r.try_get::<i64, _>("s")? == 1 && bucket < n {
-            match spec.kind {
-                CohortKind::FirstTime if !seen_start => {
-                    if bucket >= 0 {
-                        cohorts.insert(bucket);
-                    }
-                }
-                CohortKind::FirstTime => {}
-                CohortKind::Recurring => {
-                    cohorts.insert(bucket);
-                }
-            }
-            seen_start = true;
+        if r.try_get::<i64, _>("s")? == 1 {
+            walk.start(bucket);
         }
-        if r.try_get::<i64, _>("r")? == 1 && bucket >= 0 {
-            backs.insert(bucket);
+        if r.try_get::<i64, _>("r")? == 1 {
+            walk.back(bucket);
         }
     }
     drop(rows);
-    tally.add(&cohorts, &backs);
+    walk.finish();
     Ok(())
 }
 
@@ -272,7 +320,6 @@ async fn per_event(
     tally: &mut Tally,
 ) -> Result<()> {
     let tz = actor.tenant.time_zone;
-    let range_end_index = i64::try_from(scope.cohorts).unwrap_or(i64::MAX);
     let (columns, types) = EventMatch::scan_parts(&[&spec.starting, &spec.returning]);
     let sql = scan::events(
         db,
@@ -287,19 +334,10 @@ async fn per_event(
         spec.period
             .between(first, spec.period.start_at(time::from_micros(at), tz))
     };
-    let mut current: Option<String> = None;
-    let (mut cohorts, mut backs) = (BTreeSet::new(), BTreeSet::new());
-    let mut seen_start = false;
+    let mut walk = Walk::new(spec.kind, scope.cohorts, tally);
     let mut rows = sql.query().fetch(&db.pool);
     while let Some(r) = rows.try_next().await? {
-        let customer: String = r.try_get("customer_id")?;
-        if current.as_deref() != Some(customer.as_str()) {
-            tally.add(&cohorts, &backs);
-            cohorts.clear();
-            backs.clear();
-            current = Some(customer);
-            seen_start = false;
-        }
+        walk.customer(r.try_get("customer_id")?);
         let raw = RawEvent::from_row(&r)?;
         let at: i64 = r.try_get("occurred_at")?;
         let i = if at < scope.range_start {
@@ -307,25 +345,14 @@ async fn per_event(
         } else {
             index(at)
         };
-        if spec.starting.matches(&raw) && i < range_end_index {
-            match spec.kind {
-                CohortKind::FirstTime if !seen_start => {
-                    if i >= 0 {
-                        cohorts.insert(i);
-                    }
-                }
-                CohortKind::FirstTime => {}
-                CohortKind::Recurring => {
-                    cohorts.insert(i);
-                }
-            }
-            seen_start = true;
+        if spec.starting.matches(&raw) {
+            walk.start(i);
         }
-        if spec.returning.matches(&raw) && i >= 0 {
-            backs.insert(i);
+        if spec.returning.matches(&raw) {
+            walk.back(i);
         }
     }
     drop(rows);
-    tally.add(&cohorts, &backs);
+    walk.finish();
     Ok(())
 }
