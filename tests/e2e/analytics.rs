@@ -773,6 +773,12 @@ async fn data_quality_is_snapshotted_once_a_day_and_read_as_a_trend(s: &TestServ
     assert_eq!(snap["missingOwner"], missing("owner"));
     assert_eq!(snap["invalid"], json!(invalid));
     assert_eq!(snap["duplicatesPending"], report["duplicatesPending"]);
+    // the snapshot is supervised work, counted for /metrics
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"shoal_background_work_total{work="quality.snapshots",outcome="ok"}"#),
+        "{metrics}"
+    );
     // a day without a host is null; yesterday's stored figures come back as stored
     assert!(trend[0]["snapshot"].is_null(), "{trend}");
     sqlx::query(

@@ -113,18 +113,29 @@ fn schedule_tag_recompute(db: &Db, config: &Config, directory: &Directory) -> Ve
 }
 
 /// Takes each tenant's daily data-quality snapshot: at start, then hourly (a day that has
-/// one is skipped; docs/analytics.md#data-quality-over-time).
-fn schedule_quality_snapshots(db: &Db, directory: &Directory) -> Vec<JoinHandle<()>> {
+/// one is skipped; docs/analytics.md#data-quality-over-time). Each snapshot is supervised:
+/// a failure or panic is logged and counted (`quality.snapshots`), and the loop goes on.
+fn schedule_quality_snapshots(
+    db: &Db,
+    directory: &Directory,
+    supervision: &Arc<Supervision>,
+) -> Vec<JoinHandle<()>> {
     directory
         .tenants()
         .cloned()
         .map(|tenant| {
-            let db = db.clone();
+            let (db, supervision) = (db.clone(), supervision.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
                 loop {
                     every.tick().await;
-                    match shoal_data::quality_trend::take(&db, &tenant).await {
+                    let taken = supervision
+                        .guard(
+                            "quality.snapshots",
+                            shoal_data::quality_trend::take(&db, &tenant),
+                        )
+                        .await;
+                    match taken {
                         Ok(true) => tracing::info!(tenant = %tenant.id, "data-quality snapshot taken"),
                         Ok(false) => {}
                         Err(e) => tracing::error!(tenant = %tenant.id, error = %e, "data-quality snapshot failed"),
@@ -201,8 +212,8 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
         .unwrap_or_else(|| Arc::new(move || Ok(fallback.clone())));
     let reloader = Reloader::new(plugins, provider);
     let mut background = schedule_tag_recompute(&db, config, &directory);
-    background.extend(schedule_quality_snapshots(&db, &directory));
     let supervision = Arc::new(Supervision::default());
+    background.extend(schedule_quality_snapshots(&db, &directory, &supervision));
     if config.sop.workers {
         let tenants: Vec<_> = directory.tenants().cloned().collect();
         background.push(shoal_sop::worker::spawn(
