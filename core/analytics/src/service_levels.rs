@@ -102,6 +102,17 @@ struct Read {
     entries: Vec<Entry>,
 }
 
+/// `user`'s load, counted from nothing the first time they are seen.
+fn agent<'a>(agents: &'a mut BTreeMap<String, AgentLoad>, user: &str) -> &'a mut AgentLoad {
+    agents.entry(user.to_owned()).or_insert_with(|| AgentLoad {
+        user_id: user.to_owned(),
+        open: 0,
+        breached: 0,
+        at_risk: 0,
+        resolved: 0,
+    })
+}
+
 /// The status an entry moved a ticket to.
 fn moved_to(e: &Entry) -> Option<&str> {
     (e.kind == "status")
@@ -134,15 +145,6 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &Spec) -> Result<Figures> {
     // SLA clocks now: of tickets opened in the range, and of every open one (agents' load)
     let mut targets: BTreeMap<&'static str, TargetFigures> = BTreeMap::new();
     let mut agents: BTreeMap<String, AgentLoad> = BTreeMap::new();
-    let agent = |agents: &mut BTreeMap<String, AgentLoad>, user: &str| {
-        agents.entry(user.to_owned()).or_insert_with(|| AgentLoad {
-            user_id: user.to_owned(),
-            open: 0,
-            breached: 0,
-            at_risk: 0,
-            resolved: 0,
-        });
-    };
     let (mut backlog_now, mut unassigned_now) = (0, 0);
     for r in &tickets {
         let t = &r.ticket;
@@ -176,8 +178,7 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &Spec) -> Result<Figures> {
             match &t.assignee {
                 None => unassigned_now += 1,
                 Some(user) => {
-                    agent(&mut agents, user);
-                    let a = agents.get_mut(user).expect("just added");
+                    let a = agent(&mut agents, user);
                     a.open += 1;
                     let running = |s: State| clocks.iter().any(|c| c.state == s);
                     if running(State::Breached) {
@@ -235,10 +236,7 @@ pub async fn compute(db: &Db, actor: &Actor, spec: &Spec) -> Result<Figures> {
                     series[p].resolved += 1;
                 }
                 if spec.from <= e.created_at && e.created_at < spec.to {
-                    agent(&mut agents, &e.author);
-                    if let Some(a) = agents.get_mut(&e.author) {
-                        a.resolved += 1;
-                    }
+                    agent(&mut agents, &e.author).resolved += 1;
                 }
             }
             status = to;
