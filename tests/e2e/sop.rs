@@ -711,7 +711,10 @@ async fn respectful_contact_defers_and_drops_with_reasons() {
         json!({ "id": id, "c": [c] }),
     )
     .await;
-    until(&s, &id, &c, |e| !e["history"].as_array().unwrap().is_empty()).await;
+    until(&s, &id, &c, |e| {
+        !e["history"].as_array().unwrap().is_empty()
+    })
+    .await;
     // Read again: one GraphQL response reads the enrolment and then its history in two
     // statements, so the answer that first showed the history may hold the row as it was
     // just before the runner's commit (its enrolment time as nextRunAt) — CI saw that
