@@ -184,20 +184,20 @@ pub async fn record_many(
             "INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id) VALUES ",
         );
         for (i, (entity_id, changes)) in chunk.iter().enumerate() {
-            let row = [
-                sql.arg(actor.tenant_id()),
-                sql.arg(uuid::Uuid::now_v7().to_string()),
-                sql.arg(at),
-                sql.arg(actor.user_id.as_str()),
-                sql.arg(action),
-                sql.arg(entity_type),
-                sql.arg(entity_id.as_str()),
-                sql.arg(seal_changes(actor, changes)?),
-                sql.arg(actor.request_id.as_str()),
-            ];
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .push(&row.join(", "))
-                .push(")");
+            sql.push_row(
+                i == 0,
+                [
+                    actor.tenant_id().into(),
+                    uuid::Uuid::now_v7().to_string().into(),
+                    at.into(),
+                    actor.user_id.as_str().into(),
+                    action.into(),
+                    entity_type.into(),
+                    entity_id.as_str().into(),
+                    seal_changes(actor, changes)?.into(),
+                    actor.request_id.as_str().into(),
+                ],
+            );
         }
         let backend = shoal_base::storage::Backend::of(conn);
         sql.on(backend).query().execute(&mut *conn).await?;

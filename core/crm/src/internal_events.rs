@@ -57,17 +57,17 @@ pub async fn emit_many(
             "INSERT INTO internal_events (tenant_id, id, kind, customer_id, payload, at) VALUES ",
         );
         for (i, (kind, customer_id, payload)) in chunk.iter().enumerate() {
-            let row = [
-                sql.arg(tenant),
-                sql.arg(uuid::Uuid::now_v7().to_string()),
-                sql.arg(*kind),
-                sql.arg(*customer_id),
-                sql.arg(payload.to_string()),
-                sql.arg(at),
-            ];
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .push(&row.join(", "))
-                .push(")");
+            sql.push_row(
+                i == 0,
+                [
+                    tenant.into(),
+                    uuid::Uuid::now_v7().to_string().into(),
+                    (*kind).into(),
+                    (*customer_id).into(),
+                    payload.to_string().into(),
+                    at.into(),
+                ],
+            );
         }
         let backend = Backend::of(conn);
         sql.on(backend).query().execute(&mut *conn).await?;

@@ -79,19 +79,19 @@ pub async fn relay(db: &Db, tenant: &Tenant, cfg: &NotifyConfig) -> Result<Vec<C
             "INSERT INTO change_feed (tenant_id, seq, id, kind, customer_id, payload, at, fed_at) VALUES ",
         );
         for (i, c) in chunk.iter().enumerate() {
-            let row = [
-                sql.arg(tenant.id.as_str()),
-                sql.arg(c.seq),
-                sql.arg(c.id.as_str()),
-                sql.arg(c.kind.as_str()),
-                sql.arg(c.customer_id.as_str()),
-                sql.arg(c.payload.to_string()),
-                sql.arg(time::to_micros(c.at)),
-                sql.arg(now),
-            ];
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .push(&row.join(", "))
-                .push(")");
+            sql.push_row(
+                i == 0,
+                [
+                    tenant.id.as_str().into(),
+                    c.seq.into(),
+                    c.id.as_str().into(),
+                    c.kind.as_str().into(),
+                    c.customer_id.as_str().into(),
+                    c.payload.to_string().into(),
+                    time::to_micros(c.at).into(),
+                    now.into(),
+                ],
+            );
         }
         sql.on(db.backend).query().execute(&mut *tx).await?;
         let mut sql = Sql::new("UPDATE internal_events SET fed_at = ");

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use shoal_base::error::Result;
+use shoal_base::{error::Result, storage::Backend};
 use shoal_crm::access::ScopedIds;
 
 /// The channels each customer opted out of.
@@ -23,7 +23,12 @@ pub async fn of_customers(
         let t = sql.arg(tenant);
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&format!("{t} AND customer_id IN ({})", list.join(", ")));
-        for r in sql.query_once().fetch_all(&mut *conn).await? {
+        for r in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
             out.entry(r.try_get("customer_id")?)
                 .or_default()
                 .insert(r.try_get("channel")?);

@@ -23,7 +23,7 @@ use shoal_base::{
     config::SopConfig,
     error::Result,
     pagination::{Cursor, Key, Page, Paged},
-    storage::{Db, sql::Sql, time},
+    storage::{Backend, Db, sql::Sql, time},
 };
 use shoal_crm::tenancy::Tenant;
 
@@ -54,55 +54,38 @@ pub struct Queued {
 /// Queues many messages in the caller's transaction, a few hundred per statement; a key
 /// queued before is skipped.
 pub async fn queue_many(conn: &mut AnyConnection, tenant: &str, rows: &[Queued]) -> Result<()> {
-    const COLS: usize = 13;
+    let backend = Backend::of(conn);
     for chunk in rows.chunks(400) {
-        let mut sql = String::from(
+        let mut sql = Sql::new(
             "INSERT INTO outbox_messages (tenant_id, id, idempotency_key, customer_id, channel, purpose, body, target, status, attempts, \
              next_attempt_at, sop_id, enrolment_id, campaign_id, created_at) VALUES ",
         );
-        for i in 0..chunk.len() {
-            let b = i * COLS;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let p = |k: usize| format!("${}", b + k);
-            sql.push_str(&format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {}, {})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                p(9),
-                p(10),
-                p(11),
-                p(12),
-                p(13)
-            ));
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        let mut q = sqlx::query(&sql);
-        for m in chunk {
+        for (i, m) in chunk.iter().enumerate() {
             let at = time::to_micros(m.at);
-            q = q
-                .bind(tenant)
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(m.key.as_str())
-                .bind(m.customer_id.as_str())
-                .bind(m.channel.as_str())
-                .bind(m.purpose)
-                .bind(m.body.as_str())
-                .bind(m.target.as_deref())
-                .bind(at)
-                .bind(m.sop_id.as_deref())
-                .bind(m.enrolment_id.as_deref())
-                .bind(m.campaign_id.as_deref())
-                .bind(at);
+            sql.push_row(
+                i == 0,
+                [
+                    tenant.into(),
+                    uuid::Uuid::now_v7().to_string().into(),
+                    m.key.as_str().into(),
+                    m.customer_id.as_str().into(),
+                    m.channel.as_str().into(),
+                    m.purpose.into(),
+                    m.body.as_str().into(),
+                    m.target.as_deref().into(),
+                    "pending".into(),
+                    0i64.into(),
+                    at.into(),
+                    m.sop_id.as_deref().into(),
+                    m.enrolment_id.as_deref().into(),
+                    m.campaign_id.as_deref().into(),
+                    at.into(),
+                ],
+            );
         }
-        q.execute(&mut *conn).await?;
+        sql.push(" ON CONFLICT DO NOTHING");
+        // positional on SQLite: 6,000 `$n` parameters would be bound in n² time
+        sql.on(backend).query().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -598,7 +581,10 @@ pub async fn deliver_due(
             "{l} WHERE tenant_id = {t} AND id IN ({})",
             ids.join(", ")
         ));
-        sql.query_once().execute(&mut *tx).await?;
+        sql.on(Backend::of(&tx))
+            .query_once()
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     let mut secrets: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();

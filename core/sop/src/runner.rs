@@ -352,7 +352,10 @@ async fn advance_all(
                 "{i}, updated_at = {at}, finished_at = {at} WHERE tenant_id = {t} AND id IN ({})",
                 list.join(", ")
             ));
-            sql.query_once().execute(&mut *conn).await?;
+            sql.on(Backend::of(conn))
+                .query_once()
+                .execute(&mut *conn)
+                .await?;
         }
     }
     insert_runs(conn, &tenant.id, &runs).await
@@ -479,42 +482,29 @@ async fn insert_runs(
         shoal_crm::internal_events::emit_many(conn, tenant, &announced, time::to_micros(at))
             .await?;
     }
+    let backend = Backend::of(conn);
     for chunk in runs.chunks(400) {
-        let mut sql = String::from(
+        let mut sql = shoal_base::storage::sql::Sql::new(
             "INSERT INTO sop_step_runs (tenant_id, id, enrolment_id, step_id, step_index, attempt, outcome, detail, at) VALUES ",
         );
-        for i in 0..chunk.len() {
-            let b = i * 9;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
+        for (i, ((enrolment, ..), attempt, index, r)) in chunk.iter().enumerate() {
+            sql.push_row(
+                i == 0,
+                [
+                    tenant.into(),
+                    uuid::Uuid::now_v7().to_string().into(),
+                    enrolment.as_str().into(),
+                    r.step_id.as_str().into(),
+                    (*index as i64).into(),
+                    (*attempt).into(),
+                    r.outcome.into(),
+                    r.detail.as_str().into(),
+                    time::to_micros(r.at).into(),
+                ],
+            );
         }
-        let mut q = sqlx::query(&sql);
-        for ((enrolment, ..), attempt, index, r) in chunk {
-            q = q
-                .bind(tenant)
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(enrolment.as_str())
-                .bind(r.step_id.as_str())
-                .bind(*index as i64)
-                .bind(*attempt)
-                .bind(r.outcome)
-                .bind(r.detail.as_str())
-                .bind(time::to_micros(r.at));
-        }
-        q.execute(&mut *conn).await?;
+        // positional on SQLite: 3,600 `$n` parameters would be bound in n² time
+        sql.on(backend).query().execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -11,6 +11,14 @@ pub enum Arg {
     Int(i64),
     Float(f64),
     Text(String),
+    /// SQL `NULL` (bound as a null text).
+    Null,
+}
+
+impl<T: Into<Arg>> From<Option<T>> for Arg {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Arg::Null, Into::into)
+    }
 }
 
 impl From<f64> for Arg {
@@ -69,6 +77,15 @@ impl Sql {
         format!("${}", self.args.len())
     }
 
+    /// Appends one row of a multi-row `VALUES` list: `(` the arguments `)`, preceded by a
+    /// comma unless it is the first row.
+    pub fn push_row(&mut self, first: bool, values: impl IntoIterator<Item = Arg>) -> &mut Self {
+        let row: Vec<String> = values.into_iter().map(|v| self.arg(v)).collect();
+        self.push(if first { "(" } else { ", (" })
+            .push(&row.join(", "))
+            .push(")")
+    }
+
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -109,6 +126,7 @@ fn bind<'q>(
             Arg::Int(v) => q.bind(*v),
             Arg::Float(v) => q.bind(*v),
             Arg::Text(v) => q.bind(v.clone()),
+            Arg::Null => q.bind(None::<String>),
         };
     }
     q
@@ -182,5 +200,15 @@ mod tests {
         let order: Vec<String> = s.args.iter().map(|a| format!("{a:?}")).collect();
         assert_eq!(order, ["Int(7)", "Text(\"x\")", "Text(\"x\")"]);
         assert_eq!(sql.on(Backend::Postgres).text(), sql.text());
+    }
+
+    #[test]
+    fn rows_of_a_values_list_number_their_arguments_and_bind_none_as_null() {
+        let mut sql = Sql::new("INSERT INTO t (a, b) VALUES ");
+        sql.push_row(true, [Arg::from("x"), Arg::from(None::<&str>)]);
+        sql.push_row(false, [Arg::from(2i64), Arg::from(Some("y"))]);
+        assert_eq!(sql.text(), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        let args: Vec<String> = sql.args.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(args, ["Text(\"x\")", "Null", "Int(2)", "Text(\"y\")"]);
     }
 }

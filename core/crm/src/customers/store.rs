@@ -10,7 +10,7 @@ use crate::{audit, tenancy::Actor};
 use shoal_base::{
     error::{Error, Problems, Result},
     kinds::{Channel, LifecycleStage},
-    storage::{Db, dialect, sql::Sql, time},
+    storage::{Backend, Db, dialect, sql::Sql, time},
     vault::Vault,
 };
 
@@ -360,7 +360,12 @@ pub async fn get_many(
         let t = sql.arg(tenant_id);
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&format!("{t} AND c.id IN ({})", list.join(", ")));
-        for row in sql.query_once().fetch_all(&mut *conn).await? {
+        for row in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
             if row.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
                 continue;
             }

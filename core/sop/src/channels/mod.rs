@@ -22,7 +22,7 @@ use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Durat
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
-use shoal_base::error::Result;
+use shoal_base::{error::Result, storage::Backend};
 use shoal_crm::tenancy::Tenant;
 
 use crate::transport::Transport;
@@ -351,7 +351,12 @@ pub async fn addresses(
         let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
         sql.push(&format!("{t} AND {cond} IN ({})", list.join(", ")));
         let mut found: Vec<(String, String)> = Vec::new();
-        for r in sql.query_once().fetch_all(&mut *conn).await? {
+        for r in sql
+            .on(Backend::of(conn))
+            .query_once()
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let id: String = r.try_get("customer_id")?;
             let stored: Option<String> = r.try_get("sealed")?;
             let value = match address {
