@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use shoal_base::config::{self, ApiKeyConfig, Config, DepartmentConfig, UserConfig};
 use shoal_crm::access::role::RoleSpec;
+use sqlx::Row;
 
 use crate::harness::{ALPHA, TestServer, code, fields};
 
@@ -123,6 +124,7 @@ with_organisation!(
     administrators_edit_roles_and_users_through_graphql,
     the_audit_log_is_queryable_masked_and_append_only,
     no_actor_ever_reads_a_row_outside_its_scope,
+    kept_permissions_follow_every_change_on_every_host,
 );
 
 /// Customers owned across the tree (created by the admin): name → owner.
@@ -540,6 +542,52 @@ async fn administrators_edit_roles_and_users_through_graphql(s: &TestServer) {
         )
         .await;
     assert_eq!(code(&e), "BAD_USER_INPUT");
+}
+
+/// Hosts keep a user's permissions between requests while the tenant's access version
+/// stands; a change to roles, user roles or a user's department — made through another
+/// host's API or by a statement written outside Shoal — moves the version in its own
+/// transaction, so the next request on every host sees it.
+async fn kept_permissions_follow_every_change_on_every_host(s: &TestServer) {
+    seed(s).await;
+    let other = s.start_beside(organisation).await;
+    let version = || async {
+        sqlx::query("SELECT version FROM access_versions WHERE tenant_id = 'alpha'")
+            .fetch_one(&s.db().pool)
+            .await
+            .unwrap()
+            .get::<i64, _>("version")
+    };
+    // both hosts have loaded cons-2's permissions (own customers)
+    for host in [s, &other] {
+        assert_eq!(visible(host, &key("cons-2")).await.0, set(&["B1 west"]));
+    }
+    let before = version().await;
+    // through this host: the consultant role reaches its department, cons-2 moves to store-1
+    s.ok(ALPHA, "mutation($d: JSON!) { putRole(id: \"consultant\", definition: $d) { id } }",
+        json!({ "d": { "name": "Beauty consultant", "scopes": { "*": "department" }, "actions": ["create", "update"] } }))
+        .await;
+    s.ok(
+        ALPHA,
+        "mutation { updateUser(id: \"cons-2\", input: {department: \"store-1\"}) { id } }",
+        json!({}),
+    )
+    .await;
+    let moved = version().await;
+    assert!(moved > before, "{before} → {moved}");
+    let store_1 = set(&["A1 store-1", "A2 store-1", "B1 west"]);
+    assert_eq!(visible(&other, &key("cons-2")).await.0, store_1);
+    assert_eq!(visible(s, &key("cons-2")).await.0, store_1);
+    // a statement nobody wrote for Shoal moves cons-2 back to west
+    sqlx::query("UPDATE users SET department = 'west' WHERE tenant_id = 'alpha' AND id = 'cons-2'")
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    assert!(version().await > moved);
+    for host in [s, &other] {
+        assert_eq!(visible(host, &key("cons-2")).await.0, set(&["B1 west"]));
+    }
+    other.stop().await;
 }
 
 async fn the_audit_log_is_queryable_masked_and_append_only(s: &TestServer) {

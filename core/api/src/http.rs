@@ -267,7 +267,7 @@ async fn caller(
         .resolve(&state.db, sensitive, request_id(headers))
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "loading the caller's permissions failed");
+            tracing::error!(error = ?e, "loading the caller's permissions failed");
             failure(
                 &state.metrics,
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -191,6 +191,12 @@ const MIGRATIONS: &[Migration] = &[
         "data-quality snapshots",
         include_str!("../../migrations/shared/0031_data_quality_snapshots.sql"),
     ),
+    Migration {
+        version: 32,
+        description: "access versions (bumped by trigger)",
+        sqlite: include_str!("../../migrations/sqlite/0032_access_versions.sql"),
+        postgres: include_str!("../../migrations/postgres/0032_access_versions.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.
@@ -287,4 +293,41 @@ async fn apply(
         applied.push(m.version);
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// A migration file that is not in the list would never run (the list is what embeds
+    /// them): every file under `migrations/` is some version's SQL, under its own number,
+    /// and the versions run 1, 2, 3… without a gap.
+    #[test]
+    fn every_migration_file_is_applied_under_its_number() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "versions run without a gap");
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for dir in ["shared", "sqlite", "postgres"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let version: i64 = name[..4].parse().unwrap_or_else(|_| panic!("{name}"));
+                let sql = std::fs::read_to_string(&path).unwrap();
+                let m = MIGRATIONS
+                    .iter()
+                    .find(|m| m.version == version)
+                    .unwrap_or_else(|| panic!("{dir}/{name} is not in MIGRATIONS"));
+                let registered = match dir {
+                    "sqlite" => m.sqlite == sql,
+                    "postgres" => m.postgres == sql,
+                    _ => m.sqlite == sql && m.postgres == sql,
+                };
+                assert!(
+                    registered,
+                    "{dir}/{name} is not the SQL of version {version}"
+                );
+            }
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Permissions: the one policy layer between a caller and the data.
 //!
 //! An [`Access`] is resolved once per request from the caller's roles and department (and
-//! the sensitive fields of the tenant's modules) and travels inside the
+//! the sensitive fields of the tenant's modules) — kept between requests while the tenant's
+//! access version stands ([`AccessCache`]) — and travels inside the
 //! [`Actor`](crate::tenancy::Actor). Every read of customers, events, follow-ups, tasks and
 //! bills made for an actor appends [`Access`]'s scope condition to its SQL (`scope.rs`), so
 //! lists, counts, cursors and aggregates see the same rows; every change first asks
@@ -12,6 +13,7 @@
 //! and edited by administrators (`admin.rs`). See docs/permissions.md.
 
 mod bootstrap;
+mod cache;
 mod config_check;
 mod departments;
 mod mask;
@@ -22,6 +24,7 @@ mod scoped;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub use bootstrap::seed;
+pub use cache::{AccessCache, version};
 pub use config_check::check_config;
 pub use departments::Departments;
 pub(crate) use mask::mask_value;

@@ -8,7 +8,6 @@ use std::{
 use sqlx::Acquire;
 
 use super::{Actor, Derived, HostChannels, Tenant};
-use crate::access::Access;
 use shoal_base::{
     config::{Config, sha256_hex},
     storage::{Db, time},
@@ -98,19 +97,26 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The actor, with its roles and department read from the database now (they may have
-    /// changed since the last request) and the sensitive fields of the tenant's modules.
+    /// The actor, with its roles and department as they stand now — loaded at an earlier
+    /// request and kept while the tenant's access version has not moved
+    /// ([`AccessCache`](crate::access::AccessCache)) — and the sensitive fields of the
+    /// tenant's modules.
     pub async fn resolve(
         self,
         db: &Db,
         sensitive: HashSet<String>,
         request_id: String,
     ) -> shoal_base::error::Result<Actor> {
-        let access = Access::load(db, &self.tenant.id, &self.user_id, sensitive).await?;
+        let access = self
+            .tenant
+            .derived
+            .get_or_init(crate::access::AccessCache::default)
+            .get(db, &self.tenant.id, &self.user_id, sensitive)
+            .await?;
         Ok(Actor {
             tenant: self.tenant,
             user_id: self.user_id,
-            access: Arc::new(access),
+            access,
             request_id,
         })
     }
