@@ -89,6 +89,27 @@ async fn manual_tags_groups_history_and_filters(s: &TestServer) {
     )
     .await;
     assert_eq!(names_of(s, &a).await, ["待跟进", "金牌"]);
+    // a list page loads every customer's tags at once: the same as each customer's own
+    let page = s
+        .ok(
+            ALPHA,
+            "{ customers(first: 100) { edges { node { id tags { tag { name } source } } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = page["customers"]["edges"].as_array().unwrap().clone();
+    assert!(edges.len() >= 3);
+    for e in &edges {
+        let id = e["node"]["id"].as_str().unwrap();
+        let own = s.ok(ALPHA, TAGS_OF, json!({ "id": id })).await;
+        assert_eq!(e["node"]["tags"], own["customer"]["tags"], "{id}");
+    }
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["node"]["id"] == a.as_str()
+                && e["node"]["tags"].as_array().unwrap().len() == 2)
+    );
     let history = s.ok(ALPHA, TAGS_OF, json!({ "id": a })).await["customer"]["tagHistory"].clone();
     let changes: Vec<(String, String)> = history
         .as_array()

@@ -36,6 +36,9 @@ pub struct CustomerNode {
     customer: Customer,
     /// Prefetched for list pages; loaded on demand otherwise.
     identities: Option<Vec<Identity>>,
+    /// Prefetched for list pages (every customer's on the page in one query); loaded on
+    /// demand otherwise.
+    tags: Option<Vec<shoal_tags::Held>>,
 }
 
 impl CustomerNode {
@@ -54,6 +57,7 @@ impl CustomerNode {
         CustomerNode {
             customer,
             identities,
+            tags: None,
         }
     }
 }
@@ -187,13 +191,18 @@ impl CustomerNode {
 
     /// The tags the customer holds.
     async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CustomerTag>> {
-        let actor = actor(ctx).gql()?;
-        let mut held = shoal_tags::tags_of(db(ctx), actor.tenant_id(), &[&self.customer.id])
-            .await
-            .gql()?;
+        let held = match &self.tags {
+            Some(held) => held.clone(),
+            None => {
+                let actor = actor(ctx).gql()?;
+                shoal_tags::tags_of(db(ctx), actor.tenant_id(), &[&self.customer.id])
+                    .await
+                    .gql()?
+                    .remove(&self.customer.id)
+                    .unwrap_or_default()
+            }
+        };
         Ok(held
-            .remove(&self.customer.id)
-            .unwrap_or_default()
             .into_iter()
             .map(|h| CustomerTag {
                 tag: h.tag.into(),
@@ -461,14 +470,15 @@ pub async fn connection_for(
         let paged = customers::list(db, actor, &filter, order, &page)
             .await
             .gql()?;
-        let wants_identities = ctx
-            .look_ahead()
-            .field("edges")
-            .field("node")
-            .field("identities")
-            .exists();
-        let identities = if wants_identities {
-            let ids: Vec<&str> = paged.items.iter().map(|(c, _)| c.id.as_str()).collect();
+        let wants = |field: &str| {
+            ctx.look_ahead()
+                .field("edges")
+                .field("node")
+                .field(field)
+                .exists()
+        };
+        let ids: Vec<&str> = paged.items.iter().map(|(c, _)| c.id.as_str()).collect();
+        let identities = if wants("identities") {
             Some(
                 customers::identities_of(db, actor.tenant_id(), &ids)
                     .await
@@ -477,13 +487,23 @@ pub async fn connection_for(
         } else {
             None
         };
-        Ok(connection(paged, identities, filter, &actor.access))
+        let tags = if wants("tags") {
+            Some(
+                shoal_tags::tags_of(db, actor.tenant_id(), &ids)
+                    .await
+                    .gql()?,
+            )
+        } else {
+            None
+        };
+        Ok(connection(paged, identities, tags, filter, &actor.access))
     }
 }
 
 fn connection(
     paged: Paged<(Customer, Cursor)>,
     identities: Option<Vec<(String, Identity)>>,
+    mut tags: Option<std::collections::HashMap<String, Vec<shoal_tags::Held>>>,
     filter: CustomerFilter,
     access: &Access,
 ) -> CustomerConnection {
@@ -498,9 +518,15 @@ fn connection(
                     .map(|(_, i)| i.clone())
                     .collect()
             });
+            let held = tags
+                .as_mut()
+                .map(|all| all.remove(&customer.id).unwrap_or_default());
             CustomerEdge {
                 cursor: cursor.encode(),
-                node: CustomerNode::new(customer, mine, access),
+                node: CustomerNode {
+                    tags: held,
+                    ..CustomerNode::new(customer, mine, access)
+                },
             }
         })
         .collect();
