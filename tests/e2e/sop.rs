@@ -15,7 +15,7 @@ const ACTIVATE: &str = "mutation($id: ID!) { activateSop(id: $id) { status activ
 const RECORD: &str =
     "mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) { createdCount } }";
 const ENROLMENTS: &str = "query($sop: ID, $c: ID) { enrolments(sopId: $sop, customerId: $c, first: 50) { edges { node { \
-    id status version stepIndex waitingFor exitReason lastError attempt nextRunAt trigger history { stepId outcome detail attempt } } } } }";
+    id status version stepIndex waitingFor exitReason lastError attempt nextRunAt finishedAt trigger history { stepId outcome detail attempt at } } } } }";
 
 async fn sop(s: &TestServer, key: &str, name: &str, definition: Value) -> String {
     let data = s
@@ -147,6 +147,16 @@ async fn an_event_enrols_and_steps_run_in_order_until_an_exit_event(s: &TestServ
             "end:completed"
         ]
     );
+    // the last line is read from the enrolment (completed, finished then), not stored twice
+    let end = done["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(end["at"], done["finishedAt"]);
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sop_step_runs WHERE tenant_id = 'alpha' AND outcome = 'completed'",
+    )
+    .fetch_one(&s.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
     let exited = until(s, &id, &li, |e| e["status"] == "exited").await;
     assert_eq!(exited["exitReason"], "exit event: order");
     assert_eq!(outcomes(&exited), ["pack:done", "pause:exited"]);

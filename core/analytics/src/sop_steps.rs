@@ -121,6 +121,20 @@ pub async fn compute(
             ),
         );
     }
+    // a completed enrolment's last line (`end: completed`) is derived from its row, not
+    // stored as a run (older databases stored it too: the same key, the same value)
+    let mut sql = scoped("SELECT en.id, en.step_index FROM sop_enrolments en");
+    sql.push(" AND en.status = 'completed'");
+    for r in sql.query().fetch_all(&db.pool).await? {
+        last.insert(
+            (r.try_get("id")?, "end".to_owned()),
+            (
+                r.try_get("step_index")?,
+                "completed".to_owned(),
+                "all steps done".to_owned(),
+            ),
+        );
+    }
     let mut steps: BTreeMap<String, StepFigures> = BTreeMap::new();
     let mut reasons: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for ((_, step), (index, outcome, detail)) in last {

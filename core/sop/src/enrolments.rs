@@ -294,8 +294,11 @@ pub async fn get(db: &Db, tenant: &str, id: &str) -> Result<Enrolment> {
 /// The step runs of an enrolment the actor reaches, oldest first. For a reader who sees
 /// some customer field masked or hidden, the text a step rendered from customer fields (a
 /// message, a task or ticket title: what follows `: ` in a done step's detail) is withheld.
+///
+/// An enrolment's end is its own row (status `completed`, `finished_at`), not a stored step
+/// run: the last line, `end: completed`, is derived from it (older databases stored it).
 pub async fn history(db: &Db, actor: &Actor, id: &str) -> Result<Vec<StepRun>> {
-    get_visible(db, actor, id).await?;
+    let enrolment = get_visible(db, actor, id).await?;
     let tenant = actor.tenant_id();
     let mut runs = sqlx::query(
         "SELECT * FROM sop_step_runs WHERE tenant_id = $1 AND enrolment_id = $2 ORDER BY at, id",
@@ -316,6 +319,11 @@ pub async fn history(db: &Db, actor: &Actor, id: &str) -> Result<Vec<StepRun>> {
         })
     })
     .collect::<Result<Vec<_>>>()?;
+    if let Some(end) = completion(&enrolment)
+        && runs.last().is_none_or(|r| r.outcome != end.outcome)
+    {
+        runs.push(end);
+    }
     if !actor.access.sees_customers_in_full() {
         for run in runs.iter_mut().filter(|r| r.outcome == "done") {
             if let Some((head, _)) = run.detail.split_once(": ") {
@@ -325,6 +333,22 @@ pub async fn history(db: &Db, actor: &Actor, id: &str) -> Result<Vec<StepRun>> {
     }
     Ok(runs)
 }
+
+/// What a completed enrolment's history ends with: `end: completed` at the index it ended
+/// at, when it finished.
+pub fn completion(enrolment: &Enrolment) -> Option<StepRun> {
+    (enrolment.status == "completed").then(|| StepRun {
+        step_id: crate::definition::END.to_owned(),
+        step_index: enrolment.step_index,
+        attempt: 0,
+        outcome: "completed".to_owned(),
+        detail: COMPLETED_DETAIL.to_owned(),
+        at: enrolment.finished_at.unwrap_or(enrolment.enrolled_at),
+    })
+}
+
+/// The detail of a completed enrolment's last history line.
+pub const COMPLETED_DETAIL: &str = "all steps done";
 
 /// `pause`, `resume` (also of a parked enrolment: its step is retried now) or `cancel`.
 pub async fn control(db: &Db, actor: &Actor, id: &str, action: &str) -> Result<Enrolment> {

@@ -281,11 +281,12 @@ async fn advance_all(
                     }
                     Next::Completed => {
                         completed.entry(pos.index).or_default().push(&c.id);
+                        // announced like any outcome; not stored (see insert_runs)
                         log.push(record_end(
                             sop,
                             pos.index,
                             "completed",
-                            "all steps done".into(),
+                            crate::enrolments::COMPLETED_DETAIL.into(),
                             now,
                         ));
                     }
@@ -461,8 +462,8 @@ fn who(c: &Claimed) -> Who {
     (c.id.clone(), c.customer_id.clone(), c.sop_id.clone())
 }
 
-/// Writes the history of step outcomes and announces each on the change feed (`sop.step`),
-/// in the caller's transaction.
+/// Writes the history of step outcomes (but completions: the enrolment's row holds those)
+/// and announces each on the change feed (`sop.step`), in the caller's transaction.
 async fn insert_runs(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -483,7 +484,13 @@ async fn insert_runs(
             .await?;
     }
     let backend = Backend::of(conn);
-    for chunk in runs.chunks(400) {
+    // an enrolment's completion is its own row (status, finished_at); history and figures
+    // derive its `completed` line from it, so it is announced but not stored twice
+    let stored: Vec<_> = runs
+        .iter()
+        .filter(|(.., r)| r.outcome != "completed")
+        .collect();
+    for chunk in stored.chunks(400) {
         let mut sql = shoal_base::storage::sql::Sql::new(
             "INSERT INTO sop_step_runs (tenant_id, id, enrolment_id, step_id, step_index, attempt, outcome, detail, at) VALUES ",
         );
