@@ -191,17 +191,19 @@ fn run(extra: &[String]) -> Result {
     }
     // the demo trusts the development key the modules were just signed with
     if env::var_os("SHOAL_PLUGINS__TRUST__KEYS").is_none() {
-        let key = plugins::dev_key()?;
-        cmd.env(
-            "SHOAL_PLUGINS__TRUST__KEYS",
-            format!(
-                "[{{id=\"{}\",public_key=\"{}\",modules=[\"*\"]}}]",
-                key.id,
-                key.public_key()
-            ),
-        );
+        cmd.env("SHOAL_PLUGINS__TRUST__KEYS", demo_trust_keys()?);
     }
     status(cmd)
+}
+
+/// `plugins.trust.keys` trusting the development key the modules were signed with.
+fn demo_trust_keys() -> Result<String> {
+    let key = plugins::dev_key()?;
+    Ok(format!(
+        "[{{id=\"{}\",public_key=\"{}\",modules=[\"*\"]}}]",
+        key.id,
+        key.public_key()
+    ))
 }
 
 fn postgres_reachable(url: &str) -> bool {
@@ -310,5 +312,14 @@ fn bench(extra: &[String]) -> Result {
     cmd.args(["bench", "--package", "shoal-server"]).args(extra);
     let url = env::var("SHOAL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
     cmd.env("SHOAL_TEST_POSTGRES_URL", url);
+    // the HTTP load run serves the demo with the industry modules, as `cargo xtask run` does
+    let runs_http = extra
+        .windows(2)
+        .any(|w| w[0] == "--bench" && w[1] == "http")
+        || !extra.iter().any(|a| a == "--bench");
+    if runs_http {
+        cmd.env("SHOAL_PLUGINS__DIR", plugins::build_for_run()?);
+        cmd.env("SHOAL_PLUGINS__TRUST__KEYS", demo_trust_keys()?);
+    }
     status(cmd)
 }

@@ -10,6 +10,9 @@
 //!
 //! Run with `cargo xtask bench --bench notify`.
 
+// building the whole schema in one async fn: its layout is deeper than the default 128
+#![recursion_limit = "256"]
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},

@@ -21,6 +21,8 @@ use serde_json::json;
 use shoal_base::config::ConfigSource;
 use shoal_plugin_host::{Manifest, Params, Runtime, judge_trust, sha256_hex, types};
 
+mod common;
+
 const ROUNDS: usize = 5000;
 
 fn stats(name: &str, mut samples: Vec<Duration>) -> Duration {
@@ -245,5 +247,6 @@ fn main() {
     println!(
         "goals: fresh+settle ≤ 40 µs: {w:.2?}; warm no-op ≤ 300 ns: {warm:.2?}; cached load ≤ 5 ms: {load:.2?}"
     );
+    common::report_peak_memory("plugins");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,9 @@
 //!
 //! Run with `cargo xtask bench` (it builds the test modules first).
 
+// building the whole schema in one async fn: its layout is deeper than the default 128
+#![recursion_limit = "256"]
+
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use serde_json::json;

@@ -52,6 +52,7 @@ fn main() {
             open * 2,
             json
         );
+        common::report_peak_memory("vault");
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

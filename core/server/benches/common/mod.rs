@@ -61,9 +61,49 @@ pub async fn open(url: &str, config: &Config) -> Db {
     db
 }
 
+/// A process's memory, read from `/proc/<pid>/status` (Linux; NaN elsewhere).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident now (`VmRSS`), MiB.
+    pub rss_mb: f64,
+    /// Resident at most since start or the last [`reset_peak_memory`] (`VmHWM`), MiB.
+    pub peak_rss_mb: f64,
+}
+
+/// The memory of process `pid`.
+pub fn memory_of(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    Memory {
+        rss_mb: mib("VmRSS:"),
+        peak_rss_mb: mib("VmHWM:"),
+    }
+}
+
+/// Starts a new peak: the kernel resets `VmHWM` to the present resident size when 5 is
+/// written to `clear_refs` (Linux 4.0 and later).
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Prints this process's peak memory since the last reset, under `label`, and resets it.
+pub fn report_peak_memory(label: &str) {
+    let m = memory_of(std::process::id());
+    println!("peak RSS, {label}: {:.0} MiB", m.peak_rss_mb);
+    reset_peak_memory();
+}
+
 /// A database to benchmark on.
 pub struct Target {
     pub url: String,
+    /// What the run is called (`sop`, …), for the memory line.
+    label: String,
     /// The PostgreSQL admin URL and database created for the run.
     pg: Option<(String, String)>,
 }
@@ -71,11 +111,13 @@ pub struct Target {
 /// A SQLite file in `dir` and, if reachable, a fresh PostgreSQL database
 /// (`SHOAL_TEST_POSTGRES_URL`); `SHOAL_BENCH_BACKENDS=sqlite|postgres` keeps one.
 pub async fn targets(dir: &Path, label: &str) -> Vec<Target> {
+    reset_peak_memory();
     let only = std::env::var("SHOAL_BENCH_BACKENDS").unwrap_or_default();
     let mut out = Vec::new();
     if only.is_empty() || only.contains("sqlite") {
         out.push(Target {
             url: format!("sqlite://{}", dir.join(format!("{label}.db")).display()),
+            label: label.to_owned(),
             pg: None,
         });
     }
@@ -92,6 +134,7 @@ pub async fn targets(dir: &Path, label: &str) -> Vec<Target> {
                 let cut = pg.rfind('/').unwrap();
                 out.push(Target {
                     url: format!("{}/{name}", &pg[..cut]),
+                    label: label.to_owned(),
                     pg: Some((pg.clone(), name)),
                 });
             }
@@ -102,8 +145,16 @@ pub async fn targets(dir: &Path, label: &str) -> Vec<Target> {
 }
 
 impl Target {
-    /// Drops the PostgreSQL database created for the run.
+    /// Prints the bench process's peak memory on this backend (Shoal's engine, and SQLite
+    /// itself, which runs in the process; PostgreSQL's own processes are not counted), then
+    /// drops the PostgreSQL database created for the run.
     pub async fn cleanup(self) {
+        let backend = if self.pg.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        report_peak_memory(&format!("{} on {backend}", self.label));
         if let Some((admin_url, name)) = self.pg {
             let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
