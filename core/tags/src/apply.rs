@@ -364,53 +364,91 @@ pub async fn load(
     tenant: &str,
     id: &str,
 ) -> Result<Option<Loaded>> {
-    let sql = format!(
-        "SELECT created_at, lifecycle_stage, stage_manual, source_channel, {} AS attributes FROM customers WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-        shoal_base::storage::dialect::json_text(db.backend, "attributes")
-    );
-    let Some(row) = sqlx::query(&sql)
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let attributes: String = row.try_get("attributes")?;
-    let events = sqlx::query("SELECT event_type, name, occurred_at, amount_units FROM events WHERE tenant_id = $1 AND customer_id = $2")
-        .bind(tenant)
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .filter_map(|r| {
-            let t: String = r.try_get("event_type").ok()?;
-            Some(EventFact {
-                event_type: shoal_base::kinds::EventType::parse(&t)?,
-                name: r.try_get("name").ok()?,
-                occurred_at: r.try_get("occurred_at").ok()?,
-                amount_units: r.try_get("amount_units").ok()?,
-            })
-        })
-        .collect();
-    let tags =
-        sqlx::query("SELECT tag_id FROM customer_tags WHERE tenant_id = $1 AND customer_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get("tag_id"))
-            .collect::<Result<_, _>>()?;
-    Ok(Some(Loaded {
-        created_at: row.try_get("created_at")?,
-        stage: row.try_get("lifecycle_stage")?,
-        stage_manual: row.try_get::<i64, _>("stage_manual")? == 1,
-        channel: row.try_get("source_channel")?,
-        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
-        tags,
-        events,
-    }))
+    Ok(load_many(conn, db, tenant, &[id]).await?.remove(id))
+}
+
+/// The facts of those of `ids` that are live customers, by id: three statements per 500
+/// customers (profiles, events, tags), not three per customer.
+pub async fn load_many(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, Loaded>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        // `base WHERE tenant_id = $1 AND <column> IN (…)`, one-off (see `Sql::query_once`)
+        let select = |base: &str, column: &str| {
+            let mut sql = Sql::new(base);
+            let t = sql.arg(tenant);
+            let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
+            sql.push(&format!(
+                " WHERE tenant_id = {t} AND {column} IN ({})",
+                list.join(", ")
+            ));
+            sql.on(db.backend)
+        };
+        let sql = select(
+            &format!(
+                "SELECT id, created_at, lifecycle_stage, stage_manual, source_channel, {} AS attributes, deleted_at FROM customers",
+                shoal_base::storage::dialect::json_text(db.backend, "attributes")
+            ),
+            "id",
+        );
+        for row in sql.query_once().fetch_all(&mut *conn).await? {
+            // deleted rows are skipped here so that the primary key is the obvious index
+            if row.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
+                continue;
+            }
+            let attributes: String = row.try_get("attributes")?;
+            out.insert(
+                row.try_get::<String, _>("id")?,
+                Loaded {
+                    created_at: row.try_get("created_at")?,
+                    stage: row.try_get("lifecycle_stage")?,
+                    stage_manual: row.try_get::<i64, _>("stage_manual")? == 1,
+                    channel: row.try_get("source_channel")?,
+                    attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                    tags: HashSet::new(),
+                    events: Vec::new(),
+                },
+            );
+        }
+        if out.is_empty() {
+            continue;
+        }
+        let sql = select(
+            "SELECT customer_id, event_type, name, occurred_at, amount_units FROM events",
+            "customer_id",
+        );
+        for r in sql.query_once().fetch_all(&mut *conn).await? {
+            let customer: String = r.try_get("customer_id")?;
+            let Some(loaded) = out.get_mut(&customer) else {
+                continue;
+            };
+            let t: String = r.try_get("event_type")?;
+            let Some(event_type) = shoal_base::kinds::EventType::parse(&t) else {
+                continue;
+            };
+            loaded.events.push(EventFact {
+                event_type,
+                name: r.try_get("name")?,
+                occurred_at: r.try_get("occurred_at")?,
+                amount_units: r.try_get("amount_units")?,
+            });
+        }
+        let sql = select(
+            "SELECT customer_id, tag_id FROM customer_tags",
+            "customer_id",
+        );
+        for r in sql.query_once().fetch_all(&mut *conn).await? {
+            let customer: String = r.try_get("customer_id")?;
+            if let Some(loaded) = out.get_mut(&customer) {
+                loaded.tags.insert(r.try_get("tag_id")?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What a module's `evaluate-tags` sees of a customer.
@@ -530,12 +568,17 @@ pub async fn evaluate_customers(
 
     let now = time::to_micros(time::now());
     let mut changes = 0;
-    for id in ids {
-        let mut conn = db.pool.acquire().await?;
-        let Some(mut facts) = load(&mut conn, db, &tenant.id, id).await? else {
+    // facts are loaded 500 customers at a time (three statements), then evaluated one by one
+    let mut loaded = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i % 500 == 0 {
+            let chunk: Vec<&str> = ids[i..].iter().take(500).map(String::as_str).collect();
+            let mut conn = db.pool.acquire().await?;
+            loaded = load_many(&mut conn, db, &tenant.id, &chunk).await?;
+        }
+        let Some(mut facts) = loaded.remove(id) else {
             continue;
         };
-        drop(conn);
         if !facts.stage_manual {
             let derived = super::lifecycle::derive(&Facts {
                 now,
