@@ -381,11 +381,8 @@ pub async fn load_many(
         let select = |base: &str, column: &str| {
             let mut sql = Sql::new(base);
             let t = sql.arg(tenant);
-            let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
-            sql.push(&format!(
-                " WHERE tenant_id = {t} AND {column} IN ({})",
-                list.join(", ")
-            ));
+            sql.push(&format!(" WHERE tenant_id = {t} AND {column}"))
+                .push_in(chunk);
             sql.on(db.backend)
         };
         let sql = select(
@@ -395,6 +392,7 @@ pub async fn load_many(
             ),
             "id",
         );
+        let mut live = 0;
         for row in sql.query_once().fetch_all(&mut *conn).await? {
             // deleted rows are skipped here so that the primary key is the obvious index
             if row.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
@@ -413,8 +411,9 @@ pub async fn load_many(
                     events: Vec::new(),
                 },
             );
+            live += 1;
         }
-        if out.is_empty() {
+        if live == 0 {
             continue;
         }
         let sql = select(

@@ -273,8 +273,7 @@ async fn resolve_customers(
     for chunk in named.chunks(500) {
         let mut sql = Sql::new("SELECT id, deleted_at FROM customers WHERE tenant_id = ");
         let t = sql.arg(tenant_id);
-        let list: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
-        sql.push(&format!("{t} AND id IN ({})", list.join(", ")));
+        sql.push(&format!("{t} AND id")).push_in(chunk);
         let rows = sql
             .on(shoal_base::storage::Backend::of(conn))
             .query_once()
