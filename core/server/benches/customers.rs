@@ -8,7 +8,7 @@
 // building the whole schema in one async fn: its layout is deeper than the default 128
 #![recursion_limit = "256"]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 use shoal_api as api;
@@ -66,10 +66,6 @@ fn scenarios() -> Vec<Scenario> {
             },
         },
     ]
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
@@ -167,15 +163,15 @@ async fn bench_backend(url: &str, n: usize) {
         }
         raw.sort();
         gql.sort();
-        let (rm, gm) = (percentile(&raw, 0.5), percentile(&gql, 0.5));
+        let (rm, gm) = (common::percentile(&raw, 0.5), common::percentile(&gql, 0.5));
         println!(
             "{:<9} {:<16} {:>12.2?} {:>12.2?} {:>12.2?} {:>12.2?} {:>6.2}x   ({rows_seen} rows)",
             backend,
             s.name,
             rm,
-            percentile(&raw, 0.95),
+            common::percentile(&raw, 0.95),
             gm,
-            percentile(&gql, 0.95),
+            common::percentile(&gql, 0.95),
             gm.as_secs_f64() / rm.as_secs_f64(),
         );
     }

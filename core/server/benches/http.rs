@@ -155,14 +155,13 @@ async fn run(
     }
     let secs = started.elapsed().as_secs_f64();
     times.sort();
-    let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
     let rate = times.len() as f64 / secs;
     println!(
         "{name:<28} {:>10} {:>10.0} {:>10.2?} {:>10.2?} {:>12}",
         times.len(),
         rate,
-        at(0.5),
-        at(0.99),
+        common::percentile(&times, 0.5),
+        common::percentile(&times, 0.99),
         if events_per_request > 0 {
             format!("{:.0}", rate * events_per_request as f64)
         } else {

@@ -41,10 +41,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = std::env::temp_dir().join(format!("shoal-notify-bench-{}", std::process::id()));
@@ -215,8 +211,8 @@ async fn main() {
                 "the same host"
             },
             config.notify.poll_ms,
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99)
+            common::percentile(&latencies, 0.5),
+            common::percentile(&latencies, 0.99)
         );
 
         // 3. memory per idle subscription

@@ -37,13 +37,9 @@ mod common;
 const ROUNDS: usize = 300;
 const DUE: usize = 1000;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    percentile(&v, 0.5)
+    common::percentile(&v, 0.5)
 }
 
 fn clocks_in_memory() -> Duration {

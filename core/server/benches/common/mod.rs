@@ -61,6 +61,11 @@ pub async fn open(url: &str, config: &Config) -> Db {
     db
 }
 
+/// The `p` quantile (0–1) of `sorted` (nearest rank).
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
 /// A process's memory, read from `/proc/<pid>/status` (Linux; NaN elsewhere).
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
