@@ -17,7 +17,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    harness::{ALPHA, Backend, TestServer, code, fields},
+    harness::{ALPHA, Backend, TestServer, code, eventually_within, fields},
     notify::Receiver,
     webhooks::python_standard_signature,
 };
@@ -61,14 +61,14 @@ async fn read(s: &TestServer, id: &str) -> Value {
 
 /// Waits (up to 20 s) until the campaign satisfies `done`.
 async fn until(s: &TestServer, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        let c = read(s, id).await;
-        if done(&c) {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("campaign {id} never got there: {:#}", read(s, id).await);
+    eventually_within(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        &format!("campaign {id}"),
+        async || read(s, id).await,
+        done,
+    )
+    .await
 }
 
 /// Each recipient's (status, variant, reason) by customer id.

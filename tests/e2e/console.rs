@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::{
     browser::Browser,
-    harness::{ALPHA, Backend, TestServer, add_user},
+    harness::{ALPHA, Backend, TestServer, add_user, eventually},
 };
 
 const PASSWORD: &str = "门店-password-2026";
@@ -109,6 +109,22 @@ async fn walk_every_page() {
             { "customerId": ids[0], "type": "ORDER", "occurredAt": recent(3), "amount": { "amount": "99.00", "currency": "CNY" } },
             { "customerId": ids[2], "type": "VISIT", "occurredAt": recent(2) },
         ] }),
+    )
+    .await;
+    // the dispatcher derives 张伟's stage from the visit shortly after (the others' stages
+    // were set by hand): wait for it, so the figures read below stay put
+    eventually(
+        "张伟 a prospect after the visit",
+        async || {
+            s.ok(
+                ALPHA,
+                "query($id: ID!) { customer(id: $id) { lifecycleStage } }",
+                json!({ "id": ids[2] }),
+            )
+            .await["customer"]["lifecycleStage"]
+                .clone()
+        },
+        |stage: &serde_json::Value| stage == "PROSPECT",
     )
     .await;
     // a ticket under an SLA policy, for the tickets page's figures

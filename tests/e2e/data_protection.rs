@@ -10,7 +10,9 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use sqlx::Row as _;
 
-use crate::harness::{ALPHA, ALPHA_READONLY, Backend, TEST_MASTER_KEY, TestServer, code, fields};
+use crate::harness::{
+    ALPHA, ALPHA_READONLY, Backend, TEST_MASTER_KEY, TestServer, code, eventually, fields,
+};
 
 const PHONE: &str = "13812345678";
 const PHONE_E164: &str = "+8613812345678";
@@ -298,6 +300,23 @@ async fn busy_person(s: &TestServer) -> (String, String) {
         json!({ "input": [
             { "customerId": twin, "type": "CUSTOM", "name": "twin_visit", "occurredAt": "2026-10-01T00:00:00Z" },
             { "customerId": id, "type": "ORDER", "occurredAt": "2026-11-01T00:00:00Z", "amount": { "amount": "99.00", "currency": "CNY" } } ] }),
+    )
+    .await;
+    // the dispatcher evaluates both profiles shortly after (the order moves the person on
+    // from `lead`): let it finish before the merge, so its stage change, audit entry and
+    // stage history are rows of the person like the others, not written after an erasure
+    eventually(
+        "the person's stage derived from the order",
+        async || {
+            s.ok(
+                ALPHA,
+                "query($id: ID!) { customer(id: $id) { lifecycleStage } }",
+                json!({ "id": id }),
+            )
+            .await["customer"]["lifecycleStage"]
+                .clone()
+        },
+        |stage: &Value| stage != "LEAD",
     )
     .await;
     s.ok(

@@ -2,6 +2,7 @@
 //! PostgreSQL database) and speaks GraphQL to it.
 
 use std::{
+    fmt::Debug,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
@@ -9,6 +10,7 @@ use std::{
         Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use serde_json::{Value, json};
@@ -457,6 +459,47 @@ impl TestServer {
             .as_str()
             .expect("id")
             .to_owned()
+    }
+}
+
+/// How long [`eventually`] waits for its state, and how often it reads.
+pub const EVENTUALLY_WITHIN: Duration = Duration::from_secs(10);
+pub const EVENTUALLY_EVERY: Duration = Duration::from_millis(25);
+
+/// Reads with `read` until `done` holds for what it read, and returns that; panics naming
+/// `what`, with the last value read, if it does not within 10 s (reading every 25 ms).
+///
+/// For state that background work settles shortly after a request: the tags, lifecycle
+/// stage and module decisions the SOP dispatcher evaluates after `recordEvents`
+/// (docs/tags.md), enrolments, deliveries. Poll for the expected state, then assert as
+/// before; to assert that something did *not* happen, first wait for a sign that the work
+/// which could have done it has run (another effect of the same batch).
+pub async fn eventually<T: Debug>(
+    what: &str,
+    read: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    eventually_within(EVENTUALLY_WITHIN, EVENTUALLY_EVERY, what, read, done).await
+}
+
+/// [`eventually`] with its own deadline and reading interval.
+pub async fn eventually_within<T: Debug>(
+    within: Duration,
+    every: Duration,
+    what: &str,
+    mut read: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not reached within {within:?}; last seen: {value:#?}");
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

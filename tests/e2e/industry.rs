@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{ALPHA, Backend, Install, TestServer, install_plugin, plugin_wasm};
+use crate::harness::{
+    ALPHA, Backend, Install, TestServer, eventually, install_plugin, plugin_wasm,
+};
 
 async fn with_module(id: &'static str, params: &str) -> TestServer {
     let params: toml::Table = toml::from_str(params).unwrap();
@@ -80,18 +82,29 @@ fn event(c: &str, ty: &str, name: Option<&str>, days_ago: i64, amount: Option<&s
     e
 }
 
+/// The customer's tags once the dispatcher has evaluated their recorded events: waits until
+/// they include every one of `expected` (the tags follow `recordEvents` by a short lag).
+async fn tags_once_evaluated(s: &TestServer, c: &str, expected: &[&str]) -> Vec<String> {
+    eventually(
+        &format!("tags {expected:?} of {c}"),
+        async || tags_of(s, c).await,
+        |tags: &Vec<String>| expected.iter().all(|t| tags.iter().any(|x| x == t)),
+    )
+    .await
+}
+
 /// Waits for the customer's enrolment in the SOP.
 async fn enrolment(s: &TestServer, sop: &str, c: &str) -> Value {
     let q = "query($s: ID, $c: ID) { enrolments(sopId: $s, customerId: $c) { edges { node { status stepIndex nextRunAt exitReason trigger } } } }";
-    for _ in 0..200 {
-        let e = s.ok(ALPHA, q, json!({ "s": sop, "c": c })).await["enrolments"]["edges"][0]["node"]
-            .clone();
-        if !e.is_null() {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{c} was never enrolled in {sop}");
+    eventually(
+        &format!("enrolment of {c} in {sop}"),
+        async || {
+            s.ok(ALPHA, q, json!({ "s": sop, "c": c })).await["enrolments"]["edges"][0]["node"]
+                .clone()
+        },
+        |e: &Value| !e.is_null(),
+    )
+    .await
 }
 
 /// Instantiates and activates a module's SOP template; returns its id.
@@ -173,7 +186,7 @@ async fn retail_tags_sops_and_franchise_settlement() {
         events.push(event(&c, "COUPON_USED", None, d, None));
     }
     s.ok(ALPHA, RECORD, json!({ "input": events })).await;
-    let tags = tags_of(&s, &c).await;
+    let tags = tags_once_evaluated(&s, &c, &["super-user", "price-sensitive"]).await;
     assert!(tags.contains(&"super-user".to_owned()), "{tags:?}");
     assert!(tags.contains(&"price-sensitive".to_owned()), "{tags:?}");
 
@@ -311,7 +324,8 @@ async fn education_tags_sops_and_tuition_settlement() {
         event(&c, "CUSTOM", Some("trial_link_opened"), 0, None) ] }),
     )
     .await;
-    assert!(tags_of(&s, &c).await.contains(&"deep-interest".to_owned()));
+    let tags = tags_once_evaluated(&s, &c, &["deep-interest"]).await;
+    assert!(tags.contains(&"deep-interest".to_owned()));
     let e = enrolment(&s, &trial, &c).await;
     assert_eq!(
         (e["status"].as_str(), e["trigger"].as_str()),
@@ -382,7 +396,8 @@ async fn clinic_tags_sops_and_treatment_bills() {
         )
         .await;
     s.ok(ALPHA, RECORD, json!({ "input": [event(&c, "VISIT", None, 0, None), event(&c, "CUSTOM", Some("treatment_done"), 0, None)] })).await;
-    assert!(tags_of(&s, &c).await.contains(&"first-visit".to_owned()));
+    let tags = tags_once_evaluated(&s, &c, &["first-visit"]).await;
+    assert!(tags.contains(&"first-visit".to_owned()));
     let e = enrolment(&s, &care, &c).await;
     assert_eq!(
         e["status"], "active",
@@ -442,7 +457,7 @@ async fn finance_tags_sops_and_capped_commissions() {
         json!({ "input": [event(&c, "CUSTOM", Some("risk_questionnaire"), 10, None)] }),
     )
     .await;
-    let tags = tags_of(&s, &c).await;
+    let tags = tags_once_evaluated(&s, &c, &["high-net-worth", "risk-aggressive"]).await;
     assert!(
         tags.contains(&"high-net-worth".to_owned()) && tags.contains(&"risk-aggressive".to_owned()),
         "{tags:?}"

@@ -25,7 +25,7 @@ use sqlx::Row;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::{
-    harness::{ALPHA, ALPHA_READONLY, Backend, TestServer},
+    harness::{ALPHA, ALPHA_READONLY, Backend, TestServer, eventually_within},
     webhooks::python_standard_signature,
 };
 
@@ -96,17 +96,14 @@ impl Receiver {
 
     /// Waits (up to 20 s) until `enough` holds for what was received.
     pub(crate) async fn until(&self, enough: impl Fn(&[Got]) -> bool) -> Vec<Got> {
-        for _ in 0..400 {
-            let got = self.got();
-            if enough(&got) {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the receiver did not get what was expected: {:#?}",
-            self.got()
-        );
+        eventually_within(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            "the receiver getting what was expected",
+            async || self.got(),
+            |got: &Vec<Got>| enough(got),
+        )
+        .await
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ALPHA, BETA, Backend, Install, TestServer, code, fields, install_plugin, plugin_wasm,
+    ALPHA, BETA, Backend, Install, TestServer, code, eventually_within, fields, install_plugin,
+    plugin_wasm,
 };
 
 const CREATE_SOP: &str = "mutation($i: SopInput!) { createSop(input: $i) { id status version } }";
@@ -52,18 +53,15 @@ async fn enrolments(s: &TestServer, key: &str, sop: &str, customer: &str) -> Vec
 
 /// Waits (up to 20 s) until the customer's enrolment in the SOP satisfies `done`.
 async fn until(s: &TestServer, sop: &str, customer: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..400 {
-        if let Some(e) = enrolments(s, ALPHA, sop, customer).await.into_iter().next()
-            && done(&e)
-        {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "enrolment of {customer} in {sop} never got there: {:?}",
-        enrolments(s, ALPHA, sop, customer).await
-    );
+    eventually_within(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        &format!("enrolment of {customer} in {sop}"),
+        async || enrolments(s, ALPHA, sop, customer).await,
+        |all: &Vec<Value>| all.first().is_some_and(&done),
+    )
+    .await
+    .remove(0)
 }
 
 fn outcomes(e: &Value) -> Vec<String> {
@@ -657,8 +655,59 @@ async fn tags_segments_dates_and_neglect_enrol(s: &TestServer) {
     );
 }
 
+/// The dispatcher evaluates the customers of recorded events before it runs their triggers,
+/// in one transaction: a trigger's condition sees the tag the very event earned, and a
+/// customer the event did not qualify is not enrolled.
+async fn a_trigger_condition_sees_the_tag_its_event_earned(s: &TestServer) {
+    s.ok(
+        ALPHA,
+        "mutation($i: TagInputValue!) { createTag(input: $i) { id } }",
+        json!({ "i": { "name": "试听两次", "rule": "count(\"trial_class\") >= 2" } }),
+    )
+    .await;
+    let id = sop(
+        s,
+        ALPHA,
+        "Second trial class",
+        json!({
+            "triggers": [{ "event": {
+                "event": { "type": "CUSTOM", "name": "trial_class" },
+                "condition": "has_tag(\"试听两次\")"
+            } }],
+            "steps": [{ "id": "call", "action": { "sendMessage": { "channel": "log", "template": "{{customer.name}}，试听两次了" } } }]
+        }),
+    )
+    .await;
+    let twice = s
+        .create_customer(
+            ALPHA,
+            json!({ "sourceChannel": "WEB", "displayName": "王芳" }),
+        )
+        .await;
+    let once = s
+        .create_customer(
+            ALPHA,
+            json!({ "sourceChannel": "WEB", "displayName": "赵磊" }),
+        )
+        .await;
+    // both events of 王芳 and the one of 赵磊 in one request: the tag comes with the second
+    s.ok(
+        ALPHA,
+        RECORD,
+        json!({ "input": [custom(&twice, "trial_class"), custom(&twice, "trial_class"), custom(&once, "trial_class")] }),
+    )
+    .await;
+    let done = until(s, &id, &twice, |e| e["status"] == "completed").await;
+    assert_eq!(done["trigger"], "event custom:trial_class");
+    assert!(
+        enrolments(s, ALPHA, &id, &once).await.is_empty(),
+        "one trial class does not earn the tag, so it does not enrol"
+    );
+}
+
 crate::on_both_backends!(
     tags_segments_dates_and_neglect_enrol,
+    a_trigger_condition_sees_the_tag_its_event_earned,
     an_event_enrols_and_steps_run_in_order_until_an_exit_event,
     waits_for_events_branch_and_time_out,
     bad_definitions_are_refused_with_every_problem,

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ALPHA, BETA, Backend, Install, TestServer, code, fields, install_plugin, plugin_wasm,
+    ALPHA, BETA, Backend, Install, TestServer, code, eventually, fields, install_plugin,
+    plugin_wasm,
 };
 
 const CREATE: &str =
@@ -20,6 +21,42 @@ async fn tag(s: &TestServer, input: Value) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+async fn stage_of(s: &TestServer, customer: &str) -> String {
+    let data = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { lifecycleStage } }",
+            json!({ "id": customer }),
+        )
+        .await;
+    data["customer"]["lifecycleStage"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the dispatcher has evaluated the customer's recorded events, as their
+/// derived lifecycle stage shows (tags, stage and module decisions follow `recordEvents`
+/// by a short lag, evaluated together).
+async fn until_stage(s: &TestServer, customer: &str, stage: &str) {
+    eventually(
+        &format!("lifecycle stage {stage} of {customer}"),
+        async || stage_of(s, customer).await,
+        |got: &String| got == stage,
+    )
+    .await;
+}
+
+/// Waits until the customer's tags are `expected` (in the order `names_of` gives).
+async fn until_names(s: &TestServer, customer: &str, expected: &[&str]) -> Vec<String> {
+    eventually(
+        &format!("tags {expected:?} of {customer}"),
+        async || names_of(s, customer).await,
+        |got: &Vec<String>| got == expected,
+    )
+    .await
 }
 
 async fn names_of(s: &TestServer, customer: &str) -> Vec<String> {
@@ -192,6 +229,8 @@ async fn dynamic_tags_follow_events_and_bulk_recompute(s: &TestServer) {
         json!({ "input": [order(&b, 5, "50"), order(&b, 6, "50"), order(&b, 7, "50")] }),
     )
     .await;
+    // the orders are evaluated (b became loyal) before the rule below exists
+    until_stage(s, &b, "LOYAL").await;
     let bad = s
         .err(
             ALPHA,
@@ -229,16 +268,19 @@ async fn dynamic_tags_follow_events_and_bulk_recompute(s: &TestServer) {
     );
     assert_eq!(names_of(s, &b).await, ["回头客"]);
 
-    // an event re-evaluates its customer at once
+    // an event re-evaluates its customer (in the dispatcher, shortly after)
     s.ok(
         ALPHA,
         RECORD,
         json!({ "input": [order(&a, 1, "10"), order(&a, 2, "10")] }),
     )
     .await;
+    // evaluated (a became loyal), and two orders are not enough
+    until_stage(s, &a, "LOYAL").await;
     assert!(names_of(s, &a).await.is_empty());
     s.ok(ALPHA, RECORD, json!({ "input": [order(&a, 3, "10")] }))
         .await;
+    until_names(s, &a, &["回头客"]).await;
     assert_eq!(names_of(s, &a).await, ["回头客"]);
     // a tag referring to another one is evaluated after it
     tag(
@@ -248,6 +290,7 @@ async fn dynamic_tags_follow_events_and_bulk_recompute(s: &TestServer) {
     .await;
     s.ok(ALPHA, RECORD, json!({ "input": [order(&b, 1, "1")] }))
         .await;
+    until_names(s, &b, &["回头客", "大额回头客"]).await;
     assert_eq!(names_of(s, &b).await, ["回头客", "大额回头客"]);
 
     // a stricter rule: new version, customers dropped on recompute, recorded with the version
@@ -346,6 +389,26 @@ async fn rfm_lifecycle_and_segments(s: &TestServer) {
     events.push(json!({ "customerId": browsing, "type": "CONSULT", "occurredAt": chrono::Utc::now().to_rfc3339() }));
     events.push(json!({ "customerId": by_hand, "type": "VISIT", "occurredAt": chrono::Utc::now().to_rfc3339() }));
     s.ok(ALPHA, RECORD, json!({ "input": events })).await;
+    // derived by the dispatcher shortly after: wait for the whole batch (evaluated together)
+    let derived = [
+        (&a, "LOYAL"),
+        (&b, "CHURNED"),
+        (&c, "CUSTOMER"),
+        (&d, "DORMANT"),
+        (&browsing, "PROSPECT"),
+    ];
+    eventually(
+        "the batch's derived lifecycle stages",
+        async || {
+            let mut got = Vec::new();
+            for (id, _) in derived {
+                got.push(stage_of(s, id).await);
+            }
+            got
+        },
+        |got: &Vec<String>| got.iter().zip(derived).all(|(g, (_, want))| g == want),
+    )
+    .await;
     let stage = |id: String| async move {
         s.ok(ALPHA, "query($id: ID!) { customer(id: $id) { lifecycleStage lifecycleStageManual rfm { r f m cell } } }", json!({ "id": id })).await["customer"].clone()
     };
@@ -497,6 +560,7 @@ async fn module_templates_and_plugin_decisions_drive_tags() {
         json!({ "input": [order(&c, 3, "600"), order(&c, 2, "600")] }),
     )
     .await;
+    until_names(&s, &c, &["big-spender", "复购"]).await;
     let data = s.ok(ALPHA, TAGS_OF, json!({ "id": c })).await;
     let held: Vec<(String, String)> = data["customer"]["tags"]
         .as_array()

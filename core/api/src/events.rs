@@ -165,12 +165,11 @@ impl EventMutation {
         let recorded = events::record(db(ctx), actor, &inputs, limits(ctx).max_batch_events)
             .await
             .gql()?;
-        let touched: std::collections::BTreeSet<String> = recorded
-            .iter()
-            .filter(|(o, _)| *o == Outcome::Created)
-            .map(|(_, e)| e.customer_id.clone())
-            .collect();
-        super::tags_after_change(ctx, actor, &touched.into_iter().collect::<Vec<_>>()).await;
+        // the dispatcher evaluates the customers' stages and tags (docs/events.md)
+        if recorded.iter().any(|(o, _)| *o == Outcome::Created) {
+            ctx.data_unchecked::<shoal_base::wake::Wakers>()
+                .wake(actor.tenant_id());
+        }
         let bus = ctx.data_unchecked::<EventBus>();
         let mut payload = RecordEventsPayload {
             results: Vec::with_capacity(recorded.len()),

@@ -112,6 +112,7 @@ pub fn schema(
     feed: shoal_notify::bus::Bus,
     email: bool,
     reloader: Reloader,
+    wakers: shoal_base::wake::Wakers,
 ) -> ShoalSchema {
     Schema::build(
         Query::default(),
@@ -124,6 +125,7 @@ pub fn schema(
     .data(bus)
     .data(feed)
     .data(notify::EmailChannel(email))
+    .data(wakers)
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity)
     .finish()

@@ -7,7 +7,8 @@
 //! - [`storage`]: the pool, migrations, dialects, the SQL builder, time and money encodings;
 //! - [`pagination`]: Relay page arguments and keyset cursors;
 //! - [`supervise`]: background work whose panics become errors, counted for `/metrics`;
-//! - [`vault`]: each tenant's keys; personal fields sealed at rest and their blind indexes.
+//! - [`vault`]: each tenant's keys; personal fields sealed at rest and their blind indexes;
+//! - [`wake`]: a request waking a tenant's background loop on this host.
 //!
 //! Invariant: this crate names no domain concept beyond the vocabularies and knows nothing
 //! of HTTP; async-graphql appears only behind the `graphql` feature, to derive enums.
@@ -20,3 +21,4 @@ pub mod pagination;
 pub mod storage;
 pub mod supervise;
 pub mod vault;
+pub mod wake;

@@ -122,6 +122,7 @@ async fn bench_backend(url: &str, n: usize) {
         Default::default(),
         false,
         reloader,
+        Default::default(),
     );
     let query = "query($f: CustomerFilterInput) { customers(first: 100, filter: $f) {
         edges { cursor node { id displayName phones emails attributes lifecycleStage ownerId sourceChannel createdAt } } } }";

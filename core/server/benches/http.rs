@@ -3,8 +3,9 @@
 //! socket: the server's resident memory idle, then requests per second and latency
 //! percentiles at 16 connections (each its own keep-alive connection, one request at a time)
 //! for a customers list page (100 customers with their tags), one customer, and
-//! `recordEvents` (one event per request, then batches of 100), and the server's peak
-//! memory after.
+//! `recordEvents` (one event per request, then batches of 100), how long those events
+//! waited for the dispatcher to evaluate their customers (median and p99), and the server's
+//! peak memory after.
 //!
 //! Run with `cargo xtask bench --bench http`: xtask builds and signs the industry modules as
 //! `cargo xtask run` does and passes their folder and the key that trusts them.
@@ -82,6 +83,7 @@ async fn main() {
     .await;
     let record =
         "mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) { createdCount } }";
+    let recording_from = chrono::Utc::now().timestamp_micros();
     for n in [1, 100] {
         let ids = ids.clone();
         run(
@@ -98,6 +100,8 @@ async fn main() {
         .await;
     }
 
+    evaluation_lag(&dir.join("data/shoal.db"), recording_from).await;
+
     let after = server.memory();
     println!(
         "after the load: RSS {:.1} MB, peak {:.1} MB",
@@ -105,6 +109,78 @@ async fn main() {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How long the recorded events waited for their customers' evaluation (stage, tags,
+/// modules), read from the server's database once the dispatcher has taken them all: from
+/// the event's commit (its internal event's `at`) to the dispatch transaction that took it
+/// (`dispatched_at`, stamped when the batch is taken), and, as an upper bound of the commit
+/// of that evaluation, to the next batch's stamp (the tenant's loop takes batches one after
+/// another while there is work).
+async fn evaluation_lag(db: &Path, from: i64) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(30));
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM internal_events WHERE kind = 'event.recorded' AND dispatched_at IS NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{pending} events still not evaluated after ten minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = started.elapsed();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT at, dispatched_at FROM internal_events WHERE kind = 'event.recorded' AND at >= ?",
+    )
+    .bind(from)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut stamps: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    stamps.sort_unstable();
+    stamps.dedup();
+    let micros = |m: i64| Duration::from_micros(m.max(0) as u64);
+    let mut taken: Vec<Duration> = rows.iter().map(|(at, d)| micros(d - at)).collect();
+    // the last batch has no next stamp: it is left out of the upper bound
+    let mut done: Vec<Duration> = rows
+        .iter()
+        .filter_map(|(at, d)| {
+            let next = stamps.partition_point(|s| s <= d);
+            stamps.get(next).map(|n| micros(n - at))
+        })
+        .collect();
+    taken.sort();
+    done.sort();
+    let at = |v: &[Duration], p: f64| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.2?}", common::percentile(v, p))
+        }
+    };
+    println!(
+        "evaluation lag of {} events ({} dispatch batches; {:.1?} to drain after the load): \
+         commit → taken p50 {} p99 {}; → next batch (upper bound of applied) p50 {} p99 {}",
+        rows.len(),
+        stamps.len(),
+        drained,
+        at(&taken, 0.5),
+        at(&taken, 0.99),
+        at(&done, 0.5),
+        at(&done, 0.99),
+    );
 }
 
 /// `n` page views of the demo's customers, now.

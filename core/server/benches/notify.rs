@@ -170,6 +170,7 @@ async fn main() {
             bus_b.clone(),
             false,
             reloader,
+            Default::default(),
         );
         let actor_b = common::actor(&host_b, &directory).await;
         let mut stream = schema_b.execute_stream(

@@ -74,6 +74,7 @@ async fn bench(url: &str, dir: &std::path::Path) {
         Default::default(),
         false,
         reloader,
+        Default::default(),
     );
     let actor = common::actor(&db, &Directory::from_config(&config, &db.vault)).await;
     let run = |query: &str, vars: serde_json::Value| {

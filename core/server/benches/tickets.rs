@@ -381,6 +381,7 @@ async fn main() {
             Default::default(),
             false,
             reloader,
+            Default::default(),
         );
         let op = "mutation($i: TicketInput!) { openTicket(input: $i) { id queue assignee } }";
         let started = Instant::now();

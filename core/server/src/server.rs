@@ -213,6 +213,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
     let reloader = Reloader::new(plugins, provider);
     let mut background = schedule_tag_recompute(&db, config, &directory);
     let supervision = Arc::new(Supervision::default());
+    let wakers = shoal_base::wake::Wakers::default();
     background.extend(schedule_quality_snapshots(&db, &directory, &supervision));
     if config.sop.workers {
         let tenants: Vec<_> = directory.tenants().cloned().collect();
@@ -220,7 +221,11 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             db.clone(),
             tenants.clone(),
             config.sop.clone(),
-            supervision.clone(),
+            shoal_sop::worker::Context {
+                supervision: supervision.clone(),
+                host: Some(reloader.host.clone()),
+                wakers: wakers.clone(),
+            },
         ));
         // SLA timers fire; waiting tickets are offered when shifts begin
         background.push(shoal_tickets::upkeep::spawn(
@@ -317,6 +322,7 @@ pub async fn start(config: &Config, options: &ServeOptions) -> Result<Running, S
             feed,
             email,
             reloader.clone(),
+            wakers,
         ),
         directory: Arc::new(directory),
         host: reloader.host.clone(),

@@ -2,7 +2,10 @@
 //! segments entered/left) into enrolments, wakes enrolments waiting for an event or ended
 //! by one, and scans date attributes and neglected customers on a slower cadence.
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::Value;
@@ -21,17 +24,38 @@ use shoal_crm::{
     internal_events::{self, Internal},
     tenancy::Tenant,
 };
+use shoal_plugin_host::PluginHost;
 
 /// Internal events one dispatch transaction takes.
 const BATCH: i64 = 1000;
 
 /// Dispatches the tenant's pending internal events (one batch); returns how many.
-pub async fn dispatch(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<usize> {
+///
+/// The customers of recorded events are evaluated first (lifecycle stage, dynamic tags, the
+/// modules' `evaluate-tags`), in the same transaction, so their triggers' conditions see
+/// the tags the events earned and the evaluation commits with the events it consumed; the
+/// tag and stage changes it makes are internal events of their own, dispatched next.
+pub async fn dispatch(
+    db: &Db,
+    host: Option<&PluginHost>,
+    tenant: &Arc<Tenant>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let mut tx = db.begin_write().await?;
     let taken = internal_events::take(&mut tx, db.backend, &tenant.id, BATCH).await?;
     if taken.is_empty() {
         tx.rollback().await?;
         return Ok(0);
+    }
+    let mut seen = HashSet::new();
+    let recorded: Vec<&str> = taken
+        .iter()
+        .filter(|ev| ev.kind == "event.recorded")
+        .map(|ev| ev.customer_id.as_str())
+        .filter(|c| seen.insert(*c))
+        .collect();
+    if !recorded.is_empty() {
+        shoal_tags::evaluate_customers_in(&mut tx, db, host, tenant, &recorded).await?;
     }
     let sops = store::active(&mut tx, &tenant.id).await?;
     let mut facts: HashMap<String, Option<shoal_tags::Loaded>> = HashMap::new();

@@ -12,8 +12,11 @@ use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 
 use super::{dispatch, outbox, runner};
-use shoal_base::{config::SopConfig, storage::Db, storage::time, supervise::Supervision};
+use shoal_base::{
+    config::SopConfig, storage::Db, storage::time, supervise::Supervision, wake::Wakers,
+};
 use shoal_crm::tenancy::Tenant;
+use shoal_plugin_host::PluginHost;
 
 /// What every tenant loop of a host shares.
 struct Shared {
@@ -21,6 +24,9 @@ struct Shared {
     cfg: SopConfig,
     deliverer: outbox::Deliverer,
     supervision: Arc<Supervision>,
+    /// Modules that evaluate tags, for the customers of recorded events.
+    host: Option<Arc<PluginHost>>,
+    wakers: Wakers,
 }
 
 /// One round for one tenant; returns whether any work was found.
@@ -28,7 +34,10 @@ async fn round(shared: &Shared, t: &Arc<Tenant>) -> bool {
     let (db, cfg, s) = (&shared.db, &shared.cfg, &shared.supervision);
     let mut busy = false;
     match s
-        .guard("sop.dispatch", dispatch::dispatch(db, t, time::now()))
+        .guard(
+            "sop.dispatch",
+            dispatch::dispatch(db, shared.host.as_deref(), t, time::now()),
+        )
         .await
     {
         Ok(n) => busy |= n > 0,
@@ -53,6 +62,7 @@ async fn round(shared: &Shared, t: &Arc<Tenant>) -> bool {
 async fn tenant_loop(shared: Arc<Shared>, t: Arc<Tenant>) {
     let scan_every = Duration::from_secs(shared.cfg.scan_seconds.max(1));
     let mut last_scan: Option<tokio::time::Instant> = None;
+    let woken = shared.wakers.of(&t.id);
     loop {
         if last_scan.is_none_or(|l| l.elapsed() >= scan_every) {
             let scan = dispatch::scan(&shared.db, &t, time::now());
@@ -61,9 +71,14 @@ async fn tenant_loop(shared: Arc<Shared>, t: Arc<Tenant>) {
             }
             last_scan = Some(tokio::time::Instant::now());
         }
-        // keep going while there is work; rest when there is none
+        // keep going while there is work; rest when there is none, until the poll interval
+        // ends or a request on this host leaves work
         if !round(&shared, &t).await {
-            tokio::time::sleep(Duration::from_millis(shared.cfg.poll_ms.max(1))).await;
+            let poll = tokio::time::sleep(Duration::from_millis(shared.cfg.poll_ms.max(1)));
+            tokio::select! {
+                () = poll => {}
+                () = woken.notified() => {}
+            }
         }
     }
 }
@@ -84,19 +99,26 @@ fn deliverer(cfg: &SopConfig, db: &Db) -> outbox::Deliverer {
     })
 }
 
+/// What the loops of a host are given besides the database and their configuration.
+pub struct Context {
+    pub supervision: Arc<Supervision>,
+    /// The host's modules: those with `evaluate-tags` evaluate the customers of recorded
+    /// events (none: dynamic tags and stages only).
+    pub host: Option<Arc<PluginHost>>,
+    /// Requests on this host wake a tenant's loop through these.
+    pub wakers: Wakers,
+}
+
 /// Starts one supervised loop per tenant; the returned task runs until aborted (aborting it
 /// stops every loop).
-pub fn spawn(
-    db: Db,
-    tenants: Vec<Arc<Tenant>>,
-    cfg: SopConfig,
-    supervision: Arc<Supervision>,
-) -> JoinHandle<()> {
+pub fn spawn(db: Db, tenants: Vec<Arc<Tenant>>, cfg: SopConfig, cx: Context) -> JoinHandle<()> {
     let shared = Arc::new(Shared {
         deliverer: deliverer(&cfg, &db),
         db,
         cfg,
-        supervision,
+        supervision: cx.supervision,
+        host: cx.host,
+        wakers: cx.wakers,
     });
     shoal_base::supervise::each_forever(
         tenants,

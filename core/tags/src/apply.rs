@@ -541,43 +541,62 @@ pub async fn profile_for(
     )))
 }
 
-/// Re-evaluates the tags of some customers (after their events or profile changed): every
-/// dynamic tag in memory, then each enabled module's `evaluate-tags` (fail open; decisions
-/// apply to manual tags of the names they give).
-pub async fn evaluate_customers(
-    db: &Db,
-    host: Option<&PluginHost>,
-    tenant: &std::sync::Arc<Tenant>,
-    ids: &[String],
-) -> Result<usize> {
-    let actor = system(tenant);
-    let mut conn = db.pool.acquire().await?;
-    let tags = store::all(&mut conn, &tenant.id).await?;
-    drop(conn);
-    let ordered = ordered_rules(&tags);
-    let modules: Vec<String> = host
-        .map(|h| {
-            h.modules(&tenant.id)
-                .into_iter()
-                .filter(|m| m.capabilities.contains(&"evaluate-tags"))
-                .map(|m| m.info.id)
-                .collect()
-        })
-        .unwrap_or_default();
+/// What to evaluate customers against: the tenant's tags in rule order and its modules
+/// that evaluate tags.
+struct Evaluator<'a> {
+    host: Option<&'a PluginHost>,
+    tenant: &'a std::sync::Arc<Tenant>,
+    tags: Vec<Tag>,
+    ordered: Vec<(Tag, rules::Rule)>,
+    modules: Vec<String>,
+    now: i64,
+}
 
-    let now = time::to_micros(time::now());
-    let mut changes = 0;
-    // facts are loaded 500 customers at a time (three statements), then evaluated one by one
-    let mut loaded = HashMap::new();
-    for (i, id) in ids.iter().enumerate() {
-        if i % 500 == 0 {
-            let chunk: Vec<&str> = ids[i..].iter().take(500).map(String::as_str).collect();
-            let mut conn = db.pool.acquire().await?;
-            loaded = load_many(&mut conn, db, &tenant.id, &chunk).await?;
-        }
-        let Some(mut facts) = loaded.remove(id) else {
-            continue;
-        };
+/// One customer's changes: a derived lifecycle stage (from, to) and the tags to add or
+/// remove with their source.
+#[derive(Default)]
+struct Decision {
+    stage: Option<(String, shoal_base::kinds::LifecycleStage)>,
+    tags: Vec<(Tag, bool, String)>,
+}
+
+impl Decision {
+    fn changes(&self) -> usize {
+        usize::from(self.stage.is_some()) + self.tags.len()
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    async fn new(
+        conn: &mut AnyConnection,
+        host: Option<&'a PluginHost>,
+        tenant: &'a std::sync::Arc<Tenant>,
+    ) -> Result<Evaluator<'a>> {
+        let tags = store::all(conn, &tenant.id).await?;
+        let modules = host
+            .map(|h| {
+                h.modules(&tenant.id)
+                    .into_iter()
+                    .filter(|m| m.capabilities.contains(&"evaluate-tags"))
+                    .map(|m| m.info.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Evaluator {
+            host,
+            tenant,
+            ordered: ordered_rules(&tags),
+            tags,
+            modules,
+            now: time::to_micros(time::now()),
+        })
+    }
+
+    /// The lifecycle stage, then every dynamic tag in memory, then each module's
+    /// `evaluate-tags` (fail open; decisions apply to manual tags of the names they give).
+    async fn decide(&self, id: &str, facts: &mut Loaded) -> Decision {
+        let now = self.now;
+        let mut decision = Decision::default();
         if !facts.stage_manual {
             let derived = super::lifecycle::derive(&Facts {
                 now,
@@ -589,15 +608,11 @@ pub async fn evaluate_customers(
                 events: &facts.events,
             });
             if derived.as_str() != facts.stage {
-                let mut tx = db.begin_write().await?;
-                super::lifecycle::set(&mut tx, &actor, id, &facts.stage, derived).await?;
-                tx.commit().await?;
-                facts.stage = derived.as_str().to_owned();
-                changes += 1;
+                let from = std::mem::replace(&mut facts.stage, derived.as_str().to_owned());
+                decision.stage = Some((from, derived));
             }
         }
-        let mut plan: Vec<(Tag, bool, String)> = Vec::new();
-        for (tag, rule) in &ordered {
+        for (tag, rule) in &self.ordered {
             let holds = rules::eval::holds(
                 &rule.cond,
                 &Facts {
@@ -611,7 +626,7 @@ pub async fn evaluate_customers(
                 },
             );
             if holds != facts.tags.contains(&tag.id) {
-                plan.push((tag.clone(), holds, "rule".into()));
+                decision.tags.push((tag.clone(), holds, "rule".into()));
                 if holds {
                     facts.tags.insert(tag.id.clone());
                 } else {
@@ -619,43 +634,113 @@ pub async fn evaluate_customers(
                 }
             }
         }
-        if let Some(host) = host {
-            for module in &modules {
-                let decisions = host
-                    .evaluate_tags(&tenant.id, module, profile(id, &facts, now, &tags))
-                    .await;
-                for d in decisions {
-                    match tags
-                        .iter()
-                        .find(|t| t.name == d.tag && t.kind == TagKind::Manual)
-                    {
-                        Some(tag) if d.apply != facts.tags.contains(&tag.id) => {
-                            plan.push((tag.clone(), d.apply, format!("plugin:{module}")));
-                            if d.apply {
-                                facts.tags.insert(tag.id.clone());
-                            } else {
-                                facts.tags.remove(&tag.id);
-                            }
+        let Some(host) = self.host else {
+            return decision;
+        };
+        for module in &self.modules {
+            let decisions = host
+                .evaluate_tags(&self.tenant.id, module, profile(id, facts, now, &self.tags))
+                .await;
+            for d in decisions {
+                match self
+                    .tags
+                    .iter()
+                    .find(|t| t.name == d.tag && t.kind == TagKind::Manual)
+                {
+                    Some(tag) if d.apply != facts.tags.contains(&tag.id) => {
+                        decision
+                            .tags
+                            .push((tag.clone(), d.apply, format!("plugin:{module}")));
+                        if d.apply {
+                            facts.tags.insert(tag.id.clone());
+                        } else {
+                            facts.tags.remove(&tag.id);
                         }
-                        Some(_) => {}
-                        None => {
-                            tracing::debug!(module, tag = %d.tag, "evaluate-tags names no manual tag of this tenant")
-                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::debug!(module, tag = %d.tag, "evaluate-tags names no manual tag of this tenant")
                     }
                 }
             }
         }
-        if plan.is_empty() {
-            continue;
+        decision
+    }
+
+    /// Writes `decision` for customer `id` in the caller's transaction.
+    async fn apply(&self, conn: &mut AnyConnection, id: &str, decision: &Decision) -> Result<()> {
+        let actor = system(self.tenant);
+        if let Some((from, to)) = &decision.stage {
+            super::lifecycle::set(&mut *conn, &actor, id, from, *to).await?;
         }
-        let mut tx = db.begin_write().await?;
-        for (tag, add, source) in &plan {
-            let who = [id.clone()];
+        for (tag, add, source) in &decision.tags {
+            let who = [id.to_owned()];
             let (a, r): (&[String], &[String]) = if *add { (&who, &[]) } else { (&[], &who) };
-            write_changes(&mut tx, &actor, tag, a, r, source).await?;
+            write_changes(&mut *conn, &actor, tag, a, r, source).await?;
         }
-        tx.commit().await?;
-        changes += plan.len();
+        Ok(())
+    }
+}
+
+/// Re-evaluates the tags of some customers (after their events or profile changed): the
+/// derived lifecycle stage, every dynamic tag in memory, then each enabled module's
+/// `evaluate-tags` (fail open; decisions apply to manual tags of the names they give).
+/// Each customer's changes commit in a transaction of their own.
+pub async fn evaluate_customers(
+    db: &Db,
+    host: Option<&PluginHost>,
+    tenant: &std::sync::Arc<Tenant>,
+    ids: &[String],
+) -> Result<usize> {
+    let mut conn = db.pool.acquire().await?;
+    let evaluator = Evaluator::new(&mut conn, host, tenant).await?;
+    drop(conn);
+    let mut changes = 0;
+    // facts are loaded 500 customers at a time (three statements), then evaluated one by one
+    for chunk in ids.chunks(500) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let mut conn = db.pool.acquire().await?;
+        let mut loaded = load_many(&mut conn, db, &tenant.id, &refs).await?;
+        drop(conn);
+        for id in chunk {
+            let Some(mut facts) = loaded.remove(id) else {
+                continue;
+            };
+            let decision = evaluator.decide(id, &mut facts).await;
+            if decision.changes() == 0 {
+                continue;
+            }
+            let mut tx = db.begin_write().await?;
+            evaluator.apply(&mut tx, id, &decision).await?;
+            tx.commit().await?;
+            changes += decision.changes();
+        }
+    }
+    Ok(changes)
+}
+
+/// [`evaluate_customers`] in the caller's transaction: the SOP dispatcher evaluates the
+/// customers of the events it takes before it runs their triggers, so the evaluation
+/// commits with the events it consumed (or neither does).
+pub async fn evaluate_customers_in(
+    conn: &mut AnyConnection,
+    db: &Db,
+    host: Option<&PluginHost>,
+    tenant: &std::sync::Arc<Tenant>,
+    ids: &[&str],
+) -> Result<usize> {
+    let evaluator = Evaluator::new(&mut *conn, host, tenant).await?;
+    let mut changes = 0;
+    for chunk in ids.chunks(500) {
+        let mut loaded = load_many(&mut *conn, db, &tenant.id, chunk).await?;
+        for id in chunk {
+            let Some(mut facts) = loaded.remove(*id) else {
+                continue;
+            };
+            let decision = evaluator.decide(id, &mut facts).await;
+            evaluator.apply(&mut *conn, id, &decision).await?;
+            changes += decision.changes();
+        }
     }
     Ok(changes)
 }

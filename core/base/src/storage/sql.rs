@@ -13,6 +13,8 @@ pub enum Arg {
     Text(String),
     /// SQL `NULL` (bound as a null text).
     Null,
+    /// SQL `NULL` for an integer column (PostgreSQL does not cast a null text to `bigint`).
+    NullInt,
 }
 
 impl<T: Into<Arg>> From<Option<T>> for Arg {
@@ -127,6 +129,7 @@ fn bind<'q>(
             Arg::Float(v) => q.bind(*v),
             Arg::Text(v) => q.bind(v.clone()),
             Arg::Null => q.bind(None::<String>),
+            Arg::NullInt => q.bind(None::<i64>),
         };
     }
     q

@@ -1,6 +1,6 @@
 //! Validating, storing and reading events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -12,7 +12,11 @@ use shoal_base::{
     error::{Error, Problems, Result},
     kinds::Channel,
     pagination::{Cursor, Key, Page, Paged},
-    storage::{Db, money, sql::Sql, time},
+    storage::{
+        Db, money,
+        sql::{Arg, Sql},
+        time,
+    },
 };
 
 const MAX_NAME_CHARS: usize = 64;
@@ -163,16 +167,10 @@ pub async fn record_in(
         )
         .await?;
     let recorded_at = time::now();
-    let mut results = Vec::with_capacity(inputs.len());
-    let mut by_customer: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    let insert = format!(
-        "INSERT INTO events (tenant_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT DO NOTHING RETURNING id"
-    );
-    let select_duplicate =
-        format!("SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND idempotency_key = $2");
-    for (e, customer_id) in inputs.iter().zip(&customer_ids) {
-        let event = Event {
+    let events: Vec<Event> = inputs
+        .iter()
+        .zip(&customer_ids)
+        .map(|(e, customer_id)| Event {
             id: uuid::Uuid::now_v7().to_string(),
             customer_id: customer_id.clone(),
             event_type: e.event_type,
@@ -186,70 +184,107 @@ pub async fn record_in(
             }),
             payload: e.payload.clone().unwrap_or_else(|| json!({})),
             idempotency_key: e.idempotency_key.clone(),
-        };
-        let inserted = bind_event(sqlx::query(&insert).bind(tenant_id), &event)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if inserted.is_some() {
-            if emit {
-                crate::internal_events::emit(
-                    &mut *tx,
-                tenant_id,
-                "event.recorded",
-                customer_id,
-                &json!({ "eventId": event.id, "type": event.event_type.as_str(), "name": event.name }),
-                    time::to_micros(recorded_at),
-                )
-                .await?;
-            }
+        })
+        .collect();
+    // one multi-row statement per chunk; a key already stored (or repeated in the batch)
+    // inserts nothing and is read back below
+    let backend = shoal_base::storage::Backend::of(tx);
+    let mut inserted: HashSet<String> = HashSet::with_capacity(events.len());
+    for chunk in events.chunks(CHUNK) {
+        let mut sql = Sql::new(&format!(
+            "INSERT INTO events (tenant_id, {COLUMNS}) VALUES "
+        ));
+        push_rows(&mut sql, tenant_id, chunk);
+        sql.push(" ON CONFLICT DO NOTHING RETURNING id");
+        for row in sql.on(backend).query().fetch_all(&mut *tx).await? {
+            inserted.insert(row.try_get("id")?);
+        }
+    }
+    let keys: Vec<&str> = events
+        .iter()
+        .filter(|e| !inserted.contains(&e.id))
+        .filter_map(|e| e.idempotency_key.as_deref())
+        .collect();
+    let mut stored: HashMap<String, Event> = HashMap::new();
+    for chunk in keys.chunks(500) {
+        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM events WHERE tenant_id = "));
+        let t = sql.arg(tenant_id);
+        sql.push(&format!("{t} AND idempotency_key")).push_in(chunk);
+        for row in sql.on(backend).query_once().fetch_all(&mut *tx).await? {
+            let event = from_row(&row)?;
+            stored.insert(event.idempotency_key.clone().unwrap_or_default(), event);
+        }
+    }
+    let mut results = Vec::with_capacity(events.len());
+    let mut by_customer: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut announced = Vec::new();
+    for event in events {
+        if inserted.contains(&event.id) {
             by_customer
-                .entry(customer_id.as_str())
+                .entry(event.customer_id.clone())
                 .or_default()
                 .push(event.id.clone());
+            if emit {
+                announced.push((
+                    "event.recorded",
+                    event.customer_id.clone(),
+                    json!({ "eventId": event.id, "type": event.event_type.as_str(), "name": event.name }),
+                ));
+            }
             results.push((Outcome::Created, event));
         } else {
             let key = event.idempotency_key.as_deref().unwrap_or_default();
-            let row = sqlx::query(&select_duplicate)
-                .bind(tenant_id)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-            results.push((Outcome::Duplicate, from_row(&row)?));
+            let original = stored.get(key).cloned().ok_or_else(|| {
+                Error::Internal(format!(
+                    "event `{}` was neither stored nor a duplicate",
+                    event.id
+                ))
+            })?;
+            results.push((Outcome::Duplicate, original));
         }
     }
-    for (customer_id, ids) in by_customer {
-        audit::record(
-            &mut *tx,
-            actor,
-            "events.record",
-            "customer",
-            customer_id,
-            json!({ "eventIds": ids }),
-        )
-        .await?;
-    }
+    let announced: Vec<(&str, &str, Value)> = announced
+        .iter()
+        .map(|(k, c, p)| (*k, c.as_str(), p.clone()))
+        .collect();
+    crate::internal_events::emit_many(
+        &mut *tx,
+        tenant_id,
+        &announced,
+        time::to_micros(recorded_at),
+    )
+    .await?;
+    let entries: Vec<(String, Value)> = by_customer
+        .into_iter()
+        .map(|(customer_id, ids)| (customer_id, json!({ "eventIds": ids })))
+        .collect();
+    audit::record_many(&mut *tx, actor, "events.record", "customer", &entries).await?;
     Ok(results)
 }
 
-fn bind_event<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    e: &Event,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    q.bind(e.id.clone())
-        .bind(e.customer_id.clone())
-        .bind(e.event_type.as_str())
-        .bind(e.name.clone())
-        .bind(time::to_micros(e.occurred_at))
-        .bind(time::to_micros(e.recorded_at))
-        .bind(e.channel.map(Channel::as_str))
-        .bind(
-            e.amount
-                .as_ref()
-                .map(|m| money::to_units(m.amount).unwrap_or_default()),
-        )
-        .bind(e.amount.as_ref().map(|m| m.currency.clone()))
-        .bind(e.payload.to_string())
-        .bind(e.idempotency_key.clone())
+/// Pushes one `VALUES` row per event (in [`COLUMNS`] order after the tenant).
+fn push_rows(sql: &mut Sql, tenant_id: &str, events: &[Event]) {
+    for (i, e) in events.iter().enumerate() {
+        sql.push_row(
+            i == 0,
+            [
+                tenant_id.into(),
+                e.id.as_str().into(),
+                e.customer_id.as_str().into(),
+                e.event_type.as_str().into(),
+                e.name.clone().into(),
+                time::to_micros(e.occurred_at).into(),
+                time::to_micros(e.recorded_at).into(),
+                e.channel.map(Channel::as_str).into(),
+                e.amount.as_ref().map_or(Arg::NullInt, |m| {
+                    money::to_units(m.amount).unwrap_or_default().into()
+                }),
+                e.amount.as_ref().map(|m| m.currency.clone()).into(),
+                e.payload.to_string().into(),
+                e.idempotency_key.clone().into(),
+            ],
+        );
+    }
 }
 
 /// The customer id of every input, or every reference that names no live customer.
@@ -343,41 +378,15 @@ pub async fn insert_many(
     tenant_id: &str,
     events: &[Event],
 ) -> Result<()> {
+    let backend = shoal_base::storage::Backend::of(conn);
     for chunk in events.chunks(CHUNK) {
         let mut sql = Sql::new(&format!(
             "INSERT INTO events (tenant_id, {COLUMNS}) VALUES "
         ));
-        for (i, e) in chunk.iter().enumerate() {
-            let row = [
-                sql.arg(tenant_id),
-                sql.arg(e.id.clone()),
-                sql.arg(e.customer_id.clone()),
-                sql.arg(e.event_type.as_str()),
-                opt(&mut sql, e.name.clone()),
-                sql.arg(time::to_micros(e.occurred_at)),
-                sql.arg(time::to_micros(e.recorded_at)),
-                opt(&mut sql, e.channel.map(|c| c.as_str().to_owned())),
-                match &e.amount {
-                    Some(m) => sql.arg(money::to_units(m.amount).unwrap_or_default()),
-                    None => "NULL".into(),
-                },
-                opt(&mut sql, e.amount.as_ref().map(|m| m.currency.clone())),
-                sql.arg(e.payload.to_string()),
-                opt(&mut sql, e.idempotency_key.clone()),
-            ];
-            sql.push(&format!(
-                "{}({})",
-                if i == 0 { "" } else { ", " },
-                row.join(", ")
-            ));
-        }
-        sql.query().execute(&mut *conn).await?;
+        push_rows(&mut sql, tenant_id, chunk);
+        sql.on(backend).query().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-fn opt(sql: &mut Sql, value: Option<String>) -> String {
-    value.map_or_else(|| "NULL".to_owned(), |v| sql.arg(v))
 }
 
 /// A customer's events, newest first, optionally of some types only.
