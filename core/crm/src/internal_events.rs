@@ -86,39 +86,70 @@ pub struct Internal {
     pub at: i64,
 }
 
-/// Marks up to `limit` undispatched events as dispatched and returns them, oldest first.
-/// On PostgreSQL rows another transaction holds are skipped; on SQLite the write
-/// transaction excludes every other writer.
-pub async fn take(
+/// The oldest `limit` undispatched events, `(id, kind, customer id)`, without taking them:
+/// a dispatcher that prepares work outside its transaction (the evaluation of customers
+/// after their events) reads them first, then takes exactly these with [`take_ids`].
+pub async fn peek(
     conn: &mut AnyConnection,
-    backend: Backend,
     tenant: &str,
     limit: i64,
-) -> Result<Vec<Internal>> {
-    let lock = backend.skip_locked();
-    let rows = sqlx::query(&format!(
-        "UPDATE internal_events SET dispatched_at = $2 WHERE tenant_id = $1 AND id IN \
-         (SELECT id FROM internal_events WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY at, id LIMIT $3{lock}) \
-         RETURNING id, kind, customer_id, payload, at"
-    ))
+) -> Result<Vec<(String, String, String)>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, customer_id FROM internal_events WHERE tenant_id = $1 AND dispatched_at IS NULL \
+         ORDER BY at, id LIMIT $2",
+    )
     .bind(tenant)
-    .bind(time::to_micros(time::now()))
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    let mut out = rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            let payload: String = r.try_get("payload")?;
-            Ok(Internal {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                customer_id: r.try_get("customer_id")?,
-                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-                at: r.try_get("at")?,
-            })
+            Ok((
+                r.try_get("id")?,
+                r.try_get("kind")?,
+                r.try_get("customer_id")?,
+            ))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// [`take`] for the events `ids` (from [`peek`]) that are still undispatched: another
+/// host's dispatcher may have taken some meanwhile (on PostgreSQL rows it holds are
+/// skipped), and events recorded since are left for the next round.
+pub async fn take_ids(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+    ids: &[String],
+) -> Result<Vec<Internal>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let mut sql = Sql::new("UPDATE internal_events SET dispatched_at = ");
+        let now = sql.arg(time::to_micros(time::now()));
+        let t = sql.arg(tenant);
+        sql.push(&format!(
+            "{now} WHERE tenant_id = {t} AND id IN (SELECT id FROM internal_events WHERE tenant_id = {t} \
+             AND dispatched_at IS NULL AND id"
+        ))
+        .push_in(chunk)
+        .push(&format!(
+            "{}) RETURNING id, kind, customer_id, payload, at",
+            backend.skip_locked()
+        ));
+        let rows = sql.on(backend).query_once().fetch_all(&mut *conn).await?;
+        out.extend(rows.iter().map(internal).collect::<Result<Vec<_>>>()?);
+    }
     out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
     Ok(out)
+}
+
+fn internal(r: &sqlx::any::AnyRow) -> Result<Internal> {
+    let payload: String = r.try_get("payload")?;
+    Ok(Internal {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        customer_id: r.try_get("customer_id")?,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        at: r.try_get("at")?,
+    })
 }

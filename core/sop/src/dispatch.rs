@@ -32,30 +32,40 @@ const BATCH: i64 = 1000;
 /// Dispatches the tenant's pending internal events (one batch); returns how many.
 ///
 /// The customers of recorded events are evaluated first (lifecycle stage, dynamic tags, the
-/// modules' `evaluate-tags`), in the same transaction, so their triggers' conditions see
-/// the tags the events earned and the evaluation commits with the events it consumed; the
-/// tag and stage changes it makes are internal events of their own, dispatched next.
+/// modules' `evaluate-tags`), before the transaction that takes the events, so their
+/// triggers' conditions see the tags the events earned and the module calls and reads run
+/// outside the write lock. An evaluation whose events are not taken (a crash, another host
+/// took them) is done again: it is idempotent, it writes only differences. The tag and
+/// stage changes it makes are internal events of their own, dispatched next round.
 pub async fn dispatch(
     db: &Db,
     host: Option<&PluginHost>,
     tenant: &Arc<Tenant>,
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let mut tx = db.begin_write().await?;
-    let taken = internal_events::take(&mut tx, db.backend, &tenant.id, BATCH).await?;
-    if taken.is_empty() {
-        tx.rollback().await?;
+    let mut conn = db.pool.acquire().await?;
+    let pending = internal_events::peek(&mut conn, &tenant.id, BATCH).await?;
+    drop(conn);
+    if pending.is_empty() {
         return Ok(0);
     }
     let mut seen = HashSet::new();
-    let recorded: Vec<&str> = taken
+    let recorded: Vec<String> = pending
         .iter()
-        .filter(|ev| ev.kind == "event.recorded")
-        .map(|ev| ev.customer_id.as_str())
-        .filter(|c| seen.insert(*c))
+        .filter(|(_, kind, _)| kind == "event.recorded")
+        .map(|(_, _, customer)| customer)
+        .filter(|c| seen.insert(c.as_str()))
+        .cloned()
         .collect();
     if !recorded.is_empty() {
-        shoal_tags::evaluate_customers_in(&mut tx, db, host, tenant, &recorded).await?;
+        shoal_tags::evaluate_customers(db, host, tenant, &recorded).await?;
+    }
+    let ids: Vec<String> = pending.into_iter().map(|(id, ..)| id).collect();
+    let mut tx = db.begin_write().await?;
+    let taken = internal_events::take_ids(&mut tx, db.backend, &tenant.id, &ids).await?;
+    if taken.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
     }
     let sops = store::active(&mut tx, &tenant.id).await?;
     let mut facts: HashMap<String, Option<shoal_tags::Loaded>> = HashMap::new();

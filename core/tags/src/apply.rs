@@ -719,32 +719,6 @@ pub async fn evaluate_customers(
     Ok(changes)
 }
 
-/// [`evaluate_customers`] in the caller's transaction: the SOP dispatcher evaluates the
-/// customers of the events it takes before it runs their triggers, so the evaluation
-/// commits with the events it consumed (or neither does).
-pub async fn evaluate_customers_in(
-    conn: &mut AnyConnection,
-    db: &Db,
-    host: Option<&PluginHost>,
-    tenant: &std::sync::Arc<Tenant>,
-    ids: &[&str],
-) -> Result<usize> {
-    let evaluator = Evaluator::new(&mut *conn, host, tenant).await?;
-    let mut changes = 0;
-    for chunk in ids.chunks(500) {
-        let mut loaded = load_many(&mut *conn, db, &tenant.id, chunk).await?;
-        for id in chunk {
-            let Some(mut facts) = loaded.remove(*id) else {
-                continue;
-            };
-            let decision = evaluator.decide(id, &mut facts).await;
-            evaluator.apply(&mut *conn, id, &decision).await?;
-            changes += decision.changes();
-        }
-    }
-    Ok(changes)
-}
-
 /// A tag a customer holds.
 #[derive(Debug, Clone)]
 pub struct Held {

@@ -12,7 +12,7 @@ mod store;
 
 pub use apply::{
     Held, HistoryEntry, MAX_BULK, Recomputed, Target, apply_manual, delete, evaluate_customers,
-    evaluate_customers_in, history, recompute, system, tags_of, write_changes,
+    history, recompute, system, tags_of, write_changes,
 };
 pub use apply::{Loaded, load, profile_for};
 pub use store::all as store_all;
