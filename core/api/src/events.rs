@@ -165,7 +165,7 @@ impl EventMutation {
         let recorded = events::record(db(ctx), actor, &inputs, limits(ctx).max_batch_events)
             .await
             .gql()?;
-        // the dispatcher evaluates the customers' stages and tags (docs/events.md)
+        // the dispatcher evaluates the customers' stages and tags (docs/tags.md)
         if recorded.iter().any(|(o, _)| *o == Outcome::Created) {
             ctx.data_unchecked::<shoal_base::wake::Wakers>()
                 .wake(actor.tenant_id());

@@ -113,9 +113,10 @@ pub async fn peek(
         .collect()
 }
 
-/// [`take`] for the events `ids` (from [`peek`]) that are still undispatched: another
-/// host's dispatcher may have taken some meanwhile (on PostgreSQL rows it holds are
-/// skipped), and events recorded since are left for the next round.
+/// Marks the events `ids` (from [`peek`]) that are still undispatched as dispatched and
+/// returns them, oldest first. Another host's dispatcher may have taken some meanwhile (on
+/// PostgreSQL rows it holds are skipped; on SQLite the write transaction excludes every
+/// other writer), and events recorded since are left for the next round.
 pub async fn take_ids(
     conn: &mut AnyConnection,
     backend: Backend,

@@ -217,20 +217,12 @@ pub async fn record_in(
     }
     let mut results = Vec::with_capacity(events.len());
     let mut by_customer: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut announced = Vec::new();
     for event in events {
         if inserted.contains(&event.id) {
             by_customer
                 .entry(event.customer_id.clone())
                 .or_default()
                 .push(event.id.clone());
-            if emit {
-                announced.push((
-                    "event.recorded",
-                    event.customer_id.clone(),
-                    json!({ "eventId": event.id, "type": event.event_type.as_str(), "name": event.name }),
-                ));
-            }
             results.push((Outcome::Created, event));
         } else {
             let key = event.idempotency_key.as_deref().unwrap_or_default();
@@ -243,9 +235,13 @@ pub async fn record_in(
             results.push((Outcome::Duplicate, original));
         }
     }
-    let announced: Vec<(&str, &str, Value)> = announced
+    let announced: Vec<(&str, &str, Value)> = results
         .iter()
-        .map(|(k, c, p)| (*k, c.as_str(), p.clone()))
+        .filter(|(o, _)| emit && *o == Outcome::Created)
+        .map(|(_, e)| {
+            let payload = json!({ "eventId": e.id, "type": e.event_type.as_str(), "name": e.name });
+            ("event.recorded", e.customer_id.as_str(), payload)
+        })
         .collect();
     crate::internal_events::emit_many(
         &mut *tx,
