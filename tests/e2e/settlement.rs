@@ -318,6 +318,48 @@ async fn prices_are_versioned_by_effective_time(s: &TestServer) {
             .contains("no price in effect"),
         "{before}"
     );
+
+    // a bill's prices are read together: a code twice takes one price, and the line whose
+    // code has no price then is the one named
+    let lines = |codes: &[(&str, &str)]| {
+        json!({ "input": { "reference": "R-4", "region": "成都", "currency": "CNY", "participantIds": ["hq"],
+        "pricedAt": "2026-07-01T00:00:00Z", "lines": codes.iter().map(|(code, quantity)|
+            json!({ "kind": "SERVICE", "code": code, "quantity": quantity })).collect::<Vec<_>>() } })
+    };
+    let twice = s
+        .ok(
+            ALPHA,
+            SETTLE,
+            lines(&[("SVC-REPAIR", "1"), ("SVC-REPAIR", "2")]),
+        )
+        .await;
+    assert_eq!(twice["settleBill"]["total"]["amount"], "360.00");
+    let expired = s
+        .err(
+            ALPHA,
+            SETTLE,
+            lines(&[("SVC-REPAIR", "1"), ("SVC-OLD", "1"), ("SVC-NONE", "1")]),
+        )
+        .await;
+    assert_eq!(
+        fields(&expired),
+        ["input.lines[1].code", "input.lines[2].code"]
+    );
+    let errors = &expired["extensions"]["errors"];
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no price in effect"),
+        "{expired}"
+    );
+    assert!(
+        errors[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown service item `SVC-NONE`"),
+        "{expired}"
+    );
 }
 
 async fn bad_bills_are_refused_and_nothing_is_stored(s: &TestServer) {

@@ -2,7 +2,7 @@
 //! and its splits, check the result, and store bill, lines and balanced ledger postings in
 //! one transaction. Refunds are new bills that reverse an original, never edits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -17,7 +17,11 @@ use super::{
 };
 use shoal_base::{
     error::{Error, FieldError, Problems, Result},
-    storage::{Db, money, time},
+    storage::{
+        Db, money,
+        sql::{Arg, Sql},
+        time,
+    },
 };
 use shoal_crm::{access::ScopedId, audit, tenancy::Actor};
 use shoal_plugin_host::{CallError, PluginHost, types};
@@ -164,9 +168,23 @@ pub async fn settle(
     }
     let mut lines = Vec::with_capacity(input.lines.len());
     let mut base_prices = Vec::with_capacity(input.lines.len());
+    // the library's prices for every priced line, one read per kind
+    let mut prices = HashMap::new();
+    for kind in [PriceKind::Service, PriceKind::Part] {
+        let codes: Vec<&str> = input
+            .lines
+            .iter()
+            .filter(|l| l.kind.priced_by_library() == Some(kind))
+            .map(|l| l.code.as_str())
+            .collect();
+        prices.insert(
+            kind,
+            library::prices_at(&mut conn, tenant, kind, &codes, at).await?,
+        );
+    }
     for (i, line) in input.lines.iter().enumerate() {
         let (price, name) = match line.kind.priced_by_library() {
-            Some(kind) => match library::price_at(&mut conn, tenant, kind, &line.code, at).await? {
+            Some(kind) => match prices.get(&kind).and_then(|p| p.get(&line.code)).cloned() {
                 Some((price, currency, name)) if currency == input.currency => (price, name),
                 Some((_, currency, _)) => {
                     p.push(
@@ -644,24 +662,31 @@ async fn store(db: &Db, actor: &Actor, bill: &Bill, record: &Record) -> Result<(
         Some(d) if d.is_unique_violation() => Error::invalid("id", "this bill was already refunded"),
         _ => Error::Storage(e),
     })?;
-    for line in &bill.lines {
-        sqlx::query(
-            "INSERT INTO bill_lines (tenant_id, bill_id, line_no, code, description, kind, quantity, base_price_units, \
-             unit_price_units, amount_units, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(tenant)
-        .bind(&bill.id)
-        .bind(line.line_no)
-        .bind(&line.code)
-        .bind(&line.description)
-        .bind(&line.kind)
-        .bind(&line.quantity)
-        .bind(units(line.base_price)?)
-        .bind(units(line.unit_price)?)
-        .bind(units(line.amount)?)
-        .bind(&line.note)
-        .execute(&mut *tx)
-        .await?;
+    // the lines in one statement (at most MAX_LINES rows of 11 values)
+    let mut lines = Sql::new(
+        "INSERT INTO bill_lines (tenant_id, bill_id, line_no, code, description, kind, quantity, base_price_units, \
+         unit_price_units, amount_units, note) VALUES ",
+    );
+    for (i, line) in bill.lines.iter().enumerate() {
+        lines.push_row(
+            i == 0,
+            [
+                Arg::from(tenant),
+                bill.id.as_str().into(),
+                line.line_no.into(),
+                line.code.as_str().into(),
+                line.description.as_str().into(),
+                line.kind.as_str().into(),
+                line.quantity.as_str().into(),
+                units(line.base_price)?.into(),
+                units(line.unit_price)?.into(),
+                units(line.amount)?.into(),
+                line.note.clone().into(),
+            ],
+        );
+    }
+    if !bill.lines.is_empty() {
+        lines.on(db.backend).query().execute(&mut *tx).await?;
     }
     ledger::post(&mut tx, tenant, &bill.id, &bill.postings).await?;
     let action = match bill.kind {

@@ -10,7 +10,11 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use super::library;
 use shoal_base::{
     error::{Error, Result},
-    storage::{Db, money, time},
+    storage::{
+        Backend, Db, money,
+        sql::{Arg, Sql},
+        time,
+    },
 };
 
 /// One line of the ledger: an amount an account receives (positive) or pays (negative)
@@ -72,22 +76,32 @@ pub async fn post(
             "bill {bill_id} postings do not balance ({sum} {currency})"
         )));
     }
-    for posting in postings {
-        sqlx::query(
-            "INSERT INTO ledger_postings (tenant_id, id, bill_id, account, amount_units, currency, reason, posted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(tenant)
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(bill_id)
-        .bind(&posting.account)
-        .bind(units(posting.amount)?)
-        .bind(&posting.currency)
-        .bind(&posting.reason)
-        .bind(time::to_micros(posting.posted_at))
+    if postings.is_empty() {
+        return Ok(());
+    }
+    // one statement for the bill's postings (a customer and each participant's split)
+    let mut sql = Sql::new(
+        "INSERT INTO ledger_postings (tenant_id, id, bill_id, account, amount_units, currency, reason, posted_at) VALUES ",
+    );
+    for (i, posting) in postings.iter().enumerate() {
+        sql.push_row(
+            i == 0,
+            [
+                Arg::from(tenant),
+                uuid::Uuid::now_v7().to_string().into(),
+                bill_id.into(),
+                posting.account.as_str().into(),
+                units(posting.amount)?.into(),
+                posting.currency.as_str().into(),
+                posting.reason.as_str().into(),
+                time::to_micros(posting.posted_at).into(),
+            ],
+        );
+    }
+    sql.on(Backend::of(conn))
+        .query()
         .execute(&mut *conn)
         .await?;
-    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Reference data of settlement: the service-item and spare-part price libraries (versioned
 //! by effective time), regional tiers and participants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -11,7 +11,7 @@ use super::{csv, currency_ok};
 use serde_json::json;
 use shoal_base::{
     error::{Error, Problems, Result},
-    storage::{Db, money, time},
+    storage::{Backend, Db, money, sql::Sql, time},
 };
 use shoal_crm::{audit, tenancy::Actor};
 
@@ -275,39 +275,63 @@ pub async fn upsert_spare_parts(
     Ok(parts.len())
 }
 
-/// A library price in effect at `at`: (unit price, currency, name).
-pub async fn price_at(
+/// A library price: unit price, currency, name.
+pub type Price = (Decimal, String, String);
+
+/// The library prices of one kind in effect at `at` for `codes`, by code, in one read
+/// whatever the number of codes; a code without a price in effect then is absent (see
+/// [`exists`] to tell why).
+pub async fn prices_at(
     conn: &mut AnyConnection,
     tenant: &str,
     kind: PriceKind,
-    code: &str,
+    codes: &[&str],
     at: DateTime<Utc>,
-) -> Result<Option<(Decimal, String, String)>> {
+) -> Result<HashMap<String, Price>> {
+    let mut codes = codes.to_vec();
+    codes.sort_unstable();
+    codes.dedup();
+    if codes.is_empty() {
+        return Ok(HashMap::new());
+    }
     let (table, key, price) = match kind {
         PriceKind::Service => ("service_items", "code", "unit_price_units"),
         PriceKind::Part => ("spare_parts", "sku", "list_price_units"),
     };
-    let row = sqlx::query(&format!(
-        "SELECT {price} AS price, currency, name FROM {table} WHERE tenant_id = $1 AND {key} = $2 \
-         AND effective_from <= $3 AND (effective_to IS NULL OR effective_to > $3) \
-         ORDER BY effective_from DESC LIMIT 1"
+    let mut sql = Sql::new(&format!(
+        "SELECT {key} AS code, {price} AS price, currency, name, effective_from FROM {table} WHERE tenant_id = "
+    ));
+    let tenant = sql.arg(tenant);
+    let at = sql.arg(time::to_micros(at));
+    sql.push(&format!(
+        "{tenant} AND effective_from <= {at} AND (effective_to IS NULL OR effective_to > {at}) AND {key}"
     ))
-    .bind(tenant)
-    .bind(code)
-    .bind(time::to_micros(at))
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| -> Result<_> {
-        Ok((
+    .push_in(&codes);
+    let rows = sql
+        .on(Backend::of(conn))
+        .query_once()
+        .fetch_all(&mut *conn)
+        .await?;
+    // the newest period in effect wins (periods of one code do not overlap when written
+    // through `upsert_*`, but the newest start is the rule either way)
+    let mut found: HashMap<String, (i64, Price)> = HashMap::new();
+    for r in rows {
+        let from: i64 = r.try_get("effective_from")?;
+        let code: String = r.try_get("code")?;
+        if found.get(&code).is_some_and(|(newest, _)| *newest >= from) {
+            continue;
+        }
+        let price = (
             money::from_units(r.try_get("price")?),
             r.try_get("currency")?,
             r.try_get("name")?,
-        ))
-    })
-    .transpose()
+        );
+        found.insert(code, (from, price));
+    }
+    Ok(found.into_iter().map(|(code, (_, p))| (code, p)).collect())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PriceKind {
     Service,
     Part,
