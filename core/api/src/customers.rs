@@ -83,8 +83,8 @@ impl CustomerNode {
     }
 
     /// Free-form attributes (a JSON object).
-    async fn attributes(&self) -> Json<Value> {
-        Json(Value::Object(self.customer.attributes.clone()))
+    async fn attributes(&self) -> Json<&customers::Attributes> {
+        Json(&self.customer.attributes)
     }
 
     async fn lifecycle_stage(&self) -> LifecycleStage {
@@ -371,7 +371,10 @@ impl CustomerConnection {
     }
 }
 
+// `serial`: an edge's two fields read nothing, so they resolve one after the other (no set
+// of concurrent field futures per edge of a page).
 #[derive(SimpleObject)]
+#[graphql(serial)]
 pub struct CustomerEdge {
     pub cursor: String,
     pub node: CustomerNode,

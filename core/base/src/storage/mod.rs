@@ -36,6 +36,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long a connection may sit in the pool and still be handed out without a ping.
+pub const TRUSTED_IDLE: Duration = Duration::from_secs(1);
+
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
@@ -97,7 +100,21 @@ impl Db {
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out by default: one more round trip per
+            // statement run on the pool (on PostgreSQL a network round trip, on SQLite a hop
+            // to the connection's thread). A connection back in the pool for less than
+            // TRUSTED_IDLE was working a moment ago; one idle for longer (the database may have
+            // restarted meanwhile) is still checked, and replaced when the ping fails.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= TRUSTED_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {

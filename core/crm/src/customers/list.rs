@@ -149,13 +149,19 @@ fn push_conditions(
             ));
             Ok(())
         };
-        if let (true, Ok(phone)) = (
-            sees("phones"),
-            validate::phone(search, tenant.default_region),
-        ) {
+        // a phone number has digits and an address an `@`: a name is not parsed as either
+        // (parsing a phone number compiles regular expressions: it showed in the profile of
+        // a name search)
+        if sees("phones")
+            && search.chars().any(char::is_numeric)
+            && let Ok(phone) = validate::phone(search, tenant.default_region)
+        {
             contact("phone", phone)?;
         }
-        if let (true, Ok(email)) = (sees("emails"), validate::email(search)) {
+        if sees("emails")
+            && search.contains('@')
+            && let Ok(email) = validate::email(search)
+        {
             contact("email", email)?;
         }
         if alternatives.is_empty() {
