@@ -299,36 +299,32 @@ pub async fn prices_at(
         PriceKind::Part => ("spare_parts", "sku", "list_price_units"),
     };
     let mut sql = Sql::new(&format!(
-        "SELECT {key} AS code, {price} AS price, currency, name, effective_from FROM {table} WHERE tenant_id = "
+        "SELECT {key} AS code, {price} AS price, currency, name FROM {table} WHERE tenant_id = "
     ));
     let tenant = sql.arg(tenant);
     let at = sql.arg(time::to_micros(at));
     sql.push(&format!(
         "{tenant} AND effective_from <= {at} AND (effective_to IS NULL OR effective_to > {at}) AND {key}"
     ))
-    .push_in(&codes);
+    .push_in(&codes)
+    // oldest first: the newest period in effect is inserted last and wins (periods of one
+    // code do not overlap when written through `upsert_*`, but the newest start is the rule)
+    .push(" ORDER BY effective_from");
     let rows = sql
         .on(Backend::of(conn))
         .query_once()
         .fetch_all(&mut *conn)
         .await?;
-    // the newest period in effect wins (periods of one code do not overlap when written
-    // through `upsert_*`, but the newest start is the rule either way)
-    let mut found: HashMap<String, (i64, Price)> = HashMap::new();
-    for r in rows {
-        let from: i64 = r.try_get("effective_from")?;
-        let code: String = r.try_get("code")?;
-        if found.get(&code).is_some_and(|(newest, _)| *newest >= from) {
-            continue;
-        }
-        let price = (
-            money::from_units(r.try_get("price")?),
-            r.try_get("currency")?,
-            r.try_get("name")?,
-        );
-        found.insert(code, (from, price));
-    }
-    Ok(found.into_iter().map(|(code, (_, p))| (code, p)).collect())
+    rows.iter()
+        .map(|r| {
+            let price = (
+                money::from_units(r.try_get("price")?),
+                r.try_get("currency")?,
+                r.try_get("name")?,
+            );
+            Ok((r.try_get("code")?, price))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
