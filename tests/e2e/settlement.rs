@@ -252,6 +252,54 @@ async fn participant_agreements_shape_the_split(s: &TestServer) {
     );
 }
 
+/// A bill reads the participants it names and their ancestors, of its own tenant only:
+/// another tenant's participants with the same ids change nothing, and are unknown here.
+async fn a_bill_reads_its_participants_chain_of_its_own_tenant(s: &TestServer) {
+    with_sample(s).await;
+    reference_data(s).await;
+    s.ok(
+        BETA,
+        "mutation($i: [ParticipantInput!]!) { upsertParticipants(input: $i) }",
+        json!({ "i": [
+        { "id": "beta-root", "name": "乙总部", "role": "hq" },
+        { "id": "store-7", "name": "乙门店", "role": "store", "parentId": "beta-root", "agreement": { "weight": 9 } },
+        { "id": "beta-staff", "name": "乙员工", "role": "staff", "parentId": "store-7" } ] }),
+    )
+    .await;
+    // two named participants sharing ancestors: each participant once
+    let input = json!({ "reference": "R-6", "region": "成都", "currency": "CNY", "participantIds": ["staff-1", "store-7"],
+        "lines": [{ "kind": "SERVICE", "code": "SVC-CLEAN", "quantity": "1" }] });
+    let bill = s.ok(ALPHA, SETTLE, json!({ "input": input })).await;
+    let splits = &bill["settleBill"]["splits"];
+    let ids: Vec<&str> = splits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["participantId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["staff-1", "store-7", "hq"],
+        "alpha's chain, not beta's `beta-root`"
+    );
+    assert_eq!(
+        amounts(splits, "amount"),
+        ["20.00", "40.00", "20.00"],
+        "alpha's store-7 has no agreement: beta's weight 9 is not read"
+    );
+    let error = s
+        .err(ALPHA, SETTLE, json!({ "input": { "reference": "R-7", "region": "成都", "currency": "CNY", "participantIds": ["beta-staff"],
+            "lines": [{ "kind": "SERVICE", "code": "SVC-CLEAN", "quantity": "1" }] } }))
+        .await;
+    assert_eq!(fields(&error), ["input.participantIds[0]"]);
+    // no line priced by a library: nothing to read but the participants and tiers
+    let transport = s
+        .ok(ALPHA, SETTLE, json!({ "input": { "reference": "R-8", "region": "成都", "currency": "CNY", "participantIds": ["staff-1"],
+            "lines": [{ "kind": "TRANSPORT", "code": "DELIVERY", "quantity": "1", "unitPrice": "30" }] } }))
+        .await;
+    assert_eq!(transport["settleBill"]["total"]["amount"], "30.00");
+}
+
 async fn tiers_set_through_the_api_override_the_modules_defaults(s: &TestServer) {
     with_sample(s).await;
     reference_data(s).await;
@@ -475,6 +523,7 @@ async fn libraries_import_from_csv_and_participants_stay_a_shallow_tree(s: &Test
 crate::on_both_backends!(
     a_bill_is_priced_settled_posted_and_refunded,
     participant_agreements_shape_the_split,
+    a_bill_reads_its_participants_chain_of_its_own_tenant,
     tiers_set_through_the_api_override_the_modules_defaults,
     prices_are_versioned_by_effective_time,
     bad_bills_are_refused_and_nothing_is_stored,

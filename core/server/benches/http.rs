@@ -46,7 +46,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = server.memory();
     println!(
-        "shoal serve --demo (SQLite, 4 modules), idle: RSS {:.1} MB (peak so far {:.1} MB)",
+        "shoal serve --demo (SQLite, 4 modules), idle: RSS {:.1} MiB (peak so far {:.1} MiB)",
         idle.0, idle.1
     );
 
@@ -104,7 +104,7 @@ async fn main() {
 
     let after = server.memory();
     println!(
-        "after the load: RSS {:.1} MB, peak {:.1} MB",
+        "after the load: RSS {:.1} MiB, peak {:.1} MiB",
         after.0, after.1
     );
     drop(server);
@@ -343,7 +343,7 @@ impl Server {
         Server { child }
     }
 
-    /// Resident and peak resident memory, in MB.
+    /// Resident and peak resident memory, in MiB.
     fn memory(&self) -> (f64, f64) {
         let m = common::memory_of(self.child.id());
         (m.rss_mb, m.peak_rss_mb)

@@ -2,7 +2,7 @@
 //! and its splits, check the result, and store bill, lines and balanced ledger postings in
 //! one transaction. Refunds are new bills that reverse an original, never edits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -13,7 +13,7 @@ use super::{
     currency_ok,
     ledger::{self, Posting},
     library::{self, PriceKind},
-    minor_unit,
+    minor_unit, reference,
 };
 use shoal_base::{
     error::{Error, FieldError, Problems, Result},
@@ -168,20 +168,14 @@ pub async fn settle(
     }
     let mut lines = Vec::with_capacity(input.lines.len());
     let mut base_prices = Vec::with_capacity(input.lines.len());
-    // the library's prices for every priced line, one read per kind
-    let mut prices = HashMap::new();
-    for kind in [PriceKind::Service, PriceKind::Part] {
-        let codes: Vec<&str> = input
-            .lines
-            .iter()
-            .filter(|l| l.kind.priced_by_library() == Some(kind))
-            .map(|l| l.code.as_str())
-            .collect();
-        prices.insert(
-            kind,
-            library::prices_at(&mut conn, tenant, kind, &codes, at).await?,
-        );
-    }
+    let priced: Vec<(PriceKind, &str)> = input
+        .lines
+        .iter()
+        .filter_map(|l| Some((l.kind.priced_by_library()?, l.code.as_str())))
+        .collect();
+    let named: Vec<&str> = input.participant_ids.iter().map(String::as_str).collect();
+    let reference = reference::read(&mut conn, tenant, &priced, &named, at).await?;
+    let prices = &reference.prices;
     for (i, line) in input.lines.iter().enumerate() {
         let (price, name) = match line.kind.priced_by_library() {
             Some(kind) => match prices.get(&kind).and_then(|p| p.get(&line.code)).cloned() {
@@ -242,10 +236,10 @@ pub async fn settle(
             },
         });
     }
-    let everyone = library::participants(&mut conn, tenant).await?;
+    let known = &reference.participants;
     let mut chosen: Vec<&library::Participant> = Vec::new();
     for (i, id) in input.participant_ids.iter().enumerate() {
-        match everyone.get(id) {
+        match known.get(id) {
             None => p.push(
                 format!("input.participantIds[{i}]"),
                 format!("no participant `{id}`"),
@@ -257,17 +251,14 @@ pub async fn settle(
                     if !chosen.iter().any(|c| c.id == part.id) {
                         chosen.push(part);
                     }
-                    current = part
-                        .parent_id
-                        .as_ref()
-                        .and_then(|parent| everyone.get(parent));
+                    current = part.parent_id.as_ref().and_then(|parent| known.get(parent));
                 }
             }
         }
     }
     p.into_result(())?;
-    let overrides = library::tier_params(&mut conn, tenant).await?;
     drop(conn);
+    let overrides = reference.tier_params;
 
     let request = types::SettleRequest {
         bill_id: uuid::Uuid::now_v7().to_string(),

@@ -1,4 +1,5 @@
-//! Settlement: price libraries, regional tiers and participants (`library`), bills settled
+//! Settlement: price libraries, regional tiers and participants (`library`; what one bill
+//! is settled against, read at once: `reference`), bills settled
 //! by the tenant's industry module and checked by the host (`bills`), double-entry postings
 //! and statements (`ledger`), replay (`bills::verify`), spare-part stock (`stock`).
 //!
@@ -11,6 +12,7 @@ mod bills;
 pub mod csv;
 mod ledger;
 mod library;
+mod reference;
 pub mod stock;
 
 pub use bills::{

@@ -1,7 +1,7 @@
 //! Reference data of settlement: the service-item and spare-part price libraries (versioned
 //! by effective time), regional tiers and participants.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -11,7 +11,7 @@ use super::{csv, currency_ok};
 use serde_json::json;
 use shoal_base::{
     error::{Error, Problems, Result},
-    storage::{Backend, Db, money, sql::Sql, time},
+    storage::{Db, money, time},
 };
 use shoal_crm::{audit, tenancy::Actor};
 
@@ -278,55 +278,6 @@ pub async fn upsert_spare_parts(
 /// A library price: unit price, currency, name.
 pub type Price = (Decimal, String, String);
 
-/// The library prices of one kind in effect at `at` for `codes`, by code, in one read
-/// whatever the number of codes; a code without a price in effect then is absent (see
-/// [`exists`] to tell why).
-pub async fn prices_at(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    kind: PriceKind,
-    codes: &[&str],
-    at: DateTime<Utc>,
-) -> Result<HashMap<String, Price>> {
-    let mut codes = codes.to_vec();
-    codes.sort_unstable();
-    codes.dedup();
-    if codes.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let (table, key, price) = match kind {
-        PriceKind::Service => ("service_items", "code", "unit_price_units"),
-        PriceKind::Part => ("spare_parts", "sku", "list_price_units"),
-    };
-    let mut sql = Sql::new(&format!(
-        "SELECT {key} AS code, {price} AS price, currency, name FROM {table} WHERE tenant_id = "
-    ));
-    let tenant = sql.arg(tenant);
-    let at = sql.arg(time::to_micros(at));
-    sql.push(&format!(
-        "{tenant} AND effective_from <= {at} AND (effective_to IS NULL OR effective_to > {at}) AND {key}"
-    ))
-    .push_in(&codes)
-    // oldest first: the newest period in effect is inserted last and wins (periods of one
-    // code do not overlap when written through `upsert_*`, but the newest start is the rule)
-    .push(" ORDER BY effective_from");
-    let rows = sql
-        .on(Backend::of(conn))
-        .query_once()
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let price = (
-                money::from_units(r.try_get("price")?),
-                r.try_get("currency")?,
-                r.try_get("name")?,
-            );
-            Ok((r.try_get("code")?, price))
-        })
-        .collect()
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PriceKind {
     Service,
@@ -552,51 +503,6 @@ pub async fn set_tier_adjustment(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The tenant's tier overrides as module parameters: `region_tiers` and `tier_adjustments`.
-pub async fn tier_params(
-    conn: &mut AnyConnection,
-    tenant: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let mut regions = serde_json::Map::new();
-    for r in sqlx::query("SELECT region, tier FROM region_tiers WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        regions.insert(
-            r.try_get("region")?,
-            serde_json::Value::String(r.try_get("tier")?),
-        );
-    }
-    let mut adjustments = serde_json::Map::new();
-    for r in
-        sqlx::query("SELECT tier, percent, amount_units FROM tier_adjustments WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_all(&mut *conn)
-            .await?
-    {
-        let percent: Option<String> = r.try_get("percent")?;
-        let amount: Option<i64> = r.try_get("amount_units")?;
-        let value = match (percent, amount) {
-            (Some(p), _) => serde_json::json!({ "percent": p }),
-            (None, Some(a)) => serde_json::json!({ "amount": money::from_units(a).to_string() }),
-            (None, None) => continue,
-        };
-        adjustments.insert(r.try_get("tier")?, value);
-    }
-    let mut params = serde_json::Map::new();
-    if !regions.is_empty() {
-        params.insert("region_tiers".into(), serde_json::Value::Object(regions));
-    }
-    if !adjustments.is_empty() {
-        params.insert(
-            "tier_adjustments".into(),
-            serde_json::Value::Object(adjustments),
-        );
-    }
-    Ok(params)
 }
 
 /// Inserts or replaces participants. Parents must exist (in this batch or before), the
