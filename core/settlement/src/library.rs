@@ -587,6 +587,11 @@ pub fn depth(all: &BTreeMap<String, Participant>, id: &str) -> Result<usize, Str
     Ok(levels)
 }
 
+/// A stored agreement: its JSON object, or none when the text is not one.
+pub fn agreement_of(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 /// Every participant of a tenant, by id.
 pub async fn participants(
     conn: &mut AnyConnection,
@@ -605,8 +610,7 @@ pub async fn participants(
                 name: r.try_get("name")?,
                 role: r.try_get("role")?,
                 parent_id: r.try_get("parent_id")?,
-                agreement: serde_json::from_str(&r.try_get::<String, _>("agreement")?)
-                    .unwrap_or_default(),
+                agreement: agreement_of(&r.try_get::<String, _>("agreement")?),
             };
             Ok((p.id.clone(), p))
         })

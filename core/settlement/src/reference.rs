@@ -2,9 +2,10 @@
 //! in effect at its pricing time, the participants it names with their ancestors, and the
 //! tenant's tier overrides (`region_tiers`, `tier_adjustments`).
 //!
-//! One statement instead of five (a price read per kind, every participant of the tenant, two
-//! tier tables): on the 10-line bill of the settlement bench each read was a round trip that
-//! the plain-SQL floor does not pay (docs/benchmarks.md, "Settlement").
+//! One prepared statement instead of five reads (a price read per kind, every participant of
+//! the tenant, two tier tables): what the 10-line bill of the settlement bench paid over the
+//! plain-SQL floor was mostly the price reads, prepared and planned afresh for every bill
+//! (docs/benchmarks.md, "Settlement").
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +17,7 @@ use shoal_base::{
 };
 use sqlx::{AnyConnection, Row};
 
-use crate::library::{Participant, Price, PriceKind};
+use crate::library::{Participant, Price, PriceKind, agreement_of};
 
 /// The reference data of one bill.
 #[derive(Debug, Default)]
@@ -137,9 +138,7 @@ pub async fn read(
                     name: b.unwrap_or_default(),
                     role: a.unwrap_or_default(),
                     parent_id: r.try_get(5)?,
-                    agreement: agreement
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .unwrap_or_default(),
+                    agreement: agreement.as_deref().map(agreement_of).unwrap_or_default(),
                 };
                 reference.participants.insert(key, participant);
             }
