@@ -130,18 +130,73 @@ async fn customers_import_maps_fields_and_reports_bad_rows(s: &TestServer) {
     assert_eq!(na["attributes"]["birthday"], "1988-12-01");
     assert_eq!(na["tags"], json!([]), "unmapped values add no tag");
 
-    // every created customer has its audit entry, naming the job and the row
+    // the batch is recorded by one audit entry about the job, naming every customer it
+    // created and every row it merged, with their rows — not by an entry per customer
     let audit = s
         .ok(
             ALPHA,
-            "query($id: ID!) { auditLog(filter: { entityId: $id }) { edges { node { action changes } } } }",
+            "query($id: ID!) { auditLog(filter: { entityType: \"import_job\", entityId: $id }) { edges { node { id action changes } } } }",
+            json!({ "id": job["id"] }),
+        )
+        .await;
+    let entries = audit["auditLog"]["edges"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "one batch, one entry: {entries:?}");
+    let batch = &entries[0]["node"];
+    assert_eq!(batch["action"], "customer.import");
+    assert_eq!(batch["changes"]["importJob"], job["id"]);
+    let created: Vec<(&str, i64)> = batch["changes"]["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["customer"].as_str().unwrap(), c["row"].as_i64().unwrap()))
+        .collect();
+    let id_of = |n: &Value| n["id"].as_str().unwrap().to_owned();
+    let zhang = by_name(&all, "张伟")[0];
+    assert_eq!(
+        created,
+        [
+            (id_of(first).as_str(), 2),
+            (id_of(na).as_str(), 3),
+            (id_of(fang[1]).as_str(), 6),
+            (id_of(zhang).as_str(), 8),
+        ]
+    );
+    assert_eq!(
+        batch["changes"]["merged"],
+        json!([{ "customer": first["id"], "row": 5 }])
+    );
+    let own = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { auditLog(filter: { entityId: $id, action: \"customer.import\" }) { edges { node { id } } } }",
             json!({ "id": na["id"] }),
         )
         .await;
-    let entry = &audit["auditLog"]["edges"][0]["node"];
-    assert_eq!(entry["action"], "customer.import");
-    assert_eq!(entry["changes"]["importJob"], job["id"]);
-    assert_eq!(entry["changes"]["row"], 3);
+    assert_eq!(own["auditLog"]["edges"], json!([]), "no entry per customer");
+
+    // a customer's history reads its line from the batch's entry: the job and its row
+    let history = s
+        .ok(
+            ALPHA,
+            "query($id: ID!) { customer(id: $id) { history { id at action entityType entityId changes } } }",
+            json!({ "id": na["id"] }),
+        )
+        .await;
+    let lines = history["customer"]["history"].as_array().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l["action"] == "customer.import")
+        .unwrap_or_else(|| panic!("no import line in {lines:?}"));
+    assert_eq!(line["changes"], json!({ "importJob": job["id"], "row": 3 }));
+    assert_eq!(
+        (&line["entityType"], &line["entityId"]),
+        (&json!("customer"), &na["id"])
+    );
+    assert_eq!(
+        line["id"],
+        format!("{}/3", batch["id"].as_str().unwrap()),
+        "an id of its own, naming the batch entry"
+    );
 
     // the job can be read back, with its errors
     let again = s

@@ -265,11 +265,10 @@ impl CustomerNode {
     ) -> async_graphql::Result<Vec<AuditEntry>> {
         let actor = actor(ctx).gql()?;
         let mut conn = db(ctx).pool.acquire().await.map_err(Error::from).gql()?;
-        let entries = audit::for_entity(
+        let entries = audit::customer_history(
             &mut conn,
             &db(ctx).vault,
             actor.tenant_id(),
-            "customer",
             &self.customer.id,
             first.into(),
         )

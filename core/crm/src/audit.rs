@@ -41,6 +41,27 @@ pub async fn record(
     entity_id: &str,
     changes: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    let id = new_entry_id();
+    record_with_id(conn, actor, &id, action, entity_type, entity_id, changes).await
+}
+
+/// A new entry's id: a UUIDv7, so ids sort by time.
+pub fn new_entry_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Records an entry under an id chosen beforehand (see [`new_entry_id`]): an import batch's
+/// entry, whose id the customers it created keep (`customers.import_entry`), as
+/// [`customer_history`] reads it.
+pub async fn record_with_id(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    id: &str,
+    action: &str,
+    entity_type: &str,
+    entity_id: &str,
+    changes: serde_json::Value,
+) -> Result<(), sqlx::Error> {
     if entity_type == "customer"
         && let Some((kind, payload)) = announced(action, &changes)
     {
@@ -60,7 +81,7 @@ pub async fn record(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(actor.tenant_id())
-    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(id)
     .bind(time::to_micros(time::now()))
     .bind(&actor.user_id)
     .bind(action)
@@ -171,13 +192,7 @@ pub async fn record_many(
 ) -> Result<(), sqlx::Error> {
     let at = time::to_micros(time::now());
     if entity_type == "customer" {
-        let events: Vec<(&'static str, &str, serde_json::Value)> = entries
-            .iter()
-            .filter_map(|(id, changes)| {
-                announced(action, changes).map(|(k, p)| (k, id.as_str(), p))
-            })
-            .collect();
-        crate::internal_events::emit_many(&mut *conn, actor.tenant_id(), &events, at).await?;
+        announce_many(&mut *conn, actor, action, entries).await?;
     }
     for chunk in entries.chunks(100) {
         let mut sql = Sql::new(
@@ -203,6 +218,23 @@ pub async fn record_many(
         sql.on(backend).query().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Writes the internal events that entries of `action` about these customers announce (see
+/// [`announced`]) without recording the entries: for changes recorded otherwise, such as an
+/// import batch's one entry for all the customers it created.
+pub async fn announce_many(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: &str,
+    entries: &[(String, serde_json::Value)],
+) -> Result<(), sqlx::Error> {
+    let at = time::to_micros(time::now());
+    let events: Vec<(&'static str, &str, serde_json::Value)> = entries
+        .iter()
+        .filter_map(|(id, changes)| announced(action, changes).map(|(k, p)| (k, id.as_str(), p)))
+        .collect();
+    crate::internal_events::emit_many(&mut *conn, actor.tenant_id(), &events, at).await
 }
 
 /// Which entries to read; every condition given must hold.
@@ -339,4 +371,51 @@ pub async fn for_entity(
     .fetch_all(conn)
     .await?;
     rows.iter().map(|r| from_row(vault, tenant_id, r)).collect()
+}
+
+/// The action of an import's entries: the batch's own (entity `import_job`) and the line it
+/// gives each customer it created in [`customer_history`].
+pub const IMPORT: &str = "customer.import";
+
+/// The newest `limit` entries of a customer's history, newest first (unmasked: callers
+/// mask): its own entries, and — for a customer created by an import — the line the import
+/// batch's entry gives it, `customer.import` with `{importJob, row}`, the batch entry's time,
+/// actor and request, and the id `<batch entry id>/<row>` (unique per customer; the batch
+/// entry itself is read under entity `import_job`).
+pub async fn customer_history(
+    conn: &mut AnyConnection,
+    vault: &shoal_base::vault::Vault,
+    tenant_id: &str,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let mut entries =
+        for_entity(&mut *conn, vault, tenant_id, "customer", customer_id, limit).await?;
+    let imported = sqlx::query(
+        "SELECT a.id, a.at, a.actor_id, a.entity_id, a.request_id, c.import_row \
+         FROM customers c JOIN audit_log a ON a.tenant_id = c.tenant_id AND a.id = c.import_entry \
+         WHERE c.tenant_id = $1 AND c.id = $2",
+    )
+    .bind(tenant_id)
+    .bind(customer_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(r) = imported {
+        let id: String = r.try_get("id")?;
+        let row: i64 = r.try_get("import_row")?;
+        let job: String = r.try_get("entity_id")?;
+        entries.push(AuditEntry {
+            id: format!("{id}/{row}"),
+            at: time::from_micros(r.try_get("at")?),
+            actor_id: r.try_get("actor_id")?,
+            action: IMPORT.to_owned(),
+            entity_type: "customer".to_owned(),
+            entity_id: customer_id.to_owned(),
+            changes: serde_json::json!({ "importJob": job, "row": row }),
+            request_id: r.try_get("request_id")?,
+        });
+        entries.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        entries.truncate(usize::try_from(limit).unwrap_or(0));
+    }
+    Ok(entries)
 }

@@ -182,7 +182,8 @@ fn floor(url: &str, csv: &Path, dir: &Path) -> f64 {
 /// The floor of Shoal's storage, in seconds: the rows `.import` put in `floor.db` written
 /// by SQL alone (sqlite3, no Rust, no checks, no dedupe: every row a new customer) into a
 /// migrated Shoal database — the customer with its six indexes, a contact row per phone,
-/// email and email local part, the identity, the audit entry with its snapshot — in
+/// email and email local part, the identity, the batch's one audit entry naming its
+/// customers and rows (and, on each customer, the entry and its row) — in
 /// transactions of the import's batch size, with the import connection's cache and
 /// checkpoint settings. What Shoal's schema costs, before any of Shoal's code runs.
 async fn schema_floor(dir: &Path, rows: usize) -> f64 {
@@ -201,20 +202,20 @@ async fn schema_floor(dir: &Path, rows: usize) -> f64 {
     let batch = import::DEFAULT_BATCH;
     for lo in (0..rows).step_by(batch) {
         let w = format!("rowid > {lo} AND rowid <= {}", lo + batch);
+        let entry = format!("printf('0194%012x-7000-8000-%012x', {lo}, {lo})");
         script.push_str(&format!(
             "BEGIN IMMEDIATE;
-INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual)
+INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual, import_entry, import_row)
  SELECT '{t}', {id}, a, lower(a), json_array('+86' || b), CASE WHEN c = '' THEN '[]' ELSE json_array(c) END,
- json_object('city', e, 'birthday', f), 'lead', NULL, 'import', 1764650000000000 + rowid, 1764650000000000 + rowid, 1, 0 FROM r.raw WHERE {w};
+ json_object('city', e, 'birthday', f), 'lead', NULL, 'import', 1764650000000000 + rowid, 1764650000000000 + rowid, 1, 0, {entry}, rowid FROM r.raw WHERE {w};
 INSERT INTO customer_contacts SELECT '{t}', {id}, 'phone', '+86' || b FROM r.raw WHERE {w};
 INSERT INTO customer_contacts SELECT '{t}', {id}, 'email', c FROM r.raw WHERE {w} AND c <> '';
 INSERT INTO customer_contacts SELECT '{t}', {id}, 'email_local', substr(c, 1, instr(c, '@') - 1) FROM r.raw WHERE {w} AND c <> '';
 INSERT INTO customer_identities (tenant_id, customer_id, channel, external_id, created_at) SELECT '{t}', {id}, 'store', d, 0 FROM r.raw WHERE {w};
 INSERT INTO audit_log (tenant_id, id, at, actor_id, action, entity_type, entity_id, changes, request_id)
- SELECT '{t}', printf('0194%012x-7000-8000-%012x', rowid, rowid), 1764650000000000, 'admin', 'customer.import', 'customer', {id},
- json_object('displayName', a, 'phones', json_array('+86' || b), 'emails', CASE WHEN c = '' THEN json_array() ELSE json_array(c) END,
-   'attributes', json_object('city', e, 'birthday', f), 'lifecycleStage', 'lead', 'ownerId', NULL, 'sourceChannel', 'import',
-   'identities', json_array(json_object('channel', 'store', 'externalId', d)), 'importJob', '0193abc0-job', 'row', rowid), 'bench' FROM r.raw WHERE {w};
+ SELECT '{t}', {entry}, 1764650000000000, 'admin', 'customer.import', 'import_job', '0193abc0-job',
+ json_object('importJob', '0193abc0-job', 'created', json_group_array(json_object('customer', {id}, 'row', rowid)), 'merged', json_array()),
+ 'bench' FROM r.raw WHERE {w};
 COMMIT;
 "
         ));

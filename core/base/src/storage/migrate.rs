@@ -197,6 +197,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0032_access_versions.sql"),
         postgres: include_str!("../../migrations/postgres/0032_access_versions.sql"),
     },
+    Migration::shared(
+        33,
+        "import provenance of customers (one audit entry per import batch)",
+        include_str!("../../migrations/shared/0033_import_provenance.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key for `pg_advisory_lock`.

@@ -19,8 +19,8 @@ pub use list::{
 };
 pub use shoal_base::kinds::{Channel, LifecycleStage};
 pub use store::{
-    Prepared, create, delete, get, get_many, get_visible, identities_of, insert_many, prepare,
-    update,
+    ImportOrigin, Prepared, create, delete, get, get_many, get_visible, identities_of,
+    insert_imported, insert_many, prepare, update,
 };
 pub use store::{
     diff, fetch, identities_json, identity_conflict, replace_contacts, snapshot, store_row,

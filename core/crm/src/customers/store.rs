@@ -167,10 +167,49 @@ pub async fn insert_many(
     tenant_id: &str,
     customers: &[Prepared],
 ) -> Result<()> {
-    for chunk in customers.chunks(CHUNK) {
+    insert_rows(conn, db, tenant_id, customers, None).await
+}
+
+/// Where a batch of imported customers came from: the id of the import batch's audit entry
+/// and each customer's row in the file, in the order of the customers.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOrigin<'a> {
+    pub entry_id: &'a str,
+    pub rows: &'a [u64],
+}
+
+/// [`insert_many`] for an import: each customer keeps its batch's audit entry and its row
+/// (`customers.import_entry`, `import_row`), from which its history reads "created by import
+/// J, row N" (`audit::customer_history`) — the import writes no entry per customer.
+pub async fn insert_imported(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant_id: &str,
+    customers: &[Prepared],
+    origin: ImportOrigin<'_>,
+) -> Result<()> {
+    if origin.rows.len() != customers.len() {
+        return Err(Error::Internal(format!(
+            "{} customers imported with {} row numbers",
+            customers.len(),
+            origin.rows.len()
+        )));
+    }
+    insert_rows(conn, db, tenant_id, customers, Some(origin)).await
+}
+
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    db: &Db,
+    tenant_id: &str,
+    customers: &[Prepared],
+    origin: Option<ImportOrigin<'_>>,
+) -> Result<()> {
+    for (n, chunk) in customers.chunks(CHUNK).enumerate() {
         let mut sql = Sql::new(
             "INSERT INTO customers (tenant_id, id, display_name, name_key, phones, emails, attributes, \
-             attributes_sealed, lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual) VALUES ",
+             attributes_sealed, lifecycle_stage, owner_id, source_channel, created_at, updated_at, version, stage_manual, \
+             import_entry, import_row) VALUES ",
         );
         let mut contacts =
             Sql::new("INSERT INTO customer_contacts (tenant_id, customer_id, kind, value) VALUES ");
@@ -218,6 +257,14 @@ pub async fn insert_many(
                 sql.arg(time::to_micros(c.updated_at)),
                 sql.arg(c.version),
                 sql.arg(i64::from(c.stage_manual)),
+                match origin {
+                    Some(o) => format!(
+                        "{}, {}",
+                        sql.arg(o.entry_id),
+                        sql.arg(o.rows[n * CHUNK + i] as i64)
+                    ),
+                    None => "NULL, NULL".to_owned(),
+                },
             ];
             sql.push(&format!(
                 "{}({tenant}, {}, {owner}, {})",

@@ -29,6 +29,9 @@ use shoal_crm::{
 };
 use shoal_tags::{self as tags, Tag, TagKind};
 
+/// The entity an import batch's audit entry is about: the job.
+pub const ENTITY: &str = "import_job";
+
 /// What a customer import needs besides the rows.
 #[derive(Debug)]
 pub struct Context<'a> {
@@ -297,13 +300,15 @@ fn matches(holders: &candidates::Holders, c: &customers::Customer, ids: &[Identi
     out
 }
 
-/// Imports one batch in the caller's transaction; returns the customers it changed (merge
-/// survivors) for tag evaluation.
 /// Reads a batch of rows (no storage: it runs on the blocking pool).
 pub fn check(ctx: &RowContext, rows: &[Row]) -> Checked<Incoming> {
     Checked::of(rows, |row| read(ctx, row))
 }
 
+/// Imports one batch in the caller's transaction; returns the customers it changed (merge
+/// survivors) for tag evaluation. The batch is recorded by one audit entry (entity
+/// `import_job`, the job's id), naming the customers it created and those it merged rows
+/// into, each with its row; merges keep their own entries besides.
 pub async fn batch(
     conn: &mut AnyConnection,
     ctx: &Context<'_>,
@@ -377,25 +382,22 @@ pub async fn batch(
         }
     }
 
+    let entry_id = audit::new_entry_id();
     let prepared: Vec<Prepared> = new.iter().map(|i| i.prepared.clone()).collect();
-    customers::insert_many(&mut *conn, ctx.db, t, &prepared).await?;
-    let entries: Vec<(String, Value)> = new
+    let rows: Vec<u64> = new.iter().map(|i| i.row).collect();
+    let origin = customers::ImportOrigin {
+        entry_id: &entry_id,
+        rows: &rows,
+    };
+    customers::insert_imported(&mut *conn, ctx.db, t, &prepared, origin).await?;
+    let created: Vec<(String, Value)> = new
         .iter()
         .map(|i| {
-            let mut snapshot = customers::snapshot(&i.prepared.0, &i.prepared.1);
-            snapshot["importJob"] = json!(ctx.job_id);
-            snapshot["row"] = json!(i.row);
-            (i.prepared.0.id.clone(), snapshot)
+            let line = json!({ "importJob": ctx.job_id, "row": i.row });
+            (i.prepared.0.id.clone(), line)
         })
         .collect();
-    audit::record_many(
-        &mut *conn,
-        ctx.actor,
-        "customer.import",
-        "customer",
-        &entries,
-    )
-    .await?;
+    audit::announce_many(&mut *conn, ctx.actor, audit::IMPORT, &created).await?;
     let mut by_tag: HashMap<&str, (&Tag, Vec<String>)> = HashMap::new();
     for i in &new {
         for tag in &i.tags {
@@ -412,6 +414,10 @@ pub async fn batch(
     counts.created += new.len() as i64;
 
     let mut touched = Vec::new();
+    let merged: Vec<Value> = merges
+        .iter()
+        .map(|(inc, target, _)| json!({ "customer": target, "row": inc.row }))
+        .collect();
     for (inc, target, reason) in merges {
         dedupe::absorb_incoming(
             &mut *conn,
@@ -429,6 +435,22 @@ pub async fn batch(
         }
     }
     counts.updated += touched.len() as i64;
+    if !created.is_empty() || !merged.is_empty() {
+        let created: Vec<Value> = created
+            .iter()
+            .map(|(id, line)| json!({ "customer": id, "row": line["row"] }))
+            .collect();
+        audit::record_with_id(
+            &mut *conn,
+            ctx.actor,
+            &entry_id,
+            audit::IMPORT,
+            ENTITY,
+            ctx.job_id,
+            json!({ "importJob": ctx.job_id, "created": created, "merged": merged }),
+        )
+        .await?;
+    }
     for (a, b, reason) in exact_pairs {
         if suggestions::upsert(
             &mut *conn,
