@@ -617,6 +617,28 @@ async fn the_audit_log_is_queryable_masked_and_append_only(s: &TestServer) {
         .ok(&key("mgr-east"), q, json!({ "f": { "entityId": ids[2] } }))
         .await;
     assert_eq!(west["auditLog"]["edges"], json!([]));
+    // an import's batch entry names every customer it created, reached or not: only readers
+    // who reach every customer see it
+    let import = s
+        .ok(
+            ALPHA,
+            "mutation($input: ImportInput!) { importCustomers(input: $input) { status created } }",
+            json!({ "input": {
+                "content": "姓名,手机\n赵敏,13700001111\n",
+                "mapping": "[columns]\ndisplay_name = \"姓名\"\nphones = \"手机\"\n",
+            } }),
+        )
+        .await;
+    assert_eq!(import["importCustomers"]["created"], 1, "{import}");
+    let batches = json!({ "f": { "entityType": "import_job" } });
+    let all = s.ok(ALPHA, q, batches.clone()).await;
+    assert_eq!(
+        all["auditLog"]["edges"].as_array().unwrap().len(),
+        1,
+        "{all}"
+    );
+    let scoped = s.ok(&key("mgr-east"), q, batches).await;
+    assert_eq!(scoped["auditLog"]["edges"], json!([]));
     // readers without `audit` are refused
     let refused = s.err(&key("cons-1"), q, json!({ "f": {} })).await;
     assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
