@@ -1177,7 +1177,7 @@ async fn ticket_requests_become_tickets_on_upgrade(backend: Backend) {
     assert_eq!(
         migrate(&db).await.unwrap(),
         [
-            16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32
+            16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33
         ]
     );
     let rows = sqlx::query(
