@@ -435,10 +435,10 @@ pub async fn batch(
         }
     }
     counts.updated += touched.len() as i64;
-    if !created.is_empty() || !merged.is_empty() {
-        let created: Vec<Value> = created
+    if !new.is_empty() || !merged.is_empty() {
+        let created: Vec<Value> = new
             .iter()
-            .map(|(id, line)| json!({ "customer": id, "row": line["row"] }))
+            .map(|i| json!({ "customer": i.prepared.0.id, "row": i.row }))
             .collect();
         audit::record_with_id(
             &mut *conn,
